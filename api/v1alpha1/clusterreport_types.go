@@ -1,0 +1,191 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ReportedComponent is one component a cluster runs.
+type ReportedComponent struct {
+	// name of the component, a DNS-1123 label.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="name must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+	Name string `json:"name"`
+
+	// train the cluster follows for this component. Defaults to "stable".
+	// +optional
+	// +kubebuilder:default=stable
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="train must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+	Train string `json:"train,omitempty"`
+
+	// version the cluster runs, 1 to 64 printable characters without
+	// whitespace or '/'.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[!-.0-~]+$')",message="version must be printable characters without whitespace or '/'"
+	Version string `json:"version"`
+
+	// type of the workload (for example Deployment, DaemonSet, HelmRelease).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Type string `json:"type,omitempty"`
+
+	// image of the component's first container, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+}
+
+// ClusterReportSpec is what a cluster reported at its last check-in.
+type ClusterReportSpec struct {
+	// clusterID identifies the cluster: a UUID (as Deis agents send) or a
+	// DNS-1123 label. The object's name is the clusterID in lower case.
+	// Immutable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$')",message="clusterID must be a UUID or a DNS-1123 label"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterID is immutable"
+	ClusterID string `json:"clusterID"`
+
+	// components the cluster runs, at most 256, each name once.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Components []ReportedComponent `json:"components,omitempty"`
+
+	// properties describe the cluster (Kubernetes version, provider, node
+	// count, ...): at most 64 keys of up to 63 characters, values of up to
+	// 1024 characters.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) >= 1 && size(k) <= 63)",message="property keys must be 1 to 63 characters"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 1024)",message="property values must be at most 1024 characters"
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+// ComponentState says whether a cluster's component is current.
+// +kubebuilder:validation:Enum=UpToDate;UpdateAvailable;Retracted;Unknown
+type ComponentState string
+
+const (
+	// StateUpToDate: the installed version is the train's latest.
+	StateUpToDate ComponentState = "UpToDate"
+	// StateUpdateAvailable: the train has a newer latest.
+	StateUpdateAvailable ComponentState = "UpdateAvailable"
+	// StateRetracted: the installed version has been retracted.
+	StateRetracted ComponentState = "Retracted"
+	// StateUnknown: no such train, or the train does not know the version.
+	StateUnknown ComponentState = "Unknown"
+)
+
+// ComponentStatus is the computed state of one reported component.
+type ComponentStatus struct {
+	// name of the component.
+	Name string `json:"name"`
+	// train the component follows.
+	Train string `json:"train"`
+	// installed is the version the cluster runs.
+	Installed string `json:"installed"`
+	// latest is the train's latest version, if the train has one.
+	// +optional
+	Latest string `json:"latest,omitempty"`
+	// state: UpToDate, UpdateAvailable, Retracted or Unknown.
+	State ComponentState `json:"state"`
+}
+
+// ComponentSummary counts the reported components by state.
+type ComponentSummary struct {
+	// total number of reported components.
+	Total int32 `json:"total"`
+	// upToDate components.
+	UpToDate int32 `json:"upToDate"`
+	// updateAvailable components.
+	UpdateAvailable int32 `json:"updateAvailable"`
+	// retracted components.
+	Retracted int32 `json:"retracted"`
+	// unknown components.
+	Unknown int32 `json:"unknown"`
+}
+
+// ClusterReportStatus is the cluster's check-in record and computed state.
+type ClusterReportStatus struct {
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// firstSeen is the cluster's first check-in.
+	// +optional
+	FirstSeen *metav1.Time `json:"firstSeen,omitempty"`
+
+	// lastSeen is the cluster's latest check-in.
+	// +optional
+	LastSeen *metav1.Time `json:"lastSeen,omitempty"`
+
+	// checkIns counts the cluster's check-ins.
+	// +optional
+	CheckIns int64 `json:"checkIns,omitempty"`
+
+	// components is the state of every reported component.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Components []ComponentStatus `json:"components,omitempty"`
+
+	// summary counts the components by state.
+	// +optional
+	Summary *ComponentSummary `json:"summary,omitempty"`
+
+	// conditions: Ready, Reconciling, Stalled, UpToDate, Stale and
+	// RunningRetracted.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ClusterReport is one cluster's check-in and its computed update status.
+// Its name is the cluster ID in lower case.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=creport,categories=trainyard
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == self.spec.clusterID.lowerAscii()",message="metadata.name must be spec.clusterID in lower case"
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterID`,priority=1
+// +kubebuilder:printcolumn:name="Components",type=integer,JSONPath=`.status.summary.total`
+// +kubebuilder:printcolumn:name="Up-To-Date",type=integer,JSONPath=`.status.summary.upToDate`
+// +kubebuilder:printcolumn:name="Updates",type=integer,JSONPath=`.status.summary.updateAvailable`
+// +kubebuilder:printcolumn:name="Retracted",type=integer,JSONPath=`.status.summary.retracted`,priority=1
+// +kubebuilder:printcolumn:name="Stale",type=string,JSONPath=`.status.conditions[?(@.type=="Stale")].status`
+// +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.lastSeen`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClusterReport struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the cluster reported.
+	// +required
+	Spec ClusterReportSpec `json:"spec"`
+
+	// status is filled in by check-ins and the controllers.
+	// +optional
+	Status ClusterReportStatus `json:"status,omitempty"`
+}
+
+// ClusterReportList is a list of ClusterReports.
+// +kubebuilder:object:root=true
+type ClusterReportList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterReport `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ClusterReport{}, &ClusterReportList{})
+}

@@ -1,0 +1,27 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow kstatus, so Argo CD,
+// Flux and kstatus-based tools read the health of every trainyard object.
+const (
+	// ConditionReady is True when the object's status reflects its spec.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the controller is working on a change.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when progress needs a human (bad spec, bad data).
+	ConditionStalled = "Stalled"
+
+	// ConditionSemver on a ComponentRelease is False when its version does
+	// not parse as a semantic version (it can then never be latest on a
+	// Semver train).
+	ConditionSemver = "Semver"
+
+	// ConditionUpToDate on a ClusterReport is True when every reported
+	// component runs its train's latest release.
+	ConditionUpToDate = "UpToDate"
+	// ConditionStale on a ClusterReport is True when the cluster has not
+	// checked in within the stale threshold.
+	ConditionStale = "Stale"
+	// ConditionRunningRetracted on a ClusterReport is True when a component
+	// runs a retracted release.
+	ConditionRunningRetracted = "RunningRetracted"
+)

@@ -1,0 +1,230 @@
+// Command dev runs the whole trainyard system on one machine for `make dev`:
+// etcd and kube-apiserver on loopback (the binaries in KUBEBUILDER_ASSETS,
+// built by hack/controlplane), the CRDs, the samples, and the manager in the
+// foreground. SIGINT or SIGTERM stops the manager, then the control plane,
+// and leaves no process behind.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+type options struct {
+	dir          string   // state: kubeconfig, etcd data, certificates
+	manager      string   // the trainyard binary
+	crds         string   // CRD directory
+	samples      string   // directory of sample objects to apply, "" for none
+	managerArgs  []string // extra manager flags (after --)
+	stopTimeout  time.Duration
+	startTimeout time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.dir, "dir", ".dev", "Directory for the kubeconfig, etcd data and certificates.")
+	flag.StringVar(&o.manager, "manager", "bin/trainyard", "The trainyard binary to run as the manager.")
+	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
+	flag.StringVar(&o.samples, "samples", "config/samples", "Directory of sample objects to apply (empty: none).")
+	flag.DurationVar(&o.stopTimeout, "stop-timeout", 20*time.Second, "How long each process may take to stop.")
+	flag.DurationVar(&o.startTimeout, "start-timeout", 60*time.Second, "How long the control plane may take to start.")
+	flag.Parse()
+	o.managerArgs = flag.Args()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set; run `make dev`")
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// A previous run that was killed with SIGKILL could not stop its
+	// children; they are found by the state directory in their arguments.
+	killLeftovers(dir)
+
+	etcdDir := filepath.Join(dir, "etcd")
+	certDir := filepath.Join(dir, "apiserver")
+	for _, d := range []string{etcdDir, certDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:        []string{o.crds},
+		ErrorIfCRDPathMissing:    true,
+		ControlPlaneStartTimeout: o.startTimeout,
+		ControlPlaneStopTimeout:  o.stopTimeout,
+	}
+	// Persistent etcd data: objects survive a restart of `make dev`
+	// (`make dev-clean` wipes them).
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
+
+	fmt.Fprintln(os.Stderr, "dev: starting etcd and kube-apiserver ...")
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(os.Stderr, "dev: stopping kube-apiserver and etcd ...")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "dev: stopping the control plane:", err)
+		}
+	}()
+
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		return err
+	}
+	if o.samples != "" {
+		c, err := client.New(cfg, client.Options{})
+		if err != nil {
+			return err
+		}
+		n, err := applyDir(ctx, c, o.samples)
+		if err != nil {
+			return fmt.Errorf("applying samples: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "dev: applied %d sample objects from %s\n", n, o.samples)
+	}
+
+	rel, _ := filepath.Rel(mustGetwd(), kubeconfig)
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	if _, err := os.Stat("bin/kubectl"); err == nil {
+		kubectl = "bin/kubectl"
+	}
+	fmt.Printf(`
+trainyard is running against a local control plane (%s).
+In another shell:
+
+  %[2]s --kubeconfig %[3]s get componentreleases,releasetrains,clusterreports
+  %[2]s --kubeconfig %[3]s apply -f config/samples/
+  %[2]s --kubeconfig %[3]s explain clusterreport.spec
+
+Ctrl-C stops everything. Manager logs follow.
+
+`, cfg.Host, kubectl, rel)
+
+	return runManager(ctx, o, kubeconfig)
+}
+
+// runManager runs the manager until ctx ends, then stops it with SIGTERM.
+func runManager(ctx context.Context, o options, kubeconfig string) error {
+	cmd := exec.Command(o.manager, o.managerArgs...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// Its own process group, so Ctrl-C reaches only this program, which stops
+	// things in order; and killed with this program if it dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the manager %s: %w", o.manager, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("the manager exited: %v", err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(os.Stderr, "\ndev: stopping the manager ...")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(o.stopTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	return nil
+}
+
+// applyDir creates or updates every object in the YAML files of dir.
+func applyDir(ctx context.Context, c client.Client, dir string) (int, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return n, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return n, fmt.Errorf("%s: %w", f, err)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			if u.GetNamespace() == "" {
+				u.SetNamespace("default")
+			}
+			if err := c.Create(ctx, u); apierrors.IsAlreadyExists(err) {
+				continue // kept as the user left it
+			} else if err != nil {
+				return n, fmt.Errorf("%s: %s: %w", f, u.GetName(), err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// killLeftovers kills processes whose command line mentions dir.
+func killLeftovers(dir string) {
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), dir+"/") {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "dev: killing leftover process %d from an earlier run\n", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func mustGetwd() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	return wd
+}

@@ -1,0 +1,39 @@
+// Package testenv starts the real control plane (kube-apiserver and etcd from
+// KUBEBUILDER_ASSETS, see hack/controlplane) with trainyard's CRDs installed,
+// for the envtest suites.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// RepoRoot is the repository's root directory, found from this file's path so
+// that suites work from any package directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// New returns an envtest environment with the CRDs from config/crd/bases.
+// Callers may add webhook options before Start.
+func New() *envtest.Environment {
+	return &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+}
+
+// Start starts env, explaining how to get the binaries when they are missing.
+func Start(env *envtest.Environment) (*rest.Config, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, " +
+			"or export KUBEBUILDER_ASSETS=$(hack/controlplane/build.sh)")
+	}
+	return env.Start()
+}
