@@ -33,6 +33,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	trainyardv1alpha1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
 )
 
 func main() {
@@ -50,6 +51,10 @@ type options struct {
 	probeAddr      string
 	leaderElection bool
 	leaderElectNS  string
+	qps            float64
+	burst          int
+	controllers    controllers.Options
+	ordering       string
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -59,6 +64,14 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (defaults to the pod's namespace).")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "Client-side limit of requests per second to the Kubernetes API (-1: none; the API server's priority and fairness still applies).")
+	fs.IntVar(&o.burst, "kube-api-burst", 100, "Burst above --kube-api-qps.")
+	fs.StringVar(&o.ordering, "default-ordering", string(trainyardv1alpha1.OrderingSemver),
+		"Ordering of the ReleaseTrains the controller creates: Semver, or ReleaseTime as the Deis service did.")
+	fs.DurationVar(&o.controllers.StaleThreshold, "stale-threshold", controllers.DefaultStaleThreshold,
+		"A cluster that has not checked in for this long is Stale.")
+	fs.IntVar(&o.controllers.TrainWorkers, "train-workers", 2, "Concurrent ReleaseTrain reconciles.")
+	fs.IntVar(&o.controllers.ReportWorkers, "report-workers", 4, "Concurrent ClusterReport reconciles.")
 }
 
 // metricsOptions serves metrics like kubebuilder's scaffold: HTTPS with
@@ -92,6 +105,15 @@ func run(args []string) error {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	switch ord := trainyardv1alpha1.Ordering(o.ordering); ord {
+	case trainyardv1alpha1.OrderingSemver, trainyardv1alpha1.OrderingReleaseTime:
+		o.controllers.DefaultOrdering = ord
+	default:
+		return fmt.Errorf("--default-ordering must be Semver or ReleaseTime, not %q", o.ordering)
+	}
+	if o.controllers.StaleThreshold <= 0 {
+		return fmt.Errorf("--stale-threshold must be positive, not %s", o.controllers.StaleThreshold)
+	}
 
 	if o.kubeconfig != "" {
 		// ctrl.GetConfig reads the --kubeconfig of the global flag set, which
@@ -104,6 +126,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  newScheme(),
 		Metrics:                 metricsOptions(o),
@@ -117,6 +140,10 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, o.controllers); err != nil {
+		return fmt.Errorf("setting up controllers: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -125,5 +152,5 @@ func run(args []string) error {
 	}
 
 	log.Info("starting manager")
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }

@@ -116,7 +116,7 @@ type ComponentReleaseStatus struct {
 	// +optional
 	Latest bool `json:"latest,omitempty"`
 
-	// conditions: Ready, Reconciling, Stalled and Semver.
+	// conditions: Ready, Reconciling, Stalled, Semver and Retracted.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -15,6 +15,10 @@ const (
 	// Semver train).
 	ConditionSemver = "Semver"
 
+	// ConditionRetracted on a ComponentRelease is True when the release is
+	// retracted (spec.retracted is set).
+	ConditionRetracted = "Retracted"
+
 	// ConditionUpToDate on a ClusterReport is True when every reported
 	// component runs its train's latest release.
 	ConditionUpToDate = "UpToDate"

@@ -137,8 +137,8 @@ type ReleaseTrainStatus struct {
 	// +optional
 	ReleaseCount int32 `json:"releaseCount,omitempty"`
 
-	// history lists past latest releases, newest first, at most
-	// spec.historyLimit entries.
+	// history lists the releases that have been latest, newest first (the
+	// current latest is the first entry), at most spec.historyLimit entries.
 	// +optional
 	// +kubebuilder:validation:MaxItems=100
 	History []ReleaseRef `json:"history,omitempty"`

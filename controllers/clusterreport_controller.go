@@ -1,0 +1,304 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/conditions"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// DefaultStaleThreshold suits agents that check in every 12 hours (the Deis
+// agent's interval): two missed check-ins and an hour's grace.
+const DefaultStaleThreshold = 25 * time.Hour
+
+// conflictRetry is how soon a reconcile that lost a write race runs again.
+const conflictRetry = 100 * time.Millisecond
+
+// ClusterReportReconciler computes each cluster's per-component update state,
+// summary and conditions, and marks it stale when it stops checking in.
+type ClusterReportReconciler struct {
+	client.Client
+	Recorder       events.EventRecorder
+	Clock          clock.WithDelayedExecution
+	StaleThreshold time.Duration
+	Workers        int
+
+	wakeups *wakeups
+	flags   *fleetFlags
+}
+
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=get;patch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
+
+// Reconcile computes one report's status.
+func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rep := &v1.ClusterReport{}
+	if err := r.Get(ctx, req.NamespacedName, rep); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.wakeups.Cancel(req.NamespacedName)
+			r.flags.set(req.NamespacedName, false, false)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	st := rep.Status.DeepCopy()
+	st.ObservedGeneration = rep.Generation
+	initialized := r.reconcileCheckIns(rep, st)
+	if err := r.reconcileComponents(ctx, rep, st); err != nil {
+		return ctrl.Result{}, err
+	}
+	stale := r.reconcileStaleness(rep, st)
+	conditions.MarkReady(&st.Conditions, rep.Generation, "Reconciled", "status reflects the latest check-in")
+
+	if !equality.Semantic.DeepEqual(&rep.Status, st) {
+		wasStale := conditions.IsTrue(rep.Status.Conditions, v1.ConditionStale)
+		before := rep.DeepCopy()
+		rep.Status = *st
+		var patch client.Patch = client.MergeFrom(before)
+		if initialized {
+			// Filling in check-in fields must not overwrite a check-in the
+			// cache has not seen yet.
+			patch = client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+		}
+		if err := r.Status().Patch(ctx, rep, patch); apierrors.IsConflict(err) {
+			// A check-in landed after our read: a normal race, try again
+			// with the newer object.
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		} else if err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if stale && !wasStale {
+			r.Recorder.Eventf(rep, nil, corev1.EventTypeWarning, "Stale", "CheckStaleness",
+				"cluster %s has not checked in since %s (stale threshold %s)",
+				rep.Spec.ClusterID, st.LastSeen.UTC().Format(time.RFC3339), r.StaleThreshold)
+		}
+	}
+	r.flags.set(req.NamespacedName, stale, conditions.IsTrue(st.Conditions, v1.ConditionRunningRetracted))
+	return ctrl.Result{}, nil
+}
+
+// reconcileCheckIns fills in the check-in record of a report that was
+// written without one (with kubectl, say): its creation is its one
+// check-in. Agents and the bridge record their check-ins themselves. It
+// reports whether it changed anything.
+func (r *ClusterReportReconciler) reconcileCheckIns(rep *v1.ClusterReport, st *v1.ClusterReportStatus) bool {
+	changed := false
+	created := rep.CreationTimestamp.DeepCopy()
+	if st.FirstSeen == nil {
+		st.FirstSeen, changed = created, true
+	}
+	if st.LastSeen == nil {
+		st.LastSeen, changed = created, true
+	}
+	if st.CheckIns == 0 {
+		st.CheckIns, changed = 1, true
+	}
+	return changed
+}
+
+// reconcileComponents computes each component's state from its train's
+// latest and the release of the installed version.
+func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *v1.ClusterReport, st *v1.ClusterReportStatus) error {
+	sum := v1.ComponentSummary{Total: int32(len(rep.Spec.Components))}
+	comps := make([]v1.ComponentStatus, 0, len(rep.Spec.Components))
+	var behind, retracted, unknown []string
+	for _, c := range rep.Spec.Components {
+		cs, err := r.componentState(ctx, rep.Namespace, c)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, cs)
+		switch cs.State {
+		case v1.StateUpToDate:
+			sum.UpToDate++
+		case v1.StateUpdateAvailable:
+			sum.UpdateAvailable++
+			behind = append(behind, fmt.Sprintf("%s %s → %s", c.Name, c.Version, cs.Latest))
+		case v1.StateRetracted:
+			sum.Retracted++
+			retracted = append(retracted, fmt.Sprintf("%s %s", c.Name, c.Version))
+		default:
+			sum.Unknown++
+			unknown = append(unknown, fmt.Sprintf("%s %s", c.Name, c.Version))
+		}
+	}
+	if len(comps) == 0 {
+		comps = nil
+	}
+	st.Components, st.Summary = comps, &sum
+
+	gen := rep.Generation
+	switch {
+	case sum.Total == 0:
+		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, true, "NoComponents", "the cluster reports no components")
+	case sum.UpToDate == sum.Total:
+		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, true, "AllUpToDate",
+			fmt.Sprintf("all %d components run their train's latest release", sum.Total))
+	case len(retracted) > 0:
+		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, false, "RunningRetracted", "retracted: "+list(retracted))
+	case len(behind) > 0:
+		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, false, "UpdatesAvailable", "updates: "+list(behind))
+	default:
+		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, false, "Unknown",
+			"no train knows these versions: "+list(unknown))
+	}
+	if len(retracted) > 0 {
+		conditions.Set(&st.Conditions, gen, v1.ConditionRunningRetracted, true, "RetractedRelease", list(retracted))
+	} else {
+		conditions.Set(&st.Conditions, gen, v1.ConditionRunningRetracted, false, "NoRetractedRelease", "no component runs a retracted release")
+	}
+	return nil
+}
+
+// list joins items for a condition message, keeping it short.
+func list(items []string) string {
+	const show = 5
+	if len(items) <= show {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
+}
+
+func (r *ClusterReportReconciler) componentState(ctx context.Context, ns string, c v1.ReportedComponent) (v1.ComponentStatus, error) {
+	trainName := TrainName(c.Name, c.Train)
+	cs := v1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: v1.StateUnknown}
+	if cs.Train == "" {
+		cs.Train = v1.DefaultTrain
+	}
+	train := &v1.ReleaseTrain{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainName}, train); err != nil {
+		return cs, client.IgnoreNotFound(err) // no such train: Unknown
+	}
+	if train.Status.Latest != nil {
+		cs.Latest = train.Status.Latest.Version
+	}
+	var rels v1.ComponentReleaseList
+	if err := r.List(ctx, &rels, client.InNamespace(ns),
+		client.MatchingFields{IndexReleaseVersion: VersionKey(trainName, c.Version)}); err != nil {
+		return cs, err
+	}
+	switch {
+	case len(rels.Items) == 0:
+		// The train does not know this version: Unknown.
+	case anyRetracted(rels.Items):
+		cs.State = v1.StateRetracted
+	case cs.Latest != "" && ordering.Canonical(cs.Latest) == ordering.Canonical(c.Version):
+		cs.State = v1.StateUpToDate
+	case cs.Latest != "":
+		cs.State = v1.StateUpdateAvailable
+	}
+	return cs, nil
+}
+
+func anyRetracted(rels []v1.ComponentRelease) bool {
+	for _, r := range rels {
+		if r.Spec.Retracted != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcileStaleness sets Stale from lastSeen and schedules a reconcile at
+// the exact moment the report would turn stale: no polling.
+func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *v1.ClusterReportStatus) bool {
+	key := client.ObjectKeyFromObject(rep)
+	deadline := st.LastSeen.Add(r.StaleThreshold)
+	if !r.Clock.Now().Before(deadline) {
+		r.wakeups.Cancel(key)
+		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, true, "NoRecentCheckIn",
+			fmt.Sprintf("no check-in within the stale threshold (%s)", r.StaleThreshold))
+		return true
+	}
+	r.wakeups.At(key, deadline)
+	conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, "CheckedIn",
+		fmt.Sprintf("checked in within the stale threshold (%s)", r.StaleThreshold))
+	return false
+}
+
+// SetupWithManager watches reports, and the trains and releases that decide
+// their state, each mapped through a field index to exactly the reports it
+// affects.
+func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.StaleThreshold <= 0 {
+		r.StaleThreshold = DefaultStaleThreshold
+	}
+	r.wakeups = newWakeups(r.Clock)
+	r.flags = newFleetFlags()
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("clusterreport").
+		For(&v1.ClusterReport{}, builder.WithPredicates(checkInOrSpecChanged)).
+		Watches(&v1.ReleaseTrain{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfTrain),
+			builder.WithPredicates(latestChanged)).
+		Watches(&v1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(r.wakeups).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
+		Complete(r)
+}
+
+func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.reportsMatching(ctx, o.GetNamespace(), IndexReportTrain, o.GetName())
+}
+
+func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
+	rel := o.(*v1.ComponentRelease)
+	key := VersionKey(TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)
+	return r.reportsMatching(ctx, rel.Namespace, IndexReportVersion, key)
+}
+
+func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, index, value string) []reconcile.Request {
+	var reports v1.ClusterReportList
+	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index: value}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "index", index, "value", value)
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(reports.Items))
+	for i := range reports.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reports.Items[i])}
+	}
+	return reqs
+}
+
+// checkInOrSpecChanged passes report updates that change what the cluster
+// reported or when it checked in; the controller's own status writes do not.
+var checkInOrSpecChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*v1.ClusterReport), e.ObjectNew.(*v1.ClusterReport)
+		return o.Generation != n.Generation ||
+			!equality.Semantic.DeepEqual(o.Status.LastSeen, n.Status.LastSeen) ||
+			o.Status.CheckIns != n.Status.CheckIns ||
+			!equality.Semantic.DeepEqual(o.Status.FirstSeen, n.Status.FirstSeen)
+	},
+}
+
+// latestChanged passes train events that change what is latest.
+var latestChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*v1.ReleaseTrain), e.ObjectNew.(*v1.ReleaseTrain)
+		return !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest)
+	},
+}

@@ -1,0 +1,85 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// Field indexes on the manager's cache, registered in one place (here) and
+// used by the controllers to map an event to exactly the objects it affects.
+const (
+	// IndexReleaseTrain maps a ComponentRelease to its train's name.
+	IndexReleaseTrain = "trainyard.dev/release-train"
+	// IndexReleaseVersion maps a ComponentRelease to VersionKey(train, version).
+	IndexReleaseVersion = "trainyard.dev/release-version"
+	// IndexReportTrain maps a ClusterReport to the trains of its components.
+	IndexReportTrain = "trainyard.dev/report-train"
+	// IndexReportVersion maps a ClusterReport to VersionKey(train, version)
+	// of each component it runs.
+	IndexReportVersion = "trainyard.dev/report-version"
+)
+
+// TrainName is the name of the ReleaseTrain of (component, train). Both are
+// DNS-1123 labels, so the single dot separates them unambiguously.
+func TrainName(component, train string) string {
+	if train == "" {
+		train = v1.DefaultTrain
+	}
+	return component + "." + train
+}
+
+// SplitTrainName is TrainName's inverse.
+func SplitTrainName(name string) (component, train string, ok bool) {
+	return strings.Cut(name, ".")
+}
+
+// VersionKey identifies one version of a train. Versions that are the same
+// semantic version ("v1.2.0" and "1.2.0") share a key.
+func VersionKey(trainName, version string) string {
+	return trainName + "/" + ordering.Canonical(version)
+}
+
+// SetupIndexes registers every field index the controllers use.
+func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	indexes := []struct {
+		obj     client.Object
+		field   string
+		extract client.IndexerFunc
+	}{
+		{&v1.ComponentRelease{}, IndexReleaseTrain, func(o client.Object) []string {
+			r := o.(*v1.ComponentRelease)
+			return []string{TrainName(r.Spec.Component, r.Spec.Train)}
+		}},
+		{&v1.ComponentRelease{}, IndexReleaseVersion, func(o client.Object) []string {
+			r := o.(*v1.ComponentRelease)
+			return []string{VersionKey(TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
+		}},
+		{&v1.ClusterReport{}, IndexReportTrain, func(o client.Object) []string {
+			r := o.(*v1.ClusterReport)
+			keys := make([]string, 0, len(r.Spec.Components))
+			for _, c := range r.Spec.Components {
+				keys = append(keys, TrainName(c.Name, c.Train))
+			}
+			return keys
+		}},
+		{&v1.ClusterReport{}, IndexReportVersion, func(o client.Object) []string {
+			r := o.(*v1.ClusterReport)
+			keys := make([]string, 0, len(r.Spec.Components))
+			for _, c := range r.Spec.Components {
+				keys = append(keys, VersionKey(TrainName(c.Name, c.Train), c.Version))
+			}
+			return keys
+		}},
+	}
+	for _, ix := range indexes {
+		if err := indexer.IndexField(ctx, ix.obj, ix.field, ix.extract); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package controllers
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// Gauges on the manager's metrics endpoint. Cardinality is bounded: labels
+// are namespaces, components, trains and at most MaxAdoptionVersions+1
+// versions per train ("other" for the rest), never clusters. Reconcile errors
+// are controller-runtime's controller_runtime_reconcile_errors_total.
+var (
+	latestInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_train_latest_info",
+		Help: "The latest release of each (component, train): 1 for the version that is latest.",
+	}, []string{"namespace", "component", "train", "version"})
+	trainClusters = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_train_clusters",
+		Help: "Clusters running each version of a (component, train); versions beyond the most used are \"other\".",
+	}, []string{"namespace", "component", "train", "version"})
+	trainClustersBehind = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_train_clusters_behind",
+		Help: "Clusters following a (component, train) that do not run its latest release.",
+	}, []string{"namespace", "component", "train"})
+	clustersStale = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_clusters_stale",
+		Help: "Clusters that have not checked in within the stale threshold.",
+	}, []string{"namespace"})
+	clustersRetracted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_clusters_running_retracted",
+		Help: "Clusters running at least one retracted release.",
+	}, []string{"namespace"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(latestInfo, trainClusters, trainClustersBehind, clustersStale, clustersRetracted)
+}
+
+// recordTrain replaces a train's series with its current status.
+func recordTrain(ns, component, train string, st *v1.ReleaseTrainStatus) {
+	forgetTrain(ns, component, train)
+	if st == nil {
+		return
+	}
+	if st.Latest != nil {
+		latestInfo.WithLabelValues(ns, component, train, st.Latest.Version).Set(1)
+	}
+	if a := st.Adoption; a != nil {
+		for _, v := range a.Versions {
+			trainClusters.WithLabelValues(ns, component, train, v.Version).Set(float64(v.Clusters))
+		}
+		if a.OtherVersions > 0 {
+			trainClusters.WithLabelValues(ns, component, train, "other").Set(float64(a.OtherVersions))
+		}
+		trainClustersBehind.WithLabelValues(ns, component, train).Set(float64(a.Behind))
+	}
+}
+
+func forgetTrain(ns, component, train string) {
+	l := prometheus.Labels{"namespace": ns, "component": component, "train": train}
+	latestInfo.DeletePartialMatch(l)
+	trainClusters.DeletePartialMatch(l)
+	trainClustersBehind.DeletePartialMatch(l)
+}
+
+// fleetFlags counts stale clusters and clusters running retracted releases
+// per namespace, from each report's last reconciled state.
+type fleetFlags struct {
+	mu    sync.Mutex
+	flags map[types.NamespacedName][2]bool // stale, retracted
+}
+
+func newFleetFlags() *fleetFlags {
+	return &fleetFlags{flags: map[types.NamespacedName][2]bool{}}
+}
+
+// set records a report's state; deleted reports pass false, false.
+func (f *fleetFlags) set(key types.NamespacedName, stale, retracted bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.flags[key]
+	adjust := func(g *prometheus.GaugeVec, was, is bool) {
+		switch {
+		case is && !was:
+			g.WithLabelValues(key.Namespace).Inc()
+		case was && !is:
+			g.WithLabelValues(key.Namespace).Dec()
+		}
+	}
+	adjust(clustersStale, old[0], stale)
+	adjust(clustersRetracted, old[1], retracted)
+	if stale || retracted {
+		f.flags[key] = [2]bool{stale, retracted}
+	} else {
+		delete(f.flags, key)
+	}
+}

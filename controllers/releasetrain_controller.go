@@ -1,0 +1,333 @@
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/conditions"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+const (
+	// LabelCreatedBy marks ReleaseTrains the controller created; it deletes
+	// them again when their last release is gone.
+	LabelCreatedBy = "trainyard.dev/created-by"
+	createdByController = "controller"
+)
+
+// ReleaseTrainReconciler keeps each ReleaseTrain's latest-per-train view, and
+// each of its ComponentReleases' status, current. Requests are named
+// <component>.<train>, whether or not the ReleaseTrain exists yet.
+type ReleaseTrainReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	// DefaultOrdering is the ordering of trains the controller creates.
+	DefaultOrdering v1.Ordering
+	Workers         int
+}
+
+// +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains/status,verbs=get;patch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases/status,verbs=get;patch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile computes one train's status from its releases and the reports of
+// the clusters that follow it.
+func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	component, trainName, ok := SplitTrainName(req.Name)
+	if !ok {
+		return ctrl.Result{}, nil // not a train name; the CRD rejects such objects
+	}
+	var releases v1.ComponentReleaseList
+	if err := r.List(ctx, &releases, client.InNamespace(req.Namespace),
+		client.MatchingFields{IndexReleaseTrain: req.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	train, err := r.ensureTrain(ctx, req.NamespacedName, component, trainName, len(releases.Items))
+	if err != nil || train == nil {
+		if train == nil {
+			forgetTrain(req.Namespace, component, trainName)
+		}
+		return ctrl.Result{}, err
+	}
+
+	st := train.Status.DeepCopy()
+	st.ObservedGeneration = train.Generation
+	st.ReleaseCount = int32(len(releases.Items))
+	policy, perr := ordering.PolicyOf(train.Spec)
+	latest := -1
+	if perr != nil {
+		// Keep the last known latest: clusters keep a target while a human
+		// fixes the range.
+		conditions.MarkStalled(&st.Conditions, train.Generation, "InvalidVersionRange", perr.Error())
+	} else {
+		latest = r.reconcileLatest(train, st, releases.Items, policy)
+		if err := r.reconcileAdoption(ctx, train, st); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.patchTrainStatus(ctx, train, st); err != nil {
+		return ctrl.Result{}, err
+	}
+	recordTrain(req.Namespace, component, trainName, st)
+	if perr != nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.reconcileReleases(ctx, train, releases.Items, latest)
+}
+
+// ensureTrain returns the train, creating it when releases exist and it does
+// not, or deleting a controller-created one that has no release left (then
+// it returns nil).
+func (r *ReleaseTrainReconciler) ensureTrain(ctx context.Context, key types.NamespacedName,
+	component, trainName string, releases int) (*v1.ReleaseTrain, error) {
+	train := &v1.ReleaseTrain{}
+	err := r.Get(ctx, key, train)
+	switch {
+	case apierrors.IsNotFound(err) && releases == 0:
+		return nil, nil
+	case apierrors.IsNotFound(err):
+		train = &v1.ReleaseTrain{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: key.Name, Namespace: key.Namespace,
+				Labels: map[string]string{LabelCreatedBy: createdByController},
+			},
+			Spec: v1.ReleaseTrainSpec{Component: component, Train: trainName, Ordering: r.DefaultOrdering},
+		}
+		if err := r.Create(ctx, train); err != nil {
+			return nil, fmt.Errorf("creating ReleaseTrain %s: %w", key, err)
+		}
+		log.FromContext(ctx).Info("created ReleaseTrain", "ordering", train.Spec.Ordering)
+		return train, nil
+	case err != nil:
+		return nil, err
+	case releases == 0 && train.Labels[LabelCreatedBy] == createdByController:
+		// Precondition on the UID: never delete a train a user just re-created.
+		err := r.Delete(ctx, train, client.Preconditions{UID: &train.UID})
+		if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return train, nil
+}
+
+// reconcileLatest picks the latest release and moves latest, previous and
+// history along when it changes. It returns the latest's index or -1.
+func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus,
+	releases []v1.ComponentRelease, policy ordering.Policy) int {
+	cands := make([]ordering.Candidate, len(releases))
+	for i, rel := range releases {
+		var released int64
+		if rel.Spec.Released != nil {
+			released = rel.Spec.Released.UnixNano()
+		}
+		cands[i] = ordering.NewCandidate(rel.Name, rel.Spec.Version, released, rel.Spec.Retracted != nil)
+	}
+	idx := policy.Latest(cands)
+	var next *v1.ReleaseRef
+	if idx >= 0 {
+		rel := releases[idx]
+		next = &v1.ReleaseRef{Name: rel.Name, Version: rel.Spec.Version, Released: rel.Spec.Released}
+	}
+	prev := st.Latest
+	if !sameRelease(prev, next) {
+		if prev != nil && (next == nil || prev.Name != next.Name) {
+			st.Previous = prev
+		}
+		if next != nil && prev != nil && next.Name != prev.Name {
+			r.Recorder.Eventf(train, nil, corev1.EventTypeNormal, "NewLatest", "SelectLatest",
+				"%s is the latest release of %s on %s (was %s)", next.Version, train.Spec.Component, train.Spec.Train, prev.Version)
+		} else if next != nil && prev == nil {
+			r.Recorder.Eventf(train, nil, corev1.EventTypeNormal, "NewLatest", "SelectLatest",
+				"%s is the latest release of %s on %s", next.Version, train.Spec.Component, train.Spec.Train)
+		}
+	}
+	st.Latest = next
+	if next != nil && (len(st.History) == 0 || st.History[0].Name != next.Name) {
+		st.History = append([]v1.ReleaseRef{*next}, st.History...)
+	}
+	limit := int32(v1.DefaultHistoryLimit)
+	if train.Spec.HistoryLimit != nil {
+		limit = *train.Spec.HistoryLimit
+	}
+	if int32(len(st.History)) > limit {
+		st.History = st.History[:limit]
+	}
+	if len(st.History) == 0 {
+		st.History = nil
+	}
+
+	switch {
+	case next != nil:
+		conditions.MarkReady(&st.Conditions, train.Generation, "LatestSelected", fmt.Sprintf("latest is %s", next.Version))
+	case len(releases) == 0:
+		conditions.MarkReady(&st.Conditions, train.Generation, "NoReleases", "the train has no releases")
+	default:
+		conditions.MarkReady(&st.Conditions, train.Generation, "NoEligibleRelease",
+			fmt.Sprintf("none of the %d releases can be latest under this train's policy (retracted, not semver, pre-release or out of range)", len(releases)))
+	}
+	return idx
+}
+
+func sameRelease(a, b *v1.ReleaseRef) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+// reconcileAdoption counts the clusters on each version of the train.
+func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus) error {
+	var reports v1.ClusterReportList
+	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace),
+		client.MatchingFields{IndexReportTrain: train.Name}); err != nil {
+		return err
+	}
+	latest := ""
+	if st.Latest != nil {
+		latest = ordering.Canonical(st.Latest.Version)
+	}
+	type count struct {
+		version string
+		n       int32
+	}
+	byVersion := map[string]*count{}
+	a := &v1.FleetAdoption{}
+	for i := range reports.Items {
+		for _, c := range reports.Items[i].Spec.Components {
+			if TrainName(c.Name, c.Train) != train.Name {
+				continue
+			}
+			canon := ordering.Canonical(c.Version)
+			switch cnt := byVersion[canon]; {
+			case cnt == nil:
+				byVersion[canon] = &count{version: c.Version}
+			case c.Version < cnt.version:
+				// Spellings of one version ("v1.0.0", "1.0.0") are shown
+				// the same way whatever the list order.
+				cnt.version = c.Version
+			}
+			byVersion[canon].n++
+			a.Clusters++
+			if canon == latest {
+				a.UpToDate++
+			}
+		}
+	}
+	a.Behind = a.Clusters - a.UpToDate
+	a.Summary = fmt.Sprintf("%d/%d", a.UpToDate, a.Clusters)
+	counts := make([]*count, 0, len(byVersion))
+	for _, c := range byVersion {
+		counts = append(counts, c)
+	}
+	slices.SortFunc(counts, func(x, y *count) int {
+		if c := cmp.Compare(y.n, x.n); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.version, y.version)
+	})
+	for i, c := range counts {
+		if canon := ordering.Canonical(c.version); canon == latest {
+			c.version = st.Latest.Version // the latest as the train spells it
+		}
+		if i < v1.MaxAdoptionVersions {
+			a.Versions = append(a.Versions, v1.VersionAdoption{Version: c.version, Clusters: c.n})
+		} else {
+			a.OtherVersions += c.n
+		}
+	}
+	st.Adoption = a
+	return nil
+}
+
+func (r *ReleaseTrainReconciler) patchTrainStatus(ctx context.Context, train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus) error {
+	if equality.Semantic.DeepEqual(&train.Status, st) {
+		return nil
+	}
+	before := train.DeepCopy()
+	train.Status = *st
+	return r.Status().Patch(ctx, train, client.MergeFrom(before))
+}
+
+// reconcileReleases writes each release's status where it changed: whether
+// it is latest, its parsed version, and its conditions.
+func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v1.ReleaseTrain,
+	releases []v1.ComponentRelease, latest int) error {
+	for i := range releases {
+		rel := &releases[i]
+		st := rel.Status.DeepCopy()
+		st.ObservedGeneration = rel.Generation
+		st.Latest = i == latest
+		st.Semver = ordering.Parsed(rel.Spec.Version)
+		wasNotSemver := conditions.IsFalse(rel.Status.Conditions, v1.ConditionSemver)
+		if st.Semver != nil {
+			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionSemver, true, "Parsed", "the version is a semantic version")
+		} else {
+			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionSemver, false, "NotSemver",
+				fmt.Sprintf("%q is not a semantic version (MAJOR.MINOR.PATCH, optional leading v); it is never latest on a Semver train", rel.Spec.Version))
+			if !wasNotSemver {
+				r.Recorder.Eventf(rel, nil, corev1.EventTypeWarning, "NotSemver", "ParseVersion",
+					"version %q is not a semantic version; it can be latest only on a ReleaseTime train without versionRange", rel.Spec.Version)
+			}
+		}
+		wasRetracted := conditions.IsTrue(rel.Status.Conditions, v1.ConditionRetracted)
+		if rt := rel.Spec.Retracted; rt != nil {
+			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionRetracted, true, "Retracted", rt.Reason)
+			if !wasRetracted {
+				r.Recorder.Eventf(rel, train, corev1.EventTypeWarning, "Retracted", "Retract",
+					"%s %s on %s is retracted: %s", rel.Spec.Component, rel.Spec.Version, train.Spec.Train, rt.Reason)
+			}
+		} else {
+			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionRetracted, false, "NotRetracted", "the release is not retracted")
+		}
+		if st.Latest {
+			conditions.MarkReady(&st.Conditions, rel.Generation, "Latest", "this release is its train's latest")
+		} else {
+			conditions.MarkReady(&st.Conditions, rel.Generation, "NotLatest", "this release is not its train's latest")
+		}
+		if equality.Semantic.DeepEqual(&rel.Status, st) {
+			continue
+		}
+		before := rel.DeepCopy()
+		rel.Status = *st
+		if err := r.Status().Patch(ctx, rel, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("patching status of ComponentRelease %s: %w", rel.Name, err)
+		}
+	}
+	return nil
+}
+
+// SetupWithManager watches trains, their releases and the reports that
+// follow them. Status-only changes are ignored: the controller writes them.
+func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	releaseToTrain := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		rel := o.(*v1.ComponentRelease)
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{
+			Namespace: rel.Namespace, Name: TrainName(rel.Spec.Component, rel.Spec.Train)}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("releasetrain").
+		For(&v1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1.ClusterReport{}, reportToTrains{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
+		Complete(r)
+}

@@ -1,0 +1,96 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	testingclock "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "controllers suite")
+}
+
+const staleThreshold = time.Hour
+
+var (
+	env        *envtest.Environment
+	k8sClient  client.Client
+	fakeClock  *testingclock.FakeClock
+	trainRec   *controllers.ReleaseTrainReconciler
+	reportRec  *controllers.ClusterReportReconciler
+	suiteCtx   context.Context
+	stopSuite  context.CancelFunc
+	testScheme = runtime.NewScheme()
+)
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	Expect(clientgoscheme.AddToScheme(testScheme)).To(Succeed())
+	Expect(v1.AddToScheme(testScheme)).To(Succeed())
+
+	env = testenv.New()
+	cfg, err := testenv.Start(env)
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  testScheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	suiteCtx, stopSuite = context.WithCancel(context.Background())
+	Expect(controllers.SetupIndexes(suiteCtx, mgr.GetFieldIndexer())).To(Succeed())
+
+	// The real clock's date, so that creation timestamps and the fake clock
+	// agree; the tests move it on. Whole seconds, as the API stores times.
+	fakeClock = testingclock.NewFakeClock(time.Now().Truncate(time.Second))
+	recorder := mgr.GetEventRecorder("trainyard-controller")
+	trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
+		DefaultOrdering: v1.OrderingSemver, Workers: 2}
+	Expect(trainRec.SetupWithManager(mgr)).To(Succeed())
+	reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
+		Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
+	Expect(reportRec.SetupWithManager(mgr)).To(Succeed())
+
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(suiteCtx)).To(Succeed())
+	}()
+})
+
+var _ = AfterSuite(func() {
+	if stopSuite != nil {
+		stopSuite()
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// newNamespace gives each spec its own namespace, so specs cannot see each
+// other's trains or reports.
+func newNamespace() string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
+	Expect(k8sClient.Create(suiteCtx, ns)).To(Succeed())
+	return ns.Name
+}
