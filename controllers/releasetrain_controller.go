@@ -7,8 +7,8 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -29,7 +29,7 @@ import (
 const (
 	// LabelCreatedBy marks ReleaseTrains the controller created; it deletes
 	// them again when their last release is gone.
-	LabelCreatedBy = "trainyard.dev/created-by"
+	LabelCreatedBy      = "trainyard.dev/created-by"
 	createdByController = "controller"
 )
 
