@@ -75,6 +75,14 @@ dev-clean: ## Delete the local control plane's state (.dev/).
 kubectl: ## Link bin/kubectl to the kubectl built from source.
 	@mkdir -p $(LOCALBIN) && ln -sf "$$($(CONTROLPLANE_BUILD))/kubectl" $(LOCALBIN)/kubectl
 
+##@ Benchmarks (figures in docs/performance.md)
+
+BENCH_ARGS ?=
+
+.PHONY: bench-fleet
+bench-fleet: build ## Controllers: 10,000 reports, a new latest for half of them, vs raw status patches.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/fleet -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 ##@ Build
 
 .PHONY: build

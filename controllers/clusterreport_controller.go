@@ -180,7 +180,7 @@ func list(items []string) string {
 }
 
 func (r *ClusterReportReconciler) componentState(ctx context.Context, ns string, c v1.ReportedComponent) (v1.ComponentStatus, error) {
-	trainName := TrainName(c.Name, c.Train)
+	trainName := v1.TrainName(c.Name, c.Train)
 	cs := v1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: v1.StateUnknown}
 	if cs.Train == "" {
 		cs.Train = v1.DefaultTrain
@@ -193,7 +193,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, ns string,
 		cs.Latest = train.Status.Latest.Version
 	}
 	var rels v1.ComponentReleaseList
-	if err := r.List(ctx, &rels, client.InNamespace(ns),
+	if err := r.List(ctx, &rels, client.InNamespace(ns), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{IndexReleaseVersion: VersionKey(trainName, c.Version)}); err != nil {
 		return cs, err
 	}
@@ -266,13 +266,14 @@ func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.O
 
 func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
 	rel := o.(*v1.ComponentRelease)
-	key := VersionKey(TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)
+	key := VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)
 	return r.reportsMatching(ctx, rel.Namespace, IndexReportVersion, key)
 }
 
 func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, index, value string) []reconcile.Request {
 	var reports v1.ClusterReportList
-	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index: value}); err != nil {
+	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index: value},
+		client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "index", index, "value", value)
 		return nil
 	}
@@ -284,14 +285,14 @@ func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, index
 }
 
 // checkInOrSpecChanged passes report updates that change what the cluster
-// reported or when it checked in; the controller's own status writes do not.
+// reported, when it checked in, or the computed state. The last is mostly
+// the controller's own write coming back; reconciling it again is cheap (no
+// write when nothing differs) and corrects a decision taken on a cache that
+// had not yet seen the previous write. Metadata-only changes do not pass.
 var checkInOrSpecChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*v1.ClusterReport), e.ObjectNew.(*v1.ClusterReport)
-		return o.Generation != n.Generation ||
-			!equality.Semantic.DeepEqual(o.Status.LastSeen, n.Status.LastSeen) ||
-			o.Status.CheckIns != n.Status.CheckIns ||
-			!equality.Semantic.DeepEqual(o.Status.FirstSeen, n.Status.FirstSeen)
+		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(&o.Status, &n.Status)
 	},
 }
 

@@ -120,11 +120,13 @@ func checkIn(ns, id string, comps ...v1.ReportedComponent) *v1.ClusterReport {
 	if client.IgnoreNotFound(err) != nil {
 		Expect(err).NotTo(HaveOccurred())
 	}
+	old := r.DeepCopy()
 	r.Spec = v1.ClusterReportSpec{ClusterID: id, Components: comps}
 	if err != nil {
 		Expect(k8sClient.Create(suiteCtx, r)).To(Succeed())
 	} else {
-		Expect(k8sClient.Update(suiteCtx, r)).To(Succeed())
+		// A merge patch: the controller may write the status meanwhile.
+		Expect(k8sClient.Patch(suiteCtx, r, client.MergeFrom(old))).To(Succeed())
 	}
 	before := r.DeepCopy()
 	now := metav1.NewTime(fakeClock.Now())
@@ -280,6 +282,7 @@ var _ = Describe("ReleaseTrain controller", func() {
 
 	It("falls back when the latest is retracted, and says so", func() {
 		publish(ns, "router", "stable", "v1.0.0", 1)
+		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.0.0"))
 		publish(ns, "router", "stable", "v1.1.0", 2)
 		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.1.0"))
 
@@ -295,7 +298,7 @@ var _ = Describe("ReleaseTrain controller", func() {
 			return meta.IsStatusConditionTrue(release(ns, "router.stable.v1.1.0").Status.Conditions, v1.ConditionRetracted)
 		}).Should(BeTrue())
 		Eventually(func() bool { return release(ns, "router.stable.v1.0.0").Status.Latest }).Should(BeTrue())
-		Expect(release(ns, "router.stable.v1.1.0").Status.Latest).To(BeFalse())
+		Eventually(func() bool { return release(ns, "router.stable.v1.1.0").Status.Latest }).Should(BeFalse())
 		Eventually(eventReasons(ns, "router.stable.v1.1.0")).Should(ContainElement("Retracted"))
 	})
 
@@ -519,6 +522,9 @@ var _ = Describe("Writes", func() {
 		Eventually(adoptionSummary(ns, "router.stable")).Should(Equal("1/2"))
 		Eventually(stateOf(ns, "a", "router")).Should(Equal(v1.StateUpdateAvailable))
 		Eventually(stateOf(ns, "b", "router")).Should(Equal(v1.StateUpToDate))
+		for _, id := range []string{"a", "b"} {
+			Eventually(conditionOf(ns, id, v1.ConditionStale)).Should(Equal(metav1.ConditionFalse))
+		}
 		Eventually(func() bool { return release(ns, "router.stable.v1.1.0").Status.Latest }).Should(BeTrue())
 		for _, name := range []string{"router.stable.v1.0.0", "router.stable.v1.1.0", "router.stable.nightly"} {
 			Eventually(func() bool {

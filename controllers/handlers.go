@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -16,18 +17,19 @@ type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // reportToTrains enqueues the train of every component a report runs, before
 // and after an update, so that a train a cluster stopped following is
-// recounted too.
-type reportToTrains struct{}
+// recounted too. It enqueues after delay: counting walks every follower of a
+// train, so a burst of check-ins is counted once, not once per check-in.
+type reportToTrains struct{ delay time.Duration }
 
-func (reportToTrains) enqueue(q queue, objs ...client.Object) {
+func (h reportToTrains) enqueue(q queue, objs ...client.Object) {
 	for _, o := range objs {
 		r, ok := o.(*v1.ClusterReport)
 		if !ok {
 			continue
 		}
 		for _, c := range r.Spec.Components {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{
-				Namespace: r.Namespace, Name: TrainName(c.Name, c.Train)}})
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{
+				Namespace: r.Namespace, Name: v1.TrainName(c.Name, c.Train)}}, h.delay)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -24,20 +23,6 @@ const (
 	IndexReportVersion = "trainyard.dev/report-version"
 )
 
-// TrainName is the name of the ReleaseTrain of (component, train). Both are
-// DNS-1123 labels, so the single dot separates them unambiguously.
-func TrainName(component, train string) string {
-	if train == "" {
-		train = v1.DefaultTrain
-	}
-	return component + "." + train
-}
-
-// SplitTrainName is TrainName's inverse.
-func SplitTrainName(name string) (component, train string, ok bool) {
-	return strings.Cut(name, ".")
-}
-
 // VersionKey identifies one version of a train. Versions that are the same
 // semantic version ("v1.2.0" and "1.2.0") share a key.
 func VersionKey(trainName, version string) string {
@@ -53,17 +38,17 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	}{
 		{&v1.ComponentRelease{}, IndexReleaseTrain, func(o client.Object) []string {
 			r := o.(*v1.ComponentRelease)
-			return []string{TrainName(r.Spec.Component, r.Spec.Train)}
+			return []string{v1.TrainName(r.Spec.Component, r.Spec.Train)}
 		}},
 		{&v1.ComponentRelease{}, IndexReleaseVersion, func(o client.Object) []string {
 			r := o.(*v1.ComponentRelease)
-			return []string{VersionKey(TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
+			return []string{VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
 		}},
 		{&v1.ClusterReport{}, IndexReportTrain, func(o client.Object) []string {
 			r := o.(*v1.ClusterReport)
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
-				keys = append(keys, TrainName(c.Name, c.Train))
+				keys = append(keys, v1.TrainName(c.Name, c.Train))
 			}
 			return keys
 		}},
@@ -71,7 +56,7 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 			r := o.(*v1.ClusterReport)
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
-				keys = append(keys, VersionKey(TrainName(c.Name, c.Train), c.Version))
+				keys = append(keys, VersionKey(v1.TrainName(c.Name, c.Train), c.Version))
 			}
 			return keys
 		}},

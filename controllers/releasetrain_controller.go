@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -42,6 +44,9 @@ type ReleaseTrainReconciler struct {
 	// DefaultOrdering is the ordering of trains the controller creates.
 	DefaultOrdering v1.Ordering
 	Workers         int
+	// AdoptionDelay coalesces the recounts of fleet adoption that check-ins
+	// trigger (default 1s).
+	AdoptionDelay time.Duration
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch;create;delete
@@ -54,13 +59,14 @@ type ReleaseTrainReconciler struct {
 // Reconcile computes one train's status from its releases and the reports of
 // the clusters that follow it.
 func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	component, trainName, ok := SplitTrainName(req.Name)
+	component, trainName, ok := v1.SplitTrainName(req.Name)
 	if !ok {
 		return ctrl.Result{}, nil // not a train name; the CRD rejects such objects
 	}
+	// The cache's own objects, not copies: read only, copied before a patch.
 	var releases v1.ComponentReleaseList
 	if err := r.List(ctx, &releases, client.InNamespace(req.Namespace),
-		client.MatchingFields{IndexReleaseTrain: req.Name}); err != nil {
+		client.MatchingFields{IndexReleaseTrain: req.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	train, err := r.ensureTrain(ctx, req.NamespacedName, component, trainName, len(releases.Items))
@@ -196,9 +202,11 @@ func sameRelease(a, b *v1.ReleaseRef) bool {
 
 // reconcileAdoption counts the clusters on each version of the train.
 func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus) error {
+	// Counting touches every follower of the train: iterate the cache's
+	// objects (read only) rather than copy thousands of reports.
 	var reports v1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace),
-		client.MatchingFields{IndexReportTrain: train.Name}); err != nil {
+		client.MatchingFields{IndexReportTrain: train.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	latest := ""
@@ -213,7 +221,7 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v
 	a := &v1.FleetAdoption{}
 	for i := range reports.Items {
 		for _, c := range reports.Items[i].Spec.Components {
-			if TrainName(c.Name, c.Train) != train.Name {
+			if v1.TrainName(c.Name, c.Train) != train.Name {
 				continue
 			}
 			canon := ordering.Canonical(c.Version)
@@ -271,8 +279,18 @@ func (r *ReleaseTrainReconciler) patchTrainStatus(ctx context.Context, train *v1
 // it is latest, its parsed version, and its conditions.
 func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v1.ReleaseTrain,
 	releases []v1.ComponentRelease, latest int) error {
+	// The release that loses "latest" is written first, so that readers
+	// never see two latest releases of one train.
+	order := make([]int, 0, len(releases))
 	for i := range releases {
-		rel := &releases[i]
+		if releases[i].Status.Latest && i != latest {
+			order = append([]int{i}, order...)
+		} else {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		rel := &releases[i] // the cache's object: not modified
 		st := rel.Status.DeepCopy()
 		st.ObservedGeneration = rel.Generation
 		st.Latest = i == latest
@@ -306,28 +324,44 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v
 		if equality.Semantic.DeepEqual(&rel.Status, st) {
 			continue
 		}
-		before := rel.DeepCopy()
-		rel.Status = *st
-		if err := r.Status().Patch(ctx, rel, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+		patched := rel.DeepCopy()
+		patched.Status = *st
+		if err := r.Status().Patch(ctx, patched, client.MergeFrom(rel)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("patching status of ComponentRelease %s: %w", rel.Name, err)
 		}
 	}
 	return nil
 }
 
+// releaseChanged passes release events that can change the train: spec
+// changes, and a change of status.latest. The latter is the controller's own
+// write coming back: if the cache was behind when it last compared, the
+// release may still carry a "latest" it no longer deserves, and this
+// reconcile corrects it.
+var releaseChanged = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.(*v1.ComponentRelease).Status.Latest != e.ObjectNew.(*v1.ComponentRelease).Status.Latest
+	},
+})
+
 // SetupWithManager watches trains, their releases and the reports that
-// follow them. Status-only changes are ignored: the controller writes them.
+// follow them. The trains' own status changes are ignored: the controller
+// writes them.
 func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	releaseToTrain := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		rel := o.(*v1.ComponentRelease)
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{
-			Namespace: rel.Namespace, Name: TrainName(rel.Spec.Component, rel.Spec.Train)}}}
+			Namespace: rel.Namespace, Name: v1.TrainName(rel.Spec.Component, rel.Spec.Train)}}}
 	})
+	if r.AdoptionDelay == 0 {
+		r.AdoptionDelay = time.Second
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("releasetrain").
 		For(&v1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1.ClusterReport{}, reportToTrains{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(releaseChanged)).
+		Watches(&v1.ClusterReport{}, reportToTrains{delay: r.AdoptionDelay},
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
 }

@@ -25,6 +25,9 @@ import (
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// A loaded 2-core CI machine runs the API server, etcd and these tests.
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	RunSpecs(t, "controllers suite")
 }
 
@@ -54,6 +57,7 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  testScheme,
+		Cache:   controllers.CacheOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -65,7 +69,7 @@ var _ = BeforeSuite(func() {
 	fakeClock = testingclock.NewFakeClock(time.Now().Truncate(time.Second))
 	recorder := mgr.GetEventRecorder("trainyard-controller")
 	trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
-		DefaultOrdering: v1.OrderingSemver, Workers: 2}
+		DefaultOrdering: v1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond}
 	Expect(trainRec.SetupWithManager(mgr)).To(Succeed())
 	reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
 		Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}

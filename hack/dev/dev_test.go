@@ -41,6 +41,7 @@ var _ = Describe("make dev", func() {
 		cmd := exec.Command(devBin, "-dir", state, "-manager", managerBin,
 			"-crds", filepath.Join(root, "config", "crd", "bases"),
 			"-samples", filepath.Join(root, "config", "samples"),
+			"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0",
 			"--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
 		cmd.Dir = root
 		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -53,11 +54,48 @@ var _ = Describe("make dev", func() {
 		Eventually(session.Err, 30*time.Second).Should(gbytes.Say("starting manager"))
 
 		kubeconfig := filepath.Join(state, "kubeconfig")
-		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig,
-			"get", "releasetrains,componentreleases,clusterreports", "-A").CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
-		Expect(string(out)).To(ContainSubstring("controller.stable"))
-		Expect(string(out)).To(ContainSubstring("9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c"))
+		kubectl := func(args ...string) (string, error) {
+			out, err := exec.Command(filepath.Join(assets, "kubectl"),
+				append([]string{"--kubeconfig", kubeconfig, "-n", "default"}, args...)...).CombinedOutput()
+			return string(out), err
+		}
+		out, err := kubectl("get", "releasetrains,componentreleases,clusterreports", "-A")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("controller.stable"))
+		Expect(out).To(ContainSubstring("9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c"))
+
+		// The status columns fill in.
+		Eventually(func() string {
+			out, _ := kubectl("get", "releasetrain", "router.stable", "-o", "jsonpath={.status.latest.version}")
+			return out
+		}, 30*time.Second).Should(Equal("v2.4.1"))
+
+		// The API server calls the webhook, which the manager serves with the
+		// CA it made itself: kubectl prints the webhook's messages.
+		bad := filepath.Join(state, "bad.yaml")
+		Expect(os.WriteFile(bad, []byte(`apiVersion: trainyard.dev/v1alpha1
+kind: ComponentRelease
+metadata:
+  name: router-2.4.1
+spec:
+  component: router
+  version: v2.4.1
+`), 0o600)).To(Succeed())
+		Eventually(func() string {
+			out, _ := kubectl("apply", "-f", bad)
+			return out
+		}, 30*time.Second).Should(ContainSubstring(`must be "router.stable.v2.4.1"`))
+		Expect(os.WriteFile(bad, []byte(`apiVersion: trainyard.dev/v1alpha1
+kind: ComponentRelease
+metadata:
+  name: router.stable.2.4.1
+spec:
+  component: router
+  version: 2.4.1
+`), 0o600)).To(Succeed())
+		out, err = kubectl("apply", "-f", bad)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring(`router v2.4.1 is already published on stable as ComponentRelease "router.stable.v2.4.1"`))
 
 		children := processesMentioning(state)
 		Expect(children).NotTo(BeEmpty(), "etcd and kube-apiserver should run with the state dir in their arguments")

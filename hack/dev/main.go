@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,10 +30,12 @@ import (
 )
 
 type options struct {
-	dir          string   // state: kubeconfig, etcd data, certificates
-	manager      string   // the trainyard binary
-	crds         string   // CRD directory
-	samples      string   // directory of sample objects to apply, "" for none
+	dir          string // state: kubeconfig, etcd data, certificates
+	manager      string // the trainyard binary
+	crds         string // CRD directory
+	samples      string // directory of sample objects to apply, "" for none
+	webhooks     string // the generated webhook configurations
+	webhookPort  int
 	managerArgs  []string // extra manager flags (after --)
 	stopTimeout  time.Duration
 	startTimeout time.Duration
@@ -44,6 +47,8 @@ func main() {
 	flag.StringVar(&o.manager, "manager", "bin/trainyard", "The trainyard binary to run as the manager.")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
 	flag.StringVar(&o.samples, "samples", "config/samples", "Directory of sample objects to apply (empty: none).")
+	flag.StringVar(&o.webhooks, "webhooks", "config/webhook/manifests.yaml", "The webhook configurations to install, pointed at the manager on loopback.")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the manager's webhook server on 127.0.0.1 (0: any free port).")
 	flag.DurationVar(&o.stopTimeout, "stop-timeout", 20*time.Second, "How long each process may take to stop.")
 	flag.DurationVar(&o.startTimeout, "start-timeout", 60*time.Second, "How long the control plane may take to start.")
 	flag.Parse()
@@ -105,17 +110,39 @@ func run(ctx context.Context, o options) error {
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		return err
 	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	// Webhook configurations left by an earlier run would send the samples
+	// to a manager that is not running yet: remove them first.
+	if err := removeWebhooks(ctx, c); err != nil {
+		return err
+	}
 	if o.samples != "" {
-		c, err := client.New(cfg, client.Options{})
-		if err != nil {
-			return err
-		}
 		n, err := applyDir(ctx, c, o.samples)
 		if err != nil {
 			return fmt.Errorf("applying samples: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "dev: applied %d sample objects from %s\n", n, o.samples)
 	}
+	port := o.webhookPort
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return err
+		}
+	}
+	if err := installWebhooks(ctx, c, o.webhooks, port); err != nil {
+		return fmt.Errorf("installing the webhook configurations: %w", err)
+	}
+	// The manager serves the webhook on loopback with its built-in CA, which
+	// it injects into the configurations just installed.
+	o.managerArgs = append([]string{
+		"--namespace=default",
+		"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
+		"--webhook-cert-dir=" + filepath.Join(dir, "webhook-certs"),
+		"--webhook-ip-sans=127.0.0.1", "--webhook-dns-names=localhost",
+	}, o.managerArgs...)
 
 	rel, _ := filepath.Rel(mustGetwd(), kubeconfig)
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
@@ -166,7 +193,8 @@ func runManager(ctx context.Context, o options, kubeconfig string) error {
 	return nil
 }
 
-// applyDir creates or updates every object in the YAML files of dir.
+// applyDir creates every object in the YAML files of dir that does not
+// exist yet.
 func applyDir(ctx context.Context, c client.Client, dir string) (int, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -174,21 +202,11 @@ func applyDir(ctx context.Context, c client.Client, dir string) (int, error) {
 	}
 	n := 0
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		objs, err := readObjects(f)
 		if err != nil {
 			return n, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				return n, fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
+		for _, u := range objs {
 			if u.GetNamespace() == "" {
 				u.SetNamespace("default")
 			}
@@ -201,6 +219,78 @@ func applyDir(ctx context.Context, c client.Client, dir string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// readObjects decodes the objects of a multi-document YAML file.
+func readObjects(path string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			return objs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+const webhookPrefix = "trainyard-"
+
+// installWebhooks creates the generated webhook configurations under the
+// names the manager expects, calling https://127.0.0.1:port instead of a
+// Service.
+func installWebhooks(ctx context.Context, c client.Client, path string, port int) error {
+	objs, err := readObjects(path)
+	if err != nil {
+		return err
+	}
+	for _, u := range objs {
+		u.SetName(webhookPrefix + u.GetName())
+		hooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
+		for i, h := range hooks {
+			hm := h.(map[string]any)
+			svcPath, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "path")
+			hm["clientConfig"] = map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d%s", port, svcPath)}
+			hooks[i] = hm
+		}
+		if err := unstructured.SetNestedSlice(u.Object, hooks, "webhooks"); err != nil {
+			return err
+		}
+		if err := c.Create(ctx, u); err != nil {
+			return fmt.Errorf("%s: %w", u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func removeWebhooks(ctx context.Context, c client.Client) error {
+	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("admissionregistration.k8s.io/v1")
+		u.SetKind(kind)
+		u.SetName(webhookPrefix + strings.ToLower(strings.TrimSuffix(kind, "WebhookConfiguration")) + "-webhook-configuration")
+		if err := c.Delete(ctx, u); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // killLeftovers kills processes whose command line mentions dir.

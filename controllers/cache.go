@@ -1,0 +1,68 @@
+package controllers
+
+import (
+	"unique"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// CacheOptions are the manager's cache settings. managedFields are most of
+// an object's size and nothing reads them, so no object keeps them; a
+// fleet's reports repeat the same component names, trains, versions and
+// condition texts thousands of times, so those strings are stored once.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&v1.ClusterReport{}: {Transform: compactReport},
+		},
+	}
+}
+
+// compactReport strips managedFields and interns the report's repeated
+// strings. It runs on objects fresh from the API, before anyone shares them.
+func compactReport(obj any) (any, error) {
+	r, ok := obj.(*v1.ClusterReport)
+	if !ok {
+		return cache.TransformStripManagedFields()(obj)
+	}
+	r.ManagedFields = nil
+	for i := range r.Spec.Components {
+		c := &r.Spec.Components[i]
+		c.Name, c.Train, c.Version = intern(c.Name), intern(c.Train), intern(c.Version)
+		c.Type, c.Image = intern(c.Type), intern(c.Image)
+	}
+	if len(r.Spec.Properties) > 0 {
+		props := make(map[string]string, len(r.Spec.Properties))
+		for k, v := range r.Spec.Properties {
+			props[intern(k)] = intern(v)
+		}
+		r.Spec.Properties = props
+	}
+	for i := range r.Status.Components {
+		c := &r.Status.Components[i]
+		c.Name, c.Train, c.Installed, c.Latest = intern(c.Name), intern(c.Train), intern(c.Installed), intern(c.Latest)
+		c.State = v1.ComponentState(intern(string(c.State)))
+	}
+	internConditions(r.Status.Conditions)
+	return r, nil
+}
+
+func internConditions(conds []metav1.Condition) {
+	for i := range conds {
+		c := &conds[i]
+		c.Type, c.Reason, c.Message = intern(c.Type), intern(c.Reason), intern(c.Message)
+		c.Status = metav1.ConditionStatus(intern(string(c.Status)))
+	}
+}
+
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}

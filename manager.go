@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	trainyardv1alpha1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/certs"
+	"github.com/trainyard-dev/trainyard/webhook"
+)
+
+// managerOptions are the manager's command-line flags.
+type managerOptions struct {
+	kubeconfig     string
+	namespace      string
+	metricsAddr    string
+	metricsSecure  bool
+	probeAddr      string
+	leaderElection bool
+	qps            float64
+	burst          int
+	controllers    controllers.Options
+	ordering       string
+	webhook        webhookOptions
+}
+
+type webhookOptions struct {
+	enabled           bool
+	host              string
+	port              int
+	certDir           string
+	certMode          string // self-signed or external
+	secret            string
+	dnsNames, ipSANs  string
+	mutating, validat string
+}
+
+func (o *managerOptions) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; defaults to $KUBECONFIG, then the in-cluster config.")
+	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"),
+		"The manager's own namespace: its leader-election Lease and webhook Secret live there (default $POD_NAMESPACE).")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only clients that RBAC lets get /metrics.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "Client-side limit of requests per second to the Kubernetes API (-1: none; the API server's priority and fairness still applies).")
+	fs.IntVar(&o.burst, "kube-api-burst", 100, "Burst above --kube-api-qps.")
+	fs.StringVar(&o.ordering, "default-ordering", string(trainyardv1alpha1.OrderingSemver),
+		"Ordering of the ReleaseTrains the controller creates: Semver, or ReleaseTime as the Deis service did.")
+	fs.DurationVar(&o.controllers.StaleThreshold, "stale-threshold", controllers.DefaultStaleThreshold,
+		"A cluster that has not checked in for this long is Stale.")
+	fs.IntVar(&o.controllers.TrainWorkers, "train-workers", 2, "Concurrent ReleaseTrain reconciles.")
+	fs.IntVar(&o.controllers.ReportWorkers, "report-workers", 4, "Concurrent ClusterReport reconciles.")
+
+	w := &o.webhook
+	fs.BoolVar(&w.enabled, "enable-webhook", true, "Serve the admission webhook.")
+	fs.StringVar(&w.host, "webhook-host", "", "Address the webhook server listens on (empty: all).")
+	fs.IntVar(&w.port, "webhook-port", 9443, "Port of the webhook server.")
+	fs.StringVar(&w.certDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		"Directory of the webhook's tls.crt and tls.key.")
+	fs.StringVar(&w.certMode, "webhook-cert-mode", "self-signed",
+		"self-signed: the manager keeps its own CA and certificate in --webhook-secret, renews them and injects the CA into the webhook configurations; "+
+			"external: another party (cert-manager) provides the files in --webhook-cert-dir and the CA bundle.")
+	fs.StringVar(&w.secret, "webhook-secret", "trainyard-webhook-tls", "Secret of the self-signed CA and certificate, in --namespace.")
+	fs.StringVar(&w.dnsNames, "webhook-dns-names", "", "Comma-separated DNS names of the webhook certificate (the webhook Service's names).")
+	fs.StringVar(&w.ipSANs, "webhook-ip-sans", "", "Comma-separated IP addresses of the webhook certificate.")
+	fs.StringVar(&w.mutating, "mutating-webhook-configuration", "trainyard-mutating-webhook-configuration",
+		"MutatingWebhookConfiguration that receives the CA bundle in self-signed mode.")
+	fs.StringVar(&w.validat, "validating-webhook-configuration", "trainyard-validating-webhook-configuration",
+		"ValidatingWebhookConfiguration that receives the CA bundle in self-signed mode.")
+}
+
+func (o *managerOptions) validate() error {
+	switch ord := trainyardv1alpha1.Ordering(o.ordering); ord {
+	case trainyardv1alpha1.OrderingSemver, trainyardv1alpha1.OrderingReleaseTime:
+		o.controllers.DefaultOrdering = ord
+	default:
+		return fmt.Errorf("--default-ordering must be Semver or ReleaseTime, not %q", o.ordering)
+	}
+	if o.controllers.StaleThreshold <= 0 {
+		return fmt.Errorf("--stale-threshold must be positive, not %s", o.controllers.StaleThreshold)
+	}
+	w := o.webhook
+	if w.enabled {
+		switch w.certMode {
+		case "external":
+		case "self-signed":
+			if o.namespace == "" {
+				return fmt.Errorf("--webhook-cert-mode=self-signed needs --namespace (or $POD_NAMESPACE) for its Secret")
+			}
+			if w.dnsNames == "" && w.ipSANs == "" {
+				return fmt.Errorf("--webhook-cert-mode=self-signed needs --webhook-dns-names or --webhook-ip-sans")
+			}
+		default:
+			return fmt.Errorf("--webhook-cert-mode must be self-signed or external, not %q", w.certMode)
+		}
+	}
+	return nil
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(trainyardv1alpha1.AddToScheme(s))
+	return s
+}
+
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+func runManager(args []string) error {
+	fs := flag.NewFlagSet("trainyard", flag.ContinueOnError)
+	var o managerOptions
+	o.bind(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	if o.kubeconfig != "" {
+		// ctrl.GetConfig reads the --kubeconfig of the global flag set, which
+		// this command does not use; the variable says the same thing.
+		if err := os.Setenv("KUBECONFIG", o.kubeconfig); err != nil {
+			return err
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	scheme := newScheme()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   controllers.CacheOptions(),
+		Metrics:                 metricsOptions(o),
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElection,
+		LeaderElectionID:        "trainyard-manager.trainyard.dev",
+		LeaderElectionNamespace: o.namespace,
+		// The controllers stop touching the API before a new leader starts.
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host: o.webhook.host, Port: o.webhook.port, CertDir: o.webhook.certDir}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, o.controllers); err != nil {
+		return fmt.Errorf("setting up controllers: %w", err)
+	}
+	if o.webhook.enabled {
+		if err := setupWebhook(ctx, mgr, cfg, scheme, o); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+
+	log.Info("starting manager")
+	return mgr.Start(ctx)
+}
+
+// setupWebhook registers the webhooks and, in self-signed mode, makes sure
+// the serving certificate exists before the webhook server starts (the
+// manager starts it before anything else), then keeps it renewed.
+func setupWebhook(ctx context.Context, mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme, o managerOptions) error {
+	if err := webhook.Setup(mgr, nil); err != nil {
+		return fmt.Errorf("setting up webhooks: %w", err)
+	}
+	w := o.webhook
+	if w.certMode != "self-signed" {
+		return nil
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	rot := &certs.Rotator{
+		Client: direct, Namespace: o.namespace, SecretName: w.secret,
+		DNSNames: splitList(w.dnsNames), CertDir: w.certDir,
+		MutatingWebhooks: splitList(w.mutating), ValidatingWebhooks: splitList(w.validat),
+	}
+	for _, s := range splitList(w.ipSANs) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return fmt.Errorf("--webhook-ip-sans: %q is not an IP address", s)
+		}
+		rot.IPs = append(rot.IPs, ip)
+	}
+	if err := rot.Ensure(ctx); err != nil {
+		return fmt.Errorf("preparing the webhook certificate: %w", err)
+	}
+	return mgr.Add(rot)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// metricsOptions serves metrics like kubebuilder's scaffold: HTTPS with
+// authentication and authorization through the API server, unless disabled.
+func metricsOptions(o managerOptions) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
+	if o.metricsSecure {
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}

@@ -1,0 +1,181 @@
+// Package webhook defaults and validates every trainyard object that enters
+// through the API (kubectl, GitOps controllers, agents, the bridge). The
+// rules are the pure functions in validation.go; this file wires them into
+// the manager's admission webhook server.
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// Setup registers the defaulting and validating webhooks of every kind.
+// reader is the manager's cache, with the controllers' field indexes.
+func Setup(mgr ctrl.Manager, c clock.PassiveClock) error {
+	if c == nil {
+		c = clock.RealClock{}
+	}
+	rw := &releaseWebhook{reader: mgr.GetClient(), clock: c}
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.ComponentRelease{}).
+		WithDefaulter(rw).WithValidator(rw).Complete(); err != nil {
+		return err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.ReleaseTrain{}).
+		WithValidator(trainWebhook{}).Complete(); err != nil {
+		return err
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &v1.ClusterReport{}).
+		WithDefaulter(reportWebhook{}).WithValidator(reportWebhook{}).Complete()
+}
+
+func invalid(kind string, name string, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(schema.GroupKind{Group: v1.GroupVersion.Group, Kind: kind}, name, errs)
+}
+
+// +kubebuilder:webhook:path=/mutate-trainyard-dev-v1alpha1-componentrelease,mutating=true,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=componentreleases,verbs=create;update,versions=v1alpha1,name=mcomponentrelease.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-componentrelease,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=componentreleases,verbs=create;update,versions=v1alpha1,name=vcomponentrelease.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+type releaseWebhook struct {
+	reader client.Reader
+	clock  clock.PassiveClock
+}
+
+// Default sets the train to "stable" and the release time to now.
+func (w *releaseWebhook) Default(_ context.Context, r *v1.ComponentRelease) error {
+	if r.Spec.Train == "" {
+		r.Spec.Train = v1.DefaultTrain
+	}
+	if r.Spec.Released == nil {
+		now := metav1.NewTime(w.clock.Now().UTC().Truncate(time.Second))
+		r.Spec.Released = &now
+	}
+	return nil
+}
+
+func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRelease) (admission.Warnings, error) {
+	errs := ValidateComponentRelease(r, nil)
+	if len(errs) == 0 {
+		dup, err := w.duplicate(ctx, r)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		errs = append(errs, dup...)
+	}
+	if err := invalid("ComponentRelease", r.Name, errs); err != nil {
+		return nil, err
+	}
+	return w.warnings(ctx, r), nil
+}
+
+func (w *releaseWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ComponentRelease) (admission.Warnings, error) {
+	return nil, invalid("ComponentRelease", r.Name, ValidateComponentRelease(r, old))
+}
+
+func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// duplicate finds a release of the same component, train and version (the
+// same semantic version counts: "v1.0.0" and "1.0.0"). The canonical name
+// makes the API server refuse exact duplicates even when two creates race;
+// this check names the existing object and catches differently spelled ones.
+func (w *releaseWebhook) duplicate(ctx context.Context, r *v1.ComponentRelease) (field.ErrorList, error) {
+	var existing v1.ComponentReleaseList
+	key := controllers.VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)
+	if err := w.reader.List(ctx, &existing, client.InNamespace(r.Namespace),
+		client.MatchingFields{controllers.IndexReleaseVersion: key}); err != nil {
+		return nil, err
+	}
+	if len(existing.Items) == 0 {
+		return nil, nil
+	}
+	e := existing.Items[0]
+	return field.ErrorList{field.Invalid(specPath.Child("version"), r.Spec.Version, fmt.Sprintf(
+		"%s %s is already published on %s as ComponentRelease %q",
+		r.Spec.Component, e.Spec.Version, r.Spec.Train, e.Name))}, nil
+}
+
+// warnings point out what is allowed but likely a mistake.
+func (w *releaseWebhook) warnings(ctx context.Context, r *v1.ComponentRelease) admission.Warnings {
+	train := &v1.ReleaseTrain{}
+	err := w.reader.Get(ctx, types.NamespacedName{Namespace: r.Namespace,
+		Name: v1.TrainName(r.Spec.Component, r.Spec.Train)}, train)
+	semverTrain := err != nil || train.Spec.Ordering != v1.OrderingReleaseTime
+	sv, perr := ordering.Parse(r.Spec.Version)
+	var warns admission.Warnings
+	if perr != nil {
+		msg := fmt.Sprintf("version %q is not a semantic version (MAJOR.MINOR.PATCH, optional leading v)", r.Spec.Version)
+		if semverTrain {
+			msg += "; it will never be latest on a Semver train"
+		}
+		warns = append(warns, msg)
+	}
+	if err == nil && perr == nil && semverTrain && train.Status.Latest != nil {
+		if latest, lerr := ordering.Parse(train.Status.Latest.Version); lerr == nil && sv.LessThan(latest) {
+			warns = append(warns, fmt.Sprintf("version %s is lower than %s, the latest on %s; it will not become latest",
+				r.Spec.Version, train.Status.Latest.Version, train.Name))
+		}
+	}
+	return warns
+}
+
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-releasetrain,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=releasetrains,verbs=create;update,versions=v1alpha1,name=vreleasetrain.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+type trainWebhook struct{}
+
+func (trainWebhook) ValidateCreate(_ context.Context, t *v1.ReleaseTrain) (admission.Warnings, error) {
+	return nil, invalid("ReleaseTrain", t.Name, ValidateReleaseTrain(t, nil))
+}
+
+func (trainWebhook) ValidateUpdate(_ context.Context, old, t *v1.ReleaseTrain) (admission.Warnings, error) {
+	return nil, invalid("ReleaseTrain", t.Name, ValidateReleaseTrain(t, old))
+}
+
+func (trainWebhook) ValidateDelete(context.Context, *v1.ReleaseTrain) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// +kubebuilder:webhook:path=/mutate-trainyard-dev-v1alpha1-clusterreport,mutating=true,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=mclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-clusterreport,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=vclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+type reportWebhook struct{}
+
+// Default sets each component's train to "stable" when empty.
+func (reportWebhook) Default(_ context.Context, r *v1.ClusterReport) error {
+	for i := range r.Spec.Components {
+		if r.Spec.Components[i].Train == "" {
+			r.Spec.Components[i].Train = v1.DefaultTrain
+		}
+	}
+	return nil
+}
+
+func (reportWebhook) ValidateCreate(_ context.Context, r *v1.ClusterReport) (admission.Warnings, error) {
+	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, nil))
+}
+
+func (reportWebhook) ValidateUpdate(_ context.Context, old, r *v1.ClusterReport) (admission.Warnings, error) {
+	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, old))
+}
+
+func (reportWebhook) ValidateDelete(context.Context, *v1.ClusterReport) (admission.Warnings, error) {
+	return nil, nil
+}

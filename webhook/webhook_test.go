@@ -1,0 +1,151 @@
+package webhook_test
+
+import (
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+func namespace() string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "w-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newRelease(ns, component, train, version string) *v1.ComponentRelease {
+	return &v1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName(component, train, version)},
+		Spec:       v1.ComponentReleaseSpec{Component: component, Train: train, Version: version},
+	}
+}
+
+func latestOf(ns, name string) func() string {
+	return func() string {
+		t := &v1.ReleaseTrain{}
+		if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, t); err != nil || t.Status.Latest == nil {
+			return ""
+		}
+		return t.Status.Latest.Version
+	}
+}
+
+var _ = Describe("the webhook, called by the API server", func() {
+	var ns string
+	BeforeEach(func() { ns = namespace(); warnings.take() })
+
+	It("defaults the release time and the trains", func() {
+		r := newRelease(ns, "router", "", "v1.0.0")
+		r.Name = "router.stable.v1.0.0"
+		Expect(k8sClient.Create(ctx, r)).To(Succeed())
+		Expect(r.Spec.Train).To(Equal("stable"))
+		Expect(r.Spec.Released).NotTo(BeNil())
+		Expect(r.Spec.Released.Time).To(BeTemporally("~", r.CreationTimestamp.Time, 5e9))
+
+		rep := &v1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c1"},
+			Spec: v1.ClusterReportSpec{ClusterID: "c1",
+				Components: []v1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}},
+		}
+		Expect(k8sClient.Create(ctx, rep)).To(Succeed())
+		Expect(rep.Spec.Components[0].Train).To(Equal("stable"))
+	})
+
+	It("rejects a release whose name is not canonical, saying which name to use", func() {
+		r := newRelease(ns, "router", "stable", "v1.0.0")
+		r.Name = "router-1"
+		err := k8sClient.Create(ctx, r)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring(`metadata.name: Invalid value: "router-1": must be "router.stable.v1.0.0"`))
+	})
+
+	It("rejects a second release of the same semantic version, naming the existing one", func() {
+		Expect(k8sClient.Create(ctx, newRelease(ns, "router", "stable", "v1.0.0"))).To(Succeed())
+		// The webhook reads the manager's cache; the train's latest shows
+		// that the cache has the release.
+		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.0.0"))
+		err := k8sClient.Create(ctx, newRelease(ns, "router", "stable", "1.0.0"))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.version: Invalid value: "1.0.0": router v1.0.0 is already published on stable as ComponentRelease "router.stable.v1.0.0"`))
+	})
+
+	It("lets exactly one of many concurrent creates of one release win", func() {
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { errs[i] = k8sClient.Create(ctx, newRelease(ns, "dns", "stable", "2.0.0")) })
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			if err == nil {
+				won++
+				continue
+			}
+			Expect(apierrors.IsAlreadyExists(err) || apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+			Expect(err.Error()).To(ContainSubstring("dns.stable.2.0.0"))
+		}
+		Expect(won).To(Equal(1))
+	})
+
+	It("rejects changes to identity with the webhook's message", func() {
+		r := newRelease(ns, "router", "stable", "v2.0.0")
+		Expect(k8sClient.Create(ctx, r)).To(Succeed())
+		// Merge patches: the controller writes the status meanwhile.
+		before := r.DeepCopy()
+		r.Spec.Image = "example/router:v2"
+		Expect(k8sClient.Patch(ctx, r, client.MergeFrom(before))).To(Succeed())
+		before = r.DeepCopy()
+		r.Spec.Train = "beta"
+		err := k8sClient.Patch(ctx, r, client.MergeFrom(before))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.train"))
+		Expect(err.Error()).To(ContainSubstring("immutable"))
+	})
+
+	It("rejects a train with a range that does not parse", func() {
+		t := &v1.ReleaseTrain{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "router.stable"},
+			Spec:       v1.ReleaseTrainSpec{Component: "router", Train: "stable", VersionRange: ">>1"},
+		}
+		err := k8sClient.Create(ctx, t)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.versionRange: Invalid value: ">>1": must be a semantic-version constraint`))
+	})
+
+	It("rejects a report with a bad data key and an empty-version component", func() {
+		rep := &v1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c2"},
+			Spec: v1.ClusterReportSpec{ClusterID: "c2",
+				Properties: map[string]string{"bad key": "x"}},
+		}
+		err := k8sClient.Create(ctx, rep)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.properties[bad key]: Invalid value: "bad key": keys may contain only letters, digits, '-', '_' and '.'`))
+	})
+
+	It("warns about a non-semver version and one lower than the latest", func() {
+		Expect(k8sClient.Create(ctx, newRelease(ns, "router", "stable", "v3.0.0"))).To(Succeed())
+		Eventually(latestOf(ns, "router.stable")).Should(Equal("v3.0.0"))
+		warnings.take()
+
+		Expect(k8sClient.Create(ctx, newRelease(ns, "router", "stable", "v2.9.0"))).To(Succeed())
+		Expect(warnings.take()).To(ContainElement(
+			"version v2.9.0 is lower than v3.0.0, the latest on router.stable; it will not become latest"))
+
+		Expect(k8sClient.Create(ctx, newRelease(ns, "router", "stable", "nightly"))).To(Succeed())
+		Expect(warnings.take()).To(ContainElement(ContainSubstring(`version "nightly" is not a semantic version`)))
+
+		Expect(k8sClient.Create(ctx, newRelease(ns, "router", "stable", "v3.1.0"))).To(Succeed())
+		Expect(warnings.take()).To(BeEmpty())
+	})
+})
