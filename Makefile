@@ -54,9 +54,16 @@ verify: manifests generate vet ## Fail when generated files are stale, code is u
 controlplane: ## Build kube-apiserver, etcd and kubectl from source (once; ~10 min on 2 cores).
 	@$(CONTROLPLANE_BUILD) >/dev/null
 
+# Each fuzz target of the bridge's request decoders runs this long in `make test`.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor
+
 .PHONY: test
-test: manifests generate ## Run every test (unit and envtest suites against a real apiserver).
+test: manifests generate ## Run every test (unit and envtest suites against a real apiserver), then the fuzzers briefly.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go test -count=1 ./... $(GOTEST_ARGS)
+	@for t in $(FUZZ_TARGETS); do \
+		echo "go test -run='^$$' -fuzz='^$$t\$$' -fuzztime=$(FUZZTIME) ./bridge"; \
+		go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./bridge || exit 1; done
 
 # Manager flags for `make dev`: everything on loopback, plain-HTTP metrics.
 DEV_MANAGER_ARGS ?= --metrics-bind-address=127.0.0.1:8082 --metrics-secure=false \

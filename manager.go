@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -23,6 +24,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	trainyardv1alpha1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/certs"
 	"github.com/trainyard-dev/trainyard/webhook"
@@ -35,12 +37,14 @@ type managerOptions struct {
 	metricsAddr    string
 	metricsSecure  bool
 	probeAddr      string
+	pprofAddr      string
 	leaderElection bool
 	qps            float64
 	burst          int
 	controllers    controllers.Options
 	ordering       string
 	webhook        webhookOptions
+	bridge         bridge.Options
 }
 
 type webhookOptions struct {
@@ -61,6 +65,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only clients that RBAC lets get /metrics.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints (empty: off).")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	fs.Float64Var(&o.qps, "kube-api-qps", 50, "Client-side limit of requests per second to the Kubernetes API (-1: none; the API server's priority and fairness still applies).")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "Burst above --kube-api-qps.")
@@ -70,6 +75,14 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"A cluster that has not checked in for this long is Stale.")
 	fs.IntVar(&o.controllers.TrainWorkers, "train-workers", 2, "Concurrent ReleaseTrain reconciles.")
 	fs.IntVar(&o.controllers.ReportWorkers, "report-workers", 4, "Concurrent ClusterReport reconciles.")
+
+	b := &o.bridge
+	fs.StringVar(&b.Addr, "bridge-bind-address", ":8080", "Address of the check-in bridge (the Deis workflow-manager API); \"0\" disables it.")
+	fs.StringVar(&b.Namespace, "bridge-namespace", "", "Namespace of the bridge's ClusterReports, ComponentReleases and doctor Secrets (default --namespace, else \"default\").")
+	fs.DurationVar(&b.Heartbeat, "bridge-heartbeat", time.Minute,
+		"Check-ins that change nothing update lastSeen and checkIns at most this often per cluster (held in memory meanwhile).")
+	fs.StringVar(&b.DoctorAuthSecret, "bridge-doctor-secret", "trainyard-doctor-auth",
+		"Secret (keys username, password) of the basic-auth credentials that may read doctor reports.")
 
 	w := &o.webhook
 	fs.BoolVar(&w.enabled, "enable-webhook", true, "Serve the admission webhook.")
@@ -124,6 +137,9 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases,verbs=create;patch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=patch
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;create;update
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
@@ -160,6 +176,7 @@ func runManager(args []string) error {
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElection,
 		LeaderElectionID:        "trainyard-manager.trainyard.dev",
 		LeaderElectionNamespace: o.namespace,
@@ -180,6 +197,17 @@ func runManager(args []string) error {
 			return err
 		}
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
+	if o.bridge.Addr != "0" {
+		if o.bridge.Namespace == "" {
+			o.bridge.Namespace = o.namespace
+		}
+		if o.bridge.Namespace == "" {
+			o.bridge.Namespace = "default"
+		}
+		if err := mgr.Add(bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o.bridge)); err != nil {
 			return err
 		}
 	}

@@ -53,8 +53,10 @@ type ClusterReportReconciler struct {
 
 // Reconcile computes one report's status.
 func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// The cache's own object (read only): most reconciles write nothing, so
+	// a copy is made only for a patch.
 	rep := &v1.ClusterReport{}
-	if err := r.Get(ctx, req.NamespacedName, rep); err != nil {
+	if err := r.Get(ctx, req.NamespacedName, rep, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.wakeups.Cancel(req.NamespacedName)
 			r.flags.set(req.NamespacedName, false, false)
@@ -72,15 +74,15 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	if !equality.Semantic.DeepEqual(&rep.Status, st) {
 		wasStale := conditions.IsTrue(rep.Status.Conditions, v1.ConditionStale)
-		before := rep.DeepCopy()
-		rep.Status = *st
-		var patch client.Patch = client.MergeFrom(before)
+		patched := rep.DeepCopy()
+		patched.Status = *st
+		var patch client.Patch = client.MergeFrom(rep)
 		if initialized {
 			// Filling in check-in fields must not overwrite a check-in the
 			// cache has not seen yet.
-			patch = client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+			patch = client.MergeFromWithOptions(rep, client.MergeFromWithOptimisticLock{})
 		}
-		if err := r.Status().Patch(ctx, rep, patch); apierrors.IsConflict(err) {
+		if err := r.Status().Patch(ctx, patched, patch); apierrors.IsConflict(err) {
 			// A check-in landed after our read: a normal race, try again
 			// with the newer object.
 			return ctrl.Result{RequeueAfter: conflictRetry}, nil
@@ -185,8 +187,8 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, ns string,
 	if cs.Train == "" {
 		cs.Train = v1.DefaultTrain
 	}
-	train := &v1.ReleaseTrain{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainName}, train); err != nil {
+	train := &v1.ReleaseTrain{} // the cache's own object: read only
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
 		return cs, client.IgnoreNotFound(err) // no such train: Unknown
 	}
 	if train.Status.Latest != nil {
@@ -261,25 +263,42 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.reportsMatching(ctx, o.GetNamespace(), IndexReportTrain, o.GetName())
+	return r.reportsMatching(ctx, o.GetNamespace(), o.GetName(), nil)
 }
 
+// reportsOfRelease maps a release to the reports that run its version. The
+// reports are found through their train and filtered by version here, which
+// saves a second per-component index on every report for an event that is
+// rare (a publish, a retraction).
 func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
 	rel := o.(*v1.ComponentRelease)
-	key := VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)
-	return r.reportsMatching(ctx, rel.Namespace, IndexReportVersion, key)
+	train := v1.TrainName(rel.Spec.Component, rel.Spec.Train)
+	version := ordering.Canonical(rel.Spec.Version)
+	return r.reportsMatching(ctx, rel.Namespace, train, func(rep *v1.ClusterReport) bool {
+		for _, c := range rep.Spec.Components {
+			if c.Name == rel.Spec.Component && v1.TrainName(c.Name, c.Train) == train &&
+				ordering.Canonical(c.Version) == version {
+				return true
+			}
+		}
+		return false
+	})
 }
 
-func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, index, value string) []reconcile.Request {
+// reportsMatching lists the reports following a train that pass keep (nil:
+// all of them).
+func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train string, keep func(*v1.ClusterReport) bool) []reconcile.Request {
 	var reports v1.ClusterReportList
-	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index: value},
+	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{IndexReportTrain: train},
 		client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "index", index, "value", value)
+		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "train", train)
 		return nil
 	}
-	reqs := make([]reconcile.Request, len(reports.Items))
+	reqs := make([]reconcile.Request, 0, len(reports.Items))
 	for i := range reports.Items {
-		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reports.Items[i])}
+		if keep == nil || keep(&reports.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reports.Items[i])})
+		}
 	}
 	return reqs
 }

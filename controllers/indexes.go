@@ -18,9 +18,6 @@ const (
 	IndexReleaseVersion = "trainyard.dev/release-version"
 	// IndexReportTrain maps a ClusterReport to the trains of its components.
 	IndexReportTrain = "trainyard.dev/report-train"
-	// IndexReportVersion maps a ClusterReport to VersionKey(train, version)
-	// of each component it runs.
-	IndexReportVersion = "trainyard.dev/report-version"
 )
 
 // VersionKey identifies one version of a train. Versions that are the same
@@ -49,14 +46,6 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
 				keys = append(keys, v1.TrainName(c.Name, c.Train))
-			}
-			return keys
-		}},
-		{&v1.ClusterReport{}, IndexReportVersion, func(o client.Object) []string {
-			r := o.(*v1.ClusterReport)
-			keys := make([]string, 0, len(r.Spec.Components))
-			for _, c := range r.Spec.Components {
-				keys = append(keys, VersionKey(v1.TrainName(c.Name, c.Train), c.Version))
 			}
 			return keys
 		}},

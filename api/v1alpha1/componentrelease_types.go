@@ -114,7 +114,7 @@ type ComponentReleaseStatus struct {
 
 	// latest is true when this release is its train's latest.
 	// +optional
-	Latest bool `json:"latest,omitempty"`
+	Latest bool `json:"latest"`
 
 	// conditions: Ready, Reconciling, Stalled, Semver and Retracted.
 	// +optional

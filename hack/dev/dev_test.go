@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,7 +44,7 @@ var _ = Describe("make dev", func() {
 		cmd := exec.Command(devBin, "-dir", state, "-manager", managerBin,
 			"-crds", filepath.Join(root, "config", "crd", "bases"),
 			"-samples", filepath.Join(root, "config", "samples"),
-			"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0",
+			"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0",
 			"--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
 		cmd.Dir = root
 		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -96,6 +99,37 @@ spec:
 		out, err = kubectl("apply", "-f", bad)
 		Expect(err).To(HaveOccurred())
 		Expect(out).To(ContainSubstring(`router v2.4.1 is already published on stable as ComponentRelease "router.stable.v2.4.1"`))
+		Expect(os.WriteFile(bad, []byte(`apiVersion: trainyard.dev/v1alpha1
+kind: ClusterReport
+metadata:
+  name: edge-1
+spec:
+  clusterID: edge-1
+  properties:
+    "node count": "3"
+`), 0o600)).To(Succeed())
+		out, err = kubectl("apply", "-f", bad)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring(`spec.properties[node count]: Invalid value: "node count": keys may contain only letters, digits, '-', '_' and '.'`))
+
+		// A check-in through the bridge, with the curl command the banner
+		// prints, shows up in kubectl.
+		Expect(session.Out).To(gbytes.Say(`curl -s -XPOST (http://127.0.0.1:\d+)/v3/clusters`))
+		bridgeURL := regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(string(session.Out.Contents()[strings.Index(string(session.Out.Contents()), "curl"):]))
+		Eventually(func() string {
+			resp, err := http.Post(bridgeURL+"/v3/clusters", "application/json", strings.NewReader(
+				`{"id":"dev-cluster","components":[{"component":{"name":"router"},"version":{"train":"stable","version":"v2.3.0"}}]}`))
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return string(body)
+		}, 30*time.Second).Should(ContainSubstring(`"id":"dev-cluster"`))
+		Eventually(func() string {
+			out, _ := kubectl("get", "clusterreport", "dev-cluster", "-o", "jsonpath={.status.components[0].state}")
+			return out
+		}, 30*time.Second).Should(Equal("UpdateAvailable"))
 
 		children := processesMentioning(state)
 		Expect(children).NotTo(BeEmpty(), "etcd and kube-apiserver should run with the state dir in their arguments")

@@ -36,6 +36,7 @@ type options struct {
 	samples      string // directory of sample objects to apply, "" for none
 	webhooks     string // the generated webhook configurations
 	webhookPort  int
+	bridgePort   int
 	managerArgs  []string // extra manager flags (after --)
 	stopTimeout  time.Duration
 	startTimeout time.Duration
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&o.samples, "samples", "config/samples", "Directory of sample objects to apply (empty: none).")
 	flag.StringVar(&o.webhooks, "webhooks", "config/webhook/manifests.yaml", "The webhook configurations to install, pointed at the manager on loopback.")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the manager's webhook server on 127.0.0.1 (0: any free port).")
+	flag.IntVar(&o.bridgePort, "bridge-port", 8080, "Port of the check-in bridge on 127.0.0.1 (0: any free port).")
 	flag.DurationVar(&o.stopTimeout, "stop-timeout", 20*time.Second, "How long each process may take to stop.")
 	flag.DurationVar(&o.startTimeout, "start-timeout", 60*time.Second, "How long the control plane may take to start.")
 	flag.Parse()
@@ -135,9 +137,17 @@ func run(ctx context.Context, o options) error {
 	if err := installWebhooks(ctx, c, o.webhooks, port); err != nil {
 		return fmt.Errorf("installing the webhook configurations: %w", err)
 	}
+	bridgePort := o.bridgePort
+	if bridgePort == 0 {
+		if bridgePort, err = freePort(); err != nil {
+			return err
+		}
+	}
+	bridgeURL := fmt.Sprintf("http://127.0.0.1:%d", bridgePort)
 	// The manager serves the webhook on loopback with its built-in CA, which
 	// it injects into the configurations just installed.
 	o.managerArgs = append([]string{
+		fmt.Sprintf("--bridge-bind-address=127.0.0.1:%d", bridgePort),
 		"--namespace=default",
 		"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
 		"--webhook-cert-dir=" + filepath.Join(dir, "webhook-certs"),
@@ -157,9 +167,15 @@ In another shell:
   %[2]s --kubeconfig %[3]s apply -f config/samples/
   %[2]s --kubeconfig %[3]s explain clusterreport.spec
 
+The check-in bridge (Deis workflow-manager API) listens on %[4]s:
+
+  curl -s -XPOST %[4]s/v3/clusters -H 'Content-Type: application/json' \
+    -d '{"id":"dev-cluster","components":[{"component":{"name":"router"},"version":{"train":"stable","version":"v2.3.0"}}]}'
+  curl -s %[4]s/v3/versions/stable/router/latest
+
 Ctrl-C stops everything. Manager logs follow.
 
-`, cfg.Host, kubectl, rel)
+`, cfg.Host, kubectl, rel, bridgeURL)
 
 	return runManager(ctx, o, kubeconfig)
 }

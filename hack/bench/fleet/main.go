@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -53,6 +54,7 @@ const (
 type config struct {
 	reports, rounds, workers, concurrency int
 	manager                               string
+	heapProfile                           string
 }
 
 func main() {
@@ -62,6 +64,7 @@ func main() {
 	flag.IntVar(&c.workers, "report-workers", 4, "The manager's --report-workers, and the raw loop's concurrency.")
 	flag.IntVar(&c.concurrency, "create-concurrency", 16, "Concurrency of the initial creates.")
 	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
+	flag.StringVar(&c.heapProfile, "heap-profile", "", "Write the manager's heap profile here at the end.")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -169,6 +172,11 @@ func run(c config) error {
 			round, affected, version, d.Round(time.Millisecond), rate, after-before, changed, unaffectedChanged)
 	}
 	rss := peakRSS(mgr.Process.Pid)
+	if c.heapProfile != "" {
+		if err := fetch(pprofURL, c.heapProfile); err != nil {
+			return err
+		}
+	}
 	heap, _ := scrape(metricsURL, "go_memstats_heap_inuse_bytes")
 	stopManager(mgr)
 
@@ -397,16 +405,25 @@ func startManager(ctx context.Context, c config, kubeconfig []byte) (*exec.Cmd, 
 	if err != nil {
 		return nil, "", err
 	}
+	pprofAddr := "0"
+	if c.heapProfile != "" {
+		if pprofAddr, err = freeAddr(); err != nil {
+			return nil, "", err
+		}
+	}
 	cmd := exec.CommandContext(ctx, c.manager, "--kubeconfig", kc,
 		"--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", "0", "--kube-api-qps=-1",
-		"--report-workers", strconv.Itoa(c.workers), "--zap-log-level=error")
+		"--health-probe-bind-address", "0", "--kube-api-qps=-1", "--pprof-bind-address", pprofAddr,
+		"--report-workers", strconv.Itoa(c.workers), "--zap-log-level=error",
+		// Status patches do not pass through the webhook; creates are not measured.
+		"--enable-webhook=false")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("starting %s (run `make build` first): %w", c.manager, err)
 	}
 	url := "http://" + metricsAddr + "/metrics"
+	pprofURL = "http://" + pprofAddr + "/debug/pprof/heap"
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := patchCount(url); err == nil {
 			return cmd, url, nil
@@ -414,6 +431,25 @@ func startManager(ctx context.Context, c config, kubeconfig []byte) (*exec.Cmd, 
 			return nil, "", fmt.Errorf("the manager's metrics did not come up: %w", err)
 		}
 	}
+}
+
+// pprofURL is the manager's heap profile endpoint when -heap-profile is set.
+var pprofURL string
+
+// fetch saves what url answers to path.
+func fetch(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 func stopManager(cmd *exec.Cmd) {

@@ -1,0 +1,252 @@
+// Package bridge serves the Deis workflow-manager "versions" API on top of
+// trainyard's custom resources: agents check in and release pipelines
+// publish over plain JSON/HTTP, and the results are ClusterReports and
+// ComponentReleases that kubectl shows. Reads come from the manager's cache.
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Options configure the bridge.
+type Options struct {
+	// Addr is the listen address (default 127.0.0.1:8080).
+	Addr string
+	// Namespace holds the bridge's ClusterReports, ComponentReleases and
+	// doctor Secrets.
+	Namespace string
+	// Heartbeat is how long a check-in that changes nothing may wait in
+	// memory before its lastSeen and checkIns are written (default 1m).
+	Heartbeat time.Duration
+	// DoctorAuthSecret names the Secret (keys "username" and "password")
+	// whose credentials may read doctor reports.
+	DoctorAuthSecret string
+	// MaxBody bounds request bodies (default 1 MiB); MaxDoctorBody the
+	// doctor dumps (default 8 MiB).
+	MaxBody, MaxDoctorBody int64
+	Clock                  clock.WithTicker
+}
+
+// Server is the bridge: an http.Handler and a manager Runnable.
+type Server struct {
+	opts Options
+	// cache serves reads; api writes and reads what must be current.
+	cache client.Reader
+	api   client.Client
+	// apiReader reads Secrets without caching them all.
+	apiReader client.Reader
+	handler   http.Handler
+
+	locks      keyedMutex
+	heartbeats *heartbeats
+	routeTable []route
+}
+
+// New builds the bridge. cache is the manager's cached client (with the
+// controllers' field indexes), api a client that writes to the API server,
+// apiReader an uncached reader.
+func New(cache client.Reader, api client.Client, apiReader client.Reader, o Options) *Server {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:8080"
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = time.Minute
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.MaxDoctorBody <= 0 {
+		o.MaxDoctorBody = 8 << 20
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader}
+	s.heartbeats = newHeartbeats(s)
+	s.handler = s.routes()
+	return s
+}
+
+// Handler is the bridge's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// NeedLeaderElection is false: every replica serves the bridge.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx ends, then drains requests and flushes the
+// heartbeats held in memory.
+func (s *Server) Start(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	log.FromContext(ctx).Info("bridge listening", "addr", l.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	flushDone := make(chan struct{})
+	go func() { s.heartbeats.run(ctx); close(flushDone) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdown)
+	<-flushDone
+	s.heartbeats.flushAll(shutdown)
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	rt := &router{}
+	rt.add(http.MethodGet, "/ping", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
+	rt.add(http.MethodGet, "/healthz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
+	rt.add(http.MethodGet, "/readyz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
+	rt.add(http.MethodGet, "/openapi.json", s.openAPI)
+	rt.add(http.MethodPost, "/v3/clusters", s.checkIn)
+	rt.add(http.MethodGet, "/v3/clusters/count", s.clusterCount)
+	rt.add(http.MethodGet, "/v3/clusters/age", s.clustersByAge)
+	rt.add(http.MethodGet, "/v3/clusters/checkins", s.checkinStats)
+	rt.add(http.MethodGet, "/v3/clusters/persistent", s.persistentClusters)
+	rt.add(http.MethodGet, "/v3/clusters/{id}", s.getCluster)
+	rt.add(http.MethodPost, "/v2/clusters/{id}", s.checkIn)
+	rt.add(http.MethodPost, "/v3/versions/latest", s.latestV3)
+	rt.add(http.MethodPost, "/v2/versions/latest", s.latestV2)
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", s.listReleases)
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", s.getRelease)
+	rt.add(http.MethodPost, "/v3/versions/{train}/{component}/{release}", s.publish)
+	rt.add(http.MethodPost, "/v3/doctor/{uuid}", s.postDoctor)
+	rt.add(http.MethodGet, "/v3/doctor/{uuid}", s.getDoctor)
+	s.routeTable = rt.routes
+	return rt
+}
+
+// decodeJSON reads a JSON request body into v: 415 without an
+// application/json Content-Type, 413 over the limit, 400 when it does not
+// parse.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType,
+			fmt.Sprintf("Content-Type must be application/json, not %q", r.Header.Get("Content-Type")))
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+		return false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return false
+	}
+	if err := unmarshal(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+// unmarshal parses exactly one JSON value (the request decoders' core,
+// fuzzed in decode_fuzz_test.go).
+func unmarshal(body []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON body: more than one JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("invalid JSON body: trailing data after the JSON value")
+	}
+	return nil
+}
+
+// writeAPIError maps a Kubernetes API error to the bridge's answer: the
+// API's own status for what the client can fix, 503 with Retry-After when
+// the API server cannot take the write (never 200 for something not stored).
+func writeAPIError(w http.ResponseWriter, what string, err error) {
+	var status apierrors.APIStatus
+	switch {
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s: %s", what, messageOf(err)))
+	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
+		writeError(w, http.StatusConflict, fmt.Sprintf("%s: %s", what, messageOf(err)))
+	case apierrors.IsForbidden(err):
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%s: %s", what, messageOf(err)))
+	case errors.As(err, &status) && status.Status().Code == http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%s: the Kubernetes API is busy; retry", what))
+	default:
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s: the Kubernetes API is unavailable (%v); nothing was stored, retry", what, err))
+	}
+}
+
+func messageOf(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	return err.Error()
+}
+
+// keyedMutex serialises the check-ins of one cluster.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,318 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
+)
+
+const clusterID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
+
+func checkinBody(id string, versions ...string) string {
+	comps := ""
+	for i, v := range versions {
+		if i > 0 {
+			comps += ","
+		}
+		comps += fmt.Sprintf(`{"component":{"name":"comp-%d","type":"Deployment"},"version":{"train":"stable","version":%q}}`, i, v)
+	}
+	return fmt.Sprintf(`{"id":%q,"components":[%s]}`, id, comps)
+}
+
+func report(ns, id string) *v1.ClusterReport {
+	r := &v1.ClusterReport{}
+	if err := k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v1.ClusterReportName(id)}, r); err != nil {
+		return nil
+	}
+	return r
+}
+
+var _ = Describe("the bridge over HTTP", func() {
+	var (
+		ns string
+		m  *manager
+	)
+	BeforeEach(func() {
+		ns = namespace()
+		m = startManager(ns, time.Minute)
+		DeferCleanup(func() { m.stop() })
+	})
+
+	It("answers ping, health and readiness", func() {
+		for _, p := range []string{"/ping", "/healthz", "/readyz"} {
+			r := get(m.url + p)
+			Expect(r.code).To(Equal(http.StatusOK), p)
+			Expect(r.body).To(BeEmpty())
+		}
+	})
+
+	It("answers unknown paths with 404 and wrong methods with 405 and Allow, in JSON", func() {
+		r := get(m.url + "/v3/nothing")
+		Expect(r.code).To(Equal(http.StatusNotFound))
+		Expect(r.errorOf().Message).To(ContainSubstring("/v3/nothing"))
+		r = do(http.MethodDelete, m.url+"/v3/clusters/x", "", "")
+		Expect(r.code).To(Equal(http.StatusMethodNotAllowed))
+		Expect(r.header.Get("Allow")).To(Equal("GET"))
+		r.errorOf()
+		r = do(http.MethodPut, m.url+"/v3/versions/stable/router/v1", "", "")
+		Expect(r.header.Get("Allow")).To(Equal("GET, POST"))
+	})
+
+	It("stores a check-in as a ClusterReport and serves it back", func() {
+		r := post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0", "2.0.0"))
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		var c bridge.Cluster
+		r.json(&c)
+		Expect(c.ID).To(Equal(clusterID))
+		Expect(c.FirstSeen).NotTo(BeNil())
+		Expect(c.Components).To(HaveLen(2))
+
+		rep := report(ns, clusterID)
+		Expect(rep).NotTo(BeNil())
+		Expect(rep.Spec.Components).To(ConsistOf(
+			v1.ReportedComponent{Name: "comp-0", Train: "stable", Version: "1.0.0", Type: "Deployment"},
+			v1.ReportedComponent{Name: "comp-1", Train: "stable", Version: "2.0.0", Type: "Deployment"}))
+		Expect(rep.Status.CheckIns).To(BeEquivalentTo(1))
+
+		Eventually(func() int { return get(m.url + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
+		r = get(m.url + "/v3/clusters/" + clusterID)
+		r.json(&c)
+		Expect(c.FirstSeen).NotTo(BeNil())
+		Expect(c.LastSeen).NotTo(BeNil())
+		Expect(get(m.url + "/v3/clusters/count").body).To(MatchJSON("1"))
+	})
+
+	It("accepts v2 check-ins with the ID in the path, and refuses a disagreeing body", func() {
+		r := post(m.url+"/v2/clusters/edge-1", `{"components":[]}`)
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		r = post(m.url+"/v2/clusters/edge-1", checkinBody("edge-2"))
+		Expect(r.code).To(Equal(http.StatusBadRequest))
+		Expect(r.errorOf().Message).To(Equal(`the path names cluster "edge-1" but the body names "edge-2"`))
+	})
+
+	DescribeTable("refuses bad check-ins precisely",
+		func(contentType, body string, code int, msg string) {
+			r := do(http.MethodPost, m.url+"/v3/clusters", contentType, body)
+			Expect(r.code).To(Equal(code), string(r.body))
+			Expect(r.errorOf().Message).To(ContainSubstring(msg))
+		},
+		Entry("no JSON content type", "text/plain", checkinBody(clusterID), http.StatusUnsupportedMediaType, "Content-Type must be application/json"),
+		Entry("not JSON", "application/json", `{"id":`, http.StatusBadRequest, "invalid JSON body"),
+		Entry("two JSON values", "application/json", `{} {}`, http.StatusBadRequest, "more than one JSON value"),
+		Entry("no id", "application/json", `{"components":[]}`, http.StatusUnprocessableEntity, "id in body is required"),
+		Entry("no components", "application/json", `{"id":"c1"}`, http.StatusUnprocessableEntity, "components in body is required"),
+		Entry("a component without a name", "application/json", `{"id":"c1","components":[{"version":{"version":"1"}}]}`,
+			http.StatusUnprocessableEntity, "components[0].component.name in body is required"),
+		Entry("a component without a version", "application/json", `{"id":"c1","components":[{"component":{"name":"x"}}]}`,
+			http.StatusUnprocessableEntity, "components[0].version.version in body is required"),
+		Entry("a bad cluster ID", "application/json", `{"id":"Not_OK","components":[]}`,
+			http.StatusUnprocessableEntity, "spec.clusterID: Invalid value"),
+		Entry("a body over 1 MiB", "application/json", `{"id":"c1","components":[],"x":"`+string(make([]byte, 1<<20))+`"}`,
+			http.StatusRequestEntityTooLarge, "request body larger than"),
+	)
+
+	It("writes a changed component list before answering, and coalesces check-ins that change nothing", func() {
+		Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
+		rv := report(ns, clusterID).ResourceVersion
+		for range 5 {
+			Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
+		}
+		// Within the heartbeat granularity: no write.
+		Expect(report(ns, clusterID).ResourceVersion).To(Equal(rv))
+		var stats struct {
+			Data []bridge.CheckinStat `json:"data"`
+		}
+		get(m.url + "/v3/clusters/checkins").json(&stats)
+		Expect(stats.Data).To(HaveLen(1))
+		Expect(stats.Data[0].Checkins).To(BeEquivalentTo(6))
+
+		// A changed component list is stored before the answer.
+		Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.1.0")).code).To(Equal(http.StatusOK))
+		rep := report(ns, clusterID)
+		Expect(rep.Spec.Components[0].Version).To(Equal("1.1.0"))
+		Expect(rep.Status.CheckIns).To(BeEquivalentTo(7))
+	})
+
+	It("takes many concurrent check-ins of one cluster without an error", func() {
+		var wg sync.WaitGroup
+		codes := make([]int, 20)
+		for i := range codes {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				codes[i] = post(m.url+"/v3/clusters", checkinBody(clusterID, fmt.Sprintf("1.0.%d", i%3))).code
+			})
+		}
+		wg.Wait()
+		Expect(codes).To(HaveEach(http.StatusOK))
+	})
+
+	It("keeps every acknowledged check-in across a restart of the manager", func() {
+		Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
+		Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK)) // coalesced
+		m.stop()
+		m = startManager(ns, time.Minute)
+		var c bridge.Cluster
+		Eventually(func() int { return get(m.url + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
+		get(m.url + "/v3/clusters/" + clusterID).json(&c)
+		Expect(c.Components).To(HaveLen(1))
+		Expect(report(ns, clusterID).Status.CheckIns).To(BeEquivalentTo(2))
+	})
+
+	It("answers 404 for an unknown cluster", func() {
+		r := get(m.url + "/v3/clusters/nope")
+		Expect(r.code).To(Equal(http.StatusNotFound))
+		Expect(r.errorOf().Message).To(Equal("404 cluster not found"))
+	})
+
+	It("filters clusters by age, refusing impossible and malformed filters", func() {
+		Expect(post(m.url+"/v3/clusters", checkinBody("c1")).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/clusters/c1").code }).Should(Equal(http.StatusOK))
+		past, future := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		var list struct {
+			Data []bridge.Cluster `json:"data"`
+		}
+		get(m.url + "/v3/clusters/age?created_after=" + past + "&checked_in_before=" + future).json(&list)
+		Expect(list.Data).To(HaveLen(1))
+		get(m.url + "/v3/clusters/age?created_after=" + future).json(&list)
+		Expect(list.Data).To(BeEmpty())
+
+		r := get(m.url + "/v3/clusters/age?created_after=" + future + "&created_before=" + past)
+		Expect(r.code).To(Equal(http.StatusBadRequest))
+		Expect(r.errorOf().Message).To(Equal(fmt.Sprintf("impossible filter: created_after=%s is not before created_before=%s", future, past)))
+		r = get(m.url + "/v3/clusters/age?checked_in_after=yesterday")
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		Expect(r.errorOf().Message).To(ContainSubstring(`checked_in_after="yesterday" is not an RFC 3339 time`))
+	})
+
+	It("lists persistent clusters and requires its parameters", func() {
+		r := get(m.url + "/v3/clusters/persistent?epoch=2026-01-01T00:00:00Z")
+		Expect(r.code).To(Equal(http.StatusBadRequest))
+		Expect(r.errorOf().Message).To(Equal("query parameter timestamp is required (an RFC 3339 time)"))
+
+		Expect(post(m.url+"/v3/clusters", checkinBody("c1")).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/clusters/c1").code }).Should(Equal(http.StatusOK))
+		epoch, ts := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		var stats struct {
+			Count int `json:"count"`
+		}
+		get(m.url + "/v3/clusters/persistent?epoch=" + epoch + "&timestamp=" + ts).json(&stats)
+		Expect(stats.Count).To(Equal(0)) // one check-in only
+		Expect(post(m.url+"/v3/clusters", checkinBody("c1")).code).To(Equal(http.StatusOK))
+		get(m.url + "/v3/clusters/persistent?epoch=" + epoch + "&timestamp=" + ts).json(&stats)
+		Expect(stats.Count).To(Equal(1))
+	})
+})
+
+var _ = Describe("releases over HTTP", func() {
+	var (
+		ns string
+		m  *manager
+	)
+	BeforeEach(func() {
+		ns = namespace()
+		m = startManager(ns, time.Minute)
+		DeferCleanup(func() { m.stop() })
+	})
+
+	publish := func(train, component, version, body string) response {
+		return post(fmt.Sprintf("%s/v3/versions/%s/%s/%s", m.url, train, component, version), body)
+	}
+
+	It("publishes a ComponentRelease, idempotently, and refuses other content for the same version", func() {
+		body := `{"component":{"name":"router"},"version":{"train":"stable","version":"v1.0.0","released":"2026-11-01T00:00:00Z",
+			"data":{"description":"first","image":"example/router:v1","changelog":"https://example.com"}}}`
+		r := publish("stable", "router", "v1.0.0", body)
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		rel := &v1.ComponentRelease{}
+		Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "router.stable.v1.0.0"}, rel)).To(Succeed())
+		Expect(rel.Spec.Description).To(Equal("first"))
+		Expect(rel.Spec.Image).To(Equal("example/router:v1"))
+		Expect(rel.Spec.Data).To(Equal(map[string]string{"changelog": "https://example.com"}))
+
+		Expect(publish("stable", "router", "v1.0.0", body).code).To(Equal(http.StatusOK))
+		r = publish("stable", "router", "v1.0.0", `{"version":{"data":{"description":"changed"}}}`)
+		Expect(r.code).To(Equal(http.StatusConflict))
+		Expect(r.errorOf().Message).To(ContainSubstring("already published on stable with a different"))
+	})
+
+	It("refuses a body that disagrees with the path", func() {
+		r := publish("stable", "router", "v1.0.0", `{"component":{"name":"dns"},"version":{"version":"v2.0.0"}}`)
+		Expect(r.code).To(Equal(http.StatusBadRequest))
+		Expect(r.errorOf().Message).To(Equal(`the body disagrees with the path: component "dns" (path "router"), version "v2.0.0" (path "v1.0.0")`))
+	})
+
+	It("serves releases, the latest, and the multi-get in request order with updateAvailable", func() {
+		Expect(publish("stable", "router", "v1.0.0", `{}`).code).To(Equal(http.StatusOK))
+		Expect(publish("stable", "router", "v1.1.0", `{}`).code).To(Equal(http.StatusOK))
+		Expect(publish("beta", "dns", "2.0.0-beta.1", `{}`).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/versions/stable/router/latest").code }).Should(Equal(http.StatusOK))
+		Eventually(func() string {
+			var cv bridge.ComponentVersion
+			get(m.url + "/v3/versions/stable/router/latest").json(&cv)
+			return cv.Version.Version
+		}).Should(Equal("v1.1.0"))
+
+		Eventually(func() int { return get(m.url + "/v3/versions/beta/dns/latest").code }).Should(Equal(http.StatusOK))
+		var list struct {
+			Data []bridge.ComponentVersion `json:"data"`
+		}
+		Eventually(func() int {
+			get(m.url + "/v3/versions/stable/router").json(&list)
+			return len(list.Data)
+		}).Should(Equal(2))
+		Expect(list.Data[0].Version.Version).To(Equal("v1.1.0"))
+		get(m.url + "/v3/versions/stable/nothing").json(&list)
+		Expect(list.Data).To(BeEmpty())
+		Expect(get(m.url + "/v3/versions/stable/router/v9.9.9").errorOf().Message).To(Equal("404 release not found"))
+
+		r := post(m.url+"/v3/versions/latest", `{"data":[
+			{"component":{"name":"dns"},"version":{"train":"beta"}},
+			{"component":{"name":"router"},"version":{"version":"v1.0.0"}},
+			{"component":{"name":"router"},"version":{"version":"v1.1.0"}}]}`)
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		r.json(&list)
+		Expect(list.Data).To(HaveLen(3))
+		Expect(list.Data[0].Version.Version).To(Equal("2.0.0-beta.1"))
+		Expect(list.Data[1].UpdateAvailable).To(Equal("v1.1.0"))
+		Expect(list.Data[2].UpdateAvailable).To(BeEmpty())
+
+		// v2: an empty train means beta.
+		post(m.url+"/v2/versions/latest", `{"data":[{"component":{"name":"dns"}}]}`).json(&list)
+		Expect(list.Data[0].Version.Version).To(Equal("2.0.0-beta.1"))
+	})
+
+	It("stores doctor reports in a Secret and serves them with basic auth", func() {
+		r := post(m.url+"/v3/doctor/"+clusterID, `{"workflow":{"id":"x","components":[]},"nodes":[{"name":"n1"}]}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		Expect(r.errorOf().Message).To(Equal("namespaces in body is required"))
+		Expect(post(m.url+"/v3/doctor/"+clusterID, `{"workflow":{"id":"x","components":[]},"nodes":[{"name":"n1"}],"namespaces":["default"]}`).code).To(Equal(http.StatusOK))
+
+		Expect(k8sClient.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "doctor-auth"},
+			Data:       map[string][]byte{"username": []byte("ops"), "password": []byte("s3cret")},
+		})).To(Succeed())
+		r = get(m.url + "/v3/doctor/" + clusterID)
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(Equal("unauthenticated for invalid credentials"))
+		auth := func(u, p string) func(*http.Request) { return func(r *http.Request) { r.SetBasicAuth(u, p) } }
+		Expect(do(http.MethodGet, m.url+"/v3/doctor/"+clusterID, "", "", auth("ops", "wrong")).code).To(Equal(http.StatusUnauthorized))
+		r = do(http.MethodGet, m.url+"/v3/doctor/"+clusterID, "", "", auth("ops", "s3cret"))
+		Expect(r.code).To(Equal(http.StatusOK))
+		Expect(r.body).To(MatchJSON(`{"workflow":{"id":"x","components":[]},"nodes":[{"name":"n1"}],"namespaces":["default"]}`))
+		r = do(http.MethodGet, m.url+"/v3/doctor/00000000-0000-0000-0000-000000000000", "", "", auth("ops", "s3cret"))
+		Expect(r.code).To(Equal(http.StatusNotFound))
+	})
+})

@@ -1,0 +1,169 @@
+package bridge
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// Keys of Version.Data that map onto ComponentRelease fields; any other key
+// is kept in spec.data.
+const (
+	dataDescription = "description"
+	dataFixes       = "fixes"
+	dataImage       = "image"
+)
+
+// required is the 422 answer for a missing field, in the old service's words.
+type required string
+
+func (r required) Error() string { return string(r) + " in body is required" }
+
+// reportedComponents converts a check-in's components, naming the first
+// missing field.
+func reportedComponents(cvs []ComponentVersion) ([]v1.ReportedComponent, error) {
+	out := make([]v1.ReportedComponent, 0, len(cvs))
+	for i, cv := range cvs {
+		at := fmt.Sprintf("components[%d]", i)
+		if cv.Component == nil || cv.Component.Name == "" {
+			return nil, required(at + ".component.name")
+		}
+		if cv.Version == nil || cv.Version.Version == "" {
+			return nil, required(at + ".version.version")
+		}
+		c := v1.ReportedComponent{Name: cv.Component.Name, Train: cv.Version.Train,
+			Version: cv.Version.Version, Type: cv.Component.Type, Image: cv.Version.Data[dataImage]}
+		if c.Train == "" {
+			c.Train = v1.DefaultTrain
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// clusterOf is the wire form of a report. lastSeen may be newer than the
+// stored one: a heartbeat not yet flushed.
+func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) Cluster {
+	c := Cluster{ID: r.Spec.ClusterID, Components: make([]ComponentVersion, 0, len(r.Spec.Components))}
+	if r.Status.FirstSeen != nil {
+		t := r.Status.FirstSeen.UTC()
+		c.FirstSeen = &t
+	}
+	if r.Status.LastSeen != nil {
+		t := r.Status.LastSeen.UTC()
+		c.LastSeen = &t
+	}
+	if lastSeen != nil && (c.LastSeen == nil || lastSeen.After(*c.LastSeen)) {
+		t := lastSeen.UTC()
+		c.LastSeen = &t
+	}
+	latest := map[string]v1.ComponentStatus{}
+	for _, s := range r.Status.Components {
+		latest[s.Name] = s
+	}
+	for _, rc := range r.Spec.Components {
+		cv := ComponentVersion{
+			Component: &Component{Name: rc.Name, Type: rc.Type},
+			Version:   &Version{Train: rc.Train, Version: rc.Version},
+		}
+		if rc.Image != "" {
+			cv.Version.Data = map[string]string{dataImage: rc.Image}
+		}
+		if s, ok := latest[rc.Name]; ok && s.State == v1.StateUpdateAvailable {
+			cv.UpdateAvailable = s.Latest
+		}
+		c.Components = append(c.Components, cv)
+	}
+	return c
+}
+
+// releaseSpec converts a published componentVersion.
+func releaseSpec(component, train, version string, cv ComponentVersion, now time.Time) (v1.ComponentReleaseSpec, error) {
+	spec := v1.ComponentReleaseSpec{Component: component, Train: train, Version: version}
+	released := metav1.NewTime(now.UTC().Truncate(time.Second))
+	if cv.Version != nil && cv.Version.Released != "" {
+		t, err := time.Parse(time.RFC3339, cv.Version.Released)
+		if err != nil {
+			return spec, fmt.Errorf("version.released %q is not an RFC 3339 time", cv.Version.Released)
+		}
+		released = metav1.NewTime(t.UTC())
+	}
+	spec.Released = &released
+	if cv.Component != nil {
+		spec.Description = cv.Component.Description
+	}
+	if cv.Version != nil {
+		for k, v := range cv.Version.Data {
+			switch k {
+			case dataDescription:
+				spec.Description = v
+			case dataFixes:
+				spec.Fixes = v
+			case dataImage:
+				spec.Image = v
+			default:
+				if spec.Data == nil {
+					spec.Data = map[string]string{}
+				}
+				spec.Data[k] = v
+			}
+		}
+	}
+	return spec, nil
+}
+
+// componentVersionOf is the wire form of a release.
+func componentVersionOf(r *v1.ComponentRelease) ComponentVersion {
+	data := maps.Clone(r.Spec.Data)
+	set := func(k, v string) {
+		if v == "" {
+			return
+		}
+		if data == nil {
+			data = map[string]string{}
+		}
+		data[k] = v
+	}
+	set(dataDescription, r.Spec.Description)
+	set(dataFixes, r.Spec.Fixes)
+	set(dataImage, r.Spec.Image)
+	cv := ComponentVersion{
+		Component: &Component{Name: r.Spec.Component},
+		Version:   &Version{Train: r.Spec.Train, Version: r.Spec.Version, Data: data},
+	}
+	if r.Spec.Released != nil {
+		cv.Version.Released = r.Spec.Released.UTC().Format(time.RFC3339)
+	}
+	return cv
+}
+
+// sameRelease lists the fields in which a re-publish differs from the
+// stored release; none means the publish is a harmless retry.
+func sameRelease(stored, sent v1.ComponentReleaseSpec, sentReleased bool) []string {
+	var diff []string
+	if stored.Description != sent.Description {
+		diff = append(diff, "description")
+	}
+	if stored.Fixes != sent.Fixes {
+		diff = append(diff, "fixes")
+	}
+	if stored.Image != sent.Image {
+		diff = append(diff, "image")
+	}
+	if !maps.Equal(stored.Data, sent.Data) && (len(stored.Data) > 0 || len(sent.Data) > 0) {
+		diff = append(diff, "data")
+	}
+	if sentReleased && (stored.Released == nil || !stored.Released.Equal(sent.Released)) {
+		diff = append(diff, "released")
+	}
+	slices.Sort(diff)
+	return diff
+}
+
+func joinFields(f []string) string { return strings.Join(f, ", ") }

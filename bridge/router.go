@@ -1,0 +1,105 @@
+package bridge
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// route is one endpoint: a method and a path pattern whose {name} segments
+// are parameters. The table of routes is also what /openapi.json is checked
+// against.
+type route struct {
+	method  string
+	pattern string
+	segs    []string
+	handle  func(w http.ResponseWriter, r *http.Request, p params)
+}
+
+type params map[string]string
+
+// router dispatches on method and path, answering JSON errors for unknown
+// paths (404) and wrong methods (405 with Allow), which http.ServeMux
+// answers in plain text.
+type router struct {
+	routes []route
+}
+
+func (rt *router) add(method, pattern string, h func(http.ResponseWriter, *http.Request, params)) {
+	rt.routes = append(rt.routes, route{method: method, pattern: pattern,
+		segs: strings.Split(strings.Trim(pattern, "/"), "/"), handle: h})
+}
+
+// match compares path segments; literal segments are tried in table order,
+// so a literal route ("/v3/clusters/count") listed before a parameter route
+// ("/v3/clusters/{id}") wins.
+func match(pattern, path []string) (params, bool) {
+	if len(pattern) != len(path) {
+		return nil, false
+	}
+	var p params
+	for i, s := range pattern {
+		if strings.HasPrefix(s, "{") {
+			if path[i] == "" {
+				return nil, false
+			}
+			if p == nil {
+				p = params{}
+			}
+			p[strings.Trim(s, "{}")] = path[i]
+			continue
+		}
+		if s != path[i] {
+			return nil, false
+		}
+	}
+	return p, true
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	var allowed []string
+	for _, ro := range rt.routes {
+		p, ok := match(ro.segs, path)
+		if !ok {
+			continue
+		}
+		if ro.method != r.Method && !(ro.method == http.MethodGet && r.Method == http.MethodHead) {
+			if !slices.Contains(allowed, ro.method) {
+				allowed = append(allowed, ro.method)
+			}
+			continue
+		}
+		ro.handle(w, r, p)
+		return
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; allowed: %s", r.Method, strings.Join(allowed, ", ")))
+		return
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("404 path %s not found", r.URL.Path))
+}
+
+// writeJSON answers status with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encoding the answer: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// writeError answers {"code": status, "message": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	body, _ := json.Marshal(Error{Code: status, Message: msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

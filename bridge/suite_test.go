@@ -1,0 +1,150 @@
+package bridge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+func TestBridge(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	RunSpecs(t, "bridge suite")
+}
+
+var (
+	env       *envtest.Environment
+	cfg       *rest.Config
+	k8sClient client.Client
+	scheme    = runtime.NewScheme()
+)
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	env = testenv.New()
+	var err error
+	cfg, err = testenv.Start(env)
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
+})
+
+// manager is a running manager (controllers and bridge) serving the bridge
+// over real HTTP at url.
+type manager struct {
+	url    string
+	stop   func()
+	bridge *bridge.Server
+}
+
+// startManager starts a manager for namespace ns; stop() shuts it down the
+// way SIGTERM does (draining and flushing).
+func startManager(ns string, heartbeat time.Duration) *manager {
+	GinkgoHelper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Cache: controllers.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Several managers in one process.
+		Controller: ctrlConfig(),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	Expect(controllers.Setup(ctx, mgr, controllers.Options{})).To(Succeed())
+	b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), bridge.Options{
+		Namespace: ns, Heartbeat: heartbeat, DoctorAuthSecret: "doctor-auth", Addr: "127.0.0.1:0"})
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+	srv := httptest.NewServer(b.Handler())
+	return &manager{url: srv.URL, bridge: b, stop: func() {
+		srv.Close()
+		b.FlushHeartbeats(context.Background())
+		cancel()
+		<-done
+	}}
+}
+
+func namespace() string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "b-"}}
+	Expect(k8sClient.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
+
+type response struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(v any) {
+	GinkgoHelper()
+	Expect(json.Unmarshal(r.body, v)).To(Succeed(), string(r.body))
+}
+
+// errorOf is the {"code","message"} body, checked to be well formed.
+func (r response) errorOf() bridge.Error {
+	GinkgoHelper()
+	var e bridge.Error
+	Expect(r.header.Get("Content-Type")).To(Equal("application/json"))
+	r.json(&e)
+	Expect(e.Code).To(Equal(r.code))
+	return e
+}
+
+func do(method, url, contentType, body string, mutate ...func(*http.Request)) response {
+	GinkgoHelper()
+	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
+	Expect(err).NotTo(HaveOccurred())
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for _, m := range mutate {
+		m(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	return response{code: resp.StatusCode, header: resp.Header, body: data}
+}
+
+func post(url, body string) response { return do(http.MethodPost, url, "application/json", body) }
+func get(url string) response        { return do(http.MethodGet, url, "", "") }
+
+func ctrlConfig() ctrlconfig.Controller {
+	skip := true
+	return ctrlconfig.Controller{SkipNameValidation: &skip}
+}

@@ -1,0 +1,225 @@
+package bridge
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/webhook"
+)
+
+// listReleases answers GET /v3/versions/{train}/{component}: every release
+// of the train, newest first under the train's ordering.
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) {
+	var list v1.ComponentReleaseList
+	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
+		client.MatchingFields{controllers.IndexReleaseTrain: v1.TrainName(p["component"], p["train"])}); err != nil {
+		writeAPIError(w, "listing releases", err)
+		return
+	}
+	policy := s.policy(r, p["component"], p["train"])
+	cands := make([]ordering.Candidate, len(list.Items))
+	for i, rel := range list.Items {
+		cands[i] = candidate(&rel)
+	}
+	idx := make([]int, len(list.Items))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return policy.Compare(cands[b], cands[a]) })
+	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, len(idx))}
+	for _, i := range idx {
+		out.Data = append(out.Data, componentVersionOf(&list.Items[i]))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func candidate(rel *v1.ComponentRelease) ordering.Candidate {
+	var released int64
+	if rel.Spec.Released != nil {
+		released = rel.Spec.Released.UnixNano()
+	}
+	return ordering.NewCandidate(rel.Name, rel.Spec.Version, released, rel.Spec.Retracted != nil)
+}
+
+// policy is the train's ordering policy, the default when it has no train.
+func (s *Server) policy(r *http.Request, component, train string) ordering.Policy {
+	t := &v1.ReleaseTrain{}
+	key := types.NamespacedName{Namespace: s.opts.Namespace, Name: v1.TrainName(component, train)}
+	if err := s.cache.Get(r.Context(), key, t, client.UnsafeDisableDeepCopy); err == nil {
+		if p, err := ordering.PolicyOf(t.Spec); err == nil {
+			return p
+		}
+	}
+	p, _ := ordering.PolicyOf(v1.ReleaseTrainSpec{})
+	return p
+}
+
+// release finds one release: "latest" is the train's latest.
+func (s *Server) release(r *http.Request, component, train, version string) (*v1.ComponentRelease, error) {
+	ctx := r.Context()
+	trainName := v1.TrainName(component, train)
+	if version == "latest" {
+		t := &v1.ReleaseTrain{}
+		if err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: trainName}, t); err != nil {
+			return nil, err
+		}
+		if t.Status.Latest == nil {
+			return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("componentreleases").GroupResource(), "latest")
+		}
+		rel := &v1.ComponentRelease{}
+		err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: t.Status.Latest.Name}, rel)
+		return rel, err
+	}
+	var list v1.ComponentReleaseList
+	if err := s.cache.List(ctx, &list, client.InNamespace(s.opts.Namespace),
+		client.MatchingFields{controllers.IndexReleaseVersion: controllers.VersionKey(trainName, version)}); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if list.Items[i].Spec.Version == version {
+			return &list.Items[i], nil
+		}
+	}
+	if len(list.Items) > 0 { // the same semantic version, spelled differently
+		return &list.Items[0], nil
+	}
+	return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("componentreleases").GroupResource(), version)
+}
+
+func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
+	rel, err := s.release(r, p["component"], p["train"], p["release"])
+	if apierrors.IsNotFound(err) {
+		writeError(w, http.StatusNotFound, "404 release not found")
+		return
+	} else if err != nil {
+		writeAPIError(w, "reading the release", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, componentVersionOf(rel))
+}
+
+// publish answers POST /v3/versions/{train}/{component}/{release}: it
+// creates the ComponentRelease. Re-publishing the same content is a 200; the
+// same version with other content is a 409.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
+	var cv ComponentVersion
+	if !decodeJSON(w, r, s.opts.MaxBody, &cv) {
+		return
+	}
+	train, component, version := p["train"], p["component"], p["release"]
+	if version == "latest" {
+		writeError(w, http.StatusBadRequest, `"latest" names the train's latest release; publish a version`)
+		return
+	}
+	var mismatch []string
+	if cv.Component != nil && cv.Component.Name != "" && cv.Component.Name != component {
+		mismatch = append(mismatch, fmt.Sprintf("component %q (path %q)", cv.Component.Name, component))
+	}
+	if cv.Version != nil && cv.Version.Train != "" && cv.Version.Train != train {
+		mismatch = append(mismatch, fmt.Sprintf("train %q (path %q)", cv.Version.Train, train))
+	}
+	if cv.Version != nil && cv.Version.Version != "" && cv.Version.Version != version {
+		mismatch = append(mismatch, fmt.Sprintf("version %q (path %q)", cv.Version.Version, version))
+	}
+	if len(mismatch) > 0 {
+		writeError(w, http.StatusBadRequest, "the body disagrees with the path: "+strings.Join(mismatch, ", "))
+		return
+	}
+	spec, err := releaseSpec(component, train, version, cv, s.opts.Clock.Now())
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	rel := &v1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: v1.ReleaseName(component, train, version)},
+		Spec:       spec,
+	}
+	if errs := webhook.ValidateComponentRelease(rel, nil); len(errs) > 0 {
+		writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
+		return
+	}
+	err = s.api.Create(r.Context(), rel)
+	if apierrors.IsAlreadyExists(err) {
+		stored := &v1.ComponentRelease{}
+		if err := s.apiReader.Get(r.Context(), client.ObjectKeyFromObject(rel), stored); err != nil {
+			writeAPIError(w, "reading the existing release", err)
+			return
+		}
+		sentReleased := cv.Version != nil && cv.Version.Released != ""
+		if diff := sameRelease(stored.Spec, spec, sentReleased); len(diff) > 0 {
+			writeError(w, http.StatusConflict, fmt.Sprintf("%s %s is already published on %s with a different %s; "+
+				"a published release does not change (publish a new version)", component, version, train, joinFields(diff)))
+			return
+		}
+		writeJSON(w, http.StatusOK, componentVersionOf(stored))
+		return
+	}
+	if err != nil {
+		writeAPIError(w, "publishing the release", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, componentVersionOf(rel))
+}
+
+func (s *Server) latestV3(w http.ResponseWriter, r *http.Request, p params) {
+	s.latest(w, r, v1.DefaultTrain)
+}
+
+// latestV2 is the v2 multi-get, where an empty train meant "beta".
+func (s *Server) latestV2(w http.ResponseWriter, r *http.Request, p params) {
+	s.latest(w, r, "beta")
+}
+
+// latest answers the multi-get: the latest release of exactly the requested
+// (component, train) pairs, in request order. An item that carries the
+// installed version gets updateAvailable when the latest differs.
+func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain string) {
+	var req dataList[ComponentVersion]
+	if !decodeJSON(w, r, s.opts.MaxBody, &req) {
+		return
+	}
+	if req.Data == nil {
+		writeError(w, http.StatusUnprocessableEntity, required("data").Error())
+		return
+	}
+	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, len(req.Data))}
+	for i, item := range req.Data {
+		if item.Component == nil || item.Component.Name == "" {
+			writeError(w, http.StatusUnprocessableEntity, required(fmt.Sprintf("data[%d].component.name", i)).Error())
+			return
+		}
+		train, installed := defaultTrain, ""
+		if item.Version != nil {
+			if item.Version.Train != "" {
+				train = item.Version.Train
+			}
+			installed = item.Version.Version
+		}
+		rel, err := s.release(r, item.Component.Name, train, "latest")
+		switch {
+		case apierrors.IsNotFound(err):
+			// No latest on that train: the pair is answered without a version.
+			out.Data = append(out.Data, ComponentVersion{Component: &Component{Name: item.Component.Name}, Version: &Version{Train: train}})
+			continue
+		case err != nil:
+			writeAPIError(w, "reading the latest releases", err)
+			return
+		}
+		cv := componentVersionOf(rel)
+		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(rel.Spec.Version) {
+			cv.UpdateAvailable = rel.Spec.Version
+		}
+		out.Data = append(out.Data, cv)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
