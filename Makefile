@@ -90,6 +90,10 @@ BENCH_ARGS ?=
 bench-fleet: build ## Controllers: 10,000 reports, a new latest for half of them, vs raw status patches.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/fleet -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-bridge
+bench-bridge: build ## Bridge: check-ins from 10,000 clusters and the multi-get, vs a trivial handler.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/bridge -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 ##@ Build
 
 .PHONY: build

@@ -54,6 +54,7 @@ type Server struct {
 
 	locks      keyedMutex
 	heartbeats *heartbeats
+	encoded    encodedReleases
 	routeTable []route
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -256,7 +257,7 @@ func (h *heartbeats) run(ctx context.Context) {
 	}
 }
 
-// flushAll writes every pending heartbeat.
+// flushAll writes every pending heartbeat, a few at a time.
 func (h *heartbeats) flushAll(ctx context.Context) {
 	h.mu.Lock()
 	keys := make([]types.NamespacedName, 0, len(h.pending))
@@ -264,34 +265,60 @@ func (h *heartbeats) flushAll(ctx context.Context) {
 		keys = append(keys, k)
 	}
 	h.mu.Unlock()
-	for _, key := range keys {
-		unlock := h.s.locks.lock(key.Name)
-		h.mu.Lock()
-		p := h.pending[key]
-		h.mu.Unlock()
-		if p == nil {
-			unlock()
-			continue
-		}
-		r := &v1.ClusterReport{}
-		if err := h.s.cache.Get(ctx, key, r); err != nil {
-			if apierrors.IsNotFound(err) {
-				h.mu.Lock()
-				delete(h.pending, key)
-				h.mu.Unlock()
-			}
-			unlock()
-			continue
-		}
-		// writeNow counts one check-in itself; the pending count includes it.
-		h.mu.Lock()
-		p.count--
-		h.mu.Unlock()
-		if err := h.writeNow(ctx, r, p.lastSeen); err != nil {
-			log.FromContext(ctx).Error(err, "flushing a heartbeat", "cluster", key.Name)
-		}
-		unlock()
+	if len(keys) == 0 {
+		return
 	}
+	work := make(chan types.NamespacedName)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range flushWorkers {
+		wg.Go(func() {
+			for key := range work {
+				if err := h.flush(ctx, key); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		log.FromContext(ctx).Info("some heartbeats were not written; they are kept for the next flush",
+			"failed", n, "of", len(keys))
+	}
+}
+
+// flushWorkers bounds the concurrent writes of a flush.
+const flushWorkers = 8
+
+// flush writes one cluster's pending heartbeat.
+func (h *heartbeats) flush(ctx context.Context, key types.NamespacedName) error {
+	defer h.s.locks.lock(key.Name)()
+	h.mu.Lock()
+	p := h.pending[key]
+	h.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	r := &v1.ClusterReport{}
+	if err := h.s.cache.Get(ctx, key, r); err != nil {
+		if apierrors.IsNotFound(err) {
+			h.mu.Lock()
+			delete(h.pending, key)
+			h.mu.Unlock()
+			return nil
+		}
+		return err
+	}
+	// writeNow counts one check-in itself; the pending count includes it.
+	h.mu.Lock()
+	p.count--
+	last := p.lastSeen
+	h.mu.Unlock()
+	return h.writeNow(ctx, r, last)
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, p params) {

@@ -1,10 +1,13 @@
 package bridge
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,20 +71,22 @@ func (s *Server) policy(r *http.Request, component, train string) ordering.Polic
 func (s *Server) release(r *http.Request, component, train, version string) (*v1.ComponentRelease, error) {
 	ctx := r.Context()
 	trainName := v1.TrainName(component, train)
+	// The cache's own objects, read only: the answers are built from them
+	// without copying.
 	if version == "latest" {
 		t := &v1.ReleaseTrain{}
-		if err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: trainName}, t); err != nil {
+		if err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: trainName}, t, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
 		if t.Status.Latest == nil {
 			return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("componentreleases").GroupResource(), "latest")
 		}
 		rel := &v1.ComponentRelease{}
-		err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: t.Status.Latest.Name}, rel)
+		err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: t.Status.Latest.Name}, rel, client.UnsafeDisableDeepCopy)
 		return rel, err
 	}
 	var list v1.ComponentReleaseList
-	if err := s.cache.List(ctx, &list, client.InNamespace(s.opts.Namespace),
+	if err := s.cache.List(ctx, &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{controllers.IndexReleaseVersion: controllers.VersionKey(trainName, version)}); err != nil {
 		return nil, err
 	}
@@ -192,7 +197,10 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		writeError(w, http.StatusUnprocessableEntity, required("data").Error())
 		return
 	}
-	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, len(req.Data))}
+	// The answer is assembled from each release's JSON, encoded once per
+	// release version (the hot path of every agent's poll).
+	var buf bytes.Buffer
+	buf.WriteString(`{"data":[`)
 	for i, item := range req.Data {
 		if item.Component == nil || item.Component.Name == "" {
 			writeError(w, http.StatusUnprocessableEntity, required(fmt.Sprintf("data[%d].component.name", i)).Error())
@@ -205,21 +213,66 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			}
 			installed = item.Version.Version
 		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
 		rel, err := s.release(r, item.Component.Name, train, "latest")
 		switch {
 		case apierrors.IsNotFound(err):
 			// No latest on that train: the pair is answered without a version.
-			out.Data = append(out.Data, ComponentVersion{Component: &Component{Name: item.Component.Name}, Version: &Version{Train: train}})
+			b, _ := json.Marshal(ComponentVersion{Component: &Component{Name: item.Component.Name}, Version: &Version{Train: train}})
+			buf.Write(b)
 			continue
 		case err != nil:
 			writeAPIError(w, "reading the latest releases", err)
 			return
 		}
-		cv := componentVersionOf(rel)
+		body := s.encoded.get(rel)
 		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(rel.Spec.Version) {
-			cv.UpdateAvailable = rel.Spec.Version
+			// {...} becomes {...,"updateAvailable":"<latest>"}
+			v, _ := json.Marshal(rel.Spec.Version)
+			buf.Write(body[:len(body)-1])
+			buf.WriteString(`,"updateAvailable":`)
+			buf.Write(v)
+			buf.WriteByte('}')
+			continue
 		}
-		out.Data = append(out.Data, cv)
+		buf.Write(body)
 	}
-	writeJSON(w, http.StatusOK, out)
+	buf.WriteString("]}\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
 }
+
+// encodedReleases memoises the wire JSON of releases by UID and
+// resourceVersion, so that a release is encoded once per change.
+type encodedReleases struct {
+	mu sync.RWMutex
+	m  map[types.UID]encodedRelease
+}
+
+type encodedRelease struct {
+	resourceVersion string
+	body            []byte
+}
+
+func (e *encodedReleases) get(rel *v1.ComponentRelease) []byte {
+	e.mu.RLock()
+	got, ok := e.m[rel.UID]
+	e.mu.RUnlock()
+	if ok && got.resourceVersion == rel.ResourceVersion {
+		return got.body
+	}
+	body, _ := json.Marshal(componentVersionOf(rel))
+	e.mu.Lock()
+	if e.m == nil || len(e.m) > maxEncodedReleases {
+		e.m = map[types.UID]encodedRelease{} // bounded: start over
+	}
+	e.m[rel.UID] = encodedRelease{resourceVersion: rel.ResourceVersion, body: body}
+	e.mu.Unlock()
+	return body
+}
+
+// maxEncodedReleases bounds the memo (only latest releases are asked for).
+const maxEncodedReleases = 10000

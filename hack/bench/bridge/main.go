@@ -1,0 +1,283 @@
+// Command bridge benchmarks the check-in bridge over HTTP on one machine:
+// check-ins from N simulated clusters (same components each time) and the
+// 3-item multi-get, each compared with a trivial Go JSON handler measured
+// in the same run. It prints requests/s, p50 and p99 and the error count.
+//
+//	make bench-bridge
+//	go run ./hack/bench/bridge -clusters 1000 -duration 5s
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+type config struct {
+	clusters, conns int
+	duration        time.Duration
+	manager         string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.clusters, "clusters", 10000, "Simulated clusters.")
+	flag.IntVar(&c.conns, "connections", 16, "Concurrent connections of the load generator.")
+	flag.DurationVar(&c.duration, "duration", 15*time.Second, "How long each measured phase runs.")
+	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
+	flag.Parse()
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	log.SetLogger(logr.Discard())
+	ctx := context.Background()
+
+	// The trivial handler first, alone on the machine, as the reference.
+	trivial, err := trivialServer()
+	if err != nil {
+		return err
+	}
+	ref := load(c, func(i int) (string, []byte) { return trivial + "/v3/versions/latest", []byte(`{"data":[]}`) })
+	fmt.Printf("trivial JSON handler:      %s\n", ref)
+
+	env := testenv.New()
+	cfg, err := testenv.Start(env)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1.AddToScheme(scheme)
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}); err != nil {
+		return err
+	}
+	url, stop, err := startManager(c, env.KubeConfig)
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	for _, comp := range []string{"router", "controller", "registry"} {
+		for _, v := range []string{"v1.0.0", "v1.1.0"} {
+			body := fmt.Sprintf(`{"component":{"name":%q},"version":{"train":"stable","version":%q}}`, comp, v)
+			if code, err := postJSON(http.DefaultClient, fmt.Sprintf("%s/v3/versions/stable/%s/%s", url, comp, v), []byte(body)); err != nil || code != 200 {
+				return fmt.Errorf("publishing %s %s: %d %v", comp, v, code, err)
+			}
+		}
+	}
+
+	checkin := func(i int) (string, []byte) {
+		return url + "/v3/clusters", []byte(fmt.Sprintf(`{"id":"cluster-%05d","components":[`+
+			`{"component":{"name":"router","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}},`+
+			`{"component":{"name":"controller","type":"Deployment"},"version":{"train":"stable","version":"v1.1.0"}},`+
+			`{"component":{"name":"registry","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}}]}`, i%c.clusters))
+	}
+	fmt.Printf("first check-in of %d clusters (creates the ClusterReports) ...\n", c.clusters)
+	first := loadN(c, c.clusters, checkin)
+	fmt.Printf("first check-ins:           %s\n", first)
+
+	steady := load(c, checkin)
+	fmt.Printf("steady-state check-ins:    %s\n", steady)
+
+	// The multi-get against the reference, alternating in rounds beside the
+	// running control plane and manager, so that both sides of the ratio
+	// share the machine's state; medians of the rounds.
+	multi := []byte(`{"data":[{"component":{"name":"router"},"version":{"train":"stable","version":"v1.0.0"}},` +
+		`{"component":{"name":"controller"},"version":{"train":"stable"}},{"component":{"name":"registry"}}]}`)
+	var refs, mgs []result
+	rc := c
+	rc.duration = c.duration / 3
+	for round := 1; round <= 3; round++ {
+		r := load(rc, func(i int) (string, []byte) { return trivial + "/v3/versions/latest", []byte(`{"data":[]}`) })
+		m := load(rc, func(int) (string, []byte) { return url + "/v3/versions/latest", multi })
+		fmt.Printf("round %d: trivial handler %s\n         3-item multi-get %s\n", round, r, m)
+		refs, mgs = append(refs, r), append(mgs, m)
+	}
+	ref, mg := medianOf(refs), medianOf(mgs)
+	mgErrors := 0
+	for _, m := range mgs {
+		mgErrors += m.errors
+	}
+	mg.errors = mgErrors
+
+	fmt.Printf("\nRESULT clusters=%d connections=%d\n", c.clusters, c.conns)
+	fmt.Printf("  steady check-ins: %.0f/s = %.1fx the original service's 230/s (target >= 10x), errors %d\n",
+		steady.rate, steady.rate/230, steady.errors)
+	fmt.Printf("  multi-get: median %.0f/s = %.0f%% of the trivial handler's median %.0f/s (target >= 50%%), errors %d\n",
+		mg.rate, 100*mg.rate/ref.rate, ref.rate, mg.errors)
+	return nil
+}
+
+// medianOf is the round with the median rate.
+func medianOf(rs []result) result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int {
+		switch {
+		case a.rate < b.rate:
+			return -1
+		case a.rate > b.rate:
+			return 1
+		}
+		return 0
+	})
+	return s[len(s)/2]
+}
+
+type result struct {
+	n, errors int
+	rate      float64
+	p50, p99  time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%6d requests, %7.0f req/s, p50 %v, p99 %v, errors %d", r.n, r.rate, r.p50, r.p99, r.errors)
+}
+
+// load runs the request for c.duration on c.conns connections.
+func load(c config, req func(i int) (string, []byte)) result {
+	deadline := time.Now().Add(c.duration)
+	return drive(c, func(i int) bool { return time.Now().Before(deadline) }, req)
+}
+
+// loadN sends exactly n requests.
+func loadN(c config, n int, req func(i int) (string, []byte)) result {
+	return drive(c, func(i int) bool { return i < n }, req)
+}
+
+func drive(c config, more func(i int) bool, req func(i int) (string, []byte)) result {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range c.conns {
+		wg.Go(func() {
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+			var mine []time.Duration
+			bad := 0
+			for {
+				i := int(next.Add(1)) - 1
+				if !more(i) {
+					break
+				}
+				url, body := req(i)
+				t0 := time.Now()
+				code, err := postJSON(hc, url, body)
+				mine = append(mine, time.Since(t0))
+				if err != nil || code != http.StatusOK {
+					bad++
+				}
+			}
+			mu.Lock()
+			lat, errs = append(lat, mine...), errs+bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	slices.Sort(lat)
+	r := result{n: len(lat), errors: errs, rate: float64(len(lat)) / d.Seconds()}
+	if len(lat) > 0 {
+		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	return r
+}
+
+func postJSON(hc *http.Client, url string, body []byte) (int, error) {
+	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// trivialServer answers every request with a small JSON document.
+func trivialServer() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var v map[string]any
+			_ = json.NewDecoder(r.Body).Decode(&v)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"data": []any{}})
+		}))
+	}()
+	return "http://" + l.Addr().String(), nil
+}
+
+func startManager(c config, kubeconfig []byte) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "trainyard-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kc, kubeconfig, 0o600); err != nil {
+		return "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cmd := exec.Command(c.manager, "--kubeconfig", kc, "--bridge-bind-address", addr, "--bridge-namespace", "bench",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--kube-api-qps=-1",
+		"--enable-webhook=false", "--zap-log-level=error")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting %s (run `make build` first): %w", c.manager, err)
+	}
+	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	url := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			// The bridge answers before the cache has synced; a publish
+			// then works (it writes through the API).
+			return url, stop, nil
+		} else if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("the bridge did not come up: %w", err)
+		}
+	}
+}
