@@ -248,6 +248,28 @@ var _ = Describe("releases over HTTP", func() {
 		Expect(r.errorOf().Message).To(ContainSubstring("already published on stable with a different"))
 	})
 
+	It("refuses an invalid release and a multi-get without data", func() {
+		r := publish("stable", "Router", "v1.0.0", `{}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		Expect(r.errorOf().Message).To(ContainSubstring("spec.component: Invalid value: \"Router\""))
+		r = publish("stable", "router", "v1.0.0", `{"version":{"released":"last week"}}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		Expect(r.errorOf().Message).To(Equal(`version.released "last week" is not an RFC 3339 time`))
+		r = post(m.url+"/v3/versions/latest", `{}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		Expect(r.errorOf().Message).To(Equal("data in body is required"))
+		r = post(m.url+"/v3/versions/latest", `{"data":[{"version":{"train":"stable"}}]}`)
+		Expect(r.errorOf().Message).To(Equal("data[0].component.name in body is required"))
+	})
+
+	It("serves its OpenAPI document", func() {
+		r := get(m.url + "/openapi.json")
+		Expect(r.code).To(Equal(http.StatusOK))
+		var doc map[string]any
+		r.json(&doc)
+		Expect(doc).To(HaveKeyWithValue("openapi", "3.0.3"))
+	})
+
 	It("refuses a body that disagrees with the path", func() {
 		r := publish("stable", "router", "v1.0.0", `{"component":{"name":"dns"},"version":{"version":"v2.0.0"}}`)
 		Expect(r.code).To(Equal(http.StatusBadRequest))

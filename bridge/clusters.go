@@ -66,7 +66,7 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 		writeAPIError(w, "storing the check-in", err)
 		return
 	}
-	now := s.opts.Clock.Now()
+	now := s.opts.Clock.Now().UTC().Truncate(time.Second) // as the API stores times
 	writeJSON(w, http.StatusOK, clusterOf(stored, &now))
 }
 
@@ -160,12 +160,7 @@ func (h *heartbeats) beat(ctx context.Context, r *v1.ClusterReport, now time.Tim
 	h.mu.Lock()
 	lastWrite := h.lastWrite(key, r)
 	if now.Sub(lastWrite) < h.s.opts.Heartbeat {
-		p := h.pending[key]
-		if p == nil {
-			p = &pendingBeat{}
-			h.pending[key] = p
-		}
-		p.lastSeen, p.count = now, p.count+1
+		h.hold(key, now, 1)
 		h.mu.Unlock()
 		return
 	}
@@ -174,13 +169,22 @@ func (h *heartbeats) beat(ctx context.Context, r *v1.ClusterReport, now time.Tim
 		// Keep it for the next flush rather than lose it.
 		log.FromContext(ctx).Error(err, "writing a heartbeat; kept for the next flush", "cluster", r.Name)
 		h.mu.Lock()
-		p := h.pending[key]
-		if p == nil {
-			p = &pendingBeat{}
-			h.pending[key] = p
-		}
-		p.lastSeen, p.count = now, p.count+1
+		h.hold(key, now, 1)
 		h.mu.Unlock()
+	}
+}
+
+// hold adds n check-ins, the last at `at`, to key's pending heartbeat; the
+// caller holds mu.
+func (h *heartbeats) hold(key types.NamespacedName, at time.Time, n int64) {
+	p := h.pending[key]
+	if p == nil {
+		p = &pendingBeat{}
+		h.pending[key] = p
+	}
+	p.count += n
+	if at.After(p.lastSeen) {
+		p.lastSeen = at
 	}
 }
 
@@ -213,17 +217,9 @@ func (h *heartbeats) writeNow(ctx context.Context, r *v1.ClusterReport, now time
 	}
 	h.mu.Unlock()
 	err := h.patch(ctx, r, now, base+extra+1)
-	if err != nil {
+	if err != nil && extra > 0 {
 		h.mu.Lock()
-		p := h.pending[key]
-		if p == nil {
-			p = &pendingBeat{}
-			h.pending[key] = p
-		}
-		p.count += extra
-		if now.After(p.lastSeen) {
-			p.lastSeen = now
-		}
+		h.hold(key, now, extra) // the earlier check-ins stay pending
 		h.mu.Unlock()
 	}
 	return err

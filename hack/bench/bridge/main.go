@@ -17,24 +17,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
-
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
 type config struct {
@@ -57,7 +45,6 @@ func main() {
 }
 
 func run(c config) error {
-	log.SetLogger(logr.Discard())
 	ctx := context.Background()
 
 	// The trivial handler first, alone on the machine, as the reference.
@@ -68,27 +55,25 @@ func run(c config) error {
 	ref := load(c, func(i int) (string, []byte) { return trivial + "/v3/versions/latest", []byte(`{"data":[]}`) })
 	fmt.Printf("trivial JSON handler:      %s\n", ref)
 
-	env := testenv.New()
-	cfg, err := testenv.Start(env)
+	env, err := benchenv.Start(ctx, "bench")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = env.Stop() }()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = v1.AddToScheme(scheme)
-	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	defer env.Stop()
+	addr, err := benchenv.FreeAddr()
 	if err != nil {
 		return err
 	}
-	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}); err != nil {
-		return err
-	}
-	url, stop, err := startManager(c, env.KubeConfig)
+	mgr, err := env.StartManager(c.manager, "--bridge-bind-address", addr, "--bridge-namespace", "bench",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer benchenv.StopManager(mgr)
+	url := "http://" + addr
+	if err := waitReady(url); err != nil {
+		return err
+	}
 
 	for _, comp := range []string{"router", "controller", "registry"} {
 		for _, v := range []string{"v1.0.0", "v1.1.0"} {
@@ -244,40 +229,17 @@ func trivialServer() (string, error) {
 	return "http://" + l.Addr().String(), nil
 }
 
-func startManager(c config, kubeconfig []byte) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "trainyard-bench-")
-	if err != nil {
-		return "", nil, err
-	}
-	kc := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kc, kubeconfig, 0o600); err != nil {
-		return "", nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	cmd := exec.Command(c.manager, "--kubeconfig", kc, "--bridge-bind-address", addr, "--bridge-namespace", "bench",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--kube-api-qps=-1",
-		"--enable-webhook=false", "--zap-log-level=error")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting %s (run `make build` first): %w", c.manager, err)
-	}
-	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
-	url := "http://" + addr
+// waitReady waits for the bridge, which starts once the manager's caches
+// have synced.
+func waitReady(url string) error {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get(url + "/readyz"); err == nil {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
 			resp.Body.Close()
-			// The bridge answers before the cache has synced; a publish
-			// then works (it writes through the API).
-			return url, stop, nil
-		} else if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("the bridge did not come up: %w", err)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the bridge did not come up: %w", err)
 		}
 	}
 }

@@ -17,32 +17,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
 const (
@@ -76,24 +70,12 @@ func run(c config) error {
 	log.SetLogger(logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	env := testenv.New()
-	cfg, err := testenv.Start(env)
+	env, err := benchenv.Start(ctx, ns)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side limit: the API server is what is measured
-
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = v1.AddToScheme(scheme)
-	cl, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
+	defer env.Stop()
+	cfg, scheme, cl := env.Config, env.Scheme, env.Client
 
 	// Releases: 1.0.0 of every component on stable and lts.
 	for i := range components {
@@ -119,11 +101,11 @@ func run(c config) error {
 	go func() { _ = informers.Start(ctx) }()
 	informers.WaitForCacheSync(ctx)
 
-	mgr, metricsURL, err := startManager(ctx, c, env.KubeConfig)
+	mgr, metricsURL, err := startManager(env, c)
 	if err != nil {
 		return err
 	}
-	defer stopManager(mgr)
+	defer benchenv.StopManager(mgr)
 
 	fmt.Printf("creating %d ClusterReports of %d components ...\n", c.reports, components)
 	start := time.Now()
@@ -178,7 +160,7 @@ func run(c config) error {
 		}
 	}
 	heap, _ := scrape(metricsURL, "go_memstats_heap_inuse_bytes")
-	stopManager(mgr)
+	benchenv.StopManager(mgr)
 
 	// The limit: the same number of status patches, the same concurrency.
 	var rawRates []float64
@@ -392,35 +374,22 @@ func (w *watcher) changedSince(before map[string]string) (affected, unaffected i
 
 var _ toolscache.ResourceEventHandler = &watcher{}
 
-func startManager(ctx context.Context, c config, kubeconfig []byte) (*exec.Cmd, string, error) {
-	dir, err := os.MkdirTemp("", "trainyard-bench-")
-	if err != nil {
-		return nil, "", err
-	}
-	kc := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kc, kubeconfig, 0o600); err != nil {
-		return nil, "", err
-	}
-	metricsAddr, err := freeAddr()
+func startManager(env *benchenv.Env, c config) (*exec.Cmd, string, error) {
+	metricsAddr, err := benchenv.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
 	pprofAddr := "0"
 	if c.heapProfile != "" {
-		if pprofAddr, err = freeAddr(); err != nil {
+		if pprofAddr, err = benchenv.FreeAddr(); err != nil {
 			return nil, "", err
 		}
 	}
-	cmd := exec.CommandContext(ctx, c.manager, "--kubeconfig", kc,
-		"--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", "0", "--kube-api-qps=-1", "--pprof-bind-address", pprofAddr,
-		"--report-workers", strconv.Itoa(c.workers), "--zap-log-level=error",
-		// Status patches do not pass through the webhook; creates are not measured.
-		"--enable-webhook=false")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("starting %s (run `make build` first): %w", c.manager, err)
+	cmd, err := env.StartManager(c.manager, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
+		"--health-probe-bind-address", "0", "--pprof-bind-address", pprofAddr, "--bridge-bind-address", "0",
+		"--report-workers", strconv.Itoa(c.workers))
+	if err != nil {
+		return nil, "", err
 	}
 	url := "http://" + metricsAddr + "/metrics"
 	pprofURL = "http://" + pprofAddr + "/debug/pprof/heap"
@@ -428,6 +397,7 @@ func startManager(ctx context.Context, c config, kubeconfig []byte) (*exec.Cmd, 
 		if _, err := patchCount(url); err == nil {
 			return cmd, url, nil
 		} else if time.Now().After(deadline) {
+			benchenv.StopManager(cmd)
 			return nil, "", fmt.Errorf("the manager's metrics did not come up: %w", err)
 		}
 	}
@@ -450,22 +420,6 @@ func fetch(url, path string) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
-}
-
-func stopManager(cmd *exec.Cmd) {
-	if cmd.ProcessState == nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // patchCount is the manager's count of PATCH requests, from client-go's

@@ -1,0 +1,101 @@
+// Package benchenv is what the benchmarks under hack/bench share: the real
+// control plane with a client, and the manager binary as a child process.
+package benchenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+// Env is a running control plane with the CRDs and a namespace.
+type Env struct {
+	env    *envtest.Environment
+	Config *rest.Config
+	Scheme *runtime.Scheme
+	Client client.Client
+}
+
+// Start starts the control plane and creates namespace. The client has no
+// client-side rate limit: the API server is what the benchmarks measure.
+func Start(ctx context.Context, namespace string) (*Env, error) {
+	log.SetLogger(logr.Discard())
+	e := &Env{env: testenv.New(), Scheme: runtime.NewScheme()}
+	cfg, err := testenv.Start(e.env)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	e.Config = cfg
+	_ = clientgoscheme.AddToScheme(e.Scheme)
+	_ = v1.AddToScheme(e.Scheme)
+	if e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme}); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Stop stops the control plane.
+func (e *Env) Stop() { _ = e.env.Stop() }
+
+// StartManager runs the manager binary against the control plane with args;
+// it dies with this process.
+func (e *Env) StartManager(binary string, args ...string) (*exec.Cmd, error) {
+	dir, err := os.MkdirTemp("", "trainyard-bench-")
+	if err != nil {
+		return nil, err
+	}
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kc, e.env.KubeConfig, 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, append([]string{"--kubeconfig", kc, "--kube-api-qps=-1", "--zap-log-level=error",
+		// The webhook is not what is measured and needs a reachable address.
+		"--enable-webhook=false"}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s (run `make build` first): %w", binary, err)
+	}
+	return cmd, nil
+}
+
+// StopManager stops it as Kubernetes would, with SIGTERM, and waits.
+func StopManager(cmd *exec.Cmd) {
+	if cmd.ProcessState == nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+}
+
+// FreeAddr is a free address on loopback.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
