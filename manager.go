@@ -83,6 +83,9 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"Check-ins that change nothing update lastSeen and checkIns at most this often per cluster (held in memory meanwhile).")
 	fs.StringVar(&b.DoctorAuthSecret, "bridge-doctor-secret", "trainyard-doctor-auth",
 		"Secret (keys username, password) of the basic-auth credentials that may read doctor reports.")
+	fs.Float64Var(&b.RateLimit, "bridge-rate-limit", 20, "Requests per second each bridge client (bearer token, else source address) may send; beyond: 429 with Retry-After.")
+	fs.IntVar(&b.RateBurst, "bridge-rate-burst", 40, "Burst above --bridge-rate-limit.")
+	fs.IntVar(&b.MaxInFlight, "bridge-max-in-flight", 512, "Concurrent bridge requests; beyond: 503 with Retry-After.")
 
 	w := &o.webhook
 	fs.BoolVar(&w.enabled, "enable-webhook", true, "Serve the admission webhook.")

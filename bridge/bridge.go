@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,7 +41,13 @@ type Options struct {
 	// MaxBody bounds request bodies (default 1 MiB); MaxDoctorBody the
 	// doctor dumps (default 8 MiB).
 	MaxBody, MaxDoctorBody int64
-	Clock                  clock.WithTicker
+	// RateLimit and RateBurst are each client's requests per second and
+	// burst (default 20 and 40); MaxInFlight bounds concurrent requests
+	// (default 512).
+	RateLimit   float64
+	RateBurst   int
+	MaxInFlight int
+	Clock       clock.WithTicker
 }
 
 // Server is the bridge: an http.Handler and a manager Runnable.
@@ -55,6 +63,9 @@ type Server struct {
 	locks      keyedMutex
 	heartbeats *heartbeats
 	encoded    encodedReleases
+	limiter    *limiter
+	inFlight   chan struct{}
+	audit      logr.Logger
 	routeTable []route
 }
 
@@ -77,7 +88,20 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 20
+	}
+	if o.RateBurst <= 0 {
+		o.RateBurst = 40
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 512
+	}
+	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader,
+		limiter:  &limiter{rate: rate.Limit(o.RateLimit), burst: o.RateBurst, now: o.Clock.Now, clients: map[string]*clientBucket{}},
+		inFlight: make(chan struct{}, o.MaxInFlight),
+		audit:    log.Log.WithName("bridge").WithName("audit"),
+	}
 	s.heartbeats = newHeartbeats(s)
 	s.handler = s.routes()
 	return s
@@ -123,7 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 func (s *Server) routes() http.Handler {
-	rt := &router{}
+	rt := &router{guard: s.guard}
 	rt.add(http.MethodGet, "/ping", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
 	rt.add(http.MethodGet, "/healthz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
 	rt.add(http.MethodGet, "/readyz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -336,5 +337,89 @@ var _ = Describe("releases over HTTP", func() {
 		Expect(r.body).To(MatchJSON(`{"workflow":{"id":"x","components":[]},"nodes":[{"name":"n1"}],"namespaces":["default"]}`))
 		r = do(http.MethodGet, m.url+"/v3/doctor/00000000-0000-0000-0000-000000000000", "", "", auth("ops", "s3cret"))
 		Expect(r.code).To(Equal(http.StatusNotFound))
+	})
+})
+
+var _ = Describe("caching and traffic control", func() {
+	It("answers GETs and the multi-get with an ETag, and 304 when it still matches", func() {
+		ns := namespace()
+		m := startManager(ns, time.Minute)
+		DeferCleanup(func() { m.stop() })
+		Expect(post(m.url+"/v3/versions/stable/router/v1.0.0", `{}`).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/versions/stable/router/latest").code }).Should(Equal(http.StatusOK))
+
+		r := get(m.url + "/v3/versions/stable/router/latest")
+		etag := r.header.Get("ETag")
+		Expect(etag).To(MatchRegexp(`^"[0-9a-f]{24}"$`))
+		ifNoneMatch := func(tag string) func(*http.Request) {
+			return func(r *http.Request) { r.Header.Set("If-None-Match", tag) }
+		}
+		r = do(http.MethodGet, m.url+"/v3/versions/stable/router/latest", "", "", ifNoneMatch(etag))
+		Expect(r.code).To(Equal(http.StatusNotModified))
+		Expect(r.body).To(BeEmpty())
+
+		multi := `{"data":[{"component":{"name":"router"}}]}`
+		r = post(m.url+"/v3/versions/latest", multi)
+		multiTag := r.header.Get("ETag")
+		Expect(multiTag).NotTo(BeEmpty())
+		Expect(do(http.MethodPost, m.url+"/v3/versions/latest", "application/json", multi, ifNoneMatch(multiTag)).code).
+			To(Equal(http.StatusNotModified))
+
+		// A new latest changes the answer, so the old tag no longer matches.
+		Expect(post(m.url+"/v3/versions/stable/router/v1.1.0", `{}`).code).To(Equal(http.StatusOK))
+		Eventually(func() int {
+			return do(http.MethodGet, m.url+"/v3/versions/stable/router/latest", "", "", ifNoneMatch(etag)).code
+		}).Should(Equal(http.StatusOK))
+	})
+
+	It("answers a burst over the per-client rate with 429 and Retry-After, never a 5xx", func() {
+		ns := namespace()
+		m := startManager(ns, time.Minute, func(o *bridge.Options) { o.RateLimit, o.RateBurst = 1, 5 })
+		DeferCleanup(func() { m.stop() })
+		codes := map[int]int{}
+		var retry string
+		for range 20 {
+			r := get(m.url + "/v3/clusters/count")
+			codes[r.code]++
+			if r.code == http.StatusTooManyRequests {
+				retry = r.header.Get("Retry-After")
+				Expect(r.errorOf().Message).To(ContainSubstring("too many requests"))
+			}
+		}
+		Expect(codes[http.StatusOK]).To(BeNumerically(">=", 5))
+		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 10))
+		Expect(codes[http.StatusOK] + codes[http.StatusTooManyRequests]).To(Equal(20))
+		Expect(retry).To(Equal("1"))
+		// Another client (a bearer token) has its own budget.
+		r := do(http.MethodGet, m.url+"/v3/clusters/count", "", "", func(r *http.Request) { r.Header.Set("Authorization", "Bearer other") })
+		Expect(r.code).To(Equal(http.StatusOK))
+	})
+
+	It("sheds requests beyond the in-flight limit with 503 and Retry-After", func() {
+		ns := namespace()
+		m := startManager(ns, time.Minute, func(o *bridge.Options) { o.MaxInFlight = 1 })
+		DeferCleanup(func() { m.stop() })
+		// A slow upload holds the only slot.
+		pr, pw := io.Pipe()
+		done := make(chan int)
+		go func() {
+			defer GinkgoRecover()
+			req, _ := http.NewRequest(http.MethodPost, m.url+"/v3/clusters", pr)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		_, err := pw.Write([]byte(`{"id":"slow","components":[`))
+		Expect(err).NotTo(HaveOccurred())
+		var shed response
+		Eventually(func() int { shed = get(m.url + "/ping"); return shed.code }).Should(Equal(http.StatusServiceUnavailable))
+		Expect(shed.header.Get("Retry-After")).To(Equal("1"))
+		Expect(shed.errorOf().Message).To(ContainSubstring("limit of concurrent requests"))
+		_, _ = pw.Write([]byte(`]}`))
+		Expect(pw.Close()).To(Succeed())
+		Eventually(done).Should(Receive(Equal(http.StatusOK)))
+		Expect(get(m.url + "/ping").code).To(Equal(http.StatusOK))
 	})
 })

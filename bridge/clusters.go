@@ -328,7 +328,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, p params) {
 		writeAPIError(w, "reading the cluster", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, clusterOf(rep, s.heartbeats.lastSeen(key)))
+	writeCacheableJSON(w, r, clusterOf(rep, s.heartbeats.lastSeen(key)))
 }
 
 // reports lists the bridge namespace's reports from the cache (read only).
@@ -347,7 +347,7 @@ func (s *Server) clusterCount(w http.ResponseWriter, r *http.Request, _ params) 
 		writeAPIError(w, "counting clusters", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, len(reports))
+	writeCacheableJSON(w, r, len(reports))
 }
 
 // seen is a report's first and last check-in, the pending heartbeat included.

@@ -72,7 +72,7 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 			out.Data = append(out.Data, clusterOf(&reports[i], &last))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeCacheableJSON(w, r, out)
 }
 
 // checkinStats answers GET /v3/clusters/checkins: check-in statistics of the
@@ -130,5 +130,5 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(fi
 		})
 	}
 	out.Count = len(out.Data)
-	writeJSON(w, http.StatusOK, out)
+	writeCacheableJSON(w, r, out)
 }

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -25,9 +27,14 @@ type params map[string]string
 // answers in plain text.
 type router struct {
 	routes []route
+	// guard, when set, wraps every handler (limits, metrics, audit).
+	guard func(pattern string, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params)
 }
 
 func (rt *router) add(method, pattern string, h func(http.ResponseWriter, *http.Request, params)) {
+	if rt.guard != nil {
+		h = rt.guard(method+" "+pattern, h)
+	}
 	rt.routes = append(rt.routes, route{method: method, pattern: pattern,
 		segs: strings.Split(strings.Trim(pattern, "/"), "/"), handle: h})
 }
@@ -102,4 +109,33 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// writeCacheable answers 200 with body and its ETag, or 304 when the
+// client's If-None-Match already names it: agents that poll pay for a body
+// only when it changed.
+func writeCacheable(w http.ResponseWriter, r *http.Request, body []byte) {
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	for _, tag := range strings.Split(r.Header.Get("If-None-Match"), ",") {
+		if t := strings.TrimSpace(tag); t == etag || t == "*" || t == "W/"+etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// writeCacheableJSON is writeCacheable for a value.
+func writeCacheableJSON(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encoding the answer: "+err.Error())
+		return
+	}
+	writeCacheable(w, r, append(body, '\n'))
 }

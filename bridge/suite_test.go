@@ -66,7 +66,7 @@ type manager struct {
 
 // startManager starts a manager for namespace ns; stop() shuts it down the
 // way SIGTERM does (draining and flushing).
-func startManager(ns string, heartbeat time.Duration) *manager {
+func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Options)) *manager {
 	GinkgoHelper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Cache: controllers.CacheOptions(),
@@ -77,8 +77,12 @@ func startManager(ns string, heartbeat time.Duration) *manager {
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{})).To(Succeed())
-	b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), bridge.Options{
-		Namespace: ns, Heartbeat: heartbeat, DoctorAuthSecret: "doctor-auth", Addr: "127.0.0.1:0"})
+	o := bridge.Options{Namespace: ns, Heartbeat: heartbeat, DoctorAuthSecret: "doctor-auth",
+		RateLimit: 1e6, RateBurst: 1e6} // tests poll hard; the limits have their own spec
+	for _, m := range mutate {
+		m(&o)
+	}
+	b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o)
 	done := make(chan struct{})
 	go func() {
 		defer GinkgoRecover()

@@ -43,7 +43,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 	for _, i := range idx {
 		out.Data = append(out.Data, componentVersionOf(&list.Items[i]))
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeCacheableJSON(w, r, out)
 }
 
 func candidate(rel *v1.ComponentRelease) ordering.Candidate {
@@ -110,7 +110,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
 		writeAPIError(w, "reading the release", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, componentVersionOf(rel))
+	writeCacheableJSON(w, r, componentVersionOf(rel))
 }
 
 // publish answers POST /v3/versions/{train}/{component}/{release}: it
@@ -240,9 +240,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		buf.Write(body)
 	}
 	buf.WriteString("]}\n")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
+	writeCacheable(w, r, buf.Bytes())
 }
 
 // encodedReleases memoises the wire JSON of releases by UID and
