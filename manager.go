@@ -210,7 +210,11 @@ func runManager(args []string) error {
 		if o.bridge.Namespace == "" {
 			o.bridge.Namespace = "default"
 		}
-		if err := mgr.Add(bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o.bridge)); err != nil {
+		b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o.bridge)
+		if err := b.Watch(ctx, mgr.GetCache()); err != nil {
+			return err
+		}
+		if err := mgr.Add(b); err != nil {
 			return err
 		}
 	}

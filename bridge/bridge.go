@@ -64,6 +64,7 @@ type Server struct {
 	heartbeats *heartbeats
 	encoded    encodedReleases
 	limiter    *limiter
+	changes    changes
 	inFlight   chan struct{}
 	audit      logr.Logger
 	routeTable []route
@@ -124,7 +125,7 @@ func (s *Server) Start(ctx context.Context) error {
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      maxWait + 30*time.Second, // a long-poll may wait maxWait
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -421,5 +422,94 @@ var _ = Describe("caching and traffic control", func() {
 		Expect(pw.Close()).To(Succeed())
 		Eventually(done).Should(Receive(Equal(http.StatusOK)))
 		Expect(get(m.url + "/ping").code).To(Equal(http.StatusOK))
+	})
+})
+
+var _ = Describe("long-poll and pagination", func() {
+	It("wakes a long-poll on latest as soon as a newer release is published", func() {
+		ns := namespace()
+		m := startManager(ns, time.Minute)
+		DeferCleanup(func() { m.stop() })
+		Expect(post(m.url+"/v3/versions/stable/router/v1.0.0", `{}`).code).To(Equal(http.StatusOK))
+		Eventually(func() int { return get(m.url + "/v3/versions/stable/router/latest").code }).Should(Equal(http.StatusOK))
+		etag := get(m.url + "/v3/versions/stable/router/latest").header.Get("ETag")
+		withTag := func(r *http.Request) { r.Header.Set("If-None-Match", etag) }
+
+		// Nothing new: 304 after the wait.
+		start := time.Now()
+		r := do(http.MethodGet, m.url+"/v3/versions/stable/router/latest?wait=300ms", "", "", withTag)
+		Expect(r.code).To(Equal(http.StatusNotModified))
+		Expect(time.Since(start)).To(BeNumerically(">=", 300*time.Millisecond))
+
+		// A publish during the wait answers it with the new latest.
+		got := make(chan response, 1)
+		go func() {
+			defer GinkgoRecover()
+			got <- do(http.MethodGet, m.url+"/v3/versions/stable/router/latest?wait=30s", "", "", withTag)
+		}()
+		Consistently(got, "200ms").ShouldNot(Receive())
+		start = time.Now()
+		Expect(post(m.url+"/v3/versions/stable/router/v1.1.0", `{}`).code).To(Equal(http.StatusOK))
+		var answer response
+		Eventually(got, 10*time.Second).Should(Receive(&answer))
+		Expect(time.Since(start)).To(BeNumerically("<", 10*time.Second))
+		Expect(answer.code).To(Equal(http.StatusOK))
+		var cv bridge.ComponentVersion
+		answer.json(&cv)
+		Expect(cv.Version.Version).To(Equal("v1.1.0"))
+
+		r = get(m.url + "/v3/versions/stable/router/latest?wait=2m")
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+	})
+
+	It("pages through 1,000 clusters with no duplicates or gaps", func() {
+		ns := namespace()
+		m := startManager(ns, time.Minute)
+		DeferCleanup(func() { m.stop() })
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				for i := w; i < 1000; i += 8 {
+					id := fmt.Sprintf("c-%04d", i)
+					Expect(k8sClient.Create(context.Background(), &v1.ClusterReport{
+						ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
+						Spec:       v1.ClusterReportSpec{ClusterID: id},
+					})).To(Succeed())
+				}
+			})
+		}
+		wg.Wait()
+		Eventually(func() []byte { return get(m.url + "/v3/clusters/count").body }).Should(MatchJSON("1000"))
+
+		seen := map[string]bool{}
+		next, pages := "/v3/clusters/age?limit=128", 0
+		for next != "" {
+			r := get(m.url + next)
+			Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+			var list struct {
+				Data []bridge.Cluster `json:"data"`
+			}
+			r.json(&list)
+			Expect(len(list.Data)).To(BeNumerically("<=", 128))
+			for _, c := range list.Data {
+				Expect(seen).NotTo(HaveKey(c.ID), "duplicate")
+				seen[c.ID] = true
+			}
+			next = ""
+			if link := r.header.Get("Link"); link != "" {
+				Expect(link).To(MatchRegexp(`^<(/v3/clusters/age\?[^>]+)>; rel="next"$`))
+				next = link[1:strings.Index(link, ">")]
+			}
+			pages++
+		}
+		Expect(seen).To(HaveLen(1000))
+		Expect(pages).To(Equal(8))
+
+		r := get(m.url + "/v3/clusters/age?limit=0")
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		r = get(m.url + "/v3/clusters/checkins?limit=10&marker=nope")
+		Expect(r.code).To(Equal(http.StatusBadRequest))
+		Expect(r.errorOf().Message).To(ContainSubstring(`marker "nope" names no item of this list`))
 	})
 })

@@ -60,19 +60,33 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 		!ordered(w, t, "created_after", "checked_in_before") {
 		return
 	}
+	pg, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
 	reports, err := s.reports(r.Context())
 	if err != nil {
 		writeAPIError(w, "listing clusters", err)
 		return
 	}
-	out := dataList[Cluster]{Data: []Cluster{}}
+	var names []string
+	var data []Cluster
 	for i := range reports {
 		first, last, _ := s.seen(&reports[i])
 		if within(first, t["created_after"], t["created_before"]) && within(last, t["checked_in_after"], t["checked_in_before"]) {
-			out.Data = append(out.Data, clusterOf(&reports[i], &last))
+			names = append(names, reports[i].Name)
+			data = append(data, clusterOf(&reports[i], &last))
 		}
 	}
-	writeCacheableJSON(w, r, out)
+	from, to, more, err := pg.cut(names)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if more {
+		linkNext(w, r, pg, names[to-1])
+	}
+	writeCacheableJSON(w, r, dataList[Cluster]{Data: append([]Cluster{}, data[from:to]...)})
 }
 
 // checkinStats answers GET /v3/clusters/checkins: check-in statistics of the
@@ -111,24 +125,39 @@ func (s *Server) persistentClusters(w http.ResponseWriter, r *http.Request, _ pa
 }
 
 func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(first, last time.Time, checkIns int64) bool) {
+	pg, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
 	reports, err := s.reports(r.Context())
 	if err != nil {
 		writeAPIError(w, "listing clusters", err)
 		return
 	}
 	now := s.opts.Clock.Now()
-	out := checkinList{Data: []CheckinStat{}}
+	var names []string
+	var data []CheckinStat
 	for i := range reports {
 		first, last, n := s.seen(&reports[i])
 		if !keep(first, last, n) {
 			continue
 		}
-		out.Data = append(out.Data, CheckinStat{
+		names = append(names, reports[i].Name)
+		data = append(data, CheckinStat{
 			ClusterID: reports[i].Spec.ClusterID, FirstSeen: first, LastSeen: last, Checkins: n,
 			ClusterAge:  now.Sub(first).Round(time.Second).String(),
 			LastCheckin: now.Sub(last).Round(time.Second).String(),
 		})
 	}
+	from, to, more, err := pg.cut(names)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if more {
+		linkNext(w, r, pg, names[to-1])
+	}
+	out := checkinList{Data: append([]CheckinStat{}, data[from:to]...)}
 	out.Count = len(out.Data)
 	writeCacheableJSON(w, r, out)
 }

@@ -83,6 +83,7 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 		m(&o)
 	}
 	b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o)
+	Expect(b.Watch(ctx, mgr.GetCache())).To(Succeed())
 	done := make(chan struct{})
 	go func() {
 		defer GinkgoRecover()

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
@@ -153,7 +154,10 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 		}()
 		select {
 		case s.inFlight <- struct{}{}:
-			defer func() { <-s.inFlight }()
+			var once sync.Once
+			free := func() { once.Do(func() { <-s.inFlight }) }
+			defer free()
+			r = r.WithContext(context.WithValue(r.Context(), slotKey{}, free))
 		default:
 			shedTotal.WithLabelValues("in_flight").Inc()
 			rec.Header().Set("Retry-After", "1")
@@ -167,5 +171,15 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 			return
 		}
 		h(rec, r, p)
+	}
+}
+
+type slotKey struct{}
+
+// releaseSlot gives back the request's in-flight slot early: a long-poll
+// that parks costs no slot while it waits.
+func releaseSlot(r *http.Request) {
+	if free, ok := r.Context().Value(slotKey{}).(func()); ok {
+		free()
 	}
 }

@@ -23,6 +23,10 @@ import (
 // listReleases answers GET /v3/versions/{train}/{component}: every release
 // of the train, newest first under the train's ordering.
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) {
+	pg, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
 	var list v1.ComponentReleaseList
 	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{controllers.IndexReleaseTrain: v1.TrainName(p["component"], p["train"])}); err != nil {
@@ -39,8 +43,20 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 		idx[i] = i
 	}
 	slices.SortFunc(idx, func(a, b int) int { return policy.Compare(cands[b], cands[a]) })
-	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, len(idx))}
-	for _, i := range idx {
+	names := make([]string, len(idx))
+	for k, i := range idx {
+		names[k] = list.Items[i].Name
+	}
+	from, to, more, err := pg.cut(names)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if more {
+		linkNext(w, r, pg, names[to-1])
+	}
+	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, to-from)}
+	for _, i := range idx[from:to] {
 		out.Data = append(out.Data, componentVersionOf(&list.Items[i]))
 	}
 	writeCacheableJSON(w, r, out)
@@ -102,6 +118,9 @@ func (s *Server) release(r *http.Request, component, train, version string) (*v1
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
+	if s.longPollLatest(w, r, p) {
+		return
+	}
 	rel, err := s.release(r, p["component"], p["train"], p["release"])
 	if apierrors.IsNotFound(err) {
 		writeError(w, http.StatusNotFound, "404 release not found")
