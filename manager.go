@@ -83,6 +83,13 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"Check-ins that change nothing update lastSeen and checkIns at most this often per cluster (held in memory meanwhile).")
 	fs.StringVar(&b.DoctorAuthSecret, "bridge-doctor-secret", "trainyard-doctor-auth",
 		"Secret (keys username, password) of the basic-auth credentials that may read doctor reports.")
+	fs.StringVar(&b.CheckInAuth, "bridge-checkin-auth", bridge.CheckInToken,
+		"token: check-ins need a registration token from --bridge-registration-secret, and a cluster ID is bound to the first token it used; "+
+			"open: anonymous check-ins as the old service took them (for legacy agents that cannot send a header).")
+	fs.StringVar(&b.RegistrationSecret, "bridge-registration-secret", "trainyard-registration",
+		"Secret in the bridge namespace whose every value is a valid registration token.")
+	fs.BoolVar(&b.ReadAuth, "bridge-read-auth", false,
+		"Require a registration token, or a token RBAC lets list clusterreports, for reads too.")
 	fs.Float64Var(&b.RateLimit, "bridge-rate-limit", 20, "Requests per second each bridge client (bearer token, else source address) may send; beyond: 429 with Retry-After.")
 	fs.IntVar(&b.RateBurst, "bridge-rate-burst", 40, "Burst above --bridge-rate-limit.")
 	fs.IntVar(&b.MaxInFlight, "bridge-max-in-flight", 512, "Concurrent bridge requests; beyond: 503 with Retry-After.")
@@ -106,6 +113,9 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 }
 
 func (o *managerOptions) validate() error {
+	if m := o.bridge.CheckInAuth; m != bridge.CheckInToken && m != bridge.CheckInOpen {
+		return fmt.Errorf("--bridge-checkin-auth must be token or open, not %q", m)
+	}
 	switch ord := trainyardv1alpha1.Ordering(o.ordering); ord {
 	case trainyardv1alpha1.OrderingSemver, trainyardv1alpha1.OrderingReleaseTime:
 		o.controllers.DefaultOrdering = ord

@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
 	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Options configure the bridge.
@@ -44,6 +47,13 @@ type Options struct {
 	// RateLimit and RateBurst are each client's requests per second and
 	// burst (default 20 and 40); MaxInFlight bounds concurrent requests
 	// (default 512).
+	// CheckInAuth is "token" (registration tokens, the default) or "open".
+	CheckInAuth string
+	// RegistrationSecret holds the registration tokens (every value is one).
+	RegistrationSecret string
+	// ReadAuth requires a token for reads too.
+	ReadAuth bool
+
 	RateLimit   float64
 	RateBurst   int
 	MaxInFlight int
@@ -60,14 +70,16 @@ type Server struct {
 	apiReader client.Reader
 	handler   http.Handler
 
-	locks      keyedMutex
-	heartbeats *heartbeats
-	encoded    encodedReleases
-	limiter    *limiter
-	changes    changes
-	inFlight   chan struct{}
-	audit      logr.Logger
-	routeTable []route
+	locks        keyedMutex
+	heartbeats   *heartbeats
+	encoded      encodedReleases
+	limiter      *limiter
+	changes      changes
+	reviews      reviewCache
+	registration registrationCache
+	inFlight     chan struct{}
+	audit        logr.Logger
+	routeTable   []route
 }
 
 // New builds the bridge. cache is the manager's cached client (with the
@@ -88,6 +100,12 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.CheckInAuth == "" {
+		o.CheckInAuth = CheckInToken
+	}
+	if o.RegistrationSecret == "" {
+		o.RegistrationSecret = "trainyard-registration"
 	}
 	if o.RateLimit <= 0 {
 		o.RateLimit = 20
@@ -149,21 +167,33 @@ func (s *Server) Start(ctx context.Context) error {
 
 func (s *Server) routes() http.Handler {
 	rt := &router{guard: s.guard}
+	// read wraps the read endpoints: anonymous unless ReadAuth.
+	read := func(h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
+		return func(w http.ResponseWriter, r *http.Request, p params) {
+			if s.opts.ReadAuth {
+				if _, ok := s.registrationToken(r.Context(), r); !ok &&
+					!s.authorize(w, r, "list", v1.GroupVersion.Group, "clusterreports") {
+					return
+				}
+			}
+			h(w, r, p)
+		}
+	}
 	rt.add(http.MethodGet, "/ping", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
 	rt.add(http.MethodGet, "/healthz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
 	rt.add(http.MethodGet, "/readyz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
 	rt.add(http.MethodGet, "/openapi.json", s.openAPI)
 	rt.add(http.MethodPost, "/v3/clusters", s.checkIn)
-	rt.add(http.MethodGet, "/v3/clusters/count", s.clusterCount)
-	rt.add(http.MethodGet, "/v3/clusters/age", s.clustersByAge)
-	rt.add(http.MethodGet, "/v3/clusters/checkins", s.checkinStats)
-	rt.add(http.MethodGet, "/v3/clusters/persistent", s.persistentClusters)
-	rt.add(http.MethodGet, "/v3/clusters/{id}", s.getCluster)
+	rt.add(http.MethodGet, "/v3/clusters/count", read(s.clusterCount))
+	rt.add(http.MethodGet, "/v3/clusters/age", read(s.clustersByAge))
+	rt.add(http.MethodGet, "/v3/clusters/checkins", read(s.checkinStats))
+	rt.add(http.MethodGet, "/v3/clusters/persistent", read(s.persistentClusters))
+	rt.add(http.MethodGet, "/v3/clusters/{id}", read(s.getCluster))
 	rt.add(http.MethodPost, "/v2/clusters/{id}", s.checkIn)
-	rt.add(http.MethodPost, "/v3/versions/latest", s.latestV3)
-	rt.add(http.MethodPost, "/v2/versions/latest", s.latestV2)
-	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", s.listReleases)
-	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", s.getRelease)
+	rt.add(http.MethodPost, "/v3/versions/latest", read(s.latestV3))
+	rt.add(http.MethodPost, "/v2/versions/latest", read(s.latestV2))
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", read(s.listReleases))
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", read(s.getRelease))
 	rt.add(http.MethodPost, "/v3/versions/{train}/{component}/{release}", s.publish)
 	rt.add(http.MethodPost, "/v3/doctor/{uuid}", s.postDoctor)
 	rt.add(http.MethodGet, "/v3/doctor/{uuid}", s.getDoctor)

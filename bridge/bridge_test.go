@@ -230,7 +230,7 @@ var _ = Describe("releases over HTTP", func() {
 	})
 
 	publish := func(train, component, version, body string) response {
-		return post(fmt.Sprintf("%s/v3/versions/%s/%s/%s", m.url, train, component, version), body)
+		return m.publish(train, component, version, body)
 	}
 
 	It("publishes a ComponentRelease, idempotently, and refuses other content for the same version", func() {
@@ -346,7 +346,7 @@ var _ = Describe("caching and traffic control", func() {
 		ns := namespace()
 		m := startManager(ns, time.Minute)
 		DeferCleanup(func() { m.stop() })
-		Expect(post(m.url+"/v3/versions/stable/router/v1.0.0", `{}`).code).To(Equal(http.StatusOK))
+		Expect(m.publish("stable", "router", "v1.0.0", `{}`).code).To(Equal(http.StatusOK))
 		Eventually(func() int { return get(m.url + "/v3/versions/stable/router/latest").code }).Should(Equal(http.StatusOK))
 
 		r := get(m.url + "/v3/versions/stable/router/latest")
@@ -367,7 +367,7 @@ var _ = Describe("caching and traffic control", func() {
 			To(Equal(http.StatusNotModified))
 
 		// A new latest changes the answer, so the old tag no longer matches.
-		Expect(post(m.url+"/v3/versions/stable/router/v1.1.0", `{}`).code).To(Equal(http.StatusOK))
+		Expect(m.publish("stable", "router", "v1.1.0", `{}`).code).To(Equal(http.StatusOK))
 		Eventually(func() int {
 			return do(http.MethodGet, m.url+"/v3/versions/stable/router/latest", "", "", ifNoneMatch(etag)).code
 		}).Should(Equal(http.StatusOK))
@@ -430,7 +430,7 @@ var _ = Describe("long-poll and pagination", func() {
 		ns := namespace()
 		m := startManager(ns, time.Minute)
 		DeferCleanup(func() { m.stop() })
-		Expect(post(m.url+"/v3/versions/stable/router/v1.0.0", `{}`).code).To(Equal(http.StatusOK))
+		Expect(m.publish("stable", "router", "v1.0.0", `{}`).code).To(Equal(http.StatusOK))
 		Eventually(func() int { return get(m.url + "/v3/versions/stable/router/latest").code }).Should(Equal(http.StatusOK))
 		etag := get(m.url + "/v3/versions/stable/router/latest").header.Get("ETag")
 		withTag := func(r *http.Request) { r.Header.Set("If-None-Match", etag) }
@@ -449,7 +449,7 @@ var _ = Describe("long-poll and pagination", func() {
 		}()
 		Consistently(got, "200ms").ShouldNot(Receive())
 		start = time.Now()
-		Expect(post(m.url+"/v3/versions/stable/router/v1.1.0", `{}`).code).To(Equal(http.StatusOK))
+		Expect(m.publish("stable", "router", "v1.1.0", `{}`).code).To(Equal(http.StatusOK))
 		var answer response
 		Eventually(got, 10*time.Second).Should(Receive(&answer))
 		Expect(time.Since(start)).To(BeNumerically("<", 10*time.Second))
@@ -511,5 +511,76 @@ var _ = Describe("long-poll and pagination", func() {
 		r = get(m.url + "/v3/clusters/checkins?limit=10&marker=nope")
 		Expect(r.code).To(Equal(http.StatusBadRequest))
 		Expect(r.errorOf().Message).To(ContainSubstring(`marker "nope" names no item of this list`))
+	})
+})
+
+var _ = Describe("authentication and authorization", func() {
+	var (
+		ns string
+		m  *manager
+	)
+	BeforeEach(func() {
+		ns = namespace()
+		m = startManager(ns, time.Minute, func(o *bridge.Options) {
+			o.CheckInAuth, o.RegistrationSecret = bridge.CheckInToken, "registration"
+		})
+		DeferCleanup(func() { m.stop() })
+		Expect(k8sClient.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registration"},
+			Data:       map[string][]byte{"fleet-a": []byte("token-a"), "fleet-b": []byte("token-b")},
+		})).To(Succeed())
+	})
+
+	It("lets publish only a token RBAC allows to create componentreleases", func() {
+		Expect(m.publish("stable", "router", "v1.0.0", `{}`).code).To(Equal(http.StatusOK))
+
+		r := post(m.url+"/v3/versions/stable/router/v1.1.0", `{}`)
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(ContainSubstring("a bearer token is required"))
+
+		r = do(http.MethodPost, m.url+"/v3/versions/stable/router/v1.1.0", "application/json", `{}`, bearerAuth("not-a-token"))
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(Equal("the bearer token is not valid"))
+
+		reader := serviceAccountToken(ns, "no-rbac", nil)
+		r = do(http.MethodPost, m.url+"/v3/versions/stable/router/v1.1.0", "application/json", `{}`, bearerAuth(reader))
+		Expect(r.code).To(Equal(http.StatusForbidden))
+		Expect(r.errorOf().Message).To(Equal("the token's identity may not create componentreleases in namespace " + ns))
+		Expect(r.body).NotTo(ContainSubstring(reader))
+	})
+
+	It("binds a cluster ID to its registration token: a hijack is refused, the agent still accepted", func() {
+		checkIn := func(token string) response {
+			var auth []func(*http.Request)
+			if token != "" {
+				auth = append(auth, bearerAuth(token))
+			}
+			return do(http.MethodPost, m.url+"/v3/clusters", "application/json", checkinBody(clusterID, "1.0.0"), auth...)
+		}
+		r := checkIn("")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(ContainSubstring("registration token is required"))
+		Expect(checkIn("wrong").code).To(Equal(http.StatusUnauthorized))
+
+		Expect(checkIn("token-a").code).To(Equal(http.StatusOK))
+		Expect(report(ns, clusterID).Annotations).To(HaveKey(bridge.AnnotationTokenHash))
+		Expect(report(ns, clusterID).Annotations[bridge.AnnotationTokenHash]).NotTo(ContainSubstring("token-a"))
+
+		r = checkIn("token-b")
+		Expect(r.code).To(Equal(http.StatusForbidden))
+		Expect(r.errorOf().Message).To(Equal("cluster " + clusterID + " is registered with another registration token; a cluster ID cannot be taken over"))
+		Expect(r.body).NotTo(ContainSubstring("token-"))
+
+		Expect(checkIn("token-a").code).To(Equal(http.StatusOK))
+	})
+
+	It("requires a token for reads when asked to", func() {
+		m.stop()
+		m = startManager(ns, time.Minute, func(o *bridge.Options) {
+			o.CheckInAuth, o.RegistrationSecret, o.ReadAuth = bridge.CheckInToken, "registration", true
+		})
+		Expect(get(m.url + "/v3/clusters/count").code).To(Equal(http.StatusUnauthorized))
+		Expect(do(http.MethodGet, m.url+"/v3/clusters/count", "", "", bearerAuth("token-a")).code).To(Equal(http.StatusOK))
+		Expect(get(m.url + "/ping").code).To(Equal(http.StatusOK))
 	})
 })

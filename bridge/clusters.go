@@ -3,6 +3,7 @@ package bridge
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -27,6 +28,17 @@ import (
 // a check-in that changes nothing only moves lastSeen and checkIns, which
 // may wait in memory up to the heartbeat granularity.
 func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
+	hash := ""
+	if s.opts.CheckInAuth == CheckInToken {
+		tok, ok := s.registrationToken(r.Context(), r)
+		if !ok {
+			authFailures.WithLabelValues("registration_token").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
+			writeError(w, http.StatusUnauthorized, "a valid registration token is required (Authorization: Bearer <token>)")
+			return
+		}
+		hash = tokenHash(tok)
+	}
 	var c Cluster
 	if !decodeJSON(w, r, s.opts.MaxBody, &c) {
 		return
@@ -61,7 +73,16 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 	}
 
 	defer s.locks.lock(want.Name)()
+	if hash != "" {
+		want.Annotations = map[string]string{AnnotationTokenHash: hash}
+	}
 	stored, err := s.storeCheckIn(r.Context(), want)
+	var hijack errRegisteredElsewhere
+	if errors.As(err, &hijack) {
+		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	if err != nil {
 		writeAPIError(w, "storing the check-in", err)
 		return
@@ -96,6 +117,23 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 	if err != nil {
 		return nil, err
 	}
+	if hash := want.Annotations[AnnotationTokenHash]; hash != "" {
+		switch bound := cur.Annotations[AnnotationTokenHash]; {
+		case bound == "":
+			// Reported before tokens were required: the first token binds it.
+			patched := cur.DeepCopy()
+			if patched.Annotations == nil {
+				patched.Annotations = map[string]string{}
+			}
+			patched.Annotations[AnnotationTokenHash] = hash
+			if err := s.api.Patch(ctx, patched, client.MergeFrom(cur)); err != nil {
+				return nil, err
+			}
+			cur = patched
+		case bound != hash:
+			return nil, errRegisteredElsewhere(want.Spec.ClusterID)
+		}
+	}
 	if !equality.Semantic.DeepEqual(cur.Spec.Components, want.Spec.Components) {
 		patched := cur.DeepCopy()
 		patched.Spec.Components = want.Spec.Components
@@ -108,6 +146,14 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 	}
 	s.heartbeats.beat(ctx, cur, now.Time)
 	return cur, nil
+}
+
+// errRegisteredElsewhere refuses a check-in of a cluster bound to another
+// registration token.
+type errRegisteredElsewhere string
+
+func (e errRegisteredElsewhere) Error() string {
+	return "cluster " + string(e) + " is registered with another registration token; a cluster ID cannot be taken over"
 }
 
 // heartbeats coalesces check-ins that change nothing: the latest lastSeen

@@ -84,7 +84,13 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 }
 
 func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request, p params) {
-	if !s.doctorAuthorized(r) {
+	if bearer(r) != "" {
+		// A Kubernetes identity that RBAC lets read Secrets here.
+		if !s.authorize(w, r, "get", "", "secrets") {
+			return
+		}
+	} else if !s.doctorAuthorized(r) {
+		authFailures.WithLabelValues("doctor_basic_auth").Inc()
 		w.Header().Set("WWW-Authenticate", `Basic realm="trainyard doctor"`)
 		writeError(w, http.StatusUnauthorized, "unauthenticated for invalid credentials")
 		return

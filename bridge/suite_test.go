@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -62,6 +67,42 @@ type manager struct {
 	url    string
 	stop   func()
 	bridge *bridge.Server
+	// token is a ServiceAccount token that RBAC lets publish in the namespace.
+	token string
+}
+
+// publish posts a release with the publisher token.
+func (m *manager) publish(train, component, version, body string) response {
+	return do(http.MethodPost, fmt.Sprintf("%s/v3/versions/%s/%s/%s", m.url, train, component, version),
+		"application/json", body, bearerAuth(m.token))
+}
+
+func bearerAuth(token string) func(*http.Request) {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
+}
+
+// serviceAccountToken makes a ServiceAccount in ns, lets it do verbs on
+// resources there when verbs is not empty, and returns a token for it.
+func serviceAccountToken(ns, name string, verbs []string, resources ...string) string {
+	GinkgoHelper()
+	ctx := context.Background()
+	Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+	if len(verbs) > 0 {
+		Expect(k8sClient.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"trainyard.dev", ""}, Resources: resources, Verbs: verbs}},
+		})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+		})).To(Succeed())
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	Expect(err).NotTo(HaveOccurred())
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return tr.Status.Token
 }
 
 // startManager starts a manager for namespace ns; stop() shuts it down the
@@ -77,8 +118,10 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{})).To(Succeed())
+	// Anonymous check-ins and no rate limit unless a spec says otherwise:
+	// tests poll hard, and authentication has its own specs.
 	o := bridge.Options{Namespace: ns, Heartbeat: heartbeat, DoctorAuthSecret: "doctor-auth",
-		RateLimit: 1e6, RateBurst: 1e6} // tests poll hard; the limits have their own spec
+		RateLimit: 1e6, RateBurst: 1e6, CheckInAuth: bridge.CheckInOpen}
 	for _, m := range mutate {
 		m(&o)
 	}
@@ -92,13 +135,16 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 	}()
 	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 	srv := httptest.NewServer(b.Handler())
-	return &manager{url: srv.URL, bridge: b, stop: func() {
+	token := serviceAccountToken(ns, fmt.Sprintf("publisher-%d", publishers.Add(1)), []string{"create"}, "componentreleases")
+	return &manager{url: srv.URL, bridge: b, token: token, stop: func() {
 		srv.Close()
 		b.FlushHeartbeats(context.Background())
 		cancel()
 		<-done
 	}}
 }
+
+var publishers atomic.Int64
 
 func namespace() string {
 	GinkgoHelper()

@@ -36,10 +36,14 @@ var (
 		Name: "trainyard_bridge_shed_requests_total",
 		Help: "Requests refused to protect the bridge: rate_limit (429) or in_flight (503).",
 	}, []string{"reason"})
+	authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trainyard_bridge_auth_failures_total",
+		Help: "Requests refused for authentication or authorization, by reason.",
+	}, []string{"reason"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(requestsTotal, requestSeconds, shedTotal)
+	ctrlmetrics.Registry.MustRegister(requestsTotal, requestSeconds, shedTotal, authFailures)
 }
 
 // clientKey identifies who sends a request, without keeping a secret: a

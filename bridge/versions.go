@@ -136,6 +136,9 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
 // creates the ComponentRelease. Re-publishing the same content is a 200; the
 // same version with other content is a 409.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
+	if !s.authorize(w, r, "create", v1.GroupVersion.Group, "componentreleases") {
+		return
+	}
 	var cv ComponentVersion
 	if !decodeJSON(w, r, s.opts.MaxBody, &cv) {
 		return

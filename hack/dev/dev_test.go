@@ -115,10 +115,16 @@ spec:
 		// A check-in through the bridge, with the curl command the banner
 		// prints, shows up in kubectl.
 		Expect(session.Out).To(gbytes.Say(`curl -s -XPOST (http://127.0.0.1:\d+)/v3/clusters`))
-		bridgeURL := regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(string(session.Out.Contents()[strings.Index(string(session.Out.Contents()), "curl"):]))
+		banner := string(session.Out.Contents())
+		bridgeURL := regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(banner[strings.Index(banner, "curl"):])
+		token := regexp.MustCompile(`Authorization: Bearer ([0-9a-f]+)`).FindStringSubmatch(banner)
+		Expect(token).To(HaveLen(2), "the banner prints a registration token")
 		Eventually(func() string {
-			resp, err := http.Post(bridgeURL+"/v3/clusters", "application/json", strings.NewReader(
+			req, _ := http.NewRequest(http.MethodPost, bridgeURL+"/v3/clusters", strings.NewReader(
 				`{"id":"dev-cluster","components":[{"component":{"name":"router"},"version":{"train":"stable","version":"v2.3.0"}}]}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+token[1])
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return err.Error()
 			}

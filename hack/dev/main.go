@@ -8,6 +8,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -144,6 +148,10 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	bridgeURL := fmt.Sprintf("http://127.0.0.1:%d", bridgePort)
+	token, err := registrationToken(ctx, c)
+	if err != nil {
+		return fmt.Errorf("preparing the registration token: %w", err)
+	}
 	// The manager serves the webhook on loopback with its built-in CA, which
 	// it injects into the configurations just installed.
 	o.managerArgs = append([]string{
@@ -170,12 +178,15 @@ In another shell:
 The check-in bridge (Deis workflow-manager API) listens on %[4]s:
 
   curl -s -XPOST %[4]s/v3/clusters -H 'Content-Type: application/json' \
+    -H 'Authorization: Bearer %[5]s' \
     -d '{"id":"dev-cluster","components":[{"component":{"name":"router"},"version":{"train":"stable","version":"v2.3.0"}}]}'
   curl -s %[4]s/v3/versions/stable/router/latest
 
+(%[5]s is a registration token from the Secret trainyard-registration.)
+
 Ctrl-C stops everything. Manager logs follow.
 
-`, cfg.Host, kubectl, rel, bridgeURL)
+`, cfg.Host, kubectl, rel, bridgeURL, token)
 
 	return runManager(ctx, o, kubeconfig)
 }
@@ -256,6 +267,26 @@ func readObjects(path string) ([]*unstructured.Unstructured, error) {
 			objs = append(objs, u)
 		}
 	}
+}
+
+// registrationToken returns the dev registration token, creating the Secret
+// of registration tokens on the first run.
+func registrationToken(ctx context.Context, c client.Client) (string, error) {
+	sec := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: "default", Name: "trainyard-registration"}
+	if err := c.Get(ctx, key, sec); err == nil {
+		return string(sec.Data["dev"]), nil
+	} else if !apierrors.IsNotFound(err) {
+		return "", err
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := hex.EncodeToString(b)
+	sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Data: map[string][]byte{"dev": []byte(token)}}
+	return token, c.Create(ctx, sec)
 }
 
 const webhookPrefix = "trainyard-"

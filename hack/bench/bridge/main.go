@@ -22,6 +22,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
@@ -60,6 +64,13 @@ func run(c config) error {
 		return err
 	}
 	defer env.Stop()
+	// Check-ins carry a registration token, as in the default mode.
+	if err := env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "trainyard-registration"},
+		Data:       map[string][]byte{"bench": []byte(benchToken)},
+	}); err != nil {
+		return err
+	}
 	addr, err := benchenv.FreeAddr()
 	if err != nil {
 		return err
@@ -80,10 +91,24 @@ func run(c config) error {
 
 	for _, comp := range []string{"router", "controller", "registry"} {
 		for _, v := range []string{"v1.0.0", "v1.1.0"} {
-			body := fmt.Sprintf(`{"component":{"name":%q},"version":{"train":"stable","version":%q}}`, comp, v)
-			if code, err := postJSON(http.DefaultClient, fmt.Sprintf("%s/v3/versions/stable/%s/%s", url, comp, v), []byte(body)); err != nil || code != 200 {
-				return fmt.Errorf("publishing %s %s: %d %v", comp, v, code, err)
+			if err := env.Client.Create(ctx, &v1.ComponentRelease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: v1.ReleaseName(comp, "stable", v)},
+				Spec: v1.ComponentReleaseSpec{Component: comp, Train: "stable", Version: v,
+					Released: &metav1.Time{Time: time.Now()}},
+			}); err != nil {
+				return fmt.Errorf("publishing %s %s: %w", comp, v, err)
 			}
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url + "/v3/versions/stable/registry/latest"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the trains did not get a latest release")
 		}
 	}
 
@@ -205,8 +230,17 @@ func drive(c config, more func(i int) bool, req func(i int) (string, []byte)) re
 	return r
 }
 
+// benchToken is the registration token the simulated clusters present.
+const benchToken = "bench-registration-token"
+
 func postJSON(hc *http.Client, url string, body []byte) (int, error) {
-	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
