@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,6 +71,8 @@ type manager struct {
 	bridge *bridge.Server
 	// token is a ServiceAccount token that RBAC lets publish in the namespace.
 	token string
+	// cache is the manager's cached client, for a second bridge over it.
+	cache client.Reader
 }
 
 // publish posts a release with the publisher token.
@@ -136,7 +140,7 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 	srv := httptest.NewServer(b.Handler())
 	token := serviceAccountToken(ns, fmt.Sprintf("publisher-%d", publishers.Add(1)), []string{"create"}, "componentreleases")
-	return &manager{url: srv.URL, bridge: b, token: token, stop: func() {
+	return &manager{url: srv.URL, bridge: b, token: token, cache: mgr.GetClient(), stop: func() {
 		srv.Close()
 		b.FlushHeartbeats(context.Background())
 		cancel()
@@ -198,4 +202,69 @@ func get(url string) response        { return do(http.MethodGet, url, "", "") }
 func ctrlConfig() ctrlconfig.Controller {
 	skip := true
 	return ctrlconfig.Controller{SkipNameValidation: &skip}
+}
+
+// outage is a TCP proxy to the API server that can be cut: the bridge's
+// writes go through it, while its cache keeps the manager's own connection,
+// as a cache keeps serving what it has when the API server goes away.
+type outage struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newOutage(target string) *outage {
+	GinkgoHelper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	o := &outage{l: l, target: target}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			o.mu.Lock()
+			if o.down {
+				o.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				o.mu.Unlock()
+				c.Close()
+				continue
+			}
+			o.conns = append(o.conns, c, up)
+			o.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	DeferCleanup(func() { l.Close(); o.cut(true) })
+	return o
+}
+
+// cut takes the API server away (true) or brings it back (false).
+func (o *outage) cut(down bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.down = down
+	if down {
+		for _, c := range o.conns {
+			c.Close()
+		}
+		o.conns = nil
+	}
+}
+
+// config is cfg reaching the API server through the proxy.
+func (o *outage) config() *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Host = "https://" + o.l.Addr().String()
+	c.Timeout = 5 * time.Second
+	return c
 }
