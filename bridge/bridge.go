@@ -76,6 +76,7 @@ type Server struct {
 	limiter      *limiter
 	changes      changes
 	reviews      reviewCache
+	draining     chan struct{} // closed when the server stops
 	registration registrationCache
 	inFlight     chan struct{}
 	audit        logr.Logger
@@ -116,7 +117,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 512
 	}
-	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader,
+	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}),
 		limiter:  &limiter{rate: rate.Limit(o.RateLimit), burst: o.RateBurst, now: o.Clock.Now, clients: map[string]*clientBucket{}},
 		inFlight: make(chan struct{}, o.MaxInFlight),
 		audit:    log.Log.WithName("bridge").WithName("audit"),
@@ -139,13 +140,17 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
+	requests, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      maxWait + 30*time.Second, // a long-poll may wait maxWait
 		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests keep their context while Shutdown drains them; the
+		// manager's context ends first.
+		BaseContext: func(net.Listener) context.Context { return requests },
 	}
 	log.FromContext(ctx).Info("bridge listening", "addr", l.Addr().String())
 	errc := make(chan error, 1)
@@ -157,11 +162,14 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
+	close(s.draining) // parked long-polls answer now
 	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutdown)
 	<-flushDone
-	s.heartbeats.flushAll(shutdown)
+	flush, cancelFlush := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelFlush()
+	s.heartbeats.flushAll(flush)
 	return err
 }
 

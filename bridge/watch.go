@@ -134,6 +134,13 @@ func (s *Server) longPollLatest(w http.ResponseWriter, r *http.Request, p params
 			}
 			writeCacheable(w, r, body) // still the client's: 304
 			return true
+		case <-s.draining:
+			if err != nil {
+				writeError(w, http.StatusNotFound, "404 release not found")
+				return true
+			}
+			writeCacheable(w, r, body) // shutting down: answer what is current
+			return true
 		case <-r.Context().Done():
 			return true
 		}
