@@ -69,3 +69,17 @@ func linkNext(w http.ResponseWriter, r *http.Request, p page, last string) {
 	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
 	w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.String()))
 }
+
+// apply cuts the page out of names, answering 400 for a bad marker and
+// setting the Link header when more follow; ok is false when it answered.
+func (p page) apply(w http.ResponseWriter, r *http.Request, names []string) (from, to int, ok bool) {
+	from, to, more, err := p.cut(names)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return 0, 0, false
+	}
+	if more {
+		linkNext(w, r, p, names[to-1])
+	}
+	return from, to, true
+}

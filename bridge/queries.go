@@ -78,13 +78,9 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 			data = append(data, clusterOf(&reports[i], &last))
 		}
 	}
-	from, to, more, err := pg.cut(names)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	from, to, ok := pg.apply(w, r, names)
+	if !ok {
 		return
-	}
-	if more {
-		linkNext(w, r, pg, names[to-1])
 	}
 	writeCacheableJSON(w, r, dataList[Cluster]{Data: append([]Cluster{}, data[from:to]...)})
 }
@@ -149,13 +145,9 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(fi
 			LastCheckin: now.Sub(last).Round(time.Second).String(),
 		})
 	}
-	from, to, more, err := pg.cut(names)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	from, to, ok := pg.apply(w, r, names)
+	if !ok {
 		return
-	}
-	if more {
-		linkNext(w, r, pg, names[to-1])
 	}
 	out := checkinList{Data: append([]CheckinStat{}, data[from:to]...)}
 	out.Count = len(out.Data)

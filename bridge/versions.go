@@ -47,13 +47,9 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 	for k, i := range idx {
 		names[k] = list.Items[i].Name
 	}
-	from, to, more, err := pg.cut(names)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	from, to, ok := pg.apply(w, r, names)
+	if !ok {
 		return
-	}
-	if more {
-		linkNext(w, r, pg, names[to-1])
 	}
 	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, to-from)}
 	for _, i := range idx[from:to] {
