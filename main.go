@@ -14,9 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Command trainyard is the trainyard manager: the controllers that keep
-// ReleaseTrain and ClusterReport status current and the admission webhook
-// that defaults and validates every trainyard object.
+// Command trainyard is the trainyard manager (the controllers, the
+// admission webhook and the check-in bridge) and, as `trainyard agent`, the
+// agent that reports a workload cluster's components to it.
 package main
 
 import (
@@ -33,7 +33,12 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
-	if err := runManager(os.Args[1:]); err != nil {
+	run := runManager
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "agent" {
+		run, args = runAgent, args[1:]
+	}
+	if err := run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "trainyard:", err)
 		os.Exit(1)
 	}

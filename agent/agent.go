@@ -1,0 +1,260 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/trainyard-dev/trainyard/bridge"
+)
+
+// Options configure the agent.
+type Options struct {
+	// HubURL is the hub bridge's base URL.
+	HubURL string
+	// Token is the registration token sent as a bearer token.
+	Token string
+	// ClusterID overrides the discovered cluster ID.
+	ClusterID string
+	// Namespaces to look for workloads in (all when empty).
+	Namespaces []string
+	// DefaultTrain for workloads without a trainyard.dev/train label.
+	DefaultTrain string
+	// Interval between scheduled check-ins (default 15m), moved by ±Jitter
+	// (default 0.25) of itself.
+	Interval time.Duration
+	Jitter   float64
+	// Debounce is how long a change of the workloads waits for more before
+	// it triggers a check-in (default 10s).
+	Debounce time.Duration
+	// BackoffBase and BackoffMax bound the retries after a failure
+	// (defaults 5s and 10m).
+	BackoffBase, BackoffMax time.Duration
+	HTTP                    *http.Client
+}
+
+// Agent reports one workload cluster to the hub.
+type Agent struct {
+	opts    Options
+	reader  client.Reader
+	log     logr.Logger
+	changed chan struct{}
+	id      string
+}
+
+// New builds an agent that reads the workload cluster through reader (a
+// cache).
+func New(reader client.Reader, log logr.Logger, o Options) *Agent {
+	if o.Interval <= 0 {
+		o.Interval = 15 * time.Minute
+	}
+	if o.Jitter < 0 || o.Jitter >= 1 {
+		o.Jitter = 0.25
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 10 * time.Second
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 5 * time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 10 * time.Minute
+	}
+	if o.HTTP == nil {
+		o.HTTP = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Agent{opts: o, reader: reader, log: log, changed: make(chan struct{}, 1)}
+}
+
+// Changed tells the agent the workloads changed (an informer handler calls
+// it); a check-in follows after the debounce.
+func (a *Agent) Changed() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// NeedLeaderElection is false: the agent is the only replica that reports.
+func (a *Agent) NeedLeaderElection() bool { return false }
+
+// errRetry is a failure worth retrying, after at least retryAfter.
+type errRetry struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (e errRetry) Error() string { return e.err.Error() }
+
+// errAuth is the hub refusing the token: retrying soon only storms it.
+type errAuth struct{ msg string }
+
+func (e errAuth) Error() string { return e.msg }
+
+// CheckIn reports the cluster once.
+func (a *Agent) CheckIn(ctx context.Context) error {
+	if a.id == "" {
+		id, err := ClusterID(ctx, a.reader, a.opts.ClusterID)
+		if err != nil {
+			return errRetry{err: err}
+		}
+		a.id = id
+		a.log.Info("reporting as cluster", "clusterID", id)
+	}
+	comps, skipped, err := Discover(ctx, a.reader, a.opts.Namespaces, a.opts.DefaultTrain)
+	if err != nil {
+		return errRetry{err: err}
+	}
+	for _, s := range skipped {
+		a.log.V(1).Info("workload not reported", "why", s)
+	}
+	if comps == nil {
+		comps = []bridge.ComponentVersion{}
+	}
+	body, _ := json.Marshal(bridge.Cluster{ID: a.id, Components: comps})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.opts.HubURL, "/")+"/v3/clusters", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if a.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.opts.Token)
+	}
+	resp, err := a.opts.HTTP.Do(req)
+	if err != nil {
+		return errRetry{err: fmt.Errorf("checking in at %s: %w", a.opts.HubURL, err)}
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		a.log.Info("checked in", "clusterID", a.id, "components", len(comps))
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return errAuth{msg: fmt.Sprintf("the hub %s refused the check-in (%d: %s): check the registration token "+
+			"(the agent's token Secret) and that this cluster ID (%s) was not registered with another token",
+			a.opts.HubURL, resp.StatusCode, strings.TrimSpace(string(msg)), a.id)}
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return errRetry{err: fmt.Errorf("the hub answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))),
+			retryAfter: time.Duration(ra) * time.Second}
+	default:
+		// The hub refused what we sent: retrying the same soon will not help.
+		return errAuth{msg: fmt.Sprintf("the hub refused the check-in (%d): %s", resp.StatusCode, strings.TrimSpace(string(msg)))}
+	}
+}
+
+// Start checks in now, then on the jittered interval and soon after the
+// workloads change, retrying failures with backoff. Nothing stops it but ctx.
+func (a *Agent) Start(ctx context.Context) error {
+	failures := 0
+	wait := time.Duration(0)
+	for {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-a.changed:
+			timer.Stop()
+			// Debounce: a rollout changes several workloads in a row.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(a.opts.Debounce):
+			}
+			drain(a.changed)
+		case <-timer.C:
+		}
+		err := a.CheckIn(ctx)
+		var retry errRetry
+		var auth errAuth
+		switch {
+		case err == nil:
+			failures = 0
+			wait = nextCheckIn(a.opts.Interval, a.opts.Jitter, random())
+		case errors.As(err, &auth):
+			// Log once per interval, not per retry: no storm against the hub.
+			a.log.Error(err, "check-in refused; trying again at the next interval")
+			failures = 0
+			wait = nextCheckIn(a.opts.Interval, a.opts.Jitter, random())
+		case errors.As(err, &retry):
+			wait = backoff(failures, a.opts.BackoffBase, a.opts.BackoffMax, retry.retryAfter)
+			failures++
+			a.log.Info("check-in failed; retrying", "error", err.Error(), "in", wait.String())
+		default:
+			wait = backoff(failures, a.opts.BackoffBase, a.opts.BackoffMax, 0)
+			failures++
+			a.log.Info("check-in failed; retrying", "error", err.Error(), "in", wait.String())
+		}
+	}
+}
+
+func drain(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+// Watch triggers a check-in when a workload appears, goes, or changes what
+// is reported of it.
+func (a *Agent) Watch(ctx context.Context, informers cache.Informers) error {
+	onChange := toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { a.Changed() },
+		UpdateFunc: func(old, cur any) {
+			if Reported(old) != Reported(cur) {
+				a.Changed()
+			}
+		},
+		DeleteFunc: func(any) { a.Changed() },
+	}
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}} {
+		inf, err := informers.GetInformer(ctx, obj)
+		if err != nil {
+			return err
+		}
+		if _, err := inf.AddEventHandler(onChange); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CacheOptions cache only labelled workloads, and only what discovery reads
+// of them, so that thousands of Deployments stay small; namespaces limits
+// the cache (kube-system's Namespace object stays readable for the ID).
+func CacheOptions(namespaces []string) cache.Options {
+	named, _ := labels.NewRequirement(LabelName, selection.Exists, nil)
+	only := cache.ByObject{Label: labels.NewSelector().Add(*named), Transform: Slim}
+	o := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}: only, &appsv1.StatefulSet{}: only, &appsv1.DaemonSet{}: only,
+		},
+	}
+	if len(namespaces) > 0 {
+		o.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+		o.ByObject[&corev1.Namespace{}] = cache.ByObject{Namespaces: map[string]cache.Config{cache.AllNamespaces: {}}}
+	}
+	return o
+}

@@ -1,0 +1,146 @@
+package agent_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/agent"
+)
+
+func namespace(c client.Client) string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "a-"}}
+	Expect(c.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+// hubReport is the hub's ClusterReport of the workload cluster.
+func hubReport(id string) *v1.ClusterReport {
+	r := &v1.ClusterReport{}
+	if err := hub.Get(ctx, types.NamespacedName{Namespace: "default", Name: v1.ClusterReportName(id)}, r); err != nil {
+		return nil
+	}
+	return r
+}
+
+func kubeSystemUID() string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{}
+	Expect(workload.Get(ctx, types.NamespacedName{Name: "kube-system"}, ns)).To(Succeed())
+	return string(ns.UID)
+}
+
+// run starts an agent until the spec ends.
+func run(a *agent.Agent) {
+	c, cancel := context.WithCancel(agentCtx)
+	DeferCleanup(cancel)
+	go func() {
+		defer GinkgoRecover()
+		Expect(a.Start(c)).To(Succeed())
+	}()
+}
+
+var _ = Describe("the agent against a real hub", Ordered, func() {
+	var ns string
+	BeforeAll(func() {
+		ns = namespace(workload)
+		Expect(workload.Create(ctx, deployment(ns, "router", "router", "v2.3.0", nil))).To(Succeed())
+		Expect(workload.Create(ctx, deployment(ns, "db", "db", "14.2.0", map[string]string{agent.LabelTrain: "lts"}))).To(Succeed())
+		unlabelled := deployment(ns, "sidecar", "sidecar", "1", nil)
+		delete(unlabelled.Labels, agent.LabelName)
+		Expect(workload.Create(ctx, unlabelled)).To(Succeed())
+		deis := deployment(ns, "deis-builder", "builder", "", nil)
+		delete(deis.Labels, agent.LabelVersion)
+		deis.Annotations = map[string]string{agent.AnnotationDeisVer: "v2.10.0"}
+		Expect(workload.Create(ctx, deis)).To(Succeed())
+	})
+
+	It("reports the labelled workloads under the kube-system UID, and a label change reaches the hub without waiting for the timer", func() {
+		a := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: hubURL, Token: registrationToken,
+			Namespaces: []string{ns}, Interval: time.Hour, Debounce: 100 * time.Millisecond})
+		Expect(a.Watch(agentCtx, workloadInformers)).To(Succeed())
+		run(a)
+
+		id := kubeSystemUID()
+		Eventually(func() []v1.ReportedComponent {
+			if r := hubReport(id); r != nil {
+				return r.Spec.Components
+			}
+			return nil
+		}).Should(ConsistOf(
+			v1.ReportedComponent{Name: "builder", Train: "stable", Version: "v2.10.0", Type: "Deployment", Image: "example/builder:"},
+			v1.ReportedComponent{Name: "db", Train: "lts", Version: "14.2.0", Type: "Deployment", Image: "example/db:14.2.0"},
+			v1.ReportedComponent{Name: "router", Train: "stable", Version: "v2.3.0", Type: "Deployment", Image: "example/router:v2.3.0"},
+		))
+
+		d := &appsv1.Deployment{}
+		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "router"}, d)).To(Succeed())
+		before := d.DeepCopy()
+		d.Labels[agent.LabelVersion] = "v2.4.1"
+		Expect(workload.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() string {
+			for _, c := range hubReport(id).Spec.Components {
+				if c.Name == "router" {
+					return c.Version
+				}
+			}
+			return ""
+		}, 10*time.Second).Should(Equal("v2.4.1"))
+	})
+
+	It("keeps its cluster ID across a restart", func() {
+		first, err := agent.ClusterID(ctx, workloadCache, "")
+		Expect(err).NotTo(HaveOccurred())
+		second, err := agent.ClusterID(ctx, workload, "")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(second).To(Equal(first))
+		Expect(first).To(Equal(kubeSystemUID()))
+		explicit, _ := agent.ClusterID(ctx, workload, "prod-eu-1")
+		Expect(explicit).To(Equal("prod-eu-1"))
+	})
+})
+
+var _ = Describe("the agent against a troubled hub", func() {
+	It("retries a 503 after the hub's Retry-After", func() {
+		f := &fakeHub{codes: []int{http.StatusServiceUnavailable, http.StatusOK}, retry: "1"}
+		srv := httptest.NewServer(f)
+		DeferCleanup(srv.Close)
+		run(agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, ClusterID: "c1", Interval: time.Hour,
+			BackoffBase: 10 * time.Millisecond}))
+		Eventually(func() int { return len(f.arrivals()) }).Should(BeNumerically(">=", 2))
+		t := f.arrivals()
+		Expect(t[1].Sub(t[0])).To(BeNumerically(">=", time.Second))
+		Consistently(func() int { return len(f.arrivals()) }, "500ms").Should(Equal(2)) // then the hour
+	})
+
+	It("stops at a wrong token instead of storming the hub", func() {
+		f := &fakeHub{codes: []int{http.StatusUnauthorized}}
+		srv := httptest.NewServer(f)
+		DeferCleanup(srv.Close)
+		run(agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, Token: "wrong", ClusterID: "c1",
+			Interval: time.Hour, BackoffBase: time.Millisecond}))
+		Eventually(func() int { return len(f.arrivals()) }).Should(Equal(1))
+		Consistently(func() int { return len(f.arrivals()) }, "1s").Should(Equal(1))
+	})
+
+	It("says which token is wrong", func() {
+		f := &fakeHub{codes: []int{http.StatusForbidden}}
+		srv := httptest.NewServer(f)
+		DeferCleanup(srv.Close)
+		err := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, Token: "t", ClusterID: "c1"}).CheckIn(ctx)
+		Expect(err).To(MatchError(ContainSubstring("refused the check-in (403")))
+		Expect(err).To(MatchError(ContainSubstring("check the registration token")))
+		Expect(err.Error()).NotTo(ContainSubstring(`"t"`))
+	})
+})

@@ -1,0 +1,161 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/trainyard-dev/trainyard/agent"
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+func TestAgent(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	RunSpecs(t, "agent suite")
+}
+
+// Two real control planes: a "hub" running the controllers and the bridge,
+// and a "workload" cluster where the Deployments live.
+var (
+	scheme   = runtime.NewScheme()
+	hub      client.Client
+	hubURL   string
+	workload client.Client
+	// workloadCache reads the workload cluster as the agent does.
+	workloadCache client.Reader
+	ctx           = context.Background()
+)
+
+const registrationToken = "agent-test-token"
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	skip := true
+
+	hubEnv := testenv.New()
+	hubCfg, err := testenv.Start(hubEnv)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(hubEnv.Stop)
+	hub, err = client.New(hubCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(hub.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "trainyard-registration"},
+		Data: map[string][]byte{"fleet": []byte(registrationToken)}})).To(Succeed())
+	hubMgr, err := ctrl.NewManager(hubCfg, ctrl.Options{Scheme: scheme, Cache: controllers.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
+	Expect(err).NotTo(HaveOccurred())
+	mctx, cancel := context.WithCancel(ctx)
+	hubDone, wlDone := make(chan struct{}), make(chan struct{})
+	Expect(controllers.Setup(mctx, hubMgr, controllers.Options{})).To(Succeed())
+	b := bridge.New(hubMgr.GetClient(), hubMgr.GetClient(), hubMgr.GetAPIReader(), bridge.Options{Namespace: "default"})
+	go func() {
+		defer GinkgoRecover()
+		defer close(hubDone)
+		Expect(hubMgr.Start(mctx)).To(Succeed())
+	}()
+	srv := httptest.NewServer(b.Handler())
+	DeferCleanup(srv.Close)
+	hubURL = srv.URL
+
+	wlEnv := &envtest.Environment{}
+	wlCfg, err := testenv.Start(wlEnv)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(wlEnv.Stop)
+	workload, err = client.New(wlCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	wlMgr, err := ctrl.NewManager(wlCfg, ctrl.Options{Scheme: scheme, Cache: agent.CacheOptions(nil),
+		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
+	Expect(err).NotTo(HaveOccurred())
+	go func() {
+		defer GinkgoRecover()
+		defer close(wlDone)
+		Expect(wlMgr.Start(mctx)).To(Succeed())
+	}()
+	// Runs first: the managers stop before their API servers do.
+	DeferCleanup(func() {
+		cancel()
+		<-hubDone
+		<-wlDone
+	})
+	Expect(wlMgr.GetCache().WaitForCacheSync(mctx)).To(BeTrue())
+	workloadCache = wlMgr.GetClient()
+	workloadInformers = wlMgr.GetCache()
+	agentCtx = mctx
+})
+
+var (
+	workloadInformers cache.Informers
+	agentCtx          context.Context
+)
+
+func deployment(ns, name, component, version string, labels map[string]string) *appsv1.Deployment {
+	l := map[string]string{"app": name, agent.LabelName: component, agent.LabelVersion: version}
+	for k, v := range labels {
+		l[k] = v
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example/" + component + ":" + version}}},
+			},
+		},
+	}
+}
+
+// fakeHub answers check-ins with the given codes in turn (the last repeats)
+// and records when each came.
+type fakeHub struct {
+	mu    sync.Mutex
+	codes []int
+	retry string
+	times []time.Time
+	n     atomic.Int64
+}
+
+func (f *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.times = append(f.times, time.Now())
+	i := min(len(f.times)-1, len(f.codes)-1)
+	f.n.Add(1)
+	if f.codes[i] != http.StatusOK && f.retry != "" {
+		w.Header().Set("Retry-After", f.retry)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(f.codes[i])
+	_, _ = fmt.Fprintf(w, `{"code":%d,"message":"test answer"}`, f.codes[i])
+}
+
+func (f *fakeHub) arrivals() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.times...)
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/trainyard-dev/trainyard/agent"
+)
+
+// runAgent is `trainyard agent`: it runs in a workload cluster and reports
+// its components to the hub's bridge.
+func runAgent(args []string) error {
+	fs := flag.NewFlagSet("trainyard agent", flag.ContinueOnError)
+	var o agent.Options
+	var kubeconfig, tokenFile, namespaces, probeAddr string
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to the workload cluster's kubeconfig (default $KUBECONFIG, then in-cluster).")
+	fs.StringVar(&o.HubURL, "hub-url", "", "Base URL of the hub's bridge, for example https://trainyard.example.com.")
+	fs.StringVar(&tokenFile, "token-file", "", "File holding the registration token (a mounted Secret); $TRAINYARD_TOKEN otherwise.")
+	fs.StringVar(&o.ClusterID, "cluster-id", "", "Cluster ID to report (default: the ClusterProperty cluster.clusterset.k8s.io, else the kube-system namespace's UID).")
+	fs.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to look for workloads in (default all).")
+	fs.StringVar(&o.DefaultTrain, "default-train", "stable", "Train of workloads without a trainyard.dev/train label.")
+	fs.DurationVar(&o.Interval, "interval", 15*time.Minute, "Time between check-ins (moved by ±25% jitter).")
+	fs.DurationVar(&o.Debounce, "debounce", 10*time.Second, "How long a change of the workloads waits for more before it triggers a check-in.")
+	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.HubURL == "" {
+		return fmt.Errorf("--hub-url is required")
+	}
+	o.Token = os.Getenv("TRAINYARD_TOKEN")
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("reading --token-file: %w", err)
+		}
+		o.Token = strings.TrimSpace(string(b))
+	}
+	o.Namespaces = splitList(namespaces)
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if kubeconfig != "" {
+		if err := os.Setenv("KUBECONFIG", kubeconfig); err != nil {
+			return err
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: newScheme(), Cache: agent.CacheOptions(o.Namespaces),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: probeAddr,
+	})
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	a := agent.New(mgr.GetClient(), ctrl.Log.WithName("agent"), o)
+	if err := a.Watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
+	if err := mgr.Add(a); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
