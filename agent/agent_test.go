@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/agent"
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 func namespace(c client.Client) string {
