@@ -45,6 +45,7 @@ var _ = Describe("make dev", func() {
 			"-crds", filepath.Join(root, "config", "crd", "bases"),
 			"-samples", filepath.Join(root, "config", "samples"),
 			"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0",
+			"-workloads", filepath.Join(root, "hack", "dev", "workloads.yaml"),
 			"--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
 		cmd.Dir = root
 		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -136,6 +137,15 @@ spec:
 			out, _ := kubectl("get", "clusterreport", "dev-cluster", "-o", "jsonpath={.status.components[0].state}")
 			return out
 		}, 30*time.Second).Should(Equal("UpdateAvailable"))
+
+		// The dev agent reports the local control plane itself, under the
+		// kube-system namespace's UID, with the labelled workload.
+		uid, err := kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}")
+		Expect(err).NotTo(HaveOccurred(), uid)
+		Eventually(func() string {
+			out, _ := kubectl("get", "clusterreport", uid, "-o", "jsonpath={.spec.components[0].name}@{.spec.components[0].version}")
+			return out
+		}, 60*time.Second).Should(Equal("router@v2.3.0"))
 
 		children := processesMentioning(state)
 		Expect(children).NotTo(BeEmpty(), "etcd and kube-apiserver should run with the state dir in their arguments")

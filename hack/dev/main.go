@@ -39,6 +39,8 @@ type options struct {
 	crds         string // CRD directory
 	samples      string // directory of sample objects to apply, "" for none
 	webhooks     string // the generated webhook configurations
+	workloads    string // workloads for the dev agent to find, "" for none
+	agent        bool
 	webhookPort  int
 	bridgePort   int
 	managerArgs  []string // extra manager flags (after --)
@@ -55,6 +57,8 @@ func main() {
 	flag.StringVar(&o.webhooks, "webhooks", "config/webhook/manifests.yaml", "The webhook configurations to install, pointed at the manager on loopback.")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the manager's webhook server on 127.0.0.1 (0: any free port).")
 	flag.IntVar(&o.bridgePort, "bridge-port", 8080, "Port of the check-in bridge on 127.0.0.1 (0: any free port).")
+	flag.StringVar(&o.workloads, "workloads", "hack/dev/workloads.yaml", "Workloads for the dev agent to report (empty: none).")
+	flag.BoolVar(&o.agent, "agent", true, "Also run `trainyard agent` against the local control plane, so it reports itself.")
 	flag.DurationVar(&o.stopTimeout, "stop-timeout", 20*time.Second, "How long each process may take to stop.")
 	flag.DurationVar(&o.startTimeout, "start-timeout", 60*time.Second, "How long the control plane may take to start.")
 	flag.Parse()
@@ -132,6 +136,17 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Fprintf(os.Stderr, "dev: applied %d sample objects from %s\n", n, o.samples)
 	}
+	if o.workloads != "" {
+		objs, err := readObjects(o.workloads)
+		if err != nil {
+			return err
+		}
+		for _, u := range objs {
+			if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("%s: %w", o.workloads, err)
+			}
+		}
+	}
 	port := o.webhookPort
 	if port == 0 {
 		if port, err = freePort(); err != nil {
@@ -188,35 +203,68 @@ Ctrl-C stops everything. Manager logs follow.
 
 `, cfg.Host, kubectl, rel, bridgeURL, token)
 
-	return runManager(ctx, o, kubeconfig)
+	procs := []process{{name: "manager", args: o.managerArgs}}
+	if o.agent {
+		// The agent reports this control plane as a cluster to its own bridge.
+		procs = append(procs, process{name: "agent", env: []string{"TRAINYARD_TOKEN=" + token},
+			args: []string{"agent", "--hub-url=" + bridgeURL, "--interval=5m", "--debounce=2s", "--health-probe-bind-address=0"}})
+	}
+	return runProcesses(ctx, o, kubeconfig, procs)
 }
 
-// runManager runs the manager until ctx ends, then stops it with SIGTERM.
-func runManager(ctx context.Context, o options, kubeconfig string) error {
-	cmd := exec.Command(o.manager, o.managerArgs...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	// Its own process group, so Ctrl-C reaches only this program, which stops
-	// things in order; and killed with this program if it dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the manager %s: %w", o.manager, err)
+// process is one child of `make dev`: the trainyard binary with args.
+type process struct {
+	name string
+	args []string
+	env  []string
+}
+
+// runProcesses runs the children until ctx ends or one exits, then stops
+// them all (the last started first) with SIGTERM.
+func runProcesses(ctx context.Context, o options, kubeconfig string, procs []process) error {
+	type running struct {
+		name string
+		cmd  *exec.Cmd
+		done chan error
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	var started []running
+	stop := func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			p := started[i]
+			fmt.Fprintf(os.Stderr, "dev: stopping the %s ...\n", p.name)
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(o.stopTimeout):
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+		}
+	}
+	exited := make(chan string, len(procs))
+	for _, p := range procs {
+		cmd := exec.Command(o.manager, p.args...)
+		cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), p.env...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		// Its own process group, so Ctrl-C reaches only this program, which
+		// stops things in order; and killed with this program if it dies first.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			stop()
+			return fmt.Errorf("starting the %s (%s): %w", p.name, o.manager, err)
+		}
+		r := running{name: p.name, cmd: cmd, done: make(chan error, 1)}
+		go func() { err := cmd.Wait(); r.done <- err; close(r.done); exited <- r.name }()
+		started = append(started, r)
+	}
 	select {
-	case err := <-done:
-		return fmt.Errorf("the manager exited: %v", err)
+	case name := <-exited:
+		stop()
+		return fmt.Errorf("the %s exited", name)
 	case <-ctx.Done():
 	}
-	fmt.Fprintln(os.Stderr, "\ndev: stopping the manager ...")
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(o.stopTimeout):
-		_ = cmd.Process.Kill()
-		<-done
-	}
+	fmt.Fprintln(os.Stderr)
+	stop()
 	return nil
 }
 
