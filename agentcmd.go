@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/discovery"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -64,6 +65,17 @@ func runAgent(args []string) error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	o.ServerVersion = func() (string, error) {
+		v, err := dc.ServerVersion()
+		if err != nil {
+			return "", err
+		}
+		return v.GitVersion, nil
+	}
 	a := agent.New(mgr.GetClient(), ctrl.Log.WithName("agent"), o)
 	if err := a.Watch(ctx, mgr.GetCache()); err != nil {
 		return err

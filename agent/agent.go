@@ -47,6 +47,9 @@ type Options struct {
 	// (defaults 5s and 10m).
 	BackoffBase, BackoffMax time.Duration
 	HTTP                    *http.Client
+	// ServerVersion gives the workload cluster's Kubernetes version, for
+	// the kubernetesVersion property (nil: not reported).
+	ServerVersion func() (string, error)
 }
 
 // Agent reports one workload cluster to the hub.
@@ -127,7 +130,11 @@ func (a *Agent) CheckIn(ctx context.Context) error {
 	if comps == nil {
 		comps = []bridge.ComponentVersion{}
 	}
-	body, _ := json.Marshal(bridge.Cluster{ID: a.id, Components: comps})
+	props, err := Properties(ctx, a.reader, a.opts.ServerVersion)
+	if err != nil {
+		return errRetry{err: err}
+	}
+	body, _ := json.Marshal(bridge.Cluster{ID: a.id, Components: comps, Properties: props})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.opts.HubURL, "/")+"/v3/clusters", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -247,6 +254,7 @@ func CacheOptions(namespaces []string) cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}: only, &appsv1.StatefulSet{}: only, &appsv1.DaemonSet{}: only,
+			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
 	if len(namespaces) > 0 {

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -68,7 +69,7 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 
 	It("reports the labelled workloads under the kube-system UID, and a label change reaches the hub without waiting for the timer", func() {
 		a := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: hubURL, Token: registrationToken,
-			Namespaces: []string{ns}, Interval: time.Hour, Debounce: 100 * time.Millisecond})
+			Namespaces: []string{ns}, Interval: time.Hour, Debounce: 100 * time.Millisecond, ServerVersion: serverVersion})
 		Expect(a.Watch(agentCtx, workloadInformers)).To(Succeed())
 		run(a)
 
@@ -83,6 +84,9 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 			v1.ReportedComponent{Name: "db", Train: "lts", Version: "14.2.0", Type: "Deployment", Image: "example/db:14.2.0"},
 			v1.ReportedComponent{Name: "router", Train: "stable", Version: "v2.3.0", Type: "Deployment", Image: "example/router:v2.3.0"},
 		))
+
+		Expect(hubReport(id).Spec.Properties).To(HaveKeyWithValue("kubernetesVersion", "v1.37.2"))
+		Expect(hubReport(id).Spec.Properties).To(HaveKey("nodes"))
 
 		d := &appsv1.Deployment{}
 		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "router"}, d)).To(Succeed())
@@ -142,5 +146,17 @@ var _ = Describe("the agent against a troubled hub", func() {
 		Expect(err).To(MatchError(ContainSubstring("refused the check-in (403")))
 		Expect(err).To(MatchError(ContainSubstring("check the registration token")))
 		Expect(err.Error()).NotTo(ContainSubstring(`"t"`))
+	})
+})
+
+var _ = Describe("cluster properties", func() {
+	It("counts the nodes and names the most common provider", func() {
+		for i, id := range []string{"aws:///us-east-1a/i-1", "aws:///us-east-1b/i-2", "gce://p/z/n-3"} {
+			Expect(workload.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)},
+				Spec: corev1.NodeSpec{ProviderID: id}})).To(Succeed())
+		}
+		props, err := agent.Properties(ctx, workload, func() (string, error) { return "v1.37.2", nil })
+		Expect(err).NotTo(HaveOccurred())
+		Expect(props).To(Equal(map[string]string{"kubernetesVersion": "v1.37.2", "nodes": "3", "provider": "aws"}))
 	})
 })

@@ -8,10 +8,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -194,4 +197,47 @@ func Slim(obj any) (any, error) {
 		w.Status = appsv1.DaemonSetStatus{}
 	}
 	return obj, nil
+}
+
+// Properties describe the workload cluster: its Kubernetes version (when
+// serverVersion is given), node count, and provider (the most common prefix
+// of the nodes' spec.providerID, such as "aws" or "gce").
+func Properties(ctx context.Context, c client.Reader, serverVersion func() (string, error)) (map[string]string, error) {
+	props := map[string]string{}
+	if serverVersion != nil {
+		if v, err := serverVersion(); err == nil && v != "" {
+			props["kubernetesVersion"] = v
+		}
+	}
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return nil, err
+	}
+	props["nodes"] = strconv.Itoa(len(nodes.Items))
+	count := map[string]int{}
+	for _, n := range nodes.Items {
+		if p, _, ok := strings.Cut(n.Spec.ProviderID, "://"); ok && p != "" {
+			count[p]++
+		}
+	}
+	best := ""
+	for p, n := range count {
+		if best == "" || n > count[best] || (n == count[best] && p < best) {
+			best = p
+		}
+	}
+	if best != "" {
+		props["provider"] = best
+	}
+	return props, nil
+}
+
+// slimNode keeps only what Properties reads of a Node.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, ResourceVersion: n.ResourceVersion, UID: n.UID},
+		Spec: corev1.NodeSpec{ProviderID: n.Spec.ProviderID}}, nil
 }

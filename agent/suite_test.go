@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -104,11 +105,21 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(wlMgr.GetCache().WaitForCacheSync(mctx)).To(BeTrue())
 	workloadCache = wlMgr.GetClient()
+	dc, err := discovery.NewDiscoveryClientForConfig(wlCfg)
+	Expect(err).NotTo(HaveOccurred())
+	serverVersion = func() (string, error) {
+		v, err := dc.ServerVersion()
+		if err != nil {
+			return "", err
+		}
+		return v.GitVersion, nil
+	}
 	workloadInformers = wlMgr.GetCache()
 	agentCtx = mctx
 })
 
 var (
+	serverVersion     func() (string, error)
 	workloadInformers cache.Informers
 	agentCtx          context.Context
 )

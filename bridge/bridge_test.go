@@ -151,6 +151,18 @@ var _ = Describe("the bridge over HTTP", func() {
 		Expect(rep.Status.CheckIns).To(BeEquivalentTo(7))
 	})
 
+	It("stores the optional properties, keeps them for check-ins without, and refuses bad keys", func() {
+		body := `{"id":"c1","components":[],"properties":{"kubernetesVersion":"v1.37.2","nodes":"3"}}`
+		Expect(post(m.url+"/v3/clusters", body).code).To(Equal(http.StatusOK))
+		Expect(report(ns, "c1").Spec.Properties).To(Equal(map[string]string{"kubernetesVersion": "v1.37.2", "nodes": "3"}))
+		Eventually(func() int { return get(m.url + "/v3/clusters/c1").code }).Should(Equal(http.StatusOK))
+		Expect(post(m.url+"/v3/clusters", `{"id":"c1","components":[]}`).code).To(Equal(http.StatusOK))
+		Expect(report(ns, "c1").Spec.Properties).To(HaveKeyWithValue("nodes", "3"))
+		r := post(m.url+"/v3/clusters", `{"id":"c1","components":[],"properties":{"node count":"3"}}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
+		Expect(r.errorOf().Message).To(ContainSubstring("spec.properties[node count]"))
+	})
+
 	It("takes many concurrent check-ins of one cluster without an error", func() {
 		var wg sync.WaitGroup
 		codes := make([]int, 20)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -65,7 +66,7 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	want := &v1.ClusterReport{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: v1.ClusterReportName(c.ID)},
-		Spec:       v1.ClusterReportSpec{ClusterID: c.ID, Components: comps},
+		Spec:       v1.ClusterReportSpec{ClusterID: c.ID, Components: comps, Properties: c.Properties},
 	}
 	if errs := webhook.ValidateClusterReport(want, nil); len(errs) > 0 {
 		writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
@@ -134,9 +135,14 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 			return nil, errRegisteredElsewhere(want.Spec.ClusterID)
 		}
 	}
-	if !equality.Semantic.DeepEqual(cur.Spec.Components, want.Spec.Components) {
+	// Properties only count when sent: an old agent's check-in keeps them.
+	propsChanged := want.Spec.Properties != nil && !maps.Equal(cur.Spec.Properties, want.Spec.Properties)
+	if propsChanged || !equality.Semantic.DeepEqual(cur.Spec.Components, want.Spec.Components) {
 		patched := cur.DeepCopy()
 		patched.Spec.Components = want.Spec.Components
+		if want.Spec.Properties != nil {
+			patched.Spec.Properties = want.Spec.Properties
+		}
 		if err := s.api.Patch(ctx, patched, client.MergeFrom(cur)); err != nil {
 			return nil, err
 		}

@@ -50,7 +50,8 @@ func reportedComponents(cvs []ComponentVersion) ([]v1.ReportedComponent, error) 
 // clusterOf is the wire form of a report. lastSeen may be newer than the
 // stored one: a heartbeat not yet flushed.
 func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) Cluster {
-	c := Cluster{ID: r.Spec.ClusterID, Components: make([]ComponentVersion, 0, len(r.Spec.Components))}
+	c := Cluster{ID: r.Spec.ClusterID, Components: make([]ComponentVersion, 0, len(r.Spec.Components)),
+		Properties: r.Spec.Properties}
 	if r.Status.FirstSeen != nil {
 		t := r.Status.FirstSeen.UTC()
 		c.FirstSeen = &t

@@ -39,6 +39,9 @@ type Cluster struct {
 	FirstSeen  *time.Time         `json:"firstSeen,omitempty"`
 	LastSeen   *time.Time         `json:"lastSeen,omitempty"`
 	Components []ComponentVersion `json:"components"`
+	// Properties describe the cluster (kubernetesVersion, nodes, provider).
+	// Not in the Deis format; its services ignore the key.
+	Properties map[string]string `json:"properties,omitempty"`
 }
 
 // Error is every error answer: {"code": <status>, "message": "..."}.
