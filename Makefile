@@ -24,10 +24,14 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
+# The manager's packages; the agent (./agent) gets a role of its own.
+MANAGER_PATHS := ./;./api/...;./controllers/...;./webhook/...;./bridge/...;./internal/...
+
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests into config/.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." \
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="$(MANAGER_PATHS)" \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	$(CONTROLLER_GEN) rbac:roleName=agent-role paths="./agent/..." output:rbac:artifacts:config=config/agent
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.

@@ -52,6 +52,11 @@ type Options struct {
 	ServerVersion func() (string, error)
 }
 
+// The agent reads, and only reads, what it reports.
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces;nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=about.k8s.io,resources=clusterproperties,verbs=get;list;watch
+
 // Agent reports one workload cluster to the hub.
 type Agent struct {
 	opts    Options
