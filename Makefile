@@ -98,6 +98,10 @@ bench-fleet: build ## Controllers: 10,000 reports, a new latest for half of them
 bench-bridge: build ## Bridge: check-ins from 10,000 clusters and the multi-get, vs a trivial handler.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/bridge -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-agent
+bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Deployments.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/agent -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 ##@ Build
 
 .PHONY: build

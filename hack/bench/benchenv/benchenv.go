@@ -60,9 +60,17 @@ func Start(ctx context.Context, namespace string) (*Env, error) {
 // Stop stops the control plane.
 func (e *Env) Stop() { _ = e.env.Stop() }
 
-// StartManager runs the manager binary against the control plane with args;
-// it dies with this process.
+// StartManager runs the manager binary against the control plane with
+// args; it dies with this process.
 func (e *Env) StartManager(binary string, args ...string) (*exec.Cmd, error) {
+	return e.Run(binary, append([]string{"--kube-api-qps=-1", "--zap-log-level=error",
+		// The webhook is not what is measured and needs a reachable address.
+		"--enable-webhook=false"}, args...)...)
+}
+
+// Run runs the trainyard binary with args (say, `agent ...`) and a
+// --kubeconfig for the control plane; it dies with this process.
+func (e *Env) Run(binary string, args ...string) (*exec.Cmd, error) {
 	dir, err := os.MkdirTemp("", "trainyard-bench-")
 	if err != nil {
 		return nil, err
@@ -71,9 +79,7 @@ func (e *Env) StartManager(binary string, args ...string) (*exec.Cmd, error) {
 	if err := os.WriteFile(kc, e.env.KubeConfig, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(binary, append([]string{"--kubeconfig", kc, "--kube-api-qps=-1", "--zap-log-level=error",
-		// The webhook is not what is measured and needs a reachable address.
-		"--enable-webhook=false"}, args...)...)
+	cmd := exec.Command(binary, append(args, "--kubeconfig", kc)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
