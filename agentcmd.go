@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/trainyard-dev/trainyard/agent"
+	"github.com/trainyard-dev/trainyard/bridge"
 )
 
 // runAgent is `trainyard agent`: it runs in a workload cluster and reports
@@ -22,7 +25,11 @@ func runAgent(args []string) error {
 	var o agent.Options
 	var kubeconfig, tokenFile, namespaces, probeAddr string
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to the workload cluster's kubeconfig (default $KUBECONFIG, then in-cluster).")
-	fs.StringVar(&o.HubURL, "hub-url", "", "Base URL of the hub's bridge, for example https://trainyard.example.com.")
+	var mode, hubKubeconfig, hubNamespace string
+	fs.StringVar(&mode, "mode", "bridge", "bridge: check in at --hub-url; direct: write the ClusterReport into the hub's API through --hub-kubeconfig.")
+	fs.StringVar(&hubKubeconfig, "hub-kubeconfig", "", "direct mode: kubeconfig of the hub (a mounted Secret).")
+	fs.StringVar(&hubNamespace, "hub-namespace", "trainyard-system", "direct mode: the hub namespace of the ClusterReports.")
+	fs.StringVar(&o.HubURL, "hub-url", "", "bridge mode: base URL of the hub's bridge, for example https://trainyard.example.com.")
 	fs.StringVar(&tokenFile, "token-file", "", "File holding the registration token (a mounted Secret); $TRAINYARD_TOKEN otherwise.")
 	fs.StringVar(&o.ClusterID, "cluster-id", "", "Cluster ID to report (default: the ClusterProperty cluster.clusterset.k8s.io, else the kube-system namespace's UID).")
 	fs.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to look for workloads in (default all).")
@@ -35,8 +42,13 @@ func runAgent(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.HubURL == "" {
-		return fmt.Errorf("--hub-url is required")
+	switch {
+	case mode == "bridge" && o.HubURL == "":
+		return fmt.Errorf("--hub-url is required in bridge mode")
+	case mode == "direct" && hubKubeconfig == "":
+		return fmt.Errorf("--hub-kubeconfig is required in direct mode")
+	case mode != "bridge" && mode != "direct":
+		return fmt.Errorf("--mode must be bridge or direct, not %q", mode)
 	}
 	o.Token = os.Getenv("TRAINYARD_TOKEN")
 	if tokenFile != "" {
@@ -75,6 +87,23 @@ func runAgent(args []string) error {
 			return "", err
 		}
 		return v.GitVersion, nil
+	}
+	if mode == "direct" {
+		hubCfg, err := clientcmd.BuildConfigFromFlags("", hubKubeconfig)
+		if err != nil {
+			return fmt.Errorf("loading --hub-kubeconfig: %w", err)
+		}
+		hub, err := client.New(hubCfg, client.Options{Scheme: newScheme()})
+		if err != nil {
+			return err
+		}
+		// The bridge's own check-in logic, writing into the hub's API: the
+		// same validation, ID binding rules and heartbeat write budget.
+		b := bridge.New(hub, hub, hub, bridge.Options{Namespace: hubNamespace, CheckInAuth: bridge.CheckInOpen})
+		o.Direct = b.Handler()
+		if err := mgr.Add(bridge.Heartbeats{S: b}); err != nil {
+			return err
+		}
 	}
 	a := agent.New(mgr.GetClient(), ctrl.Log.WithName("agent"), o)
 	if err := a.Watch(ctx, mgr.GetCache()); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/trainyard-dev/trainyard/agent"
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
 )
 
 func namespace(c client.Client) string {
@@ -158,5 +159,32 @@ var _ = Describe("cluster properties", func() {
 		props, err := agent.Properties(ctx, workload, func() (string, error) { return "v1.37.2", nil })
 		Expect(err).NotTo(HaveOccurred())
 		Expect(props).To(Equal(map[string]string{"kubernetesVersion": "v1.37.2", "nodes": "3", "provider": "aws"}))
+	})
+})
+
+var _ = Describe("direct mode", func() {
+	It("writes the ClusterReport into the hub's API, with the bridge's heartbeat budget", func() {
+		ns := namespace(workload)
+		Expect(workload.Create(ctx, deployment(ns, "cache", "cache", "7.2.0", nil))).To(Succeed())
+		b := bridge.New(hub, hub, hub, bridge.Options{Namespace: "default", CheckInAuth: bridge.CheckInOpen})
+		a := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "direct-1", Namespaces: []string{ns}})
+		Eventually(func() int { // the agent's cache has seen the Deployment
+			comps, _, _ := agent.Discover(ctx, workloadCache, []string{ns}, "")
+			return len(comps)
+		}).Should(Equal(1))
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		r := hubReport("direct-1")
+		Expect(r).NotTo(BeNil())
+		Expect(r.Spec.Components).To(ConsistOf(v1.ReportedComponent{
+			Name: "cache", Train: "stable", Version: "7.2.0", Type: "Deployment", Image: "example/cache:7.2.0"}))
+		Expect(r.Status.CheckIns).To(BeEquivalentTo(1))
+
+		// Unchanged and within the heartbeat granularity: held, not written
+		// (the hub's controllers write the status meanwhile, so the check is
+		// on the check-in record, not the resourceVersion).
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		Expect(hubReport("direct-1").Status.CheckIns).To(BeEquivalentTo(1))
+		b.FlushHeartbeats(ctx)
+		Expect(hubReport("direct-1").Status.CheckIns).To(BeEquivalentTo(2))
 	})
 })

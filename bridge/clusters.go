@@ -432,3 +432,20 @@ func (s *Server) seen(r *v1.ClusterReport) (first, last time.Time, checkIns int6
 // FlushHeartbeats writes every heartbeat held in memory (Start does this
 // when it stops).
 func (s *Server) FlushHeartbeats(ctx context.Context) { s.heartbeats.flushAll(ctx) }
+
+// Heartbeats is a Runnable that flushes held heartbeats every granularity
+// and once more when it stops: what Start does for a bridge that is used
+// in process (the agent's direct mode) rather than served.
+type Heartbeats struct{ S *Server }
+
+// Start flushes until ctx ends, then flushes the rest.
+func (h Heartbeats) Start(ctx context.Context) error {
+	h.S.heartbeats.run(ctx)
+	flush, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h.S.heartbeats.flushAll(flush)
+	return nil
+}
+
+// NeedLeaderElection is false: the agent has no leader election.
+func (Heartbeats) NeedLeaderElection() bool { return false }
