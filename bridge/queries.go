@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // timeParam parses an optional RFC 3339 query parameter: 422 when present
@@ -60,13 +62,8 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 		!ordered(w, t, "created_after", "checked_in_before") {
 		return
 	}
-	pg, ok := pageParams(w, r)
+	pg, reports, ok := s.pagedReports(w, r)
 	if !ok {
-		return
-	}
-	reports, err := s.reports(r.Context())
-	if err != nil {
-		writeAPIError(w, "listing clusters", err)
 		return
 	}
 	var names []string
@@ -121,13 +118,8 @@ func (s *Server) persistentClusters(w http.ResponseWriter, r *http.Request, _ pa
 }
 
 func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(first, last time.Time, checkIns int64) bool) {
-	pg, ok := pageParams(w, r)
+	pg, reports, ok := s.pagedReports(w, r)
 	if !ok {
-		return
-	}
-	reports, err := s.reports(r.Context())
-	if err != nil {
-		writeAPIError(w, "listing clusters", err)
 		return
 	}
 	now := s.opts.Clock.Now()
@@ -152,4 +144,19 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(fi
 	out := checkinList{Data: append([]CheckinStat{}, data[from:to]...)}
 	out.Count = len(out.Data)
 	writeCacheableJSON(w, r, out)
+}
+
+// pagedReports reads the page parameters and the reports, answering the
+// error itself; ok is false when it did.
+func (s *Server) pagedReports(w http.ResponseWriter, r *http.Request) (page, []v1.ClusterReport, bool) {
+	pg, ok := pageParams(w, r)
+	if !ok {
+		return pg, nil, false
+	}
+	reports, err := s.reports(r.Context())
+	if err != nil {
+		writeAPIError(w, "listing clusters", err)
+		return pg, nil, false
+	}
+	return pg, reports, true
 }
