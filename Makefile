@@ -8,6 +8,9 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+
 # Test control plane (kube-apiserver, etcd, kubectl) built from source into
 # setup-envtest's store by hack/controlplane/build.sh; printed path reused.
 CONTROLPLANE_BUILD := hack/controlplane/build.sh
@@ -27,11 +30,13 @@ help: ## Show this help.
 # The manager's packages; the agent (./agent) gets a role of its own.
 MANAGER_PATHS := ./;./api/...;./controllers/...;./webhook/...;./bridge/...;./internal/...
 
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests into config/.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests into config/ and the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="$(MANAGER_PATHS)" \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
-	$(CONTROLLER_GEN) rbac:roleName=agent-role paths="./agent/..." output:rbac:artifacts:config=config/agent
+	$(CONTROLLER_GEN) rbac:roleName=agent-role paths="./agent" output:rbac:artifacts:config=config/agent
+	$(CONTROLLER_GEN) rbac:roleName=agent-helm-role paths="./agent/helmrelease" output:rbac:artifacts:config=config/agent/helm
+	go run ./hack/chartgen -config config -out charts/trainyard/templates/generated -chart charts/trainyard
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -49,9 +54,9 @@ vet: ## Run go vet.
 verify: manifests generate vet ## Fail when generated files are stale, code is unformatted or go vet complains.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	@# Regeneration must not change a tracked file or add an untracked one.
-	@if ! git diff --quiet -- api config || [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
+	@if ! git diff --quiet -- api config charts || [ -n "$$(git ls-files --others --exclude-standard -- api config charts)" ]; then \
 		echo "Generated files are stale; run 'make manifests generate' and commit:"; \
-		git --no-pager diff --stat -- api config; git ls-files --others --exclude-standard -- api config; exit 1; fi
+		git --no-pager diff --stat -- api config charts; git ls-files --others --exclude-standard -- api config charts; exit 1; fi
 	@echo "verify: generated files are up to date"
 
 .PHONY: controlplane
@@ -65,8 +70,8 @@ FUZZTIME ?= 10000x
 FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor
 
 .PHONY: test
-test: manifests generate ## Run every test (unit and envtest suites against a real apiserver), then the fuzzers briefly.
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go test -count=1 ./... $(GOTEST_ARGS)
+test: manifests generate $(HELM) ## Run every test (unit and envtest suites against a real apiserver, the chart, the quickstart), then the fuzzers briefly.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" HELM="$(HELM)" go test -count=1 ./... $(GOTEST_ARGS)
 	@for t in $(FUZZ_TARGETS); do \
 		echo "go test -run='^$$' -fuzz='^$$t\$$' -fuzztime=$(FUZZTIME) ./bridge"; \
 		go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./bridge || exit 1; done
@@ -109,6 +114,14 @@ bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Depl
 .PHONY: build
 build: ## Build the manager binary into bin/trainyard.
 	go build -o $(LOCALBIN)/trainyard .
+
+.PHONY: helm
+helm: $(HELM) ## Install helm into bin/ (from source, through the Go module proxy).
+
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $(HELM)
+	ln -sf $(notdir $(HELM)) $(LOCALBIN)/helm
 
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)

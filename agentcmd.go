@@ -36,6 +36,7 @@ func runAgent(args []string) error {
 	fs.StringVar(&o.DefaultTrain, "default-train", "stable", "Train of workloads without a trainyard.dev/train label.")
 	fs.DurationVar(&o.Interval, "interval", 15*time.Minute, "Time between check-ins (moved by ±25% jitter).")
 	fs.DurationVar(&o.Debounce, "debounce", 10*time.Second, "How long a change of the workloads waits for more before it triggers a check-in.")
+	fs.BoolVar(&o.HelmReleases, "helm-releases", false, "Also report deployed Helm releases (chart name and version) as components; needs list and watch on Secrets.")
 	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -70,7 +71,7 @@ func runAgent(args []string) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: newScheme(), Cache: agent.CacheOptions(o.Namespaces),
+		Scheme: newScheme(), Cache: agent.CacheOptions(o.Namespaces, o.HelmReleases),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: probeAddr,
 	})
 	if err != nil {
@@ -105,6 +106,7 @@ func runAgent(args []string) error {
 			return err
 		}
 	}
+	o.APIReader = mgr.GetAPIReader()
 	a := agent.New(mgr.GetClient(), ctrl.Log.WithName("agent"), o)
 	if err := a.Watch(ctx, mgr.GetCache()); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/trainyard-dev/trainyard/agent/helmrelease"
 	"github.com/trainyard-dev/trainyard/bridge"
 )
 
@@ -55,6 +57,10 @@ type Options struct {
 	// `direct` mode, a bridge writing straight into the hub's API (see
 	// bridge.Server), with the same validation and heartbeat write budget.
 	Direct http.Handler
+	// HelmReleases also reports the deployed Helm releases, read through
+	// APIReader (the API server, not a cache: release Secrets are large).
+	HelmReleases bool
+	APIReader    client.Reader
 }
 
 // The agent reads, and only reads, what it reports.
@@ -69,6 +75,7 @@ type Agent struct {
 	log     logr.Logger
 	changed chan struct{}
 	id      string
+	updates atomic.Int64
 }
 
 // New builds an agent that reads the workload cluster through reader (a
@@ -140,36 +147,29 @@ func (a *Agent) CheckIn(ctx context.Context) error {
 	if comps == nil {
 		comps = []bridge.ComponentVersion{}
 	}
+	if a.opts.HelmReleases && a.opts.APIReader != nil {
+		releases, err := helmrelease.List(ctx, a.opts.APIReader, a.opts.Namespaces)
+		if err != nil {
+			return errRetry{err: fmt.Errorf("listing Helm releases: %w", err)}
+		}
+		comps, skipped = withHelmReleases(comps, releases, a.opts.DefaultTrain)
+		for _, s := range skipped {
+			a.log.V(1).Info("Helm release not reported", "why", s)
+		}
+	}
 	props, err := Properties(ctx, a.reader, a.opts.ServerVersion)
 	if err != nil {
 		return errRetry{err: err}
 	}
 	body, _ := json.Marshal(bridge.Cluster{ID: a.id, Components: comps, Properties: props})
-	hubURL := a.opts.HubURL
-	if a.opts.Direct != nil {
-		hubURL = "http://direct"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(hubURL, "/")+"/v3/clusters", bytes.NewReader(body))
+	resp, msg, err := a.post(ctx, "/v3/clusters", body)
 	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.opts.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.opts.Token)
-	}
-	var resp *http.Response
-	if a.opts.Direct != nil {
-		rec := httptest.NewRecorder()
-		a.opts.Direct.ServeHTTP(rec, req)
-		resp = rec.Result()
-	} else if resp, err = a.opts.HTTP.Do(req); err != nil {
 		return errRetry{err: fmt.Errorf("checking in at %s: %w", a.opts.HubURL, err)}
 	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		a.log.Info("checked in", "clusterID", a.id, "components", len(comps))
+		a.logUpdates(ctx, comps)
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return errAuth{msg: fmt.Sprintf("the hub %s refused the check-in (%d: %s): check the registration token "+
@@ -184,6 +184,79 @@ func (a *Agent) CheckIn(ctx context.Context) error {
 		return errAuth{msg: fmt.Sprintf("the hub refused the check-in (%d): %s", resp.StatusCode, strings.TrimSpace(string(msg)))}
 	}
 }
+
+// post sends a JSON body to the hub (or the in-process bridge in direct
+// mode) and reads up to max bytes of the answer.
+func (a *Agent) post(ctx context.Context, path string, body []byte) (*http.Response, []byte, error) {
+	hubURL := a.opts.HubURL
+	if a.opts.Direct != nil {
+		hubURL = "http://direct"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(hubURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if a.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.opts.Token)
+	}
+	var resp *http.Response
+	if a.opts.Direct != nil {
+		rec := httptest.NewRecorder()
+		a.opts.Direct.ServeHTTP(rec, req)
+		resp = rec.Result()
+	} else if resp, err = a.opts.HTTP.Do(req); err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	return resp, msg, err
+}
+
+// maxAnswer bounds what the agent reads of an answer (the multi-get of a
+// few hundred components is well below it).
+const maxAnswer = 4 << 20
+
+// logUpdates asks the hub's multi-get for the latest release of every
+// reported component and logs those with an update: the cluster's operator
+// sees in the agent's log what the hub sees. Failures only log: the
+// check-in itself succeeded.
+func (a *Agent) logUpdates(ctx context.Context, comps []bridge.ComponentVersion) {
+	if len(comps) == 0 {
+		return
+	}
+	body, _ := json.Marshal(map[string]any{"data": comps})
+	resp, msg, err := a.post(ctx, "/v3/versions/latest", body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		code := 0
+		if resp != nil {
+			code = resp.StatusCode
+		}
+		a.log.V(1).Info("could not ask the hub for updates", "status", code, "error", err)
+		return
+	}
+	var latest struct {
+		Data []bridge.ComponentVersion `json:"data"`
+	}
+	if err := json.Unmarshal(msg, &latest); err != nil {
+		a.log.V(1).Info("could not read the hub's latest releases", "error", err.Error())
+		return
+	}
+	n := 0
+	for i, l := range latest.Data {
+		if l.UpdateAvailable == "" || i >= len(comps) || l.Component == nil {
+			continue
+		}
+		n++
+		a.log.Info("update available", "component", l.Component.Name, "train", comps[i].Version.Train,
+			"running", comps[i].Version.Version, "latest", l.UpdateAvailable)
+	}
+	a.updates.Store(int64(n))
+}
+
+// Updates is how many reported components had an update at the last
+// successful check-in.
+func (a *Agent) Updates() int64 { return a.updates.Load() }
 
 // Start checks in now, then on the jittered interval and soon after the
 // workloads change, retrying failures with backoff. Nothing stops it but ctx.
@@ -259,13 +332,17 @@ func (a *Agent) Watch(ctx context.Context, informers cache.Informers) error {
 			return err
 		}
 	}
+	if a.opts.HelmReleases {
+		return a.watchHelmReleases(ctx, informers)
+	}
 	return nil
 }
 
 // CacheOptions cache only labelled workloads, and only what discovery reads
 // of them, so that thousands of Deployments stay small; namespaces limits
 // the cache (kube-system's Namespace object stays readable for the ID).
-func CacheOptions(namespaces []string) cache.Options {
+// With helmReleases, Helm's release Secrets are watched as metadata only.
+func CacheOptions(namespaces []string, helmReleases bool) cache.Options {
 	named, _ := labels.NewRequirement(LabelName, selection.Exists, nil)
 	only := cache.ByObject{Label: labels.NewSelector().Add(*named), Transform: Slim}
 	o := cache.Options{
@@ -274,6 +351,9 @@ func CacheOptions(namespaces []string) cache.Options {
 			&appsv1.Deployment{}: only, &appsv1.StatefulSet{}: only, &appsv1.DaemonSet{}: only,
 			&corev1.Node{}: {Transform: slimNode},
 		},
+	}
+	if helmReleases {
+		o.ByObject[helmSecret()] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{helmrelease.LabelOwner: "helm"})}
 	}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}

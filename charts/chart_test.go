@@ -1,0 +1,417 @@
+// Package charts_test tests the Helm chart with the real helm binary (`make
+// test` installs it into bin/ and sets $HELM) and a real API server.
+package charts_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+func TestChart(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Helm chart suite")
+}
+
+// Third-party CRDs the all-options render needs, read from these modules
+// (fetched through the Go module proxy like everything else).
+var thirdPartyCRDs = []struct{ module, dir string }{
+	{"github.com/cert-manager/cert-manager@v1.21.2", "deploy/crds"},
+	{"github.com/prometheus-operator/prometheus-operator@v0.85.0", "example/prometheus-operator-crd"},
+}
+
+const kubeVersion = "1.37.2"
+
+var (
+	helmBin  string
+	chartDir string
+	allOpts  string
+)
+
+var _ = BeforeSuite(func() {
+	helmBin = os.Getenv("HELM")
+	Expect(helmBin).NotTo(BeEmpty(), "HELM is not set: run with `make test` (it installs helm into bin/)")
+	chartDir = filepath.Join(testenv.RepoRoot(), "charts", "trainyard")
+	allOpts = filepath.Join(chartDir, "ci", "all-options-values.yaml")
+})
+
+// helm runs helm and returns its standard output, failing on an error.
+func helm(args ...string) string {
+	GinkgoHelper()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(helmBin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	Expect(cmd.Run()).To(Succeed(), "helm %s: %s", strings.Join(args, " "), errOut.String())
+	return out.String()
+}
+
+// render runs helm template and parses the objects.
+func render(release, namespace string, extra ...string) (string, []*unstructured.Unstructured) {
+	GinkgoHelper()
+	text := helm(append([]string{"template", release, chartDir, "-n", namespace, "--kube-version", kubeVersion}, extra...)...)
+	return text, parse(text)
+}
+
+func parse(text string) []*unstructured.Unstructured {
+	GinkgoHelper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	for {
+		var m map[string]any
+		err := dec.Decode(&m)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		Expect(err).NotTo(HaveOccurred())
+		if len(m) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: m})
+		}
+	}
+	return objs
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	GinkgoHelper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	Fail(fmt.Sprintf("no %s %q rendered", kind, name))
+	return nil
+}
+
+func kinds(objs []*unstructured.Unstructured) []string {
+	var ks []string
+	for _, o := range objs {
+		ks = append(ks, o.GetKind())
+	}
+	return ks
+}
+
+func container(dep *unstructured.Unstructured) map[string]any {
+	GinkgoHelper()
+	cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	Expect(cs).To(HaveLen(1))
+	return cs[0].(map[string]any)
+}
+
+func args(dep *unstructured.Unstructured) []string {
+	var out []string
+	for _, a := range container(dep)["args"].([]any) {
+		out = append(out, a.(string))
+	}
+	return out
+}
+
+// generatedRules are the rules controller-gen wrote into a role file.
+func generatedRules(path, kind string) []any {
+	GinkgoHelper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), path))
+	Expect(err).NotTo(HaveOccurred())
+	for _, o := range parse(string(data)) {
+		if o.GetKind() == kind {
+			rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			return rules
+		}
+	}
+	Fail("no " + kind + " in " + path)
+	return nil
+}
+
+var _ = Describe("helm lint", func() {
+	It("passes with the default values and with every option on", func() {
+		helm("lint", "--strict", chartDir)
+		helm("lint", "--strict", chartDir, "-f", allOpts)
+	})
+
+	It("rejects values the schema does not allow, naming them", func() {
+		for _, c := range []struct{ set, msg string }{
+			{"replicaCont=3", "additional properties 'replicaCont' not allowed"},
+			{"webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"},
+			{"bridge.heartbeat=soon", "/bridge/heartbeat"},
+			{"agent.mode=push", "/agent/mode"},
+		} {
+			out, err := exec.Command(helmBin, "template", "x", chartDir, "--kube-version", kubeVersion, "--set", c.set).CombinedOutput()
+			Expect(err).To(HaveOccurred(), c.set)
+			Expect(string(out)).To(ContainSubstring(c.msg), c.set)
+		}
+	})
+
+	It("names what an agent-only install is missing", func() {
+		out, err := exec.Command(helmBin, "template", "x", chartDir, "--kube-version", kubeVersion,
+			"--set", "manager.enabled=false", "--set", "agent.enabled=true").CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("agent.hubURL is required in bridge mode"))
+	})
+})
+
+var _ = Describe("values", func() {
+	It("are all in values.schema.json and in the chart's README", func() {
+		values := map[string]any{}
+		data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(yaml.Unmarshal(data, &values)).To(Succeed())
+		var schema map[string]any
+		data, err = os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(json.Unmarshal(data, &schema)).To(Succeed())
+		readme, err := os.ReadFile(filepath.Join(chartDir, "README.md"))
+		Expect(err).NotTo(HaveOccurred())
+
+		var leaves int
+		var walk func(v map[string]any, s map[string]any, prefix string)
+		walk = func(v map[string]any, s map[string]any, prefix string) {
+			props, _ := s["properties"].(map[string]any)
+			Expect(s["additionalProperties"]).To(Equal(false), "the schema of %q must refuse unknown keys", prefix)
+			for k, val := range v {
+				key := prefix + k
+				sub, ok := props[k].(map[string]any)
+				Expect(ok).To(BeTrue(), "%s is not in values.schema.json", key)
+				if m, isMap := val.(map[string]any); isMap && len(m) > 0 && sub["properties"] != nil {
+					walk(m, sub, key+".")
+					continue
+				}
+				Expect(sub["description"]).To(BeAssignableToTypeOf(""), "%s has no description in values.schema.json", key)
+				leaves++
+				Expect(string(readme)).To(ContainSubstring("| `"+key+"` |"), "%s is not in the chart's README", key)
+			}
+			for k := range props {
+				_, ok := v[k]
+				Expect(ok).To(BeTrue(), "values.schema.json has %s%s, which values.yaml does not", prefix, k)
+			}
+		}
+		walk(values, schema, "")
+		Expect(leaves).To(BeNumerically(">", 50))
+	})
+})
+
+var _ = Describe("helm template", func() {
+	It("renders a highly available, least-privilege manager by default, without cert-manager or Prometheus Operator objects", func() {
+		_, objs := render("trainyard", "trainyard-system")
+		Expect(kinds(objs)).NotTo(ContainElements("Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"))
+		Expect(kinds(objs)).NotTo(ContainElement("NetworkPolicy"))
+
+		dep := find(objs, "Deployment", "trainyard")
+		replicas, _, _ := unstructured.NestedFieldNoCopy(dep.Object, "spec", "replicas")
+		Expect(replicas).To(BeNumerically("==", 2))
+		a := args(dep)
+		Expect(a).To(ContainElements("--leader-elect=true", "--webhook-cert-mode=self-signed",
+			"--webhook-dns-names=trainyard-webhook.trainyard-system.svc,trainyard-webhook.trainyard-system.svc.cluster.local",
+			"--bridge-registration-secret=trainyard-registration", "--bridge-namespace=trainyard-system"))
+		c := container(dep)
+		Expect(c["livenessProbe"]).To(HaveKeyWithValue("httpGet", HaveKeyWithValue("path", "/healthz")))
+		Expect(c["readinessProbe"]).To(HaveKeyWithValue("httpGet", HaveKeyWithValue("path", "/readyz")))
+		Expect(c["securityContext"]).To(And(HaveKeyWithValue("readOnlyRootFilesystem", true),
+			HaveKeyWithValue("allowPrivilegeEscalation", false)))
+		Expect(c["resources"]).To(HaveKey("requests"))
+		nonRoot, _, _ := unstructured.NestedBool(dep.Object, "spec", "template", "spec", "securityContext", "runAsNonRoot")
+		Expect(nonRoot).To(BeTrue())
+		anti, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "affinity", "podAntiAffinity",
+			"preferredDuringSchedulingIgnoredDuringExecution")
+		Expect(anti).To(HaveLen(1))
+		// The certificate directory is the one writable place.
+		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+		Expect(vols).To(ConsistOf(HaveKeyWithValue("emptyDir", Not(BeNil()))))
+
+		find(objs, "PodDisruptionBudget", "trainyard")
+		for _, svc := range []string{"trainyard-webhook", "trainyard-bridge", "trainyard-metrics"} {
+			find(objs, "Service", svc)
+		}
+		// The manager injects its CA into the configurations it is told about.
+		for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+			name := "trainyard-" + map[string]string{"MutatingWebhookConfiguration": "mutating", "ValidatingWebhookConfiguration": "validating"}[kind] +
+				"-webhook-configuration"
+			cfg := find(objs, kind, name)
+			Expect(a).To(ContainElement(HaveSuffix("-webhook-configuration=" + name)))
+			hooks, _, _ := unstructured.NestedSlice(cfg.Object, "webhooks")
+			Expect(hooks).NotTo(BeEmpty())
+			for _, h := range hooks {
+				svc, _, _ := unstructured.NestedMap(h.(map[string]any), "clientConfig", "service")
+				Expect(svc).To(And(HaveKeyWithValue("name", "trainyard-webhook"), HaveKeyWithValue("namespace", "trainyard-system")))
+			}
+		}
+		secret := find(objs, "Secret", "trainyard-registration")
+		Expect(secret.GetAnnotations()).To(HaveKeyWithValue("helm.sh/resource-policy", "keep"))
+		token, _, _ := unstructured.NestedString(secret.Object, "data", "token")
+		Expect(token).NotTo(BeEmpty())
+
+		// RBAC is exactly what the markers generated.
+		role, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "trainyard-manager").Object, "rules")
+		Expect(role).To(Equal(generatedRules("config/rbac/role.yaml", "ClusterRole")))
+		secrets, _, _ := unstructured.NestedSlice(find(objs, "Role", "trainyard-manager").Object, "rules")
+		Expect(secrets).To(Equal(generatedRules("config/rbac/role.yaml", "Role")))
+		for _, crd := range []string{"componentreleases", "releasetrains", "clusterreports"} {
+			Expect(find(objs, "CustomResourceDefinition", crd+".trainyard.dev").GetAnnotations()).
+				To(HaveKeyWithValue("helm.sh/resource-policy", "keep"))
+		}
+	})
+
+	It("renders every option", func() {
+		_, objs := render("full", "full-system", "-f", allOpts)
+		Expect(kinds(objs)).To(ContainElements("Certificate", "Issuer", "ServiceMonitor", "PrometheusRule",
+			"NetworkPolicy", "Ingress", "PodDisruptionBudget"))
+		dep := find(objs, "Deployment", "full")
+		a := args(dep)
+		Expect(a).To(ContainElements("--webhook-cert-mode=external", "--bridge-namespace=fleet", "--pprof-bind-address=127.0.0.1:6060"))
+		Expect(a).NotTo(ContainElement(HavePrefix("--webhook-dns-names")))
+		Expect(container(dep)["image"]).To(HavePrefix("registry.example.com/platform/trainyard@sha256:"))
+		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+		Expect(vols).To(ConsistOf(HaveKeyWithValue("secret", HaveKeyWithValue("secretName", "full-webhook-cert"))))
+		Expect(find(objs, "MutatingWebhookConfiguration", "full-mutating-webhook-configuration").GetAnnotations()).
+			To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "full-system/full-webhook"))
+		// Secrets RBAC in the bridge namespace too.
+		var roleNamespaces []string
+		for _, o := range objs {
+			if o.GetKind() == "Role" && o.GetName() == "full-manager" {
+				roleNamespaces = append(roleNamespaces, o.GetNamespace())
+			}
+		}
+		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet"))
+
+		rule := find(objs, "PrometheusRule", "full")
+		groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+		text := fmt.Sprint(groups)
+		Expect(text).To(ContainSubstring("trainyard_clusters_stale"))
+		Expect(text).To(ContainSubstring("trainyard_clusters_running_retracted"))
+
+		agent := find(objs, "Deployment", "full-agent")
+		Expect(args(agent)).To(ContainElements("agent", "--hub-url=https://trainyard.example.com", "--helm-releases",
+			"--namespaces=apps,platform", "--cluster-id=edge-eu-1"))
+		helmRole, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent-helm").Object, "rules")
+		Expect(helmRole).To(Equal(generatedRules("config/agent/helm/role.yaml", "ClusterRole")))
+		agentRole, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent").Object, "rules")
+		Expect(agentRole).To(Equal(generatedRules("config/agent/role.yaml", "ClusterRole")))
+		find(objs, "Secret", "full-agent-token")
+	})
+
+	It("installs only the agent in a workload cluster", func() {
+		_, objs := render("agent", "trainyard-system", "--set", "manager.enabled=false", "--set", "crds.enabled=false",
+			"--set", "agent.enabled=true", "--set", "agent.hubURL=https://hub.example.com", "--set", "agent.tokenSecret.name=hub-token")
+		Expect(kinds(objs)).To(ConsistOf("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"))
+		dep := find(objs, "Deployment", "agent-trainyard-agent")
+		Expect(args(dep)).To(ContainElements("--mode=bridge", "--hub-url=https://hub.example.com", "--token-file=/var/run/trainyard/token/token"))
+		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+		Expect(vols).To(ConsistOf(HaveKeyWithValue("secret", HaveKeyWithValue("secretName", "hub-token"))))
+	})
+})
+
+var _ = Describe("the rendered chart against a real API server", Ordered, func() {
+	var env *envtest.Environment
+	var kubeconfig string
+
+	BeforeAll(func() {
+		crdDirs := []string{}
+		for _, m := range thirdPartyCRDs {
+			out, err := exec.Command("go", "mod", "download", "-json", m.module).Output()
+			Expect(err).NotTo(HaveOccurred(), "go mod download %s", m.module)
+			var info struct{ Dir string }
+			Expect(json.Unmarshal(out, &info)).To(Succeed())
+			crdDirs = append(crdDirs, filepath.Join(info.Dir, m.dir))
+		}
+		env = &envtest.Environment{CRDDirectoryPaths: crdDirs, ErrorIfCRDPathMissing: true}
+		_, err := testenv.Start(env)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(env.Stop)
+		kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(kubeconfig, env.KubeConfig, 0o600)).To(Succeed())
+		for _, ns := range []string{"trainyard-system", "full-system", "fleet"} {
+			kubectl(nil, "create", "namespace", ns)
+		}
+	})
+
+	apply := func(name, text string, extra ...string) {
+		GinkgoHelper()
+		path := filepath.Join(GinkgoT().TempDir(), name+".yaml")
+		Expect(os.WriteFile(path, []byte(text), 0o600)).To(Succeed())
+		base := append([]string{"apply", "--server-side", "--field-manager=helm-test", "-f", path}, extra...)
+		kubectl(nil, append(base, "--dry-run=server")...)
+		kubectl(nil, base...)
+	}
+
+	It("accepts the default install, with server-side dry run and then for real", func() {
+		text, objs := render("trainyard", "trainyard-system")
+		apply("default", text)
+		for _, o := range objs {
+			args := []string{"get", resourceOf(o), o.GetName(), "-o", "name"}
+			if o.GetNamespace() != "" {
+				args = append(args, "-n", o.GetNamespace())
+			}
+			Expect(kubectl(nil, args...)).NotTo(BeEmpty())
+		}
+		// The CRDs are served: `kubectl get` of each kind works.
+		Eventually(func() error {
+			_, err := kubectlErr("get", "componentreleases,releasetrains,clusterreports", "-A")
+			return err
+		}).Should(Succeed())
+	})
+
+	It("accepts every option on, next to the default install", func() {
+		text, objs := render("full", "full-system", "-f", allOpts)
+		// The CRDs are shared with the default install: take them over.
+		apply("full", text, "--force-conflicts")
+		for _, o := range objs {
+			args := []string{"get", resourceOf(o), o.GetName(), "-o", "name"}
+			if o.GetNamespace() != "" {
+				args = append(args, "-n", o.GetNamespace())
+			}
+			Expect(kubectl(nil, args...)).NotTo(BeEmpty())
+		}
+	})
+
+	It("refuses a manifest the API does not accept (the check can fail)", func() {
+		text, _ := render("trainyard", "trainyard-system")
+		broken := strings.Replace(text, "failurePolicy: Fail", "failurePolicy: Sometimes", 1)
+		path := filepath.Join(GinkgoT().TempDir(), "broken.yaml")
+		Expect(os.WriteFile(path, []byte(broken), 0o600)).To(Succeed())
+		out, err := kubectlErr("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", path)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("Sometimes"))
+	})
+
+	kubectlFn = func(stdin []byte, args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+})
+
+var kubectlFn func(stdin []byte, args ...string) (string, error)
+
+func kubectl(stdin []byte, args ...string) string {
+	GinkgoHelper()
+	out, err := kubectlFn(stdin, args...)
+	Expect(err).NotTo(HaveOccurred(), "kubectl %s: %s", strings.Join(args, " "), out)
+	return out
+}
+
+func kubectlErr(args ...string) (string, error) { return kubectlFn(nil, args...) }
+
+// resourceOf names an object's resource for kubectl get, with its API group
+// so that it is unambiguous.
+func resourceOf(o *unstructured.Unstructured) string {
+	r := strings.ToLower(o.GetKind())
+	if g := o.GroupVersionKind().Group; g != "" {
+		r += "." + g
+	}
+	return r
+}
