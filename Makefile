@@ -80,10 +80,15 @@ test: manifests generate $(HELM) ## Run every test (unit and envtest suites agai
 DEV_MANAGER_ARGS ?= --metrics-bind-address=127.0.0.1:8082 --metrics-secure=false \
 	--health-probe-bind-address=127.0.0.1:8081
 
+# Manager processes of `make dev` (2 or more: leader election, and the webhook
+# and bridge ports reach whichever replica is up). More flags of hack/dev.
+DEV_REPLICAS ?= 1
+DEV_FLAGS ?=
+
 .PHONY: dev
-dev: manifests generate build kubectl ## Run the whole system locally: etcd, kube-apiserver, CRDs, samples, manager.
+dev: manifests generate build kubectl ## Run the whole system locally: etcd, kube-apiserver, CRDs, samples, manager (DEV_REPLICAS=2: two).
 	go build -o $(LOCALBIN)/dev ./hack/dev
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" $(LOCALBIN)/dev -manager $(LOCALBIN)/trainyard -- $(DEV_MANAGER_ARGS)
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" $(LOCALBIN)/dev -manager $(LOCALBIN)/trainyard -replicas $(DEV_REPLICAS) $(DEV_FLAGS) -- $(DEV_MANAGER_ARGS)
 
 .PHONY: dev-clean
 dev-clean: ## Delete the local control plane's state (.dev/).

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -41,6 +42,7 @@ type options struct {
 	webhooks     string // the generated webhook configurations
 	workloads    string // workloads for the dev agent to find, "" for none
 	agent        bool
+	replicas     int // manager processes, with leader election when > 1
 	webhookPort  int
 	bridgePort   int
 	managerArgs  []string // extra manager flags (after --)
@@ -53,11 +55,12 @@ func main() {
 	flag.StringVar(&o.dir, "dir", ".dev", "Directory for the kubeconfig, etcd data and certificates.")
 	flag.StringVar(&o.manager, "manager", "bin/trainyard", "The trainyard binary to run as the manager.")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
-	flag.StringVar(&o.samples, "samples", "config/samples", "Directory of sample objects to apply (empty: none).")
+	flag.StringVar(&o.samples, "samples", "", "Directory of sample objects to create before the manager starts (empty: none; the quickstart has the user apply config/samples).")
 	flag.StringVar(&o.webhooks, "webhooks", "config/webhook/manifests.yaml", "The webhook configurations to install, pointed at the manager on loopback.")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the manager's webhook server on 127.0.0.1 (0: any free port).")
 	flag.IntVar(&o.bridgePort, "bridge-port", 8080, "Port of the check-in bridge on 127.0.0.1 (0: any free port).")
 	flag.StringVar(&o.workloads, "workloads", "hack/dev/workloads.yaml", "Workloads for the dev agent to report (empty: none).")
+	flag.IntVar(&o.replicas, "replicas", 1, "Manager processes. With 2 or more they elect a leader, and the webhook and bridge ports reach whichever replicas are up, as a Service would.")
 	flag.BoolVar(&o.agent, "agent", true, "Also run `trainyard agent` against the local control plane, so it reports itself.")
 	flag.DurationVar(&o.stopTimeout, "stop-timeout", 20*time.Second, "How long each process may take to stop.")
 	flag.DurationVar(&o.startTimeout, "start-timeout", 60*time.Second, "How long the control plane may take to start.")
@@ -169,25 +172,67 @@ func run(ctx context.Context, o options) error {
 	}
 	// The manager serves the webhook on loopback with its built-in CA, which
 	// it injects into the configurations just installed.
-	o.managerArgs = append([]string{
-		fmt.Sprintf("--bridge-bind-address=127.0.0.1:%d", bridgePort),
-		"--namespace=default",
-		"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		"--webhook-cert-dir=" + filepath.Join(dir, "webhook-certs"),
-		"--webhook-ip-sans=127.0.0.1", "--webhook-dns-names=localhost",
-	}, o.managerArgs...)
+	common := []string{"--namespace=default",
+		"--webhook-host=127.0.0.1", "--webhook-cert-dir=" + filepath.Join(dir, "webhook-certs"),
+		"--webhook-ip-sans=127.0.0.1", "--webhook-dns-names=localhost"}
+	var procs []process
+	// Addresses that must accept connections before the system is ready:
+	// one of each group.
+	var listening [][]string
+	if o.replicas <= 1 {
+		listening = [][]string{{fmt.Sprintf("127.0.0.1:%d", port)}, {fmt.Sprintf("127.0.0.1:%d", bridgePort)}}
+		procs = append(procs, process{name: "manager", args: append(append(common,
+			fmt.Sprintf("--bridge-bind-address=127.0.0.1:%d", bridgePort), fmt.Sprintf("--webhook-port=%d", port)), o.managerArgs...)})
+	} else {
+		// Each replica listens on ports of its own; the webhook and bridge
+		// ports forward to whichever replica answers, like a Service.
+		var webhooks, bridges []string
+		for i := 1; i <= o.replicas; i++ {
+			wp, err := freePort()
+			if err != nil {
+				return err
+			}
+			bp, err := freePort()
+			if err != nil {
+				return err
+			}
+			webhooks = append(webhooks, fmt.Sprintf("127.0.0.1:%d", wp))
+			bridges = append(bridges, fmt.Sprintf("127.0.0.1:%d", bp))
+			args := append(append([]string{}, common...), "--leader-elect", "--webhook-cert-dir="+filepath.Join(dir, fmt.Sprintf("webhook-certs-%d", i)),
+				"--bridge-bind-address="+bridges[i-1], fmt.Sprintf("--webhook-port=%d", wp))
+			args = append(args, o.managerArgs...)
+			if i > 1 {
+				// The user's fixed probe and metrics ports belong to the first.
+				args = append(args, "--health-probe-bind-address=127.0.0.1:0", "--metrics-bind-address=0")
+			}
+			procs = append(procs, process{name: fmt.Sprintf("manager-%d", i), args: args, replica: true})
+		}
+		listening = [][]string{webhooks, bridges}
+		for _, f := range []struct {
+			port     int
+			backends []string
+		}{{port, webhooks}, {bridgePort, bridges}} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.port))
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			go fanIn(l, f.backends)
+		}
+	}
 
 	rel, _ := filepath.Rel(mustGetwd(), kubeconfig)
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 	if _, err := os.Stat("bin/kubectl"); err == nil {
 		kubectl = "bin/kubectl"
 	}
-	fmt.Printf(`
-trainyard is running against a local control plane (%s).
+	banner := func() {
+		fmt.Printf(`
+trainyard is ready, against a local control plane (%s).
 In another shell:
 
-  %[2]s --kubeconfig %[3]s get componentreleases,releasetrains,clusterreports
   %[2]s --kubeconfig %[3]s apply -f config/samples/
+  %[2]s --kubeconfig %[3]s get componentreleases,releasetrains,clusterreports
   %[2]s --kubeconfig %[3]s explain clusterreport.spec
 
 The check-in bridge (Deis workflow-manager API) listens on %[4]s:
@@ -199,17 +244,26 @@ The check-in bridge (Deis workflow-manager API) listens on %[4]s:
 
 (%[5]s is a registration token from the Secret trainyard-registration.)
 
-Ctrl-C stops everything. Manager logs follow.
+Ctrl-C stops everything.
 
 `, cfg.Host, kubectl, rel, bridgeURL, token)
+	}
+	// The banner comes when the webhook and the bridge answer, so that the
+	// commands it shows work at once.
+	ready := func() {
+		if err := waitAccepting(ctx, listening, o.startTimeout); err != nil {
+			fmt.Fprintln(os.Stderr, "dev: the manager is not serving yet:", err)
+			return
+		}
+		banner()
+	}
 
-	procs := []process{{name: "manager", args: o.managerArgs}}
 	if o.agent {
 		// The agent reports this control plane as a cluster to its own bridge.
 		procs = append(procs, process{name: "agent", env: []string{"TRAINYARD_TOKEN=" + token},
 			args: []string{"agent", "--hub-url=" + bridgeURL, "--interval=5m", "--debounce=2s", "--health-probe-bind-address=0"}})
 	}
-	return runProcesses(ctx, o, kubeconfig, procs)
+	return runProcesses(ctx, o, kubeconfig, procs, ready)
 }
 
 // process is one child of `make dev`: the trainyard binary with args.
@@ -217,11 +271,13 @@ type process struct {
 	name string
 	args []string
 	env  []string
+	// replica: one of several managers, whose exit the others survive.
+	replica bool
 }
 
 // runProcesses runs the children until ctx ends or one exits, then stops
 // them all (the last started first) with SIGTERM.
-func runProcesses(ctx context.Context, o options, kubeconfig string, procs []process) error {
+func runProcesses(ctx context.Context, o options, kubeconfig string, procs []process, ready func()) error {
 	type running struct {
 		name string
 		cmd  *exec.Cmd
@@ -241,11 +297,15 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 			}
 		}
 	}
-	exited := make(chan string, len(procs))
+	exited := make(chan process, len(procs))
 	for _, p := range procs {
 		cmd := exec.Command(o.manager, p.args...)
 		cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), p.env...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if o.replicas > 1 {
+			// Several managers log at once: each line says whose it is.
+			cmd.Stdout, cmd.Stderr = prefixed(os.Stdout, p.name), prefixed(os.Stderr, p.name)
+		}
 		// Its own process group, so Ctrl-C reaches only this program, which
 		// stops things in order; and killed with this program if it dies first.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -253,15 +313,32 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 			stop()
 			return fmt.Errorf("starting the %s (%s): %w", p.name, o.manager, err)
 		}
+		fmt.Fprintf(os.Stderr, "dev: started the %s (pid %d)\n", p.name, cmd.Process.Pid)
 		r := running{name: p.name, cmd: cmd, done: make(chan error, 1)}
-		go func() { err := cmd.Wait(); r.done <- err; close(r.done); exited <- r.name }()
+		go func() { err := cmd.Wait(); r.done <- err; close(r.done); exited <- p }()
 		started = append(started, r)
 	}
-	select {
-	case name := <-exited:
-		stop()
-		return fmt.Errorf("the %s exited", name)
-	case <-ctx.Done():
+	go ready()
+	replicas := 0
+	for _, p := range procs {
+		if p.replica {
+			replicas++
+		}
+	}
+	for {
+		select {
+		case p := <-exited:
+			if p.replica && replicas > 1 {
+				// Another replica takes over: that is what replicas are for.
+				replicas--
+				fmt.Fprintf(os.Stderr, "dev: the %s exited; %d manager replicas remain\n", p.name, replicas)
+				continue
+			}
+			stop()
+			return fmt.Errorf("the %s exited", p.name)
+		case <-ctx.Done():
+		}
+		break
 	}
 	fmt.Fprintln(os.Stderr)
 	stop()
@@ -323,7 +400,10 @@ func registrationToken(ctx context.Context, c client.Client) (string, error) {
 	sec := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: "default", Name: "trainyard-registration"}
 	if err := c.Get(ctx, key, sec); err == nil {
-		return string(sec.Data["dev"]), nil
+		if t := sec.Data["token"]; len(t) > 0 {
+			return string(t), nil
+		}
+		return string(sec.Data["dev"]), nil // .dev/ state from before the key was "token"
 	} else if !apierrors.IsNotFound(err) {
 		return "", err
 	}
@@ -333,7 +413,7 @@ func registrationToken(ctx context.Context, c client.Client) (string, error) {
 	}
 	token := hex.EncodeToString(b)
 	sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
-		Data: map[string][]byte{"dev": []byte(token)}}
+		Data: map[string][]byte{"token": []byte(token)}}
 	return token, c.Create(ctx, sec)
 }
 
@@ -377,6 +457,78 @@ func removeWebhooks(ctx context.Context, c client.Client) error {
 		}
 	}
 	return nil
+}
+
+// waitAccepting waits until, in each group, one address accepts a TCP
+// connection.
+func waitAccepting(ctx context.Context, groups [][]string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, g := range groups {
+		for {
+			up := false
+			for _, addr := range g {
+				if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+					_ = c.Close()
+					up = true
+					break
+				}
+			}
+			if up {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("nothing listens on %s after %s", strings.Join(g, " or "), timeout)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// fanIn forwards each connection of l to the first of backends that
+// accepts it, starting from the next one each time: a Service's view of the
+// manager replicas, on loopback.
+func fanIn(l net.Listener, backends []string) {
+	next := 0
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		start := next
+		next = (next + 1) % len(backends)
+		go func() {
+			defer conn.Close()
+			for i := range backends {
+				up, err := net.DialTimeout("tcp", backends[(start+i)%len(backends)], time.Second)
+				if err != nil {
+					continue
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, conn); _ = up.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(conn, up)
+				return
+			}
+		}()
+	}
+}
+
+// prefixed writes each line to w after "[name] ".
+func prefixed(w io.Writer, name string) io.Writer {
+	r, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintf(w, "[%s] %s\n", name, sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	return pw
 }
 
 func freePort() (int, error) {

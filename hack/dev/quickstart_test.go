@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/onsi/gomega/gexec"
+
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+// quickstart reads the shell commands of the README's quickstart, in order.
+func quickstart(readme string) []string {
+	GinkgoHelper()
+	begin, end := strings.Index(readme, "<!-- quickstart:begin -->"), strings.Index(readme, "<!-- quickstart:end -->")
+	Expect(begin).To(BeNumerically(">=", 0), "the README has no quickstart section")
+	Expect(end).To(BeNumerically(">", begin))
+	var cmds []string
+	inBlock := false
+	for _, line := range strings.Split(readme[begin:end], "\n") {
+		switch {
+		case strings.HasPrefix(line, "```sh"):
+			inBlock = true
+		case strings.HasPrefix(line, "```"):
+			inBlock = false
+		case inBlock && strings.TrimSpace(line) != "":
+			cmds = append(cmds, line)
+		}
+	}
+	return cmds
+}
+
+// table splits `kubectl get` output into its header and rows, by the
+// header's column positions.
+func table(out string) (header []string, rows map[string]map[string]string) {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	cols := regexp.MustCompile(`\S+`).FindAllStringIndex(lines[0], -1)
+	for _, c := range cols {
+		header = append(header, lines[0][c[0]:c[1]])
+	}
+	rows = map[string]map[string]string{}
+	for _, l := range lines[1:] {
+		row := map[string]string{}
+		for i, c := range cols {
+			endCol := len(l)
+			if i+1 < len(cols) {
+				endCol = min(cols[i+1][0], len(l))
+			}
+			if c[0] < len(l) {
+				row[header[i]] = strings.TrimSpace(l[c[0]:endCol])
+			}
+		}
+		rows[row["NAME"]] = row
+	}
+	return header, rows
+}
+
+var _ = Describe("the README's quickstart", func() {
+	It("works as written: make dev, apply the samples, check in with curl, kubectl get, Ctrl-C", func() {
+		root := testenv.RepoRoot()
+		readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+		Expect(err).NotTo(HaveOccurred())
+		cmds := quickstart(string(readme))
+		Expect(cmds).To(HaveLen(7))
+		Expect(cmds[0]).To(Equal("make dev"))
+
+		// The README's fixed state directory and bridge address become this
+		// run's own, so that a `make dev` the developer has open is left alone.
+		state := GinkgoT().TempDir()
+		port, err := freePort()
+		Expect(err).NotTo(HaveOccurred())
+		local := func(cmd string) string {
+			cmd = strings.ReplaceAll(cmd, ".dev/", state+"/")
+			return strings.ReplaceAll(cmd, "127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port))
+		}
+
+		makeDev := exec.Command("make", "dev",
+			fmt.Sprintf("DEV_FLAGS=-dir %s -bridge-port %d -webhook-port 0", state, port),
+			"DEV_MANAGER_ARGS=--metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0")
+		makeDev.Dir = root
+		// A make of its own, not the one running the tests.
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MAKELEVEL" && k != "MFLAGS" {
+				makeDev.Env = append(makeDev.Env, kv)
+			}
+		}
+		// Its own process group, like a shell's foreground job: Ctrl-C
+		// reaches make and the dev program together.
+		makeDev.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		session, err := gexec.Start(makeDev, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _ = syscall.Kill(-makeDev.Process.Pid, syscall.SIGKILL) })
+		Eventually(session.Out, 5*time.Minute).Should(gbytes.Say("trainyard is ready"))
+
+		// One shell for the commands, as the README has them typed in one.
+		script := "set -euo pipefail\n"
+		for i, c := range cmds[1:4] {
+			script += fmt.Sprintf("echo '### %d'\n%s\necho\n", i, local(c))
+		}
+		sh := exec.Command("bash", "-c", script)
+		sh.Dir = root
+		out, err := sh.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring("componentrelease.trainyard.dev/router.stable.v2.4.1 created"))
+		Expect(string(out)).To(ContainSubstring("clusterreport.trainyard.dev/9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c created"))
+		Expect(string(out)).To(MatchRegexp(`"id":\s*"my-laptop"`))
+
+		get := func(cmd string) func(Gomega) map[string]map[string]string {
+			return func(g Gomega) map[string]map[string]string {
+				c := exec.Command("bash", "-c", local(cmd))
+				c.Dir = root
+				out, err := c.CombinedOutput()
+				g.Expect(err).NotTo(HaveOccurred(), string(out))
+				_, rows := table(string(out))
+				return rows
+			}
+		}
+		Expect(cmds[4]).To(HaveSuffix("get componentreleases"))
+		Eventually(get(cmds[4]), 30*time.Second).Should(And(
+			HaveKeyWithValue("router.stable.v2.4.1", And(HaveKeyWithValue("COMPONENT", "router"), HaveKeyWithValue("TRAIN", "stable"),
+				HaveKeyWithValue("VERSION", "v2.4.1"), HaveKeyWithValue("LATEST", "true"))),
+			HaveKeyWithValue("router.stable.v2.3.0", HaveKeyWithValue("LATEST", "false")),
+		))
+		Expect(cmds[5]).To(HaveSuffix("get releasetrains"))
+		Eventually(get(cmds[5]), 30*time.Second).Should(HaveKeyWithValue("router.stable", And(
+			HaveKeyWithValue("LATEST", "v2.4.1"), HaveKeyWithValue("RELEASES", "2"),
+			HaveKeyWithValue("UP-TO-DATE", Not(BeEmpty())), HaveKeyWithValue("READY", "True"))))
+		Expect(cmds[6]).To(HaveSuffix("get clusterreports"))
+		Eventually(get(cmds[6]), 30*time.Second).Should(HaveKeyWithValue("my-laptop", And(
+			HaveKeyWithValue("COMPONENTS", "1"), HaveKeyWithValue("UP-TO-DATE", "0"), HaveKeyWithValue("UPDATES", "1"),
+			HaveKeyWithValue("STALE", "False"), HaveKeyWithValue("LAST-SEEN", Not(BeEmpty())))))
+
+		// Ctrl-C: everything stops, nothing is left behind.
+		Expect(syscall.Kill(-makeDev.Process.Pid, syscall.SIGINT)).To(Succeed())
+		Eventually(session, time.Minute).Should(gexec.Exit())
+		Expect(session.Err).To(gbytes.Say("stopping kube-apiserver and etcd"))
+		Expect(processesMentioning(state)).To(BeEmpty())
+	})
+})
