@@ -117,8 +117,8 @@ bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Depl
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/trainyard.
-	go build -o $(LOCALBIN)/trainyard .
+build: ## Build the manager binary into bin/trainyard (static, as in the image).
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/trainyard .
 
 .PHONY: helm
 helm: $(HELM) ## Install helm into bin/ (from source, through the Go module proxy).

@@ -71,13 +71,18 @@ func runAgent(args []string) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: newScheme(), Cache: agent.CacheOptions(o.Namespaces, o.HelmReleases),
+		Scheme: agent.Scheme(), Cache: agent.CacheOptions(o.Namespaces, o.HelmReleases),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: probeAddr,
 	})
 	if err != nil {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A small soft memory limit that follows a large heap up; see
+		// agent.DefaultMemoryFloor. GOMEMLIMIT overrides it.
+		go agent.TuneMemoryLimit(ctx, agent.DefaultMemoryFloor, 30*time.Second)
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return err

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/certs"
+	"github.com/trainyard-dev/trainyard/internal/review"
 	"github.com/trainyard-dev/trainyard/webhook"
 )
 
@@ -283,11 +283,12 @@ func splitList(s string) []string {
 }
 
 // metricsOptions serves metrics like kubebuilder's scaffold: HTTPS with
-// authentication and authorization through the API server, unless disabled.
+// authentication and authorization through the API server (TokenReview and
+// SubjectAccessReview, internal/review), unless disabled.
 func metricsOptions(o managerOptions) metricsserver.Options {
 	m := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
 	if o.metricsSecure {
-		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.FilterProvider = review.MetricsFilter
 	}
 	return m
 }

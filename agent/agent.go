@@ -18,7 +18,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -262,23 +264,13 @@ func (a *Agent) Updates() int64 { return a.updates.Load() }
 // workloads change, retrying failures with backoff. Nothing stops it but ctx.
 func (a *Agent) Start(ctx context.Context) error {
 	failures := 0
-	wait := time.Duration(0)
-	for {
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil
-		case <-a.changed:
-			timer.Stop()
-			// Debounce: a rollout changes several workloads in a row.
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(a.opts.Debounce):
-			}
+	for wait := time.Duration(-1); ; {
+		// The first check-in goes at once (wait < 0), whatever the
+		// informers' initial events said meanwhile.
+		if wait < 0 {
 			drain(a.changed)
-		case <-timer.C:
+		} else if !a.sleep(ctx, wait) {
+			return nil
 		}
 		err := a.CheckIn(ctx)
 		var retry errRetry
@@ -304,6 +296,28 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 }
 
+// sleep waits for d, or for a change of the workloads and the debounce
+// after it; false when ctx ends first.
+func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	case <-a.changed:
+	}
+	// Debounce: a rollout changes several workloads in a row.
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(a.opts.Debounce):
+	}
+	drain(a.changed)
+	return true
+}
+
 func drain(ch chan struct{}) {
 	select {
 	case <-ch:
@@ -314,8 +328,13 @@ func drain(ch chan struct{}) {
 // Watch triggers a check-in when a workload appears, goes, or changes what
 // is reported of it.
 func (a *Agent) Watch(ctx context.Context, informers cache.Informers) error {
-	onChange := toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { a.Changed() },
+	onChange := toolscache.ResourceEventHandlerDetailedFuncs{
+		// The informers' initial list is what the first check-in reports.
+		AddFunc: func(_ any, initial bool) {
+			if !initial {
+				a.Changed()
+			}
+		},
 		UpdateFunc: func(old, cur any) {
 			if Reported(old) != Reported(cur) {
 				a.Changed()
@@ -336,6 +355,16 @@ func (a *Agent) Watch(ctx context.Context, informers cache.Informers) error {
 		return a.watchHelmReleases(ctx, informers)
 	}
 	return nil
+}
+
+// Scheme has only the kinds the agent reads. Registering all of client-go's
+// API groups, as the manager does, touches thousands of types' code and
+// descriptors at start, which stay resident (measured by make bench-agent).
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(corev1.AddToScheme(s))
+	utilruntime.Must(appsv1.AddToScheme(s))
+	return s
 }
 
 // CacheOptions cache only labelled workloads, and only what discovery reads

@@ -45,3 +45,15 @@ func TestBackoffDoublesToACapAndHonoursRetryAfter(t *testing.T) {
 		t.Errorf("a short Retry-After shortened the backoff to %s", got)
 	}
 }
+
+// The soft memory limit is the floor while the heap is small, and follows a
+// large live heap up, so the GC never runs against a limit it cannot meet.
+func TestMemoryLimitFollowsTheLiveHeap(t *testing.T) {
+	for _, c := range []struct{ live, want int64 }{
+		{5 << 20, DefaultMemoryFloor}, {12 << 20, DefaultMemoryFloor}, {100 << 20, 200 << 20},
+	} {
+		if got := MemoryLimitFor(c.live, DefaultMemoryFloor); got != c.want {
+			t.Errorf("MemoryLimitFor(%d MiB) = %d MiB, want %d MiB", c.live>>20, got>>20, c.want>>20)
+		}
+	}
+}

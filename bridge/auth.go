@@ -9,10 +9,11 @@ import (
 	"sync"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
 // Who may do what through the bridge:
@@ -45,13 +46,8 @@ func tokenHash(token string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-func bearer(r *http.Request) string {
-	auth := r.Header.Get("Authorization")
-	if !strings.HasPrefix(auth, "Bearer ") {
-		return ""
-	}
-	return strings.TrimSpace(strings.TrimPrefix(auth, "Bearer "))
-}
+// bearer is the request's bearer token, or "".
+func bearer(r *http.Request) string { return review.Bearer(r) }
 
 // registrationToken checks a request's bearer token against the
 // registration Secret: "" and false when it is missing or wrong. The
@@ -99,60 +95,12 @@ func (c *registrationCache) hashes(ctx context.Context, s *Server) (map[string]b
 	return set, nil
 }
 
-// reviewCache remembers TokenReview/SubjectAccessReview answers briefly.
-type reviewCache struct {
-	mu sync.Mutex
-	m  map[string]reviewAnswer
-}
-
-type reviewAnswer struct {
-	authenticated, allowed bool
-	until                  time.Time
-}
-
-const (
-	reviewTTL        = 10 * time.Second
-	maxCachedReviews = 4096
-)
-
 // allowed asks the Kubernetes API whether token may verb resource in the
 // bridge's namespace: (authenticated, allowed).
 func (s *Server) allowed(ctx context.Context, token, verb, group, resource string) (bool, bool, error) {
-	key := tokenHash(token) + "/" + verb + "/" + group + "/" + resource
-	now := s.opts.Clock.Now()
-	s.reviews.mu.Lock()
-	if a, ok := s.reviews.m[key]; ok && now.Before(a.until) {
-		s.reviews.mu.Unlock()
-		return a.authenticated, a.allowed, nil
-	}
-	s.reviews.mu.Unlock()
-
-	tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
-	if err := s.api.Create(ctx, tr); err != nil {
-		return false, false, err
-	}
-	ans := reviewAnswer{authenticated: tr.Status.Authenticated, until: now.Add(reviewTTL)}
-	if ans.authenticated {
-		extra := map[string]authzv1.ExtraValue{}
-		for k, v := range tr.Status.User.Extra {
-			extra[k] = authzv1.ExtraValue(v)
-		}
-		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-			User: tr.Status.User.Username, UID: tr.Status.User.UID, Groups: tr.Status.User.Groups, Extra: extra,
-			ResourceAttributes: &authzv1.ResourceAttributes{Namespace: s.opts.Namespace, Verb: verb, Group: group, Resource: resource},
-		}}
-		if err := s.api.Create(ctx, sar); err != nil {
-			return true, false, err
-		}
-		ans.allowed = sar.Status.Allowed
-	}
-	s.reviews.mu.Lock()
-	if s.reviews.m == nil || len(s.reviews.m) >= maxCachedReviews {
-		s.reviews.m = map[string]reviewAnswer{}
-	}
-	s.reviews.m[key] = ans
-	s.reviews.mu.Unlock()
-	return ans.authenticated, ans.allowed, nil
+	ans, err := s.reviewer.Review(ctx, token, review.Attributes{Resource: &authzv1.ResourceAttributes{
+		Namespace: s.opts.Namespace, Verb: verb, Group: group, Resource: resource}})
+	return ans.Authenticated, ans.Allowed, err
 }
 
 // authorize answers 401/403 (and counts them) unless token may verb

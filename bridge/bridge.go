@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
 // Options configure the bridge.
@@ -75,7 +76,7 @@ type Server struct {
 	encoded      encodedReleases
 	limiter      *limiter
 	changes      changes
-	reviews      reviewCache
+	reviewer     *review.Reviewer
 	draining     chan struct{} // closed when the server stops
 	registration registrationCache
 	inFlight     chan struct{}
@@ -121,6 +122,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 		limiter:  &limiter{rate: rate.Limit(o.RateLimit), burst: o.RateBurst, now: o.Clock.Now, clients: map[string]*clientBucket{}},
 		inFlight: make(chan struct{}, o.MaxInFlight),
 		audit:    log.Log.WithName("bridge").WithName("audit"),
+		reviewer: &review.Reviewer{Client: api, Now: o.Clock.Now},
 	}
 	s.heartbeats = newHeartbeats(s)
 	s.handler = s.routes()

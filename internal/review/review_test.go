@@ -1,0 +1,101 @@
+package review_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/trainyard-dev/trainyard/internal/review"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+func TestReview(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Token review suite")
+}
+
+var (
+	cfg *rest.Config
+	cs  *kubernetes.Clientset
+	ctx = context.Background()
+)
+
+var _ = BeforeSuite(func() {
+	env := &envtest.Environment{}
+	var err error
+	cfg, err = testenv.Start(env)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(env.Stop)
+	cs, err = kubernetes.NewForConfig(cfg)
+	Expect(err).NotTo(HaveOccurred())
+})
+
+// token makes a ServiceAccount, lets it get the non-resource paths, and
+// returns a token for it.
+func token(name string, paths ...string) string {
+	GinkgoHelper()
+	_, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	if len(paths) > 0 {
+		_, err = cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Rules: []rbacv1.PolicyRule{{NonResourceURLs: paths, Verbs: []string{"get"}}}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: "default"}}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+	}
+	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return tr.Status.Token
+}
+
+var _ = Describe("the metrics filter", func() {
+	It("lets through only tokens RBAC lets get the path, with 401 and 403 otherwise", func() {
+		filter, err := review.MetricsFilter(cfg, nil)
+		Expect(err).NotTo(HaveOccurred())
+		h, err := filter(GinkgoLogr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics") }))
+		Expect(err).NotTo(HaveOccurred())
+		srv := httptest.NewServer(h)
+		DeferCleanup(srv.Close)
+
+		get := func(path, tok string) (int, string) {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		scraper, nobody := token("scraper", "/metrics"), token("nobody")
+
+		code, body := get("/metrics", scraper)
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(Equal("metrics"))
+		code, body = get("/metrics", "")
+		Expect(code).To(Equal(http.StatusUnauthorized))
+		Expect(body).To(ContainSubstring("a bearer token is required"))
+		code, _ = get("/metrics", "not-a-token")
+		Expect(code).To(Equal(http.StatusUnauthorized))
+		code, body = get("/metrics", nobody)
+		Expect(code).To(Equal(http.StatusForbidden))
+		Expect(body).To(ContainSubstring("may not get /metrics"))
+		code, _ = get("/debug/pprof/", scraper)
+		Expect(code).To(Equal(http.StatusForbidden))
+	})
+})
