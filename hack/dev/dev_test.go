@@ -31,38 +31,16 @@ func TestDev(t *testing.T) {
 // etcd, kube-apiserver or manager process behind.
 var _ = Describe("make dev", func() {
 	It("comes up, answers kubectl, and stops cleanly on Ctrl-C", func() {
-		assets := os.Getenv("KUBEBUILDER_ASSETS")
-		Expect(assets).NotTo(BeEmpty(), "run with `make test`")
 		root := testenv.RepoRoot()
-		devBin, err := gexec.Build("github.com/trainyard-dev/trainyard/hack/dev")
-		Expect(err).NotTo(HaveOccurred())
-		managerBin, err := gexec.Build("github.com/trainyard-dev/trainyard")
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(gexec.CleanupBuildArtifacts)
-
-		state := GinkgoT().TempDir()
-		cmd := exec.Command(devBin, "-dir", state, "-manager", managerBin,
-			"-crds", filepath.Join(root, "config", "crd", "bases"),
-			"-samples", filepath.Join(root, "config", "samples"),
-			"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0",
-			"-workloads", filepath.Join(root, "hack", "dev", "workloads.yaml"),
-			"--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
-		cmd.Dir = root
-		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { session.Kill() })
+		session, state, managerBin := startDev("-samples", filepath.Join(root, "config", "samples"),
+			"-workloads", filepath.Join(root, "hack", "dev", "workloads.yaml"))
 
 		// gbytes.Say consumes what it matched, so the order is the output's.
 		Eventually(session.Err, time.Minute).Should(gbytes.Say("applied 7 sample objects"))
 		Eventually(session.Out, time.Minute).Should(gbytes.Say("get componentreleases,releasetrains,clusterreports"))
 		Eventually(session.Err, 30*time.Second).Should(gbytes.Say("starting manager"))
 
-		kubeconfig := filepath.Join(state, "kubeconfig")
-		kubectl := func(args ...string) (string, error) {
-			out, err := exec.Command(filepath.Join(assets, "kubectl"),
-				append([]string{"--kubeconfig", kubeconfig, "-n", "default"}, args...)...).CombinedOutput()
-			return string(out), err
-		}
+		kubectl := kubectlIn(state)
 		out, err := kubectl("get", "releasetrains,componentreleases,clusterreports", "-A")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("controller.stable"))
@@ -156,6 +134,41 @@ spec:
 		Expect(processesMentioning(managerBin)).To(BeEmpty())
 	})
 })
+
+// startDev runs the dev program (built from source, with a manager built
+// from source) with its own state directory, any free ports and flags, and
+// returns its session, the state directory and the manager binary.
+func startDev(flags ...string) (*gexec.Session, string, string) {
+	GinkgoHelper()
+	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(), "run with `make test`")
+	root := testenv.RepoRoot()
+	devBin, err := gexec.Build("github.com/trainyard-dev/trainyard/hack/dev")
+	Expect(err).NotTo(HaveOccurred())
+	managerBin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(gexec.CleanupBuildArtifacts)
+
+	state := GinkgoT().TempDir()
+	args := append([]string{"-dir", state, "-manager", managerBin,
+		"-crds", filepath.Join(root, "config", "crd", "bases"),
+		"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0"}, flags...)
+	cmd := exec.Command(devBin, append(args, "--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")...)
+	cmd.Dir = root
+	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { session.Kill() })
+	return session, state, managerBin
+}
+
+// kubectlIn runs the source-built kubectl against the dev control plane in
+// state, in the default namespace.
+func kubectlIn(state string) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"),
+			append([]string{"--kubeconfig", filepath.Join(state, "kubeconfig"), "-n", "default"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+}
 
 // processesMentioning lists the live processes whose command line contains s.
 func processesMentioning(s string) []string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,30 +12,11 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
-
-	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 var _ = Describe("make dev DEV_REPLICAS=2", func() {
 	It("runs two managers; when the leader stops, the other takes over the controllers", func() {
-		assets := os.Getenv("KUBEBUILDER_ASSETS")
-		Expect(assets).NotTo(BeEmpty(), "run with `make test`")
-		root := testenv.RepoRoot()
-		devBin, err := gexec.Build("github.com/trainyard-dev/trainyard/hack/dev")
-		Expect(err).NotTo(HaveOccurred())
-		managerBin, err := gexec.Build("github.com/trainyard-dev/trainyard")
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(gexec.CleanupBuildArtifacts)
-
-		state := GinkgoT().TempDir()
-		cmd := exec.Command(devBin, "-dir", state, "-manager", managerBin, "-replicas", "2", "-agent=false",
-			"-crds", filepath.Join(root, "config", "crd", "bases"),
-			"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0",
-			"-workloads", "", "--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
-		cmd.Dir = root
-		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { session.Kill() })
+		session, state, _ := startDev("-replicas", "2", "-agent=false", "-workloads", "")
 		Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
 
 		pids := map[string]int{}
@@ -58,12 +38,7 @@ var _ = Describe("make dev DEV_REPLICAS=2", func() {
 		Consistently(func() int { return len(acquired.FindAllString(string(session.Err.Contents()), -1)) }, "2s").
 			Should(Equal(1), "only one replica leads")
 
-		kubeconfig := filepath.Join(state, "kubeconfig")
-		kubectl := func(args ...string) (string, error) {
-			out, err := exec.Command(filepath.Join(assets, "kubectl"),
-				append([]string{"--kubeconfig", kubeconfig, "-n", "default"}, args...)...).CombinedOutput()
-			return string(out), err
-		}
+		kubectl := kubectlIn(state)
 		holder := func() string {
 			out, _ := kubectl("get", "lease", "trainyard-manager.trainyard.dev", "-o", "jsonpath={.spec.holderIdentity}")
 			return out
