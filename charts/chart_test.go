@@ -415,3 +415,56 @@ func resourceOf(o *unstructured.Unstructured) string {
 	}
 	return r
 }
+
+var _ = Describe("helm install, upgrade and uninstall against a real API server", Ordered, func() {
+	var kubeconfig string
+	run := func(name string, args ...string) (string, error) {
+		cmd := exec.Command(name, append(args, "--kubeconfig", kubeconfig)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	kubectl := func(args ...string) string {
+		GinkgoHelper()
+		out, err := run(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), args...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		return out
+	}
+	helmIn := func(args ...string) string {
+		GinkgoHelper()
+		out, err := run(helmBin, args...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		return out
+	}
+
+	BeforeAll(func() {
+		env := &envtest.Environment{}
+		_, err := testenv.Start(env)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(env.Stop)
+		kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(kubeconfig, env.KubeConfig, 0o600)).To(Succeed())
+	})
+
+	It("installs as the README says, keeps the registration token on upgrade, and keeps CRDs and token on uninstall", func() {
+		helmIn("install", "trainyard", chartDir, "-n", "trainyard-system", "--create-namespace")
+		token := kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")
+		Expect(token).NotTo(BeEmpty())
+		Expect(kubectl("-n", "trainyard-system", "get", "deployment", "trainyard", "-o", "jsonpath={.spec.replicas}")).To(Equal("2"))
+
+		helmIn("upgrade", "trainyard", chartDir, "-n", "trainyard-system", "--set", "replicaCount=3")
+		Expect(kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")).
+			To(Equal(token), "agents in the fleet hold the token: an upgrade must not change it")
+		Expect(kubectl("-n", "trainyard-system", "get", "deployment", "trainyard", "-o", "jsonpath={.spec.replicas}")).To(Equal("3"))
+
+		helmIn("uninstall", "trainyard", "-n", "trainyard-system")
+		Expect(kubectl("get", "crd", "componentreleases.trainyard.dev", "-o", "name")).NotTo(BeEmpty())
+		Expect(kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")).To(Equal(token))
+		out, err := run(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "-n", "trainyard-system", "get", "deployment", "trainyard")
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("NotFound"))
+
+		// A reinstall finds the kept token and keeps using it.
+		helmIn("install", "trainyard", chartDir, "-n", "trainyard-system")
+		Expect(kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")).To(Equal(token))
+	})
+})
