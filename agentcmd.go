@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/discovery"
@@ -53,11 +52,12 @@ func runAgent(args []string) error {
 	}
 	o.Token = os.Getenv("TRAINYARD_TOKEN")
 	if tokenFile != "" {
-		b, err := os.ReadFile(tokenFile)
-		if err != nil {
+		// Read now, to fail at start on a wrong path, and again before every
+		// check-in (a rotated Secret).
+		if _, err := os.ReadFile(tokenFile); err != nil {
 			return fmt.Errorf("reading --token-file: %w", err)
 		}
-		o.Token = strings.TrimSpace(string(b))
+		o.TokenFile = tokenFile
 	}
 	o.Namespaces = splitList(namespaces)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type Options struct {
 	HubURL string
 	// Token is the registration token sent as a bearer token.
 	Token string
+	// TokenFile, when set, is read for the token before every check-in, so
+	// that a rotated Secret (a mounted file) takes effect without a restart.
+	TokenFile string
 	// ClusterID overrides the discovered cluster ID.
 	ClusterID string
 	// Namespaces to look for workloads in (all when empty).
@@ -199,8 +203,16 @@ func (a *Agent) post(ctx context.Context, path string, body []byte) (*http.Respo
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if a.opts.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.opts.Token)
+	token := a.opts.Token
+	if a.opts.TokenFile != "" {
+		b, err := os.ReadFile(a.opts.TokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the token file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	var resp *http.Response
 	if a.opts.Direct != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -186,5 +188,26 @@ var _ = Describe("direct mode", func() {
 		Expect(hubReport("direct-1").Status.CheckIns).To(BeEquivalentTo(1))
 		b.FlushHeartbeats(ctx)
 		Expect(hubReport("direct-1").Status.CheckIns).To(BeEquivalentTo(2))
+	})
+})
+
+var _ = Describe("the token file", func() {
+	It("is read before every check-in, so a rotated Secret takes effect without a restart", func() {
+		var seen []string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v3/clusters" {
+				seen = append(seen, r.Header.Get("Authorization"))
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"data":[]}`))
+		}))
+		DeferCleanup(srv.Close)
+		file := filepath.Join(GinkgoT().TempDir(), "token")
+		Expect(os.WriteFile(file, []byte("first\n"), 0o600)).To(Succeed())
+		a := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, TokenFile: file, ClusterID: "rotated"})
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		Expect(os.WriteFile(file, []byte("second"), 0o600)).To(Succeed())
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		Expect(seen).To(Equal([]string{"Bearer first", "Bearer second"}))
 	})
 })
