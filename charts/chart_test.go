@@ -159,6 +159,15 @@ var _ = Describe("helm lint", func() {
 			"--set", "manager.enabled=false", "--set", "agent.enabled=true").CombinedOutput()
 		Expect(err).To(HaveOccurred())
 		Expect(string(out)).To(ContainSubstring("agent.hubURL is required in bridge mode"))
+
+		out, err = exec.Command(helmBin, "template", "x", chartDir, "--kube-version", kubeVersion,
+			"--set", "agent.enabled=true", "--set", "bridge.namespace=fleet").CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("the registration Secret there cannot be mounted"))
+		out, err = exec.Command(helmBin, "template", "x", chartDir, "--kube-version", kubeVersion,
+			"--set", "agent.enabled=true", "--set", "agent.mode=direct").CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("agent.hubKubeconfigSecret.name is required in direct mode"))
 	})
 })
 
