@@ -16,6 +16,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -208,6 +209,57 @@ var _ = Describe("values", func() {
 		}
 		walk(values, schema, "")
 		Expect(leaves).To(BeNumerically(">", 50))
+	})
+})
+
+var _ = Describe("the rendered containers' arguments", func() {
+	// No pod runs here, so a flag the binary does not know would only show
+	// in a real cluster, as a crash loop. The binary parses the rendered
+	// arguments and gets as far as dialling an API server that is not there.
+	It("are flags the trainyard binary accepts, with valid values", func() {
+		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gexec.CleanupBuildArtifacts)
+		kubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+users: [{name: none, user: {token: none}}]
+current-context: none
+`), 0o600)).To(Succeed())
+		token := filepath.Join(GinkgoT().TempDir(), "token")
+		Expect(os.WriteFile(token, []byte("t"), 0o600)).To(Succeed())
+
+		var checked int
+		for _, values := range [][]string{nil, {"-f", allOpts}, {"--set", "agent.enabled=true", "--set", "agent.mode=direct",
+			"--set", "agent.hubKubeconfigSecret.name=hub"}} {
+			_, objs := render("trainyard", "trainyard-system", values...)
+			for _, o := range objs {
+				if o.GetKind() != "Deployment" {
+					continue
+				}
+				var a []string
+				for _, arg := range args(o) {
+					// Mounted files are not here: point them at local ones.
+					arg = strings.Replace(arg, "--token-file=/var/run/trainyard/token/token", "--token-file="+token, 1)
+					arg = strings.Replace(arg, "--hub-kubeconfig=/var/run/trainyard/hub/kubeconfig", "--hub-kubeconfig="+kubeconfig, 1)
+					arg = strings.Replace(arg, "--webhook-cert-dir=/var/run/trainyard/webhook-certs", "--webhook-cert-dir="+GinkgoT().TempDir(), 1)
+					a = append(a, arg)
+				}
+				cmd := exec.Command(bin, append(a, "--kubeconfig="+kubeconfig, "--health-probe-bind-address=127.0.0.1:0")...)
+				cmd.Env = append(os.Environ(), "POD_NAMESPACE=trainyard-system")
+				// Ports of their own, so that nothing else listening here matters.
+				if a[0] != "agent" {
+					cmd.Args = append(cmd.Args, "--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0", "--webhook-port=0")
+				}
+				out, err := cmd.CombinedOutput()
+				Expect(err).To(HaveOccurred(), "with no API server it cannot start: %s", out)
+				Expect(string(out)).To(ContainSubstring("127.0.0.1:1"), "%s %v stopped before it dialled the API server: %s", o.GetName(), a, out)
+				checked++
+			}
+		}
+		Expect(checked).To(Equal(5)) // the manager three times, the agent in bridge and in direct mode
 	})
 })
 
