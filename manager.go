@@ -93,6 +93,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&b.RateLimit, "bridge-rate-limit", 20, "Requests per second each bridge client (bearer token, else source address) may send; beyond: 429 with Retry-After.")
 	fs.IntVar(&b.RateBurst, "bridge-rate-burst", 40, "Burst above --bridge-rate-limit.")
 	fs.IntVar(&b.MaxInFlight, "bridge-max-in-flight", 512, "Concurrent bridge requests; beyond: 503 with Retry-After.")
+	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,
+		"Also write an audit log line for check-ins that change nothing (one per cluster per check-in interval).")
 
 	w := &o.webhook
 	fs.BoolVar(&w.enabled, "enable-webhook", true, "Serve the admission webhook.")

@@ -31,6 +31,11 @@ import (
 
 // Options configure the bridge.
 type Options struct {
+	// Audit receives a line for every write (default: the "bridge.audit"
+	// logger). Check-ins that change nothing are audited only with
+	// AuditHeartbeats; reads sent with POST (the multi-get) never are.
+	Audit           logr.Logger
+	AuditHeartbeats bool
 	// Addr is the listen address (default 127.0.0.1:8080).
 	Addr string
 	// Namespace holds the bridge's ClusterReports, ComponentReleases and
@@ -118,10 +123,13 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 512
 	}
+	if o.Audit.GetSink() == nil {
+		o.Audit = log.Log.WithName("bridge").WithName("audit")
+	}
 	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}),
 		limiter:  &limiter{rate: rate.Limit(o.RateLimit), burst: o.RateBurst, now: o.Clock.Now, clients: map[string]*clientBucket{}},
 		inFlight: make(chan struct{}, o.MaxInFlight),
-		audit:    log.Log.WithName("bridge").WithName("audit"),
+		audit:    o.Audit,
 		reviewer: &review.Reviewer{Client: api, Now: o.Clock.Now},
 	}
 	s.heartbeats = newHeartbeats(s)
@@ -180,6 +188,7 @@ func (s *Server) routes() http.Handler {
 	// read wraps the read endpoints: anonymous unless ReadAuth.
 	read := func(h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
 		return func(w http.ResponseWriter, r *http.Request, p params) {
+			markAudit(r.Context(), func(m *auditMark) { m.read = true })
 			if s.opts.ReadAuth {
 				if _, ok := s.registrationToken(r.Context(), r); !ok &&
 					!s.authorize(w, r, "list", v1.GroupVersion.Group, "clusterreports") {

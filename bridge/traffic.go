@@ -138,11 +138,13 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 // guard wraps one route: in-flight and per-client limits, metrics, and an
-// audit line for every write.
+// audit line for every write (see Options.Audit).
 func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		mark := &auditMark{}
+		r = r.WithContext(context.WithValue(r.Context(), auditKey{}, mark))
 		defer func() {
 			code := rec.code
 			if code == 0 {
@@ -150,7 +152,7 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 			}
 			requestsTotal.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
 			requestSeconds.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && !mark.read && (!mark.heartbeat || s.opts.AuditHeartbeats) {
 				// The audit line: who, what, result. Never a secret.
 				s.audit.Info("bridge write", "client", clientKey(r), "method", r.Method, "route", pattern,
 					"path", r.URL.Path, "code", code, "seconds", time.Since(start).Seconds())
@@ -179,6 +181,21 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 }
 
 type slotKey struct{}
+
+// auditMark is what a handler tells the audit line about its request.
+type auditMark struct {
+	read      bool // a read sent with POST
+	heartbeat bool // a check-in that changed nothing
+}
+
+type auditKey struct{}
+
+// markAudit notes something about the request of ctx for its audit line.
+func markAudit(ctx context.Context, f func(*auditMark)) {
+	if m, ok := ctx.Value(auditKey{}).(*auditMark); ok {
+		f(m)
+	}
+}
 
 // releaseSlot gives back the request's in-flight slot early: a long-poll
 // that parks costs no slot while it waits.
