@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,10 +136,37 @@ spec:
 	})
 })
 
+var _ = Describe("make dev run twice", func() {
+	It("keeps the objects of the first run in the second", func() {
+		state := GinkgoT().TempDir()
+		for run := 1; run <= 2; run++ {
+			session, _, _ := startDevIn(state, "-agent=false", "-workloads", "")
+			Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
+			kubectl := kubectlIn(state)
+			if run == 1 {
+				out, err := kubectl("create", "configmap", "kept", "--from-literal=run=1")
+				Expect(err).NotTo(HaveOccurred(), out)
+			} else {
+				out, err := kubectl("get", "configmap", "kept", "-o", "jsonpath={.data.run}")
+				Expect(err).NotTo(HaveOccurred(), out)
+				Expect(out).To(Equal("1"))
+			}
+			session.Signal(syscall.SIGINT)
+			Eventually(session, time.Minute).Should(gexec.Exit(0))
+		}
+	})
+})
+
 // startDev runs the dev program (built from source, with a manager built
 // from source) with its own state directory, any free ports and flags, and
 // returns its session, the state directory and the manager binary.
 func startDev(flags ...string) (*gexec.Session, string, string) {
+	GinkgoHelper()
+	return startDevIn(GinkgoT().TempDir(), flags...)
+}
+
+// startDevIn is startDev with a given state directory.
+func startDevIn(state string, flags ...string) (*gexec.Session, string, string) {
 	GinkgoHelper()
 	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(), "run with `make test`")
 	root := testenv.RepoRoot()
@@ -148,7 +176,6 @@ func startDev(flags ...string) (*gexec.Session, string, string) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(gexec.CleanupBuildArtifacts)
 
-	state := GinkgoT().TempDir()
 	args := append([]string{"-dir", state, "-manager", managerBin,
 		"-crds", filepath.Join(root, "config", "crd", "bases"),
 		"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0"}, flags...)
@@ -156,7 +183,7 @@ func startDev(flags ...string) (*gexec.Session, string, string) {
 	cmd.Dir = root
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { session.Kill() })
+	DeferCleanup(func() { session.Kill(); killMentioning(state) })
 	return session, state, managerBin
 }
 
@@ -167,6 +194,16 @@ func kubectlIn(state string) func(args ...string) (string, error) {
 		out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"),
 			append([]string{"--kubeconfig", filepath.Join(state, "kubeconfig"), "-n", "default"}, args...)...).CombinedOutput()
 		return string(out), err
+	}
+}
+
+// killMentioning kills what a failed spec left running: the control plane
+// of a dev program killed before it could stop it.
+func killMentioning(s string) {
+	for _, p := range processesMentioning(s) {
+		if pid, err := strconv.Atoi(strings.SplitN(p, ":", 2)[0]); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 

@@ -91,6 +91,12 @@ func run(ctx context.Context, o options) error {
 
 	etcdDir := filepath.Join(dir, "etcd")
 	certDir := filepath.Join(dir, "apiserver")
+	// The API server's certificates are made anew each run: envtest only
+	// learns its CA when it makes them, and fails on a directory that
+	// already has them. The objects live in etcd's directory, which stays.
+	if err := os.RemoveAll(certDir); err != nil {
+		return err
+	}
 	for _, d := range []string{etcdDir, certDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -403,18 +409,31 @@ func registrationToken(ctx context.Context, c client.Client) (string, error) {
 		if t := sec.Data["token"]; len(t) > 0 {
 			return string(t), nil
 		}
-		return string(sec.Data["dev"]), nil // .dev/ state from before the key was "token"
+		// .dev/ state from before the key was "token", which the README's
+		// commands read: copy it there.
+		old := sec.DeepCopy()
+		if sec.Data == nil {
+			sec.Data = map[string][]byte{}
+		}
+		sec.Data["token"] = sec.Data["dev"]
+		if len(sec.Data["token"]) == 0 {
+			sec.Data["token"] = []byte(newToken())
+		}
+		return string(sec.Data["token"]), c.Patch(ctx, sec, client.MergeFrom(old))
 	} else if !apierrors.IsNotFound(err) {
 		return "", err
 	}
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	token := hex.EncodeToString(b)
+	token := newToken()
 	sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
 		Data: map[string][]byte{"token": []byte(token)}}
 	return token, c.Create(ctx, sec)
+}
+
+// newToken is a random registration token.
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }
 
 const webhookPrefix = "trainyard-"

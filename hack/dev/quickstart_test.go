@@ -98,7 +98,7 @@ var _ = Describe("the README's quickstart", func() {
 		makeDev.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		session, err := gexec.Start(makeDev, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { _ = syscall.Kill(-makeDev.Process.Pid, syscall.SIGKILL) })
+		DeferCleanup(func() { _ = syscall.Kill(-makeDev.Process.Pid, syscall.SIGKILL); killMentioning(state) })
 		Eventually(session.Out, 5*time.Minute).Should(gbytes.Say("trainyard is ready"))
 
 		// One shell for the commands, as the README has them typed in one.
