@@ -256,17 +256,18 @@ Ctrl-C stops everything.
 	}
 	// The banner comes when the webhook and the bridge answer, so that the
 	// commands it shows work at once.
-	ready := func() {
+	ready := func() bool {
 		if err := waitAccepting(ctx, listening, o.startTimeout); err != nil {
-			fmt.Fprintln(os.Stderr, "dev: the manager is not serving yet:", err)
-			return
+			fmt.Fprintln(os.Stderr, "dev: the manager is not serving:", err)
+			return false
 		}
 		banner()
+		return true
 	}
 
 	if o.agent {
 		// The agent reports this control plane as a cluster to its own bridge.
-		procs = append(procs, process{name: "agent", env: []string{"TRAINYARD_TOKEN=" + token},
+		procs = append(procs, process{name: "agent", env: []string{"TRAINYARD_TOKEN=" + token}, afterReady: true,
 			args: []string{"agent", "--hub-url=" + bridgeURL, "--interval=5m", "--debounce=2s", "--health-probe-bind-address=0"}})
 	}
 	return runProcesses(ctx, o, kubeconfig, procs, ready)
@@ -279,11 +280,13 @@ type process struct {
 	env  []string
 	// replica: one of several managers, whose exit the others survive.
 	replica bool
+	// afterReady: started once the manager serves (the agent).
+	afterReady bool
 }
 
 // runProcesses runs the children until ctx ends or one exits, then stops
 // them all (the last started first) with SIGTERM.
-func runProcesses(ctx context.Context, o options, kubeconfig string, procs []process, ready func()) error {
+func runProcesses(ctx context.Context, o options, kubeconfig string, procs []process, ready func() bool) error {
 	type running struct {
 		name string
 		cmd  *exec.Cmd
@@ -304,7 +307,7 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 		}
 	}
 	exited := make(chan process, len(procs))
-	for _, p := range procs {
+	start := func(p process) error {
 		cmd := exec.Command(o.manager, p.args...)
 		cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), p.env...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -316,15 +319,27 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 		// stops things in order; and killed with this program if it dies first.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
-			stop()
 			return fmt.Errorf("starting the %s (%s): %w", p.name, o.manager, err)
 		}
 		fmt.Fprintf(os.Stderr, "dev: started the %s (pid %d)\n", p.name, cmd.Process.Pid)
 		r := running{name: p.name, cmd: cmd, done: make(chan error, 1)}
 		go func() { err := cmd.Wait(); r.done <- err; close(r.done); exited <- p }()
 		started = append(started, r)
+		return nil
 	}
-	go ready()
+	var later []process
+	for _, p := range procs {
+		if p.afterReady {
+			later = append(later, p)
+			continue
+		}
+		if err := start(p); err != nil {
+			stop()
+			return err
+		}
+	}
+	readyCh := make(chan bool, 1)
+	go func() { readyCh <- ready() }()
 	replicas := 0
 	for _, p := range procs {
 		if p.replica {
@@ -333,6 +348,20 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 	}
 	for {
 		select {
+		case ok := <-readyCh:
+			// The processes that need the manager up (the agent) start now.
+			readyCh = nil
+			for _, p := range later {
+				if !ok {
+					fmt.Fprintf(os.Stderr, "dev: not starting the %s\n", p.name)
+					continue
+				}
+				if err := start(p); err != nil {
+					stop()
+					return err
+				}
+			}
+			continue
 		case p := <-exited:
 			if p.replica && replicas > 1 {
 				// Another replica takes over: that is what replicas are for.
