@@ -1,8 +1,9 @@
 // Command dev runs the whole trainyard system on one machine for `make dev`:
 // etcd and kube-apiserver on loopback (the binaries in KUBEBUILDER_ASSETS,
-// built by hack/controlplane), the CRDs, the samples, and the manager in the
-// foreground. SIGINT or SIGTERM stops the manager, then the control plane,
-// and leaves no process behind.
+// built by hack/controlplane), the CRDs and webhook configurations, the
+// manager (or -replicas of it) in the foreground, and an agent that reports
+// this control plane to it. SIGINT or SIGTERM stops the agent and the
+// manager, then the control plane, and leaves no process behind.
 package main
 
 import (
