@@ -381,7 +381,7 @@ func Scheme() *runtime.Scheme {
 
 // CacheOptions cache only labelled workloads, and only what discovery reads
 // of them, so that thousands of Deployments stay small; namespaces limits
-// the cache (kube-system's Namespace object stays readable for the ID).
+// the cache of namespaced kinds.
 // With helmReleases, Helm's release Secrets are watched as metadata only.
 func CacheOptions(namespaces []string, helmReleases bool) cache.Options {
 	named, _ := labels.NewRequirement(LabelName, selection.Exists, nil)
@@ -397,11 +397,12 @@ func CacheOptions(namespaces []string, helmReleases bool) cache.Options {
 		o.ByObject[helmSecret()] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{helmrelease.LabelOwner: "helm"})}
 	}
 	if len(namespaces) > 0 {
+		// Namespaced kinds only: cluster-scoped ones (Nodes, the
+		// kube-system Namespace for the ID) are cached cluster-wide anyway.
 		o.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range namespaces {
 			o.DefaultNamespaces[ns] = cache.Config{}
 		}
-		o.ByObject[&corev1.Namespace{}] = cache.ByObject{Namespaces: map[string]cache.Config{cache.AllNamespaces: {}}}
 	}
 	return o
 }

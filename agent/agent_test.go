@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/trainyard-dev/trainyard/agent"
@@ -209,5 +210,38 @@ var _ = Describe("the token file", func() {
 		Expect(os.WriteFile(file, []byte("second"), 0o600)).To(Succeed())
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		Expect(seen).To(Equal([]string{"Bearer first", "Bearer second"}))
+	})
+})
+
+var _ = Describe("the agent's cache limited to namespaces", func() {
+	It("holds the labelled workloads of those namespaces and still reads the cluster's ID and nodes", func() {
+		in, out := namespace(workload), namespace(workload)
+		Expect(workload.Create(ctx, deployment(in, "inside", "inside", "1.0.0", nil))).To(Succeed())
+		Expect(workload.Create(ctx, deployment(out, "outside", "outside", "1.0.0", nil))).To(Succeed())
+		opts := agent.CacheOptions([]string{in}, true)
+		opts.Scheme = agent.Scheme()
+		c, err := cache.New(wlCfg, opts)
+		Expect(err).NotTo(HaveOccurred())
+		cctx, cancel := context.WithCancel(ctx)
+		DeferCleanup(cancel)
+		go func() {
+			defer GinkgoRecover()
+			Expect(c.Start(cctx)).To(Succeed())
+		}()
+		Expect(c.WaitForCacheSync(cctx)).To(BeTrue())
+		Eventually(func() []string {
+			comps, _, err := agent.Discover(ctx, c, []string{in}, "")
+			Expect(err).NotTo(HaveOccurred())
+			var names []string
+			for _, cv := range comps {
+				names = append(names, cv.Component.Name)
+			}
+			return names
+		}).Should(Equal([]string{"inside"}))
+		id, err := agent.ClusterID(ctx, c, "")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(id).To(Equal(kubeSystemUID()))
+		_, err = agent.Properties(ctx, c, nil)
+		Expect(err).NotTo(HaveOccurred())
 	})
 })

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,6 +47,7 @@ var (
 	hub      client.Client
 	hubURL   string
 	workload client.Client
+	wlCfg    *rest.Config
 	// workloadCache reads the workload cluster as the agent does.
 	workloadCache client.Reader
 	ctx           = context.Background()
@@ -84,7 +86,7 @@ var _ = BeforeSuite(func() {
 	hubURL = srv.URL
 
 	wlEnv := &envtest.Environment{}
-	wlCfg, err := testenv.Start(wlEnv)
+	wlCfg, err = testenv.Start(wlEnv)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(wlEnv.Stop)
 	workload, err = client.New(wlCfg, client.Options{Scheme: scheme})

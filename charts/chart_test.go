@@ -4,21 +4,26 @@ package charts_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
@@ -357,15 +362,29 @@ var _ = Describe("helm template", func() {
 			"--namespaces=apps,platform", "--cluster-id=edge-eu-1"))
 		helmRole, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent-helm").Object, "rules")
 		Expect(helmRole).To(Equal(generatedRules("config/agent/helm/role.yaml", "ClusterRole")))
-		agentRole, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent").Object, "rules")
-		Expect(agentRole).To(Equal(generatedRules("config/agent/role.yaml", "ClusterRole")))
+		// The agent's generated rules, split into cluster-scoped reads (bound
+		// cluster-wide) and the workloads (bound in agent.namespaces only).
+		clusterRules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent").Object, "rules")
+		workloadRules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent-workloads").Object, "rules")
+		Expect(append(flatten(clusterRules), flatten(workloadRules)...)).To(ConsistOf(flatten(generatedRules("config/agent/role.yaml", "ClusterRole"))))
+		Expect(flatten(clusterRules)).To(ConsistOf("/namespaces:get", "/namespaces:list", "/namespaces:watch", "/nodes:get", "/nodes:list",
+			"/nodes:watch", "about.k8s.io/clusterproperties:get", "about.k8s.io/clusterproperties:list", "about.k8s.io/clusterproperties:watch"))
+		var bound []string
+		for _, o := range objs {
+			if strings.HasPrefix(o.GetName(), "full-agent") && strings.HasSuffix(o.GetKind(), "Binding") {
+				bound = append(bound, o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName())
+			}
+		}
+		Expect(bound).To(ConsistOf("ClusterRoleBinding /full-agent",
+			"RoleBinding apps/full-agent-workloads", "RoleBinding platform/full-agent-workloads",
+			"RoleBinding apps/full-agent-helm", "RoleBinding platform/full-agent-helm"))
 		find(objs, "Secret", "full-agent-token")
 	})
 
 	It("installs only the agent in a workload cluster", func() {
 		_, objs := render("agent", "trainyard-system", "--set", "manager.enabled=false", "--set", "crds.enabled=false",
 			"--set", "agent.enabled=true", "--set", "agent.hubURL=https://hub.example.com", "--set", "agent.tokenSecret.name=hub-token")
-		Expect(kinds(objs)).To(ConsistOf("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"))
+		Expect(kinds(objs)).To(ConsistOf("ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"))
 		dep := find(objs, "Deployment", "agent-trainyard-agent")
 		Expect(args(dep)).To(ContainElements("--mode=bridge", "--hub-url=https://hub.example.com", "--token-file=/var/run/trainyard/token/token"))
 		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
@@ -375,6 +394,7 @@ var _ = Describe("helm template", func() {
 
 var _ = Describe("the rendered chart against a real API server", Ordered, func() {
 	var env *envtest.Environment
+	var cfg *rest.Config
 	var kubeconfig string
 
 	BeforeAll(func() {
@@ -387,12 +407,14 @@ var _ = Describe("the rendered chart against a real API server", Ordered, func()
 			crdDirs = append(crdDirs, filepath.Join(info.Dir, m.dir))
 		}
 		env = &envtest.Environment{CRDDirectoryPaths: crdDirs, ErrorIfCRDPathMissing: true}
-		_, err := testenv.Start(env)
+		var err error
+		cfg, err = testenv.Start(env)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(env.Stop)
 		kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
 		Expect(os.WriteFile(kubeconfig, env.KubeConfig, 0o600)).To(Succeed())
-		for _, ns := range []string{"trainyard-system", "full-system", "fleet"} {
+		// The release namespaces, the bridge's and the agent's (all options).
+		for _, ns := range []string{"trainyard-system", "full-system", "fleet", "apps", "platform"} {
 			kubectl(nil, "create", "namespace", ns)
 		}
 	})
@@ -436,6 +458,62 @@ var _ = Describe("the rendered chart against a real API server", Ordered, func()
 		}
 	})
 
+	It("gives the agent all the access it needs, and only through the chart's RBAC", func() {
+		// A hub that records what the agent reports.
+		reports := make(chan string, 16)
+		hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path == "/v3/clusters" {
+				reports <- string(body)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"data":[]}`))
+		}))
+		DeferCleanup(hub.Close)
+		kubectl(nil, "-n", "apps", "create", "deployment", "web", "--image=example/web:1.0.0")
+		kubectl(nil, "-n", "apps", "label", "deployment", "web", "app.kubernetes.io/name=web", "app.kubernetes.io/version=1.0.0")
+		kubectl(nil, "-n", "default", "create", "deployment", "elsewhere", "--image=example/other:1")
+		kubectl(nil, "-n", "default", "label", "deployment", "elsewhere", "app.kubernetes.io/name=elsewhere", "app.kubernetes.io/version=1")
+
+		// The agent runs as its ServiceAccount, with the rendered arguments.
+		token := strings.TrimSpace(kubectl(nil, "-n", "full-system", "create", "token", "fleet-agent"))
+		saKubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(saKubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
+contexts: [{name: test, context: {cluster: test, user: agent}}]
+users: [{name: agent, user: {token: %q}}]
+current-context: test
+`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), token)), 0o600)).To(Succeed())
+		tokenFile := filepath.Join(GinkgoT().TempDir(), "token")
+		Expect(os.WriteFile(tokenFile, []byte("registration"), 0o600)).To(Succeed())
+		_, objs := render("full", "full-system", "-f", allOpts)
+		var a []string
+		for _, arg := range args(find(objs, "Deployment", "full-agent")) {
+			switch {
+			case strings.HasPrefix(arg, "--hub-url="):
+				arg = "--hub-url=" + hub.URL
+			case strings.HasPrefix(arg, "--token-file="):
+				arg = "--token-file=" + tokenFile
+			}
+			a = append(a, arg)
+		}
+		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gexec.CleanupBuildArtifacts)
+		agent, err := gexec.Start(exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0")...),
+			GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { agent.Terminate().Wait(10 * time.Second) })
+
+		var report string
+		Eventually(reports, time.Minute).Should(Receive(&report))
+		Expect(report).To(ContainSubstring(`"id":"edge-eu-1"`))
+		Expect(report).To(ContainSubstring(`"name":"web"`))
+		Expect(report).NotTo(ContainSubstring("elsewhere"), "only agent.namespaces are reported")
+		Expect(string(agent.Err.Contents())).NotTo(ContainSubstring("forbidden"))
+	})
+
 	It("refuses a manifest the API does not accept (the check can fail)", func() {
 		text, _ := render("trainyard", "trainyard-system")
 		broken := strings.Replace(text, "failurePolicy: Fail", "failurePolicy: Sometimes", 1)
@@ -466,6 +544,22 @@ func kubectl(stdin []byte, args ...string) string {
 }
 
 func kubectlErr(args ...string) (string, error) { return kubectlFn(nil, args...) }
+
+// flatten lists what rules allow, one "group/resource:verb" each.
+func flatten(rules []any) []string {
+	var out []string
+	for _, r := range rules {
+		rule := r.(map[string]any)
+		for _, g := range rule["apiGroups"].([]any) {
+			for _, res := range rule["resources"].([]any) {
+				for _, v := range rule["verbs"].([]any) {
+					out = append(out, fmt.Sprintf("%s/%s:%s", g, res, v))
+				}
+			}
+		}
+	}
+	return out
+}
 
 // resourceOf names an object's resource for kubectl get, with its API group
 // so that it is unambiguous.

@@ -239,38 +239,107 @@ metadata:
 	return b.String(), nil
 }
 
+// clusterScoped are the cluster-scoped resources the agent reads, by API
+// group; every other resource in its rules must be in namespacedResources.
+// The chart binds the namespaced rules only in agent.namespaces when set.
+var (
+	clusterScoped       = map[string]bool{"/namespaces": true, "/nodes": true, "about.k8s.io/clusterproperties": true}
+	namespacedResources = map[string]bool{"apps/deployments": true, "apps/statefulsets": true, "apps/daemonsets": true, "/secrets": true}
+)
+
+// splitByScope splits rules into the cluster-scoped and the namespaced ones.
+func splitByScope(rules []any) (cluster, namespaced []any, err error) {
+	for _, r := range rules {
+		rule, _ := r.(map[string]any)
+		groups, _ := rule["apiGroups"].([]any)
+		resources, _ := rule["resources"].([]any)
+		var c, n []any
+		for _, g := range groups {
+			for _, res := range resources {
+				key := fmt.Sprint(g) + "/" + fmt.Sprint(res)
+				switch {
+				case clusterScoped[key]:
+					c = append(c, res)
+				case namespacedResources[key]:
+					n = append(n, res)
+				default:
+					return nil, nil, fmt.Errorf("the scope of %s is unknown: add it to hack/chartgen", key)
+				}
+			}
+		}
+		for _, part := range []struct {
+			res []any
+			out *[]any
+		}{{c, &cluster}, {n, &namespaced}} {
+			if len(part.res) > 0 {
+				*part.out = append(*part.out, map[string]any{"apiGroups": groups, "resources": part.res, "verbs": rule["verbs"]})
+			}
+		}
+	}
+	return cluster, namespaced, nil
+}
+
+func roleRules(path string) ([]any, error) {
+	docs, err := readDocs(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		if d["kind"] == "ClusterRole" {
+			r, _ := d["rules"].([]any)
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no ClusterRole", path)
+}
+
 func agentRBAC(config string) (string, error) {
-	var b strings.Builder
 	gen := filepath.Join(config, "agent", "role.yaml")
-	docs, err := readDocs(gen)
+	helm := filepath.Join(config, "agent", "helm", "role.yaml")
+	rules, err := roleRules(gen)
 	if err != nil {
 		return "", err
 	}
-	r, err := rules(docs, "ClusterRole")
+	helmRules, err := roleRules(helm)
+	if err != nil {
+		return "", err
+	}
+	cluster, namespaced, err := splitByScope(rules)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", gen, err)
 	}
-	helm := filepath.Join(config, "agent", "helm", "role.yaml")
-	helmDocs, err := readDocs(helm)
-	if err != nil {
-		return "", err
+	if helmCluster, _, err := splitByScope(helmRules); err != nil || len(helmCluster) > 0 {
+		return "", fmt.Errorf("%s: the Helm release rules must all be namespaced (%v)", helm, err)
 	}
-	hr, err := rules(helmDocs, "ClusterRole")
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", helm, err)
+	var texts []string
+	for _, r := range [][]any{cluster, namespaced, helmRules} {
+		t, err := body(map[string]any{"rules": r})
+		if err != nil {
+			return "", err
+		}
+		texts = append(texts, t)
 	}
+	var b strings.Builder
 	fmt.Fprintf(&b, header, gen+" and "+helm)
 	fmt.Fprintf(&b, `{{- if .Values.agent.enabled }}
-# Read-only: what the agent lists to report the cluster.
+# Read-only, cluster-scoped: what the agent reads to name and describe the cluster.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
   name: {{ include "trainyard.fullname" . }}-agent
   labels:
     {{- include "trainyard.labels" . | nindent 4 }}
+%s---
+# Read-only: the workloads the agent reports (bound only in agent.namespaces when set).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ include "trainyard.fullname" . }}-agent-workloads
+  labels:
+    {{- include "trainyard.labels" . | nindent 4 }}
 %s{{- if .Values.agent.helmReleases }}
 ---
-# Helm's release Secrets, only with agent.helmReleases.
+# Helm's release Secrets, only with agent.helmReleases (bound like the workloads).
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
@@ -279,7 +348,7 @@ metadata:
     {{- include "trainyard.labels" . | nindent 4 }}
 %s{{- end }}
 {{- end }}
-`, r, hr)
+`, texts[0], texts[1], texts[2])
 	return b.String(), nil
 }
 
