@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -512,6 +514,53 @@ current-context: test
 		Expect(report).To(ContainSubstring(`"name":"web"`))
 		Expect(report).NotTo(ContainSubstring("elsewhere"), "only agent.namespaces are reported")
 		Expect(string(agent.Err.Contents())).NotTo(ContainSubstring("forbidden"))
+	})
+
+	It("gives the manager all the access it needs, and only through the chart's RBAC", func() {
+		token := strings.TrimSpace(kubectl(nil, "-n", "trainyard-system", "create", "token", "trainyard"))
+		saKubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(saKubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
+contexts: [{name: test, context: {cluster: test, user: manager}}]
+users: [{name: manager, user: {token: %q}}]
+current-context: test
+`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), token)), 0o600)).To(Succeed())
+		_, objs := render("trainyard", "trainyard-system")
+		var a []string
+		for _, arg := range args(find(objs, "Deployment", "trainyard")) {
+			if strings.HasPrefix(arg, "--webhook-cert-dir=") {
+				arg = "--webhook-cert-dir=" + GinkgoT().TempDir()
+			}
+			a = append(a, arg)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		webhookPort := l.Addr().(*net.TCPAddr).Port
+		Expect(l.Close()).To(Succeed())
+		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gexec.CleanupBuildArtifacts)
+		cmd := exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",
+			"--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0", "--webhook-host=127.0.0.1",
+			fmt.Sprintf("--webhook-port=%d", webhookPort))...)
+		cmd.Env = append(os.Environ(), "POD_NAMESPACE=trainyard-system")
+		manager, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { manager.Terminate().Wait(30 * time.Second) })
+
+		// It leads, keeps its webhook certificate in its Secret and injects
+		// the CA into the chart's webhook configurations, and its caches and
+		// controllers start.
+		Eventually(manager.Err, time.Minute).Should(gbytes.Say(`(?i)successfully acquired lease.*trainyard-system/trainyard-manager\.trainyard\.dev`))
+		Eventually(func() string {
+			out, _ := kubectlFn(nil, "get", "validatingwebhookconfiguration", "trainyard-validating-webhook-configuration",
+				"-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
+			return out
+		}, 30*time.Second).ShouldNot(BeEmpty())
+		kubectl(nil, "-n", "trainyard-system", "get", "secret", "trainyard-webhook-tls")
+		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*clusterreport`))
+		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
 	})
 
 	It("refuses a manifest the API does not accept (the check can fail)", func() {
