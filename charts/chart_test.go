@@ -421,6 +421,22 @@ var _ = Describe("the rendered chart against a real API server", Ordered, func()
 		}
 	})
 
+	// serviceAccountKubeconfig is a kubeconfig that acts as the ServiceAccount,
+	// so that a process run with it has only what the chart's RBAC gives.
+	serviceAccountKubeconfig := func(ns, name string) string {
+		GinkgoHelper()
+		token := strings.TrimSpace(kubectl(nil, "-n", ns, "create", "token", name))
+		path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(path, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
+contexts: [{name: test, context: {cluster: test, user: %s}}]
+users: [{name: %s, user: {token: %q}}]
+current-context: test
+`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), name, name, token)), 0o600)).To(Succeed())
+		return path
+	}
+
 	apply := func(name, text string, extra ...string) {
 		GinkgoHelper()
 		path := filepath.Join(GinkgoT().TempDir(), name+".yaml")
@@ -478,15 +494,7 @@ var _ = Describe("the rendered chart against a real API server", Ordered, func()
 		kubectl(nil, "-n", "default", "label", "deployment", "elsewhere", "app.kubernetes.io/name=elsewhere", "app.kubernetes.io/version=1")
 
 		// The agent runs as its ServiceAccount, with the rendered arguments.
-		token := strings.TrimSpace(kubectl(nil, "-n", "full-system", "create", "token", "fleet-agent"))
-		saKubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-		Expect(os.WriteFile(saKubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
-contexts: [{name: test, context: {cluster: test, user: agent}}]
-users: [{name: agent, user: {token: %q}}]
-current-context: test
-`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), token)), 0o600)).To(Succeed())
+		saKubeconfig := serviceAccountKubeconfig("full-system", "fleet-agent")
 		tokenFile := filepath.Join(GinkgoT().TempDir(), "token")
 		Expect(os.WriteFile(tokenFile, []byte("registration"), 0o600)).To(Succeed())
 		_, objs := render("full", "full-system", "-f", allOpts)
@@ -517,15 +525,7 @@ current-context: test
 	})
 
 	It("gives the manager all the access it needs, and only through the chart's RBAC", func() {
-		token := strings.TrimSpace(kubectl(nil, "-n", "trainyard-system", "create", "token", "trainyard"))
-		saKubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-		Expect(os.WriteFile(saKubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
-contexts: [{name: test, context: {cluster: test, user: manager}}]
-users: [{name: manager, user: {token: %q}}]
-current-context: test
-`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), token)), 0o600)).To(Succeed())
+		saKubeconfig := serviceAccountKubeconfig("trainyard-system", "trainyard")
 		_, objs := render("trainyard", "trainyard-system")
 		var a []string
 		for _, arg := range args(find(objs, "Deployment", "trainyard")) {
