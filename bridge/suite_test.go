@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -104,6 +105,18 @@ func serviceAccountToken(ns, name string, verbs []string, resources ...string) s
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
+	// The API server's authorizer sees a new binding a moment later.
+	for _, verb := range verbs {
+		for _, res := range resources {
+			Eventually(func() bool {
+				sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+					User: "system:serviceaccount:" + ns + ":" + name, Groups: []string{"system:serviceaccounts"},
+					ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: "trainyard.dev", Resource: res},
+				}}, metav1.CreateOptions{})
+				return err == nil && sar.Status.Allowed
+			}).Should(BeTrue(), "RBAC lets %s %s %s", name, verb, res)
+		}
+	}
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	return tr.Status.Token

@@ -26,9 +26,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
-// TTL is how long an answer is trusted: a revoked token or binding stops
-// working within it.
-const TTL = 10 * time.Second
+// TTL is how long an allowing answer is trusted: a revoked token or binding
+// stops working within it. A refusal is trusted for DenyTTL only, so that a
+// binding just granted takes effect soon.
+const (
+	TTL     = 10 * time.Second
+	DenyTTL = 2 * time.Second
+)
 
 // maxCached bounds the cache; it is emptied when full (tokens are few).
 const maxCached = 4096
@@ -124,7 +128,11 @@ func (v *Reviewer) Review(ctx context.Context, token string, attrs Attributes) (
 	if v.m == nil || len(v.m) >= maxCached {
 		v.m = map[string]cached{}
 	}
-	v.m[key] = cached{Answer: ans, until: t.Add(TTL)}
+	ttl := TTL
+	if !ans.Allowed {
+		ttl = DenyTTL
+	}
+	v.m[key] = cached{Answer: ans, until: t.Add(ttl)}
 	v.mu.Unlock()
 	return ans, nil
 }

@@ -6,15 +6,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/trainyard-dev/trainyard/internal/review"
@@ -49,17 +52,23 @@ func token(name string, paths ...string) string {
 	_, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	if len(paths) > 0 {
-		_, err = cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-			Rules: []rbacv1.PolicyRule{{NonResourceURLs: paths, Verbs: []string{"get"}}}}, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: "default"}}}, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		grant(name, paths...)
 	}
 	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	return tr.Status.Token
+}
+
+// grant lets the ServiceAccount name get the non-resource paths.
+func grant(name string, paths ...string) {
+	GinkgoHelper()
+	_, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{{NonResourceURLs: paths, Verbs: []string{"get"}}}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: "default"}}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
 }
 
 var _ = Describe("the metrics filter", func() {
@@ -97,5 +106,33 @@ var _ = Describe("the metrics filter", func() {
 		Expect(body).To(ContainSubstring("may not get /metrics"))
 		code, _ = get("/debug/pprof/", scraper)
 		Expect(code).To(Equal(http.StatusForbidden))
+	})
+})
+
+var _ = Describe("the review cache", func() {
+	It("keeps a refusal briefly, so that a binding just granted takes effect within seconds", func() {
+		c, err := client.New(cfg, client.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		now := time.Now()
+		v := &review.Reviewer{Client: c, Now: func() time.Time { return now }}
+		tok := token("late")
+		attrs := review.Attributes{NonResource: &authzv1.NonResourceAttributes{Path: "/metrics", Verb: "get"}}
+		ans, err := v.Review(ctx, tok, attrs)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ans).To(Equal(review.Answer{Authenticated: true, Allowed: false}))
+
+		grant("late", "/metrics")
+		// Until the API server's authorizer sees the binding.
+		Eventually(func() bool {
+			now = now.Add(review.DenyTTL + time.Millisecond)
+			ans, err := v.Review(ctx, tok, attrs)
+			return err == nil && ans.Allowed
+		}).Should(BeTrue())
+		// An allowing answer is kept for TTL: no review within it.
+		v.Client = nil // a review would panic
+		now = now.Add(review.TTL - time.Second)
+		ans, err = v.Review(ctx, tok, attrs)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ans.Allowed).To(BeTrue())
 	})
 })
