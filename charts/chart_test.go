@@ -4,11 +4,18 @@ package charts_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -524,13 +531,16 @@ current-context: test
 		Expect(string(agent.Err.Contents())).NotTo(ContainSubstring("forbidden"))
 	})
 
-	It("gives the manager all the access it needs, and only through the chart's RBAC", func() {
-		saKubeconfig := serviceAccountKubeconfig("trainyard-system", "trainyard")
-		_, objs := render("trainyard", "trainyard-system")
+	// runManager runs the manager locally as a release's ServiceAccount, with
+	// the arguments the chart renders for it (ports and files made local).
+	runManager := func(release, ns, serviceAccount, certDir string, values ...string) *gexec.Session {
+		GinkgoHelper()
+		saKubeconfig := serviceAccountKubeconfig(ns, serviceAccount)
+		_, objs := render(release, ns, values...)
 		var a []string
-		for _, arg := range args(find(objs, "Deployment", "trainyard")) {
+		for _, arg := range args(find(objs, "Deployment", release)) {
 			if strings.HasPrefix(arg, "--webhook-cert-dir=") {
-				arg = "--webhook-cert-dir=" + GinkgoT().TempDir()
+				arg = "--webhook-cert-dir=" + certDir
 			}
 			a = append(a, arg)
 		}
@@ -543,12 +553,16 @@ current-context: test
 		DeferCleanup(gexec.CleanupBuildArtifacts)
 		cmd := exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",
 			"--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0", "--webhook-host=127.0.0.1",
-			fmt.Sprintf("--webhook-port=%d", webhookPort))...)
-		cmd.Env = append(os.Environ(), "POD_NAMESPACE=trainyard-system")
+			fmt.Sprintf("--webhook-port=%d", webhookPort), "--pprof-bind-address=")...)
+		cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
 		manager, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { manager.Terminate().Wait(30 * time.Second) })
+		return manager
+	}
 
+	It("gives the manager all the access it needs, and only through the chart's RBAC", func() {
+		manager := runManager("trainyard", "trainyard-system", "trainyard", GinkgoT().TempDir())
 		// It leads, keeps its webhook certificate in its Secret and injects
 		// the CA into the chart's webhook configurations, and its caches and
 		// controllers start.
@@ -561,6 +575,19 @@ current-context: test
 		kubectl(nil, "-n", "trainyard-system", "get", "secret", "trainyard-webhook-tls")
 		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*clusterreport`))
 		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
+	})
+
+	It("gives the manager with every option on (cert-manager's certificate, the bridge in its own namespace) all it needs", func() {
+		// What cert-manager would mount: a serving certificate.
+		certDir := GinkgoT().TempDir()
+		writeServingCert(certDir)
+		manager := runManager("full", "full-system", "trainyard-manager", certDir, "-f", allOpts)
+		Eventually(manager.Err, time.Minute).Should(gbytes.Say(`(?i)successfully acquired lease.*full-system/trainyard-manager\.trainyard\.dev`))
+		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*clusterreport`))
+		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
+		// The manager does not make its own certificate in this mode.
+		_, err := kubectlErr("-n", "full-system", "get", "secret", "full-webhook-tls")
+		Expect(err).To(HaveOccurred())
 	})
 
 	It("refuses a manifest the API does not accept (the check can fail)", func() {
@@ -593,6 +620,23 @@ func kubectl(stdin []byte, args ...string) string {
 }
 
 func kubectlErr(args ...string) (string, error) { return kubectlFn(nil, args...) }
+
+// writeServingCert writes a self-signed tls.crt and tls.key for 127.0.0.1
+// into dir, as cert-manager's Secret would provide them.
+func writeServingCert(dir string) {
+	GinkgoHelper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "webhook"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	Expect(err).NotTo(HaveOccurred())
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)).To(Succeed())
+}
 
 // flatten lists what rules allow, one "group/resource:verb" each.
 func flatten(rules []any) []string {
