@@ -12,9 +12,13 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -243,5 +247,50 @@ var _ = Describe("the agent's cache limited to namespaces", func() {
 		Expect(id).To(Equal(kubeSystemUID()))
 		_, err = agent.Properties(ctx, c, nil)
 		Expect(err).NotTo(HaveOccurred())
+	})
+})
+
+var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
+	It("needs nothing more", func() {
+		ns := namespace(workload)
+		Expect(workload.Create(ctx, deployment(ns, "proxy", "proxy", "3.0.0", nil))).To(Succeed())
+		cs, err := kubernetes.NewForConfig(hubCfg)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "edge-7"}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = cs.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "trainyard-direct-agent"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"trainyard.dev"}, Resources: []string{"clusterreports"}, Verbs: []string{"get", "create", "patch"}},
+				{APIGroups: []string{"trainyard.dev"}, Resources: []string{"clusterreports/status"}, Verbs: []string{"patch"}},
+			}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = cs.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edge-7"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "trainyard-direct-agent"},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "edge-7", Namespace: "default"}}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, "edge-7", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		asAgent := rest.AnonymousClientConfig(hubCfg)
+		asAgent.BearerToken = tr.Status.Token
+		hubAsAgent, err := client.New(asAgent, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+
+		// As agentcmd.go builds it in direct mode: every read and write as
+		// that identity, no cache.
+		b := bridge.New(hubAsAgent, hubAsAgent, hubAsAgent, bridge.Options{Namespace: "default", CheckInAuth: bridge.CheckInOpen})
+		a := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "edge-7", Namespaces: []string{ns}})
+		Eventually(func() error { return a.CheckIn(ctx) }).Should(Succeed()) // once RBAC sees the binding
+		d := &appsv1.Deployment{}
+		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "proxy"}, d)).To(Succeed())
+		before := d.DeepCopy()
+		d.Labels[agent.LabelVersion] = "3.1.0"
+		Expect(workload.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() []v1.ReportedComponent {
+			Expect(a.CheckIn(ctx)).To(Succeed())
+			return hubReport("edge-7").Spec.Components
+		}).Should(ConsistOf(HaveField("Version", "3.1.0")))
+		Expect(a.CheckIn(ctx)).To(Succeed()) // a heartbeat, held
+		b.FlushHeartbeats(ctx)
+		Expect(hubReport("edge-7").Status.CheckIns).To(BeNumerically(">=", 3))
 	})
 })

@@ -48,6 +48,7 @@ var (
 	hubURL   string
 	workload client.Client
 	wlCfg    *rest.Config
+	hubCfg   *rest.Config
 	// workloadCache reads the workload cluster as the agent does.
 	workloadCache client.Reader
 	ctx           = context.Background()
@@ -62,7 +63,8 @@ var _ = BeforeSuite(func() {
 	skip := true
 
 	hubEnv := testenv.New()
-	hubCfg, err := testenv.Start(hubEnv)
+	var err error
+	hubCfg, err = testenv.Start(hubEnv)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(hubEnv.Stop)
 	hub, err = client.New(hubCfg, client.Options{Scheme: scheme})
