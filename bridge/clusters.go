@@ -151,7 +151,7 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 		return cur, s.heartbeats.writeNow(ctx, cur, now.Time)
 	}
 	s.heartbeats.beat(ctx, cur, now.Time)
-	markAudit(ctx, func(m *auditMark) { m.heartbeat = true })
+	markHeartbeat(ctx)
 	return cur, nil
 }
 

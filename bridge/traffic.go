@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,19 +141,26 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // guard wraps one route: in-flight and per-client limits, metrics, and an
 // audit line for every write (see Options.Audit).
 func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
+	// The route's metric series, looked up once rather than per request.
+	ok, seconds := requestsTotal.WithLabelValues(pattern, "200"), requestSeconds.WithLabelValues(pattern)
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		mark := &auditMark{}
-		r = r.WithContext(context.WithValue(r.Context(), auditKey{}, mark))
+		st := &requestState{s: s}
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
+			st.free()
 			code := rec.code
 			if code == 0 {
 				code = http.StatusOK
 			}
-			requestsTotal.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
-			requestSeconds.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
-			if r.Method != http.MethodGet && r.Method != http.MethodHead && !mark.read && (!mark.heartbeat || s.opts.AuditHeartbeats) {
+			if code == http.StatusOK {
+				ok.Inc()
+			} else {
+				requestsTotal.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
+			}
+			seconds.Observe(time.Since(start).Seconds())
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && !st.read && (!st.heartbeat || s.opts.AuditHeartbeats) {
 				// The audit line: who, what, result. Never a secret.
 				s.audit.Info("bridge write", "client", clientKey(r), "method", r.Method, "route", pattern,
 					"path", r.URL.Path, "code", code, "seconds", time.Since(start).Seconds())
@@ -160,10 +168,7 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 		}()
 		select {
 		case s.inFlight <- struct{}{}:
-			var once sync.Once
-			free := func() { once.Do(func() { <-s.inFlight }) }
-			defer free()
-			r = r.WithContext(context.WithValue(r.Context(), slotKey{}, free))
+			st.held.Store(true)
 		default:
 			shedTotal.WithLabelValues("in_flight").Inc()
 			rec.Header().Set("Retry-After", "1")
@@ -180,27 +185,47 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 	}
 }
 
-type slotKey struct{}
-
-// auditMark is what a handler tells the audit line about its request.
-type auditMark struct {
-	read      bool // a read sent with POST
-	heartbeat bool // a check-in that changed nothing
+// requestState is the guard's bookkeeping of one request, reachable from
+// its context: the in-flight slot it holds, and what its audit line needs.
+type requestState struct {
+	s    *Server
+	held atomic.Bool
+	// read: a read sent with POST; heartbeat: a check-in that changed nothing.
+	read, heartbeat bool
 }
 
-type auditKey struct{}
+// free gives back the in-flight slot, once.
+func (st *requestState) free() {
+	if st.held.CompareAndSwap(true, false) {
+		<-st.s.inFlight
+	}
+}
 
-// markAudit notes something about the request of ctx for its audit line.
-func markAudit(ctx context.Context, f func(*auditMark)) {
-	if m, ok := ctx.Value(auditKey{}).(*auditMark); ok {
-		f(m)
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *requestState {
+	st, _ := ctx.Value(stateKey{}).(*requestState)
+	return st
+}
+
+// markRead and markHeartbeat keep the request out of the audit log (see
+// Options.Audit).
+func markRead(ctx context.Context) {
+	if st := stateOf(ctx); st != nil {
+		st.read = true
+	}
+}
+
+func markHeartbeat(ctx context.Context) {
+	if st := stateOf(ctx); st != nil {
+		st.heartbeat = true
 	}
 }
 
 // releaseSlot gives back the request's in-flight slot early: a long-poll
 // that parks costs no slot while it waits.
 func releaseSlot(r *http.Request) {
-	if free, ok := r.Context().Value(slotKey{}).(func()); ok {
-		free()
+	if st := stateOf(r.Context()); st != nil {
+		st.free()
 	}
 }
