@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -274,6 +275,39 @@ current-context: none
 			}
 		}
 		Expect(checked).To(Equal(5)) // the manager three times, the agent in bridge and in direct mode
+	})
+})
+
+var _ = Describe("the docs' helm commands", func() {
+	It("set only values the chart has", func() {
+		values := map[string]any{}
+		data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(yaml.Unmarshal(data, &values)).To(Succeed())
+		has := func(key string) bool {
+			var v any = values
+			for _, part := range strings.Split(key, ".") {
+				m, ok := v.(map[string]any)
+				if !ok {
+					return false
+				}
+				if v, ok = m[part]; !ok {
+					return false
+				}
+			}
+			return true
+		}
+		set := regexp.MustCompile(`--set ([A-Za-z0-9_.]+)=`)
+		var seen int
+		for _, doc := range []string{"README.md", "charts/trainyard/README.md", "docs/agent.md"} {
+			text, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), doc))
+			Expect(err).NotTo(HaveOccurred())
+			for _, m := range set.FindAllStringSubmatch(string(text), -1) {
+				Expect(has(m[1])).To(BeTrue(), "%s sets %s, which values.yaml does not have", doc, m[1])
+				seen++
+			}
+		}
+		Expect(seen).To(BeNumerically(">=", 10))
 	})
 })
 
