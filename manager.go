@@ -109,9 +109,9 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&w.dnsNames, "webhook-dns-names", "", "Comma-separated DNS names of the webhook certificate (the webhook Service's names).")
 	fs.StringVar(&w.ipSANs, "webhook-ip-sans", "", "Comma-separated IP addresses of the webhook certificate.")
 	fs.StringVar(&w.mutating, "mutating-webhook-configuration", "trainyard-mutating-webhook-configuration",
-		"MutatingWebhookConfiguration that receives the CA bundle in self-signed mode.")
+		"MutatingWebhookConfiguration that receives the CA bundle in self-signed mode (the manager's RBAC names it).")
 	fs.StringVar(&w.validat, "validating-webhook-configuration", "trainyard-validating-webhook-configuration",
-		"ValidatingWebhookConfiguration that receives the CA bundle in self-signed mode.")
+		"ValidatingWebhookConfiguration that receives the CA bundle in self-signed mode (the manager's RBAC names it).")
 }
 
 func (o *managerOptions) validate() error {

@@ -372,6 +372,29 @@ var _ = Describe("helm template", func() {
 		}
 	})
 
+	It("lets the manager patch its own release's webhook configurations and no others", func() {
+		_, objs := render("edge", "edge-system")
+		var names []string
+		for _, o := range objs {
+			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+				names = append(names, o.GetName())
+			}
+		}
+		Expect(names).To(ConsistOf("edge-trainyard-mutating-webhook-configuration", "edge-trainyard-validating-webhook-configuration"))
+		a := args(find(objs, "Deployment", "edge-trainyard"))
+		Expect(a).To(ContainElements("--mutating-webhook-configuration="+names[0], "--validating-webhook-configuration="+names[1]))
+		rules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "edge-trainyard-manager").Object, "rules")
+		webhookRules := 0
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			if groups, _ := rule["apiGroups"].([]any); len(groups) == 1 && groups[0] == "admissionregistration.k8s.io" {
+				webhookRules++
+				Expect(rule["resourceNames"]).To(ConsistOf(names[0], names[1]))
+			}
+		}
+		Expect(webhookRules).To(Equal(1))
+	})
+
 	It("renders every option", func() {
 		_, objs := render("full", "full-system", "-f", allOpts)
 		Expect(kinds(objs)).To(ContainElements("Certificate", "Issuer", "ServiceMonitor", "PrometheusRule",
@@ -486,6 +509,25 @@ current-context: test
 		kubectl(nil, append(base, "--dry-run=server")...)
 		kubectl(nil, base...)
 	}
+
+	// First: its cluster-scoped objects have the names of the default
+	// release's, with other role references.
+	It("accepts the kustomize install (config/default), whose manager may patch exactly its webhook configurations", func() {
+		text := kubectl(nil, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default"))
+		path := filepath.Join(GinkgoT().TempDir(), "kustomize.yaml")
+		Expect(os.WriteFile(path, []byte(text), 0o600)).To(Succeed())
+		kubectl(nil, "apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=kustomize-test", "-f", path)
+		objs := parse(text)
+		var names []string
+		for _, o := range objs {
+			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+				names = append(names, o.GetName())
+			}
+		}
+		Expect(names).To(HaveLen(2))
+		rules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "trainyard-manager-role").Object, "rules")
+		Expect(rules).To(ContainElement(HaveKeyWithValue("resourceNames", ConsistOf(names[0], names[1]))))
+	})
 
 	It("accepts the default install, with server-side dry run and then for real", func() {
 		text, objs := render("trainyard", "trainyard-system")

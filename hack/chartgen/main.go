@@ -185,6 +185,9 @@ func managerRBAC(config string) (string, error) {
 		return "", err
 	}
 	cluster, err := rules(docs, "ClusterRole")
+	if err == nil {
+		cluster, err = releaseNames(cluster)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", gen, err)
 	}
@@ -352,6 +355,29 @@ metadata:
 	return b.String(), nil
 }
 
+// webhookSuffix names the webhook configurations after the release's
+// fullname; config/default's namePrefix (kustomizePrefix) takes its place
+// in the kustomize install.
+var webhookSuffix = map[string]string{
+	"MutatingWebhookConfiguration":   "mutating-webhook-configuration",
+	"ValidatingWebhookConfiguration": "validating-webhook-configuration",
+}
+
+const kustomizePrefix = "trainyard-"
+
+// releaseNames makes the manager's rules name the release's own webhook
+// configurations: its markers name the kustomize install's.
+func releaseNames(rules string) (string, error) {
+	for _, suffix := range webhookSuffix {
+		fixed := "- " + kustomizePrefix + suffix + "\n"
+		if !strings.Contains(rules, fixed) {
+			return "", fmt.Errorf("the manager's rules do not name %s%s in resourceNames", kustomizePrefix, suffix)
+		}
+		rules = strings.ReplaceAll(rules, fixed, `- {{ include "trainyard.fullname" . }}-`+suffix+"\n")
+	}
+	return rules, nil
+}
+
 // Placeholders for values in the webhooks, replaced by template actions.
 var webhookValues = map[string]string{
 	"__SERVICE_NAME__":      `{{ include "trainyard.fullname" . }}-webhook`,
@@ -370,10 +396,7 @@ func webhooks(path string) (string, error) {
 	b.WriteString("{{- if and .Values.manager.enabled .Values.webhook.enabled }}\n")
 	for i, d := range docs {
 		kind, _ := d["kind"].(string)
-		suffix := map[string]string{
-			"MutatingWebhookConfiguration":   "mutating-webhook-configuration",
-			"ValidatingWebhookConfiguration": "validating-webhook-configuration",
-		}[kind]
+		suffix := webhookSuffix[kind]
 		if suffix == "" {
 			return "", fmt.Errorf("%s: unexpected %s", path, kind)
 		}

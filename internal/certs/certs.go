@@ -42,7 +42,10 @@ const (
 )
 
 // +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;patch
+// Only trainyard's own webhook configurations (the names the manager's flags
+// default to; the chart templates them with the release's name), so that the
+// manager cannot redirect anyone else's admission webhooks.
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;patch,resourceNames=trainyard-mutating-webhook-configuration;trainyard-validating-webhook-configuration
 
 // Rotator keeps the webhook's certificates current. Every replica runs one:
 // they share the Secret, so only one generates, and each writes the pair to
