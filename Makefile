@@ -9,7 +9,12 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 
 HELM_VERSION ?= v3.22.0
-HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+# The Kubernetes minor of the client-go that HELM_VERSION is built with (its
+# go.mod): released helm binaries stamp it, and `helm template` and `helm lint`
+# assume it without a cluster. go install alone would leave 1.20, which the
+# chart's kubeVersion refuses.
+HELM_K8S_MINOR ?= 37
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)-k8s1.$(HELM_K8S_MINOR)
 
 # Test control plane (kube-apiserver, etcd, kubectl) built from source into
 # setup-envtest's store by hack/controlplane/build.sh; printed path reused.
@@ -124,7 +129,7 @@ build: ## Build the manager binary into bin/trainyard (static, as in the image).
 helm: $(HELM) ## Install helm into bin/ (from source, through the Go module proxy).
 
 $(HELM):
-	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(LOCALBIN) go install -ldflags "$(foreach p,chartutil lint/rules,-X helm.sh/helm/v3/pkg/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$(p).k8sVersionMinor=$(HELM_K8S_MINOR))" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $(HELM)
 	ln -sf $(notdir $(HELM)) $(LOCALBIN)/helm
 

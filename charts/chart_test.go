@@ -157,6 +157,14 @@ var _ = Describe("helm lint", func() {
 		helm("lint", "--strict", chartDir, "-f", allOpts)
 	})
 
+	It("renders without a cluster or --kube-version, as users and GitOps tools run helm template", func() {
+		Expect(parse(helm("template", "trainyard", chartDir))).NotTo(BeEmpty())
+		// The chart's kubeVersion is enforced.
+		out, err := exec.Command(helmBin, "template", "x", chartDir, "--kube-version", "1.28.0").CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("chart requires kubeVersion"))
+	})
+
 	It("rejects values the schema does not allow, naming them", func() {
 		for _, c := range []struct{ set, msg string }{
 			{"replicaCont=3", "additional properties 'replicaCont' not allowed"},
