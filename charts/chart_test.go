@@ -425,6 +425,10 @@ var _ = Describe("helm template", func() {
 		}
 		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet"))
 
+		// The gauges' namespace label (the counted objects' namespace) is
+		// kept, not replaced by the target's: the alerts group by it.
+		endpoints, _, _ := unstructured.NestedSlice(find(objs, "ServiceMonitor", "full").Object, "spec", "endpoints")
+		Expect(endpoints).To(ConsistOf(HaveKeyWithValue("honorLabels", true)))
 		rule := find(objs, "PrometheusRule", "full")
 		groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
 		text := fmt.Sprint(groups)
