@@ -15,6 +15,9 @@ HELM_VERSION ?= v3.22.0
 # chart's kubeVersion refuses.
 HELM_K8S_MINOR ?= 37
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)-k8s1.$(HELM_K8S_MINOR)
+# promtool (Prometheus 3.16) runs the chart's alerting rules against test series.
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
 
 # Test control plane (kube-apiserver, etcd, kubectl) built from source into
 # setup-envtest's store by hack/controlplane/build.sh; printed path reused.
@@ -75,8 +78,8 @@ FUZZTIME ?= 10000x
 FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor
 
 .PHONY: test
-test: manifests generate $(HELM) ## Run every test (unit and envtest suites against a real apiserver, the chart, the quickstart), then the fuzzers briefly.
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" HELM="$(HELM)" go test -count=1 ./... $(GOTEST_ARGS)
+test: manifests generate $(HELM) $(PROMTOOL) ## Run every test (unit and envtest suites against a real apiserver, the chart, the quickstart), then the fuzzers briefly.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -count=1 ./... $(GOTEST_ARGS)
 	@for t in $(FUZZ_TARGETS); do \
 		echo "go test -run='^$$' -fuzz='^$$t\$$' -fuzztime=$(FUZZTIME) ./bridge"; \
 		go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./bridge || exit 1; done
@@ -132,6 +135,13 @@ $(HELM):
 	GOBIN=$(LOCALBIN) go install -ldflags "$(foreach p,chartutil lint/rules,-X helm.sh/helm/v3/pkg/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$(p).k8sVersionMinor=$(HELM_K8S_MINOR))" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $(HELM)
 	ln -sf $(notdir $(HELM)) $(LOCALBIN)/helm
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Install Prometheus' promtool into bin/ (from source, through the Go module proxy).
+
+$(PROMTOOL):
+	GOBIN=$(LOCALBIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(LOCALBIN)/promtool $(PROMTOOL)
 
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)

@@ -470,6 +470,71 @@ var _ = Describe("helm template", func() {
 	})
 })
 
+var _ = Describe("the PrometheusRule's alerts", func() {
+	// promtool evaluates the rendered rules against series as the replicas
+	// export them: only the leader sets the gauges, and for a while after a
+	// leader change Prometheus still has the old leader's last samples.
+	It("fire per namespace of ClusterReports, once their for: has passed, across a leader change (promtool test rules)", func() {
+		promtool := os.Getenv("PROMTOOL")
+		Expect(promtool).NotTo(BeEmpty(), "PROMTOOL is not set: run with `make test` (it installs promtool into bin/)")
+		_, objs := render("trainyard", "trainyard-system", "--set", "metrics.prometheusRule.enabled=true")
+		groups, _, _ := unstructured.NestedSlice(find(objs, "PrometheusRule", "trainyard").Object, "spec", "groups")
+		rules, err := yaml.Marshal(map[string]any{"groups": groups})
+		Expect(err).NotTo(HaveOccurred())
+		dir := GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(dir, "rules.yaml"), rules, 0o600)).To(Succeed())
+		// Defaults: stale alert at >= 1 for 15m, retracted alert at > 0 for 5m.
+		tests := `rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # The leader trainyard-0 until 10m, then trainyard-1; both for two minutes.
+      - series: 'trainyard_clusters_stale{namespace="fleet-a", pod="trainyard-0"}'
+        values: '2x11 stale'
+      - series: 'trainyard_clusters_stale{namespace="fleet-a", pod="trainyard-1"}'
+        values: '_x9 2x30'
+      - series: 'trainyard_clusters_stale{namespace="fleet-b", pod="trainyard-0"}'
+        values: '0x11 stale'
+      - series: 'trainyard_clusters_stale{namespace="fleet-b", pod="trainyard-1"}'
+        values: '_x9 0x30'
+      - series: 'trainyard_clusters_running_retracted{namespace="fleet-a", pod="trainyard-0"}'
+        values: '0x11 stale'
+      - series: 'trainyard_clusters_running_retracted{namespace="fleet-b", pod="trainyard-0"}'
+        values: '0x3 1x8 stale'
+      - series: 'trainyard_clusters_running_retracted{namespace="fleet-b", pod="trainyard-1"}'
+        values: '_x9 1x30'
+    alert_rule_test:
+      - eval_time: 14m
+        alertname: TrainyardClustersStale
+        exp_alerts: []
+      - eval_time: 16m
+        alertname: TrainyardClustersStale
+        exp_alerts:
+          - exp_labels: {namespace: fleet-a, severity: warning}
+            exp_annotations:
+              summary: "Clusters in fleet-a that have stopped checking in: 2"
+              description: "ClusterReports in fleet-a have not checked in within the stale threshold (25h). ` + "`kubectl get clusterreports -n fleet-a`" + ` shows which (STATE Stale)."
+      - eval_time: 8m
+        alertname: TrainyardClustersRunningRetracted
+        exp_alerts: []
+      - eval_time: 11m
+        alertname: TrainyardClustersRunningRetracted
+        exp_alerts:
+          - exp_labels: {namespace: fleet-b, severity: warning}
+            exp_annotations:
+              summary: "Clusters in fleet-b running a retracted release: 1"
+              description: "Clusters in fleet-b run at least one release that has been retracted. ` + "`kubectl get clusterreports -n fleet-b`" + ` shows which (STATE RunningRetracted)."
+`
+		Expect(os.WriteFile(filepath.Join(dir, "tests.yaml"), []byte(tests), 0o600)).To(Succeed())
+		cmd := exec.Command(promtool, "test", "rules", "tests.yaml")
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "promtool test rules:\n%s", out)
+		Expect(string(out)).To(ContainSubstring("SUCCESS"))
+	})
+})
+
 var _ = Describe("the rendered chart against a real API server", Ordered, func() {
 	var env *envtest.Environment
 	var cfg *rest.Config
