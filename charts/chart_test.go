@@ -113,6 +113,17 @@ func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Un
 	return nil
 }
 
+// webhookConfigurations are the names of the rendered webhook configurations.
+func webhookConfigurations(objs []*unstructured.Unstructured) []string {
+	var names []string
+	for _, o := range objs {
+		if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+			names = append(names, o.GetName())
+		}
+	}
+	return names
+}
+
 func kinds(objs []*unstructured.Unstructured) []string {
 	var ks []string
 	for _, o := range objs {
@@ -382,12 +393,7 @@ var _ = Describe("helm template", func() {
 
 	It("lets the manager patch its own release's webhook configurations and no others", func() {
 		_, objs := render("edge", "edge-system")
-		var names []string
-		for _, o := range objs {
-			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
-				names = append(names, o.GetName())
-			}
-		}
+		names := webhookConfigurations(objs)
 		Expect(names).To(ConsistOf("edge-trainyard-mutating-webhook-configuration", "edge-trainyard-validating-webhook-configuration"))
 		a := args(find(objs, "Deployment", "edge-trainyard"))
 		Expect(a).To(ContainElements("--mutating-webhook-configuration="+names[0], "--validating-webhook-configuration="+names[1]))
@@ -595,12 +601,7 @@ current-context: test
 		Expect(os.WriteFile(path, []byte(text), 0o600)).To(Succeed())
 		kubectl(nil, "apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=kustomize-test", "-f", path)
 		objs := parse(text)
-		var names []string
-		for _, o := range objs {
-			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
-				names = append(names, o.GetName())
-			}
-		}
+		names := webhookConfigurations(objs)
 		Expect(names).To(HaveLen(2))
 		rules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "trainyard-manager-role").Object, "rules")
 		Expect(rules).To(ContainElement(HaveKeyWithValue("resourceNames", ConsistOf(names[0], names[1]))))
