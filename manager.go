@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,7 @@ type managerOptions struct {
 	burst          int
 	controllers    controllers.Options
 	ordering       string
+	trustedProxies string
 	webhook        webhookOptions
 	bridge         bridge.Options
 }
@@ -93,6 +95,14 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&b.RateLimit, "bridge-rate-limit", 20, "Requests per second each bridge client (bearer token, else source address) may send; beyond: 429 with Retry-After.")
 	fs.IntVar(&b.RateBurst, "bridge-rate-burst", 40, "Burst above --bridge-rate-limit.")
 	fs.IntVar(&b.MaxInFlight, "bridge-max-in-flight", 512, "Concurrent bridge requests; beyond: 503 with Retry-After.")
+	fs.IntVar(&b.MaxInFlightPerClient, "bridge-max-in-flight-per-client", 32,
+		"Concurrent bridge requests from one source address; beyond: 503 with Retry-After.")
+	fs.Float64Var(&b.FailedAuthRate, "bridge-failed-auth-rate", 1,
+		"Failed authentications per second one source address may make (after a burst of 20); beyond: 429, and no token is sent to the API server.")
+	fs.StringVar(&o.trustedProxies, "bridge-trusted-proxies", "",
+		"Comma-separated CIDRs of proxies (an Ingress controller) whose X-Forwarded-For names the client for rate limits; empty: the peer address counts.")
+	fs.IntVar(&b.MaxDoctorReports, "bridge-doctor-max-reports", 5, "Doctor reports kept per cluster; a newer one replaces the oldest.")
+	fs.IntVar(&b.MaxDoctorTotal, "bridge-doctor-max-total", 1000, "Doctor reports kept in all; beyond, uploads of new ones answer 507.")
 	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,
 		"Also write an audit log line for check-ins that change nothing (one per cluster per check-in interval).")
 
@@ -124,6 +134,17 @@ func (o *managerOptions) validate() error {
 	default:
 		return fmt.Errorf("--default-ordering must be Semver or ReleaseTime, not %q", o.ordering)
 	}
+	for _, c := range splitList(o.trustedProxies) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(c); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				return fmt.Errorf("--bridge-trusted-proxies: %q is not a CIDR or an IP address", c)
+			}
+		}
+		o.bridge.TrustedProxies = append(o.bridge.TrustedProxies, p.Masked())
+	}
 	if o.controllers.StaleThreshold <= 0 {
 		return fmt.Errorf("--stale-threshold must be positive, not %s", o.controllers.StaleThreshold)
 	}
@@ -154,7 +175,7 @@ func newScheme() *runtime.Scheme {
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases,verbs=create;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=patch
-// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;create;update;delete
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 

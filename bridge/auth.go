@@ -3,7 +3,9 @@ package bridge
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,24 +13,60 @@ import (
 
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
-// Who may do what through the bridge:
+// Who may do what through the bridge. Every route declares its access in
+// the route table (routes()); the guard authenticates before the handler
+// runs, and rate-limits by the identity it found (see traffic.go).
 //   - publishing releases: a bearer token that the Kubernetes API
 //     authenticates (TokenReview) and RBAC lets create componentreleases in
 //     the bridge's namespace (SubjectAccessReview); a CI pipeline uses a
 //     ServiceAccount token. Results are cached briefly.
-//   - check-ins, in "token" mode (the default): a registration token from a
-//     Secret. A cluster's first check-in binds its ID to the token used (a
-//     hash of it, on the ClusterReport); a check-in of that ID with another
-//     token is refused, so no cluster can overwrite another's report. "open"
-//     mode takes anonymous check-ins, as the old service did.
+//   - check-ins and doctor uploads, in "token" mode (the default): a
+//     registration token from a Secret. A cluster's first check-in binds its
+//     ID to the token used (a hash of it, on the ClusterReport); a check-in
+//     or doctor upload of that ID with another token is refused, so no
+//     cluster can overwrite another's report. "open" mode takes anonymous
+//     ones, as the old service did.
 //   - reads: anonymous unless ReadAuth, then a registration token or a
 //     token RBAC lets list clusterreports.
-//   - doctor dumps: basic auth as before, or a token RBAC lets get secrets.
+//   - reading doctor dumps: basic auth as before, or a token RBAC lets get
+//     secrets.
+type access int
+
+const (
+	// accessPublic: anyone (health, the OpenAPI document).
+	accessPublic access = iota + 1
+	// accessRead: the fleet's state; anonymous unless ReadAuth.
+	accessRead
+	// accessAgent: what a cluster sends (check-ins, doctor uploads).
+	accessAgent
+	// accessPublish: publishing releases.
+	accessPublish
+	// accessDoctorRead: reading doctor dumps.
+	accessDoctorRead
+)
+
+func (a access) String() string {
+	switch a {
+	case accessPublic:
+		return "public"
+	case accessRead:
+		return "read"
+	case accessAgent:
+		return "agent"
+	case accessPublish:
+		return "publish"
+	case accessDoctorRead:
+		return "doctor-read"
+	}
+	return ""
+}
 
 // Check-in authentication modes.
 const (
@@ -49,19 +87,96 @@ func tokenHash(token string) string {
 // bearer is the request's bearer token, or "".
 func bearer(r *http.Request) string { return review.Bearer(r) }
 
+// authenticate answers 401, 403, 429 or 503 itself unless the request may
+// use a route of access a; otherwise it returns the identity the request is
+// rate-limited as ("" when the handler keys it itself: a check-in, by its
+// cluster).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) (string, bool) {
+	st := stateOf(r.Context())
+	anonymous := "addr:" + st.source
+	switch a {
+	case accessRead:
+		if !s.opts.ReadAuth {
+			return anonymous, true
+		}
+		hash, ok, err := s.registrationToken(r.Context(), r)
+		if err != nil {
+			writeRegistrationUnavailable(w, err)
+			return "", false
+		}
+		if ok {
+			// A fleet shares its token: each address has a budget.
+			return "token:" + hash + "@" + st.source, true
+		}
+		return s.authorize(w, r, "list", v1.GroupVersion.Group, "clusterreports")
+	case accessAgent:
+		if s.opts.CheckInAuth != CheckInToken {
+			return anonymous, true
+		}
+		if !s.failureBudget(w, st.source) {
+			return "", false
+		}
+		hash, ok, err := s.registrationToken(r.Context(), r)
+		switch {
+		case err != nil:
+			writeRegistrationUnavailable(w, err)
+			return "", false
+		case !ok:
+			s.failed(st.source, "registration_token")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
+			writeError(w, http.StatusUnauthorized, "a valid registration token is required (Authorization: Bearer <token>)")
+			return "", false
+		}
+		st.tokenHash = hash
+		return "", true
+	case accessPublish:
+		return s.authorize(w, r, "create", v1.GroupVersion.Group, "componentreleases")
+	case accessDoctorRead:
+		if bearer(r) != "" {
+			// A Kubernetes identity that RBAC lets read Secrets here.
+			return s.authorize(w, r, "get", "", "secrets")
+		}
+		if !s.failureBudget(w, st.source) {
+			return "", false
+		}
+		ok, err := s.doctorAuthorized(r)
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the doctor credentials cannot be read right now (%v); retry", err))
+			return "", false
+		}
+		if !ok {
+			s.failed(st.source, "doctor_basic_auth")
+			w.Header().Set("WWW-Authenticate", `Basic realm="trainyard doctor"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated for invalid credentials")
+			return "", false
+		}
+		return anonymous, true
+	}
+	return anonymous, true
+}
+
 // registrationToken checks a request's bearer token against the
-// registration Secret: "" and false when it is missing or wrong. The
-// Secret is read at most every registrationTTL, not per check-in.
-func (s *Server) registrationToken(ctx context.Context, r *http.Request) (string, bool) {
+// registration Secret: its hash and true when it is one. The Secret is read
+// at most every registrationTTL, not per check-in; an error means it could
+// not be read (the answer is 503, not "your token is wrong").
+func (s *Server) registrationToken(ctx context.Context, r *http.Request) (string, bool, error) {
 	tok := bearer(r)
 	if tok == "" {
-		return "", false
+		return "", false, nil
 	}
 	hashes, err := s.registration.hashes(ctx, s)
 	if err != nil {
-		return "", false
+		return "", false, err
 	}
-	return tok, hashes[tokenHash(tok)]
+	h := tokenHash(tok)
+	return h, hashes[h], nil
+}
+
+func writeRegistrationUnavailable(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable,
+		fmt.Sprintf("the registration tokens cannot be read right now (%v); nothing was stored, retry", err))
 }
 
 // registrationTTL is how long registration tokens are trusted from the last
@@ -82,7 +197,11 @@ func (c *registrationCache) hashes(ctx context.Context, s *Server) (map[string]b
 		return c.set, nil
 	}
 	sec := &corev1.Secret{}
-	if err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: s.opts.RegistrationSecret}, sec); err != nil {
+	err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: s.opts.RegistrationSecret}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		// No Secret, no valid token: every check-in is a 401.
+	case err != nil:
 		return nil, err
 	}
 	set := map[string]bool{}
@@ -95,38 +214,79 @@ func (c *registrationCache) hashes(ctx context.Context, s *Server) (map[string]b
 	return set, nil
 }
 
-// allowed asks the Kubernetes API whether token may verb resource in the
-// bridge's namespace: (authenticated, allowed).
-func (s *Server) allowed(ctx context.Context, token, verb, group, resource string) (bool, bool, error) {
-	ans, err := s.reviewer.Review(ctx, token, review.Attributes{Resource: &authzv1.ResourceAttributes{
-		Namespace: s.opts.Namespace, Verb: verb, Group: group, Resource: resource}})
-	return ans.Authenticated, ans.Allowed, err
-}
-
-// authorize answers 401/403 (and counts them) unless token may verb
-// resource; it reports whether the request may go on.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, resource string) bool {
+// authorize answers 401/403 (and counts them) unless the bearer token may
+// verb resource in the bridge's namespace; it returns the identity to
+// rate-limit the request as.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, resource string) (string, bool) {
+	st := stateOf(r.Context())
 	tok := bearer(r)
 	if tok == "" {
 		authFailures.WithLabelValues("missing_token").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
 		writeError(w, http.StatusUnauthorized, "a bearer token is required: "+verb+" "+resource+" in namespace "+s.opts.Namespace)
-		return false
+		return "", false
 	}
-	authn, authz, err := s.allowed(r.Context(), tok, verb, group, resource)
+	// Every token the API has not seen costs it a TokenReview: a source
+	// whose tokens keep failing waits instead.
+	if !s.failureBudget(w, st.source) {
+		return "", false
+	}
+	ans, err := s.reviewer.Review(r.Context(), tok, review.Attributes{Resource: &authzv1.ResourceAttributes{
+		Namespace: s.opts.Namespace, Verb: verb, Group: group, Resource: resource}})
 	switch {
 	case err != nil:
 		writeAPIError(w, "checking the token", err)
-		return false
-	case !authn:
-		authFailures.WithLabelValues("invalid_token").Inc()
+		return "", false
+	case !ans.Authenticated:
+		s.failed(st.source, "invalid_token")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "the bearer token is not valid")
-		return false
-	case !authz:
+		return "", false
+	case !ans.Allowed:
 		authFailures.WithLabelValues("forbidden").Inc()
 		writeError(w, http.StatusForbidden, "the token's identity may not "+verb+" "+resource+" in namespace "+s.opts.Namespace)
+		return "", false
+	}
+	return "user:" + tokenHash(tok), true
+}
+
+// failureBudget answers 429 when the source has used up its failed
+// authentications: guessing tokens costs the API server nothing more.
+func (s *Server) failureBudget(w http.ResponseWriter, source string) bool {
+	if ok, wait := s.failures.peek("addr:" + source); !ok {
+		shedTotal.WithLabelValues("auth_failures").Inc()
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, "too many failed authentications from this address; retry after "+retryAfter(wait)+"s")
 		return false
 	}
 	return true
+}
+
+// failed counts a failed authentication against its source.
+func (s *Server) failed(source, reason string) {
+	authFailures.WithLabelValues(reason).Inc()
+	s.failures.allow("addr:" + source)
+}
+
+// doctorAuthorized checks HTTP basic auth against the credentials Secret;
+// an error means the Secret could not be read.
+func (s *Server) doctorAuthorized(r *http.Request) (bool, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok || s.opts.DoctorAuthSecret == "" {
+		return false, nil
+	}
+	sec := &corev1.Secret{}
+	err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: s.opts.DoctorAuthSecret}, sec)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	wantUser, wantPass := sec.Data["username"], sec.Data["password"]
+	if len(wantUser) == 0 || len(wantPass) == 0 {
+		return false, nil
+	}
+	u := subtle.ConstantTimeCompare([]byte(user), wantUser)
+	pw := subtle.ConstantTimeCompare([]byte(pass), wantPass)
+	return u&pw == 1, nil
 }

@@ -13,19 +13,18 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 
-	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
@@ -60,6 +59,22 @@ type Options struct {
 	// ReadAuth requires a token for reads too.
 	ReadAuth bool
 
+	// MaxInFlightPerClient bounds the concurrent requests of one source
+	// address (default 32), so that slow clients cannot take every slot.
+	MaxInFlightPerClient int
+	// FailedAuthRate and FailedAuthBurst are the failed authentications a
+	// source address may make per second and in a burst (default 1 and 20);
+	// beyond, 429 without asking the API server.
+	FailedAuthRate  float64
+	FailedAuthBurst int
+	// TrustedProxies are the addresses of proxies (an Ingress) whose
+	// X-Forwarded-For names the client; empty: none is trusted.
+	TrustedProxies []netip.Prefix
+	// MaxDoctorReports bounds the doctor dumps kept per cluster (default 5;
+	// a newer one replaces the oldest) and MaxDoctorTotal all of them
+	// (default 1000; beyond, 507).
+	MaxDoctorReports, MaxDoctorTotal int
+
 	RateLimit   float64
 	RateBurst   int
 	MaxInFlight int
@@ -80,11 +95,12 @@ type Server struct {
 	heartbeats   *heartbeats
 	encoded      encodedReleases
 	limiter      *limiter
+	failures     *limiter
 	changes      changes
 	reviewer     *review.Reviewer
 	draining     chan struct{} // closed when the server stops
 	registration registrationCache
-	inFlight     chan struct{}
+	inFlight     *inFlight
 	audit        logr.Logger
 	routeTable   []route
 }
@@ -123,12 +139,28 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 512
 	}
+	if o.MaxInFlightPerClient <= 0 {
+		o.MaxInFlightPerClient = min(32, o.MaxInFlight)
+	}
+	if o.FailedAuthRate <= 0 {
+		o.FailedAuthRate = 1
+	}
+	if o.FailedAuthBurst <= 0 {
+		o.FailedAuthBurst = 20
+	}
+	if o.MaxDoctorReports <= 0 {
+		o.MaxDoctorReports = 5
+	}
+	if o.MaxDoctorTotal <= 0 {
+		o.MaxDoctorTotal = 1000
+	}
 	if o.Audit.GetSink() == nil {
 		o.Audit = log.Log.WithName("bridge").WithName("audit")
 	}
 	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}),
-		limiter:  &limiter{rate: rate.Limit(o.RateLimit), burst: o.RateBurst, now: o.Clock.Now, clients: map[string]*clientBucket{}},
-		inFlight: make(chan struct{}, o.MaxInFlight),
+		limiter:  newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
+		failures: newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
+		inFlight: &inFlight{max: o.MaxInFlight, perClient: o.MaxInFlightPerClient, per: map[string]int{}},
 		audit:    o.Audit,
 		reviewer: &review.Reviewer{Client: api, Now: o.Clock.Now},
 	}
@@ -155,9 +187,12 @@ func (s *Server) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
+		ReadTimeout:       maxBodyTime,
 		WriteTimeout:      maxWait + 30*time.Second, // a long-poll may wait maxWait
 		IdleTimeout:       120 * time.Second,
+		// Bearer tokens are the largest headers a client needs (a few KiB);
+		// Go's default would let every request carry 1 MiB.
+		MaxHeaderBytes: MaxHeaderBytes,
 		// Requests keep their context while Shutdown drains them; the
 		// manager's context ends first.
 		BaseContext: func(net.Listener) context.Context { return requests },
@@ -183,39 +218,32 @@ func (s *Server) Start(ctx context.Context) error {
 	return err
 }
 
+// MaxHeaderBytes bounds a request's line and headers.
+const MaxHeaderBytes = 32 << 10
+
+// routes is the route table: every route's method, path and who may call
+// it (see access). The OpenAPI document is checked against it.
 func (s *Server) routes() http.Handler {
 	rt := &router{guard: s.guard}
-	// read wraps the read endpoints: anonymous unless ReadAuth.
-	read := func(h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
-		return func(w http.ResponseWriter, r *http.Request, p params) {
-			markRead(r.Context())
-			if s.opts.ReadAuth {
-				if _, ok := s.registrationToken(r.Context(), r); !ok &&
-					!s.authorize(w, r, "list", v1.GroupVersion.Group, "clusterreports") {
-					return
-				}
-			}
-			h(w, r, p)
-		}
-	}
-	rt.add(http.MethodGet, "/ping", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
-	rt.add(http.MethodGet, "/healthz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
-	rt.add(http.MethodGet, "/readyz", func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) })
-	rt.add(http.MethodGet, "/openapi.json", s.openAPI)
-	rt.add(http.MethodPost, "/v3/clusters", s.checkIn)
-	rt.add(http.MethodGet, "/v3/clusters/count", read(s.clusterCount))
-	rt.add(http.MethodGet, "/v3/clusters/age", read(s.clustersByAge))
-	rt.add(http.MethodGet, "/v3/clusters/checkins", read(s.checkinStats))
-	rt.add(http.MethodGet, "/v3/clusters/persistent", read(s.persistentClusters))
-	rt.add(http.MethodGet, "/v3/clusters/{id}", read(s.getCluster))
-	rt.add(http.MethodPost, "/v2/clusters/{id}", s.checkIn)
-	rt.add(http.MethodPost, "/v3/versions/latest", read(s.latestV3))
-	rt.add(http.MethodPost, "/v2/versions/latest", read(s.latestV2))
-	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", read(s.listReleases))
-	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", read(s.getRelease))
-	rt.add(http.MethodPost, "/v3/versions/{train}/{component}/{release}", s.publish)
-	rt.add(http.MethodPost, "/v3/doctor/{uuid}", s.postDoctor)
-	rt.add(http.MethodGet, "/v3/doctor/{uuid}", s.getDoctor)
+	ok := func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) }
+	rt.add(http.MethodGet, "/ping", accessPublic, ok)
+	rt.add(http.MethodGet, "/healthz", accessPublic, ok)
+	rt.add(http.MethodGet, "/readyz", accessPublic, ok)
+	rt.add(http.MethodGet, "/openapi.json", accessPublic, s.openAPI)
+	rt.add(http.MethodPost, "/v3/clusters", accessAgent, s.checkIn)
+	rt.add(http.MethodGet, "/v3/clusters/count", accessRead, s.clusterCount)
+	rt.add(http.MethodGet, "/v3/clusters/age", accessRead, s.clustersByAge)
+	rt.add(http.MethodGet, "/v3/clusters/checkins", accessRead, s.checkinStats)
+	rt.add(http.MethodGet, "/v3/clusters/persistent", accessRead, s.persistentClusters)
+	rt.add(http.MethodGet, "/v3/clusters/{id}", accessRead, s.getCluster)
+	rt.add(http.MethodPost, "/v2/clusters/{id}", accessAgent, s.checkIn)
+	rt.add(http.MethodPost, "/v3/versions/latest", accessRead, s.latestV3)
+	rt.add(http.MethodPost, "/v2/versions/latest", accessRead, s.latestV2)
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", accessRead, s.listReleases)
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", accessRead, s.getRelease)
+	rt.add(http.MethodPost, "/v3/versions/{train}/{component}/{release}", accessPublish, s.publish)
+	rt.add(http.MethodPost, "/v3/doctor/{uuid}", accessAgent, s.postDoctor)
+	rt.add(http.MethodGet, "/v3/doctor/{uuid}", accessDoctorRead, s.getDoctor)
 	s.routeTable = rt.routes
 	return rt
 }
@@ -230,11 +258,17 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 			fmt.Sprintf("Content-Type must be application/json, not %q", r.Header.Get("Content-Type")))
 		return false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(minRate(w, http.MaxBytesReader(w, r.Body, limit)))
 	var tooLarge *http.MaxBytesError
+	var slow errSlowBody
 	switch {
 	case errors.As(err, &tooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+		return false
+	case errors.As(err, &slow):
+		shedTotal.WithLabelValues("slow_body").Inc()
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, slow.Error())
 		return false
 	case err != nil:
 		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())

@@ -148,6 +148,17 @@ func componentVersionOf(r *v1.ComponentRelease) ComponentVersion {
 // stored release; none means the publish is a harmless retry.
 func sameRelease(stored, sent v1.ComponentReleaseSpec, sentReleased bool) []string {
 	var diff []string
+	// The identity first: a name shared by another version (a hash
+	// collision, or a release created by hand) is never answered as this one.
+	if stored.Component != sent.Component {
+		diff = append(diff, "component")
+	}
+	if stored.Train != sent.Train {
+		diff = append(diff, "train")
+	}
+	if v1.CanonicalVersion(stored.Version) != v1.CanonicalVersion(sent.Version) {
+		diff = append(diff, "version")
+	}
 	if stored.Description != sent.Description {
 		diff = append(diff, "description")
 	}

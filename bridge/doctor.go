@@ -3,51 +3,93 @@ package bridge
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 // Doctor reports are diagnostic dumps, not fleet state: they are stored
 // gzip-compressed in a Secret each (they may hold cluster details), never in
-// a custom resource.
+// a custom resource. A dump belongs to the cluster its "workflow" names; in
+// token mode only that cluster's registration token may upload it. Dump
+// Secrets have a prefix and labels of their own, and the bridge never
+// touches a Secret without them. Each cluster keeps at most
+// MaxDoctorReports (a newer one replaces the oldest), all clusters together
+// at most MaxDoctorTotal.
 const (
 	doctorKey = "report.json.gz"
 	// maxDoctorStored keeps the Secret well under the API's 1 MiB object limit.
 	maxDoctorStored = 768 << 10
+	// doctorPrefix starts every dump Secret's name; no other Secret of
+	// trainyard's (registration, doctor-auth, webhook certificates) does.
+	doctorPrefix = "trainyard-doctor-report-"
+	// LabelDoctorReport marks a dump Secret; LabelDoctorCluster names the
+	// ClusterReport it belongs to.
+	LabelDoctorReport  = "trainyard.dev/doctor-report"
+	LabelDoctorCluster = "trainyard.dev/doctor-cluster"
+	// legacyDoctorPrefix and legacyDoctorLabel are how dumps were stored
+	// before: they are still served, never written.
+	legacyDoctorPrefix = "trainyard-doctor-"
+	legacyDoctorLabel  = "trainyard.dev/doctor"
 )
 
 var doctorID = regexp.MustCompile(`^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$`)
 
-func doctorSecretName(id string) string { return "trainyard-doctor-" + strings.ToLower(id) }
+func validateDoctorID(p *field.Path, id string) field.ErrorList {
+	if !doctorID.MatchString(id) {
+		return field.ErrorList{field.Invalid(p, id, "must be a UUID or a DNS-1123 label")}
+	}
+	return nil
+}
+
+func doctorSecretName(id string) string { return doctorPrefix + strings.ToLower(id) }
 
 func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
-	id := p["uuid"]
-	if !doctorID.MatchString(id) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a UUID or a DNS-1123 label", id))
-		return
-	}
 	var rep DoctorReport
 	if !decodeJSON(w, r, s.opts.MaxDoctorBody, &rep) {
 		return
 	}
+	st := stateOf(r.Context())
 	switch {
+	case st.tokenHash != "" && (rep.Workflow == nil || rep.Workflow.ID == ""):
+		// Token mode: the dump must name the cluster whose token sent it.
+		writeError(w, http.StatusUnprocessableEntity, required("workflow.id").Error())
+		return
 	case rep.Nodes == nil || string(rep.Nodes) == "null":
 		writeError(w, http.StatusUnprocessableEntity, required("nodes").Error())
 		return
 	case rep.Namespaces == nil || string(rep.Namespaces) == "null":
 		writeError(w, http.StatusUnprocessableEntity, required("namespaces").Error())
 		return
+	}
+	// Open mode takes a dump without a cluster: it counts as its own.
+	cluster := strings.ToLower(p["uuid"])
+	if rep.Workflow != nil && rep.Workflow.ID != "" {
+		if errs := webhook.ValidateClusterID(field.NewPath("workflow", "id"), rep.Workflow.ID); len(errs) > 0 {
+			writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
+			return
+		}
+		cluster = v1.ClusterReportName(rep.Workflow.ID)
+	}
+	if st.tokenHash != "" {
+		// Token mode: the cluster's own registration token, and its budget.
+		if !s.admit(w, "cluster:"+cluster) || !s.doctorUploader(w, r, cluster, st.tokenHash) {
+			return
+		}
 	}
 	raw, _ := json.Marshal(rep)
 	var buf bytes.Buffer
@@ -59,46 +101,104 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 			fmt.Sprintf("the report compresses to %d bytes; at most %d are stored", buf.Len(), maxDoctorStored))
 		return
 	}
+	defer s.locks.lock("doctor/" + cluster)()
 	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: doctorSecretName(id),
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard", "trainyard.dev/doctor": "true"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: doctorSecretName(p["uuid"]),
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard", LabelDoctorReport: "true", LabelDoctorCluster: cluster}},
+		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{doctorKey: buf.Bytes()},
 	}
-	err := s.api.Create(r.Context(), sec)
-	if apierrors.IsAlreadyExists(err) {
-		// The newest dump replaces the previous one, as before.
-		err = s.api.Update(r.Context(), sec)
-		if apierrors.IsConflict(err) || apierrors.IsInvalid(err) {
-			cur := &corev1.Secret{}
-			if err = s.apiReader.Get(r.Context(), client.ObjectKeyFromObject(sec), cur); err == nil {
-				cur.Data = sec.Data
-				err = s.api.Update(r.Context(), cur)
-			}
-		}
-	}
+	status, msg, err := s.storeDoctor(r, sec)
 	if err != nil {
 		writeAPIError(w, "storing the doctor report", err)
+		return
+	}
+	if status != 0 {
+		writeError(w, status, msg)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request, p params) {
-	if bearer(r) != "" {
-		// A Kubernetes identity that RBAC lets read Secrets here.
-		if !s.authorize(w, r, "get", "", "secrets") {
-			return
-		}
-	} else if !s.doctorAuthorized(r) {
-		authFailures.WithLabelValues("doctor_basic_auth").Inc()
-		w.Header().Set("WWW-Authenticate", `Basic realm="trainyard doctor"`)
-		writeError(w, http.StatusUnauthorized, "unauthenticated for invalid credentials")
-		return
+// doctorUploader answers 403 or 404 unless cluster has checked in with the
+// registration token whose hash is hash.
+func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster, hash string) bool {
+	cr := &v1.ClusterReport{}
+	err := s.cache.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: cluster}, cr)
+	switch {
+	case apierrors.IsNotFound(err):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("cluster %s has not checked in: a doctor report belongs to a cluster that has", cluster))
+		return false
+	case err != nil:
+		writeAPIError(w, "reading the cluster", err)
+		return false
+	case cr.Annotations[AnnotationTokenHash] != hash:
+		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
+		writeError(w, http.StatusForbidden, errRegisteredElsewhere(cluster).Error())
+		return false
 	}
-	id := p["uuid"]
-	sec := &corev1.Secret{}
-	err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: doctorSecretName(id)}, sec)
-	if apierrors.IsNotFound(err) || (err == nil && sec.Data[doctorKey] == nil) || !doctorID.MatchString(id) {
+	return true
+}
+
+// storeDoctor creates or replaces the dump Secret within the caps. A
+// status other than 0 is a refusal to answer with msg.
+func (s *Server) storeDoctor(r *http.Request, sec *corev1.Secret) (status int, msg string, err error) {
+	ctx := r.Context()
+	cluster := sec.Labels[LabelDoctorCluster]
+	cur := &corev1.Secret{}
+	err = s.apiReader.Get(ctx, client.ObjectKeyFromObject(sec), cur)
+	switch {
+	case err == nil:
+		if cur.Labels[LabelDoctorReport] != "true" {
+			return http.StatusConflict, fmt.Sprintf("the Secret %s was not made by trainyard; the bridge does not touch it", sec.Name), nil
+		}
+		if cur.Labels[LabelDoctorCluster] != cluster {
+			return http.StatusConflict, fmt.Sprintf("doctor report %s belongs to another cluster", strings.TrimPrefix(sec.Name, doctorPrefix)), nil
+		}
+		// The newest dump under one ID replaces the previous one, as before.
+		cur.Data = sec.Data
+		return 0, "", s.api.Update(ctx, cur)
+	case !apierrors.IsNotFound(err):
+		return 0, "", err
+	}
+	// A new dump: within the caps.
+	var all metav1.PartialObjectMetadataList
+	all.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := s.apiReader.List(ctx, &all, client.InNamespace(s.opts.Namespace), client.MatchingLabels{LabelDoctorReport: "true"}); err != nil {
+		return 0, "", err
+	}
+	var mine []metav1.PartialObjectMetadata
+	for _, m := range all.Items {
+		if m.Labels[LabelDoctorCluster] == cluster {
+			mine = append(mine, m)
+		}
+	}
+	slices.SortFunc(mine, func(a, b metav1.PartialObjectMetadata) int {
+		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
+	})
+	total := len(all.Items)
+	for len(mine) >= s.opts.MaxDoctorReports {
+		old := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mine[0].Namespace, Name: mine[0].Name}}
+		if err := s.api.Delete(ctx, old, client.Preconditions{UID: &mine[0].UID}); err != nil && !apierrors.IsNotFound(err) {
+			return 0, "", err
+		}
+		mine, total = mine[1:], total-1
+	}
+	if total >= s.opts.MaxDoctorTotal {
+		return http.StatusInsufficientStorage, fmt.Sprintf("the bridge keeps at most %d doctor reports and has them all; "+
+			"an operator deletes old ones (kubectl delete secret -l %s=true)", s.opts.MaxDoctorTotal, LabelDoctorReport), nil
+	}
+	if err := s.api.Create(ctx, sec); apierrors.IsAlreadyExists(err) {
+		return http.StatusConflict, fmt.Sprintf("doctor report %s was stored meanwhile; send it again", strings.TrimPrefix(sec.Name, doctorPrefix)), nil
+	} else if err != nil {
+		return 0, "", err
+	}
+	return 0, "", nil
+}
+
+func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request, p params) {
+	sec, err := s.doctorSecret(r, p["uuid"])
+	if apierrors.IsNotFound(err) || (err == nil && sec.Data[doctorKey] == nil) {
 		writeError(w, http.StatusNotFound, "404 doctor report not found")
 		return
 	} else if err != nil {
@@ -120,21 +220,24 @@ func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	_, _ = w.Write(body)
 }
 
-// doctorAuthorized checks HTTP basic auth against the credentials Secret.
-func (s *Server) doctorAuthorized(r *http.Request) bool {
-	user, pass, ok := r.BasicAuth()
-	if !ok || s.opts.DoctorAuthSecret == "" {
-		return false
+// doctorSecret reads the dump Secret of id, or one stored under the old
+// name; a Secret without the dump label is never served.
+func (s *Server) doctorSecret(r *http.Request, id string) (*corev1.Secret, error) {
+	notFound := apierrors.NewNotFound(corev1.Resource("secrets"), id)
+	for _, c := range []struct{ name, label string }{
+		{doctorSecretName(id), LabelDoctorReport},
+		{legacyDoctorPrefix + strings.ToLower(id), legacyDoctorLabel},
+	} {
+		sec := &corev1.Secret{}
+		err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: c.name}, sec)
+		if apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		if sec.Labels[c.label] == "true" {
+			return sec, nil
+		}
 	}
-	sec := &corev1.Secret{}
-	if err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: s.opts.DoctorAuthSecret}, sec); err != nil {
-		return false
-	}
-	wantUser, wantPass := sec.Data["username"], sec.Data["password"]
-	if len(wantUser) == 0 || len(wantPass) == 0 {
-		return false
-	}
-	u := subtle.ConstantTimeCompare([]byte(user), wantUser)
-	pw := subtle.ConstantTimeCompare([]byte(pass), wantPass)
-	return u&pw == 1
+	return nil, notFound
 }

@@ -6,14 +6,19 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/trainyard-dev/trainyard/webhook"
 )
 
-// route is one endpoint: a method and a path pattern whose {name} segments
-// are parameters. The table of routes is also what /openapi.json is checked
-// against.
+// route is one endpoint: a method, a path pattern whose {name} segments
+// are parameters, and who may call it. The table of routes is also what
+// /openapi.json is checked against.
 type route struct {
 	method  string
 	pattern string
+	access  access
 	segs    []string
 	handle  func(w http.ResponseWriter, r *http.Request, p params)
 }
@@ -22,19 +27,33 @@ type params map[string]string
 
 // router dispatches on method and path, answering JSON errors for unknown
 // paths (404) and wrong methods (405 with Allow), which http.ServeMux
-// answers in plain text.
+// answers in plain text, and 400 for a path parameter that cannot name
+// anything (paramRules).
 type router struct {
 	routes []route
-	// guard, when set, wraps every handler (limits, metrics, audit).
-	guard func(pattern string, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params)
+	// guard wraps every handler (limits, authentication, metrics, audit).
+	guard func(pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params)
 }
 
-func (rt *router) add(method, pattern string, h func(http.ResponseWriter, *http.Request, params)) {
-	if rt.guard != nil {
-		h = rt.guard(method+" "+pattern, h)
+func (rt *router) add(method, pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) {
+	if a == 0 {
+		panic("bridge: route " + method + " " + pattern + " declares no access")
 	}
-	rt.routes = append(rt.routes, route{method: method, pattern: pattern,
+	if rt.guard != nil {
+		h = rt.guard(method+" "+pattern, a, h)
+	}
+	rt.routes = append(rt.routes, route{method: method, pattern: pattern, access: a,
 		segs: strings.Split(strings.Trim(pattern, "/"), "/"), handle: h})
+}
+
+// paramRules check path parameters before any handler or map sees them,
+// so that a 300-character or unicode segment costs nothing.
+var paramRules = map[string]func(*field.Path, string) field.ErrorList{
+	"train":     webhook.ValidateLabel,
+	"component": webhook.ValidateLabel,
+	"release":   webhook.ValidateVersion,
+	"id":        webhook.ValidateClusterID,
+	"uuid":      validateDoctorID,
 }
 
 // match compares path segments; literal segments are tried in table order,
@@ -63,6 +82,19 @@ func match(pattern, path []string) (params, bool) {
 	return p, true
 }
 
+// checkParams is the 400 message for the first bad path parameter, or "".
+func checkParams(segs []string, p params) string {
+	for _, seg := range segs {
+		name := strings.Trim(seg, "{}")
+		if rule := paramRules[name]; rule != nil && name != seg {
+			if errs := rule(field.NewPath("path", name), p[name]); len(errs) > 0 {
+				return errs.ToAggregate().Error()
+			}
+		}
+	}
+	return ""
+}
+
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	var allowed []string
@@ -76,6 +108,10 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				allowed = append(allowed, ro.method)
 			}
 			continue
+		}
+		if msg := checkParams(ro.segs, p); msg != "" {
+			writeError(w, http.StatusBadRequest, msg)
+			return
 		}
 		ro.handle(w, r, p)
 		return

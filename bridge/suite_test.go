@@ -3,12 +3,14 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,11 +33,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 func TestBridge(t *testing.T) {
@@ -56,13 +60,54 @@ var _ = BeforeSuite(func() {
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1.AddToScheme(scheme)).To(Succeed())
 	env = testenv.New()
+	// The API server calls trainyard's admission webhook for every write,
+	// the bridge's included, as in `make dev` and the Helm chart: a bridge
+	// feature is tested with the webhook in place.
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
+		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")},
+	}
 	var err error
 	cfg, err = testenv.Start(env)
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
+	serveWebhook()
 })
+
+// serveWebhook runs, for the whole suite, a manager that serves only the
+// admission webhook (with the controllers' indexes its checks read), as one
+// replica of the manager does for every other.
+func serveWebhook() {
+	GinkgoHelper()
+	w := env.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Cache: controllers.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}),
+		Controller: ctrlConfig(),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	Expect(controllers.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+	Expect(webhook.Setup(mgr, nil)).To(Succeed())
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	DeferCleanup(func() { cancel(); <-done })
+	addr := net.JoinHostPort(w.LocalServingHost, fmt.Sprint(w.LocalServingPort))
+	Eventually(func() error {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}).Should(Succeed())
+}
 
 // manager is a running manager (controllers and bridge) serving the bridge
 // over real HTTP at url.

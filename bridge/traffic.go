@@ -2,11 +2,10 @@ package bridge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,10 +17,18 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Traffic control: the bridge sheds load instead of queueing without bound.
-// A client (its bearer token, else its source address) gets a token bucket;
-// beyond it the answer is 429 with Retry-After. Beyond MaxInFlight requests
-// at once, 503 with Retry-After.
+// Traffic control: one client must not hurt the others, and the bridge
+// sheds load instead of queueing without bound.
+//   - Rate: each identity gets a token bucket (beyond it, 429 with
+//     Retry-After). The identity is what authentication found: a check-in's
+//     cluster, a publisher's token; an unauthenticated request is its source
+//     address. Made-up credentials get no bucket of their own: they fail
+//     authentication, and failures draw on the source's failure budget.
+//   - Concurrency: at most MaxInFlight requests at once, and at most
+//     MaxInFlightPerClient from one source address (beyond, 503 with
+//     Retry-After at once); a request body must arrive at minBodyRate.
+//   - The source address is the peer's, or, for a peer in TrustedProxies,
+//     the nearest untrusted address of X-Forwarded-For.
 
 var (
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,7 +42,7 @@ var (
 	}, []string{"route"})
 	shedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trainyard_bridge_shed_requests_total",
-		Help: "Requests refused to protect the bridge: rate_limit (429) or in_flight (503).",
+		Help: "Requests refused to protect the bridge: rate_limit and auth_failures (429), in_flight and client_in_flight (503), slow_body (408).",
 	}, []string{"reason"})
 	authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trainyard_bridge_auth_failures_total",
@@ -47,25 +54,48 @@ func init() {
 	ctrlmetrics.Registry.MustRegister(requestsTotal, requestSeconds, shedTotal, authFailures)
 }
 
-// clientKey identifies who sends a request, without keeping a secret: a
-// bearer token is hashed.
-func clientKey(r *http.Request) string {
-	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
-		sum := sha256.Sum256([]byte(strings.TrimPrefix(auth, "Bearer ")))
-		return "token:" + hex.EncodeToString(sum[:6])
-	}
+// clientAddr is the request's source address: the peer, or for a trusted
+// proxy the last address in X-Forwarded-For that is not a trusted proxy.
+func (s *Server) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	return "addr:" + host
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.trusted(peer) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return host // a proxy we trust wrote something else: trust no further
+		}
+		if !s.trusted(a.Unmap()) {
+			return a.Unmap().String()
+		}
+	}
+	return host
 }
 
-// limiter holds a token bucket per client, forgetting idle ones.
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// limiter holds a token bucket per key. The set is hard-bounded: idle
+// buckets are swept, and when it is full anyway an arbitrary one is
+// dropped (which only gives its owner a fresh burst).
 type limiter struct {
 	rate  rate.Limit
 	burst int
 	now   func() time.Time
+	max   int
 
 	mu      sync.Mutex
 	clients map[string]*clientBucket
@@ -77,30 +107,47 @@ type clientBucket struct {
 	seen time.Time
 }
 
-// maxTrackedClients bounds the limiter's memory; idle buckets are swept.
+// maxTrackedClients bounds each limiter's memory (about 200 bytes a key).
 const (
 	maxTrackedClients = 100000
 	idleClient        = 10 * time.Minute
 )
 
-// allow takes a token for key, or says how long to wait for one.
-func (l *limiter) allow(key string) (bool, time.Duration) {
-	now := l.now()
-	l.mu.Lock()
-	if len(l.clients) >= maxTrackedClients || now.Sub(l.swept) > idleClient {
-		for k, b := range l.clients {
-			if now.Sub(b.seen) > idleClient {
+func newLimiter(r float64, burst int, now func() time.Time) *limiter {
+	return &limiter{rate: rate.Limit(r), burst: burst, now: now, max: maxTrackedClients, clients: map[string]*clientBucket{}}
+}
+
+// bucket finds or makes key's bucket; the caller holds mu.
+func (l *limiter) bucket(key string, now time.Time) *clientBucket {
+	b := l.clients[key]
+	if b != nil {
+		b.seen = now
+		return b
+	}
+	if len(l.clients) >= l.max && now.Sub(l.swept) > time.Second {
+		for k, c := range l.clients {
+			if now.Sub(c.seen) > idleClient {
 				delete(l.clients, k)
 			}
 		}
 		l.swept = now
 	}
-	b := l.clients[key]
-	if b == nil {
-		b = &clientBucket{Limiter: rate.NewLimiter(l.rate, l.burst)}
-		l.clients[key] = b
+	for k := range l.clients {
+		if len(l.clients) < l.max {
+			break
+		}
+		delete(l.clients, k)
 	}
-	b.seen = now
+	b = &clientBucket{Limiter: rate.NewLimiter(l.rate, l.burst), seen: now}
+	l.clients[key] = b
+	return b
+}
+
+// allow takes a token for key, or says how long to wait for one.
+func (l *limiter) allow(key string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	b := l.bucket(key, now)
 	l.mu.Unlock()
 	res := b.ReserveN(now, 1)
 	if !res.OK() {
@@ -113,9 +160,76 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
+// peek tells whether key has a token left, without taking it.
+func (l *limiter) peek(key string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	b := l.clients[key]
+	l.mu.Unlock()
+	if b == nil {
+		return true, 0
+	}
+	if t := b.TokensAt(now); t < 1 {
+		return false, time.Duration((1 - t) / float64(l.rate) * float64(time.Second))
+	}
+	return true, 0
+}
+
+// size is how many keys are tracked.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.clients)
+}
+
+// admit answers 429 unless identity may send another request now.
+func (s *Server) admit(w http.ResponseWriter, identity string) bool {
+	if ok, wait := s.limiter.allow(identity); !ok {
+		shedTotal.WithLabelValues("rate_limit").Inc()
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, "too many requests from this client; retry after "+retryAfter(wait)+"s")
+		return false
+	}
+	return true
+}
+
 // retryAfter is a Retry-After value in whole seconds, at least 1.
 func retryAfter(d time.Duration) string {
 	return strconv.Itoa(int(math.Max(1, math.Ceil(d.Seconds()))))
+}
+
+// inFlight counts the requests being served, in all and per source
+// address. Its map holds only sources with a request in progress.
+type inFlight struct {
+	max, perClient int
+
+	mu    sync.Mutex
+	total int
+	per   map[string]int
+}
+
+// acquire takes a slot for source, or says why not.
+func (f *inFlight) acquire(source string) (reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.total >= f.max:
+		return "in_flight"
+	case f.per[source] >= f.perClient:
+		return "client_in_flight"
+	}
+	f.total++
+	f.per[source]++
+	return ""
+}
+
+func (f *inFlight) release(source string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.total--
+	if f.per[source]--; f.per[source] <= 0 {
+		delete(f.per, source)
+	}
 }
 
 // statusRecorder remembers the status a handler wrote.
@@ -138,15 +252,20 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// guard wraps one route: in-flight and per-client limits, metrics, and an
-// audit line for every write (see Options.Audit).
-func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines of slow bodies).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// guard wraps one route: concurrency limits, authentication as the route
+// declares it, the rate limit of the identity found, metrics, and an audit
+// line for every write (see Options.Audit).
+func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
 	// The route's metric series, looked up once rather than per request.
 	ok, seconds := requestsTotal.WithLabelValues(pattern, "200"), requestSeconds.WithLabelValues(pattern)
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		st := &requestState{s: s}
+		st := &requestState{s: s, source: s.clientAddr(r)}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
 			st.free()
@@ -160,25 +279,29 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 				requestsTotal.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
 			}
 			seconds.Observe(time.Since(start).Seconds())
-			if r.Method != http.MethodGet && r.Method != http.MethodHead && !st.read && (!st.heartbeat || s.opts.AuditHeartbeats) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && a != accessRead && (!st.heartbeat || s.opts.AuditHeartbeats) {
 				// The audit line: who, what, result. Never a secret.
-				s.audit.Info("bridge write", "client", clientKey(r), "method", r.Method, "route", pattern,
+				s.audit.Info("bridge write", "client", st.client(), "method", r.Method, "route", pattern,
 					"path", r.URL.Path, "code", code, "seconds", time.Since(start).Seconds())
 			}
 		}()
-		select {
-		case s.inFlight <- struct{}{}:
-			st.held.Store(true)
-		default:
-			shedTotal.WithLabelValues("in_flight").Inc()
+		if reason := s.inFlight.acquire(st.source); reason != "" {
+			shedTotal.WithLabelValues(reason).Inc()
 			rec.Header().Set("Retry-After", "1")
-			writeError(rec, http.StatusServiceUnavailable, "the bridge is at its limit of concurrent requests; retry")
+			msg := "the bridge is at its limit of concurrent requests; retry"
+			if reason == "client_in_flight" {
+				msg = "this client is at its limit of concurrent requests; retry"
+			}
+			writeError(rec, http.StatusServiceUnavailable, msg)
 			return
 		}
-		if ok, wait := s.limiter.allow(clientKey(r)); !ok {
-			shedTotal.WithLabelValues("rate_limit").Inc()
-			rec.Header().Set("Retry-After", retryAfter(wait))
-			writeError(rec, http.StatusTooManyRequests, "too many requests from this client; retry after "+retryAfter(wait)+"s")
+		st.held.Store(true)
+		identity, authenticated := s.authenticate(rec, r, a)
+		if !authenticated {
+			return
+		}
+		st.identity = identity
+		if identity != "" && !s.admit(rec, identity) {
 			return
 		}
 		h(rec, r, p)
@@ -186,18 +309,38 @@ func (s *Server) guard(pattern string, h func(http.ResponseWriter, *http.Request
 }
 
 // requestState is the guard's bookkeeping of one request, reachable from
-// its context: the in-flight slot it holds, and what its audit line needs.
+// its context: the in-flight slot it holds, who sent it, and what its
+// audit line needs.
 type requestState struct {
-	s    *Server
-	held atomic.Bool
-	// read: a read sent with POST; heartbeat: a check-in that changed nothing.
-	read, heartbeat bool
+	s      *Server
+	held   atomic.Bool
+	source string
+	// identity is what the request is rate-limited as; tokenHash the
+	// registration token it carried (accessAgent in token mode).
+	identity, tokenHash string
+	// heartbeat: a check-in that changed nothing.
+	heartbeat bool
+}
+
+// client is the audit log's name of the sender: its identity (a hash for
+// a token), else its address.
+func (st *requestState) client() string {
+	switch {
+	case st.tokenHash != "":
+		return "token:" + st.tokenHash[:12] + "@" + st.source
+	case st.identity != "":
+		if len(st.identity) > 64 {
+			return st.identity[:64]
+		}
+		return st.identity
+	}
+	return "addr:" + st.source
 }
 
 // free gives back the in-flight slot, once.
 func (st *requestState) free() {
 	if st.held.CompareAndSwap(true, false) {
-		<-st.s.inFlight
+		st.s.inFlight.release(st.source)
 	}
 }
 
@@ -205,27 +348,19 @@ type stateKey struct{}
 
 func stateOf(ctx context.Context) *requestState {
 	st, _ := ctx.Value(stateKey{}).(*requestState)
+	if st == nil {
+		return &requestState{}
+	}
 	return st
 }
 
-// markRead and markHeartbeat keep the request out of the audit log (see
-// Options.Audit).
-func markRead(ctx context.Context) {
-	if st := stateOf(ctx); st != nil {
-		st.read = true
-	}
-}
-
-func markHeartbeat(ctx context.Context) {
-	if st := stateOf(ctx); st != nil {
-		st.heartbeat = true
-	}
-}
+// markHeartbeat keeps the request out of the audit log (see Options.Audit).
+func markHeartbeat(ctx context.Context) { stateOf(ctx).heartbeat = true }
 
 // releaseSlot gives back the request's in-flight slot early: a long-poll
 // that parks costs no slot while it waits.
 func releaseSlot(r *http.Request) {
-	if st := stateOf(r.Context()); st != nil {
+	if st := stateOf(r.Context()); st.s != nil {
 		st.free()
 	}
 }

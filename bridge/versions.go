@@ -132,9 +132,6 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
 // creates the ComponentRelease. Re-publishing the same content is a 200; the
 // same version with other content is a 409.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
-	if !s.authorize(w, r, "create", v1.GroupVersion.Group, "componentreleases") {
-		return
-	}
 	var cv ComponentVersion
 	if !decodeJSON(w, r, s.opts.MaxBody, &cv) {
 		return
@@ -171,27 +168,49 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 		return
 	}
-	err = s.api.Create(r.Context(), rel)
-	if apierrors.IsAlreadyExists(err) {
-		stored := &v1.ComponentRelease{}
-		if err := s.apiReader.Get(r.Context(), client.ObjectKeyFromObject(rel), stored); err != nil {
-			writeAPIError(w, "reading the existing release", err)
-			return
+	// A release of this semantic version named before names were canonical
+	// is the existing one (the webhook refuses a second).
+	existing, err := s.legacyRelease(r, rel)
+	if err == nil && existing == nil {
+		err = s.api.Create(r.Context(), rel)
+		if apierrors.IsAlreadyExists(err) {
+			existing = &v1.ComponentRelease{}
+			err = s.apiReader.Get(r.Context(), client.ObjectKeyFromObject(rel), existing)
 		}
-		sentReleased := cv.Version != nil && cv.Version.Released != ""
-		if diff := sameRelease(stored.Spec, spec, sentReleased); len(diff) > 0 {
-			writeError(w, http.StatusConflict, fmt.Sprintf("%s %s is already published on %s with a different %s; "+
-				"a published release does not change (publish a new version)", component, version, train, joinFields(diff)))
-			return
-		}
-		writeJSON(w, http.StatusOK, componentVersionOf(stored))
-		return
 	}
 	if err != nil {
 		writeAPIError(w, "publishing the release", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, componentVersionOf(rel))
+	if existing == nil {
+		writeJSON(w, http.StatusOK, componentVersionOf(rel))
+		return
+	}
+	// Re-publishing: a retry of the same content is a 200 that answers what
+	// is stored; anything else is a 409 that says what differs.
+	sentReleased := cv.Version != nil && cv.Version.Released != ""
+	if diff := sameRelease(existing.Spec, spec, sentReleased); len(diff) > 0 {
+		writeError(w, http.StatusConflict, fmt.Sprintf("%s %s is already published on %s as ComponentRelease %q with a different %s; "+
+			"a published release does not change (publish a new version)", component, version, train, existing.Name, joinFields(diff)))
+		return
+	}
+	writeJSON(w, http.StatusOK, componentVersionOf(existing))
+}
+
+// legacyRelease is the release of rel's semantic version that has another
+// name (created before names were canonical), or nil.
+func (s *Server) legacyRelease(r *http.Request, rel *v1.ComponentRelease) (*v1.ComponentRelease, error) {
+	var list v1.ComponentReleaseList
+	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.MatchingFields{
+		controllers.IndexReleaseVersion: controllers.VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)}); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if list.Items[i].Name != rel.Name {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, nil
 }
 
 func (s *Server) latestV3(w http.ResponseWriter, r *http.Request, p params) {
@@ -215,10 +234,18 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		writeError(w, http.StatusUnprocessableEntity, required("data").Error())
 		return
 	}
+	if n := len(req.Data); n > MaxMultiGetItems {
+		writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("data: %d items; at most %d (a cluster reports at most %d components)",
+			n, MaxMultiGetItems, v1.MaxClusterComponents))
+		return
+	}
 	// The answer is assembled from each release's JSON, encoded once per
-	// release version (the hot path of every agent's poll).
+	// release version (the hot path of every agent's poll). An item asked
+	// for twice (the same component, train and installed version) is
+	// answered once, where it was first asked for.
 	var buf bytes.Buffer
 	buf.WriteString(`{"data":[`)
+	seen := make(map[string]bool, len(req.Data))
 	for i, item := range req.Data {
 		if item.Component == nil || item.Component.Name == "" {
 			writeError(w, http.StatusUnprocessableEntity, required(fmt.Sprintf("data[%d].component.name", i)).Error())
@@ -231,7 +258,16 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			}
 			installed = item.Version.Version
 		}
-		if i > 0 {
+		if key := v1.TrainName(item.Component.Name, train) + "/" + installed; seen[key] {
+			continue
+		} else {
+			seen[key] = true
+		}
+		if buf.Len() > maxMultiGetAnswer {
+			writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("the answer would be larger than %d bytes; ask for fewer components at once", maxMultiGetAnswer))
+			return
+		}
+		if len(seen) > 1 {
 			buf.WriteByte(',')
 		}
 		rel, err := s.release(r, item.Component.Name, train, "latest")
@@ -260,6 +296,14 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 	buf.WriteString("]}\n")
 	writeCacheable(w, r, buf.Bytes())
 }
+
+// MaxMultiGetItems bounds the items of one multi-get: as many as a cluster
+// may report components.
+const MaxMultiGetItems = v1.MaxClusterComponents
+
+// maxMultiGetAnswer bounds a multi-get's answer (releases carry up to about
+// 80 KiB of text each).
+const maxMultiGetAnswer = 4 << 20
 
 // encodedReleases memoises the wire JSON of releases by UID and
 // resourceVersion, so that a release is encoded once per change.

@@ -33,34 +33,57 @@ const (
 )
 
 // changes broadcasts "something changed" per train: the channel of a train
-// is closed on a change and replaced.
+// is closed on a change and replaced. An entry lives only while a request
+// waits on it, so waiting on a train that does not exist costs nothing
+// once the request is answered.
 type changes struct {
 	mu     sync.Mutex
-	chans  map[string]chan struct{}
+	chans  map[string]*waiters
 	parked atomic.Int64
 }
 
-func (c *changes) wait(train string) <-chan struct{} {
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
+// wait returns the channel closed on the train's next change, and the
+// function to call when the caller no longer waits on it.
+func (c *changes) wait(train string) (<-chan struct{}, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.chans == nil {
-		c.chans = map[string]chan struct{}{}
+		c.chans = map[string]*waiters{}
 	}
-	ch := c.chans[train]
-	if ch == nil {
-		ch = make(chan struct{})
-		c.chans[train] = ch
+	w := c.chans[train]
+	if w == nil {
+		w = &waiters{ch: make(chan struct{})}
+		c.chans[train] = w
 	}
-	return ch
+	w.n++
+	return w.ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if w.n--; w.n == 0 && c.chans[train] == w {
+			delete(c.chans, train)
+		}
+	}
 }
 
 func (c *changes) changed(train string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ch := c.chans[train]; ch != nil {
-		close(ch)
+	if w := c.chans[train]; w != nil {
+		close(w.ch)
 		delete(c.chans, train)
 	}
+}
+
+// waiting is how many trains have a waiter.
+func (c *changes) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.chans)
 }
 
 // Watch wakes long-polls when a train or one of its releases changes.
@@ -115,36 +138,41 @@ func (s *Server) longPollLatest(w http.ResponseWriter, r *http.Request, p params
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		changed := s.changes.wait(key) // before reading: no change can slip between
-		body, err := s.latestBody(r, p["component"], p["train"])
-		switch {
-		case err == nil && !matches(r, etagOf(body)):
-			writeCacheable(w, r, body)
-			return true
-		case err != nil && !apierrors.IsNotFound(err):
-			writeAPIError(w, "reading the release", err)
-			return true
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			if err != nil {
-				writeError(w, http.StatusNotFound, "404 release not found")
-				return true
-			}
-			writeCacheable(w, r, body) // still the client's: 304
-			return true
-		case <-s.draining:
-			if err != nil {
-				writeError(w, http.StatusNotFound, "404 release not found")
-				return true
-			}
-			writeCacheable(w, r, body) // shutting down: answer what is current
-			return true
-		case <-r.Context().Done():
+		changed, done := s.changes.wait(key) // before reading: no change can slip between
+		answered := s.longPollOnce(w, r, p, changed, timer.C)
+		done()
+		if answered {
 			return true
 		}
 	}
+}
+
+// longPollOnce answers when the latest differs from the client's or the
+// wait is over; false: changed fired, look again.
+func (s *Server) longPollOnce(w http.ResponseWriter, r *http.Request, p params, changed <-chan struct{}, timeout <-chan time.Time) bool {
+	body, err := s.latestBody(r, p["component"], p["train"])
+	switch {
+	case err == nil && !matches(r, etagOf(body)):
+		writeCacheable(w, r, body)
+		return true
+	case err != nil && !apierrors.IsNotFound(err):
+		writeAPIError(w, "reading the release", err)
+		return true
+	}
+	select {
+	case <-changed:
+		return false
+	case <-r.Context().Done():
+		return true
+	case <-timeout: // still the client's: 304
+	case <-s.draining: // shutting down: answer what is current
+	}
+	if err != nil {
+		writeError(w, http.StatusNotFound, "404 release not found")
+		return true
+	}
+	writeCacheable(w, r, body)
+	return true
 }
 
 // waitParam parses ?wait=: a Go duration up to a minute.

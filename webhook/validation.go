@@ -31,9 +31,9 @@ var (
 func ValidateComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 	var errs field.ErrorList
 	s, p := r.Spec, specPath
-	errs = append(errs, validateLabel(p.Child("component"), s.Component)...)
-	errs = append(errs, validateLabel(p.Child("train"), s.Train)...)
-	errs = append(errs, validateVersion(p.Child("version"), s.Version)...)
+	errs = append(errs, ValidateLabel(p.Child("component"), s.Component)...)
+	errs = append(errs, ValidateLabel(p.Child("train"), s.Train)...)
+	errs = append(errs, ValidateVersion(p.Child("version"), s.Version)...)
 	errs = append(errs, maxLen(p.Child("description"), s.Description, v1.MaxDescriptionLength)...)
 	errs = append(errs, maxLen(p.Child("fixes"), s.Fixes, v1.MaxDescriptionLength)...)
 	errs = append(errs, maxLen(p.Child("image"), s.Image, v1.MaxImageLength)...)
@@ -45,7 +45,10 @@ func ValidateComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 		}
 		errs = append(errs, maxLen(rp, s.Retracted.Reason, v1.MaxReasonLength)...)
 	}
-	if len(errs) == 0 {
+	// The name is checked on create only: it cannot change afterwards, and
+	// releases named before the canonical names must stay editable
+	// (retracting one is an update).
+	if old == nil && len(errs) == 0 {
 		if want := v1.ReleaseName(s.Component, s.Train, s.Version); r.Name != want {
 			errs = append(errs, field.Invalid(metadataName, r.Name,
 				fmt.Sprintf("must be %q, the canonical name of %s %s on %s (<component>.<train>.<version>), "+
@@ -64,8 +67,8 @@ func ValidateComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 func ValidateReleaseTrain(t, old *v1.ReleaseTrain) field.ErrorList {
 	var errs field.ErrorList
 	s, p := t.Spec, specPath
-	errs = append(errs, validateLabel(p.Child("component"), s.Component)...)
-	errs = append(errs, validateLabel(p.Child("train"), s.Train)...)
+	errs = append(errs, ValidateLabel(p.Child("component"), s.Component)...)
+	errs = append(errs, ValidateLabel(p.Child("train"), s.Train)...)
 	if len(errs) == 0 {
 		if want := v1.TrainName(s.Component, s.Train); t.Name != want {
 			errs = append(errs, field.Invalid(metadataName, t.Name,
@@ -108,12 +111,9 @@ func ValidateClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 	var errs field.ErrorList
 	s, p := r.Spec, specPath
 	idPath := p.Child("clusterID")
-	switch {
-	case s.ClusterID == "":
-		errs = append(errs, field.Required(idPath, "the cluster's ID: a UUID or a DNS-1123 label"))
-	case !uuidRE.MatchString(s.ClusterID) && len(apivalidation.IsDNS1123Label(s.ClusterID)) > 0:
-		errs = append(errs, field.Invalid(idPath, s.ClusterID, "must be a UUID or a DNS-1123 label"))
-	case r.Name != v1.ClusterReportName(s.ClusterID):
+	idErrs := ValidateClusterID(idPath, s.ClusterID)
+	errs = append(errs, idErrs...)
+	if len(idErrs) == 0 && r.Name != v1.ClusterReportName(s.ClusterID) {
 		errs = append(errs, field.Invalid(metadataName, r.Name,
 			fmt.Sprintf("must be %q, the clusterID in lower case", v1.ClusterReportName(s.ClusterID))))
 	}
@@ -124,11 +124,11 @@ func ValidateClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 	seen := map[string]int{}
 	for i, c := range s.Components {
 		ip := cp.Index(i)
-		errs = append(errs, validateLabel(ip.Child("name"), c.Name)...)
+		errs = append(errs, ValidateLabel(ip.Child("name"), c.Name)...)
 		if c.Train != "" {
-			errs = append(errs, validateLabel(ip.Child("train"), c.Train)...)
+			errs = append(errs, ValidateLabel(ip.Child("train"), c.Train)...)
 		}
-		errs = append(errs, validateVersion(ip.Child("version"), c.Version)...)
+		errs = append(errs, ValidateVersion(ip.Child("version"), c.Version)...)
 		errs = append(errs, maxLen(ip.Child("type"), c.Type, v1.MaxNameLength)...)
 		errs = append(errs, maxLen(ip.Child("image"), c.Image, v1.MaxImageLength)...)
 		if j, dup := seen[c.Name]; dup {
@@ -145,7 +145,8 @@ func ValidateClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 	return errs
 }
 
-func validateLabel(p *field.Path, v string) field.ErrorList {
+// ValidateLabel checks a component or train name: a DNS-1123 label.
+func ValidateLabel(p *field.Path, v string) field.ErrorList {
 	if v == "" {
 		return field.ErrorList{field.Required(p, "a DNS-1123 label such as \"router\" or \"stable\"")}
 	}
@@ -156,7 +157,9 @@ func validateLabel(p *field.Path, v string) field.ErrorList {
 	return errs
 }
 
-func validateVersion(p *field.Path, v string) field.ErrorList {
+// ValidateVersion checks a version: 1 to 64 printable ASCII characters
+// without whitespace or '/'.
+func ValidateVersion(p *field.Path, v string) field.ErrorList {
 	switch {
 	case v == "":
 		return field.ErrorList{field.Required(p, "the version, for example \"v1.2.3\"")}
@@ -202,4 +205,15 @@ func immutable(p *field.Path, now, was string) field.ErrorList {
 		return nil
 	}
 	return validation.ValidateImmutableField(now, was, p)
+}
+
+// ValidateClusterID checks a cluster's ID: a UUID or a DNS-1123 label.
+func ValidateClusterID(p *field.Path, id string) field.ErrorList {
+	switch {
+	case id == "":
+		return field.ErrorList{field.Required(p, "the cluster's ID: a UUID or a DNS-1123 label")}
+	case !uuidRE.MatchString(id) && len(apivalidation.IsDNS1123Label(id)) > 0:
+		return field.ErrorList{field.Invalid(p, id, "must be a UUID or a DNS-1123 label")}
+	}
+	return nil
 }

@@ -126,6 +126,13 @@ var _ = Describe("ValidateComponentRelease", func() {
 		Expect(webhook.ValidateComponentRelease(r, old)).To(BeEmpty())
 	})
 
+	It("lets a release named before names were canonical be retracted", func() {
+		old, r := goodRelease(), goodRelease()
+		old.Name, r.Name = "router.stable.1.2.3-legacy", "router.stable.1.2.3-legacy"
+		r.Spec.Retracted = &v1.Retraction{Reason: "bad"}
+		Expect(webhook.ValidateComponentRelease(r, old)).To(BeEmpty())
+	})
+
 	It("names the canonical name in its message", func() {
 		r := goodRelease()
 		r.Name = "x"

@@ -93,10 +93,11 @@ func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (
 	return nil, nil
 }
 
-// duplicate finds a release of the same component, train and version (the
-// same semantic version counts: "v1.0.0" and "1.0.0"). The canonical name
-// makes the API server refuse exact duplicates even when two creates race;
-// this check names the existing object and catches differently spelled ones.
+// duplicate finds a release of the same semantic version of the train under
+// another name: one created before names were canonical. A duplicate with
+// the same name is the API server's to refuse (409 AlreadyExists, atomically
+// even when creates race), not this cache-based check's: a client that
+// retries a create must see AlreadyExists, not a validation error.
 func (w *releaseWebhook) duplicate(ctx context.Context, r *v1.ComponentRelease) (field.ErrorList, error) {
 	var existing v1.ComponentReleaseList
 	key := controllers.VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)
@@ -104,13 +105,15 @@ func (w *releaseWebhook) duplicate(ctx context.Context, r *v1.ComponentRelease) 
 		client.MatchingFields{controllers.IndexReleaseVersion: key}); err != nil {
 		return nil, err
 	}
-	if len(existing.Items) == 0 {
-		return nil, nil
+	for _, e := range existing.Items {
+		if e.Name == r.Name {
+			continue
+		}
+		return field.ErrorList{field.Invalid(specPath.Child("version"), r.Spec.Version, fmt.Sprintf(
+			"%s %s is already published on %s as ComponentRelease %q",
+			r.Spec.Component, e.Spec.Version, r.Spec.Train, e.Name))}, nil
 	}
-	e := existing.Items[0]
-	return field.ErrorList{field.Invalid(specPath.Child("version"), r.Spec.Version, fmt.Sprintf(
-		"%s %s is already published on %s as ComponentRelease %q",
-		r.Spec.Component, e.Spec.Version, r.Spec.Train, e.Name))}, nil
+	return nil, nil
 }
 
 // warnings point out what is allowed but likely a mistake.

@@ -71,14 +71,16 @@ spec:
 		Expect(os.WriteFile(bad, []byte(`apiVersion: trainyard.dev/v1alpha1
 kind: ComponentRelease
 metadata:
-  name: router.stable.2.4.1
+  name: router.stable.v2.4.1
 spec:
   component: router
   version: 2.4.1
 `), 0o600)).To(Succeed())
-		out, err = kubectl("apply", "-f", bad)
+		// 2.4.1 is v2.4.1: one semantic version has one name, so the API
+		// server itself refuses the second.
+		out, err = kubectl("create", "-f", bad)
 		Expect(err).To(HaveOccurred())
-		Expect(out).To(ContainSubstring(`router v2.4.1 is already published on stable as ComponentRelease "router.stable.v2.4.1"`))
+		Expect(out).To(ContainSubstring(`"router.stable.v2.4.1" already exists`))
 		Expect(os.WriteFile(bad, []byte(`apiVersion: trainyard.dev/v1alpha1
 kind: ClusterReport
 metadata:

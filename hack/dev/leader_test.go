@@ -58,7 +58,7 @@ var _ = Describe("make dev DEV_REPLICAS=2", func() {
 		Expect(os.WriteFile(release, []byte(`apiVersion: trainyard.dev/v1alpha1
 kind: ComponentRelease
 metadata:
-  name: failover.stable.1.0.0
+  name: failover.stable.v1.0.0
 spec:
   component: failover
   version: 1.0.0

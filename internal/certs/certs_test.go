@@ -185,7 +185,7 @@ func webhookAnswers() error {
 	if err == nil {
 		return fmt.Errorf("created a release the webhook should have rejected")
 	}
-	if !contains(err.Error(), `must be "router.stable.1.0.0"`) {
+	if !contains(err.Error(), `must be "router.stable.v1.0.0"`) {
 		return err
 	}
 	return nil

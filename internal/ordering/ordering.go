@@ -148,11 +148,6 @@ func (p Policy) Latest(cs []Candidate) int {
 	return best
 }
 
-// Canonical is the form in which versions are compared for equality: a
-// semantic version without its leading "v", anything else as it is.
-func Canonical(version string) string {
-	if sv, err := Parse(version); err == nil {
-		return sv.String()
-	}
-	return version
-}
+// Canonical is the form in which versions are compared for equality (see
+// v1alpha1.CanonicalVersion): "3.0.0" and "v3.0.0" are one version.
+func Canonical(version string) string { return v1.CanonicalVersion(version) }

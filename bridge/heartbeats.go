@@ -1,0 +1,291 @@
+package bridge
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// heartbeats coalesces check-ins that change nothing: per cluster, the
+// check-ins not yet written (how many, and the newest) are kept in memory
+// and written at most once per granularity.
+//
+// A write adds the held count to the stored checkIns and moves lastSeen
+// only forward, as an optimistic-locked status patch that is re-read and
+// retried on a conflict. So with several replicas, each holding its own
+// check-ins of one cluster, no increment is lost and lastSeen never goes
+// back; and a failed write keeps what it held for the next one.
+type heartbeats struct {
+	s       *Server
+	mu      sync.Mutex
+	pending map[types.NamespacedName]*pendingBeat
+	// last is the check-in record this replica last wrote per report, since
+	// the cache may not have seen it yet. Entries older than two
+	// granularities are forgotten: by then the cache has them.
+	last map[types.NamespacedName]writtenBeat
+}
+
+type pendingBeat struct {
+	lastSeen time.Time
+	count    int64
+}
+
+type writtenBeat struct {
+	at       time.Time
+	checkIns int64
+}
+
+func newHeartbeats(s *Server) *heartbeats {
+	return &heartbeats{s: s, pending: map[types.NamespacedName]*pendingBeat{}, last: map[types.NamespacedName]writtenBeat{}}
+}
+
+// record counts one check-in at `at` and writes what is held when the
+// last write is older than the granularity (or now is set). It reports
+// whether the check-in was written; an error means it is held instead.
+func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Time, now bool) (bool, error) {
+	key := client.ObjectKeyFromObject(r)
+	h.mu.Lock()
+	h.hold(key, at, 1)
+	due := now || at.Sub(h.lastWrite(key, r)) >= h.s.opts.Heartbeat
+	h.mu.Unlock()
+	if !due {
+		return false, nil
+	}
+	if err := h.write(ctx, r); err != nil {
+		log.FromContext(ctx).Error(err, "writing a check-in record; it is held for the next flush", "cluster", r.Name)
+		return false, err
+	}
+	return true, nil
+}
+
+// hold adds n check-ins, the newest at `at`; the caller holds mu.
+func (h *heartbeats) hold(key types.NamespacedName, at time.Time, n int64) {
+	p := h.pending[key]
+	if p == nil {
+		p = &pendingBeat{}
+		h.pending[key] = p
+	}
+	p.count += n
+	if at.After(p.lastSeen) {
+		p.lastSeen = at
+	}
+}
+
+// lastWrite is when the report's check-in record was last written; the
+// caller holds mu.
+func (h *heartbeats) lastWrite(key types.NamespacedName, r *v1.ClusterReport) time.Time {
+	var t time.Time
+	if r.Status.LastSeen != nil {
+		t = r.Status.LastSeen.Time
+	}
+	if w, ok := h.last[key]; ok && w.at.After(t) {
+		t = w.at
+	}
+	return t
+}
+
+// write takes what is held for r's cluster and writes it; on failure it is
+// held again, merged with what came meanwhile.
+func (h *heartbeats) write(ctx context.Context, r *v1.ClusterReport) error {
+	key := client.ObjectKeyFromObject(r)
+	h.mu.Lock()
+	p := h.pending[key]
+	delete(h.pending, key)
+	stale := false
+	if w, ok := h.last[key]; ok && w.checkIns > r.Status.CheckIns {
+		stale = true // the cache has not seen this replica's last write
+	}
+	h.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	err := h.patch(ctx, r, stale, p.lastSeen, p.count)
+	if err != nil {
+		h.mu.Lock()
+		h.hold(key, p.lastSeen, p.count)
+		h.mu.Unlock()
+	}
+	return err
+}
+
+// maxPatchAttempts bounds the retries of a check-in record that conflicts
+// with other writers (another replica, the controller's status).
+const maxPatchAttempts = 5
+
+// patch adds n to the stored checkIns and moves lastSeen forward to at,
+// patching against the stored resourceVersion. On a conflict (or when cur
+// is known to be stale) it reads the report from the API and tries again.
+func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale bool, at time.Time, n int64) error {
+	key := client.ObjectKeyFromObject(cur)
+	t := metav1.NewTime(at.UTC().Truncate(time.Second))
+	for attempt := 1; ; attempt++ {
+		if stale {
+			fresh := &v1.ClusterReport{}
+			if err := h.s.apiReader.Get(ctx, key, fresh); err != nil {
+				return err
+			}
+			cur = fresh
+		}
+		patched := cur.DeepCopy()
+		if patched.Status.FirstSeen == nil {
+			patched.Status.FirstSeen = &t
+		}
+		if patched.Status.LastSeen == nil || t.After(patched.Status.LastSeen.Time) {
+			patched.Status.LastSeen = &t
+		}
+		patched.Status.CheckIns = cur.Status.CheckIns + n
+		err := h.s.api.Status().Patch(ctx, patched, client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{}))
+		if err == nil {
+			h.mu.Lock()
+			h.last[key] = writtenBeat{at: patched.Status.LastSeen.Time, checkIns: patched.Status.CheckIns}
+			h.mu.Unlock()
+			return nil
+		}
+		if !apierrors.IsConflict(err) || attempt == maxPatchAttempts {
+			return err
+		}
+		stale = true
+	}
+}
+
+// seen adds what is held and what this replica wrote to a report's record.
+func (h *heartbeats) seen(r *v1.ClusterReport, last time.Time) (time.Time, int64) {
+	key := client.ObjectKeyFromObject(r)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	checkIns := r.Status.CheckIns
+	if w, ok := h.last[key]; ok {
+		checkIns = max(checkIns, w.checkIns)
+		if w.at.After(last) {
+			last = w.at
+		}
+	}
+	if p := h.pending[key]; p != nil {
+		checkIns += p.count
+		if p.lastSeen.After(last) {
+			last = p.lastSeen
+		}
+	}
+	return last, checkIns
+}
+
+// lastSeen is the newest check-in known for key that is not yet in the
+// cache, or nil.
+func (h *heartbeats) lastSeen(key types.NamespacedName) *time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var t *time.Time
+	if w, ok := h.last[key]; ok {
+		at := w.at
+		t = &at
+	}
+	if p := h.pending[key]; p != nil && (t == nil || p.lastSeen.After(*t)) {
+		at := p.lastSeen
+		t = &at
+	}
+	return t
+}
+
+// run flushes the held check-ins every granularity until ctx ends.
+func (h *heartbeats) run(ctx context.Context) {
+	t := h.s.opts.Clock.NewTicker(h.s.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			h.flushAll(ctx)
+		}
+	}
+}
+
+// flushAll writes every held check-in, a few clusters at a time.
+func (h *heartbeats) flushAll(ctx context.Context) {
+	now := h.s.opts.Clock.Now()
+	h.mu.Lock()
+	for k, w := range h.last {
+		if now.Sub(w.at) > 2*h.s.opts.Heartbeat {
+			delete(h.last, k)
+		}
+	}
+	keys := make([]types.NamespacedName, 0, len(h.pending))
+	for k := range h.pending {
+		keys = append(keys, k)
+	}
+	h.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	work := make(chan types.NamespacedName)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range flushWorkers {
+		wg.Go(func() {
+			for key := range work {
+				if err := h.flush(ctx, key); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		log.FromContext(ctx).Info("some check-in records were not written; they are held for the next flush",
+			"failed", n, "of", len(keys))
+	}
+}
+
+// flushWorkers bounds the concurrent writes of a flush.
+const flushWorkers = 8
+
+// flush writes one cluster's held check-ins.
+func (h *heartbeats) flush(ctx context.Context, key types.NamespacedName) error {
+	defer h.s.locks.lock(key.Name)()
+	r := &v1.ClusterReport{}
+	if err := h.s.cache.Get(ctx, key, r); err != nil {
+		if apierrors.IsNotFound(err) {
+			h.mu.Lock()
+			delete(h.pending, key)
+			delete(h.last, key)
+			h.mu.Unlock()
+			return nil
+		}
+		return err
+	}
+	return h.write(ctx, r)
+}
+
+// FlushHeartbeats writes every heartbeat held in memory (Start does this
+// when it stops).
+func (s *Server) FlushHeartbeats(ctx context.Context) { s.heartbeats.flushAll(ctx) }
+
+// Heartbeats is a Runnable that flushes held heartbeats every granularity
+// and once more when it stops: what Start does for a bridge that is used
+// in process (the agent's direct mode) rather than served.
+type Heartbeats struct{ S *Server }
+
+// Start flushes until ctx ends, then flushes the rest.
+func (h Heartbeats) Start(ctx context.Context) error {
+	h.S.heartbeats.run(ctx)
+	flush, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h.S.heartbeats.flushAll(flush)
+	return nil
+}
+
+// NeedLeaderElection is false: the agent has no leader election.
+func (Heartbeats) NeedLeaderElection() bool { return false }
