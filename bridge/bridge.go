@@ -35,8 +35,10 @@ type Options struct {
 	// AuditHeartbeats; reads sent with POST (the multi-get) never are.
 	Audit           logr.Logger
 	AuditHeartbeats bool
-	// Addr is the listen address (default 127.0.0.1:8080).
-	Addr string
+	// Addr is the listen address (default 127.0.0.1:8080); Listener, when
+	// set, is used instead (tests listen on a free port).
+	Addr     string
+	Listener net.Listener
 	// Namespace holds the bridge's ClusterReports, ComponentReleases and
 	// doctor Secrets.
 	Namespace string
@@ -178,9 +180,12 @@ func (s *Server) NeedLeaderElection() bool { return false }
 // Start serves until ctx ends, then drains requests and flushes the
 // heartbeats held in memory.
 func (s *Server) Start(ctx context.Context) error {
-	l, err := net.Listen("tcp", s.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("bridge: %w", err)
+	l := s.opts.Listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", s.opts.Addr); err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
 	}
 	requests, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
@@ -210,7 +215,7 @@ func (s *Server) Start(ctx context.Context) error {
 	close(s.draining) // parked long-polls answer now
 	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdown)
+	err := srv.Shutdown(shutdown)
 	<-flushDone
 	flush, cancelFlush := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelFlush()

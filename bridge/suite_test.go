@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -187,8 +186,14 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 	for _, m := range mutate {
 		m(&o)
 	}
+	// The bridge runs as in the manager binary: its own http.Server (header
+	// and body limits, timeouts), started and drained by the manager.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	o.Listener = l
 	b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o)
 	Expect(b.Watch(ctx, mgr.GetCache())).To(Succeed())
+	Expect(mgr.Add(b)).To(Succeed())
 	done := make(chan struct{})
 	go func() {
 		defer GinkgoRecover()
@@ -196,13 +201,11 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
-	srv := httptest.NewServer(b.Handler())
 	token := serviceAccountToken(ns, fmt.Sprintf("publisher-%d", publishers.Add(1)), []string{"create"}, "componentreleases")
-	return &manager{url: srv.URL, bridge: b, token: token, cache: mgr.GetClient(), stop: func() {
-		srv.Close()
-		b.FlushHeartbeats(context.Background())
-		cancel()
-		<-done
+	var once sync.Once
+	return &manager{url: "http://" + l.Addr().String(), bridge: b, token: token, cache: mgr.GetClient(), stop: func() {
+		// As SIGTERM: drain the requests, flush the heartbeats, stop.
+		once.Do(func() { cancel(); <-done })
 	}}
 }
 

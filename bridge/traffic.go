@@ -236,11 +236,18 @@ func (f *inFlight) release(source string) {
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
+	// hasBody: the request came with a body. A refusal closes the
+	// connection, or Go's server would read the rest of the body (from a
+	// client that may send a byte a second) before it sends the refusal.
+	hasBody bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.code == 0 {
 		s.code = code
+		if s.hasBody && code >= http.StatusBadRequest {
+			s.Header().Set("Connection", "close")
+		}
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
@@ -264,7 +271,7 @@ func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *ht
 	ok, seconds := requestsTotal.WithLabelValues(pattern, "200"), requestSeconds.WithLabelValues(pattern)
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, hasBody: r.ContentLength != 0}
 		st := &requestState{s: s, source: s.clientAddr(r)}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
