@@ -102,7 +102,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.trustedProxies, "bridge-trusted-proxies", "",
 		"Comma-separated CIDRs of proxies (an Ingress controller) whose X-Forwarded-For names the client for rate limits; empty: the peer address counts.")
 	fs.IntVar(&b.MaxDoctorReports, "bridge-doctor-max-reports", 5, "Doctor reports kept per cluster; a newer one replaces the oldest.")
-	fs.IntVar(&b.MaxDoctorTotal, "bridge-doctor-max-total", 1000, "Doctor reports kept in all; beyond, uploads of new ones answer 507.")
+	fs.IntVar(&b.MaxDoctorTotal, "bridge-doctor-max-total", 1000, "Doctor reports kept in all; beyond, uploads of new ones answer 429 until old ones are deleted.")
 	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,
 		"Also write an audit log line for check-ins that change nothing (one per cluster per check-in interval).")
 

@@ -74,7 +74,7 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// MaxDoctorReports bounds the doctor dumps kept per cluster (default 5;
 	// a newer one replaces the oldest) and MaxDoctorTotal all of them
-	// (default 1000; beyond, 507).
+	// (default 1000; beyond, a new one is refused with 429).
 	MaxDoctorReports, MaxDoctorTotal int
 
 	RateLimit   float64

@@ -114,6 +114,9 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 		return
 	}
 	if status != 0 {
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "3600")
+		}
 		writeError(w, status, msg)
 		return
 	}
@@ -185,8 +188,9 @@ func (s *Server) storeDoctor(r *http.Request, sec *corev1.Secret) (status int, m
 		mine, total = mine[1:], total-1
 	}
 	if total >= s.opts.MaxDoctorTotal {
-		return http.StatusInsufficientStorage, fmt.Sprintf("the bridge keeps at most %d doctor reports and has them all; "+
-			"an operator deletes old ones (kubectl delete secret -l %s=true)", s.opts.MaxDoctorTotal, LabelDoctorReport), nil
+		// A 4xx: the store is full for this client's new dumps, not broken.
+		return http.StatusTooManyRequests, fmt.Sprintf("the bridge keeps at most %d doctor reports and has them all; "+
+			"retry once an operator has deleted old ones (kubectl delete secret -l %s=true)", s.opts.MaxDoctorTotal, LabelDoctorReport), nil
 	}
 	if err := s.api.Create(ctx, sec); apierrors.IsAlreadyExists(err) {
 		return http.StatusConflict, fmt.Sprintf("doctor report %s was stored meanwhile; send it again", strings.TrimPrefix(sec.Name, doctorPrefix)), nil

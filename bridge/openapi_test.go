@@ -42,9 +42,46 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which no route serves", d)
 		}
 	}
+	// Who may call each route is declared once, in the route table, and the
+	// document says the same.
+	var ops map[string]map[string]struct {
+		Access string `json:"x-trainyard-access"`
+	}
+	if err := json.Unmarshal(mustPaths(t), &ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.routeTable {
+		if r.access == 0 {
+			t.Errorf("route %s %s declares no access", r.method, r.pattern)
+		}
+		if got := ops[r.pattern][strings.ToLower(r.method)].Access; got != r.access.String() {
+			t.Errorf("route %s %s: openapi.json says access %q, the route table %q", r.method, r.pattern, got, r.access)
+		}
+	}
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
 		if !slices.ContainsFunc(served, func(r string) bool { return strings.HasPrefix(r, m+" ") }) {
 			t.Errorf("no %s route at all", m)
 		}
 	}
+}
+
+// mustPaths is the document's paths object.
+func mustPaths(t *testing.T) []byte {
+	var doc struct {
+		Paths json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Paths
+}
+
+// A route added without an access is refused when the table is built.
+func TestRouteWithoutAccessIsRefused(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a route without access was added")
+		}
+	}()
+	(&router{}).add(http.MethodGet, "/x", 0, nil)
 }

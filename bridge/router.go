@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -82,6 +83,19 @@ func match(pattern, path []string) (params, bool) {
 	return p, true
 }
 
+// segments splits the path as sent, then decodes each segment: an encoded
+// "/" ("%2F") stays inside its segment (and fails the parameter's rules)
+// instead of moving the request to another route.
+func segments(u *url.URL) []string {
+	segs := strings.Split(strings.Trim(u.EscapedPath(), "/"), "/")
+	for i, s := range segs {
+		if d, err := url.PathUnescape(s); err == nil {
+			segs[i] = d
+		}
+	}
+	return segs
+}
+
 // checkParams is the 400 message for the first bad path parameter, or "".
 func checkParams(segs []string, p params) string {
 	for _, seg := range segs {
@@ -96,7 +110,7 @@ func checkParams(segs []string, p params) string {
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	path := segments(r.URL)
 	var allowed []string
 	for _, ro := range rt.routes {
 		p, ok := match(ro.segs, path)

@@ -236,17 +236,24 @@ func (f *inFlight) release(source string) {
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
-	// hasBody: the request came with a body. A refusal closes the
-	// connection, or Go's server would read the rest of the body (from a
-	// client that may send a byte a second) before it sends the refusal.
+	// hasBody: the request came with a body. Go's server reads what is
+	// left of a small unread body before it sends the answer; for a
+	// refusal it sends the answer first (full duplex), then reads the rest
+	// for at most refusedBodyWait, so that a client sending a byte a second
+	// gets its refusal at once, and a fast one keeps its connection.
 	hasBody bool
 }
+
+// refusedBodyWait is how long the rest of a refused request's body may take.
+const refusedBodyWait = 2 * time.Second
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.code == 0 {
 		s.code = code
 		if s.hasBody && code >= http.StatusBadRequest {
-			s.Header().Set("Connection", "close")
+			rc := http.NewResponseController(s.ResponseWriter)
+			_ = rc.EnableFullDuplex()
+			_ = rc.SetReadDeadline(time.Now().Add(refusedBodyWait))
 		}
 	}
 	s.ResponseWriter.WriteHeader(code)

@@ -274,7 +274,7 @@ var _ = Describe("who may write", func() {
 		Expect(dumps()).To(ConsistOf("trainyard-doctor-report-a2", "trainyard-doctor-report-a3"))
 		Expect(post(m.url+"/v3/doctor/b1", dump("b")).code).To(Equal(http.StatusOK))
 		r := post(m.url+"/v3/doctor/c1", dump("c"))
-		Expect(r.code).To(Equal(http.StatusInsufficientStorage))
+		Expect(r.code).To(Equal(http.StatusTooManyRequests))
 		Expect(r.errorOf().Message).To(ContainSubstring("at most 3 doctor reports"))
 		Expect(dumps()).To(HaveLen(3))
 	})

@@ -1,0 +1,613 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/onsi/gomega/gexec"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+// The omnibus suite drives the whole system as users run it (`make dev`:
+// etcd, kube-apiserver, the manager binary with its webhook registered and
+// default flags, an agent) through the bridge over real HTTP. For every
+// route and method in bridge/openapi.json it generates, from the document,
+// valid requests and hostile ones: missing and extra fields, wrong types,
+// nulls, empty, huge and deeply nested values, duplicate keys, invalid
+// UTF-8, odd path segments, and every credential variant. Every answer must
+// be JSON with a status the document lists for that operation: never a 5xx,
+// never a dropped connection, never longer than 5 s. Then each route gets a
+// flood of 2,000 requests, and the manager's memory must come back within
+// omnibusRSSBound. A route added to the document is covered without a change
+// here.
+
+// omnibusRSSBound is how much more the manager may keep resident after the
+// floods than before them. The floods legitimately add about 2,000
+// ClusterReports to its cache; what they must not add is memory per
+// made-up name, token or address.
+const omnibusRSSBound = 48 << 20
+
+// maxAnswer is the longest any answer may take.
+const maxAnswer = 5 * time.Second
+
+type openAPI struct {
+	Paths      map[string]map[string]json.RawMessage `json:"paths"`
+	Components struct {
+		Schemas map[string]*schema `json:"schemas"`
+	} `json:"components"`
+}
+
+type schema struct {
+	Ref        string             `json:"$ref"`
+	Type       string             `json:"type"`
+	Format     string             `json:"format"`
+	Required   []string           `json:"required"`
+	Properties map[string]*schema `json:"properties"`
+	Items      *schema            `json:"items"`
+	// additionalProperties of a map (a string map is all the bridge has).
+	AdditionalProperties any `json:"additionalProperties"`
+}
+
+type operation struct {
+	method, path string
+	Access       string `json:"x-trainyard-access"`
+	Parameters   []struct {
+		Name string `json:"name"`
+		In   string `json:"in"`
+	} `json:"parameters"`
+	RequestBody *struct {
+		Content map[string]struct {
+			Schema *schema `json:"schema"`
+		} `json:"content"`
+	} `json:"requestBody"`
+	Responses map[string]json.RawMessage `json:"responses"`
+}
+
+func (o operation) String() string { return strings.ToUpper(o.method) + " " + o.path }
+
+func (o operation) documents(code int) bool { _, ok := o.Responses[strconv.Itoa(code)]; return ok }
+
+// readOpenAPI lists the document's operations, in a stable order.
+func readOpenAPI() ([]operation, openAPI) {
+	GinkgoHelper()
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "bridge", "openapi.json"))
+	Expect(err).NotTo(HaveOccurred())
+	var doc openAPI
+	Expect(json.Unmarshal(raw, &doc)).To(Succeed())
+	var ops []operation
+	for path, methods := range doc.Paths {
+		for method, rawOp := range methods {
+			if method == "parameters" {
+				continue
+			}
+			op := operation{method: strings.ToUpper(method), path: path}
+			Expect(json.Unmarshal(rawOp, &op)).To(Succeed())
+			Expect(op.Access).NotTo(BeEmpty(), "%s declares no x-trainyard-access", op)
+			ops = append(ops, op)
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i].String() < ops[j].String() })
+	return ops, doc
+}
+
+func (d openAPI) resolve(s *schema) *schema {
+	for s != nil && s.Ref != "" {
+		s = d.Components.Schemas[strings.TrimPrefix(s.Ref, "#/components/schemas/")]
+	}
+	return s
+}
+
+// example is a valid value of s, every property filled: "x" is a valid
+// name, train, version and cluster ID alike, so one generator fits every
+// route.
+func (d openAPI) example(s *schema, depth int) any {
+	s = d.resolve(s)
+	if s == nil || depth > 4 {
+		return "x"
+	}
+	switch s.Type {
+	case "object", "":
+		if s.Properties == nil {
+			if s.AdditionalProperties != nil {
+				return map[string]any{"key": "x"}
+			}
+			return map[string]any{}
+		}
+		m := map[string]any{}
+		for name, p := range s.Properties {
+			m[name] = d.example(p, depth+1)
+		}
+		return m
+	case "array":
+		return []any{d.example(s.Items, depth+1)}
+	case "integer", "number":
+		return 1
+	case "boolean":
+		return true
+	}
+	if s.Format == "date-time" {
+		return "2026-11-01T00:00:00Z"
+	}
+	return "x"
+}
+
+// request is one generated request.
+type request struct {
+	name    string
+	op      operation
+	path    string
+	query   string
+	ctype   string
+	body    []byte
+	auth    string // the Authorization header
+	ifMatch string
+}
+
+// credentials are the variants every route is tried with.
+type credentials struct {
+	registration, otherCluster, publisher, noRBAC, otherTenant, secretsReader string
+}
+
+func (c credentials) valid(access string) string {
+	switch access {
+	case "agent":
+		return "Bearer " + c.registration
+	case "publish":
+		return "Bearer " + c.publisher
+	case "doctor-read":
+		return "Bearer " + c.secretsReader
+	}
+	return ""
+}
+
+func (c credentials) variants() map[string]string {
+	return map[string]string{
+		"no credential":            "",
+		"malformed bearer":         "Bearer",
+		"malformed scheme":         "Token abc",
+		"malformed basic":          "Basic !!!not-base64",
+		"another cluster's token":  "Bearer " + c.otherCluster,
+		"another tenant's token":   "Bearer " + c.otherTenant,
+		"a publisher without RBAC": "Bearer " + c.noRBAC,
+		"a made-up token":          "Bearer 0123456789abcdef0123456789abcdef",
+	}
+}
+
+// pathFor fills the path's parameters: with "x", or with value for one.
+func pathFor(op operation, param, value string) string {
+	p := op.path
+	for _, prm := range op.Parameters {
+		if prm.In != "path" {
+			continue
+		}
+		v := "x"
+		if prm.Name == param {
+			v = value
+		}
+		p = strings.ReplaceAll(p, "{"+prm.Name+"}", v)
+	}
+	return p
+}
+
+// mutations of a JSON object: each property missing, null, of every wrong
+// type, empty, huge, deeply nested; plus an extra field.
+func bodyMutations(valid map[string]any) map[string][]byte {
+	out := map[string][]byte{}
+	enc := func(m map[string]any) []byte { b, _ := json.Marshal(m); return b }
+	with := func(k string, v any) []byte {
+		m := map[string]any{}
+		for kk, vv := range valid {
+			m[kk] = vv
+		}
+		m[k] = v
+		return enc(m)
+	}
+	// raw puts a literal JSON text in place of k's value.
+	raw := func(k, lit string) []byte {
+		b := with(k, "\x00PLACEHOLDER\x00")
+		return bytes.Replace(b, []byte(`"\u0000PLACEHOLDER\u0000"`), []byte(lit), 1)
+	}
+	keys := make([]string, 0, len(valid))
+	for k := range valid {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		m := map[string]any{}
+		for kk, vv := range valid {
+			if kk != k {
+				m[kk] = vv
+			}
+		}
+		out["missing "+k] = enc(m)
+		out["null "+k] = with(k, nil)
+		out["number "+k] = with(k, 12345)
+		out["bool "+k] = with(k, true)
+		out["string "+k] = with(k, "x")
+		out["empty string "+k] = with(k, "")
+		out["array "+k] = with(k, []any{"x", 1, nil})
+		out["object "+k] = with(k, map[string]any{"unexpected": map[string]any{"deeper": []any{}}})
+		out["huge string "+k] = with(k, strings.Repeat("h", 200<<10))
+		out["huge number "+k] = raw(k, "1"+strings.Repeat("0", 400))
+		out["deep nesting "+k] = raw(k, strings.Repeat("[", 20000)+strings.Repeat("]", 20000))
+		out["unicode "+k] = with(k, "ünïcödé-☃")
+		out["invalid UTF-8 "+k] = raw(k, "\"a\xff\xfeb\"")
+		if sub, ok := valid[k].(map[string]any); ok {
+			for sk, sv := range bodyMutations(sub) {
+				out[k+"."+sk] = raw(k, string(sv))
+			}
+		}
+	}
+	out["extra field"] = with("unexpectedExtraField", map[string]any{"a": 1})
+	if len(keys) > 0 {
+		b := enc(valid)
+		out["duplicate key"] = append([]byte(`{"`+keys[0]+`":"dup",`), b[1:]...)
+	}
+	return out
+}
+
+// generate lists every request of the sweep for op.
+func generate(op operation, doc openAPI, creds credentials) []request {
+	base := request{op: op, path: pathFor(op, "", ""), auth: creds.valid(op.Access)}
+	var valid map[string]any
+	if op.RequestBody != nil {
+		base.ctype = "application/json"
+		if c, ok := op.RequestBody.Content["application/json"]; ok {
+			v, _ := doc.example(c.Schema, 0).(map[string]any)
+			valid = v
+			base.body, _ = json.Marshal(valid)
+		}
+	}
+	var reqs []request
+	add := func(name string, mutate func(*request)) {
+		r := base
+		r.name = name
+		mutate(&r)
+		reqs = append(reqs, r)
+	}
+	add("valid", func(*request) {})
+	for _, prm := range op.Parameters {
+		switch prm.In {
+		case "path":
+			for name, v := range map[string]string{"unicode": "%C3%BCn%C3%AFc%C3%B6de", "dots": "a.b", "dot-dot": "..",
+				"300 characters": strings.Repeat("a", 300), "upper case": "ABC", "percent-encoded slash": "a%2Fb",
+				"control character": "a%00b", "space": "a%20b"} {
+				add(fmt.Sprintf("path {%s} %s", prm.Name, name), func(r *request) { r.path = pathFor(op, prm.Name, v) })
+			}
+		case "query":
+			for name, v := range map[string]string{"garbage": "%FF%FE", "huge": strings.Repeat("9", 3000), "empty": "",
+				"negative": "-1", "unicode": "%E2%98%83", "plausible": "2026-11-01T00:00:00Z"} {
+				add(fmt.Sprintf("query %s %s", prm.Name, name), func(r *request) { r.query = prm.Name + "=" + v })
+			}
+		}
+	}
+	for name, auth := range creds.variants() {
+		add("credential: "+name, func(r *request) { r.auth = auth })
+	}
+	add("If-None-Match", func(r *request) { r.ifMatch = `"0123"` })
+	if op.RequestBody != nil {
+		for name, body := range bodyMutations(valid) {
+			add("body: "+name, func(r *request) { r.body = body })
+		}
+		add("body: empty", func(r *request) { r.body = nil })
+		add("body: not JSON", func(r *request) { r.body = []byte("{not json") })
+		add("body: two values", func(r *request) { r.body = append(append([]byte{}, base.body...), base.body...) })
+		add("body: top-level array", func(r *request) { r.body = []byte(`[1,2,3]`) })
+		add("body: 2 MiB", func(r *request) { r.body = bytes.Repeat([]byte(" "), 2<<20) })
+		add("content type: text/plain", func(r *request) { r.ctype = "text/plain" })
+		add("content type: none", func(r *request) { r.ctype = "" })
+		add("content type: malformed", func(r *request) { r.ctype = "application/json; =" })
+	}
+	return reqs
+}
+
+// sources hands out loopback addresses, so that the sweep is many clients
+// rather than one that the rate limits (rightly) stop.
+type sources struct{ n atomic.Uint32 }
+
+func (s *sources) client() *http.Client {
+	n := s.n.Add(1)
+	ip := net.IPv4(127, 100+byte(n>>16), byte(n>>8), byte(n))
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: maxAnswer}
+	return &http.Client{Timeout: maxAnswer + time.Second,
+		Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// outcome is what one request got.
+type outcome struct {
+	code    int
+	took    time.Duration
+	problem string
+}
+
+func send(c *http.Client, base string, r request) outcome {
+	u := base + r.path
+	if r.query != "" {
+		u += "?" + r.query
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequest(r.op.method, u, body)
+	if err != nil {
+		return outcome{problem: "building the request: " + err.Error()}
+	}
+	if r.ctype != "" {
+		req.Header.Set("Content-Type", r.ctype)
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-None-Match", r.ifMatch)
+	}
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return outcome{took: time.Since(start), problem: "no answer (dropped connection or timeout): " + err.Error()}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	o := outcome{code: resp.StatusCode, took: time.Since(start)}
+	switch {
+	case err != nil:
+		o.problem = "the answer broke off: " + err.Error()
+	case o.took > maxAnswer:
+		o.problem = fmt.Sprintf("took %s", o.took)
+	case o.code >= 500:
+		o.problem = fmt.Sprintf("a %d: %s", o.code, data)
+	case !r.op.documents(o.code):
+		o.problem = fmt.Sprintf("status %d is not documented for %s: %s", o.code, r.op, data)
+	case len(data) > 0 && resp.Header.Get("Content-Type") != "application/json":
+		o.problem = fmt.Sprintf("a %d with Content-Type %q", o.code, resp.Header.Get("Content-Type"))
+	case len(data) > 0 && !json.Valid(data):
+		o.problem = fmt.Sprintf("a %d whose body is not JSON: %.200s", o.code, data)
+	case o.code >= 400:
+		var e struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Code != o.code || e.Message == "" {
+			o.problem = fmt.Sprintf("a %d that is not a {code, message} error: %.200s", o.code, data)
+		}
+	}
+	return o
+}
+
+// managerRSS is the resident memory of the dev manager, in bytes.
+func managerRSS(state string) int64 {
+	GinkgoHelper()
+	var pids []string
+	for _, p := range processesMentioning(state) {
+		if strings.Contains(p, "--bridge-bind-address") {
+			pids = append(pids, strings.SplitN(p, ":", 2)[0])
+		}
+	}
+	Expect(pids).To(HaveLen(1), "one manager process")
+	status, err := os.ReadFile(filepath.Join("/proc", pids[0], "status"))
+	Expect(err).NotTo(HaveOccurred())
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status)
+	Expect(m).NotTo(BeNil())
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+// omnibusCredentials makes every credential variant in the dev cluster.
+func omnibusCredentials(state, registration, bridgeURL string) credentials {
+	GinkgoHelper()
+	ctx := context.Background()
+	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(state, "kubeconfig"))
+	Expect(err).NotTo(HaveOccurred())
+	cs, err := kubernetes.NewForConfig(rc)
+	Expect(err).NotTo(HaveOccurred())
+	sa := func(ns, name string, rules ...rbacv1.PolicyRule) string {
+		if ns != "default" {
+			_, _ = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		}
+		_, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		if len(rules) > 0 {
+			_, err = cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+				RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+				Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		return tr.Status.Token
+	}
+	publish := rbacv1.PolicyRule{APIGroups: []string{"trainyard.dev"}, Resources: []string{"componentreleases"}, Verbs: []string{"create"}}
+	c := credentials{
+		registration:  registration,
+		publisher:     sa("default", "omnibus-publisher", publish),
+		noRBAC:        sa("default", "omnibus-nobody"),
+		otherTenant:   sa("omnibus-other-tenant", "publisher", publish),
+		secretsReader: sa("default", "omnibus-doctor", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}),
+		otherCluster:  "omnibus-other-fleet-token",
+	}
+	// A second fleet's registration token.
+	sec, err := cs.CoreV1().Secrets("default").Get(ctx, "trainyard-registration", metav1.GetOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	sec.Data["other-fleet"] = []byte(c.otherCluster)
+	_, err = cs.CoreV1().Secrets("default").Update(ctx, sec, metav1.UpdateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	// Cluster "x" (every generated ID) belongs to the first fleet; the
+	// second fleet's token checks in a cluster of its own once the bridge
+	// has re-read the Secret.
+	checkIn := func(token, id string) int {
+		req, _ := http.NewRequest(http.MethodPost, bridgeURL+"/v3/clusters", strings.NewReader(
+			`{"id":"`+id+`","components":[{"component":{"name":"x"},"version":{"version":"x"}}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	Expect(checkIn(c.registration, "x")).To(Equal(http.StatusOK))
+	Eventually(func() int { return checkIn(c.otherCluster, "other-fleet") }, 30*time.Second).Should(Equal(http.StatusOK))
+	// RBAC takes a moment to reach the authorizer.
+	Eventually(func() int {
+		req, _ := http.NewRequest(http.MethodPost, bridgeURL+"/v3/versions/stable/omnibus/v1.0.0", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+c.publisher)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}, 30*time.Second).Should(Equal(http.StatusOK))
+	return c
+}
+
+// sweep sends reqs with at most workers at once, each from its own source
+// address, and returns what went wrong ("request: problem").
+func sweep(base string, src *sources, reqs []request, workers int) (problems []string, codes map[int]int) {
+	var mu sync.Mutex
+	codes = map[int]int{}
+	work := make(chan request)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for r := range work {
+				o := send(src.client(), base, r)
+				mu.Lock()
+				codes[o.code]++
+				if o.problem != "" {
+					problems = append(problems, fmt.Sprintf("%s [%s]: %s", r.op, r.name, o.problem))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, r := range reqs {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	sort.Strings(problems)
+	return problems, codes
+}
+
+var _ = Describe("every bridge route, as users and attackers call it", Ordered, func() {
+	var (
+		bridgeURL string
+		state     string
+		ops       []operation
+		doc       openAPI
+		creds     credentials
+		src       = &sources{}
+	)
+	BeforeAll(func() {
+		var session *gexec.Session
+		session, state, _ = startDev("-workloads", "")
+		Eventually(session.Out, 2*time.Minute).Should(gbytes.Say("trainyard is ready"))
+		banner := string(session.Out.Contents())
+		bridgeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(banner[strings.Index(banner, "curl"):])
+		token := regexp.MustCompile(`Authorization: Bearer ([0-9a-f]+)`).FindStringSubmatch(banner)
+		Expect(token).To(HaveLen(2))
+		ops, doc = readOpenAPI()
+		Expect(len(ops)).To(BeNumerically(">=", 18))
+		creds = omnibusCredentials(state, token[1], bridgeURL)
+	})
+
+	It("answers every generated request with JSON and a documented status, within 5 s, never a 5xx", func() {
+		var all []request
+		covered := map[string]int{}
+		for _, op := range ops {
+			reqs := generate(op, doc, creds)
+			covered[op.String()] = len(reqs)
+			all = append(all, reqs...)
+			// A method the route does not have: 405 with Allow, in JSON.
+			wrong := reqs[0]
+			wrong.name, wrong.op = "method DELETE", operation{method: http.MethodDelete, path: op.path,
+				Responses: map[string]json.RawMessage{"405": nil, "404": nil}}
+			all = append(all, wrong)
+		}
+		problems, codes := sweep(bridgeURL, src, all, 8)
+		GinkgoWriter.Printf("omnibus: %d requests over %d operations %v; statuses %v\n", len(all), len(ops), covered, codes)
+		Expect(problems).To(BeEmpty())
+		// The sweep reached the handlers, not only the guards.
+		Expect(codes[http.StatusOK]).To(BeNumerically(">=", len(ops)))
+		Expect(codes[http.StatusUnprocessableEntity]).To(BeNumerically(">", 0))
+		Expect(codes[http.StatusUnauthorized]).To(BeNumerically(">", 0))
+		Expect(codes[http.StatusForbidden]).To(BeNumerically(">", 0))
+	})
+
+	It("stays within its memory bound after a flood of 2,000 requests on every route", func() {
+		before := managerRSS(state)
+		flood := func(op operation, i int) request {
+			r := generate(op, doc, creds)[0]
+			r.name = "flood"
+			// Every request names something new: a map keyed by client
+			// input would grow with each.
+			for _, prm := range op.Parameters {
+				switch {
+				case prm.In == "path":
+					r.path = pathFor(op, prm.Name, fmt.Sprintf("flood-%d", i))
+				case prm.Name == "wait":
+					r.query, r.ifMatch = "wait=200ms", `"stale"`
+				}
+			}
+			switch op.Access {
+			case "publish", "doctor-read":
+				r.auth = fmt.Sprintf("Bearer made-up-%d", i)
+			}
+			if op.RequestBody != nil && strings.Contains(op.path, "latest") {
+				items := make([]string, 256)
+				for k := range items {
+					items[k] = fmt.Sprintf(`{"component":{"name":"c%d-%d"}}`, i, k)
+				}
+				r.body = []byte(`{"data":[` + strings.Join(items, ",") + `]}`)
+			}
+			if op.path == "/v3/clusters" {
+				r.body = []byte(fmt.Sprintf(`{"id":"flood-%d","components":[{"component":{"name":"x"},"version":{"version":"x"}}]}`, i))
+			}
+			return r
+		}
+		var all []string
+		for _, op := range ops {
+			reqs := make([]request, 2000)
+			for i := range reqs {
+				reqs[i] = flood(op, i)
+			}
+			start := time.Now()
+			problems, codes := sweep(bridgeURL, src, reqs, 16)
+			GinkgoWriter.Printf("flood %s: %s, statuses %v, RSS %d MiB\n", op, time.Since(start).Round(time.Millisecond), codes, managerRSS(state)>>20)
+			all = append(all, problems...)
+		}
+		Expect(all).To(BeEmpty())
+		Eventually(func() int64 { return managerRSS(state) - before }, time.Minute, time.Second).
+			Should(BeNumerically("<", omnibusRSSBound), "RSS before the floods: %d MiB", before>>20)
+	})
+})
