@@ -203,4 +203,3 @@ func (s *Server) seen(r *v1.ClusterReport) (first, last time.Time, checkIns int6
 	last, checkIns = s.heartbeats.seen(r, last)
 	return first.UTC(), last.UTC(), checkIns
 }
-

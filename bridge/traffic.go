@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -237,26 +238,40 @@ type statusRecorder struct {
 	http.ResponseWriter
 	code int
 	// hasBody: the request came with a body. Go's server reads what is
-	// left of a small unread body before it sends the answer; for a
-	// refusal it sends the answer first (full duplex), then reads the rest
-	// for at most refusedBodyWait, so that a client sending a byte a second
-	// gets its refusal at once, and a fast one keeps its connection.
+	// left of a small unread body before it sends the answer; a refusal is
+	// sent first (full duplex), then drainRefused reads the rest.
 	hasBody bool
 }
-
-// refusedBodyWait is how long the rest of a refused request's body may take.
-const refusedBodyWait = 2 * time.Second
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.code == 0 {
 		s.code = code
 		if s.hasBody && code >= http.StatusBadRequest {
-			rc := http.NewResponseController(s.ResponseWriter)
-			_ = rc.EnableFullDuplex()
-			_ = rc.SetReadDeadline(time.Now().Add(refusedBodyWait))
+			_ = http.NewResponseController(s.ResponseWriter).EnableFullDuplex()
 		}
 	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// A refused request's unread body is read, up to maxDrained bytes (the
+// largest body any route takes) and for at most refusedBodyWait, after its
+// answer has gone out: a client sending a byte a second has its refusal at
+// once and holds its slot 2 s at most, while a fast one is not reset in the
+// middle of its upload (which would lose it the answer).
+const (
+	refusedBodyWait = 2 * time.Second
+	maxDrained      = 8<<20 + 1
+)
+
+func (s *statusRecorder) drainRefused(r *http.Request) {
+	if !s.hasBody || s.code < http.StatusBadRequest {
+		return
+	}
+	rc := http.NewResponseController(s.ResponseWriter)
+	if rc.Flush() != nil || rc.SetReadDeadline(time.Now().Add(refusedBodyWait)) != nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, r.Body, maxDrained)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
@@ -282,6 +297,7 @@ func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *ht
 		st := &requestState{s: s, source: s.clientAddr(r)}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
+			rec.drainRefused(r)
 			st.free()
 			code := rec.code
 			if code == 0 {
