@@ -96,7 +96,7 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 		if err == nil {
 			// A new report: the first check-in is recorded at once. The
 			// report is stored; should its record fail, it is held.
-			_, _ = s.heartbeats.record(ctx, created, now.Time, true)
+			s.heartbeats.record(ctx, created, now.Time, true)
 			created.Status.FirstSeen, created.Status.LastSeen, created.Status.CheckIns = &now, &now, 1
 			return created, nil
 		}
@@ -140,10 +140,10 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 		cur = patched
 		// What the cluster runs changed and is stored: record the check-in
 		// now too (held, like a heartbeat, should that write fail).
-		_, _ = s.heartbeats.record(ctx, cur, now.Time, true)
+		s.heartbeats.record(ctx, cur, now.Time, true)
 		return cur, nil
 	}
-	_, _ = s.heartbeats.record(ctx, cur, now.Time, false)
+	s.heartbeats.record(ctx, cur, now.Time, false)
 	markHeartbeat(ctx)
 	return cur, nil
 }

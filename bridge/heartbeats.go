@@ -49,22 +49,21 @@ func newHeartbeats(s *Server) *heartbeats {
 }
 
 // record counts one check-in at `at` and writes what is held when the
-// last write is older than the granularity (or now is set). It reports
-// whether the check-in was written; an error means it is held instead.
-func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Time, now bool) (bool, error) {
+// last write is older than the granularity (or now is set). A write that
+// fails leaves the check-in held for the next flush: the report itself is
+// stored, so the check-in is answered either way.
+func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Time, now bool) {
 	key := client.ObjectKeyFromObject(r)
 	h.mu.Lock()
 	h.hold(key, at, 1)
 	due := now || at.Sub(h.lastWrite(key, r)) >= h.s.opts.Heartbeat
 	h.mu.Unlock()
 	if !due {
-		return false, nil
+		return
 	}
 	if err := h.write(ctx, r); err != nil {
 		log.FromContext(ctx).Error(err, "writing a check-in record; it is held for the next flush", "cluster", r.Name)
-		return false, err
 	}
-	return true, nil
 }
 
 // hold adds n check-ins, the newest at `at`; the caller holds mu.
