@@ -61,7 +61,7 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 		return
 	}
-	if hash != "" && !s.admit(w, "cluster:"+want.Name) {
+	if hash != "" && !s.admit(w, clusterIdentity(want.Name, hash)) {
 		return
 	}
 
@@ -146,6 +146,13 @@ func (s *Server) storeCheckIn(ctx context.Context, want *v1.ClusterReport) (*v1.
 	s.heartbeats.record(ctx, cur, now.Time, false)
 	markHeartbeat(ctx)
 	return cur, nil
+}
+
+// clusterIdentity is what a cluster's requests are rate-limited as: the
+// cluster with the token it presents, so that a client holding another
+// fleet's token cannot spend a cluster's budget by naming it.
+func clusterIdentity(cluster, tokenHash string) string {
+	return "cluster:" + cluster + "@" + tokenHash
 }
 
 // errRegisteredElsewhere refuses a check-in of a cluster bound to another

@@ -87,7 +87,7 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	if st.tokenHash != "" {
 		// Token mode: the cluster's own registration token, and its budget.
-		if !s.admit(w, "cluster:"+cluster) || !s.doctorUploader(w, r, cluster, st.tokenHash) {
+		if !s.admit(w, clusterIdentity(cluster, st.tokenHash)) || !s.doctorUploader(w, r, cluster, st.tokenHash) {
 			return
 		}
 	}

@@ -332,6 +332,13 @@ var _ = Describe("one client against the others", func() {
 		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 10))
 		Expect(checkInAs(m.url, "token-a", "quiet", "1.0.0").code).To(Equal(http.StatusOK))
 		Expect(m.bridge.TrackedClients()).To(BeNumerically("<=", 3))
+		// Another fleet's token naming a cluster of this one spends no
+		// budget of that cluster's (it is refused, 403).
+		Expect(checkInAs(m.url, "token-a", "bound", "1.0.0").code).To(Equal(http.StatusOK))
+		for range 20 {
+			Expect(checkInAs(m.url, "token-b", "bound", "1.0.0").code).To(Or(Equal(http.StatusForbidden), Equal(http.StatusTooManyRequests)))
+		}
+		Expect(checkInAs(m.url, "token-a", "bound", "1.0.0").code).To(Equal(http.StatusOK))
 	})
 
 	It("#7 tells clients behind a trusted proxy apart by X-Forwarded-For, and no others", func() {
