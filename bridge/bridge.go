@@ -5,6 +5,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,51 +112,23 @@ type Server struct {
 // controllers' field indexes), api a client that writes to the API server,
 // apiReader an uncached reader.
 func New(cache client.Reader, api client.Client, apiReader client.Reader, o Options) *Server {
-	if o.Addr == "" {
-		o.Addr = "127.0.0.1:8080"
-	}
-	if o.Heartbeat <= 0 {
-		o.Heartbeat = time.Minute
-	}
-	if o.MaxBody <= 0 {
-		o.MaxBody = 1 << 20
-	}
-	if o.MaxDoctorBody <= 0 {
-		o.MaxDoctorBody = 8 << 20
-	}
+	orDefault(&o.Addr, "127.0.0.1:8080")
+	orDefault(&o.Heartbeat, time.Minute)
+	orDefault(&o.MaxBody, 1<<20)
+	orDefault(&o.MaxDoctorBody, 8<<20)
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	if o.CheckInAuth == "" {
-		o.CheckInAuth = CheckInToken
-	}
-	if o.RegistrationSecret == "" {
-		o.RegistrationSecret = "trainyard-registration"
-	}
-	if o.RateLimit <= 0 {
-		o.RateLimit = 20
-	}
-	if o.RateBurst <= 0 {
-		o.RateBurst = 40
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 512
-	}
-	if o.MaxInFlightPerClient <= 0 {
-		o.MaxInFlightPerClient = min(32, o.MaxInFlight)
-	}
-	if o.FailedAuthRate <= 0 {
-		o.FailedAuthRate = 1
-	}
-	if o.FailedAuthBurst <= 0 {
-		o.FailedAuthBurst = 20
-	}
-	if o.MaxDoctorReports <= 0 {
-		o.MaxDoctorReports = 5
-	}
-	if o.MaxDoctorTotal <= 0 {
-		o.MaxDoctorTotal = 1000
-	}
+	orDefault(&o.CheckInAuth, CheckInToken)
+	orDefault(&o.RegistrationSecret, "trainyard-registration")
+	orDefault(&o.RateLimit, 20)
+	orDefault(&o.RateBurst, 40)
+	orDefault(&o.MaxInFlight, 512)
+	orDefault(&o.MaxInFlightPerClient, min(32, o.MaxInFlight))
+	orDefault(&o.FailedAuthRate, 1)
+	orDefault(&o.FailedAuthBurst, 20)
+	orDefault(&o.MaxDoctorReports, 5)
+	orDefault(&o.MaxDoctorTotal, 1000)
 	if o.Audit.GetSink() == nil {
 		o.Audit = log.Log.WithName("bridge").WithName("audit")
 	}
@@ -169,6 +142,14 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	s.heartbeats = newHeartbeats(s)
 	s.handler = s.routes()
 	return s
+}
+
+// orDefault sets an option that is unset (zero, empty or negative) to d.
+func orDefault[T cmp.Ordered](v *T, d T) {
+	var zero T
+	if *v <= zero {
+		*v = d
+	}
 }
 
 // Handler is the bridge's HTTP handler.

@@ -5,19 +5,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
-
-	"net/http/httptest"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
@@ -607,35 +603,28 @@ var _ = Describe("an API server outage", func() {
 		ns := namespace()
 		m := startManager(ns, time.Minute)
 		DeferCleanup(func() { m.stop() })
-		u, err := url.Parse(cfg.Host)
-		Expect(err).NotTo(HaveOccurred())
-		cut := newOutage(u.Host)
-		api, err := client.New(cut.config(), client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
-		b := bridge.New(m.cache, api, api, bridge.Options{Namespace: ns, CheckInAuth: bridge.CheckInOpen,
-			RateLimit: 1e6, RateBurst: 1e6})
-		srv := httptest.NewServer(b.Handler())
-		DeferCleanup(srv.Close)
+		_, base, cut := behindOutage(m, bridge.Options{Namespace: ns, CheckInAuth: bridge.CheckInOpen,
+			RateLimit: 1e6, RateBurst: 1e6}, true, true)
 
-		first := post(srv.URL+"/v3/clusters", checkinBody(clusterID, "1.0.0"))
+		first := post(base+"/v3/clusters", checkinBody(clusterID, "1.0.0"))
 		Expect(first.code).To(Equal(http.StatusOK), string(first.body))
-		Eventually(func() int { return get(srv.URL + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
+		Eventually(func() int { return get(base + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
 
 		cut.cut(true)
-		r := post(srv.URL+"/v3/clusters", checkinBody(clusterID, "2.0.0"))
+		r := post(base+"/v3/clusters", checkinBody(clusterID, "2.0.0"))
 		Expect(r.code).To(Equal(http.StatusServiceUnavailable))
 		Expect(r.header.Get("Retry-After")).NotTo(BeEmpty())
 		Expect(r.errorOf().Message).To(ContainSubstring("nothing was stored, retry"))
-		r = get(srv.URL + "/v3/clusters/" + clusterID)
+		r = get(base + "/v3/clusters/" + clusterID)
 		Expect(r.code).To(Equal(http.StatusOK))
 		var c bridge.Cluster
 		r.json(&c)
 		Expect(c.Components[0].Version.Version).To(Equal("1.0.0"))
 
 		cut.cut(false)
-		Eventually(func() int { return post(srv.URL+"/v3/clusters", checkinBody(clusterID, "2.0.0")).code }).Should(Equal(http.StatusOK))
+		Eventually(func() int { return post(base+"/v3/clusters", checkinBody(clusterID, "2.0.0")).code }).Should(Equal(http.StatusOK))
 		Eventually(func() string {
-			get(srv.URL + "/v3/clusters/" + clusterID).json(&c)
+			get(base + "/v3/clusters/" + clusterID).json(&c)
 			return c.Components[0].Version.Version
 		}).Should(Equal("2.0.0"))
 		Expect(report(ns, clusterID).Spec.Components[0].Version).To(Equal("2.0.0"))

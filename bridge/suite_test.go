@@ -3,12 +3,12 @@ package bridge_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -98,14 +98,7 @@ func serveWebhook() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 	DeferCleanup(func() { cancel(); <-done })
-	addr := net.JoinHostPort(w.LocalServingHost, fmt.Sprint(w.LocalServingPort))
-	Eventually(func() error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			return err
-		}
-		return conn.Close()
-	}).Should(Succeed())
+	Eventually(testenv.WebhookServing(w)).Should(Succeed())
 }
 
 // manager is a running manager (controllers and bridge) serving the bridge
@@ -320,6 +313,34 @@ func (o *outage) cut(down bool) {
 		}
 		o.conns = nil
 	}
+}
+
+// behindOutage runs another bridge over m's cache, served as the manager
+// serves it, whose API writes (writes) and uncached reads (reads) go
+// through a proxy to the API server that the returned outage can cut.
+func behindOutage(m *manager, o bridge.Options, writes, reads bool) (*bridge.Server, string, *outage) {
+	GinkgoHelper()
+	u, err := url.Parse(cfg.Host)
+	Expect(err).NotTo(HaveOccurred())
+	cut := newOutage(u.Host)
+	proxied, err := client.New(cut.config(), client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	api, reader := k8sClient, client.Reader(k8sClient)
+	if writes {
+		api = proxied
+	}
+	if reads {
+		reader = proxied
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	o.Listener = l
+	b := bridge.New(m.cache, api, reader, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.Start(ctx) }()
+	DeferCleanup(func() { cancel(); <-done })
+	return b, "http://" + l.Addr().String(), cut
 }
 
 // config is cfg reaching the API server through the proxy.

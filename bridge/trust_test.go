@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,19 +178,8 @@ var _ = Describe("the bridge's writes", func() {
 		ns := namespace()
 		m := startManager(ns, time.Hour)
 		DeferCleanup(func() { m.stop() })
-		u, err := url.Parse(cfg.Host)
-		Expect(err).NotTo(HaveOccurred())
-		cut := newOutage(u.Host)
-		api, err := client.New(cut.config(), client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		b := bridge.New(m.cache, api, api, bridge.Options{Namespace: ns, CheckInAuth: bridge.CheckInOpen, Heartbeat: time.Hour,
-			RateLimit: 1e6, RateBurst: 1e6, Listener: l})
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() { _ = b.Start(ctx) }()
-		DeferCleanup(cancel)
-		base := "http://" + l.Addr().String()
+		b, base, cut := behindOutage(m, bridge.Options{Namespace: ns, CheckInAuth: bridge.CheckInOpen, Heartbeat: time.Hour,
+			RateLimit: 1e6, RateBurst: 1e6}, true, true)
 
 		for range 5 {
 			Expect(post(base+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
@@ -282,19 +270,9 @@ var _ = Describe("who may write", func() {
 	It("#6 answers 503 with Retry-After, not 401, when the registration tokens cannot be read", func() {
 		ns := namespace()
 		m := tokenMode(ns)
-		u, err := url.Parse(cfg.Host)
-		Expect(err).NotTo(HaveOccurred())
-		cut := newOutage(u.Host)
-		reader, err := client.New(cut.config(), client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		b := bridge.New(m.cache, k8sClient, reader, bridge.Options{Namespace: ns, CheckInAuth: bridge.CheckInToken,
-			RegistrationSecret: "registration", RateLimit: 1e6, RateBurst: 1e6, Listener: l})
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() { _ = b.Start(ctx) }()
-		DeferCleanup(cancel)
-		base := "http://" + l.Addr().String()
+		// Only the reads of the registration Secret go through the outage.
+		_, base, cut := behindOutage(m, bridge.Options{Namespace: ns, CheckInAuth: bridge.CheckInToken,
+			RegistrationSecret: "registration", RateLimit: 1e6, RateBurst: 1e6}, false, true)
 
 		cut.cut(true)
 		var r response

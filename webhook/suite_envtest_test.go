@@ -2,9 +2,6 @@ package webhook_test
 
 import (
 	"context"
-	"crypto/tls"
-	"fmt"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -93,15 +90,7 @@ var _ = BeforeSuite(func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
-	// Wait until the webhook server answers TLS.
-	addr := net.JoinHostPort(w.LocalServingHost, fmt.Sprint(w.LocalServingPort))
-	Eventually(func() error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			return err
-		}
-		return conn.Close()
-	}).Should(Succeed())
+	Eventually(testenv.WebhookServing(w)).Should(Succeed())
 })
 
 var _ = AfterSuite(func() {

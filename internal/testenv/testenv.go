@@ -4,10 +4,13 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -36,4 +39,17 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 			"or export KUBEBUILDER_ASSETS=$(hack/controlplane/build.sh)")
 	}
 	return env.Start()
+}
+
+// WebhookServing is a check for Eventually: nil once the webhook server
+// that w's configurations point at answers TLS.
+func WebhookServing(w envtest.WebhookInstallOptions) func() error {
+	addr := net.JoinHostPort(w.LocalServingHost, fmt.Sprint(w.LocalServingPort))
+	return func() error {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
 }
