@@ -66,8 +66,10 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 	}
 
 	defer s.locks.lock(want.Name)()
+	// The bridge records every check-in itself, the first included.
+	want.Annotations = map[string]string{v1.AnnotationCheckInsRecorded: "bridge"}
 	if hash != "" {
-		want.Annotations = map[string]string{AnnotationTokenHash: hash}
+		want.Annotations[AnnotationTokenHash] = hash
 	}
 	stored, err := s.storeCheckIn(r.Context(), want)
 	var hijack errRegisteredElsewhere

@@ -112,7 +112,9 @@ func (r *ClusterReportReconciler) reconcileCheckIns(rep *v1.ClusterReport, st *v
 	if st.LastSeen == nil {
 		st.LastSeen, changed = created, true
 	}
-	if st.CheckIns == 0 {
+	// A writer that records its check-ins counts the creation itself:
+	// counting it here too would count it twice.
+	if _, recorded := rep.Annotations[v1.AnnotationCheckInsRecorded]; st.CheckIns == 0 && !recorded {
 		st.CheckIns, changed = 1, true
 	}
 	return changed

@@ -69,6 +69,13 @@ type ClusterReportSpec struct {
 	Properties map[string]string `json:"properties,omitempty"`
 }
 
+// AnnotationCheckInsRecorded marks a ClusterReport whose writer (the
+// bridge, or an agent in direct mode) records every check-in in the status
+// itself, its creation included. The controller then leaves checkIns alone;
+// for a report written without it (kubectl, GitOps) the controller counts
+// the creation as its one check-in.
+const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
+
 // ComponentState says whether a cluster's component is current.
 // +kubebuilder:validation:Enum=UpToDate;UpdateAvailable;Retracted;Unknown
 type ComponentState string
