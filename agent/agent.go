@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/trainyard-dev/trainyard/agent/helmrelease"
-	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // Options configure the agent.
@@ -151,7 +151,7 @@ func (a *Agent) CheckIn(ctx context.Context) error {
 		a.log.V(1).Info("workload not reported", "why", s)
 	}
 	if comps == nil {
-		comps = []bridge.ComponentVersion{}
+		comps = []wire.ComponentVersion{}
 	}
 	if a.opts.HelmReleases && a.opts.APIReader != nil {
 		releases, err := helmrelease.List(ctx, a.opts.APIReader, a.opts.Namespaces)
@@ -167,7 +167,7 @@ func (a *Agent) CheckIn(ctx context.Context) error {
 	if err != nil {
 		return errRetry{err: err}
 	}
-	body, _ := json.Marshal(bridge.Cluster{ID: a.id, Components: comps, Properties: props})
+	body, _ := json.Marshal(wire.Cluster{ID: a.id, Components: comps, Properties: props})
 	resp, msg, err := a.post(ctx, "/v3/clusters", body)
 	if err != nil {
 		return errRetry{err: fmt.Errorf("checking in at %s: %w", a.opts.HubURL, err)}
@@ -235,7 +235,7 @@ const maxAnswer = 4 << 20
 // reported component and logs those with an update: the cluster's operator
 // sees in the agent's log what the hub sees. Failures only log: the
 // check-in itself succeeded.
-func (a *Agent) logUpdates(ctx context.Context, comps []bridge.ComponentVersion) {
+func (a *Agent) logUpdates(ctx context.Context, comps []wire.ComponentVersion) {
 	if len(comps) == 0 {
 		return
 	}
@@ -250,7 +250,7 @@ func (a *Agent) logUpdates(ctx context.Context, comps []bridge.ComponentVersion)
 		return
 	}
 	var latest struct {
-		Data []bridge.ComponentVersion `json:"data"`
+		Data []wire.ComponentVersion `json:"data"`
 	}
 	if err := json.Unmarshal(msg, &latest); err != nil {
 		a.log.V(1).Info("could not read the hub's latest releases", "error", err.Error())

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // The labels and annotation a workload is discovered by.
@@ -65,7 +65,7 @@ func ClusterID(ctx context.Context, c client.Reader, explicit string) (string, e
 // check-in components, sorted by name; a component found twice is reported
 // once (the first by namespace and name), and a workload whose name label
 // is not a DNS-1123 label is skipped. skipped says why, for the log.
-func Discover(ctx context.Context, c client.Reader, namespaces []string, defaultTrain string) (comps []bridge.ComponentVersion, skipped []string, err error) {
+func Discover(ctx context.Context, c client.Reader, namespaces []string, defaultTrain string) (comps []wire.ComponentVersion, skipped []string, err error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{""}
 	}
@@ -122,9 +122,9 @@ func Discover(ctx context.Context, c client.Reader, namespaces []string, default
 		if train == "" {
 			train = v1.DefaultTrain
 		}
-		cv := bridge.ComponentVersion{
-			Component: &bridge.Component{Name: name, Type: w.kind},
-			Version:   &bridge.Version{Train: train, Version: version},
+		cv := wire.ComponentVersion{
+			Component: &wire.Component{Name: name, Type: w.kind},
+			Version:   &wire.Version{Train: train, Version: version},
 		}
 		if w.image != "" {
 			cv.Version.Data = map[string]string{"image": w.image}

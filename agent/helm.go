@@ -15,7 +15,7 @@ import (
 
 	"github.com/trainyard-dev/trainyard/agent/helmrelease"
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // TypeHelmRelease is the component type of a Helm release.
@@ -26,7 +26,7 @@ const TypeHelmRelease = "HelmRelease"
 // version, on the train of the release Secret's trainyard.dev/train label
 // (`helm install --labels`) or the default. A workload reporting the same
 // name wins: its labels say more than a chart name.
-func withHelmReleases(comps []bridge.ComponentVersion, releases []helmrelease.Release, defaultTrain string) ([]bridge.ComponentVersion, []string) {
+func withHelmReleases(comps []wire.ComponentVersion, releases []helmrelease.Release, defaultTrain string) ([]wire.ComponentVersion, []string) {
 	slices.SortFunc(releases, func(a, b helmrelease.Release) int {
 		return cmp.Or(cmp.Compare(a.Chart, b.Chart), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
@@ -54,12 +54,12 @@ func withHelmReleases(comps []bridge.ComponentVersion, releases []helmrelease.Re
 		if r.AppVersion != "" {
 			data["appVersion"] = r.AppVersion
 		}
-		comps = append(comps, bridge.ComponentVersion{
-			Component: &bridge.Component{Name: r.Chart, Type: TypeHelmRelease},
-			Version:   &bridge.Version{Train: train, Version: r.ChartVersion, Data: data},
+		comps = append(comps, wire.ComponentVersion{
+			Component: &wire.Component{Name: r.Chart, Type: TypeHelmRelease},
+			Version:   &wire.Version{Train: train, Version: r.ChartVersion, Data: data},
 		})
 	}
-	slices.SortStableFunc(comps, func(a, b bridge.ComponentVersion) int { return cmp.Compare(a.Component.Name, b.Component.Name) })
+	slices.SortStableFunc(comps, func(a, b wire.ComponentVersion) int { return cmp.Compare(a.Component.Name, b.Component.Name) })
 	return comps, skipped
 }
 

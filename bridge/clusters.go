@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/webhook"
+	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
 // checkIn stores a cluster's check-in (POST /v3/clusters, POST
@@ -57,7 +57,7 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: v1.ClusterReportName(c.ID)},
 		Spec:       v1.ClusterReportSpec{ClusterID: c.ID, Components: comps, Properties: c.Properties},
 	}
-	if errs := webhook.ValidateClusterReport(want, nil); len(errs) > 0 {
+	if errs := validation.ClusterReport(want, nil); len(errs) > 0 {
 		writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 		return
 	}

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/webhook"
+	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
 // Doctor reports are diagnostic dumps, not fleet state: they are stored
@@ -79,7 +79,7 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	// Open mode takes a dump without a cluster: it counts as its own.
 	cluster := strings.ToLower(p["uuid"])
 	if rep.Workflow != nil && rep.Workflow.ID != "" {
-		if errs := webhook.ValidateClusterID(field.NewPath("workflow", "id"), rep.Workflow.ID); len(errs) > 0 {
+		if errs := validation.ClusterID(field.NewPath("workflow", "id"), rep.Workflow.ID); len(errs) > 0 {
 			writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 			return
 		}

@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/trainyard-dev/trainyard/webhook"
+	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
 // route is one endpoint: a method, a path pattern whose {name} segments
@@ -50,10 +50,10 @@ func (rt *router) add(method, pattern string, a access, h func(http.ResponseWrit
 // paramRules check path parameters before any handler or map sees them,
 // so that a 300-character or unicode segment costs nothing.
 var paramRules = map[string]func(*field.Path, string) field.ErrorList{
-	"train":     webhook.ValidateLabel,
-	"component": webhook.ValidateLabel,
-	"release":   webhook.ValidateVersion,
-	"id":        webhook.ValidateClusterID,
+	"train":     validation.Label,
+	"component": validation.Label,
+	"release":   validation.Version,
+	"id":        validation.ClusterID,
 	"uuid":      validateDoctorID,
 }
 

@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
-	"github.com/trainyard-dev/trainyard/webhook"
+	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
 // listReleases answers GET /v3/versions/{train}/{component}: every release
@@ -29,7 +29,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 	}
 	var list v1.ComponentReleaseList
 	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{controllers.IndexReleaseTrain: v1.TrainName(p["component"], p["train"])}); err != nil {
+		client.MatchingFields{index.ReleaseTrain: v1.TrainName(p["component"], p["train"])}); err != nil {
 		writeAPIError(w, "listing releases", err)
 		return
 	}
@@ -99,7 +99,7 @@ func (s *Server) release(r *http.Request, component, train, version string) (*v1
 	}
 	var list v1.ComponentReleaseList
 	if err := s.cache.List(ctx, &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{controllers.IndexReleaseVersion: controllers.VersionKey(trainName, version)}); err != nil {
+		client.MatchingFields{index.ReleaseVersion: index.VersionKey(trainName, version)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {
@@ -164,7 +164,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: v1.ReleaseName(component, train, version)},
 		Spec:       spec,
 	}
-	if errs := webhook.ValidateComponentRelease(rel, nil); len(errs) > 0 {
+	if errs := validation.ComponentRelease(rel, nil); len(errs) > 0 {
 		writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 		return
 	}
@@ -202,7 +202,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 func (s *Server) legacyRelease(r *http.Request, rel *v1.ComponentRelease) (*v1.ComponentRelease, error) {
 	var list v1.ComponentReleaseList
 	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.MatchingFields{
-		controllers.IndexReleaseVersion: controllers.VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)}); err != nil {
+		index.ReleaseVersion: index.VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {

@@ -1,54 +1,22 @@
 package bridge
 
 import (
-	"encoding/json"
 	"time"
+
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
-// The wire format of the Deis workflow-manager "versions" API: JSON with
-// camelCase keys. encoding/json already matches keys case-insensitively and
-// ignores unknown ones, as the old service did.
-
-// Component names a component.
-type Component struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	Type        string `json:"type,omitempty"`
-}
-
-// Version is one version of a component on a train. Data carries
-// description, fixes and image, and any extra keys a publisher sends.
-type Version struct {
-	Train    string            `json:"train,omitempty"`
-	Version  string            `json:"version,omitempty"`
-	Released string            `json:"released,omitempty"`
-	Data     map[string]string `json:"data,omitempty"`
-}
-
-// ComponentVersion is a component at a version: a release, or what a
-// cluster runs.
-type ComponentVersion struct {
-	Component       *Component `json:"component,omitempty"`
-	Version         *Version   `json:"version,omitempty"`
-	UpdateAvailable string     `json:"updateAvailable,omitempty"`
-}
-
-// Cluster is a cluster's check-in.
-type Cluster struct {
-	ID         string             `json:"id"`
-	FirstSeen  *time.Time         `json:"firstSeen,omitempty"`
-	LastSeen   *time.Time         `json:"lastSeen,omitempty"`
-	Components []ComponentVersion `json:"components"`
-	// Properties describe the cluster (kubernetesVersion, nodes, provider).
-	// Not in the Deis format; its services ignore the key.
-	Properties map[string]string `json:"properties,omitempty"`
-}
-
-// Error is every error answer: {"code": <status>, "message": "..."}.
-type Error struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
+// The wire types live in internal/wire, which the agent uses without the
+// server; these names keep the bridge's code and its clients' reading as
+// before.
+type (
+	Component        = wire.Component
+	Version          = wire.Version
+	ComponentVersion = wire.ComponentVersion
+	Cluster          = wire.Cluster
+	Error            = wire.Error
+	DoctorReport     = wire.DoctorReport
+)
 
 // dataList is the {"data": [...]} envelope of list answers.
 type dataList[T any] struct {
@@ -69,12 +37,4 @@ type CheckinStat struct {
 type checkinList struct {
 	Count int           `json:"count"`
 	Data  []CheckinStat `json:"data"`
-}
-
-// DoctorReport is a diagnostic dump: the cluster as the agent sees it, its
-// nodes and namespaces (kept as sent).
-type DoctorReport struct {
-	Workflow   *Cluster        `json:"workflow"`
-	Nodes      json.RawMessage `json:"nodes"`
-	Namespaces json.RawMessage `json:"namespaces"`
 }

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
@@ -100,16 +100,16 @@ func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (
 // retries a create must see AlreadyExists, not a validation error.
 func (w *releaseWebhook) duplicate(ctx context.Context, r *v1.ComponentRelease) (field.ErrorList, error) {
 	var existing v1.ComponentReleaseList
-	key := controllers.VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)
+	key := index.VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)
 	if err := w.reader.List(ctx, &existing, client.InNamespace(r.Namespace),
-		client.MatchingFields{controllers.IndexReleaseVersion: key}); err != nil {
+		client.MatchingFields{index.ReleaseVersion: key}); err != nil {
 		return nil, err
 	}
 	for _, e := range existing.Items {
 		if e.Name == r.Name {
 			continue
 		}
-		return field.ErrorList{field.Invalid(specPath.Child("version"), r.Spec.Version, fmt.Sprintf(
+		return field.ErrorList{field.Invalid(field.NewPath("spec", "version"), r.Spec.Version, fmt.Sprintf(
 			"%s %s is already published on %s as ComponentRelease %q",
 			r.Spec.Component, e.Spec.Version, r.Spec.Train, e.Name))}, nil
 	}

@@ -1,0 +1,63 @@
+// Package index holds the field indexes of trainyard's objects in the
+// manager's cache: their names, how each is computed, and Setup, which
+// registers them all. The controllers, the admission webhook and the bridge
+// query them; this package imports nothing else of trainyard's but the API
+// types, so none of them has to import another for an index name (as Cluster
+// API keeps its indexes in util/index).
+package index
+
+import (
+	"context"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+const (
+	// ReleaseTrain maps a ComponentRelease to its train's name.
+	ReleaseTrain = "trainyard.dev/release-train"
+	// ReleaseVersion maps a ComponentRelease to VersionKey(train, version).
+	ReleaseVersion = "trainyard.dev/release-version"
+	// ReportTrain maps a ClusterReport to the trains of its components.
+	ReportTrain = "trainyard.dev/report-train"
+)
+
+// VersionKey identifies one version of a train. Versions that are the same
+// semantic version ("v1.2.0" and "1.2.0") share a key.
+func VersionKey(trainName, version string) string {
+	return trainName + "/" + v1.CanonicalVersion(version)
+}
+
+// Setup registers every field index on the manager's cache. A cache handed
+// to the controllers, the webhook or the bridge must have been set up.
+func Setup(ctx context.Context, indexer client.FieldIndexer) error {
+	indexes := []struct {
+		obj     client.Object
+		field   string
+		extract client.IndexerFunc
+	}{
+		{&v1.ComponentRelease{}, ReleaseTrain, func(o client.Object) []string {
+			r := o.(*v1.ComponentRelease)
+			return []string{v1.TrainName(r.Spec.Component, r.Spec.Train)}
+		}},
+		{&v1.ComponentRelease{}, ReleaseVersion, func(o client.Object) []string {
+			r := o.(*v1.ComponentRelease)
+			return []string{VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
+		}},
+		{&v1.ClusterReport{}, ReportTrain, func(o client.Object) []string {
+			r := o.(*v1.ClusterReport)
+			keys := make([]string, 0, len(r.Spec.Components))
+			for _, c := range r.Spec.Components {
+				keys = append(keys, v1.TrainName(c.Name, c.Train))
+			}
+			return keys
+		}},
+	}
+	for _, ix := range indexes {
+		if err := indexer.IndexField(ctx, ix.obj, ix.field, ix.extract); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+// Package validation holds the rules of every trainyard object as pure
+// functions: objects in, field.ErrorList out, no API access (as Kueue keeps
+// its webhooks' rules). The admission webhook and the bridge both call them,
+// and neither has to import the other for them.
+package validation
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/validation"
+	apivalidation "k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// The validation below is pure: objects in, field.ErrorList out. The CRD
+// schema already enforces most bounds; repeating them here gives one message
+// per problem with its exact field path, also for clients that reach the
+// webhook first, and covers what the schema cannot express.
+
+var (
+	specPath     = field.NewPath("spec")
+	metadataName = field.NewPath("metadata", "name")
+	// dataKey is the format of spec.data and spec.properties keys (the
+	// ConfigMap key alphabet, so they can be copied into one).
+	dataKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	uuidRE  = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+)
+
+// ComponentRelease validates a release on create (old nil) or update.
+func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
+	var errs field.ErrorList
+	s, p := r.Spec, specPath
+	errs = append(errs, Label(p.Child("component"), s.Component)...)
+	errs = append(errs, Label(p.Child("train"), s.Train)...)
+	errs = append(errs, Version(p.Child("version"), s.Version)...)
+	errs = append(errs, maxLen(p.Child("description"), s.Description, v1.MaxDescriptionLength)...)
+	errs = append(errs, maxLen(p.Child("fixes"), s.Fixes, v1.MaxDescriptionLength)...)
+	errs = append(errs, maxLen(p.Child("image"), s.Image, v1.MaxImageLength)...)
+	errs = append(errs, validateStringMap(p.Child("data"), s.Data, v1.MaxDataEntries, v1.MaxDataValueLength)...)
+	if s.Retracted != nil {
+		rp := p.Child("retracted", "reason")
+		if strings.TrimSpace(s.Retracted.Reason) == "" {
+			errs = append(errs, field.Required(rp, "say why the release is retracted"))
+		}
+		errs = append(errs, maxLen(rp, s.Retracted.Reason, v1.MaxReasonLength)...)
+	}
+	// The name is checked on create only: it cannot change afterwards, and
+	// releases named before the canonical names must stay editable
+	// (retracting one is an update).
+	if old == nil && len(errs) == 0 {
+		if want := v1.ReleaseName(s.Component, s.Train, s.Version); r.Name != want {
+			errs = append(errs, field.Invalid(metadataName, r.Name,
+				fmt.Sprintf("must be %q, the canonical name of %s %s on %s (<component>.<train>.<version>), "+
+					"so that a version is published only once", want, s.Component, s.Version, s.Train)))
+		}
+	}
+	if old != nil {
+		errs = append(errs, immutable(p.Child("component"), s.Component, old.Spec.Component)...)
+		errs = append(errs, immutable(p.Child("train"), s.Train, old.Spec.Train)...)
+		errs = append(errs, immutable(p.Child("version"), s.Version, old.Spec.Version)...)
+	}
+	return errs
+}
+
+// ReleaseTrain validates a train on create (old nil) or update.
+func ReleaseTrain(t, old *v1.ReleaseTrain) field.ErrorList {
+	var errs field.ErrorList
+	s, p := t.Spec, specPath
+	errs = append(errs, Label(p.Child("component"), s.Component)...)
+	errs = append(errs, Label(p.Child("train"), s.Train)...)
+	if len(errs) == 0 {
+		if want := v1.TrainName(s.Component, s.Train); t.Name != want {
+			errs = append(errs, field.Invalid(metadataName, t.Name,
+				fmt.Sprintf("must be %q (<spec.component>.<spec.train>)", want)))
+		}
+	}
+	switch s.Ordering {
+	case "", v1.OrderingSemver, v1.OrderingReleaseTime:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("ordering"), s.Ordering,
+			[]v1.Ordering{v1.OrderingSemver, v1.OrderingReleaseTime}))
+	}
+	switch s.Prereleases {
+	case "", v1.PrereleasesInclude, v1.PrereleasesExclude:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("prereleases"), s.Prereleases,
+			[]v1.PrereleasePolicy{v1.PrereleasesInclude, v1.PrereleasesExclude}))
+	}
+	if r := s.VersionRange; r != "" {
+		if len(r) > v1.MaxVersionRangeLength {
+			errs = append(errs, field.TooLong(p.Child("versionRange"), "", v1.MaxVersionRangeLength))
+		} else if _, err := ordering.ParseRange(r); err != nil {
+			errs = append(errs, field.Invalid(p.Child("versionRange"), r,
+				"must be a semantic-version constraint such as \">=1.2, <2\" or \"~1.4\""))
+		}
+	}
+	if h := s.HistoryLimit; h != nil && (*h < 0 || *h > v1.MaxHistoryLimit) {
+		errs = append(errs, field.Invalid(p.Child("historyLimit"), *h,
+			fmt.Sprintf("must be between 0 and %d", v1.MaxHistoryLimit)))
+	}
+	if old != nil {
+		errs = append(errs, immutable(p.Child("component"), s.Component, old.Spec.Component)...)
+		errs = append(errs, immutable(p.Child("train"), s.Train, old.Spec.Train)...)
+	}
+	return errs
+}
+
+// ClusterReport validates a report on create (old nil) or update.
+func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
+	var errs field.ErrorList
+	s, p := r.Spec, specPath
+	idPath := p.Child("clusterID")
+	idErrs := ClusterID(idPath, s.ClusterID)
+	errs = append(errs, idErrs...)
+	if len(idErrs) == 0 && r.Name != v1.ClusterReportName(s.ClusterID) {
+		errs = append(errs, field.Invalid(metadataName, r.Name,
+			fmt.Sprintf("must be %q, the clusterID in lower case", v1.ClusterReportName(s.ClusterID))))
+	}
+	cp := p.Child("components")
+	if n := len(s.Components); n > v1.MaxClusterComponents {
+		errs = append(errs, field.TooMany(cp, n, v1.MaxClusterComponents))
+	}
+	seen := map[string]int{}
+	for i, c := range s.Components {
+		ip := cp.Index(i)
+		errs = append(errs, Label(ip.Child("name"), c.Name)...)
+		if c.Train != "" {
+			errs = append(errs, Label(ip.Child("train"), c.Train)...)
+		}
+		errs = append(errs, Version(ip.Child("version"), c.Version)...)
+		errs = append(errs, maxLen(ip.Child("type"), c.Type, v1.MaxNameLength)...)
+		errs = append(errs, maxLen(ip.Child("image"), c.Image, v1.MaxImageLength)...)
+		if j, dup := seen[c.Name]; dup {
+			errs = append(errs, field.Duplicate(ip.Child("name"),
+				fmt.Sprintf("%s (also at index %d): report each component once", c.Name, j)))
+		} else {
+			seen[c.Name] = i
+		}
+	}
+	errs = append(errs, validateStringMap(p.Child("properties"), s.Properties, v1.MaxClusterProperties, v1.MaxPropertyValueLength)...)
+	if old != nil {
+		errs = append(errs, immutable(idPath, s.ClusterID, old.Spec.ClusterID)...)
+	}
+	return errs
+}
+
+// Label checks a component or train name: a DNS-1123 label.
+func Label(p *field.Path, v string) field.ErrorList {
+	if v == "" {
+		return field.ErrorList{field.Required(p, "a DNS-1123 label such as \"router\" or \"stable\"")}
+	}
+	var errs field.ErrorList
+	for _, msg := range apivalidation.IsDNS1123Label(v) {
+		errs = append(errs, field.Invalid(p, v, msg))
+	}
+	return errs
+}
+
+// Version checks a version: 1 to 64 printable ASCII characters
+// without whitespace or '/'.
+func Version(p *field.Path, v string) field.ErrorList {
+	switch {
+	case v == "":
+		return field.ErrorList{field.Required(p, "the version, for example \"v1.2.3\"")}
+	case len(v) > v1.MaxVersionLength:
+		return field.ErrorList{field.TooLong(p, "", v1.MaxVersionLength)}
+	}
+	for _, c := range v {
+		if c <= ' ' || c > '~' || c == '/' {
+			return field.ErrorList{field.Invalid(p, v,
+				fmt.Sprintf("must be printable ASCII without whitespace or '/' (found %q)", c))}
+		}
+	}
+	return nil
+}
+
+func validateStringMap(p *field.Path, m map[string]string, maxEntries, maxValue int) field.ErrorList {
+	var errs field.ErrorList
+	if len(m) > maxEntries {
+		errs = append(errs, field.TooMany(p, len(m), maxEntries))
+	}
+	for k, v := range m {
+		kp := p.Key(k)
+		switch {
+		case len(k) == 0 || len(k) > v1.MaxDataKeyLength:
+			errs = append(errs, field.Invalid(kp, k, fmt.Sprintf("keys must be 1 to %d characters", v1.MaxDataKeyLength)))
+		case !dataKey.MatchString(k):
+			errs = append(errs, field.Invalid(kp, k, "keys may contain only letters, digits, '-', '_' and '.'"))
+		}
+		errs = append(errs, maxLen(kp, v, maxValue)...)
+	}
+	return errs
+}
+
+func maxLen(p *field.Path, v string, limit int) field.ErrorList {
+	if len(v) > limit {
+		return field.ErrorList{field.TooLong(p, "", limit)}
+	}
+	return nil
+}
+
+func immutable(p *field.Path, now, was string) field.ErrorList {
+	if now == was {
+		return nil
+	}
+	return validation.ValidateImmutableField(now, was, p)
+}
+
+// ClusterID checks a cluster's ID: a UUID or a DNS-1123 label.
+func ClusterID(p *field.Path, id string) field.ErrorList {
+	switch {
+	case id == "":
+		return field.ErrorList{field.Required(p, "the cluster's ID: a UUID or a DNS-1123 label")}
+	case !uuidRE.MatchString(id) && len(apivalidation.IsDNS1123Label(id)) > 0:
+		return field.ErrorList{field.Invalid(p, id, "must be a UUID or a DNS-1123 label")}
+	}
+	return nil
+}
