@@ -173,12 +173,6 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases,verbs=create;patch
-// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=patch
-// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;create;update;delete
-// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
-// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
-
 func runManager(args []string) error {
 	fs := flag.NewFlagSet("trainyard", flag.ContinueOnError)
 	var o managerOptions

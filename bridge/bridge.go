@@ -29,6 +29,15 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
+// What the bridge needs of the API (make manifests turns these into the
+// manager's RBAC): it creates and patches the reports and releases it is
+// sent, records check-ins in the reports' status, reads the registration
+// and doctor-credential Secrets and keeps the doctor dumps (list and delete
+// for their caps) in its namespace.
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases,verbs=create;patch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=patch
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;create;update;delete
+
 // Options configure the bridge.
 type Options struct {
 	// Audit receives a line for every write (default: the "bridge.audit"

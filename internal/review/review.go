@@ -26,6 +26,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
+// The reviews themselves (the bridge's publishers and readers, the metrics
+// endpoint's scrapers):
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // TTL is how long an allowing answer is trusted: a revoked token or binding
 // stops working within it. A refusal is trusted for DenyTTL only, so that a
 // binding just granted takes effect soon.
