@@ -731,6 +731,32 @@ current-context: test
 		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
 	})
 
+	It("lets the bridge keep its doctor dumps within their caps through the chart's RBAC alone", func() {
+		// A second replica, in open mode so that a dump needs no report
+		// (creating one needs the chart's webhook Service, out of reach
+		// here); the bridge serves on every replica, leader or not.
+		manager := runManager("trainyard", "trainyard-system", "trainyard", GinkgoT().TempDir(),
+			"--set", "bridge.checkInAuth=open", "--set", "bridge.doctor.maxReports=2")
+		Eventually(manager.Err, time.Minute).Should(gbytes.Say(`bridge listening`))
+		addr := regexp.MustCompile(`bridge listening.*?(127\.0\.0\.1:\d+)`).FindStringSubmatch(string(manager.Err.Contents()))
+		Expect(addr).To(HaveLen(2), "the manager logs the bridge's address")
+		dump := `{"workflow":{"id":"rbac-check","components":[]},"nodes":[],"namespaces":[]}`
+		for i := range 4 {
+			Eventually(func() int {
+				resp, err := http.Post(fmt.Sprintf("http://%s/v3/doctor/dump-%d", addr[1], i), "application/json", strings.NewReader(dump))
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}, 30*time.Second).Should(Equal(http.StatusOK))
+		}
+		// It listed the cluster's dumps and deleted the oldest ones.
+		Expect(strings.Fields(kubectl(nil, "-n", "trainyard-system", "get", "secrets", "-l", "trainyard.dev/doctor-cluster=rbac-check",
+			"-o", "name"))).To(ConsistOf("secret/trainyard-doctor-report-dump-2", "secret/trainyard-doctor-report-dump-3"))
+		Consistently(func() string { return string(manager.Err.Contents()) }, "2s").ShouldNot(ContainSubstring("forbidden"))
+	})
+
 	It("gives the manager with every option on (cert-manager's certificate, the bridge in its own namespace) all it needs", func() {
 		// What cert-manager would mount: a serving certificate.
 		certDir := GinkgoT().TempDir()
