@@ -68,7 +68,7 @@ verify: manifests generate vet ## Fail when generated files are stale, code is u
 	@echo "verify: generated files are up to date"
 
 .PHONY: controlplane
-controlplane: ## Build kube-apiserver, etcd and kubectl from source (once; ~10 min on 2 cores).
+controlplane: ## Provide kube-apiserver, etcd and kubectl: the release binaries (setup-envtest), else a source build (once; ~12 min on 2 cores).
 	@$(CONTROLPLANE_BUILD) >/dev/null
 
 # Each fuzz target of the bridge's request decoders runs this many inputs in `make test`

@@ -1,6 +1,6 @@
 // Module controlplane builds the test control plane (kube-apiserver, etcd, kubectl)
-// from source through the Go module proxy, because setup-envtest cannot download
-// release binaries here. It is separate from the main module so that
+// from source through the Go module proxy, where setup-envtest cannot download
+// the release binaries (build.sh tries that first). It is separate from the main module so that
 // k8s.io/kubernetes never enters the operator's own dependency graph.
 module github.com/trainyard-dev/trainyard/hack/controlplane
 
