@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/trainyard-dev/trainyard/agent"
@@ -107,7 +109,13 @@ func runAgent(args []string) error {
 		// same validation, ID binding rules and heartbeat write budget.
 		b := bridge.New(hub, hub, hub, bridge.Options{Namespace: hubNamespace, CheckInAuth: bridge.CheckInOpen})
 		o.Direct = b.Handler()
-		if err := mgr.Add(bridge.Heartbeats{S: b}); err != nil {
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			flush, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			b.FlushHeartbeats(flush)
+			return nil
+		})); err != nil {
 			return err
 		}
 	}

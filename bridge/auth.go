@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
@@ -76,7 +77,7 @@ const (
 
 // AnnotationTokenHash binds a ClusterReport to the registration token of its
 // first check-in.
-const AnnotationTokenHash = "trainyard.dev/registration-token-sha256"
+const AnnotationTokenHash = checkin.AnnotationTokenHash
 
 // tokenHash is what is stored and logged of a token: never the token.
 func tokenHash(token string) string {

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
@@ -103,8 +103,7 @@ type Server struct {
 	apiReader client.Reader
 	handler   http.Handler
 
-	locks        keyedMutex
-	heartbeats   *heartbeats
+	store        *checkin.Store
 	encoded      encodedReleases
 	limiter      *limiter
 	failures     *limiter
@@ -148,7 +147,8 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 		audit:    o.Audit,
 		reviewer: &review.Reviewer{Client: api, Now: o.Clock.Now},
 	}
-	s.heartbeats = newHeartbeats(s)
+	s.store = checkin.New(reports{cache: cache, api: api, apiReader: apiReader},
+		checkin.Options{Heartbeat: o.Heartbeat, Clock: o.Clock, Log: log.Log.WithName("bridge")})
 	s.handler = s.routes()
 	return s
 }
@@ -196,7 +196,7 @@ func (s *Server) Start(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	flushDone := make(chan struct{})
-	go func() { s.heartbeats.run(ctx); close(flushDone) }()
+	go func() { s.store.Run(ctx); close(flushDone) }()
 	select {
 	case err := <-errc:
 		return err
@@ -209,9 +209,13 @@ func (s *Server) Start(ctx context.Context) error {
 	<-flushDone
 	flush, cancelFlush := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelFlush()
-	s.heartbeats.flushAll(flush)
+	s.store.Flush(flush)
 	return err
 }
+
+// FlushHeartbeats writes every check-in held in memory (Start does this
+// when it stops).
+func (s *Server) FlushHeartbeats(ctx context.Context) { s.store.Flush(ctx) }
 
 // MaxHeaderBytes bounds a request's line and headers.
 const MaxHeaderBytes = 32 << 10
@@ -319,38 +323,4 @@ func messageOf(err error) string {
 		return status.Status().Message
 	}
 	return err.Error()
-}
-
-// keyedMutex serialises the check-ins of one cluster.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	sync.Mutex
-	users int
-}
-
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 }

@@ -10,42 +10,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // Keys of Version.Data that map onto ComponentRelease fields; any other key
 // is kept in spec.data.
 const (
-	dataDescription = "description"
-	dataFixes       = "fixes"
-	dataImage       = "image"
+	dataDescription = wire.DataDescription
+	dataFixes       = wire.DataFixes
+	dataImage       = wire.DataImage
 )
 
 // required is the 422 answer for a missing field, in the old service's words.
-type required string
+type required = checkin.Required
 
-func (r required) Error() string { return string(r) + " in body is required" }
-
-// reportedComponents converts a check-in's components, naming the first
-// missing field.
-func reportedComponents(cvs []ComponentVersion) ([]v1.ReportedComponent, error) {
-	out := make([]v1.ReportedComponent, 0, len(cvs))
-	for i, cv := range cvs {
-		at := fmt.Sprintf("components[%d]", i)
-		if cv.Component == nil || cv.Component.Name == "" {
-			return nil, required(at + ".component.name")
-		}
-		if cv.Version == nil || cv.Version.Version == "" {
-			return nil, required(at + ".version.version")
-		}
-		c := v1.ReportedComponent{Name: cv.Component.Name, Train: cv.Version.Train,
-			Version: cv.Version.Version, Type: cv.Component.Type, Image: cv.Version.Data[dataImage]}
-		if c.Train == "" {
-			c.Train = v1.DefaultTrain
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
+// reportedComponents converts a check-in's components (internal/checkin).
+var reportedComponents = checkin.ReportedComponents
 
 // clusterOf is the wire form of a report. lastSeen may be newer than the
 // stored one: a heartbeat not yet flushed.

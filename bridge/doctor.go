@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
@@ -101,7 +102,7 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 			fmt.Sprintf("the report compresses to %d bytes; at most %d are stored", buf.Len(), maxDoctorStored))
 		return
 	}
-	defer s.locks.lock("doctor/" + cluster)()
+	defer s.store.Lock("doctor/" + cluster)()
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: doctorSecretName(p["uuid"]),
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard", LabelDoctorReport: "true", LabelDoctorCluster: cluster}},
@@ -137,7 +138,7 @@ func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster,
 		return false
 	case cr.Annotations[AnnotationTokenHash] != hash:
 		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
-		writeError(w, http.StatusForbidden, errRegisteredElsewhere(cluster).Error())
+		writeError(w, http.StatusForbidden, checkin.ErrBoundElsewhere(cluster).Error())
 		return false
 	}
 	return true

@@ -61,3 +61,11 @@ type DoctorReport struct {
 	Nodes      json.RawMessage `json:"nodes"`
 	Namespaces json.RawMessage `json:"namespaces"`
 }
+
+// Keys of Version.Data with a meaning of their own; any other key is kept
+// as sent.
+const (
+	DataDescription = "description"
+	DataFixes       = "fixes"
+	DataImage       = "image"
+)

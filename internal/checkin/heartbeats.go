@@ -1,4 +1,4 @@
-package bridge
+package checkin
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -25,7 +23,7 @@ import (
 // check-ins of one cluster, no increment is lost and lastSeen never goes
 // back; and a failed write keeps what it held for the next one.
 type heartbeats struct {
-	s       *Server
+	s       *Store
 	mu      sync.Mutex
 	pending map[types.NamespacedName]*pendingBeat
 	// last is the check-in record this replica last wrote per report, since
@@ -44,7 +42,7 @@ type writtenBeat struct {
 	checkIns int64
 }
 
-func newHeartbeats(s *Server) *heartbeats {
+func newHeartbeats(s *Store) *heartbeats {
 	return &heartbeats{s: s, pending: map[types.NamespacedName]*pendingBeat{}, last: map[types.NamespacedName]writtenBeat{}}
 }
 
@@ -53,7 +51,7 @@ func newHeartbeats(s *Server) *heartbeats {
 // fails leaves the check-in held for the next flush: the report itself is
 // stored, so the check-in is answered either way.
 func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Time, now bool) {
-	key := client.ObjectKeyFromObject(r)
+	key := keyOf(r)
 	h.mu.Lock()
 	h.hold(key, at, 1)
 	due := now || at.Sub(h.lastWrite(key, r)) >= h.s.opts.Heartbeat
@@ -62,7 +60,7 @@ func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Ti
 		return
 	}
 	if err := h.write(ctx, r); err != nil {
-		log.FromContext(ctx).Error(err, "writing a check-in record; it is held for the next flush", "cluster", r.Name)
+		h.s.logOf(ctx).Error(err, "writing a check-in record; it is held for the next flush", "cluster", r.Name)
 	}
 }
 
@@ -95,7 +93,7 @@ func (h *heartbeats) lastWrite(key types.NamespacedName, r *v1.ClusterReport) ti
 // write takes what is held for r's cluster and writes it; on failure it is
 // held again, merged with what came meanwhile.
 func (h *heartbeats) write(ctx context.Context, r *v1.ClusterReport) error {
-	key := client.ObjectKeyFromObject(r)
+	key := keyOf(r)
 	h.mu.Lock()
 	p := h.pending[key]
 	delete(h.pending, key)
@@ -124,12 +122,12 @@ const maxPatchAttempts = 5
 // patching against the stored resourceVersion. On a conflict (or when cur
 // is known to be stale) it reads the report from the API and tries again.
 func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale bool, at time.Time, n int64) error {
-	key := client.ObjectKeyFromObject(cur)
+	key := keyOf(cur)
 	t := metav1.NewTime(at.UTC().Truncate(time.Second))
 	for attempt := 1; ; attempt++ {
 		if stale {
-			fresh := &v1.ClusterReport{}
-			if err := h.s.apiReader.Get(ctx, key, fresh); err != nil {
+			fresh, err := h.s.reports.Get(ctx, key, true)
+			if err != nil {
 				return err
 			}
 			cur = fresh
@@ -142,7 +140,7 @@ func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale boo
 			patched.Status.LastSeen = &t
 		}
 		patched.Status.CheckIns = cur.Status.CheckIns + n
-		err := h.s.api.Status().Patch(ctx, patched, client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{}))
+		err := h.s.patch(ctx, cur, patched, true, true)
 		if err == nil {
 			h.mu.Lock()
 			h.last[key] = writtenBeat{at: patched.Status.LastSeen.Time, checkIns: patched.Status.CheckIns}
@@ -158,7 +156,7 @@ func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale boo
 
 // seen adds what is held and what this replica wrote to a report's record.
 func (h *heartbeats) seen(r *v1.ClusterReport, last time.Time) (time.Time, int64) {
-	key := client.ObjectKeyFromObject(r)
+	key := keyOf(r)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	checkIns := r.Status.CheckIns
@@ -243,7 +241,7 @@ func (h *heartbeats) flushAll(ctx context.Context) {
 	close(work)
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
-		log.FromContext(ctx).Info("some check-in records were not written; they are held for the next flush",
+		h.s.logOf(ctx).Info("some check-in records were not written; they are held for the next flush",
 			"failed", n, "of", len(keys))
 	}
 }
@@ -253,9 +251,9 @@ const flushWorkers = 8
 
 // flush writes one cluster's held check-ins.
 func (h *heartbeats) flush(ctx context.Context, key types.NamespacedName) error {
-	defer h.s.locks.lock(key.Name)()
-	r := &v1.ClusterReport{}
-	if err := h.s.cache.Get(ctx, key, r); err != nil {
+	defer h.s.locks.Lock(key.String())()
+	r, err := h.s.reports.Get(ctx, key, false)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			h.mu.Lock()
 			delete(h.pending, key)
@@ -268,23 +266,41 @@ func (h *heartbeats) flush(ctx context.Context, key types.NamespacedName) error 
 	return h.write(ctx, r)
 }
 
-// FlushHeartbeats writes every heartbeat held in memory (Start does this
-// when it stops).
-func (s *Server) FlushHeartbeats(ctx context.Context) { s.heartbeats.flushAll(ctx) }
-
-// Heartbeats is a Runnable that flushes held heartbeats every granularity
-// and once more when it stops: what Start does for a bridge that is used
-// in process (the agent's direct mode) rather than served.
-type Heartbeats struct{ S *Server }
-
-// Start flushes until ctx ends, then flushes the rest.
-func (h Heartbeats) Start(ctx context.Context) error {
-	h.S.heartbeats.run(ctx)
-	flush, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	h.S.heartbeats.flushAll(flush)
-	return nil
+func keyOf(r *v1.ClusterReport) types.NamespacedName {
+	return types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 }
 
-// NeedLeaderElection is false: the agent has no leader election.
-func (Heartbeats) NeedLeaderElection() bool { return false }
+// KeyedMutex serialises what is done under one key.
+type KeyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// Lock locks key and returns its unlock. An unused key takes no memory.
+func (k *KeyedMutex) Lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

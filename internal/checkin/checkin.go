@@ -1,0 +1,309 @@
+// Package checkin stores clusters' check-ins as ClusterReports: the one
+// write path of the bridge (POST /v3/clusters) and of the agent's direct
+// mode. It converts and validates a check-in, creates or patches the
+// report, and records check-ins that change nothing as held heartbeats,
+// written at most once per granularity.
+//
+// It reads and writes through Reports, so that the agent's direct mode
+// links client-go's REST client only, not the manager's cached client.
+package checkin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/validation"
+	"github.com/trainyard-dev/trainyard/internal/wire"
+)
+
+// AnnotationTokenHash binds a ClusterReport to the registration token of its
+// first check-in.
+const AnnotationTokenHash = "trainyard.dev/registration-token-sha256"
+
+// Reports reads and writes ClusterReports.
+type Reports interface {
+	// Get reads a report: from a cache when there is one, or from the API
+	// server when fresh.
+	Get(ctx context.Context, key types.NamespacedName, fresh bool) (*v1.ClusterReport, error)
+	// Create creates r and fills it in as stored.
+	Create(ctx context.Context, r *v1.ClusterReport) error
+	// Patch applies a JSON merge patch to r's object (its status
+	// subresource when status) and fills r in as stored.
+	Patch(ctx context.Context, r *v1.ClusterReport, status bool, patch []byte) error
+}
+
+// Options configure a Store.
+type Options struct {
+	// Heartbeat is the granularity of lastSeen and checkIns for check-ins
+	// that change nothing (default 1m).
+	Heartbeat time.Duration
+	Clock     clock.WithTicker
+	// Log is where failed heartbeat writes are logged.
+	Log logr.Logger
+}
+
+// Store stores check-ins.
+type Store struct {
+	reports Reports
+	opts    Options
+	locks   KeyedMutex
+	beats   *heartbeats
+}
+
+// New builds a store writing through reports.
+func New(reports Reports, o Options) *Store {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	s := &Store{reports: reports, opts: o}
+	s.beats = newHeartbeats(s)
+	return s
+}
+
+// Required is the answer for a missing field, in the old service's words.
+type Required string
+
+func (r Required) Error() string { return string(r) + " in body is required" }
+
+// Invalid is a check-in the API would refuse (a 422).
+type Invalid struct{ error }
+
+// Report is the ClusterReport a check-in asks for, in namespace: its
+// components converted, the whole validated as the webhook would.
+func Report(namespace string, c wire.Cluster) (*v1.ClusterReport, error) {
+	if c.ID == "" {
+		return nil, Required("id")
+	}
+	if c.Components == nil {
+		return nil, Required("components")
+	}
+	comps, err := ReportedComponents(c.Components)
+	if err != nil {
+		return nil, err
+	}
+	want := &v1.ClusterReport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: v1.ClusterReportName(c.ID)},
+		Spec:       v1.ClusterReportSpec{ClusterID: c.ID, Components: comps, Properties: c.Properties},
+	}
+	if errs := validation.ClusterReport(want, nil); len(errs) > 0 {
+		return nil, Invalid{errs.ToAggregate()}
+	}
+	return want, nil
+}
+
+// ReportedComponents converts a check-in's components, naming the first
+// missing field.
+func ReportedComponents(cvs []wire.ComponentVersion) ([]v1.ReportedComponent, error) {
+	out := make([]v1.ReportedComponent, 0, len(cvs))
+	for i, cv := range cvs {
+		at := fmt.Sprintf("components[%d]", i)
+		if cv.Component == nil || cv.Component.Name == "" {
+			return nil, Required(at + ".component.name")
+		}
+		if cv.Version == nil || cv.Version.Version == "" {
+			return nil, Required(at + ".version.version")
+		}
+		c := v1.ReportedComponent{Name: cv.Component.Name, Train: cv.Version.Train,
+			Version: cv.Version.Version, Type: cv.Component.Type, Image: cv.Version.Data[wire.DataImage]}
+		if c.Train == "" {
+			c.Train = v1.DefaultTrain
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ErrBoundElsewhere refuses a check-in of a cluster bound to another
+// registration token.
+type ErrBoundElsewhere string
+
+func (e ErrBoundElsewhere) Error() string {
+	return "cluster " + string(e) + " is registered with another registration token; a cluster ID cannot be taken over"
+}
+
+// CheckIn creates or updates the report and records the check-in; it
+// returns the report as stored, and whether the check-in changed nothing
+// (a heartbeat, held in memory). When want carries AnnotationTokenHash, a
+// report bound to another token is refused with ErrBoundElsewhere, and an
+// unbound one is bound. by names the writer in
+// v1.AnnotationCheckInsRecorded.
+func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string) (stored *v1.ClusterReport, heartbeat bool, err error) {
+	key := types.NamespacedName{Namespace: want.Namespace, Name: want.Name}
+	defer s.locks.Lock(key.String())()
+	want = want.DeepCopy()
+	if want.Annotations == nil {
+		want.Annotations = map[string]string{}
+	}
+	// The writer records every check-in itself, the first included.
+	want.Annotations[v1.AnnotationCheckInsRecorded] = by
+	now := metav1.NewTime(s.opts.Clock.Now().UTC().Truncate(time.Second)) // as the API stores times
+
+	cur, err := s.reports.Get(ctx, key, false)
+	if apierrors.IsNotFound(err) {
+		created := want.DeepCopy()
+		err = s.reports.Create(ctx, created)
+		if err == nil {
+			// A new report: the first check-in is recorded at once. The
+			// report is stored; should its record fail, it is held.
+			s.beats.record(ctx, created, now.Time, true)
+			created.Status.FirstSeen, created.Status.LastSeen, created.Status.CheckIns = &now, &now, 1
+			return created, false, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, false, err
+		}
+		// Created meanwhile (another replica, or the cache is behind).
+		cur, err = s.reports.Get(ctx, key, true)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if hash := want.Annotations[AnnotationTokenHash]; hash != "" {
+		switch bound := cur.Annotations[AnnotationTokenHash]; {
+		case bound == "":
+			// Reported before tokens were required: the first token binds it.
+			patched := cur.DeepCopy()
+			if patched.Annotations == nil {
+				patched.Annotations = map[string]string{}
+			}
+			patched.Annotations[AnnotationTokenHash] = hash
+			if err := s.patch(ctx, cur, patched, false, false); err != nil {
+				return nil, false, err
+			}
+			cur = patched
+		case bound != hash:
+			return nil, false, ErrBoundElsewhere(want.Spec.ClusterID)
+		}
+	}
+	// Properties only count when sent: an old agent's check-in keeps them.
+	propsChanged := want.Spec.Properties != nil && !maps.Equal(cur.Spec.Properties, want.Spec.Properties)
+	if propsChanged || !equality.Semantic.DeepEqual(cur.Spec.Components, want.Spec.Components) {
+		patched := cur.DeepCopy()
+		patched.Spec.Components = want.Spec.Components
+		if want.Spec.Properties != nil {
+			patched.Spec.Properties = want.Spec.Properties
+		}
+		if err := s.patch(ctx, cur, patched, false, false); err != nil {
+			return nil, false, err
+		}
+		// What the cluster runs changed and is stored: record the check-in
+		// now too (held, like a heartbeat, should that write fail).
+		s.beats.record(ctx, patched, now.Time, true)
+		return patched, false, nil
+	}
+	s.beats.record(ctx, cur, now.Time, false)
+	return cur, true, nil
+}
+
+// patch writes the difference from cur to patched as a JSON merge patch,
+// with cur's resourceVersion when optimistic; patched is filled in as
+// stored.
+func (s *Store) patch(ctx context.Context, cur, patched *v1.ClusterReport, status, optimistic bool) error {
+	from, err := json.Marshal(cur)
+	if err != nil {
+		return err
+	}
+	to, err := json.Marshal(patched)
+	if err != nil {
+		return err
+	}
+	p, err := jsonpatch.CreateMergePatch(from, to)
+	if err != nil {
+		return err
+	}
+	if optimistic {
+		// As controller-runtime's MergeFromWithOptimisticLock: the API
+		// server refuses the patch with a conflict if the object moved on.
+		var m map[string]any
+		if err := json.Unmarshal(p, &m); err != nil {
+			return err
+		}
+		meta, _ := m["metadata"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+			m["metadata"] = meta
+		}
+		meta["resourceVersion"] = cur.ResourceVersion
+		if p, err = json.Marshal(m); err != nil {
+			return err
+		}
+	}
+	return s.reports.Patch(ctx, patched, status, p)
+}
+
+// logOf is the context's logger (a request's, a manager's), else the
+// store's.
+func (s *Store) logOf(ctx context.Context) logr.Logger {
+	if l, err := logr.FromContext(ctx); err == nil {
+		return l
+	}
+	return s.opts.Log
+}
+
+// Lock serialises the writes of one key (a report, a doctor dump) in this
+// process; call the function it returns to unlock.
+func (s *Store) Lock(key string) func() { return s.locks.Lock(key) }
+
+// Seen is a report's first and last check-in and their count, the ones
+// held in memory included.
+func (s *Store) Seen(r *v1.ClusterReport) (first, last time.Time, checkIns int64) {
+	if r.Status.FirstSeen != nil {
+		first = r.Status.FirstSeen.Time
+	} else {
+		first = r.CreationTimestamp.Time
+	}
+	last = first
+	if r.Status.LastSeen != nil {
+		last = r.Status.LastSeen.Time
+	}
+	last, checkIns = s.beats.seen(r, last)
+	return first.UTC(), last.UTC(), checkIns
+}
+
+// LastSeen is the newest check-in known for key that a cache may not have
+// seen yet, or nil.
+func (s *Store) LastSeen(key types.NamespacedName) *time.Time { return s.beats.lastSeen(key) }
+
+// Run flushes the held check-ins every granularity until ctx ends; it does
+// not flush what is left then (see Flush).
+func (s *Store) Run(ctx context.Context) { s.beats.run(ctx) }
+
+// Flush writes every check-in held in memory.
+func (s *Store) Flush(ctx context.Context) { s.beats.flushAll(ctx) }
+
+// Start is Run, then a last Flush (of at most 20 s) once ctx ends: a
+// manager Runnable for a store used in process (the agent's direct mode).
+func (s *Store) Start(ctx context.Context) error {
+	s.Run(ctx)
+	flush, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s.Flush(flush)
+	return nil
+}
+
+// IsRetryable says whether err is the API being unavailable or busy rather
+// than refusing what was sent.
+func IsRetryable(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true // a transport error
+	}
+	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
+}
