@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+
+	"github.com/trainyard-dev/trainyard/agent/cli"
 )
 
 func main() {
@@ -36,7 +38,9 @@ func main() {
 	run := runManager
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "agent" {
-		run, args = runAgent, args[1:]
+		// The agent alone is cmd/trainyard-agent, a much smaller binary;
+		// this is the same command.
+		run, args = cli.Run, args[1:]
 	}
 	if err := run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "trainyard:", err)

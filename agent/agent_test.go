@@ -19,12 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/trainyard-dev/trainyard/agent"
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/bridge"
 )
 
 func namespace(c client.Client) string {
@@ -48,6 +46,14 @@ func kubeSystemUID() string {
 	ns := &corev1.Namespace{}
 	Expect(workload.Get(ctx, types.NamespacedName{Name: "kube-system"}, ns)).To(Succeed())
 	return string(ns.UID)
+}
+
+// newKube reads the workload cluster in namespaces (all when none).
+func newKube(namespaces []string) *agent.Kube {
+	GinkgoHelper()
+	k, err := agent.NewKube(wlCfg, namespaces)
+	Expect(err).NotTo(HaveOccurred())
+	return k
 }
 
 // run starts an agent until the spec ends.
@@ -76,9 +82,8 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 	})
 
 	It("reports the labelled workloads under the kube-system UID, and a label change reaches the hub without waiting for the timer", func() {
-		a := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: hubURL, Token: registrationToken,
-			Namespaces: []string{ns}, Interval: time.Hour, Debounce: 100 * time.Millisecond, ServerVersion: serverVersion})
-		Expect(a.Watch(agentCtx, workloadInformers)).To(Succeed())
+		a := newAgent(agent.Options{HubURL: hubURL, Token: registrationToken,
+			Interval: time.Hour, Debounce: 100 * time.Millisecond, ServerVersion: serverVersion}, []string{ns})
 		run(a)
 
 		id := kubeSystemUID()
@@ -112,13 +117,13 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 	})
 
 	It("keeps its cluster ID across a restart", func() {
-		first, err := agent.ClusterID(ctx, workloadCache, "")
+		first, err := agent.ClusterID(ctx, newKube(nil), "")
 		Expect(err).NotTo(HaveOccurred())
-		second, err := agent.ClusterID(ctx, workload, "")
+		second, err := agent.ClusterID(ctx, newKube(nil), "")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(second).To(Equal(first))
 		Expect(first).To(Equal(kubeSystemUID()))
-		explicit, _ := agent.ClusterID(ctx, workload, "prod-eu-1")
+		explicit, _ := agent.ClusterID(ctx, newKube(nil), "prod-eu-1")
 		Expect(explicit).To(Equal("prod-eu-1"))
 	})
 })
@@ -128,8 +133,8 @@ var _ = Describe("the agent against a troubled hub", func() {
 		f := &fakeHub{codes: []int{http.StatusServiceUnavailable, http.StatusOK}, retry: "1"}
 		srv := httptest.NewServer(f)
 		DeferCleanup(srv.Close)
-		run(agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, ClusterID: "c1", Interval: time.Hour,
-			BackoffBase: 10 * time.Millisecond}))
+		run(newAgent(agent.Options{HubURL: srv.URL, ClusterID: "c1", Interval: time.Hour,
+			BackoffBase: 10 * time.Millisecond}, nil))
 		Eventually(func() int { return len(f.arrivals()) }).Should(BeNumerically(">=", 2))
 		t := f.arrivals()
 		Expect(t[1].Sub(t[0])).To(BeNumerically(">=", time.Second))
@@ -140,8 +145,8 @@ var _ = Describe("the agent against a troubled hub", func() {
 		f := &fakeHub{codes: []int{http.StatusUnauthorized}}
 		srv := httptest.NewServer(f)
 		DeferCleanup(srv.Close)
-		run(agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, Token: "wrong", ClusterID: "c1",
-			Interval: time.Hour, BackoffBase: time.Millisecond}))
+		run(newAgent(agent.Options{HubURL: srv.URL, Token: "wrong", ClusterID: "c1",
+			Interval: time.Hour, BackoffBase: time.Millisecond}, nil))
 		Eventually(func() int { return len(f.arrivals()) }).Should(Equal(1))
 		Consistently(func() int { return len(f.arrivals()) }, "1s").Should(Equal(1))
 	})
@@ -150,7 +155,7 @@ var _ = Describe("the agent against a troubled hub", func() {
 		f := &fakeHub{codes: []int{http.StatusForbidden}}
 		srv := httptest.NewServer(f)
 		DeferCleanup(srv.Close)
-		err := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, Token: "t", ClusterID: "c1"}).CheckIn(ctx)
+		err := newAgent(agent.Options{HubURL: srv.URL, Token: "t", ClusterID: "c1"}, nil).CheckIn(ctx)
 		Expect(err).To(MatchError(ContainSubstring("refused the check-in (403")))
 		Expect(err).To(MatchError(ContainSubstring("check the registration token")))
 		Expect(err.Error()).NotTo(ContainSubstring(`"t"`))
@@ -163,7 +168,7 @@ var _ = Describe("cluster properties", func() {
 			Expect(workload.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)},
 				Spec: corev1.NodeSpec{ProviderID: id}})).To(Succeed())
 		}
-		props, err := agent.Properties(ctx, workload, func() (string, error) { return "v1.37.2", nil })
+		props, err := agent.Properties(ctx, newKube(nil), func() (string, error) { return "v1.37.2", nil })
 		Expect(err).NotTo(HaveOccurred())
 		Expect(props).To(Equal(map[string]string{"kubernetesVersion": "v1.37.2", "nodes": "3", "provider": "aws"}))
 	})
@@ -173,12 +178,8 @@ var _ = Describe("direct mode", func() {
 	It("writes the ClusterReport into the hub's API, with the bridge's heartbeat budget", func() {
 		ns := namespace(workload)
 		Expect(workload.Create(ctx, deployment(ns, "cache", "cache", "7.2.0", nil))).To(Succeed())
-		b := bridge.New(hub, hub, hub, bridge.Options{Namespace: "default", CheckInAuth: bridge.CheckInOpen})
-		a := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "direct-1", Namespaces: []string{ns}})
-		Eventually(func() int { // the agent's cache has seen the Deployment
-			comps, _, _ := agent.Discover(ctx, workloadCache, []string{ns}, "")
-			return len(comps)
-		}).Should(Equal(1))
+		b := directHub(hubCfg)
+		a := newAgent(agent.Options{Hub: b, ClusterID: "direct-1"}, []string{ns})
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		r := hubReport("direct-1")
 		Expect(r).NotTo(BeNil())
@@ -191,7 +192,7 @@ var _ = Describe("direct mode", func() {
 		// on the check-in record, not the resourceVersion).
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		Expect(hubReport("direct-1").Status.CheckIns).To(BeEquivalentTo(1))
-		b.FlushHeartbeats(ctx)
+		b.Flush(ctx)
 		Expect(hubReport("direct-1").Status.CheckIns).To(BeEquivalentTo(2))
 	})
 })
@@ -209,7 +210,7 @@ var _ = Describe("the token file", func() {
 		DeferCleanup(srv.Close)
 		file := filepath.Join(GinkgoT().TempDir(), "token")
 		Expect(os.WriteFile(file, []byte("first\n"), 0o600)).To(Succeed())
-		a := agent.New(workloadCache, GinkgoLogr, agent.Options{HubURL: srv.URL, TokenFile: file, ClusterID: "rotated"})
+		a := newAgent(agent.Options{HubURL: srv.URL, TokenFile: file, ClusterID: "rotated"}, nil)
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		Expect(os.WriteFile(file, []byte("second"), 0o600)).To(Succeed())
 		Expect(a.CheckIn(ctx)).To(Succeed())
@@ -222,19 +223,17 @@ var _ = Describe("the agent's cache limited to namespaces", func() {
 		in, out := namespace(workload), namespace(workload)
 		Expect(workload.Create(ctx, deployment(in, "inside", "inside", "1.0.0", nil))).To(Succeed())
 		Expect(workload.Create(ctx, deployment(out, "outside", "outside", "1.0.0", nil))).To(Succeed())
-		opts := agent.CacheOptions([]string{in}, true)
-		opts.Scheme = agent.Scheme()
-		c, err := cache.New(wlCfg, opts)
+		c := newKube([]string{in})
+		sources, err := agent.NewSources([]string{"workloads", "helm"}, agent.Config{Kube: c})
 		Expect(err).NotTo(HaveOccurred())
+		for _, s := range sources {
+			Expect(s.Watch(c, func() {})).To(Succeed())
+		}
 		cctx, cancel := context.WithCancel(ctx)
 		DeferCleanup(cancel)
-		go func() {
-			defer GinkgoRecover()
-			Expect(c.Start(cctx)).To(Succeed())
-		}()
-		Expect(c.WaitForCacheSync(cctx)).To(BeTrue())
+		Expect(c.Sync(cctx)).To(Succeed())
 		Eventually(func() []string {
-			comps, _, err := agent.Discover(ctx, c, []string{in}, "")
+			comps, _, err := sources[0].List(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			var names []string
 			for _, cv := range comps {
@@ -272,13 +271,11 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 		Expect(err).NotTo(HaveOccurred())
 		asAgent := rest.AnonymousClientConfig(hubCfg)
 		asAgent.BearerToken = tr.Status.Token
-		hubAsAgent, err := client.New(asAgent, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
 
-		// As agentcmd.go builds it in direct mode: every read and write as
+		// As agent/cli builds it in direct mode: every read and write as
 		// that identity, no cache.
-		b := bridge.New(hubAsAgent, hubAsAgent, hubAsAgent, bridge.Options{Namespace: "default", CheckInAuth: bridge.CheckInOpen})
-		a := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "edge-7", Namespaces: []string{ns}})
+		b := directHub(asAgent)
+		a := newAgent(agent.Options{Hub: b, ClusterID: "edge-7"}, []string{ns})
 		Eventually(func() error { return a.CheckIn(ctx) }).Should(Succeed()) // once RBAC sees the binding
 		d := &appsv1.Deployment{}
 		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "proxy"}, d)).To(Succeed())
@@ -290,7 +287,7 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 			return hubReport("edge-7").Spec.Components
 		}).Should(ConsistOf(HaveField("Version", "3.1.0")))
 		Expect(a.CheckIn(ctx)).To(Succeed()) // a heartbeat, held
-		b.FlushHeartbeats(ctx)
+		b.Flush(ctx)
 		Expect(hubReport("edge-7").Status.CheckIns).To(BeNumerically(">=", 3))
 	})
 })

@@ -16,7 +16,6 @@ import (
 	"github.com/trainyard-dev/trainyard/agent"
 	"github.com/trainyard-dev/trainyard/agent/helmrelease"
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/bridge"
 )
 
 // releaseSecret is a Secret as Helm 3's storage driver writes it: the
@@ -63,10 +62,9 @@ var _ = Describe("Helm releases", func() {
 		} {
 			Expect(workload.Create(ctx, s)).To(Succeed())
 		}
-		b := bridge.New(hub, hub, hub, bridge.Options{Namespace: "default", CheckInAuth: bridge.CheckInOpen})
-		a := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "helm-1", Namespaces: []string{ns},
-			HelmReleases: true, APIReader: workload, Interval: time.Hour, Debounce: 100 * time.Millisecond})
-		Expect(a.Watch(agentCtx, workloadInformers)).To(Succeed())
+		b := directHub(hubCfg)
+		a := newAgent(agent.Options{Hub: b, ClusterID: "helm-1",
+			Interval: time.Hour, Debounce: 100 * time.Millisecond}, []string{ns}, "workloads", "helm")
 		run(a)
 
 		components := func() []v1.ReportedComponent {
@@ -90,24 +88,38 @@ var _ = Describe("Helm releases", func() {
 			v1.ReportedComponent{Name: "ingress-nginx", Train: "stable", Version: "4.12.0", Type: "HelmRelease"}))
 
 		// Without the flag, no release is reported.
-		plain := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "helm-2", Namespaces: []string{ns},
-			APIReader: workload})
+		plain := newAgent(agent.Options{Hub: b, ClusterID: "helm-2"}, []string{ns})
 		Expect(plain.CheckIn(ctx)).To(Succeed())
 		Expect(hubReport("helm-2").Spec.Components).To(ConsistOf(HaveField("Name", "web")))
 	})
 })
 
 var _ = Describe("updates", func() {
-	It("are asked of the hub's multi-get after a check-in and logged", func() {
+	// The hub has a newer release of the component the cluster runs.
+	newer := func(component string) []string {
+		GinkgoHelper()
 		ns := namespace(workload)
-		Expect(workload.Create(ctx, deployment(ns, "queue", "queue", "3.1.0", nil))).To(Succeed())
+		Expect(workload.Create(ctx, deployment(ns, component, component, "3.1.0", nil))).To(Succeed())
 		Expect(hub.Create(ctx, &v1.ComponentRelease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: v1.ReleaseName("queue", "stable", "3.2.0")},
-			Spec:       v1.ComponentReleaseSpec{Component: "queue", Train: "stable", Version: "3.2.0"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: v1.ReleaseName(component, "stable", "3.2.0")},
+			Spec:       v1.ComponentReleaseSpec{Component: component, Train: "stable", Version: "3.2.0"},
 		})).To(Succeed())
-		b := bridge.New(hub, hub, hub, bridge.Options{Namespace: "default", CheckInAuth: bridge.CheckInOpen})
-		a := agent.New(workloadCache, GinkgoLogr, agent.Options{Direct: b.Handler(), ClusterID: "updates-1", Namespaces: []string{ns}})
+		return []string{ns}
+	}
+
+	It("are asked of the hub's multi-get after a check-in and logged", func() {
+		a := newAgent(agent.Options{HubURL: hubURL, Token: registrationToken, ClusterID: "updates-1"}, newer("queue"))
 		// Once the hub's controller has made 3.2.0 the train's latest.
+		Eventually(func() int64 {
+			Expect(a.CheckIn(ctx)).To(Succeed())
+			return a.Updates()
+		}, 20*time.Second, 200*time.Millisecond).Should(BeEquivalentTo(1))
+	})
+
+	It("are read from the report's status in direct mode", func() {
+		a := newAgent(agent.Options{Hub: directHub(hubCfg), ClusterID: "updates-2"}, newer("stream"))
+		// Once the hub's controllers have made 3.2.0 the train's latest and
+		// computed the report's status.
 		Eventually(func() int64 {
 			Expect(a.CheckIn(ctx)).To(Succeed())
 			return a.Updates()

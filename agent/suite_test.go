@@ -16,11 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -28,9 +26,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/trainyard-dev/trainyard/agent"
+	_ "github.com/trainyard-dev/trainyard/agent/source/all"
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
@@ -49,9 +49,7 @@ var (
 	workload client.Client
 	wlCfg    *rest.Config
 	hubCfg   *rest.Config
-	// workloadCache reads the workload cluster as the agent does.
-	workloadCache client.Reader
-	ctx           = context.Background()
+	ctx      = context.Background()
 )
 
 const registrationToken = "agent-test-token"
@@ -75,7 +73,7 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
 	Expect(err).NotTo(HaveOccurred())
 	mctx, cancel := context.WithCancel(ctx)
-	hubDone, wlDone := make(chan struct{}), make(chan struct{})
+	hubDone := make(chan struct{})
 	Expect(controllers.Setup(mctx, hubMgr, controllers.Options{})).To(Succeed())
 	b := bridge.New(hubMgr.GetClient(), hubMgr.GetClient(), hubMgr.GetAPIReader(), bridge.Options{Namespace: "default"})
 	go func() {
@@ -93,40 +91,48 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(wlEnv.Stop)
 	workload, err = client.New(wlCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	wlMgr, err := ctrl.NewManager(wlCfg, ctrl.Options{Scheme: scheme, Cache: agent.CacheOptions(nil, true),
-		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
-	Expect(err).NotTo(HaveOccurred())
-	go func() {
-		defer GinkgoRecover()
-		defer close(wlDone)
-		Expect(wlMgr.Start(mctx)).To(Succeed())
-	}()
-	// Runs first: the managers stop before their API servers do.
+	// Runs first: the manager and the agents' informers stop before the
+	// API servers do.
 	DeferCleanup(func() {
 		cancel()
 		<-hubDone
-		<-wlDone
 	})
-	Expect(wlMgr.GetCache().WaitForCacheSync(mctx)).To(BeTrue())
-	workloadCache = wlMgr.GetClient()
-	dc, err := discovery.NewDiscoveryClientForConfig(wlCfg)
+	kube, err := agent.NewKube(wlCfg, nil)
 	Expect(err).NotTo(HaveOccurred())
-	serverVersion = func() (string, error) {
-		v, err := dc.ServerVersion()
-		if err != nil {
-			return "", err
-		}
-		return v.GitVersion, nil
-	}
-	workloadInformers = wlMgr.GetCache()
+	serverVersion = func() (string, error) { return kube.ServerVersion(ctx) }
 	agentCtx = mctx
 })
 
 var (
-	serverVersion     func() (string, error)
-	workloadInformers cache.Informers
-	agentCtx          context.Context
+	serverVersion func() (string, error)
+	agentCtx      context.Context
 )
+
+// newAgent builds an agent as agent/cli wires it: reading the workload
+// cluster in namespaces (all when none) with the named discovery sources
+// (workloads when none), its caches synced.
+func newAgent(o agent.Options, namespaces []string, sources ...string) *agent.Agent {
+	GinkgoHelper()
+	kube, err := agent.NewKube(wlCfg, namespaces)
+	Expect(err).NotTo(HaveOccurred())
+	if len(sources) == 0 {
+		sources = []string{"workloads"}
+	}
+	o.Sources, err = agent.NewSources(sources, agent.Config{Kube: kube})
+	Expect(err).NotTo(HaveOccurred())
+	a := agent.New(kube, GinkgoLogr, o)
+	Expect(a.Sync(agentCtx)).To(Succeed())
+	return a
+}
+
+// directHub writes into the hub's "default" namespace as cfg's identity,
+// as the agent's direct mode does.
+func directHub(cfg *rest.Config) *agent.DirectHub {
+	GinkgoHelper()
+	d, err := agent.NewDirectHub(cfg, "default", checkin.Options{Log: GinkgoLogr})
+	Expect(err).NotTo(HaveOccurred())
+	return d
+}
 
 func deployment(ns, name, component, version string, labels map[string]string) *appsv1.Deployment {
 	l := map[string]string{"app": name, agent.LabelName: component, agent.LabelVersion: version}

@@ -445,12 +445,13 @@ var _ = Describe("helm template", func() {
 		Expect(args(agent)).To(ContainElements("agent", "--hub-url=https://trainyard.example.com", "--helm-releases",
 			"--namespaces=apps,platform", "--cluster-id=edge-eu-1"))
 		helmRole, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent-helm").Object, "rules")
-		Expect(helmRole).To(Equal(generatedRules("config/agent/helm/role.yaml", "ClusterRole")))
+		Expect(helmRole).To(Equal(generatedRules("config/agent/sources/helm/role.yaml", "ClusterRole")))
 		// The agent's generated rules, split into cluster-scoped reads (bound
 		// cluster-wide) and the workloads (bound in agent.namespaces only).
 		clusterRules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent").Object, "rules")
 		workloadRules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "full-agent-workloads").Object, "rules")
-		Expect(append(flatten(clusterRules), flatten(workloadRules)...)).To(ConsistOf(flatten(generatedRules("config/agent/role.yaml", "ClusterRole"))))
+		Expect(append(flatten(clusterRules), flatten(workloadRules)...)).To(ConsistOf(append(flatten(generatedRules("config/agent/role.yaml", "ClusterRole")),
+			flatten(generatedRules("config/agent/sources/workloads/role.yaml", "ClusterRole"))...)))
 		Expect(flatten(clusterRules)).To(ConsistOf("/namespaces:get", "/namespaces:list", "/namespaces:watch", "/nodes:get", "/nodes:list",
 			"/nodes:watch", "about.k8s.io/clusterproperties:get", "about.k8s.io/clusterproperties:list", "about.k8s.io/clusterproperties:watch"))
 		var bound []string
@@ -669,7 +670,11 @@ current-context: test
 			}
 			a = append(a, arg)
 		}
-		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		// The chart runs the agent alone (cmd/trainyard-agent) from the image.
+		dep := find(objs, "Deployment", "full-agent")
+		command, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		Expect(command).To(ConsistOf(HaveKeyWithValue("command", ConsistOf("/trainyard-agent"))))
+		bin, err := gexec.Build("github.com/trainyard-dev/trainyard/cmd/trainyard-agent")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
 		agent, err := gexec.Start(exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0")...),

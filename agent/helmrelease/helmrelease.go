@@ -14,8 +14,10 @@ import (
 	"io"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 )
 
 // Helm's storage driver labels its release Secrets with these.
@@ -33,9 +35,6 @@ const MaxRelease = 64 << 20
 // pageSize keeps one page of release Secrets (up to 1 MiB each) in memory.
 const pageSize = 10
 
-// Listing release Secrets needs their data; nothing else of Secrets is read.
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
-
 // Release is what the agent reports of a deployed Helm release.
 type Release struct {
 	Namespace, Name string
@@ -45,20 +44,23 @@ type Release struct {
 }
 
 // List returns the deployed releases in namespaces (all when empty), reading
-// the Secrets page by page from the API server rather than caching them:
-// they are large and read only at check-in time.
-func List(ctx context.Context, c client.Reader, namespaces []string) ([]Release, error) {
+// the Secrets page by page from the API server (core is a core/v1 REST
+// client) rather than caching them: they are large and read only at
+// check-in time.
+func List(ctx context.Context, core rest.Interface, namespaces []string) ([]Release, error) {
 	if len(namespaces) == 0 {
-		namespaces = []string{""}
+		namespaces = []string{metav1.NamespaceAll}
 	}
+	selector := labels.SelectorFromSet(labels.Set{LabelOwner: "helm", LabelStatus: "deployed"}).String()
 	var out []Release
 	for _, ns := range namespaces {
 		cont := ""
 		for {
 			var page corev1.SecretList
-			err := c.List(ctx, &page, client.InNamespace(ns), client.Limit(pageSize), client.Continue(cont),
-				client.MatchingLabels{LabelOwner: "helm", LabelStatus: "deployed"},
-				client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("type", SecretType)})
+			err := core.Get().Namespace(ns).Resource("secrets").
+				VersionedParams(&metav1.ListOptions{Limit: pageSize, Continue: cont, LabelSelector: selector,
+					FieldSelector: fields.OneTermEqualSelector("type", SecretType).String()}, metav1.ParameterCodec).
+				Do(ctx).Into(&page)
 			if err != nil {
 				return nil, err
 			}

@@ -243,15 +243,13 @@ metadata:
 }
 
 // clusterScoped are the cluster-scoped resources the agent reads, by API
-// group; every other resource in its rules must be in namespacedResources.
-// The chart binds the namespaced rules only in agent.namespaces when set.
-var (
-	clusterScoped       = map[string]bool{"/namespaces": true, "/nodes": true, "about.k8s.io/clusterproperties": true}
-	namespacedResources = map[string]bool{"apps/deployments": true, "apps/statefulsets": true, "apps/daemonsets": true, "/secrets": true}
-)
+// group: the roles that grant them are bound cluster-wide. Every other
+// resource is namespaced: a discovery source's role that grants those is
+// bound only in agent.namespaces when set.
+var clusterScoped = map[string]bool{"/namespaces": true, "/nodes": true, "about.k8s.io/clusterproperties": true}
 
 // splitByScope splits rules into the cluster-scoped and the namespaced ones.
-func splitByScope(rules []any) (cluster, namespaced []any, err error) {
+func splitByScope(rules []any) (cluster, namespaced []any) {
 	for _, r := range rules {
 		rule, _ := r.(map[string]any)
 		groups, _ := rule["apiGroups"].([]any)
@@ -259,14 +257,10 @@ func splitByScope(rules []any) (cluster, namespaced []any, err error) {
 		var c, n []any
 		for _, g := range groups {
 			for _, res := range resources {
-				key := fmt.Sprint(g) + "/" + fmt.Sprint(res)
-				switch {
-				case clusterScoped[key]:
+				if clusterScoped[fmt.Sprint(g)+"/"+fmt.Sprint(res)] {
 					c = append(c, res)
-				case namespacedResources[key]:
+				} else {
 					n = append(n, res)
-				default:
-					return nil, nil, fmt.Errorf("the scope of %s is unknown: add it to hack/chartgen", key)
 				}
 			}
 		}
@@ -279,7 +273,7 @@ func splitByScope(rules []any) (cluster, namespaced []any, err error) {
 			}
 		}
 	}
-	return cluster, namespaced, nil
+	return cluster, namespaced
 }
 
 func roleRules(path string) ([]any, error) {
@@ -296,35 +290,57 @@ func roleRules(path string) ([]any, error) {
 	return nil, fmt.Errorf("%s: no ClusterRole", path)
 }
 
+// agentRBAC is the agent's ClusterRoles: its own cluster-scoped reads
+// (config/agent/role.yaml), and one per discovery source
+// (config/agent/sources/<name>/role.yaml, from the markers of
+// agent/source/<name>), rendered when the source is on. It also defines
+// trainyard.knownAgentSources, which the chart checks agent.sources against.
 func agentRBAC(config string) (string, error) {
 	gen := filepath.Join(config, "agent", "role.yaml")
-	helm := filepath.Join(config, "agent", "helm", "role.yaml")
 	rules, err := roleRules(gen)
 	if err != nil {
 		return "", err
 	}
-	helmRules, err := roleRules(helm)
+	if _, namespaced := splitByScope(rules); len(namespaced) > 0 {
+		return "", fmt.Errorf("%s: the agent's own rules must all be cluster-scoped (namespaced reads belong to a discovery source, "+
+			"agent/source/...; a cluster-scoped resource missing from hack/chartgen's clusterScoped?): %v", gen, namespaced)
+	}
+	core, err := body(map[string]any{"rules": rules})
 	if err != nil {
 		return "", err
 	}
-	cluster, namespaced, err := splitByScope(rules)
+	dirs, err := filepath.Glob(filepath.Join(config, "agent", "sources", "*", "role.yaml"))
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", gen, err)
+		return "", err
 	}
-	if helmCluster, _, err := splitByScope(helmRules); err != nil || len(helmCluster) > 0 {
-		return "", fmt.Errorf("%s: the Helm release rules must all be namespaced (%v)", helm, err)
-	}
-	var texts []string
-	for _, r := range [][]any{cluster, namespaced, helmRules} {
-		t, err := body(map[string]any{"rules": r})
+	sort.Strings(dirs)
+	var names, clusterWide []string
+	roles := map[string]string{}
+	for _, path := range dirs {
+		name := filepath.Base(filepath.Dir(path))
+		names = append(names, fmt.Sprintf("%q", name))
+		rules, err := roleRules(path)
 		if err != nil {
 			return "", err
 		}
-		texts = append(texts, t)
+		// A source reads namespaced kinds (bound in agent.namespaces when
+		// set) or cluster-scoped ones (bound cluster-wide), not both.
+		switch cluster, namespaced := splitByScope(rules); {
+		case len(cluster) > 0 && len(namespaced) > 0:
+			return "", fmt.Errorf("%s: a discovery source reads namespaced or cluster-scoped kinds, not both: %v and %v", path, cluster, namespaced)
+		case len(cluster) > 0:
+			clusterWide = append(clusterWide, fmt.Sprintf("%q", name))
+		}
+		if roles[name], err = body(map[string]any{"rules": rules}); err != nil {
+			return "", err
+		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, header, gen+" and "+helm)
-	fmt.Fprintf(&b, `{{- if .Values.agent.enabled }}
+	fmt.Fprintf(&b, header, gen+" and "+filepath.Join(config, "agent", "sources", "<name>", "role.yaml"))
+	fmt.Fprintf(&b, `{{- define "trainyard.knownAgentSources" }}[%s]{{ end }}
+{{- define "trainyard.clusterScopedAgentSources" }}[%s]{{ end }}
+{{- if .Values.agent.enabled }}
+{{- $sources := include "trainyard.agentSources" . | fromJsonArray }}
 # Read-only, cluster-scoped: what the agent reads to name and describe the cluster.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -332,26 +348,23 @@ metadata:
   name: {{ include "trainyard.fullname" . }}-agent
   labels:
     {{- include "trainyard.labels" . | nindent 4 }}
-%s---
-# Read-only: the workloads the agent reports (bound only in agent.namespaces when set).
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: {{ include "trainyard.fullname" . }}-agent-workloads
-  labels:
-    {{- include "trainyard.labels" . | nindent 4 }}
-%s{{- if .Values.agent.helmReleases }}
+%s`, strings.Join(names, ","), strings.Join(clusterWide, ","), core)
+	for _, path := range dirs {
+		name := filepath.Base(filepath.Dir(path))
+		text := roles[name]
+		fmt.Fprintf(&b, `{{- if has %q $sources }}
 ---
-# Helm's release Secrets, only with agent.helmReleases (bound like the workloads).
+# Read-only: what the %s source reports.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: {{ include "trainyard.fullname" . }}-agent-helm
+  name: {{ include "trainyard.fullname" . }}-agent-%s
   labels:
     {{- include "trainyard.labels" . | nindent 4 }}
 %s{{- end }}
-{{- end }}
-`, texts[0], texts[1], texts[2])
+`, name, name, name, text)
+	}
+	b.WriteString("{{- end }}\n")
 	return b.String(), nil
 }
 

@@ -176,9 +176,12 @@ func startDevIn(state string, flags ...string) (*gexec.Session, string, string) 
 	Expect(err).NotTo(HaveOccurred())
 	managerBin, err := gexec.Build("github.com/trainyard-dev/trainyard")
 	Expect(err).NotTo(HaveOccurred())
+	// As make dev runs it: the agent alone, as the chart does.
+	agentBin, err := gexec.Build("github.com/trainyard-dev/trainyard/cmd/trainyard-agent")
+	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(gexec.CleanupBuildArtifacts)
 
-	args := append([]string{"-dir", state, "-manager", managerBin,
+	args := append([]string{"-dir", state, "-manager", managerBin, "-agent-binary", agentBin,
 		"-crds", filepath.Join(root, "config", "crd", "bases"),
 		"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0"}, flags...)
 	cmd := exec.Command(devBin, append(args, "--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")...)

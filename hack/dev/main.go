@@ -38,6 +38,7 @@ import (
 type options struct {
 	dir          string // state: kubeconfig, etcd data, certificates
 	manager      string // the trainyard binary
+	agentBinary  string // the agent's binary ("": the manager's, `trainyard agent`)
 	crds         string // CRD directory
 	samples      string // directory of sample objects to apply, "" for none
 	webhooks     string // the generated webhook configurations
@@ -55,6 +56,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.dir, "dir", ".dev", "Directory for the kubeconfig, etcd data and certificates.")
 	flag.StringVar(&o.manager, "manager", "bin/trainyard", "The trainyard binary to run as the manager.")
+	flag.StringVar(&o.agentBinary, "agent-binary", "", "The binary to run as the agent, as `<binary> agent` (default: -manager's; make dev: bin/trainyard-agent, as the chart runs it).")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
 	flag.StringVar(&o.samples, "samples", "", "Directory of sample objects to create before the manager starts (empty: none; the quickstart has the user apply config/samples).")
 	flag.StringVar(&o.webhooks, "webhooks", "config/webhook/manifests.yaml", "The webhook configurations to install, pointed at the manager on loopback.")
@@ -268,7 +270,7 @@ Ctrl-C stops everything.
 
 	if o.agent {
 		// The agent reports this control plane as a cluster to its own bridge.
-		procs = append(procs, process{name: "agent", env: []string{"TRAINYARD_TOKEN=" + token}, afterReady: true,
+		procs = append(procs, process{name: "agent", binary: o.agentBinary, env: []string{"TRAINYARD_TOKEN=" + token}, afterReady: true,
 			args: []string{"agent", "--hub-url=" + bridgeURL, "--interval=5m", "--debounce=2s", "--health-probe-bind-address=0"}})
 	}
 	return runProcesses(ctx, o, kubeconfig, procs, ready)
@@ -277,8 +279,10 @@ Ctrl-C stops everything.
 // process is one child of `make dev`: the trainyard binary with args.
 type process struct {
 	name string
-	args []string
-	env  []string
+	// binary is what runs ("": the manager's).
+	binary string
+	args   []string
+	env    []string
 	// replica: one of several managers, whose exit the others survive.
 	replica bool
 	// afterReady: started once the manager serves (the agent).
@@ -309,7 +313,11 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 	}
 	exited := make(chan process, len(procs))
 	start := func(p process) error {
-		cmd := exec.Command(o.manager, p.args...)
+		bin := o.manager
+		if p.binary != "" {
+			bin = p.binary
+		}
+		cmd := exec.Command(bin, p.args...)
 		cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), p.env...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if o.replicas > 1 {

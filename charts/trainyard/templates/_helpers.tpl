@@ -97,3 +97,31 @@ app.kubernetes.io/component: agent
 {{- $svc := printf "%s-webhook" (include "trainyard.fullname" .) }}
 {{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $svc .Release.Namespace $svc .Release.Namespace }}
 {{- end }}
+
+{{/*
+The agent's discovery sources, in order, as a JSON list: agent.sources, then
+helm with agent.helmReleases. An unknown name fails the render;
+trainyard.knownAgentSources is generated (templates/generated/rbac-agent.yaml)
+from the packages under agent/source.
+*/}}
+{{- define "trainyard.agentSources" -}}
+{{- $sources := list }}
+{{- range .Values.agent.sources }}
+{{- if not (has . $sources) }}
+{{- $sources = append $sources . }}
+{{- end }}
+{{- end }}
+{{- if and .Values.agent.helmReleases (not (has "helm" $sources)) }}
+{{- $sources = append $sources "helm" }}
+{{- end }}
+{{- $known := include "trainyard.knownAgentSources" . | fromJsonArray }}
+{{- range $sources }}
+{{- if not (has . $known) }}
+{{- fail (printf "agent.sources: no discovery source %q (known: %s)" . (join ", " $known)) }}
+{{- end }}
+{{- end }}
+{{- if not $sources }}
+{{- fail "agent.sources names no discovery source" }}
+{{- end }}
+{{- toJson $sources }}
+{{- end }}

@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/wire"
+)
+
+// Hub takes the agent's check-ins.
+type Hub interface {
+	// CheckIn stores a check-in. An error the agent should not retry soon
+	// (the hub refused what was sent, or the credential) is errAuth; one
+	// worth retrying is errRetry.
+	CheckIn(ctx context.Context, c wire.Cluster) error
+	// Updates says, for each of cluster's components in order, the latest
+	// release when it is newer (UpdateAvailable).
+	Updates(ctx context.Context, cluster string, comps []wire.ComponentVersion) ([]wire.ComponentVersion, error)
+}
+
+// HTTPHub is the hub's bridge, over HTTP (bridge mode).
+type HTTPHub struct {
+	URL   string
+	Token string
+	// TokenFile, when set, is read for the token before every request.
+	TokenFile string
+	HTTP      *http.Client
+}
+
+// CheckIn posts the check-in to /v3/clusters.
+func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
+	body, _ := json.Marshal(c)
+	resp, msg, err := h.post(ctx, "/v3/clusters", body)
+	if err != nil {
+		return errRetry{err: fmt.Errorf("checking in at %s: %w", h.URL, err)}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return errAuth{msg: fmt.Sprintf("the hub %s refused the check-in (%d: %s): check the registration token "+
+			"(the agent's token Secret) and that this cluster ID (%s) was not registered with another token",
+			h.URL, resp.StatusCode, strings.TrimSpace(string(msg)), c.ID)}
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return errRetry{err: fmt.Errorf("the hub answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))),
+			retryAfter: time.Duration(ra) * time.Second}
+	default:
+		// The hub refused what we sent: retrying the same soon will not help.
+		return errAuth{msg: fmt.Sprintf("the hub refused the check-in (%d): %s", resp.StatusCode, strings.TrimSpace(string(msg)))}
+	}
+}
+
+// Updates asks the bridge's multi-get, /v3/versions/latest.
+func (h *HTTPHub) Updates(ctx context.Context, _ string, comps []wire.ComponentVersion) ([]wire.ComponentVersion, error) {
+	body, _ := json.Marshal(map[string]any{"data": comps})
+	resp, msg, err := h.post(ctx, "/v3/versions/latest", body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the hub answered %d", resp.StatusCode)
+	}
+	var latest struct {
+		Data []wire.ComponentVersion `json:"data"`
+	}
+	if err := json.Unmarshal(msg, &latest); err != nil {
+		return nil, fmt.Errorf("reading the hub's latest releases: %w", err)
+	}
+	return latest.Data, nil
+}
+
+// post sends a JSON body to the hub and reads up to maxAnswer bytes of the
+// answer.
+func (h *HTTPHub) post(ctx context.Context, path string, body []byte) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(h.URL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	token := h.Token
+	if h.TokenFile != "" {
+		b, err := os.ReadFile(h.TokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the token file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client := h.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	return resp, msg, err
+}
+
+// maxAnswer bounds what the agent reads of an answer (the multi-get of a
+// few hundred components is well below it).
+const maxAnswer = 4 << 20
+
+// DirectHub writes the ClusterReport straight into the hub's API (direct
+// mode), through the check-in store the bridge uses (internal/checkin): the
+// same validation, conversion and heartbeat write budget. Run Start beside
+// the agent: it writes the held heartbeats.
+type DirectHub struct {
+	*checkin.Store
+	reports   checkin.Reports
+	namespace string
+}
+
+// NewDirectHub writes into namespace of the hub at cfg.
+func NewDirectHub(cfg *rest.Config, namespace string, o checkin.Options) (*DirectHub, error) {
+	reports, err := checkin.RESTReports(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &DirectHub{Store: checkin.New(reports, o), reports: reports, namespace: namespace}, nil
+}
+
+// CheckIn stores the check-in.
+func (d *DirectHub) CheckIn(ctx context.Context, c wire.Cluster) error {
+	want, err := checkin.Report(d.namespace, c)
+	if err != nil {
+		return errAuth{msg: "the check-in is invalid: " + err.Error()}
+	}
+	_, _, err = d.Store.CheckIn(ctx, want, "agent")
+	switch {
+	case err == nil:
+		return nil
+	case checkin.IsRetryable(err):
+		return errRetry{err: fmt.Errorf("writing the ClusterReport into the hub: %w", err)}
+	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+		return errAuth{msg: fmt.Sprintf("the hub refused the ClusterReport of %s: %v (check the hub kubeconfig's identity "+
+			"and its Role in docs/agent.md)", c.ID, err)}
+	default:
+		return errAuth{msg: fmt.Sprintf("the hub refused the ClusterReport of %s: %v", c.ID, err)}
+	}
+}
+
+// Updates reads what the hub's controllers computed of the report: each
+// component's latest release on its train, where it differs from the
+// version now reported (as the bridge's multi-get answers).
+func (d *DirectHub) Updates(ctx context.Context, cluster string, comps []wire.ComponentVersion) ([]wire.ComponentVersion, error) {
+	r, err := d.reports.Get(ctx, types.NamespacedName{Namespace: d.namespace, Name: v1.ClusterReportName(cluster)}, true)
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ name, train, installed string }
+	latest := map[key]string{}
+	for _, s := range r.Status.Components {
+		if s.Latest != "" && v1.CanonicalVersion(s.Latest) != v1.CanonicalVersion(s.Installed) {
+			latest[key{s.Name, s.Train, s.Installed}] = s.Latest
+		}
+	}
+	out := make([]wire.ComponentVersion, len(comps))
+	for i, cv := range comps {
+		out[i] = wire.ComponentVersion{Component: cv.Component, Version: cv.Version}
+		if cv.Component != nil && cv.Version != nil {
+			out[i].UpdateAvailable = latest[key{cv.Component.Name, cv.Version.Train, cv.Version.Version}]
+		}
+	}
+	return out, nil
+}
