@@ -13,6 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -45,8 +46,11 @@ type managerOptions struct {
 	controllers    controllers.Options
 	ordering       string
 	trustedProxies string
-	webhook        webhookOptions
-	bridge         bridge.Options
+	// tenants and maxTokenLifetime are parsed into bridge.Options.
+	tenants          string
+	maxTokenLifetime string
+	webhook          webhookOptions
+	bridge           bridge.Options
 }
 
 type webhookOptions struct {
@@ -86,12 +90,25 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&b.DoctorAuthSecret, "bridge-doctor-secret", "trainyard-doctor-auth",
 		"Secret (keys username, password) of the basic-auth credentials that may read doctor reports.")
 	fs.StringVar(&b.CheckInAuth, "bridge-checkin-auth", bridge.CheckInToken,
-		"token: check-ins need a registration token from --bridge-registration-secret, and a cluster ID is bound to the first token it used; "+
+		"token: a registration token from --bridge-registration-secret registers a cluster and gets its own credential, which its check-ins then present; "+
 			"open: anonymous check-ins as the old service took them (for legacy agents that cannot send a header).")
 	fs.StringVar(&b.RegistrationSecret, "bridge-registration-secret", "trainyard-registration",
-		"Secret in the bridge namespace whose every value is a valid registration token.")
+		"Secret in each tenant's namespace whose every value is a registration token.")
 	fs.BoolVar(&b.ReadAuth, "bridge-read-auth", false,
-		"Require a registration token, or a token RBAC lets list clusterreports, for reads too.")
+		"Require a cluster credential or registration token of the tenant, or a token RBAC lets list clusterreports in its namespace, for reads too.")
+	fs.StringVar(&o.tenants, "bridge-tenants", "",
+		"Comma-separated namespaces served as tenants under /tenants/<namespace>/ (the bridge namespace is the default tenant, without a prefix).")
+	fs.BoolVar(&b.LegacyTokenBinding, "bridge-legacy-token-binding", false,
+		"Also let the registration token a cluster first checked in with keep checking it in (agents that cannot store a credential, as Deis agents); "+
+			"rotating that token then locks them out.")
+	fs.StringVar(&o.maxTokenLifetime, "registration-token-max-lifetime", "720h",
+		"Expiry stamped on a registration token first seen without one; \"never\" lets tokens never expire.")
+	fs.DurationVar(&b.CredentialOverlap, "bridge-credential-overlap", time.Hour,
+		"How long a cluster credential replaced by a rotation stays valid.")
+	fs.IntVar(&b.MaxClustersPerTenant, "bridge-max-clusters-per-tenant", 50000,
+		"Clusters that can register in one tenant (the annotation trainyard.dev/max-clusters on its registration Secret overrides it); beyond: 403.")
+	fs.Float64Var(&b.TenantRateLimit, "bridge-tenant-rate-limit", 500, "Requests per second one tenant's clients may send together; beyond: 429.")
+	fs.IntVar(&b.TenantRateBurst, "bridge-tenant-rate-burst", 1000, "Burst above --bridge-tenant-rate-limit.")
 	fs.Float64Var(&b.RateLimit, "bridge-rate-limit", 20, "Requests per second each bridge client (bearer token, else source address) may send; beyond: 429 with Retry-After.")
 	fs.IntVar(&b.RateBurst, "bridge-rate-burst", 40, "Burst above --bridge-rate-limit.")
 	fs.IntVar(&b.MaxInFlight, "bridge-max-in-flight", 512, "Concurrent bridge requests; beyond: 503 with Retry-After.")
@@ -133,6 +150,22 @@ func (o *managerOptions) validate() error {
 		o.controllers.DefaultOrdering = ord
 	default:
 		return fmt.Errorf("--default-ordering must be Semver or ReleaseTime, not %q", o.ordering)
+	}
+	o.bridge.Tenants = splitList(o.tenants)
+	for _, t := range o.bridge.Tenants {
+		if errs := validation.IsDNS1123Label(t); len(errs) > 0 {
+			return fmt.Errorf("--bridge-tenants: %q is not a namespace name: %s", t, strings.Join(errs, "; "))
+		}
+	}
+	switch o.maxTokenLifetime {
+	case "never":
+		o.bridge.MaxTokenLifetime = bridge.MaxTokenLifetimeNever
+	default:
+		d, err := time.ParseDuration(o.maxTokenLifetime)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--registration-token-max-lifetime must be a positive duration or \"never\", not %q", o.maxTokenLifetime)
+		}
+		o.bridge.MaxTokenLifetime = d
 	}
 	for _, c := range splitList(o.trustedProxies) {
 		p, err := netip.ParsePrefix(c)

@@ -40,6 +40,9 @@ type Options struct {
 	// that a rotated Secret (a mounted file) takes effect without a restart.
 	TokenFile string
 	HTTP      *http.Client
+	// Credentials keeps the credential the hub issues the cluster (nil: in
+	// memory only, lost at a restart).
+	Credentials Credentials
 	// ClusterID overrides the discovered cluster ID.
 	ClusterID string
 	// Sources find the components; an earlier source wins a component name
@@ -95,7 +98,7 @@ func New(kube *Kube, log logr.Logger, o Options) *Agent {
 		o.HTTP = &http.Client{Timeout: 30 * time.Second}
 	}
 	if o.Hub == nil {
-		o.Hub = &HTTPHub{URL: o.HubURL, Token: o.Token, TokenFile: o.TokenFile, HTTP: o.HTTP}
+		o.Hub = &HTTPHub{URL: o.HubURL, Token: o.Token, TokenFile: o.TokenFile, HTTP: o.HTTP, Credentials: o.Credentials}
 	}
 	return &Agent{opts: o, kube: kube, log: log, changed: make(chan struct{}, 1)}
 }

@@ -250,24 +250,27 @@ var _ = Describe("the agent's cache limited to namespaces", func() {
 })
 
 var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
-	It("needs nothing more", func() {
+	It("needs nothing more, and writes its own cluster's report only", func() {
 		ns := namespace(workload)
 		Expect(workload.Create(ctx, deployment(ns, "proxy", "proxy", "3.0.0", nil))).To(Succeed())
 		cs, err := kubernetes.NewForConfig(hubCfg)
 		Expect(err).NotTo(HaveOccurred())
-		_, err = cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "edge-7"}}, metav1.CreateOptions{})
+		// As docs/agent.md has it: one ServiceAccount and Role per cluster.
+		sa := v1.ClusterServiceAccountPrefix + "edge-7"
+		_, err = cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		_, err = cs.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "trainyard-direct-agent"},
+		_, err = cs.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa},
 			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{"trainyard.dev"}, Resources: []string{"clusterreports"}, Verbs: []string{"get", "create", "patch"}},
-				{APIGroups: []string{"trainyard.dev"}, Resources: []string{"clusterreports/status"}, Verbs: []string{"patch"}},
+				{APIGroups: []string{"trainyard.dev"}, Resources: []string{"clusterreports"}, Verbs: []string{"create"}},
+				{APIGroups: []string{"trainyard.dev"}, Resources: []string{"clusterreports", "clusterreports/status"},
+					ResourceNames: []string{"edge-7"}, Verbs: []string{"get", "patch"}},
 			}}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		_, err = cs.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edge-7"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "trainyard-direct-agent"},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "edge-7", Namespace: "default"}}}, metav1.CreateOptions{})
+		_, err = cs.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: sa},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: "default"}}}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, "edge-7", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+		tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, sa, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		asAgent := rest.AnonymousClientConfig(hubCfg)
 		asAgent.BearerToken = tr.Status.Token
@@ -289,5 +292,22 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 		Expect(a.CheckIn(ctx)).To(Succeed()) // a heartbeat, held
 		b.Flush(ctx)
 		Expect(hubReport("edge-7").Status.CheckIns).To(BeNumerically(">=", 3))
+
+		// Another cluster's report: RBAC refuses the read and the patch, the
+		// webhook the create (which RBAC cannot restrict by name).
+		other := newAgent(agent.Options{Hub: b, ClusterID: "edge-8"}, []string{ns})
+		Expect(other.CheckIn(ctx)).To(MatchError(ContainSubstring("forbidden")))
+		Expect(hubReport("edge-8")).To(BeNil())
+		hubAsAgent, err := client.New(asAgent, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		err = hubAsAgent.Create(ctx, &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-8"},
+			Spec: v1.ClusterReportSpec{ClusterID: "edge-8"}})
+		Expect(err).To(MatchError(ContainSubstring("the ServiceAccount default/trainyard-cluster-edge-7 writes only the ClusterReport default/edge-7")))
+		Expect(hubReport("edge-8")).To(BeNil())
+		Expect(hub.Create(ctx, &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-9"},
+			Spec: v1.ClusterReportSpec{ClusterID: "edge-9"}})).To(Succeed())
+		ninth := newAgent(agent.Options{Hub: b, ClusterID: "edge-9"}, []string{ns})
+		Expect(ninth.CheckIn(ctx)).To(MatchError(ContainSubstring("forbidden")))
+		Expect(hubReport("edge-9").Spec.Components).To(BeEmpty())
 	})
 })

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,24 +37,67 @@ type Hub interface {
 type HTTPHub struct {
 	URL   string
 	Token string
-	// TokenFile, when set, is read for the token before every request.
+	// TokenFile, when set, is read for the registration token before every
+	// registration.
 	TokenFile string
 	HTTP      *http.Client
+	// Credentials keeps the credential the bridge issues the cluster when
+	// it registers (nil: in memory only). Check-ins present it rather than
+	// the registration token.
+	Credentials Credentials
+
+	mu         sync.Mutex
+	loaded     bool
+	credential string
+	// unsaved is a credential the hub issued that could not be stored yet.
+	unsaved bool
 }
 
-// CheckIn posts the check-in to /v3/clusters.
+// HeaderCredential is where the bridge sends a newly issued credential.
+const HeaderCredential = "X-Trainyard-Credential"
+
+// CheckIn posts the check-in to /v3/clusters: with the cluster's credential
+// when it has one, else with the registration token, which registers the
+// cluster (the answer carries its credential, which is stored). A refused
+// credential (revoked, or the cluster's report deleted) is dropped and the
+// cluster registers again, when a registration token is mounted.
 func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
+	cred, err := h.loadCredential(ctx)
+	if err != nil {
+		return errRetry{err: err}
+	}
 	body, _ := json.Marshal(c)
-	resp, msg, err := h.post(ctx, "/v3/clusters", body)
+	resp, msg, err := h.post(ctx, "/v3/clusters", body, cred)
 	if err != nil {
 		return errRetry{err: fmt.Errorf("checking in at %s: %w", h.URL, err)}
 	}
+	if resp.StatusCode == http.StatusUnauthorized && cred != "" {
+		if tok, _ := h.registrationToken(); tok == "" {
+			return errAuth{msg: fmt.Sprintf("the hub %s refused the cluster's credential (%s), and no registration token is mounted to register it again",
+				h.URL, strings.TrimSpace(string(msg)))}
+		}
+		// Register again: the credential is forgotten first, so that a
+		// restart meanwhile does not present it again.
+		if err := h.setCredential(ctx, ""); err != nil {
+			return errRetry{err: err}
+		}
+		if resp, msg, err = h.post(ctx, "/v3/clusters", body, ""); err != nil {
+			return errRetry{err: fmt.Errorf("registering at %s: %w", h.URL, err)}
+		}
+	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
+		if issued := resp.Header.Get(HeaderCredential); issued != "" {
+			if err := h.setCredential(ctx, issued); err != nil {
+				// Kept in memory and stored at the next check-in: the
+				// check-in itself is stored.
+				return errRetry{err: err}
+			}
+		}
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return errAuth{msg: fmt.Sprintf("the hub %s refused the check-in (%d: %s): check the registration token "+
-			"(the agent's token Secret) and that this cluster ID (%s) was not registered with another token",
+			"(the agent's token Secret) and that this cluster ID (%s) is not registered already (with a credential this agent lacks)",
 			h.URL, resp.StatusCode, strings.TrimSpace(string(msg)), c.ID)}
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
@@ -65,10 +109,62 @@ func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 	}
 }
 
+// loadCredential is the cluster's credential, read from Credentials once,
+// and stored there if an earlier save failed.
+func (h *HTTPHub) loadCredential(ctx context.Context) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Credentials == nil {
+		h.Credentials = &MemoryCredentials{}
+	}
+	if !h.loaded {
+		c, err := h.Credentials.Load(ctx)
+		if err != nil {
+			return "", err
+		}
+		h.credential, h.loaded = c, true
+	}
+	if h.unsaved {
+		if err := h.Credentials.Save(ctx, h.credential); err != nil {
+			return "", err
+		}
+		h.unsaved = false
+	}
+	return h.credential, nil
+}
+
+// setCredential keeps credential in memory and stores it; a failed save is
+// retried at the next check-in.
+func (h *HTTPHub) setCredential(ctx context.Context, credential string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.credential, h.loaded, h.unsaved = credential, true, true
+	if err := h.Credentials.Save(ctx, credential); err != nil {
+		return err
+	}
+	h.unsaved = false
+	return nil
+}
+
+// registrationToken is the mounted registration token ("" when none).
+func (h *HTTPHub) registrationToken() (string, error) {
+	if h.TokenFile == "" {
+		return h.Token, nil
+	}
+	b, err := os.ReadFile(h.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("reading the token file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // Updates asks the bridge's multi-get, /v3/versions/latest.
 func (h *HTTPHub) Updates(ctx context.Context, _ string, comps []wire.ComponentVersion) ([]wire.ComponentVersion, error) {
 	body, _ := json.Marshal(map[string]any{"data": comps})
-	resp, msg, err := h.post(ctx, "/v3/versions/latest", body)
+	h.mu.Lock()
+	cred := h.credential
+	h.mu.Unlock()
+	resp, msg, err := h.post(ctx, "/v3/versions/latest", body, cred)
 	if err != nil {
 		return nil, err
 	}
@@ -84,21 +180,19 @@ func (h *HTTPHub) Updates(ctx context.Context, _ string, comps []wire.ComponentV
 	return latest.Data, nil
 }
 
-// post sends a JSON body to the hub and reads up to maxAnswer bytes of the
-// answer.
-func (h *HTTPHub) post(ctx context.Context, path string, body []byte) (*http.Response, []byte, error) {
+// post sends a JSON body to the hub, with the credential (else the
+// registration token), and reads up to maxAnswer bytes of the answer.
+func (h *HTTPHub) post(ctx context.Context, path string, body []byte, credential string) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(h.URL, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	token := h.Token
-	if h.TokenFile != "" {
-		b, err := os.ReadFile(h.TokenFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading the token file: %w", err)
+	token := credential
+	if token == "" {
+		if token, err = h.registrationToken(); err != nil {
+			return nil, nil, err
 		}
-		token = strings.TrimSpace(string(b))
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -145,7 +239,7 @@ func (d *DirectHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 	if err != nil {
 		return errAuth{msg: "the check-in is invalid: " + err.Error()}
 	}
-	_, _, err = d.Store.CheckIn(ctx, want, "agent")
+	_, _, err = d.Store.CheckIn(ctx, want, "agent", nil)
 	switch {
 	case err == nil:
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/trainyard-dev/trainyard/agent"
 	_ "github.com/trainyard-dev/trainyard/agent/source/all"
@@ -32,6 +34,7 @@ import (
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 func TestAgent(t *testing.T) {
@@ -61,6 +64,11 @@ var _ = BeforeSuite(func() {
 	skip := true
 
 	hubEnv := testenv.New()
+	// The hub's API server calls trainyard's admission webhook, as in a real
+	// hub: direct mode writes through it.
+	hubEnv.WebhookInstallOptions = envtest.WebhookInstallOptions{
+		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")},
+	}
 	var err error
 	hubCfg, err = testenv.Start(hubEnv)
 	Expect(err).NotTo(HaveOccurred())
@@ -69,18 +77,23 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(hub.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "trainyard-registration"},
 		Data: map[string][]byte{"fleet": []byte(registrationToken)}})).To(Succeed())
+	w := hubEnv.WebhookInstallOptions
 	hubMgr, err := ctrl.NewManager(hubCfg, ctrl.Options{Scheme: scheme, Cache: controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
+		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir})})
 	Expect(err).NotTo(HaveOccurred())
+	Expect(webhook.Setup(hubMgr, nil)).To(Succeed())
 	mctx, cancel := context.WithCancel(ctx)
 	hubDone := make(chan struct{})
 	Expect(controllers.Setup(mctx, hubMgr, controllers.Options{})).To(Succeed())
 	b := bridge.New(hubMgr.GetClient(), hubMgr.GetClient(), hubMgr.GetAPIReader(), bridge.Options{Namespace: "default"})
+	hubCache, hubAPIReader = hubMgr.GetClient(), hubMgr.GetAPIReader()
 	go func() {
 		defer GinkgoRecover()
 		defer close(hubDone)
 		Expect(hubMgr.Start(mctx)).To(Succeed())
 	}()
+	Eventually(testenv.WebhookServing(w)).Should(Succeed())
 	srv := httptest.NewServer(b.Handler())
 	DeferCleanup(srv.Close)
 	hubURL = srv.URL
@@ -106,6 +119,8 @@ var _ = BeforeSuite(func() {
 var (
 	serverVersion func() (string, error)
 	agentCtx      context.Context
+	// The hub manager's cached client and API reader, for more bridges.
+	hubCache, hubAPIReader client.Reader
 )
 
 // newAgent builds an agent as agent/cli wires it: reading the workload

@@ -1,15 +1,11 @@
 package bridge
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strings"
-	"sync"
-	"time"
 
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -29,13 +25,14 @@ import (
 //     the bridge's namespace (SubjectAccessReview); a CI pipeline uses a
 //     ServiceAccount token. Results are cached briefly.
 //   - check-ins and doctor uploads, in "token" mode (the default): a
-//     registration token from a Secret. A cluster's first check-in binds its
-//     ID to the token used (a hash of it, on the ClusterReport); a check-in
-//     or doctor upload of that ID with another token is refused, so no
-//     cluster can overwrite another's report. "open" mode takes anonymous
-//     ones, as the old service did.
-//   - reads: anonymous unless ReadAuth, then a registration token or a
-//     token RBAC lets list clusterreports.
+//     cluster's own credential, which the bridge issued when a registration
+//     token (a value of the tenant's registration Secret) registered it
+//     (identity.go, tokens.go). No credential writes another cluster's
+//     report; a registration token takes no registered cluster. "open"
+//     mode takes anonymous ones, as the old service did.
+//   - reads: anonymous unless ReadAuth, then a cluster credential or a
+//     registration token of the tenant, or a token RBAC lets list
+//     clusterreports in the tenant's namespace.
 //   - reading doctor dumps: basic auth as before, or a token RBAC lets get
 //     secrets.
 type access int
@@ -90,8 +87,8 @@ func bearer(r *http.Request) string { return review.Bearer(r) }
 
 // authenticate answers 401, 403, 429 or 503 itself unless the request may
 // use a route of access a; otherwise it returns the identity the request is
-// rate-limited as ("" when the handler keys it itself: a check-in, by its
-// cluster).
+// rate-limited as ("" when the handler keys it itself: a registration, by
+// its cluster).
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) (string, bool) {
 	st := stateOf(r.Context())
 	anonymous := "addr:" + st.source
@@ -100,14 +97,20 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 		if !s.opts.ReadAuth {
 			return anonymous, true
 		}
-		hash, ok, err := s.registrationToken(r.Context(), r)
-		if err != nil {
-			writeRegistrationUnavailable(w, err)
-			return "", false
+		tok := bearer(r)
+		if isCredential(tok) {
+			return s.authenticateCredential(w, r, tok)
 		}
-		if ok {
-			// A fleet shares its token: each address has a budget.
-			return "token:" + hash + "@" + st.source, true
+		if tok != "" {
+			info, ok, err := s.registration.lookup(r.Context(), s, st.ns, tokenHash(tok))
+			if err != nil {
+				writeRegistrationUnavailable(w, err)
+				return "", false
+			}
+			if ok && info.valid(s.opts.Clock.Now()) == "" {
+				// A fleet shares its token: each address has a budget.
+				return "token:" + tokenHash(tok) + "@" + st.source, true
+			}
 		}
 		return s.authorize(w, r, "list", v1.GroupVersion.Group, "clusterreports")
 	case accessAgent:
@@ -117,18 +120,31 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 		if !s.failureBudget(w, st.source) {
 			return "", false
 		}
-		hash, ok, err := s.registrationToken(r.Context(), r)
-		switch {
-		case err != nil:
-			writeRegistrationUnavailable(w, err)
-			return "", false
-		case !ok:
+		tok := bearer(r)
+		if isCredential(tok) {
+			return s.authenticateCredential(w, r, tok)
+		}
+		var info tokenInfo
+		ok := false
+		if tok != "" {
+			var err error
+			if info, ok, err = s.registration.lookup(r.Context(), s, st.ns, tokenHash(tok)); err != nil {
+				writeRegistrationUnavailable(w, err)
+				return "", false
+			}
+		}
+		if !ok {
 			s.failed(st.source, "registration_token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
-			writeError(w, http.StatusUnauthorized, "a valid registration token is required (Authorization: Bearer <token>)")
+			writeError(w, http.StatusUnauthorized, "a cluster credential or a valid registration token is required (Authorization: Bearer <token>)")
 			return "", false
 		}
-		st.tokenHash = hash
+		if why := info.valid(s.opts.Clock.Now()); why != "" {
+			s.failed(st.source, "registration_token_expired")
+			writeTokenRefused(w, why)
+			return "", false
+		}
+		st.tokenHash, st.tokenKey = tokenHash(tok), info.key
 		return "", true
 	case accessPublish:
 		return s.authorize(w, r, "create", v1.GroupVersion.Group, "componentreleases")
@@ -157,62 +173,38 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 	return anonymous, true
 }
 
-// registrationToken checks a request's bearer token against the
-// registration Secret: its hash and true when it is one. The Secret is read
-// at most every registrationTTL, not per check-in; an error means it could
-// not be read (the answer is 503, not "your token is wrong").
-func (s *Server) registrationToken(ctx context.Context, r *http.Request) (string, bool, error) {
-	tok := bearer(r)
-	if tok == "" {
-		return "", false, nil
+// authenticateCredential accepts a cluster credential of the request's
+// tenant: the request is then its cluster's, rate-limited as the cluster.
+func (s *Server) authenticateCredential(w http.ResponseWriter, r *http.Request, credential string) (string, bool) {
+	st := stateOf(r.Context())
+	if !s.failureBudget(w, st.source) {
+		return "", false
 	}
-	hashes, err := s.registration.hashes(ctx, s)
+	rep, err := s.clusterOfCredential(r.Context(), st.ns, credential)
 	if err != nil {
-		return "", false, err
+		writeAPIError(w, "reading the cluster of the credential", err)
+		return "", false
 	}
-	h := tokenHash(tok)
-	return h, hashes[h], nil
+	hash := credentialHash(credential)
+	why := "unknown cluster credential (revoked and registered again, rotated out, or its cluster's report was deleted): " +
+		"register again with a registration token"
+	ok := false
+	if rep != nil {
+		ok, why = credentialAccepted(rep, hash, s.opts.Clock.Now())
+	}
+	if !ok {
+		s.failed(st.source, "cluster_credential")
+		writeTokenRefused(w, why)
+		return "", false
+	}
+	st.credentialHash, st.cluster = hash, rep.Name
+	return "cluster:" + st.ns + "/" + rep.Name, true
 }
 
 func writeRegistrationUnavailable(w http.ResponseWriter, err error) {
 	w.Header().Set("Retry-After", "5")
 	writeError(w, http.StatusServiceUnavailable,
 		fmt.Sprintf("the registration tokens cannot be read right now (%v); nothing was stored, retry", err))
-}
-
-// registrationTTL is how long registration tokens are trusted from the last
-// read of their Secret (a removed token stops working within it).
-const registrationTTL = 10 * time.Second
-
-type registrationCache struct {
-	mu    sync.Mutex
-	set   map[string]bool // token hashes
-	until time.Time
-}
-
-func (c *registrationCache) hashes(ctx context.Context, s *Server) (map[string]bool, error) {
-	now := s.opts.Clock.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.set != nil && now.Before(c.until) {
-		return c.set, nil
-	}
-	sec := &corev1.Secret{}
-	err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: s.opts.RegistrationSecret}, sec)
-	switch {
-	case apierrors.IsNotFound(err):
-		// No Secret, no valid token: every check-in is a 401.
-	case err != nil:
-		return nil, err
-	}
-	set := map[string]bool{}
-	for _, v := range sec.Data {
-		if t := strings.TrimSpace(string(v)); t != "" {
-			set[tokenHash(t)] = true
-		}
-	}
-	c.set, c.until = set, now.Add(registrationTTL)
-	return set, nil
 }
 
 // authorize answers 401/403 (and counts them) unless the bearer token may
@@ -224,7 +216,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, 
 	if tok == "" {
 		authFailures.WithLabelValues("missing_token").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
-		writeError(w, http.StatusUnauthorized, "a bearer token is required: "+verb+" "+resource+" in namespace "+s.opts.Namespace)
+		writeError(w, http.StatusUnauthorized, "a bearer token is required: "+verb+" "+resource+" in namespace "+st.ns)
 		return "", false
 	}
 	// Every token the API has not seen costs it a TokenReview: a source
@@ -233,7 +225,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, 
 		return "", false
 	}
 	ans, err := s.reviewer.Review(r.Context(), tok, review.Attributes{Resource: &authzv1.ResourceAttributes{
-		Namespace: s.opts.Namespace, Verb: verb, Group: group, Resource: resource}})
+		Namespace: st.ns, Verb: verb, Group: group, Resource: resource}})
 	switch {
 	case err != nil:
 		writeAPIError(w, "checking the token", err)
@@ -245,7 +237,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, 
 		return "", false
 	case !ans.Allowed:
 		authFailures.WithLabelValues("forbidden").Inc()
-		writeError(w, http.StatusForbidden, "the token's identity may not "+verb+" "+resource+" in namespace "+s.opts.Namespace)
+		writeError(w, http.StatusForbidden, "the token's identity may not "+verb+" "+resource+" in namespace "+st.ns)
 		return "", false
 	}
 	return "user:" + tokenHash(tok), true
@@ -277,7 +269,7 @@ func (s *Server) doctorAuthorized(r *http.Request) (bool, error) {
 		return false, nil
 	}
 	sec := &corev1.Secret{}
-	err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: s.opts.DoctorAuthSecret}, sec)
+	err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: stateOf(r.Context()).ns, Name: s.opts.DoctorAuthSecret}, sec)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	} else if err != nil {

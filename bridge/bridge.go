@@ -36,7 +36,7 @@ import (
 // for their caps) in its namespace.
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases,verbs=create;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=patch
-// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;create;update;delete
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;create;update;patch;delete
 
 // Options configure the bridge.
 type Options struct {
@@ -87,11 +87,39 @@ type Options struct {
 	// (default 1000; beyond, a new one is refused with 429).
 	MaxDoctorReports, MaxDoctorTotal int
 
+	// Tenants are the namespaces besides Namespace that the bridge serves
+	// under /tenants/{namespace}/..., each with its own registration Secret,
+	// clusters, releases and budget. Namespace is the default tenant (the
+	// paths without a prefix).
+	Tenants []string
+	// LegacyTokenBinding keeps the binding of a cluster to the registration
+	// token of its first check-in, for agents that cannot store a
+	// credential (Deis agents): that token keeps checking the cluster in.
+	LegacyTokenBinding bool
+	// MaxTokenLifetime stamps a registration token first seen without an
+	// expiry (default 720h); 0 means tokens may never expire.
+	MaxTokenLifetime time.Duration
+	// CredentialOverlap keeps a rotated cluster credential valid (default
+	// 1h), so an agent rolls to the new one without a failed check-in.
+	CredentialOverlap time.Duration
+	// MaxClustersPerTenant bounds the clusters that can register in one
+	// tenant (default 50000; the annotation trainyard.dev/max-clusters on
+	// the tenant's registration Secret overrides it).
+	MaxClustersPerTenant int
+	// TenantRateLimit and TenantRateBurst are each tenant's requests per
+	// second and burst (default 500 and 1000).
+	TenantRateLimit float64
+	TenantRateBurst int
+
 	RateLimit   float64
 	RateBurst   int
 	MaxInFlight int
 	Clock       clock.WithTicker
 }
+
+// MaxTokenLifetimeNever is Options.MaxTokenLifetime for registration tokens
+// that may never expire (an explicit choice: 0 is the default).
+const MaxTokenLifetimeNever = time.Duration(-1)
 
 // Server is the bridge: an http.Handler and a manager Runnable.
 type Server struct {
@@ -103,17 +131,21 @@ type Server struct {
 	apiReader client.Reader
 	handler   http.Handler
 
-	store        *checkin.Store
-	encoded      encodedReleases
-	limiter      *limiter
-	failures     *limiter
-	changes      changes
-	reviewer     *review.Reviewer
-	draining     chan struct{} // closed when the server stops
-	registration registrationCache
-	inFlight     *inFlight
-	audit        logr.Logger
-	routeTable   []route
+	store         *checkin.Store
+	recent        issued
+	usage         usage
+	tenants       map[string]bool
+	tenantLimiter *limiter
+	encoded       encodedReleases
+	limiter       *limiter
+	failures      *limiter
+	changes       changes
+	reviewer      *review.Reviewer
+	draining      chan struct{} // closed when the server stops
+	registration  registrationCache
+	inFlight      *inFlight
+	audit         logr.Logger
+	routeTable    []route
 }
 
 // New builds the bridge. cache is the manager's cached client (with the
@@ -137,15 +169,30 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	orDefault(&o.FailedAuthBurst, 20)
 	orDefault(&o.MaxDoctorReports, 5)
 	orDefault(&o.MaxDoctorTotal, 1000)
+	switch {
+	case o.MaxTokenLifetime == MaxTokenLifetimeNever:
+		o.MaxTokenLifetime = 0
+	case o.MaxTokenLifetime <= 0:
+		o.MaxTokenLifetime = 720 * time.Hour
+	}
+	orDefault(&o.CredentialOverlap, time.Hour)
+	orDefault(&o.MaxClustersPerTenant, 50000)
+	orDefault(&o.TenantRateLimit, 500)
+	orDefault(&o.TenantRateBurst, 1000)
 	if o.Audit.GetSink() == nil {
 		o.Audit = log.Log.WithName("bridge").WithName("audit")
 	}
 	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}),
-		limiter:  newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
-		failures: newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
-		inFlight: &inFlight{max: o.MaxInFlight, perClient: o.MaxInFlightPerClient, per: map[string]int{}},
-		audit:    o.Audit,
-		reviewer: &review.Reviewer{Client: api, Now: o.Clock.Now},
+		limiter:       newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
+		failures:      newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
+		inFlight:      &inFlight{max: o.MaxInFlight, perClient: o.MaxInFlightPerClient, per: map[string]int{}},
+		audit:         o.Audit,
+		reviewer:      &review.Reviewer{Client: api, Now: o.Clock.Now},
+		tenantLimiter: newLimiter(o.TenantRateLimit, o.TenantRateBurst, o.Clock.Now),
+		tenants:       map[string]bool{o.Namespace: true},
+	}
+	for _, t := range o.Tenants {
+		s.tenants[t] = true
 	}
 	s.store = checkin.New(reports{cache: cache, api: api, apiReader: apiReader},
 		checkin.Options{Heartbeat: o.Heartbeat, Clock: o.Clock, Log: log.Log.WithName("bridge")})
@@ -197,6 +244,8 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() { errc <- srv.Serve(l) }()
 	flushDone := make(chan struct{})
 	go func() { s.store.Run(ctx); close(flushDone) }()
+	usageDone := make(chan struct{})
+	go func() { s.runUsage(ctx); close(usageDone) }()
 	select {
 	case err := <-errc:
 		return err
@@ -207,6 +256,7 @@ func (s *Server) Start(ctx context.Context) error {
 	defer cancel()
 	err := srv.Shutdown(shutdown)
 	<-flushDone
+	<-usageDone
 	flush, cancelFlush := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelFlush()
 	s.store.Flush(flush)
@@ -223,7 +273,7 @@ const MaxHeaderBytes = 32 << 10
 // routes is the route table: every route's method, path and who may call
 // it (see access). The OpenAPI document is checked against it.
 func (s *Server) routes() http.Handler {
-	rt := &router{guard: s.guard}
+	rt := &router{guard: s.guard, tenant: func(t string) bool { return s.tenants[t] }}
 	ok := func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) }
 	rt.add(http.MethodGet, "/ping", accessPublic, ok)
 	rt.add(http.MethodGet, "/healthz", accessPublic, ok)

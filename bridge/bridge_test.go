@@ -562,7 +562,11 @@ var _ = Describe("authentication and authorization", func() {
 		Expect(r.body).NotTo(ContainSubstring(reader))
 	})
 
-	It("binds a cluster ID to its registration token: a hijack is refused, the agent still accepted", func() {
+	It("in legacy mode, binds a cluster ID to its registration token: a hijack is refused, the agent still accepted", func() {
+		m.stop()
+		m = startManager(ns, time.Minute, func(o *bridge.Options) {
+			o.CheckInAuth, o.RegistrationSecret, o.LegacyTokenBinding = bridge.CheckInToken, "registration", true
+		})
 		checkIn := func(token string) response {
 			var auth []func(*http.Request)
 			if token != "" {

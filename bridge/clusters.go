@@ -23,9 +23,7 @@ import (
 // a check-in that changes nothing only moves lastSeen and checkIns, which
 // may wait in memory up to the heartbeat granularity (internal/checkin).
 func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
-	// The guard checked the registration token (token mode); the rate limit
-	// is the cluster's own, so that a fleet sharing a token shares no budget.
-	hash := stateOf(r.Context()).tokenHash
+	st := stateOf(r.Context())
 	var c Cluster
 	if !decodeJSON(w, r, s.opts.MaxBody, &c) {
 		return
@@ -37,40 +35,69 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 		}
 		c.ID = id
 	}
-	want, err := checkin.Report(s.opts.Namespace, c)
+	want, err := checkin.Report(st.ns, c)
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	if hash != "" && !s.admit(w, clusterIdentity(want.Name, hash)) {
+	if st.cluster != "" && st.cluster != want.Name {
+		authFailures.WithLabelValues("credential_of_other_cluster").Inc()
+		writeError(w, http.StatusForbidden, fmt.Sprintf("this credential is cluster %s's; it cannot check in as %s", st.cluster, c.ID))
 		return
 	}
-	if hash != "" {
-		want.Annotations = map[string]string{AnnotationTokenHash: hash}
+	// A registration is rate-limited as the cluster it names, with the
+	// token it presents (a credential's request already is, as its cluster).
+	if st.tokenHash != "" && !s.admit(w, clusterIdentity(st.ns, want.Name, st.tokenHash)) {
+		return
 	}
-	stored, heartbeat, err := s.store.CheckIn(r.Context(), want, "bridge")
+	var authorize checkin.Authorizer
+	var issued string
+	if s.opts.CheckInAuth == CheckInToken {
+		authorize = s.clusterAuthorizer(r.Context(), st, st.ns, &issued)
+	}
+	stored, heartbeat, err := s.store.CheckIn(r.Context(), want, "bridge", authorize)
+	var refused errCredential
 	var hijack checkin.ErrBoundElsewhere
-	if errors.As(err, &hijack) {
+	switch {
+	case errors.As(err, &refused):
+		if refused.status == http.StatusUnauthorized {
+			s.failed(st.source, "cluster_credential")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard", error="invalid_token"`)
+		} else {
+			authFailures.WithLabelValues("cluster_registered").Inc()
+		}
+		writeError(w, refused.status, refused.msg)
+		return
+	case errors.As(err, &hijack):
 		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
 		writeError(w, http.StatusForbidden, err.Error())
 		return
-	}
-	if err != nil {
+	case err != nil:
 		writeAPIError(w, "storing the check-in", err)
 		return
 	}
 	if heartbeat {
 		markHeartbeat(r.Context())
 	}
+	if issued != "" {
+		// Stored (as a hash) before the answer: the credential is the
+		// cluster's from now on. It is in this answer only.
+		s.recent.add(credentialHash(issued), client.ObjectKeyFromObject(stored), s.opts.Clock.Now())
+		w.Header().Set(HeaderCredential, issued)
+		w.Header().Set("Cache-Control", "no-store")
+		if st.tokenKey != "" {
+			s.recordUse(st.ns, st.tokenKey, s.opts.Clock.Now())
+		}
+	}
 	now := s.opts.Clock.Now().UTC().Truncate(time.Second) // as the API stores times
 	writeJSON(w, http.StatusOK, clusterOf(stored, &now))
 }
 
-// clusterIdentity is what a cluster's requests are rate-limited as: the
-// cluster with the token it presents, so that a client holding another
-// fleet's token cannot spend a cluster's budget by naming it.
-func clusterIdentity(cluster, tokenHash string) string {
-	return "cluster:" + cluster + "@" + tokenHash
+// clusterIdentity is what a registration is rate-limited as: the cluster
+// with the token it presents, so that a client holding another fleet's
+// token cannot spend a cluster's budget by naming it.
+func clusterIdentity(ns, cluster, tokenHash string) string {
+	return "cluster:" + ns + "/" + cluster + "@" + tokenHash
 }
 
 // reports is how the check-in store reads and writes: the manager's cache
@@ -103,7 +130,7 @@ func (r reports) Patch(ctx context.Context, rep *v1.ClusterReport, status bool, 
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, p params) {
 	rep := &v1.ClusterReport{}
-	key := types.NamespacedName{Namespace: s.opts.Namespace, Name: v1.ClusterReportName(p["id"])}
+	key := types.NamespacedName{Namespace: stateOf(r.Context()).ns, Name: v1.ClusterReportName(p["id"])}
 	if err := s.cache.Get(r.Context(), key, rep); err != nil {
 		if apierrors.IsNotFound(err) {
 			writeError(w, http.StatusNotFound, "404 cluster not found")
@@ -118,7 +145,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, p params) {
 // reports lists the bridge namespace's reports from the cache (read only).
 func (s *Server) reports(ctx context.Context) ([]v1.ClusterReport, error) {
 	var list v1.ClusterReportList
-	if err := s.cache.List(ctx, &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	if err := s.cache.List(ctx, &list, client.InNamespace(s.nsOf(ctx)), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	slices.SortFunc(list.Items, func(a, b v1.ClusterReport) int { return cmp.Compare(a.Name, b.Name) })

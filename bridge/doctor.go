@@ -66,8 +66,8 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	st := stateOf(r.Context())
 	switch {
-	case st.tokenHash != "" && (rep.Workflow == nil || rep.Workflow.ID == ""):
-		// Token mode: the dump must name the cluster whose token sent it.
+	case (st.tokenHash != "" || st.cluster != "") && (rep.Workflow == nil || rep.Workflow.ID == ""):
+		// Token mode: the dump must name the cluster that sent it.
 		writeError(w, http.StatusUnprocessableEntity, required("workflow.id").Error())
 		return
 	case rep.Nodes == nil || string(rep.Nodes) == "null":
@@ -86,9 +86,18 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 		}
 		cluster = v1.ClusterReportName(rep.Workflow.ID)
 	}
-	if st.tokenHash != "" {
-		// Token mode: the cluster's own registration token, and its budget.
-		if !s.admit(w, clusterIdentity(cluster, st.tokenHash)) || !s.doctorUploader(w, r, cluster, st.tokenHash) {
+	switch {
+	case st.cluster != "":
+		// Token mode: the cluster's own credential (its budget was spent).
+		if st.cluster != cluster {
+			authFailures.WithLabelValues("credential_of_other_cluster").Inc()
+			writeError(w, http.StatusForbidden, fmt.Sprintf("this credential is cluster %s's; it cannot upload a doctor report of %s", st.cluster, cluster))
+			return
+		}
+	case st.tokenHash != "":
+		// A registration token uploads only in legacy mode, for the cluster
+		// bound to it.
+		if !s.admit(w, clusterIdentity(st.ns, cluster, st.tokenHash)) || !s.doctorUploader(w, r, cluster, st.tokenHash) {
 			return
 		}
 	}
@@ -104,7 +113,7 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	defer s.store.Lock("doctor/" + cluster)()
 	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: doctorSecretName(p["uuid"]),
+		ObjectMeta: metav1.ObjectMeta{Namespace: st.ns, Name: doctorSecretName(p["uuid"]),
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard", LabelDoctorReport: "true", LabelDoctorCluster: cluster}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{doctorKey: buf.Bytes()},
@@ -125,10 +134,11 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 }
 
 // doctorUploader answers 403 or 404 unless cluster has checked in with the
-// registration token whose hash is hash.
+// registration token whose hash is hash, and (but in legacy mode) has no
+// credential yet.
 func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster, hash string) bool {
 	cr := &v1.ClusterReport{}
-	err := s.cache.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: cluster}, cr)
+	err := s.cache.Get(r.Context(), types.NamespacedName{Namespace: stateOf(r.Context()).ns, Name: cluster}, cr)
 	switch {
 	case apierrors.IsNotFound(err):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("cluster %s has not checked in: a doctor report belongs to a cluster that has", cluster))
@@ -139,6 +149,10 @@ func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster,
 	case cr.Annotations[AnnotationTokenHash] != hash:
 		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
 		writeError(w, http.StatusForbidden, checkin.ErrBoundElsewhere(cluster).Error())
+		return false
+	case cr.Annotations[v1.AnnotationCredentialHash] != "" && !s.opts.LegacyTokenBinding:
+		authFailures.WithLabelValues("cluster_registered").Inc()
+		writeError(w, http.StatusForbidden, "cluster "+cr.Spec.ClusterID+" is registered: upload its doctor report with its credential, not a registration token")
 		return false
 	}
 	return true
@@ -168,7 +182,7 @@ func (s *Server) storeDoctor(r *http.Request, sec *corev1.Secret) (status int, m
 	// A new dump: within the caps.
 	var all metav1.PartialObjectMetadataList
 	all.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := s.apiReader.List(ctx, &all, client.InNamespace(s.opts.Namespace), client.MatchingLabels{LabelDoctorReport: "true"}); err != nil {
+	if err := s.apiReader.List(ctx, &all, client.InNamespace(s.nsOf(ctx)), client.MatchingLabels{LabelDoctorReport: "true"}); err != nil {
 		return 0, "", err
 	}
 	var mine []metav1.PartialObjectMetadata
@@ -234,7 +248,7 @@ func (s *Server) doctorSecret(r *http.Request, id string) (*corev1.Secret, error
 		{legacyDoctorPrefix + strings.ToLower(id), legacyDoctorLabel},
 	} {
 		sec := &corev1.Secret{}
-		err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.opts.Namespace, Name: c.name}, sec)
+		err := s.apiReader.Get(r.Context(), types.NamespacedName{Namespace: s.nsOf(r.Context()), Name: c.name}, sec)
 		if apierrors.IsNotFound(err) {
 			continue
 		} else if err != nil {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -32,6 +33,8 @@ type params map[string]string
 // anything (paramRules).
 type router struct {
 	routes []route
+	// tenant says whether a /tenants/{tenant}/... prefix names a tenant.
+	tenant func(string) bool
 	// guard wraps every handler (limits, authentication, metrics, audit).
 	guard func(pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params)
 }
@@ -83,6 +86,17 @@ func match(pattern, path []string) (params, bool) {
 	return p, true
 }
 
+// tenantKey holds the request's tenant (its namespace) in its context.
+type tenantKey struct{}
+
+// tenantOf is the request's tenant, or def without a /tenants/ prefix.
+func tenantOf(ctx context.Context, def string) string {
+	if t, ok := ctx.Value(tenantKey{}).(string); ok {
+		return t
+	}
+	return def
+}
+
 // segments splits the path as sent, then decodes each segment: an encoded
 // "/" ("%2F") stays inside its segment (and fails the parameter's rules)
 // instead of moving the request to another route.
@@ -111,6 +125,15 @@ func checkParams(segs []string, p params) string {
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := segments(r.URL)
+	if len(path) >= 2 && path[0] == "tenants" && rt.tenant != nil {
+		// /tenants/{tenant}/<route>: the route, in the tenant's namespace.
+		if !rt.tenant(path[1]) {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("404 no tenant %q", path[1]))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), tenantKey{}, path[1]))
+		path = path[2:]
+	}
 	var allowed []string
 	for _, ro := range rt.routes {
 		p, ok := match(ro.segs, path)

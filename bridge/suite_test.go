@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,7 +56,7 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLogs)), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1.AddToScheme(scheme)).To(Succeed())
 	env = testenv.New()
@@ -104,6 +105,7 @@ func serveWebhook() {
 // manager is a running manager (controllers and bridge) serving the bridge
 // over real HTTP at url.
 type manager struct {
+	ns     string
 	url    string
 	stop   func()
 	bridge *bridge.Server
@@ -156,8 +158,68 @@ func serviceAccountToken(ns, name string, verbs []string, resources ...string) s
 	}
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
+	usedTokens.add(tr.Status.Token)
 	return tr.Status.Token
 }
+
+// suiteLogs is every log line of the suite (the managers', the bridges',
+// their audit logs), and usedTokens every token and credential a spec sent
+// or was issued: no log line may contain one (issue 14).
+var (
+	suiteLogs  syncBuffer
+	usedTokens = &tokenSet{m: map[string]bool{}}
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type tokenSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (t *tokenSet) add(tokens ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tok := range tokens {
+		t.m[tok] = true
+	}
+}
+
+var _ = AfterSuite(func() {
+	logs := suiteLogs.String()
+	Expect(logs).To(ContainSubstring("bridge write"), "the suite's logs were captured")
+	usedTokens.mu.Lock()
+	defer usedTokens.mu.Unlock()
+	Expect(usedTokens.m).NotTo(BeEmpty())
+	var leaks []string
+	for _, line := range strings.Split(logs, "\n") {
+		for tok := range usedTokens.m {
+			if strings.Contains(line, tok) {
+				leaks = append(leaks, line)
+			}
+		}
+	}
+	Expect(leaks).To(BeEmpty(), "log lines with a token or credential")
+})
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func nsOf(m *manager) string { return m.ns }
 
 // startManager starts a manager for namespace ns; stop() shuts it down the
 // way SIGTERM does (draining and flushing).
@@ -196,7 +258,7 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 	token := serviceAccountToken(ns, fmt.Sprintf("publisher-%d", publishers.Add(1)), []string{"create"}, "componentreleases")
 	var once sync.Once
-	return &manager{url: "http://" + l.Addr().String(), bridge: b, token: token, cache: mgr.GetClient(), stop: func() {
+	return &manager{ns: ns, url: "http://" + l.Addr().String(), bridge: b, token: token, cache: mgr.GetClient(), stop: func() {
 		// As SIGTERM: drain the requests, flush the heartbeats, stop.
 		once.Do(func() { cancel(); <-done })
 	}}

@@ -194,6 +194,17 @@ func (s *Server) admit(w http.ResponseWriter, identity string) bool {
 	return true
 }
 
+// admitTenant answers 429 unless the tenant's budget has room.
+func (s *Server) admitTenant(w http.ResponseWriter, ns string) bool {
+	if ok, wait := s.tenantLimiter.allow("tenant:" + ns); !ok {
+		shedTotal.WithLabelValues("tenant_rate_limit").Inc()
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, "too many requests for tenant "+ns+"; retry after "+retryAfter(wait)+"s")
+		return false
+	}
+	return true
+}
+
 // retryAfter is a Retry-After value in whole seconds, at least 1.
 func retryAfter(d time.Duration) string {
 	return strconv.Itoa(int(math.Max(1, math.Ceil(d.Seconds()))))
@@ -294,7 +305,7 @@ func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *ht
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, hasBody: r.ContentLength != 0}
-		st := &requestState{s: s, source: s.clientAddr(r)}
+		st := &requestState{s: s, source: s.clientAddr(r), ns: tenantOf(r.Context(), s.opts.Namespace)}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
 			rec.drainRefused(r)
@@ -334,6 +345,10 @@ func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *ht
 		if identity != "" && !s.admit(rec, identity) {
 			return
 		}
+		// And the tenant's budget: one tenant's fleet cannot starve another's.
+		if a != accessPublic && !s.admitTenant(rec, st.ns) {
+			return
+		}
 		h(rec, r, p)
 	}
 }
@@ -345,9 +360,14 @@ type requestState struct {
 	s      *Server
 	held   atomic.Bool
 	source string
-	// identity is what the request is rate-limited as; tokenHash the
-	// registration token it carried (accessAgent in token mode).
-	identity, tokenHash string
+	// ns is the tenant's namespace (the bridge's, without /tenants/...).
+	ns string
+	// identity is what the request is rate-limited as; tokenHash and
+	// tokenKey the registration token it carried (accessAgent in token
+	// mode), or credentialHash and cluster the cluster credential and the
+	// report that accepts it.
+	identity, tokenHash, tokenKey string
+	credentialHash, cluster       string
 	// heartbeat: a check-in that changed nothing.
 	heartbeat bool
 }
@@ -356,6 +376,8 @@ type requestState struct {
 // a token), else its address.
 func (st *requestState) client() string {
 	switch {
+	case st.cluster != "":
+		return "cluster:" + st.ns + "/" + st.cluster + "@" + st.source
 	case st.tokenHash != "":
 		return "token:" + st.tokenHash[:12] + "@" + st.source
 	case st.identity != "":
@@ -382,6 +404,14 @@ func stateOf(ctx context.Context) *requestState {
 		return &requestState{}
 	}
 	return st
+}
+
+// nsOf is the namespace of the request whose context is ctx: its tenant's.
+func (s *Server) nsOf(ctx context.Context) string {
+	if st, _ := ctx.Value(stateKey{}).(*requestState); st != nil && st.ns != "" {
+		return st.ns
+	}
+	return s.opts.Namespace
 }
 
 // markHeartbeat keeps the request out of the audit log (see Options.Audit).

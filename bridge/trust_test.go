@@ -40,12 +40,17 @@ func tokenMode(ns string, mutate ...func(*bridge.Options)) *manager {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registration"},
 		Data:       map[string][]byte{"fleet-a": []byte("token-a"), "fleet-b": []byte("token-b")},
 	})).To(Succeed())
+	usedTokens.add("token-a", "token-b")
 	m := startManager(ns, time.Minute, append([]func(*bridge.Options){func(o *bridge.Options) {
 		o.CheckInAuth, o.RegistrationSecret = bridge.CheckInToken, "registration"
 	}}, mutate...)...)
 	DeferCleanup(func() { m.stop() })
 	return m
 }
+
+// legacy keeps the binding of a cluster to its first registration token,
+// as before cluster credentials (Options.LegacyTokenBinding).
+func legacy(o *bridge.Options) { o.LegacyTokenBinding = true }
 
 func checkInAs(base, token, id, version string) response {
 	return do(http.MethodPost, base+"/v3/clusters", "application/json", checkinBody(id, version), bearerAuth(token))
@@ -54,6 +59,7 @@ func checkInAs(base, token, id, version string) response {
 func randomToken() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
+	usedTokens.add(hex.EncodeToString(b))
 	return hex.EncodeToString(b)
 }
 
@@ -206,9 +212,9 @@ var _ = Describe("the bridge's writes", func() {
 })
 
 var _ = Describe("who may write", func() {
-	It("#5 takes a doctor upload only with the cluster's own registration token", func() {
+	It("#5 takes a doctor upload only with the cluster's own registration token (legacy token binding)", func() {
 		ns := namespace()
-		m := tokenMode(ns)
+		m := tokenMode(ns, legacy)
 		dump := `{"workflow":{"id":"` + clusterID + `","components":[]},"nodes":[],"namespaces":[]}`
 		upload := func(id, token string) response {
 			var auth []func(*http.Request)
@@ -314,8 +320,8 @@ var _ = Describe("one client against the others", func() {
 		Expect(refused).To(BeNumerically(">=", 20))
 	})
 
-	It("#7 gives each cluster of a fleet that shares a registration token a budget of its own", func() {
-		m := tokenMode(namespace(), func(o *bridge.Options) { o.RateLimit, o.RateBurst = 1, 5 })
+	It("#7 gives each cluster of a fleet that shares a registration token a budget of its own (legacy token binding)", func() {
+		m := tokenMode(namespace(), legacy, func(o *bridge.Options) { o.RateLimit, o.RateBurst = 1, 5 })
 		codes := map[int]int{}
 		for range 20 {
 			codes[checkInAs(m.url, "token-a", "noisy", "1.0.0").code]++

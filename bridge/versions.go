@@ -28,7 +28,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 		return
 	}
 	var list v1.ComponentReleaseList
-	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
+	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.nsOf(r.Context())), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReleaseTrain: v1.TrainName(p["component"], p["train"])}); err != nil {
 		writeAPIError(w, "listing releases", err)
 		return
@@ -69,7 +69,7 @@ func candidate(rel *v1.ComponentRelease) ordering.Candidate {
 // policy is the train's ordering policy, the default when it has no train.
 func (s *Server) policy(r *http.Request, component, train string) ordering.Policy {
 	t := &v1.ReleaseTrain{}
-	key := types.NamespacedName{Namespace: s.opts.Namespace, Name: v1.TrainName(component, train)}
+	key := types.NamespacedName{Namespace: s.nsOf(r.Context()), Name: v1.TrainName(component, train)}
 	if err := s.cache.Get(r.Context(), key, t, client.UnsafeDisableDeepCopy); err == nil {
 		if p, err := ordering.PolicyOf(t.Spec); err == nil {
 			return p
@@ -87,18 +87,18 @@ func (s *Server) release(r *http.Request, component, train, version string) (*v1
 	// without copying.
 	if version == "latest" {
 		t := &v1.ReleaseTrain{}
-		if err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: trainName}, t, client.UnsafeDisableDeepCopy); err != nil {
+		if err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.nsOf(ctx), Name: trainName}, t, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
 		if t.Status.Latest == nil {
 			return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("componentreleases").GroupResource(), "latest")
 		}
 		rel := &v1.ComponentRelease{}
-		err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.opts.Namespace, Name: t.Status.Latest.Name}, rel, client.UnsafeDisableDeepCopy)
+		err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.nsOf(ctx), Name: t.Status.Latest.Name}, rel, client.UnsafeDisableDeepCopy)
 		return rel, err
 	}
 	var list v1.ComponentReleaseList
-	if err := s.cache.List(ctx, &list, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy,
+	if err := s.cache.List(ctx, &list, client.InNamespace(s.nsOf(ctx)), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReleaseVersion: index.VersionKey(trainName, version)}); err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 		return
 	}
 	rel := &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: v1.ReleaseName(component, train, version)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.nsOf(r.Context()), Name: v1.ReleaseName(component, train, version)},
 		Spec:       spec,
 	}
 	if errs := validation.ComponentRelease(rel, nil); len(errs) > 0 {
@@ -201,7 +201,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 // name (created before names were canonical), or nil.
 func (s *Server) legacyRelease(r *http.Request, rel *v1.ComponentRelease) (*v1.ComponentRelease, error) {
 	var list v1.ComponentReleaseList
-	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.opts.Namespace), client.MatchingFields{
+	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.nsOf(r.Context())), client.MatchingFields{
 		index.ReleaseVersion: index.VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)}); err != nil {
 		return nil, err
 	}

@@ -134,7 +134,7 @@ func (s *Server) longPollLatest(w http.ResponseWriter, r *http.Request, p params
 	}
 	defer s.changes.parked.Add(-1)
 	releaseSlot(r) // a parked request does not hold an in-flight slot
-	key := s.opts.Namespace + "/" + v1.TrainName(p["component"], p["train"])
+	key := s.nsOf(r.Context()) + "/" + v1.TrainName(p["component"], p["train"])
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

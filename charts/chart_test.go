@@ -429,7 +429,7 @@ var _ = Describe("helm template", func() {
 				roleNamespaces = append(roleNamespaces, o.GetNamespace())
 			}
 		}
-		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet"))
+		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet", "fleet-b")) // the release's, the bridge's, a tenant's
 
 		// The gauges' namespace label (the counted objects' namespace) is
 		// kept, not replaced by the target's: the alerts group by it.
@@ -462,14 +462,21 @@ var _ = Describe("helm template", func() {
 		}
 		Expect(bound).To(ConsistOf("ClusterRoleBinding /full-agent",
 			"RoleBinding apps/full-agent-workloads", "RoleBinding platform/full-agent-workloads",
-			"RoleBinding apps/full-agent-helm", "RoleBinding platform/full-agent-helm"))
+			"RoleBinding apps/full-agent-helm", "RoleBinding platform/full-agent-helm",
+			// Its credential Secret, by name only.
+			"RoleBinding full-system/full-agent-credential"))
+		credRules, _, _ := unstructured.NestedSlice(find(objs, "Role", "full-agent-credential").Object, "rules")
+		Expect(credRules).To(ConsistOf(And(HaveKeyWithValue("resourceNames", ConsistOf("full-agent-credential")),
+			HaveKeyWithValue("verbs", ConsistOf("get", "patch")))))
+		Expect(args(agent)).To(ContainElements("--credential-secret=full-agent-credential", "--credential-namespace=full-system"))
 		find(objs, "Secret", "full-agent-token")
 	})
 
 	It("installs only the agent in a workload cluster", func() {
 		_, objs := render("agent", "trainyard-system", "--set", "manager.enabled=false", "--set", "crds.enabled=false",
 			"--set", "agent.enabled=true", "--set", "agent.hubURL=https://hub.example.com", "--set", "agent.tokenSecret.name=hub-token")
-		Expect(kinds(objs)).To(ConsistOf("ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"))
+		Expect(kinds(objs)).To(ConsistOf("ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment",
+			"Secret", "Role", "RoleBinding")) // the agent's credential Secret, and access to it
 		dep := find(objs, "Deployment", "agent-trainyard-agent")
 		Expect(args(dep)).To(ContainElements("--mode=bridge", "--hub-url=https://hub.example.com", "--token-file=/var/run/trainyard/token/token"))
 		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
@@ -563,8 +570,8 @@ var _ = Describe("the rendered chart against a real API server", Ordered, func()
 		DeferCleanup(env.Stop)
 		kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
 		Expect(os.WriteFile(kubeconfig, env.KubeConfig, 0o600)).To(Succeed())
-		// The release namespaces, the bridge's and the agent's (all options).
-		for _, ns := range []string{"trainyard-system", "full-system", "fleet", "apps", "platform"} {
+		// The release namespaces, the bridge's, a tenant's and the agent's (all options).
+		for _, ns := range []string{"trainyard-system", "full-system", "fleet", "fleet-b", "apps", "platform"} {
 			kubectl(nil, "create", "namespace", ns)
 		}
 	})
@@ -640,11 +647,19 @@ current-context: test
 
 	It("gives the agent all the access it needs, and only through the chart's RBAC", func() {
 		// A hub that records what the agent reports.
+		// It registers the cluster at the first check-in: the answer carries
+		// the cluster's credential, which the agent keeps in its Secret and
+		// presents from then on.
 		reports := make(chan string, 16)
+		auth := make(chan string, 16)
 		hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			if r.URL.Path == "/v3/clusters" {
 				reports <- string(body)
+				auth <- r.Header.Get("Authorization")
+				if r.Header.Get("Authorization") == "Bearer registration" {
+					w.Header().Set("X-Trainyard-Credential", "tyc.chart-test-credential")
+				}
 			}
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"data":[]}`))
@@ -687,6 +702,12 @@ current-context: test
 		Expect(report).To(ContainSubstring(`"id":"edge-eu-1"`))
 		Expect(report).To(ContainSubstring(`"name":"web"`))
 		Expect(report).NotTo(ContainSubstring("elsewhere"), "only agent.namespaces are reported")
+		Expect(<-auth).To(Equal("Bearer registration"))
+		Eventually(func() string {
+			out := kubectl(nil, "-n", "full-system", "get", "secret", "full-agent-credential", "-o", "jsonpath={.data.credential}")
+			b, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+			return string(b)
+		}, 30*time.Second).Should(Equal("tyc.chart-test-credential"))
 		Expect(string(agent.Err.Contents())).NotTo(ContainSubstring("forbidden"))
 	})
 

@@ -6,6 +6,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
 // Setup registers the defaulting and validating webhooks of every kind.
@@ -171,12 +173,31 @@ func (reportWebhook) Default(_ context.Context, r *v1.ClusterReport) error {
 	return nil
 }
 
-func (reportWebhook) ValidateCreate(_ context.Context, r *v1.ClusterReport) (admission.Warnings, error) {
+func (reportWebhook) ValidateCreate(ctx context.Context, r *v1.ClusterReport) (admission.Warnings, error) {
+	if err := ownReport(ctx, r); err != nil {
+		return nil, err
+	}
 	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, nil))
 }
 
-func (reportWebhook) ValidateUpdate(_ context.Context, old, r *v1.ClusterReport) (admission.Warnings, error) {
+func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ClusterReport) (admission.Warnings, error) {
+	if err := ownReport(ctx, r); err != nil {
+		return nil, err
+	}
 	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, old))
+}
+
+// ownReport forbids a cluster's direct-mode identity to write another
+// cluster's report (validation.ReportWriter).
+func ownReport(ctx context.Context, r *v1.ClusterReport) error {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil // not through the API server (a unit test)
+	}
+	if why := validation.ReportWriter(req.UserInfo.Username, r); why != "" {
+		return apierrors.NewForbidden(v1.GroupVersion.WithResource("clusterreports").GroupResource(), r.Name, errors.New(why))
+	}
+	return nil
 }
 
 func (reportWebhook) ValidateDelete(context.Context, *v1.ClusterReport) (admission.Warnings, error) {

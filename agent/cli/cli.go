@@ -35,6 +35,7 @@ type config struct {
 	agent.Options
 	mode, kubeconfig, hubKubeconfig, hubNamespace string
 	tokenFile, probeAddr                          string
+	credentialSecret, credentialNamespace         string
 	namespaces, sources                           []string
 	defaultTrain                                  string
 	zap                                           zap.Options
@@ -66,6 +67,9 @@ func parse(args []string) (*config, error) {
 	fs.StringVar(&c.hubNamespace, "hub-namespace", "trainyard-system", "direct mode: the hub namespace of the ClusterReports.")
 	fs.StringVar(&c.HubURL, "hub-url", "", "bridge mode: base URL of the hub's bridge, for example https://trainyard.example.com.")
 	fs.StringVar(&c.tokenFile, "token-file", "", "File holding the registration token (a mounted Secret); $TRAINYARD_TOKEN otherwise.")
+	fs.StringVar(&c.credentialSecret, "credential-secret", "trainyard-agent-credential",
+		"bridge mode: Secret of the workload cluster that keeps the credential the hub issues this cluster when it registers (empty: memory only, lost at a restart).")
+	fs.StringVar(&c.credentialNamespace, "credential-namespace", "", "Namespace of --credential-secret (default $POD_NAMESPACE, else the agent's ServiceAccount's, else default).")
 	fs.StringVar(&c.ClusterID, "cluster-id", "", "Cluster ID to report (default: the ClusterProperty cluster.clusterset.k8s.io, else the kube-system namespace's UID).")
 	fs.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to look for components in (default all).")
 	fs.StringVar(&sources, "sources", "workloads", "Comma-separated discovery sources, in order of precedence (a component name found by an earlier one wins): "+sourceList()+".")
@@ -157,6 +161,13 @@ func (c *config) run(ctx context.Context, log logr.Logger) error {
 		go func() { _ = hub.Start(ctx); close(done) }()
 	} else {
 		close(done)
+	}
+	if c.mode == "bridge" && c.credentialSecret != "" {
+		ns := c.credentialNamespace
+		if ns == "" {
+			ns = agent.PodNamespace()
+		}
+		c.Credentials = agent.SecretCredentials{Kube: kube, Namespace: ns, Name: c.credentialSecret}
 	}
 	a := agent.New(kube, log.WithName("agent"), c.Options)
 	if c.probeAddr != "" && c.probeAddr != "0" {

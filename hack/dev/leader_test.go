@@ -1,10 +1,13 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +71,68 @@ spec:
 			out, _ := kubectl("get", "releasetrain", "failover.stable", "-o", "jsonpath={.status.latest.version}")
 			return out
 		}, 30*time.Second).Should(Equal("1.0.0"))
+
+		session.Signal(syscall.SIGINT)
+		Eventually(session, time.Minute).Should(gexec.Exit(0))
+		Expect(processesMentioning(state)).To(BeEmpty())
+	})
+
+	It("revokes a cluster's credential on both replicas within 5 s; registering again then needs a valid registration token", func() {
+		session, state, _ := startDev("-replicas", "2", "-agent=false", "-workloads", "")
+		Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
+		token := regexp.MustCompile(`\((\S+) is a registration token`).FindStringSubmatch(string(session.Out.Contents()))
+		Expect(token).To(HaveLen(2))
+		// Each replica's own bridge, not the port that reaches either.
+		var replicas []string
+		Eventually(func() []string {
+			replicas = nil
+			for _, m := range regexp.MustCompile(`\[manager-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
+				replicas = append(replicas, "http://"+m[1])
+			}
+			return replicas
+		}, 30*time.Second).Should(HaveLen(2))
+		checkIn := func(base, bearer string) (int, string) {
+			req, err := http.NewRequest(http.MethodPost, base+"/v3/clusters",
+				strings.NewReader(`{"id":"revoke-me","components":[{"component":{"name":"router"},"version":{"version":"1.0.0"}}]}`))
+			Expect(err).NotTo(HaveOccurred())
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+bearer)
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential")
+		}
+		code, credential := checkIn(replicas[0], token[1])
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(credential).To(HavePrefix("tyc."))
+		for _, r := range replicas {
+			Eventually(func() int { c, _ := checkIn(r, credential); return c }, 5*time.Second).Should(Equal(http.StatusOK))
+		}
+
+		// The documented revocation: one kubectl command.
+		kubectl := kubectlIn(state)
+		out, err := kubectl("annotate", "clusterreport", "revoke-me", "trainyard.dev/credential-revoked=laptop stolen")
+		Expect(err).NotTo(HaveOccurred(), out)
+		revoked := time.Now()
+		for _, r := range replicas {
+			Eventually(func() int { c, _ := checkIn(r, credential); return c }, 5*time.Second, 100*time.Millisecond).
+				Should(Equal(http.StatusUnauthorized), "replica %s", r)
+		}
+		Expect(time.Since(revoked)).To(BeNumerically("<", 5*time.Second))
+
+		// Registering again needs a valid registration token.
+		code, _ = checkIn(replicas[1], "not-a-registration-token")
+		Expect(code).To(Equal(http.StatusUnauthorized))
+		code, fresh := checkIn(replicas[1], token[1])
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(fresh).To(HavePrefix("tyc."))
+		Expect(fresh).NotTo(Equal(credential))
+		for _, r := range replicas {
+			Eventually(func() int { c, _ := checkIn(r, fresh); return c }, 5*time.Second).Should(Equal(http.StatusOK))
+			c, _ := checkIn(r, credential)
+			Expect(c).To(Equal(http.StatusUnauthorized))
+		}
 
 		session.Signal(syscall.SIGINT)
 		Eventually(session, time.Minute).Should(gexec.Exit(0))

@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -169,6 +170,8 @@ type request struct {
 
 // credentials are the variants every route is tried with.
 type credentials struct {
+	// registration is cluster x's credential (issued when a registration
+	// token registered it), otherCluster another cluster's.
 	registration, otherCluster, publisher, noRBAC, otherTenant, secretsReader string
 }
 
@@ -460,14 +463,14 @@ func omnibusCredentials(state, registration, bridgeURL string) credentials {
 		otherCluster:  "omnibus-other-fleet-token",
 	}
 	// A second fleet's registration token.
-	sec, err := cs.CoreV1().Secrets("default").Get(ctx, "trainyard-registration", metav1.GetOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	sec.Data["other-fleet"] = []byte(c.otherCluster)
-	_, err = cs.CoreV1().Secrets("default").Update(ctx, sec, metav1.UpdateOptions{})
+	// (A patch: the bridge annotates the Secret, the tokens' expiry and uses.)
+	_, err = cs.CoreV1().Secrets("default").Patch(ctx, "trainyard-registration", types.MergePatchType,
+		[]byte(`{"stringData":{"other-fleet":"`+c.otherCluster+`"}}`), metav1.PatchOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	// Cluster "x" (every generated ID) belongs to the first fleet; the
 	// second fleet's token checks in a cluster of its own once the bridge
 	// has re-read the Secret.
+	var issued string
 	checkIn := func(token, id string) int {
 		req, _ := http.NewRequest(http.MethodPost, bridgeURL+"/v3/clusters", strings.NewReader(
 			`{"id":"`+id+`","components":[{"component":{"name":"x"},"version":{"version":"x"}}]}`))
@@ -478,10 +481,16 @@ func omnibusCredentials(state, registration, bridgeURL string) credentials {
 			return 0
 		}
 		resp.Body.Close()
+		issued = resp.Header.Get("X-Trainyard-Credential")
 		return resp.StatusCode
 	}
 	Expect(checkIn(c.registration, "x")).To(Equal(http.StatusOK))
+	// Cluster x's own credential is what its agent's requests carry.
+	Expect(issued).To(HavePrefix("tyc."))
+	c.registration = issued
 	Eventually(func() int { return checkIn(c.otherCluster, "other-fleet") }, 30*time.Second).Should(Equal(http.StatusOK))
+	// The other cluster's credential, too: "another cluster's token".
+	c.otherCluster = issued
 	// RBAC takes a moment to reach the authorizer.
 	Eventually(func() int {
 		req, _ := http.NewRequest(http.MethodPost, bridgeURL+"/v3/versions/stable/omnibus/v1.0.0", strings.NewReader(`{}`))

@@ -137,13 +137,18 @@ func (e ErrBoundElsewhere) Error() string {
 	return "cluster " + string(e) + " is registered with another registration token; a cluster ID cannot be taken over"
 }
 
+// Authorizer decides, under the cluster's lock and against the report as
+// stored (nil: there is none yet), whether a check-in may write it, and
+// which annotations the write sets (a nil value removes one). An error
+// refuses the check-in; nothing is written.
+type Authorizer func(cur *v1.ClusterReport) (annotations map[string]*string, err error)
+
 // CheckIn creates or updates the report and records the check-in; it
 // returns the report as stored, and whether the check-in changed nothing
-// (a heartbeat, held in memory). When want carries AnnotationTokenHash, a
-// report bound to another token is refused with ErrBoundElsewhere, and an
-// unbound one is bound. by names the writer in
-// v1.AnnotationCheckInsRecorded.
-func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string) (stored *v1.ClusterReport, heartbeat bool, err error) {
+// (a heartbeat, held in memory). authorize (nil: anyone may) decides who
+// may write the report and what annotations come with the write. by names
+// the writer in v1.AnnotationCheckInsRecorded.
+func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string, authorize Authorizer) (stored *v1.ClusterReport, heartbeat bool, err error) {
 	key := types.NamespacedName{Namespace: want.Namespace, Name: want.Name}
 	defer s.locks.Lock(key.String())()
 	want = want.DeepCopy()
@@ -153,10 +158,18 @@ func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string) 
 	// The writer records every check-in itself, the first included.
 	want.Annotations[v1.AnnotationCheckInsRecorded] = by
 	now := metav1.NewTime(s.opts.Clock.Now().UTC().Truncate(time.Second)) // as the API stores times
+	if authorize == nil {
+		authorize = func(*v1.ClusterReport) (map[string]*string, error) { return nil, nil }
+	}
 
 	cur, err := s.reports.Get(ctx, key, false)
 	if apierrors.IsNotFound(err) {
+		annotations, err := authorize(nil)
+		if err != nil {
+			return nil, false, err
+		}
 		created := want.DeepCopy()
+		setAnnotations(&created.ObjectMeta, annotations)
 		err = s.reports.Create(ctx, created)
 		if err == nil {
 			// A new report: the first check-in is recorded at once. The
@@ -174,41 +187,44 @@ func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string) 
 	if err != nil {
 		return nil, false, err
 	}
-	if hash := want.Annotations[AnnotationTokenHash]; hash != "" {
-		switch bound := cur.Annotations[AnnotationTokenHash]; {
-		case bound == "":
-			// Reported before tokens were required: the first token binds it.
-			patched := cur.DeepCopy()
-			if patched.Annotations == nil {
-				patched.Annotations = map[string]string{}
-			}
-			patched.Annotations[AnnotationTokenHash] = hash
-			if err := s.patch(ctx, cur, patched, false, false); err != nil {
-				return nil, false, err
-			}
-			cur = patched
-		case bound != hash:
-			return nil, false, ErrBoundElsewhere(want.Spec.ClusterID)
-		}
+	annotations, err := authorize(cur)
+	if err != nil {
+		return nil, false, err
 	}
+	patched := cur.DeepCopy()
+	setAnnotations(&patched.ObjectMeta, annotations)
+	patched.Spec.Components = want.Spec.Components
 	// Properties only count when sent: an old agent's check-in keeps them.
-	propsChanged := want.Spec.Properties != nil && !maps.Equal(cur.Spec.Properties, want.Spec.Properties)
-	if propsChanged || !equality.Semantic.DeepEqual(cur.Spec.Components, want.Spec.Components) {
-		patched := cur.DeepCopy()
-		patched.Spec.Components = want.Spec.Components
-		if want.Spec.Properties != nil {
-			patched.Spec.Properties = want.Spec.Properties
-		}
+	if want.Spec.Properties != nil {
+		patched.Spec.Properties = want.Spec.Properties
+	}
+	if !maps.Equal(cur.Annotations, patched.Annotations) || !maps.Equal(cur.Spec.Properties, patched.Spec.Properties) ||
+		!equality.Semantic.DeepEqual(cur.Spec.Components, patched.Spec.Components) {
 		if err := s.patch(ctx, cur, patched, false, false); err != nil {
 			return nil, false, err
 		}
-		// What the cluster runs changed and is stored: record the check-in
-		// now too (held, like a heartbeat, should that write fail).
+		// What the cluster runs (or who it is) changed and is stored:
+		// record the check-in now too (held, like a heartbeat, should that
+		// write fail).
 		s.beats.record(ctx, patched, now.Time, true)
 		return patched, false, nil
 	}
 	s.beats.record(ctx, cur, now.Time, false)
 	return cur, true, nil
+}
+
+// setAnnotations sets (or, for a nil value, removes) annotations on m.
+func setAnnotations(m *metav1.ObjectMeta, annotations map[string]*string) {
+	for k, v := range annotations {
+		if v == nil {
+			delete(m.Annotations, k)
+			continue
+		}
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations[k] = *v
+	}
 }
 
 // patch writes the difference from cur to patched as a JSON merge patch,

@@ -21,6 +21,10 @@ const (
 	ReleaseVersion = "trainyard.dev/release-version"
 	// ReportTrain maps a ClusterReport to the trains of its components.
 	ReportTrain = "trainyard.dev/report-train"
+	// ReportCredential maps a ClusterReport to the hashes of the
+	// credentials it accepts (the current one, and the previous one while a
+	// rotation overlaps), so the bridge finds a credential's cluster.
+	ReportCredential = "trainyard.dev/report-credential"
 )
 
 // VersionKey identifies one version of a train. Versions that are the same
@@ -50,6 +54,16 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
 				keys = append(keys, v1.TrainName(c.Name, c.Train))
+			}
+			return keys
+		}},
+		{&v1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
+			a := o.GetAnnotations()
+			var keys []string
+			for _, k := range []string{v1.AnnotationCredentialHash, v1.AnnotationPreviousCredentialHash} {
+				if h := a[k]; h != "" {
+					keys = append(keys, h)
+				}
 			}
 			return keys
 		}},

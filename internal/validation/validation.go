@@ -221,3 +221,19 @@ func ClusterID(p *field.Path, id string) field.ErrorList {
 	}
 	return nil
 }
+
+// ReportWriter says why user may not write report r, or "": a hub
+// ServiceAccount named v1.ClusterServiceAccountPrefix + <report name> (the
+// identity of one workload cluster's agent in direct mode) writes only that
+// report, in its own namespace. RBAC restricts its get and patch by name;
+// this covers create, which RBAC cannot restrict by name.
+func ReportWriter(user string, r *v1.ClusterReport) string {
+	ns, name, ok := strings.Cut(strings.TrimPrefix(user, "system:serviceaccount:"), ":")
+	if !ok || !strings.HasPrefix(user, "system:serviceaccount:") || !strings.HasPrefix(name, v1.ClusterServiceAccountPrefix) {
+		return ""
+	}
+	if own := strings.TrimPrefix(name, v1.ClusterServiceAccountPrefix); own != r.Name || ns != r.Namespace {
+		return fmt.Sprintf("the ServiceAccount %s/%s writes only the ClusterReport %s/%s", ns, name, ns, own)
+	}
+	return ""
+}

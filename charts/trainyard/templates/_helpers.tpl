@@ -84,6 +84,7 @@ app.kubernetes.io/component: agent
 {{- $ns := list .Release.Namespace }}
 {{- if .Values.bridge.enabled }}
 {{- $ns = append $ns (include "trainyard.bridgeNamespace" .) }}
+{{- $ns = concat $ns .Values.bridge.tenants }}
 {{- end }}
 {{- $ns | uniq | join " " }}
 {{- end }}

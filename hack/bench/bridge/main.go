@@ -56,7 +56,7 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	ref := load(c, func(i int) (string, []byte) { return trivial + "/v3/versions/latest", []byte(`{"data":[]}`) })
+	ref := load(c, func(i int) request { return request{url: trivial + "/v3/versions/latest", body: []byte(`{"data":[]}`)} })
 	fmt.Printf("trivial JSON handler:      %s\n", ref)
 
 	env, err := benchenv.Start(ctx, "bench")
@@ -79,7 +79,8 @@ func run(c config) error {
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		// One load generator plays 10,000 clusters from one address: the
 		// per-client limit is not what is measured.
-		"--bridge-rate-limit=1e9", "--bridge-rate-burst=1000000000")
+		"--bridge-rate-limit=1e9", "--bridge-rate-burst=1000000000",
+		"--bridge-tenant-rate-limit=1e9", "--bridge-tenant-rate-burst=1000000000")
 	if err != nil {
 		return err
 	}
@@ -112,14 +113,21 @@ func run(c config) error {
 		}
 	}
 
-	checkin := func(i int) (string, []byte) {
-		return url + "/v3/clusters", []byte(fmt.Sprintf(`{"id":"cluster-%05d","components":[`+
+	// A cluster registers with the registration token at its first
+	// check-in, and checks in with the credential it got from then on.
+	credentials := make([]string, c.clusters)
+	checkin := func(i int) request {
+		bearer := benchToken
+		if cred := credentials[i%c.clusters]; cred != "" {
+			bearer = cred
+		}
+		return request{url: url + "/v3/clusters", bearer: bearer, body: []byte(fmt.Sprintf(`{"id":"cluster-%05d","components":[`+
 			`{"component":{"name":"router","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}},`+
 			`{"component":{"name":"controller","type":"Deployment"},"version":{"train":"stable","version":"v1.1.0"}},`+
-			`{"component":{"name":"registry","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}}]}`, i%c.clusters))
+			`{"component":{"name":"registry","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}}]}`, i%c.clusters))}
 	}
-	fmt.Printf("first check-in of %d clusters (creates the ClusterReports) ...\n", c.clusters)
-	first := loadN(c, c.clusters, checkin)
+	fmt.Printf("first check-in of %d clusters (registers them: creates the ClusterReports, issues their credentials) ...\n", c.clusters)
+	first := drive(c, func(i int) bool { return i < c.clusters }, checkin, func(i int, cred string) { credentials[i%c.clusters] = cred })
 	fmt.Printf("first check-ins:           %s\n", first)
 
 	steady := load(c, checkin)
@@ -134,8 +142,8 @@ func run(c config) error {
 	rc := c
 	rc.duration = c.duration / 3
 	for round := 1; round <= 3; round++ {
-		r := load(rc, func(i int) (string, []byte) { return trivial + "/v3/versions/latest", []byte(`{"data":[]}`) })
-		m := load(rc, func(int) (string, []byte) { return url + "/v3/versions/latest", multi })
+		r := load(rc, func(i int) request { return request{url: trivial + "/v3/versions/latest", body: []byte(`{"data":[]}`)} })
+		m := load(rc, func(int) request { return request{url: url + "/v3/versions/latest", body: multi} })
 		fmt.Printf("round %d: trivial handler %s\n         3-item multi-get %s\n", round, r, m)
 		refs, mgs = append(refs, r), append(mgs, m)
 	}
@@ -179,18 +187,22 @@ func (r result) String() string {
 	return fmt.Sprintf("%6d requests, %7.0f req/s, p50 %v, p99 %v, errors %d", r.n, r.rate, r.p50, r.p99, r.errors)
 }
 
+// request is one request of a load: where, what, with which bearer token.
+type request struct {
+	url    string
+	body   []byte
+	bearer string
+}
+
 // load runs the request for c.duration on c.conns connections.
-func load(c config, req func(i int) (string, []byte)) result {
+func load(c config, req func(i int) request) result {
 	deadline := time.Now().Add(c.duration)
-	return drive(c, func(i int) bool { return time.Now().Before(deadline) }, req)
+	return drive(c, func(i int) bool { return time.Now().Before(deadline) }, req, nil)
 }
 
-// loadN sends exactly n requests.
-func loadN(c config, n int, req func(i int) (string, []byte)) result {
-	return drive(c, func(i int) bool { return i < n }, req)
-}
-
-func drive(c config, more func(i int) bool, req func(i int) (string, []byte)) result {
+// drive sends requests while more says so; issued (when set) gets the
+// credential an answer carries.
+func drive(c config, more func(i int) bool, req func(i int) request, issued func(i int, credential string)) result {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -207,9 +219,12 @@ func drive(c config, more func(i int) bool, req func(i int) (string, []byte)) re
 				if !more(i) {
 					break
 				}
-				url, body := req(i)
+				r := req(i)
 				t0 := time.Now()
-				code, err := postJSON(hc, url, body)
+				code, cred, err := postJSON(hc, r)
+				if cred != "" && issued != nil {
+					issued(i, cred)
+				}
 				mine = append(mine, time.Since(t0))
 				if err != nil || code != http.StatusOK {
 					bad++
@@ -230,23 +245,27 @@ func drive(c config, more func(i int) bool, req func(i int) (string, []byte)) re
 	return r
 }
 
-// benchToken is the registration token the simulated clusters present.
+// benchToken is the registration token the simulated clusters register with.
 const benchToken = "bench-registration-token"
 
-func postJSON(hc *http.Client, url string, body []byte) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+// postJSON sends r and returns the status and the credential the answer
+// issued, if any.
+func postJSON(hc *http.Client, r request) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPost, r.url, bytes.NewReader(r.body))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+benchToken)
+	if r.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+r.bearer)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential"), nil
 }
 
 // trivialServer answers every request with a small JSON document.

@@ -1,0 +1,110 @@
+package agent_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/trainyard-dev/trainyard/agent"
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
+)
+
+// Issue 14: a cluster's agent keeps the credential its registration got, in
+// a Secret of its own cluster, and no longer needs the registration token.
+var _ = Describe("the agent's credential", func() {
+	It("keeps two registered clusters checking in across a registration token rotation; the old token then registers nothing", func() {
+		// A hub namespace of its own, whose registration token this spec rotates.
+		hubNS := namespace(hub)
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "trainyard-registration"},
+			Data: map[string][]byte{"t1": []byte("rotation-token-1")}}
+		Expect(hub.Create(ctx, secret)).To(Succeed())
+		srv := httptest.NewServer(bridge.New(hubCache, hub, hubAPIReader, bridge.Options{Namespace: hubNS}).Handler())
+		DeferCleanup(srv.Close)
+
+		ns := namespace(workload)
+		Expect(workload.Create(ctx, deployment(ns, "api", "api", "1.0.0", nil))).To(Succeed())
+		credentials := func(name string) agent.SecretCredentials {
+			return agent.SecretCredentials{Kube: newKube(nil), Namespace: ns, Name: name}
+		}
+		var agents []*agent.Agent
+		for i := 1; i <= 2; i++ {
+			a := newAgent(agent.Options{HubURL: srv.URL, Token: "rotation-token-1", ClusterID: fmt.Sprintf("rotated-%d", i),
+				Credentials: credentials(fmt.Sprintf("credential-%d", i))}, []string{ns})
+			Expect(a.CheckIn(ctx)).To(Succeed())
+			agents = append(agents, a)
+		}
+		stored := &corev1.Secret{}
+		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "credential-1"}, stored)).To(Succeed())
+		Expect(string(stored.Data[agent.CredentialKey])).To(HavePrefix("tyc."))
+		rep := &v1.ClusterReport{}
+		Expect(hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "rotated-1"}, rep)).To(Succeed())
+		Expect(rep.Annotations).To(HaveKey(v1.AnnotationCredentialHash))
+
+		// T1 is replaced by T2 in the Secret.
+		Eventually(func() error { // the bridge annotates the Secret (expiry, uses)
+			if err := hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "trainyard-registration"}, secret); err != nil {
+				return err
+			}
+			secret.Data = map[string][]byte{"t2": []byte("rotation-token-2")}
+			return hub.Update(ctx, secret)
+		}).Should(Succeed())
+		// A third cluster registers with T2 once the bridge has re-read the
+		// Secret; meanwhile and after, the first two never see a 401 or 403
+		// (CheckIn returns an error for those).
+		third := newAgent(agent.Options{HubURL: srv.URL, Token: "rotation-token-2", ClusterID: "rotated-3"}, []string{ns})
+		Eventually(func() error {
+			for _, a := range agents {
+				Expect(a.CheckIn(ctx)).To(Succeed())
+			}
+			return third.CheckIn(ctx)
+		}, 20*time.Second, 500*time.Millisecond).Should(Succeed())
+		for _, a := range agents {
+			Expect(a.CheckIn(ctx)).To(Succeed())
+		}
+		// T1 registers nothing any more.
+		late := newAgent(agent.Options{HubURL: srv.URL, Token: "rotation-token-1", ClusterID: "rotated-4"}, []string{ns})
+		Expect(late.CheckIn(ctx)).To(MatchError(ContainSubstring("refused the check-in (401")))
+
+		// A restarted agent reads its credential from its Secret: no
+		// registration token needed.
+		restarted := newAgent(agent.Options{HubURL: srv.URL, ClusterID: "rotated-1", Credentials: credentials("credential-1")}, []string{ns})
+		Expect(restarted.CheckIn(ctx)).To(Succeed())
+	})
+
+	It("registers again when the hub revoked its credential and a registration token is mounted", func() {
+		ns := namespace(workload)
+		creds := agent.SecretCredentials{Kube: newKube(nil), Namespace: ns, Name: "credential"}
+		a := newAgent(agent.Options{HubURL: hubURL, Token: registrationToken, ClusterID: "revoked-1", Credentials: creds}, []string{ns})
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		first, err := creds.Load(ctx)
+		Expect(err).NotTo(HaveOccurred())
+
+		revoke := func() {
+			GinkgoHelper()
+			rep := hubReport("revoked-1")
+			Expect(hub.Patch(ctx, rep, client.RawPatch(types.MergePatchType,
+				[]byte(`{"metadata":{"annotations":{"`+v1.AnnotationCredentialRevoked+`":"test"}}}`)))).To(Succeed())
+		}
+		revoke()
+		Eventually(func() string {
+			Expect(a.CheckIn(ctx)).To(Succeed())
+			c, _ := creds.Load(ctx)
+			return c
+		}).ShouldNot(Equal(first))
+		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
+
+		// Without a registration token, a refused credential is an error
+		// that names what is missing.
+		revoke()
+		tokenless := newAgent(agent.Options{HubURL: hubURL, ClusterID: "revoked-1", Credentials: creds}, []string{ns})
+		Eventually(func() error { return tokenless.CheckIn(ctx) }).Should(MatchError(ContainSubstring("no registration token is mounted")))
+	})
+})

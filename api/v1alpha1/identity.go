@@ -1,0 +1,30 @@
+package v1alpha1
+
+// The annotations of a ClusterReport that say who may check in as its
+// cluster through the bridge (docs/bridge.md, "Cluster identity"). They hold
+// hashes, never a credential.
+const (
+	// AnnotationCredentialHash is the SHA-256 (hex) of the cluster's
+	// credential, which the bridge issued when the cluster registered.
+	AnnotationCredentialHash = "trainyard.dev/credential-sha256"
+	// AnnotationPreviousCredentialHash and AnnotationPreviousCredentialExpires
+	// keep the credential replaced by a rotation valid until then (RFC 3339),
+	// so that an agent rolls to the new one without a failed check-in.
+	AnnotationPreviousCredentialHash    = "trainyard.dev/previous-credential-sha256"
+	AnnotationPreviousCredentialExpires = "trainyard.dev/previous-credential-expires"
+	// AnnotationRotateCredential asks the bridge to issue a new credential
+	// at the cluster's next check-in (any value; the bridge removes it).
+	AnnotationRotateCredential = "trainyard.dev/rotate-credential"
+	// AnnotationCredentialRevoked revokes every credential of the cluster
+	// (any value, say when and why): its check-ins answer 401 until it
+	// registers again with a valid registration token.
+	AnnotationCredentialRevoked = "trainyard.dev/credential-revoked"
+	// AnnotationRegisteredWith names the registration token (Secret/key)
+	// the cluster last registered with.
+	AnnotationRegisteredWith = "trainyard.dev/registered-with"
+)
+
+// ClusterServiceAccountPrefix names the hub ServiceAccount of one workload
+// cluster's agent in direct mode: trainyard-cluster-<report name>. The
+// admission webhook lets it write that ClusterReport only.
+const ClusterServiceAccountPrefix = "trainyard-cluster-"

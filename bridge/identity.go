@@ -1,0 +1,249 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/index"
+)
+
+// Cluster identity (docs/bridge.md): a registration token registers a
+// cluster once, and the answer carries the cluster's own credential, which
+// every later check-in and doctor upload of that cluster presents. The hub
+// keeps only the credential's hash, on the ClusterReport, where revoking or
+// rotating it is one `kubectl annotate`. A registration token can then be
+// rotated or deleted without touching a registered cluster.
+
+// HeaderCredential carries a newly issued cluster credential in the answer
+// to the check-in that registered the cluster (or rotated its credential).
+// Deis agents ignore it; trainyard's agent stores it.
+const HeaderCredential = "X-Trainyard-Credential"
+
+// credentialPrefix starts every cluster credential, so the bridge tells one
+// from a registration token (which must not start with it).
+const credentialPrefix = "tyc."
+
+// newCredential is a random credential and its hash.
+func newCredential() (credential, hash string) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24)
+	credential = credentialPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return credential, credentialHash(credential)
+}
+
+func credentialHash(credential string) string {
+	sum := sha256.Sum256([]byte(credential))
+	return hex.EncodeToString(sum[:])
+}
+
+func isCredential(tok string) bool { return strings.HasPrefix(tok, credentialPrefix) }
+
+// credentialAccepted says whether the report accepts the credential whose
+// hash is hash at now, and if not, why.
+func credentialAccepted(r *v1.ClusterReport, hash string, now time.Time) (bool, string) {
+	a := r.Annotations
+	switch {
+	case a[v1.AnnotationCredentialRevoked] != "":
+		return false, "the credential of cluster " + r.Spec.ClusterID + " is revoked; register it again with a registration token"
+	case hash != "" && a[v1.AnnotationCredentialHash] == hash:
+		return true, ""
+	case hash != "" && a[v1.AnnotationPreviousCredentialHash] == hash:
+		if until, err := time.Parse(time.RFC3339, a[v1.AnnotationPreviousCredentialExpires]); err == nil && now.Before(until) {
+			return true, ""
+		}
+		return false, "this credential of cluster " + r.Spec.ClusterID + " was rotated out; use the new one"
+	}
+	return false, "unknown cluster credential"
+}
+
+// issued remembers, per replica and briefly, the credentials this replica
+// issued, for the requests that present one before the cache has seen the
+// report that holds its hash.
+type issued struct {
+	mu sync.Mutex
+	m  map[string]issuedEntry // by hash
+}
+
+type issuedEntry struct {
+	key types.NamespacedName
+	at  time.Time
+}
+
+// issuedTTL is how long a freshly issued credential is looked up here
+// rather than only in the cache (which sees it within milliseconds).
+const issuedTTL = 30 * time.Second
+
+func (c *issued) add(hash string, key types.NamespacedName, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]issuedEntry{}
+	}
+	for h, e := range c.m { // bounded by the registrations of issuedTTL
+		if now.Sub(e.at) > issuedTTL {
+			delete(c.m, h)
+		}
+	}
+	c.m[hash] = issuedEntry{key: key, at: now}
+}
+
+func (c *issued) get(hash string, now time.Time) (types.NamespacedName, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[hash]
+	if !ok || now.Sub(e.at) > issuedTTL {
+		return types.NamespacedName{}, false
+	}
+	return e.key, true
+}
+
+// clusterOfCredential finds the report in namespace ns that accepts the
+// credential: by the cache's index, else (issued moments ago) by this
+// replica's memory and a read from the API server.
+func (s *Server) clusterOfCredential(ctx context.Context, ns, credential string) (*v1.ClusterReport, error) {
+	hash := credentialHash(credential)
+	var list v1.ClusterReportList
+	if err := s.cache.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{index.ReportCredential: hash},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	if len(list.Items) == 1 {
+		return &list.Items[0], nil
+	}
+	if key, ok := s.recent.get(hash, s.opts.Clock.Now()); ok && key.Namespace == ns {
+		r := &v1.ClusterReport{}
+		if err := s.apiReader.Get(ctx, key, r); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		return r, nil
+	}
+	return nil, nil
+}
+
+// errCredential refuses a check-in: 401 when the credential is not
+// (or no longer) the cluster's, 403 when the request may not take the
+// cluster, 403 with a quota message beyond a tenant's clusters.
+type errCredential struct {
+	status int
+	msg    string
+}
+
+func (e errCredential) Error() string { return e.msg }
+
+// clusterAuthorizer is the check-in's rules of cluster identity, applied
+// under the cluster's lock to the report as stored (nil: a new cluster). It
+// sets *credential to a credential it issues.
+func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns string, credential *string) checkin.Authorizer {
+	now := s.opts.Clock.Now()
+	str := func(v string) *string { return &v }
+	issue := func(cur *v1.ClusterReport, a map[string]*string) {
+		c, h := newCredential()
+		*credential = c
+		a[v1.AnnotationCredentialHash] = str(h)
+		a[v1.AnnotationCredentialRevoked] = nil
+		a[v1.AnnotationRotateCredential] = nil
+		if cur != nil && cur.Annotations[v1.AnnotationCredentialHash] != "" && cur.Annotations[v1.AnnotationCredentialRevoked] == "" {
+			// A rotation: the old credential stays valid for the overlap.
+			a[v1.AnnotationPreviousCredentialHash] = str(cur.Annotations[v1.AnnotationCredentialHash])
+			a[v1.AnnotationPreviousCredentialExpires] = str(now.Add(s.opts.CredentialOverlap).UTC().Format(time.RFC3339))
+		} else {
+			a[v1.AnnotationPreviousCredentialHash] = nil
+			a[v1.AnnotationPreviousCredentialExpires] = nil
+		}
+	}
+	return func(cur *v1.ClusterReport) (map[string]*string, error) {
+		a := map[string]*string{}
+		if st.credentialHash != "" {
+			// A cluster credential: only its own cluster, and only while valid.
+			if cur == nil {
+				return nil, errCredential{http.StatusUnauthorized, "unknown cluster credential: its cluster's report is gone; register again with a registration token"}
+			}
+			if ok, why := credentialAccepted(cur, st.credentialHash, now); !ok {
+				return nil, errCredential{http.StatusUnauthorized, why}
+			}
+			if cur.Annotations[v1.AnnotationRotateCredential] != "" {
+				issue(cur, a)
+			}
+			return a, nil
+		}
+		// A registration token.
+		register := func() (map[string]*string, error) {
+			issue(cur, a)
+			a[v1.AnnotationRegisteredWith] = str(st.tokenKey)
+			if s.opts.LegacyTokenBinding {
+				a[AnnotationTokenHash] = str(st.tokenHash)
+			}
+			return a, nil
+		}
+		switch {
+		case cur == nil:
+			if err := s.withinQuota(ctx, ns); err != nil {
+				return nil, err
+			}
+			return register()
+		case cur.Annotations[v1.AnnotationCredentialRevoked] != "":
+			// Revoked: open to register again (the documented way to hand
+			// a report over, too).
+			return register()
+		}
+		bound := cur.Annotations[AnnotationTokenHash]
+		switch {
+		case cur.Annotations[v1.AnnotationCredentialHash] != "":
+			switch {
+			case s.opts.LegacyTokenBinding && bound == st.tokenHash:
+				return a, nil // legacy: the token it was bound to still checks it in
+			case s.opts.LegacyTokenBinding && bound != "":
+				return nil, checkin.ErrBoundElsewhere(cur.Spec.ClusterID)
+			}
+			return nil, errCredential{http.StatusForbidden, "cluster " + cur.Spec.ClusterID +
+				" is registered: check in with its credential, not a registration token (revoke it to register it again)"}
+		case bound == st.tokenHash:
+			// Bound to this token before credentials existed: the same owner
+			// gets a credential.
+			return register()
+		case bound != "":
+			return nil, checkin.ErrBoundElsewhere(cur.Spec.ClusterID)
+		case s.opts.LegacyTokenBinding:
+			// Reported without any binding (kubectl, open mode): legacy
+			// mode lets the first token take it, as before.
+			return register()
+		}
+		return nil, errCredential{http.StatusForbidden, "cluster " + cur.Spec.ClusterID + " exists without a registration; " +
+			"a registration token cannot take it over (revoke it, kubectl annotate clusterreport " + cur.Name + " " +
+			v1.AnnotationCredentialRevoked + "=..., to let its agent register)"}
+	}
+}
+
+// withinQuota refuses a new cluster beyond the tenant's limit.
+func (s *Server) withinQuota(ctx context.Context, ns string) error {
+	limit := s.opts.MaxClustersPerTenant
+	if l := s.registration.maxClusters(ns); l > 0 {
+		limit = l
+	}
+	var list v1.ClusterReportList
+	if err := s.cache.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	if len(list.Items) >= limit {
+		return errCredential{http.StatusForbidden, fmt.Sprintf("tenant %s has %d clusters, its limit: no more can register (%s on the registration Secret, or --bridge-max-clusters-per-tenant)",
+			ns, len(list.Items), AnnotationMaxClusters)}
+	}
+	return nil
+}

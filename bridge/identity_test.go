@@ -1,0 +1,323 @@
+package bridge_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
+)
+
+// Cluster identity (issue 14): a registration token registers a cluster and
+// gets it a credential of its own; the cluster's later check-ins present it.
+
+// register checks cluster id in with a registration token and returns the
+// credential the answer carries.
+func register(base, token, id string) string {
+	GinkgoHelper()
+	r := checkInAs(base, token, id, "1.0.0")
+	Expect(r.code).To(Equal(http.StatusOK), "%s", r.body)
+	cred := r.header.Get(bridge.HeaderCredential)
+	Expect(cred).To(HavePrefix("tyc."))
+	Expect(r.header.Get("Cache-Control")).To(Equal("no-store"))
+	Expect(string(r.body)).NotTo(ContainSubstring(cred), "the credential is in a header only")
+	usedTokens.add(cred)
+	return cred
+}
+
+// annotate sets (or, with "", removes) an annotation of cluster id's report,
+// as `kubectl annotate` does.
+func annotate(ns, id, key, value string) {
+	GinkgoHelper()
+	var v any = value
+	if value == "" {
+		v = nil
+	}
+	patch, _ := jsonMarshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: v}}})
+	Expect(k8sClient.Patch(context.Background(), &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName(id)}},
+		client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+}
+
+func registrationSecret(ns string) *corev1.Secret {
+	GinkgoHelper()
+	s := &corev1.Secret{}
+	Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "registration"}, s)).To(Succeed())
+	return s
+}
+
+var _ = Describe("cluster identity", func() {
+	var (
+		ns string
+		m  *manager
+	)
+	BeforeEach(func() {
+		ns = namespace()
+		m = tokenMode(ns, func(o *bridge.Options) { o.CredentialOverlap = 3 * time.Second })
+		usedTokens.add("token-a", "token-b")
+	})
+
+	It("exchanges a registration token for the cluster's own credential, stored only as a hash, and counts the token's use", func() {
+		cred := register(m.url, "token-a", clusterID)
+		rep := report(ns, clusterID)
+		Expect(rep.Annotations).To(HaveKey(v1.AnnotationCredentialHash))
+		Expect(rep.Annotations).To(HaveKeyWithValue(v1.AnnotationRegisteredWith, "registration/fleet-a"))
+		for _, v := range rep.Annotations {
+			Expect(v).NotTo(ContainSubstring(strings.TrimPrefix(cred, "tyc.")))
+		}
+		// Later check-ins present the credential; nothing new is issued.
+		r := checkInAs(m.url, cred, clusterID, "1.1.0")
+		Expect(r.code).To(Equal(http.StatusOK))
+		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
+		Expect(report(ns, clusterID).Spec.Components[0].Version).To(Equal("1.1.0"))
+		// The registration token registers no cluster twice.
+		r = checkInAs(m.url, "token-a", clusterID, "1.0.0")
+		Expect(r.code).To(Equal(http.StatusForbidden))
+		Expect(r.errorOf().Message).To(ContainSubstring("is registered: check in with its credential"))
+
+		// The token's expiry (stamped at first read), uses and last use are
+		// on its Secret, for `kubectl describe secret`.
+		// (Counted in memory, written every 2 s: one patch, not one per
+		// registration.)
+		Eventually(func() map[string]string { return registrationSecret(ns).Annotations }).
+			Should(HaveKeyWithValue("uses.trainyard.dev/fleet-a", "1"))
+		sec := registrationSecret(ns)
+		Expect(sec.Annotations).To(HaveKey("last-used.trainyard.dev/fleet-a"))
+		expires, err := time.Parse(time.RFC3339, sec.Annotations["expires.trainyard.dev/fleet-a"])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(expires).To(BeTemporally("~", time.Now().Add(720*time.Hour), time.Minute))
+		Expect(sec.Annotations).NotTo(HaveKey("uses.trainyard.dev/fleet-b"))
+
+		// The doctor upload presents the credential too.
+		dump := `{"workflow":{"id":"` + clusterID + `","components":[]},"nodes":[],"namespaces":[]}`
+		Expect(do(http.MethodPost, m.url+"/v3/doctor/d1", "application/json", dump, bearerAuth(cred)).code).To(Equal(http.StatusOK))
+		Expect(do(http.MethodPost, m.url+"/v3/doctor/d1", "application/json", dump, bearerAuth("token-a")).code).To(Equal(http.StatusForbidden))
+	})
+
+	It("keeps a cluster from writing another's report, with its credential or the shared registration token", func() {
+		credA := register(m.url, "token-a", "cluster-a")
+		credB := register(m.url, "token-a", "cluster-b")
+		Expect(credB).NotTo(Equal(credA))
+		r := checkInAs(m.url, credB, "cluster-a", "6.6.6")
+		Expect(r.code).To(Equal(http.StatusForbidden))
+		Expect(r.errorOf().Message).To(Equal("this credential is cluster cluster-b's; it cannot check in as cluster-a"))
+		Expect(checkInAs(m.url, "token-a", "cluster-a", "6.6.6").code).To(Equal(http.StatusForbidden))
+		Expect(checkInAs(m.url, "token-b", "cluster-a", "6.6.6").code).To(Equal(http.StatusForbidden))
+		dump := `{"workflow":{"id":"cluster-a","components":[]},"nodes":[],"namespaces":[]}`
+		Expect(do(http.MethodPost, m.url+"/v3/doctor/d2", "application/json", dump, bearerAuth(credB)).code).To(Equal(http.StatusForbidden))
+		Expect(report(ns, "cluster-a").Spec.Components[0].Version).To(Equal("1.0.0"))
+		Expect(checkInAs(m.url, credA, "cluster-a", "1.0.1").code).To(Equal(http.StatusOK))
+
+		// A made-up credential is a 401 and counts as a failed attempt.
+		r = checkInAs(m.url, "tyc.made-up", "cluster-a", "6.6.6")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(ContainSubstring("unknown cluster credential"))
+	})
+
+	It("lets no registration token take an unbound report unless legacy mode is on", func() {
+		// Reported before identities (kubectl, GitOps, open mode): no binding.
+		Expect(k8sClient.Create(context.Background(), &v1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName("unbound")},
+			Spec:       v1.ClusterReportSpec{ClusterID: "unbound"},
+		})).To(Succeed())
+		Eventually(func() int { return checkInAs(m.url, "token-a", "unbound", "1.0.0").code }).Should(Equal(http.StatusForbidden))
+		r := checkInAs(m.url, "token-a", "unbound", "1.0.0")
+		Expect(r.errorOf().Message).To(ContainSubstring("a registration token cannot take it over"))
+
+		m.stop()
+		m = tokenMode(namespace(), legacy)
+		Expect(k8sClient.Create(context.Background(), &v1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: nsOf(m), Name: v1.ClusterReportName("unbound")},
+			Spec:       v1.ClusterReportSpec{ClusterID: "unbound"},
+		})).To(Succeed())
+		Eventually(func() int { return checkInAs(m.url, "token-a", "unbound", "1.0.0").code }).Should(Equal(http.StatusOK))
+		// Legacy: the token it is bound to keeps checking it in.
+		Expect(checkInAs(m.url, "token-a", "unbound", "1.0.1").code).To(Equal(http.StatusOK))
+		Expect(checkInAs(m.url, "token-b", "unbound", "1.0.1").code).To(Equal(http.StatusForbidden))
+	})
+
+	It("is unaffected when the registration token is rotated; the old token then registers nothing", func() {
+		credA := register(m.url, "token-a", "cluster-a")
+		credB := register(m.url, "token-a", "cluster-b")
+		sec := registrationSecret(ns)
+		sec.Data = map[string][]byte{"fleet-t2": []byte("token-t2")}
+		usedTokens.add("token-t2")
+		Expect(k8sClient.Update(context.Background(), sec)).To(Succeed())
+		// The new token registers within the bridge's re-read of the Secret;
+		// the registered clusters never see a refusal meanwhile.
+		Eventually(func() int {
+			Expect(checkInAs(m.url, credA, "cluster-a", "1.0.0").code).To(Equal(http.StatusOK))
+			Expect(checkInAs(m.url, credB, "cluster-b", "1.0.0").code).To(Equal(http.StatusOK))
+			return checkInAs(m.url, "token-t2", "cluster-c", "1.0.0").code
+		}, 20*time.Second, 500*time.Millisecond).Should(Equal(http.StatusOK))
+		r := checkInAs(m.url, "token-a", "cluster-d", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(report(ns, "cluster-d")).To(BeNil())
+	})
+
+	It("revokes one cluster's credential at once; registering again needs a valid registration token", func() {
+		cred := register(m.url, "token-a", clusterID)
+		other := register(m.url, "token-a", "other")
+		annotate(ns, clusterID, v1.AnnotationCredentialRevoked, "2026-12-02 lost laptop")
+		Eventually(func() int { return checkInAs(m.url, cred, clusterID, "1.0.0").code }, 5*time.Second, 100*time.Millisecond).
+			Should(Equal(http.StatusUnauthorized))
+		r := checkInAs(m.url, cred, clusterID, "1.0.0")
+		Expect(r.errorOf().Message).To(ContainSubstring("is revoked"))
+		Expect(checkInAs(m.url, other, "other", "1.0.0").code).To(Equal(http.StatusOK))
+		Expect(checkInAs(m.url, "not-a-token", clusterID, "1.0.0").code).To(Equal(http.StatusUnauthorized))
+
+		fresh := register(m.url, "token-a", clusterID)
+		Expect(fresh).NotTo(Equal(cred))
+		Expect(report(ns, clusterID).Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
+		Eventually(func() int { return checkInAs(m.url, cred, clusterID, "1.0.0").code }).Should(Equal(http.StatusUnauthorized))
+		Expect(checkInAs(m.url, fresh, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
+	})
+
+	It("rotates a credential with an overlap, so the agent rolls without a failed check-in", func() {
+		old := register(m.url, "token-a", clusterID)
+		annotate(ns, clusterID, v1.AnnotationRotateCredential, "now")
+		var fresh string
+		Eventually(func() string {
+			r := checkInAs(m.url, old, clusterID, "1.0.0")
+			Expect(r.code).To(Equal(http.StatusOK))
+			fresh = r.header.Get(bridge.HeaderCredential)
+			return fresh
+		}).Should(HavePrefix("tyc."))
+		usedTokens.add(fresh)
+		Expect(report(ns, clusterID).Annotations).NotTo(HaveKey(v1.AnnotationRotateCredential))
+		// Both work during the overlap (3 s here, 1 h by default) ...
+		Expect(checkInAs(m.url, old, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
+		Expect(checkInAs(m.url, fresh, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
+		// ... then only the new one.
+		Eventually(func() int { return checkInAs(m.url, old, clusterID, "1.0.0").code }, 10*time.Second, 200*time.Millisecond).
+			Should(Equal(http.StatusUnauthorized))
+		Expect(checkInAs(m.url, fresh, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
+	})
+})
+
+var _ = Describe("a fleet behind one address", func() {
+	It("registers and checks in 300 clusters sharing a registration token, back to back, without a 429 at the default limits", func() {
+		ns := namespace()
+		m := tokenMode(ns, func(o *bridge.Options) { o.RateLimit, o.RateBurst = 20, 40 })
+		codes := map[int]int{}
+		creds := map[string]string{}
+		for i := range 300 {
+			id := "fleet-" + strconv.Itoa(i)
+			r := checkInAs(m.url, "token-a", id, "1.0.0")
+			codes[r.code]++
+			creds[id] = r.header.Get(bridge.HeaderCredential)
+			usedTokens.add(creds[id])
+		}
+		for id, cred := range creds {
+			codes[checkInAs(m.url, cred, id, "1.0.1").code]++
+		}
+		Expect(codes).To(Equal(map[int]int{http.StatusOK: 600}))
+	})
+})
+
+var _ = Describe("registration tokens", func() {
+	secret := func(ns string, annotations map[string]string) {
+		GinkgoHelper()
+		Expect(k8sClient.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registration", Annotations: annotations},
+			Data:       map[string][]byte{"old": []byte("token-old"), "forever": []byte("token-forever"), "fresh": []byte("token-fresh")},
+		})).To(Succeed())
+		usedTokens.add("token-old", "token-forever", "token-fresh")
+	}
+	start := func(ns string, mutate ...func(*bridge.Options)) *manager {
+		GinkgoHelper()
+		m := startManager(ns, time.Minute, append([]func(*bridge.Options){func(o *bridge.Options) {
+			o.CheckInAuth, o.RegistrationSecret = bridge.CheckInToken, "registration"
+		}}, mutate...)...)
+		DeferCleanup(func() { m.stop() })
+		return m
+	}
+
+	It("expire; one that never does needs the maximum lifetime set to never", func() {
+		ns := namespace()
+		secret(ns, map[string]string{"expires.trainyard.dev/old": "2026-01-01T00:00:00Z", "expires.trainyard.dev/forever": "never"})
+		m := start(ns)
+		r := checkInAs(m.url, "token-old", "c1", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(Equal("registration token registration/old expired at 2026-01-01T00:00:00Z; clusters it registered are unaffected"))
+		r = checkInAs(m.url, "token-forever", "c1", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(ContainSubstring("never expires, but the maximum lifetime is 720h0m0s"))
+		register(m.url, "token-fresh", "c1")
+
+		m.stop()
+		m = start(ns, func(o *bridge.Options) { o.MaxTokenLifetime = bridge.MaxTokenLifetimeNever })
+		register(m.url, "token-forever", "c2")
+	})
+})
+
+var _ = Describe("tenants", func() {
+	It("keep the same cluster ID as two objects, with no cross-writes, no cross-reads and a quota each", func() {
+		a, b := namespace(), namespace()
+		for i, ns := range []string{a, b} {
+			Expect(k8sClient.Create(context.Background(), &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registration",
+					Annotations: map[string]string{bridge.AnnotationMaxClusters: strconv.Itoa(2 - i)}},
+				Data: map[string][]byte{"fleet": []byte("tenant-token-" + ns)},
+			})).To(Succeed())
+			usedTokens.add("tenant-token-" + ns)
+		}
+		m := startManager(a, time.Minute, func(o *bridge.Options) {
+			o.CheckInAuth, o.RegistrationSecret, o.ReadAuth, o.Tenants = bridge.CheckInToken, "registration", true, []string{b}
+		})
+		DeferCleanup(func() { m.stop() })
+		tenantB := m.url + "/tenants/" + b
+
+		// The same ID in both: the default tenant without a prefix, B under it.
+		credA := register(m.url, "tenant-token-"+a, clusterID)
+		credB := register(tenantB, "tenant-token-"+b, clusterID)
+		Expect(report(a, clusterID)).NotTo(BeNil())
+		Expect(report(b, clusterID)).NotTo(BeNil())
+		Expect(report(a, clusterID).UID).NotTo(Equal(report(b, clusterID).UID))
+
+		// No cross-writes: A's credential and token are unknown in B.
+		Expect(checkInAs(tenantB, credA, clusterID, "6.6.6").code).To(Equal(http.StatusUnauthorized))
+		Expect(checkInAs(tenantB, "tenant-token-"+a, "new", "1.0.0").code).To(Equal(http.StatusUnauthorized))
+		Expect(checkInAs(m.url, credB, clusterID, "6.6.6").code).To(Equal(http.StatusUnauthorized))
+		Expect(report(b, clusterID).Spec.Components[0].Version).To(Equal("1.0.0"))
+		Expect(checkInAs(tenantB, credB, clusterID, "2.0.0").code).To(Equal(http.StatusOK))
+		Expect(report(a, clusterID).Spec.Components[0].Version).To(Equal("1.0.0"))
+
+		// No cross-reads with --bridge-read-auth.
+		for _, tok := range []string{credA, "tenant-token-" + a} {
+			Expect(do(http.MethodGet, tenantB+"/v3/clusters/"+clusterID, "", "", bearerAuth(tok)).code).To(Equal(http.StatusUnauthorized))
+			Expect(do(http.MethodGet, m.url+"/v3/clusters/"+clusterID, "", "", bearerAuth(tok)).code).To(Equal(http.StatusOK))
+		}
+		Expect(do(http.MethodGet, tenantB+"/v3/clusters/"+clusterID, "", "", bearerAuth(credB)).code).To(Equal(http.StatusOK))
+		Expect(get(m.url + "/tenants/nowhere/v3/clusters/count").code).To(Equal(http.StatusNotFound))
+
+		// The quota: B takes one cluster, A two.
+		r := checkInAs(tenantB, "tenant-token-"+b, "second", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusForbidden))
+		Expect(r.errorOf().Message).To(ContainSubstring("tenant " + b + " has 1 clusters, its limit"))
+		Eventually(func() int { return checkInAs(m.url, "tenant-token-"+a, "second", "1.0.0").code }).Should(Equal(http.StatusOK))
+	})
+
+	It("have budgets of their own: one tenant's flood leaves another's check-ins alone", func() {
+		a, b := namespace(), namespace()
+		m := startManager(a, time.Minute, func(o *bridge.Options) {
+			o.Tenants, o.TenantRateLimit, o.TenantRateBurst = []string{b}, 1, 10
+		})
+		DeferCleanup(func() { m.stop() })
+		codes := map[int]int{}
+		for i := range 30 {
+			codes[checkInAs(m.url+"/tenants/"+b, "", "flood-"+strconv.Itoa(i), "1.0.0").code]++
+		}
+		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 15))
+		Expect(checkInAs(m.url, "", "quiet", "1.0.0").code).To(Equal(http.StatusOK))
+	})
+})

@@ -1,0 +1,291 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Registration tokens: every value of the tenant's registration Secret is
+// one. Each has an expiry, and the bridge counts its registrations, all in
+// the Secret's annotations (prefix/key), which `kubectl describe secret`
+// shows:
+//   - expires.trainyard.dev/<key>: RFC 3339, or "never". A token without
+//     one is stamped when the bridge first reads it: now plus
+//     --registration-token-max-lifetime, or "never" when that is 0. "never"
+//     is accepted only when the maximum lifetime is 0 (an explicit choice).
+//   - uses.trainyard.dev/<key>, last-used.trainyard.dev/<key>: how many
+//     clusters the token registered, and when it last did.
+//
+// An expired or removed token registers nothing more; the clusters it
+// registered keep their credentials.
+const (
+	prefixExpires  = "expires.trainyard.dev/"
+	prefixUses     = "uses.trainyard.dev/"
+	prefixLastUsed = "last-used.trainyard.dev/"
+	// AnnotationMaxClusters on a tenant's registration Secret overrides
+	// --bridge-max-clusters-per-tenant for that tenant.
+	AnnotationMaxClusters = "trainyard.dev/max-clusters"
+	never                 = "never"
+)
+
+// tokenInfo is what the bridge knows of one registration token.
+type tokenInfo struct {
+	key     string // Secret/key, what logs and reports name it by
+	expires time.Time
+	// invalid says why the token registers nothing, when it does not.
+	invalid string
+}
+
+type registrationEntry struct {
+	tokens      map[string]tokenInfo // by token hash
+	maxClusters int
+	until       time.Time
+}
+
+// registrationCache reads each tenant's registration Secret at most every
+// registrationTTL, not per check-in.
+type registrationCache struct {
+	mu sync.Mutex
+	m  map[string]*registrationEntry // by namespace
+}
+
+// registrationTTL is how long registration tokens are trusted from the last
+// read of their Secret (a removed token stops working within it).
+const registrationTTL = 10 * time.Second
+
+// lookup finds the registration token whose hash is hash in namespace ns.
+// An error means the Secret could not be read (the answer is 503).
+func (c *registrationCache) lookup(ctx context.Context, s *Server, ns, hash string) (tokenInfo, bool, error) {
+	e, err := c.entry(ctx, s, ns)
+	if err != nil {
+		return tokenInfo{}, false, err
+	}
+	t, ok := e.tokens[hash]
+	return t, ok, nil
+}
+
+func (c *registrationCache) maxClusters(ns string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.m[ns]; e != nil {
+		return e.maxClusters
+	}
+	return 0
+}
+
+func (c *registrationCache) entry(ctx context.Context, s *Server, ns string) (*registrationEntry, error) {
+	now := s.opts.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.m[ns]; e != nil && now.Before(e.until) {
+		return e, nil
+	}
+	sec := &corev1.Secret{}
+	err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: s.opts.RegistrationSecret}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		// No Secret, no valid token: every registration is a 401.
+	case err != nil:
+		return nil, err
+	}
+	e := &registrationEntry{tokens: map[string]tokenInfo{}, until: now.Add(registrationTTL)}
+	e.maxClusters, _ = strconv.Atoi(sec.Annotations[AnnotationMaxClusters])
+	stamps := map[string]string{}
+	for key, v := range sec.Data {
+		t := strings.TrimSpace(string(v))
+		if t == "" {
+			continue
+		}
+		info := tokenInfo{key: sec.Name + "/" + key}
+		switch exp, ok := sec.Annotations[prefixExpires+key]; {
+		case isCredential(t):
+			info.invalid = fmt.Sprintf("registration token %s starts with %q, which marks cluster credentials; choose another", info.key, credentialPrefix)
+		case len(validation.IsQualifiedName(prefixExpires+key)) > 0:
+			info.invalid = fmt.Sprintf("registration token %s: its key cannot name an annotation (%s...); rename it", info.key, prefixExpires)
+		case !ok:
+			// First seen: stamp the expiry.
+			exp = never
+			if s.opts.MaxTokenLifetime > 0 {
+				info.expires = now.Add(s.opts.MaxTokenLifetime).UTC().Truncate(time.Second)
+				exp = info.expires.Format(time.RFC3339)
+			}
+			stamps[prefixExpires+key] = exp
+		case exp == never:
+			if s.opts.MaxTokenLifetime > 0 {
+				info.invalid = fmt.Sprintf("registration token %s never expires, but the maximum lifetime is %s (--registration-token-max-lifetime=0 allows that)",
+					info.key, s.opts.MaxTokenLifetime)
+			}
+		default:
+			if info.expires, err = time.Parse(time.RFC3339, exp); err != nil {
+				info.invalid = fmt.Sprintf("registration token %s: %s%s is not an RFC 3339 time or %q", info.key, prefixExpires, key, never)
+			}
+		}
+		e.tokens[tokenHash(t)] = info
+	}
+	if len(stamps) > 0 {
+		if err := patchAnnotations(ctx, s.api, sec, stamps); err != nil {
+			// The token works meanwhile; the stamp is tried at the next read.
+			log.FromContext(ctx).Error(err, "stamping the expiry of registration tokens", "secret", ns+"/"+sec.Name)
+		}
+	}
+	if c.m == nil {
+		c.m = map[string]*registrationEntry{}
+	}
+	c.m[ns] = e
+	return e, nil
+}
+
+// valid says why a token registers nothing at now, or "".
+func (t tokenInfo) valid(now time.Time) string {
+	switch {
+	case t.invalid != "":
+		return t.invalid
+	case !t.expires.IsZero() && !now.Before(t.expires):
+		return fmt.Sprintf("registration token %s expired at %s; clusters it registered are unaffected", t.key, t.expires.Format(time.RFC3339))
+	}
+	return ""
+}
+
+// usage counts the registrations of each token in memory; flushUsage
+// writes them to the tokens' Secrets every usageFlush (one patch per
+// Secret, not one per registration: a fleet onboarding thousands of
+// clusters, through several replicas, would otherwise contend on the one
+// Secret).
+type usage struct {
+	mu sync.Mutex
+	m  map[usageKey]*usageCount
+}
+
+type usageKey struct{ ns, secret, key string }
+
+type usageCount struct {
+	n    int
+	last time.Time
+}
+
+// usageFlush is how often counted uses are written.
+const usageFlush = 2 * time.Second
+
+// recordUse counts a registration by the token key ("Secret/key") of ns.
+func (s *Server) recordUse(ns, key string, at time.Time) {
+	name, k, _ := strings.Cut(key, "/")
+	s.usage.add(usageKey{ns, name, k}, 1, at)
+}
+
+// add counts n uses of k, the last at last.
+func (u *usage) add(k usageKey, n int, last time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[usageKey]*usageCount{}
+	}
+	c := u.m[k]
+	if c == nil {
+		c = &usageCount{}
+		u.m[k] = c
+	}
+	c.n += n
+	if last.After(c.last) {
+		c.last = last
+	}
+}
+
+// runUsage flushes counted uses every usageFlush until ctx ends, then once
+// more.
+func (s *Server) runUsage(ctx context.Context) {
+	t := s.opts.Clock.NewTicker(usageFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			flush, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s.flushUsage(flush)
+			return
+		case <-t.C():
+			s.flushUsage(ctx)
+		}
+	}
+}
+
+// flushUsage adds the counted uses to each Secret's annotations, with an
+// optimistic lock (other replicas count too); what fails is kept for the
+// next flush.
+func (s *Server) flushUsage(ctx context.Context) {
+	s.usage.mu.Lock()
+	pending := s.usage.m
+	s.usage.m = nil
+	s.usage.mu.Unlock()
+	bySecret := map[types.NamespacedName]map[string]*usageCount{}
+	for k, u := range pending {
+		sk := types.NamespacedName{Namespace: k.ns, Name: k.secret}
+		if bySecret[sk] == nil {
+			bySecret[sk] = map[string]*usageCount{}
+		}
+		bySecret[sk][k.key] = u
+	}
+	for sk, counts := range bySecret {
+		err := s.patchUsage(ctx, sk, counts)
+		if err == nil {
+			continue
+		}
+		log.FromContext(ctx).Error(err, "counting registration tokens' uses; kept for the next flush", "secret", sk.String())
+		for k, u := range counts {
+			s.usage.add(usageKey{sk.Namespace, sk.Name, k}, u.n, u.last)
+		}
+	}
+}
+
+func (s *Server) patchUsage(ctx context.Context, key types.NamespacedName, counts map[string]*usageCount) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		sec := &corev1.Secret{}
+		if err = s.apiReader.Get(ctx, key, sec); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil // the token's Secret is gone: nothing to count on
+			}
+			return err
+		}
+		set := map[string]string{}
+		for k, u := range counts {
+			n, _ := strconv.Atoi(sec.Annotations[prefixUses+k])
+			set[prefixUses+k] = strconv.Itoa(n + u.n)
+			set[prefixLastUsed+k] = u.last.UTC().Format(time.RFC3339)
+		}
+		if err = patchAnnotations(ctx, s.api, sec, set); err == nil || !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// patchAnnotations sets annotations on sec with a merge patch that fails on
+// a conflict (the Secret's resourceVersion).
+func patchAnnotations(ctx context.Context, c client.Client, sec *corev1.Secret, annotations map[string]string) error {
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": sec.ResourceVersion, "annotations": annotations}})
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, sec.DeepCopy(), client.RawPatch(types.MergePatchType, body))
+}
+
+// writeTokenRefused answers 401 for a registration token that is not (or
+// no longer) valid.
+func writeTokenRefused(w http.ResponseWriter, why string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard", error="invalid_token"`)
+	writeError(w, http.StatusUnauthorized, why)
+}
