@@ -134,6 +134,7 @@ type Server struct {
 	store         *checkin.Store
 	recent        issued
 	usage         usage
+	clusters      clusterCounts
 	tenants       map[string]bool
 	tenantLimiter *limiter
 	encoded       encodedReleases

@@ -74,8 +74,9 @@ func credentialAccepted(r *v1.ClusterReport, hash string, now time.Time) (bool, 
 // issued, for the requests that present one before the cache has seen the
 // report that holds its hash.
 type issued struct {
-	mu sync.Mutex
-	m  map[string]issuedEntry // by hash
+	mu     sync.Mutex
+	m      map[string]issuedEntry // by hash
+	pruned time.Time
 }
 
 type issuedEntry struct {
@@ -93,10 +94,15 @@ func (c *issued) add(hash string, key types.NamespacedName, now time.Time) {
 	if c.m == nil {
 		c.m = map[string]issuedEntry{}
 	}
-	for h, e := range c.m { // bounded by the registrations of issuedTTL
-		if now.Sub(e.at) > issuedTTL {
-			delete(c.m, h)
+	// Bounded by the registrations of one issuedTTL; swept at most once a
+	// second, so an onboarding fleet does not pay a sweep per registration.
+	if now.Sub(c.pruned) > time.Second {
+		for h, e := range c.m {
+			if now.Sub(e.at) > issuedTTL {
+				delete(c.m, h)
+			}
 		}
+		c.pruned = now
 	}
 	c.m[hash] = issuedEntry{key: key, at: now}
 }
@@ -231,19 +237,68 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 	}
 }
 
-// withinQuota refuses a new cluster beyond the tenant's limit.
+// withinQuota refuses a new cluster beyond the tenant's limit, and counts
+// it when it is not.
 func (s *Server) withinQuota(ctx context.Context, ns string) error {
 	limit := s.opts.MaxClustersPerTenant
 	if l := s.registration.maxClusters(ns); l > 0 {
 		limit = l
 	}
-	var list v1.ClusterReportList
-	if err := s.cache.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+	n, err := s.clusters.count(ctx, s, ns)
+	if err != nil {
 		return err
 	}
-	if len(list.Items) >= limit {
+	if n >= limit {
 		return errCredential{http.StatusForbidden, fmt.Sprintf("tenant %s has %d clusters, its limit: no more can register (%s on the registration Secret, or --bridge-max-clusters-per-tenant)",
-			ns, len(list.Items), AnnotationMaxClusters)}
+			ns, n, AnnotationMaxClusters)}
 	}
+	s.clusters.add(ns)
 	return nil
+}
+
+// clusterCounts is each tenant's number of reports, listed from the cache
+// at most every clusterCountTTL and counted up by this replica's
+// registrations meanwhile: listing 50,000 reports per registration would
+// make onboarding quadratic. Several replicas registering at once may
+// overshoot a quota by the registrations of one clusterCountTTL.
+type clusterCounts struct {
+	mu sync.Mutex
+	m  map[string]clusterCount
+}
+
+type clusterCount struct {
+	n  int
+	at time.Time
+}
+
+const clusterCountTTL = 2 * time.Second
+
+func (c *clusterCounts) count(ctx context.Context, s *Server, ns string) (int, error) {
+	now := s.opts.Clock.Now()
+	c.mu.Lock()
+	e, ok := c.m[ns]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < clusterCountTTL {
+		return e.n, nil
+	}
+	var reports v1.ClusterReportList
+	if err := s.cache.List(ctx, &reports, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]clusterCount{}
+	}
+	c.m[ns] = clusterCount{n: len(reports.Items), at: now}
+	return len(reports.Items), nil
+}
+
+func (c *clusterCounts) add(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[ns]; ok {
+		e.n++
+		c.m[ns] = e
+	}
 }
