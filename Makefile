@@ -127,6 +127,10 @@ bench-fleet: build ## Controllers: 10,000 reports, a new latest for half of them
 bench-bridge: build ## Bridge: check-ins from 10,000 clusters and the multi-get, vs a trivial handler.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/bridge -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-realistic
+bench-realistic: build ## Bridge: 10,000 clusters checking in every 15 min (time compressed): writes per check-in and per cluster-hour.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/realistic -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 .PHONY: bench-agent
 bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Deployments.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/agent -agent $(LOCALBIN)/trainyard-agent $(BENCH_ARGS)

@@ -28,6 +28,7 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/certs"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/review"
 	"github.com/trainyard-dev/trainyard/webhook"
 )
@@ -73,8 +74,9 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints (empty: off).")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
-	fs.Float64Var(&o.qps, "kube-api-qps", 50, "Client-side limit of requests per second to the Kubernetes API (-1: none; the API server's priority and fairness still applies).")
-	fs.IntVar(&o.burst, "kube-api-burst", 100, "Burst above --kube-api-qps.")
+	fs.Float64Var(&o.qps, "kube-api-qps", 1000, "Client-side limit of requests per second to the Kubernetes API (-1: none); "+
+		"sized for a 10,000-cluster fleet onboarding at once (two writes per new cluster); the API server's priority and fairness is the backstop.")
+	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Burst above --kube-api-qps.")
 	fs.StringVar(&o.ordering, "default-ordering", string(trainyardv1alpha1.OrderingSemver),
 		"Ordering of the ReleaseTrains the controller creates: Semver, or ReleaseTime as the Deis service did.")
 	fs.DurationVar(&o.controllers.StaleThreshold, "stale-threshold", controllers.DefaultStaleThreshold,
@@ -85,8 +87,9 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	b := &o.bridge
 	fs.StringVar(&b.Addr, "bridge-bind-address", ":8080", "Address of the check-in bridge (the Deis workflow-manager API); \"0\" disables it.")
 	fs.StringVar(&b.Namespace, "bridge-namespace", "", "Namespace of the bridge's ClusterReports, ComponentReleases and doctor Secrets (default --namespace, else \"default\").")
-	fs.DurationVar(&b.Heartbeat, "bridge-heartbeat", time.Minute,
-		"Check-ins that change nothing update lastSeen and checkIns at most this often per cluster (held in memory meanwhile).")
+	fs.DurationVar(&b.Heartbeat, "bridge-heartbeat", 0,
+		"Persist interval: a check-in that changes nothing is written when the stored lastSeen is this old, else held in memory "+
+			"(and served from there); 0: a 25th of --stale-threshold (1h at the default 25h).")
 	fs.StringVar(&b.DoctorAuthSecret, "bridge-doctor-secret", "trainyard-doctor-auth",
 		"Secret (keys username, password) of the basic-auth credentials that may read doctor reports.")
 	fs.StringVar(&b.CheckInAuth, "bridge-checkin-auth", bridge.CheckInToken,
@@ -180,6 +183,13 @@ func (o *managerOptions) validate() error {
 	}
 	if o.controllers.StaleThreshold <= 0 {
 		return fmt.Errorf("--stale-threshold must be positive, not %s", o.controllers.StaleThreshold)
+	}
+	switch {
+	case o.bridge.Heartbeat == 0:
+		o.bridge.Heartbeat = checkin.PersistInterval(o.controllers.StaleThreshold)
+	case o.bridge.Heartbeat < 0 || o.bridge.Heartbeat > o.controllers.StaleThreshold/2:
+		return fmt.Errorf("--bridge-heartbeat must be positive and at most half of --stale-threshold (%s), not %s",
+			o.controllers.StaleThreshold, o.bridge.Heartbeat)
 	}
 	w := o.webhook
 	if w.enabled {

@@ -52,8 +52,9 @@ type Options struct {
 	// Namespace holds the bridge's ClusterReports, ComponentReleases and
 	// doctor Secrets.
 	Namespace string
-	// Heartbeat is how long a check-in that changes nothing may wait in
-	// memory before its lastSeen and checkIns are written (default 1m).
+	// Heartbeat is the persist interval of check-ins that change nothing
+	// (default 1h): one is written when the stored lastSeen is this old,
+	// else held in memory and served from there (internal/checkin).
 	Heartbeat time.Duration
 	// DoctorAuthSecret names the Secret (keys "username" and "password")
 	// whose credentials may read doctor reports.
@@ -154,7 +155,7 @@ type Server struct {
 // apiReader an uncached reader.
 func New(cache client.Reader, api client.Client, apiReader client.Reader, o Options) *Server {
 	orDefault(&o.Addr, "127.0.0.1:8080")
-	orDefault(&o.Heartbeat, time.Minute)
+	orDefault(&o.Heartbeat, time.Hour)
 	orDefault(&o.MaxBody, 1<<20)
 	orDefault(&o.MaxDoctorBody, 8<<20)
 	if o.Clock == nil {

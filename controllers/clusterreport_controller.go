@@ -99,25 +99,23 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return ctrl.Result{}, nil
 }
 
-// reconcileCheckIns fills in the check-in record of a report that was
-// written without one (with kubectl, say): its creation is its one
-// check-in. Agents and the bridge record their check-ins themselves. It
-// reports whether it changed anything.
+// reconcileCheckIns fills in the check-in record of a report that has none
+// yet: its creation is its first check-in (the bridge's and direct-mode
+// agents' new reports included, so that a new cluster costs the create and
+// this one status write). Later check-ins are recorded by their writers.
+// Whoever writes first records the creation, under an optimistic lock, so
+// it is counted once. It reports whether it changed anything.
 func (r *ClusterReportReconciler) reconcileCheckIns(rep *v1.ClusterReport, st *v1.ClusterReportStatus) bool {
-	changed := false
+	if st.FirstSeen != nil {
+		return false
+	}
 	created := rep.CreationTimestamp.DeepCopy()
-	if st.FirstSeen == nil {
-		st.FirstSeen, changed = created, true
-	}
+	st.FirstSeen = created
 	if st.LastSeen == nil {
-		st.LastSeen, changed = created, true
+		st.LastSeen = created
 	}
-	// A writer that records its check-ins counts the creation itself:
-	// counting it here too would count it twice.
-	if _, recorded := rep.Annotations[v1.AnnotationCheckInsRecorded]; st.CheckIns == 0 && !recorded {
-		st.CheckIns, changed = 1, true
-	}
-	return changed
+	st.CheckIns++
+	return true
 }
 
 // reconcileComponents computes each component's state from its train's

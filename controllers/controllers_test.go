@@ -463,20 +463,6 @@ var _ = Describe("ClusterReport controller", func() {
 		Expect(r.Status.LastSeen.Time).To(BeTemporally("==", r.CreationTimestamp.Time))
 		Expect(conditionOf(ns, "manual", v1.ConditionUpToDate)()).To(Equal(metav1.ConditionTrue))
 	})
-
-	It("leaves the count to a writer that records its check-ins itself", func() {
-		r := &v1.ClusterReport{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "recorded",
-				Annotations: map[string]string{v1.AnnotationCheckInsRecorded: "bridge"}},
-			Spec: v1.ClusterReportSpec{ClusterID: "recorded"},
-		}
-		Expect(k8sClient.Create(suiteCtx, r)).To(Succeed())
-		// The status is reconciled (Ready) with the creation's times, but
-		// the creation is the writer's check-in to count, not a second one.
-		Eventually(conditionOf(ns, "recorded", v1.ConditionReady)).Should(Equal(metav1.ConditionTrue))
-		Eventually(func() *metav1.Time { return report(ns, "recorded").Status.FirstSeen }).ShouldNot(BeNil())
-		Expect(report(ns, "recorded").Status.CheckIns).To(BeZero())
-	})
 })
 
 var _ = Describe("Fleet adoption", func() {

@@ -69,11 +69,11 @@ type ClusterReportSpec struct {
 	Properties map[string]string `json:"properties,omitempty"`
 }
 
-// AnnotationCheckInsRecorded marks a ClusterReport whose writer (the
-// bridge, or an agent in direct mode) records every check-in in the status
-// itself, its creation included. The controller then leaves checkIns alone;
-// for a report written without it (kubectl, GitOps) the controller counts
-// the creation as its one check-in.
+// AnnotationCheckInsRecorded names the writer (the bridge, or an agent in
+// direct mode) that records a report's check-ins in its status. It is
+// informational: every report's creation is its first check-in, recorded by
+// whoever writes the empty check-in record first (the controller, or the
+// writer's first held check-in), under an optimistic lock.
 const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
 
 // ComponentState says whether a cluster's component is current.

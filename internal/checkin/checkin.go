@@ -47,8 +47,10 @@ type Reports interface {
 
 // Options configure a Store.
 type Options struct {
-	// Heartbeat is the granularity of lastSeen and checkIns for check-ins
-	// that change nothing (default 1m).
+	// Heartbeat is the persist interval of check-ins that change nothing
+	// (default 1h, PersistInterval of the default stale threshold): one is
+	// written when the stored record is this old, else held in memory; a
+	// held one is written at most a minute after it became due.
 	Heartbeat time.Duration
 	Clock     clock.WithTicker
 	// Log is where failed heartbeat writes are logged.
@@ -66,7 +68,7 @@ type Store struct {
 // New builds a store writing through reports.
 func New(reports Reports, o Options) *Store {
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = time.Minute
+		o.Heartbeat = time.Hour
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -74,6 +76,16 @@ func New(reports Reports, o Options) *Store {
 	s := &Store{reports: reports, opts: o}
 	s.beats = newHeartbeats(s)
 	return s
+}
+
+// PersistInterval is the persist interval that suits a stale threshold: a
+// 25th of it (1 h for the default 25 h), at least a minute. A cluster's
+// Stale condition then comes within one interval of the threshold even if
+// the replica holding its last check-ins dies without writing them, and
+// exactly on time otherwise (a held check-in is written within the
+// interval after the previous write, long before the threshold).
+func PersistInterval(staleThreshold time.Duration) time.Duration {
+	return max(staleThreshold/25, time.Minute)
 }
 
 // Required is the answer for a missing field, in the old service's words.
@@ -164,17 +176,19 @@ func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string, 
 
 	cur, err := s.reports.Get(ctx, key, false)
 	if apierrors.IsNotFound(err) {
-		annotations, err := authorize(nil)
-		if err != nil {
-			return nil, false, err
+		annotations, aerr := authorize(nil)
+		if aerr != nil {
+			return nil, false, aerr
 		}
 		created := want.DeepCopy()
 		setAnnotations(&created.ObjectMeta, annotations)
 		err = s.reports.Create(ctx, created)
 		if err == nil {
-			// A new report: the first check-in is recorded at once. The
-			// report is stored; should its record fail, it is held.
-			s.beats.record(ctx, created, now.Time, true)
+			// A new report: its creation is its first check-in, which the
+			// controller records (firstSeen, lastSeen, one check-in) in the
+			// status it writes anyway: a new cluster costs two writes, not
+			// three. This replica counts it as written now.
+			s.beats.created(keyOf(created), now.Time)
 			created.Status.FirstSeen, created.Status.LastSeen, created.Status.CheckIns = &now, &now, 1
 			return created, false, nil
 		}
@@ -301,7 +315,7 @@ func (s *Store) LastSeen(key types.NamespacedName) *time.Time { return s.beats.l
 func (s *Store) Run(ctx context.Context) { s.beats.run(ctx) }
 
 // Flush writes every check-in held in memory.
-func (s *Store) Flush(ctx context.Context) { s.beats.flushAll(ctx) }
+func (s *Store) Flush(ctx context.Context) { s.beats.flushAll(ctx, true) }
 
 // Start is Run, then a last Flush (of at most 20 s) once ctx ends: a
 // manager Runnable for a store used in process (the agent's direct mode).

@@ -35,6 +35,10 @@ type heartbeats struct {
 type pendingBeat struct {
 	lastSeen time.Time
 	count    int64
+	// written is when the report's record was last written, as known when
+	// the check-ins were held: the flush loop writes them once that is a
+	// granularity ago, without reading the report.
+	written time.Time
 }
 
 type writtenBeat struct {
@@ -54,7 +58,11 @@ func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Ti
 	key := keyOf(r)
 	h.mu.Lock()
 	h.hold(key, at, 1)
-	due := now || at.Sub(h.lastWrite(key, r)) >= h.s.opts.Heartbeat
+	written := h.lastWrite(key, r)
+	if p := h.pending[key]; p.written.IsZero() || written.After(p.written) {
+		p.written = written
+	}
+	due := now || at.Sub(written) >= h.s.opts.Heartbeat
 	h.mu.Unlock()
 	if !due {
 		return
@@ -62,6 +70,14 @@ func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Ti
 	if err := h.write(ctx, r); err != nil {
 		h.s.logOf(ctx).Error(err, "writing a check-in record; it is held for the next flush", "cluster", r.Name)
 	}
+}
+
+// created counts a report's creation, at `at`, as its first check-in,
+// written (by the controller, or by this replica's next write).
+func (h *heartbeats) created(key types.NamespacedName, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last[key] = writtenBeat{at: at, checkIns: 1}
 }
 
 // hold adds n check-ins, the newest at `at`; the caller holds mu.
@@ -133,13 +149,21 @@ func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale boo
 			cur = fresh
 		}
 		patched := cur.DeepCopy()
+		add := n
 		if patched.Status.FirstSeen == nil {
-			patched.Status.FirstSeen = &t
+			// The controller has not recorded the creation yet: this write
+			// does, as the controller would (under the same optimistic lock).
+			created := metav1.NewTime(cur.CreationTimestamp.UTC())
+			patched.Status.FirstSeen = &created
+			add++
+			if patched.Status.LastSeen == nil {
+				patched.Status.LastSeen = &created
+			}
 		}
 		if patched.Status.LastSeen == nil || t.After(patched.Status.LastSeen.Time) {
 			patched.Status.LastSeen = &t
 		}
-		patched.Status.CheckIns = cur.Status.CheckIns + n
+		patched.Status.CheckIns = cur.Status.CheckIns + add
 		err := h.s.patch(ctx, cur, patched, true, true)
 		if err == nil {
 			h.mu.Lock()
@@ -194,20 +218,26 @@ func (h *heartbeats) lastSeen(key types.NamespacedName) *time.Time {
 
 // run flushes the held check-ins every granularity until ctx ends.
 func (h *heartbeats) run(ctx context.Context) {
-	t := h.s.opts.Clock.NewTicker(h.s.opts.Heartbeat)
+	t := h.s.opts.Clock.NewTicker(min(h.s.opts.Heartbeat, maxFlushTick))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			h.flushAll(ctx)
+			h.flushAll(ctx, false)
 		}
 	}
 }
 
-// flushAll writes every held check-in, a few clusters at a time.
-func (h *heartbeats) flushAll(ctx context.Context) {
+// maxFlushTick bounds how late a due record is written: a cluster that
+// stopped checking in gets its last check-in written at most this long
+// after its record became a granularity old.
+const maxFlushTick = time.Minute
+
+// flushAll writes the held check-ins, a few clusters at a time: those
+// whose record was last written a granularity ago, or all of them.
+func (h *heartbeats) flushAll(ctx context.Context, all bool) {
 	now := h.s.opts.Clock.Now()
 	h.mu.Lock()
 	for k, w := range h.last {
@@ -216,8 +246,10 @@ func (h *heartbeats) flushAll(ctx context.Context) {
 		}
 	}
 	keys := make([]types.NamespacedName, 0, len(h.pending))
-	for k := range h.pending {
-		keys = append(keys, k)
+	for k, p := range h.pending {
+		if all || now.Sub(p.written) >= h.s.opts.Heartbeat {
+			keys = append(keys, k)
+		}
 	}
 	h.mu.Unlock()
 	if len(keys) == 0 {
