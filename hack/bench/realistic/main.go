@@ -31,8 +31,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
@@ -137,24 +137,32 @@ func run(c config) error {
 	fmt.Printf("registered in %s (%.0f/s), errors %d\n", time.Since(start).Round(time.Millisecond),
 		float64(c.clusters)/time.Since(start).Seconds(), regErrors.Load())
 
-	// Every write to a report from now on (spec or status) is an event.
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	// Every write to a report from now on (spec or status) is an update
+	// event of an informer (which re-establishes its watch as needed).
+	informers, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
 	if err != nil {
 		return err
 	}
-	w, err := wc.Watch(ctx, &v1.ClusterReportList{}, client.InNamespace("fleet"))
+	inf, err := informers.GetInformer(ctx, &v1.ClusterReport{})
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
 	var reportWrites atomic.Int64
-	go func() {
-		for e := range w.ResultChan() {
-			if e.Type == watch.Modified || e.Type == watch.Added {
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, cur any) {
+			if o, c := old.(*v1.ClusterReport), cur.(*v1.ClusterReport); o.ResourceVersion != c.ResourceVersion {
 				reportWrites.Add(1)
 			}
-		}
-	}()
+		},
+	}); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = informers.Start(cctx) }()
+	if !informers.WaitForCacheSync(cctx) {
+		return fmt.Errorf("the report informer did not sync")
+	}
 	// Let the registrations' own writes (the controller's first status) pass.
 	time.Sleep(5 * time.Second)
 	reportWrites.Store(0)
