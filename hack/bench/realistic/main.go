@@ -114,26 +114,15 @@ func run(c config) error {
 	// Registration: each cluster once, with the token.
 	fmt.Printf("registering %d clusters ...\n", c.clusters)
 	creds := make([]string, c.clusters)
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
 	var regErrors atomic.Int64
-	for range c.conns {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= c.clusters {
-					return
-				}
-				code, cred, _ := post(hc, url, token, body(i))
-				if code != http.StatusOK {
-					regErrors.Add(1)
-				}
-				creds[i] = cred
-			}
-		})
-	}
-	wg.Wait()
+	benchenv.Parallel(c.clusters, c.conns, func(i int) {
+		code, cred, _ := post(hc, url, token, body(i))
+		if code != http.StatusOK {
+			regErrors.Add(1)
+		}
+		creds[i] = cred
+	})
 	fmt.Printf("registered in %s (%.0f/s), errors %d\n", time.Since(start).Round(time.Millisecond),
 		float64(c.clusters)/time.Since(start).Seconds(), regErrors.Load())
 
@@ -184,6 +173,7 @@ func run(c config) error {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs, checkIns atomic.Int64
+	var wg sync.WaitGroup
 	for range c.conns {
 		wg.Go(func() {
 			for i := range queue {
