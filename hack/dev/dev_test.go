@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -184,7 +185,12 @@ func startDevIn(state string, flags ...string) (*gexec.Session, string, string) 
 	args := append([]string{"-dir", state, "-manager", managerBin, "-agent-binary", agentBin,
 		"-crds", filepath.Join(root, "config", "crd", "bases"),
 		"-webhooks", filepath.Join(root, "config", "webhook", "manifests.yaml"), "-webhook-port", "0", "-bridge-port", "0"}, flags...)
-	cmd := exec.Command(devBin, append(args, "--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")...)
+	// Flags after a "--" among flags are the manager's.
+	var managerArgs []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, managerArgs = args[:i:i], slices.Clone(args[i+1:])
+	}
+	cmd := exec.Command(devBin, append(append(args, "--", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"), managerArgs...)...)
 	cmd.Dir = root
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())

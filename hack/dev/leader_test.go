@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -133,6 +134,81 @@ spec:
 			c, _ := checkIn(r, credential)
 			Expect(c).To(Equal(http.StatusUnauthorized))
 		}
+
+		session.Signal(syscall.SIGINT)
+		Eventually(session, time.Minute).Should(gexec.Exit(0))
+		Expect(processesMentioning(state)).To(BeEmpty())
+	})
+
+	It("marks a cluster Stale on time across a leader change, from what the replicas persisted", func() {
+		// A 50 s stale threshold: the persist interval is 2 s (a 25th).
+		session, state, _ := startDev("-replicas", "2", "-agent=false", "-workloads", "", "--", "--stale-threshold=50s")
+		Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
+		token := regexp.MustCompile(`\((\S+) is a registration token`).FindStringSubmatch(string(session.Out.Contents()))
+		Expect(token).To(HaveLen(2))
+		var replicas []string
+		Eventually(func() []string {
+			replicas = nil
+			for _, m := range regexp.MustCompile(`\[manager-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
+				replicas = append(replicas, "http://"+m[1])
+			}
+			return replicas
+		}, 30*time.Second).Should(HaveLen(2))
+		pids := map[string]int{}
+		for _, m := range regexp.MustCompile(`started the (manager-\d) \(pid (\d+)\)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
+			pids[m[1]], _ = strconv.Atoi(m[2])
+		}
+		acquired := regexp.MustCompile(`\[(manager-\d)\] .*(?i:successfully acquired lease)`)
+		leader := func() string {
+			m := acquired.FindAllStringSubmatch(string(session.Err.Contents()), -1)
+			if len(m) == 0 {
+				return ""
+			}
+			return m[len(m)-1][1]
+		}
+		Eventually(leader, 30*time.Second).ShouldNot(BeEmpty())
+		first := leader()
+
+		checkIn := func(base, bearer string) (int, string) {
+			req, err := http.NewRequest(http.MethodPost, base+"/v3/clusters",
+				strings.NewReader(`{"id":"goes-quiet","components":[{"component":{"name":"router"},"version":{"version":"1.0.0"}}]}`))
+			Expect(err).NotTo(HaveOccurred())
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+bearer)
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential")
+		}
+		code, credential := checkIn(replicas[0], token[1])
+		Expect(code).To(Equal(http.StatusOK))
+		// Check-ins for 10 s through both replicas (held, persisted every
+		// 2 s), then the cluster goes quiet.
+		var last time.Time
+		for i := range 20 {
+			Eventually(func() int { c, _ := checkIn(replicas[i%2], credential); return c }).Should(Equal(http.StatusOK))
+			last = time.Now()
+			time.Sleep(500 * time.Millisecond)
+		}
+		// The leader stops (SIGTERM: its held check-ins are written); the
+		// other replica takes over the controllers.
+		Expect(syscall.Kill(pids[first], syscall.SIGTERM)).To(Succeed())
+		Eventually(session.Err, 30*time.Second).Should(gbytes.Say(first + ` exited; 1 manager replicas remain`))
+		Eventually(leader, 30*time.Second).ShouldNot(Equal(first))
+
+		kubectl := kubectlIn(state)
+		stale := func() string {
+			out, _ := kubectl("get", "clusterreport", "goes-quiet", "-o", `jsonpath={.status.conditions[?(@.type=="Stale")].status}`)
+			return out
+		}
+		// Not before the threshold (less a persist interval and a flush
+		// tick), and by the threshold plus a few seconds of reconcile.
+		Consistently(stale, time.Until(last.Add(50*time.Second-6*time.Second)), time.Second).Should(Equal("False"))
+		Eventually(stale, time.Until(last.Add(50*time.Second+10*time.Second)), time.Second).Should(Equal("True"), func() string {
+			out, _ := kubectl("get", "clusterreport", "goes-quiet", "-o", "jsonpath={.status}")
+			return fmt.Sprintf("last check-in %s, now %s, status %s", last.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339), out)
+		})
 
 		session.Signal(syscall.SIGINT)
 		Eventually(session, time.Minute).Should(gexec.Exit(0))

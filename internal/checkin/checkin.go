@@ -79,13 +79,13 @@ func New(reports Reports, o Options) *Store {
 }
 
 // PersistInterval is the persist interval that suits a stale threshold: a
-// 25th of it (1 h for the default 25 h), at least a minute. A cluster's
+// 25th of it (1 h for the default 25 h), at least a second. A cluster's
 // Stale condition then comes within one interval of the threshold even if
 // the replica holding its last check-ins dies without writing them, and
 // exactly on time otherwise (a held check-in is written within the
 // interval after the previous write, long before the threshold).
 func PersistInterval(staleThreshold time.Duration) time.Duration {
-	return max(staleThreshold/25, time.Minute)
+	return max(staleThreshold/25, time.Second)
 }
 
 // Required is the answer for a missing field, in the old service's words.
