@@ -81,29 +81,9 @@ spec:
 	It("revokes a cluster's credential on both replicas within 5 s; registering again then needs a valid registration token", func() {
 		session, state, _ := startDev("-replicas", "2", "-agent=false", "-workloads", "")
 		Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
-		token := regexp.MustCompile(`\((\S+) is a registration token`).FindStringSubmatch(string(session.Out.Contents()))
-		Expect(token).To(HaveLen(2))
-		// Each replica's own bridge, not the port that reaches either.
-		var replicas []string
-		Eventually(func() []string {
-			replicas = nil
-			for _, m := range regexp.MustCompile(`\[manager-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
-				replicas = append(replicas, "http://"+m[1])
-			}
-			return replicas
-		}, 30*time.Second).Should(HaveLen(2))
-		checkIn := func(base, bearer string) (int, string) {
-			req, err := http.NewRequest(http.MethodPost, base+"/v3/clusters",
-				strings.NewReader(`{"id":"revoke-me","components":[{"component":{"name":"router"},"version":{"version":"1.0.0"}}]}`))
-			Expect(err).NotTo(HaveOccurred())
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+bearer)
-			resp, err := http.DefaultClient.Do(req)
-			Expect(err).NotTo(HaveOccurred())
-			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, resp.Body)
-			return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential")
-		}
+		token := []string{"", registrationTokenOf(session)}
+		replicas := replicaBridges(session)
+		checkIn := func(base, bearer string) (int, string) { return checkInAs(base, bearer, "revoke-me") }
 		code, credential := checkIn(replicas[0], token[1])
 		Expect(code).To(Equal(http.StatusOK))
 		Expect(credential).To(HavePrefix("tyc."))
@@ -144,16 +124,8 @@ spec:
 		// A 50 s stale threshold: the persist interval is 2 s (a 25th).
 		session, state, _ := startDev("-replicas", "2", "-agent=false", "-workloads", "", "--", "--stale-threshold=50s")
 		Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
-		token := regexp.MustCompile(`\((\S+) is a registration token`).FindStringSubmatch(string(session.Out.Contents()))
-		Expect(token).To(HaveLen(2))
-		var replicas []string
-		Eventually(func() []string {
-			replicas = nil
-			for _, m := range regexp.MustCompile(`\[manager-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
-				replicas = append(replicas, "http://"+m[1])
-			}
-			return replicas
-		}, 30*time.Second).Should(HaveLen(2))
+		token := []string{"", registrationTokenOf(session)}
+		replicas := replicaBridges(session)
 		pids := map[string]int{}
 		for _, m := range regexp.MustCompile(`started the (manager-\d) \(pid (\d+)\)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
 			pids[m[1]], _ = strconv.Atoi(m[2])
@@ -169,18 +141,7 @@ spec:
 		Eventually(leader, 30*time.Second).ShouldNot(BeEmpty())
 		first := leader()
 
-		checkIn := func(base, bearer string) (int, string) {
-			req, err := http.NewRequest(http.MethodPost, base+"/v3/clusters",
-				strings.NewReader(`{"id":"goes-quiet","components":[{"component":{"name":"router"},"version":{"version":"1.0.0"}}]}`))
-			Expect(err).NotTo(HaveOccurred())
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+bearer)
-			resp, err := http.DefaultClient.Do(req)
-			Expect(err).NotTo(HaveOccurred())
-			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, resp.Body)
-			return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential")
-		}
+		checkIn := func(base, bearer string) (int, string) { return checkInAs(base, bearer, "goes-quiet") }
 		code, credential := checkIn(replicas[0], token[1])
 		Expect(code).To(Equal(http.StatusOK))
 		// Check-ins for 10 s through both replicas (held, persisted every
@@ -215,3 +176,42 @@ spec:
 		Expect(processesMentioning(state)).To(BeEmpty())
 	})
 })
+
+// registrationTokenOf is the registration token make dev printed.
+func registrationTokenOf(session *gexec.Session) string {
+	GinkgoHelper()
+	token := regexp.MustCompile(`\((\S+) is a registration token`).FindStringSubmatch(string(session.Out.Contents()))
+	Expect(token).To(HaveLen(2))
+	return token[1]
+}
+
+// replicaBridges are the bridge URLs of each replica (not the port that
+// reaches either), from their logs.
+func replicaBridges(session *gexec.Session) []string {
+	GinkgoHelper()
+	var replicas []string
+	Eventually(func() []string {
+		replicas = nil
+		for _, m := range regexp.MustCompile(`\[manager-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
+			replicas = append(replicas, "http://"+m[1])
+		}
+		return replicas
+	}, 30*time.Second).Should(HaveLen(2))
+	return replicas
+}
+
+// checkInAs checks cluster id in at base with bearer, and returns the
+// status and the credential the answer issued, if any.
+func checkInAs(base, bearer, id string) (int, string) {
+	GinkgoHelper()
+	req, err := http.NewRequest(http.MethodPost, base+"/v3/clusters",
+		strings.NewReader(`{"id":"`+id+`","components":[{"component":{"name":"router"},"version":{"version":"1.0.0"}}]}`))
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential")
+}
