@@ -120,8 +120,16 @@ kubectl: ## Link bin/kubectl to the kubectl built from source.
 BENCH_ARGS ?=
 
 .PHONY: bench-fleet
-bench-fleet: build ## Controllers: 10,000 reports, a new latest for half of them, vs raw status patches.
+bench-fleet: build ## Fleet: 10,000 clusters onboard, a new latest reaches half of them (vs raw status patches), paged query latency, RSS.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/fleet -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
+.PHONY: bench-fleet-100k
+bench-fleet-100k: build ## Fleet: bench-fleet at 100,000 clusters, one round, the manager limited to 1Gi (about 45 minutes).
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/fleet -manager $(LOCALBIN)/trainyard -reports 100000 -rounds 1 -memory-limit 1Gi $(BENCH_ARGS)
+
+.PHONY: bench-onboarding
+bench-onboarding: build ## Onboarding: 10,000 new clusters, one registration token, the chart's defaults: first check-ins/s, writes per cluster.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/realistic -manager $(LOCALBIN)/trainyard -duration 0 $(BENCH_ARGS)
 
 .PHONY: bench-bridge
 bench-bridge: build ## Bridge: check-ins from 10,000 clusters and the multi-get, vs a trivial handler.

@@ -142,12 +142,14 @@ type Server struct {
 	limiter       *limiter
 	failures      *limiter
 	changes       changes
-	reviewer      *review.Reviewer
-	draining      chan struct{} // closed when the server stops
-	registration  registrationCache
-	inFlight      *inFlight
-	audit         logr.Logger
-	routeTable    []route
+	// names are the reports' names in order (nil until Watch).
+	names        *reportNames
+	reviewer     *review.Reviewer
+	draining     chan struct{} // closed when the server stops
+	registration registrationCache
+	inFlight     *inFlight
+	audit        logr.Logger
+	routeTable   []route
 }
 
 // New builds the bridge. cache is the manager's cached client (with the

@@ -1,12 +1,10 @@
 package bridge
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -142,23 +140,17 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, p params) {
 	writeCacheableJSON(w, r, clusterOf(rep, s.store.LastSeen(key)))
 }
 
-// reports lists the bridge namespace's reports from the cache (read only).
-func (s *Server) reports(ctx context.Context) ([]v1.ClusterReport, error) {
-	var list v1.ClusterReportList
-	if err := s.cache.List(ctx, &list, client.InNamespace(s.nsOf(ctx)), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(list.Items, func(a, b v1.ClusterReport) int { return cmp.Compare(a.Name, b.Name) })
-	return list.Items, nil
-}
-
 func (s *Server) clusterCount(w http.ResponseWriter, r *http.Request, _ params) {
-	reports, err := s.reports(r.Context())
-	if err != nil {
+	if s.names != nil { // not a list of the fleet's reports for a number
+		writeCacheableJSON(w, r, s.names.count(s.nsOf(r.Context())))
+		return
+	}
+	var list v1.ClusterReportList
+	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.nsOf(r.Context())), client.UnsafeDisableDeepCopy); err != nil {
 		writeAPIError(w, "counting clusters", err)
 		return
 	}
-	writeCacheableJSON(w, r, len(reports))
+	writeCacheableJSON(w, r, len(list.Items))
 }
 
 // seen is a report's first and last check-in, the held ones included.

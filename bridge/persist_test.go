@@ -7,12 +7,15 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 )
 
@@ -86,13 +89,62 @@ var _ = Describe("the persist rule", func() {
 		clk.SetTime(start.Add(106 * time.Minute))
 		expectStored(start.Add(75*time.Minute), 5)
 
+		// A check-in that finds the record an hour old is answered from
+		// memory and written by the store's writers, with no further tick.
+		checkInAt(start.Add(140 * time.Minute))
+		expectStored(start.Add(140*time.Minute), 6)
+
 		// A held check-in survives a shutdown (SIGTERM): written on the way out.
-		checkInAt(start.Add(110 * time.Minute))
+		checkInAt(start.Add(150 * time.Minute))
 		m.stop()
 		stopped = true
 		last, n := stored()
-		Expect(last).To(BeTemporally("==", start.Add(110*time.Minute)))
-		Expect(n).To(BeEquivalentTo(6))
+		Expect(last).To(BeTemporally("==", start.Add(150*time.Minute)))
+		Expect(n).To(BeEquivalentTo(7))
+	})
+
+	It("sets Stale on time across a manager restart, from the check-ins it wrote on the way out", func() {
+		ns := namespace()
+		start := time.Now().Truncate(time.Second)
+		clk := clocktesting.NewFakeClock(start)
+		const threshold = 25 * time.Hour
+		co := controllers.Options{Clock: clk, StaleThreshold: threshold}
+		withClock := func(o *bridge.Options) { o.Clock = clk }
+		m := startManagerWith(ns, time.Hour, co, withClock)
+		checkInAt := func(m *manager, at time.Time) {
+			GinkgoHelper()
+			clk.SetTime(at)
+			Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
+		}
+		stale := func() metav1.ConditionStatus {
+			r := report(ns, clusterID)
+			if r == nil {
+				return ""
+			}
+			if c := meta.FindStatusCondition(r.Status.Conditions, v1.ConditionStale); c != nil {
+				return c.Status
+			}
+			return ""
+		}
+		checkInAt(m, start)
+		Eventually(stale).Should(Equal(metav1.ConditionFalse))
+		// Held check-ins (within the persist interval), then a restart:
+		// SIGTERM writes them, and the new manager reads them back.
+		last := start.Add(45 * time.Minute)
+		checkInAt(m, start.Add(15*time.Minute))
+		checkInAt(m, last)
+		m.stop()
+		Expect(report(ns, clusterID).Status.LastSeen.Time).To(BeTemporally("==", last))
+		m = startManagerWith(ns, time.Hour, co, withClock)
+		DeferCleanup(func() { m.stop() })
+
+		// Not Stale a minute before the threshold, counted from the last
+		// check-in before the restart (not from the registration)...
+		clk.SetTime(last.Add(threshold - time.Minute))
+		Consistently(stale, "1s").Should(Equal(metav1.ConditionFalse))
+		// ...and Stale once it has passed.
+		clk.SetTime(last.Add(threshold + time.Second))
+		Eventually(stale).Should(Equal(metav1.ConditionTrue))
 	})
 
 	It("costs a new cluster two writes: the create and the controller's status, which records the first check-in", func() {

@@ -4,7 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -62,24 +67,17 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 		!ordered(w, t, "created_after", "checked_in_before") {
 		return
 	}
-	pg, reports, ok := s.pagedReports(w, r)
-	if !ok {
+	data := []Cluster{}
+	if !s.pageOf(w, r, func(rep *v1.ClusterReport) bool {
+		first, last, _ := s.seen(rep)
+		return within(first, t["created_after"], t["created_before"]) && within(last, t["checked_in_after"], t["checked_in_before"])
+	}, func(rep *v1.ClusterReport) {
+		_, last, _ := s.seen(rep)
+		data = append(data, clusterOf(rep, &last))
+	}) {
 		return
 	}
-	var names []string
-	var data []Cluster
-	for i := range reports {
-		first, last, _ := s.seen(&reports[i])
-		if within(first, t["created_after"], t["created_before"]) && within(last, t["checked_in_after"], t["checked_in_before"]) {
-			names = append(names, reports[i].Name)
-			data = append(data, clusterOf(&reports[i], &last))
-		}
-	}
-	from, to, ok := pg.apply(w, r, names)
-	if !ok {
-		return
-	}
-	writeCacheableJSON(w, r, dataList[Cluster]{Data: append([]Cluster{}, data[from:to]...)})
+	writeCacheableJSON(w, r, dataList[Cluster]{Data: data})
 }
 
 // checkinStats answers GET /v3/clusters/checkins: check-in statistics of the
@@ -118,45 +116,87 @@ func (s *Server) persistentClusters(w http.ResponseWriter, r *http.Request, _ pa
 }
 
 func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(first, last time.Time, checkIns int64) bool) {
-	pg, reports, ok := s.pagedReports(w, r)
-	if !ok {
-		return
-	}
 	now := s.opts.Clock.Now()
-	var names []string
-	var data []CheckinStat
-	for i := range reports {
-		first, last, n := s.seen(&reports[i])
-		if !keep(first, last, n) {
-			continue
-		}
-		names = append(names, reports[i].Name)
-		data = append(data, CheckinStat{
-			ClusterID: reports[i].Spec.ClusterID, FirstSeen: first, LastSeen: last, Checkins: n,
+	out := checkinList{Data: []CheckinStat{}}
+	if !s.pageOf(w, r, func(rep *v1.ClusterReport) bool {
+		return keep(s.seen(rep))
+	}, func(rep *v1.ClusterReport) {
+		first, last, n := s.seen(rep)
+		out.Data = append(out.Data, CheckinStat{
+			ClusterID: rep.Spec.ClusterID, FirstSeen: first, LastSeen: last, Checkins: n,
 			ClusterAge:  now.Sub(first).Round(time.Second).String(),
 			LastCheckin: now.Sub(last).Round(time.Second).String(),
 		})
-	}
-	from, to, ok := pg.apply(w, r, names)
-	if !ok {
+	}) {
 		return
 	}
-	out := checkinList{Data: append([]CheckinStat{}, data[from:to]...)}
 	out.Count = len(out.Data)
 	writeCacheableJSON(w, r, out)
 }
 
-// pagedReports reads the page parameters and the reports, answering the
-// error itself; ok is false when it did.
-func (s *Server) pagedReports(w http.ResponseWriter, r *http.Request) (page, []v1.ClusterReport, bool) {
+// pageOf walks the namespace's reports in name order, from after the
+// page's marker, and emits those keep accepts, at most the page's limit of
+// them: the walk stops at the next accepted one, and the Link header names
+// the next page. Only the reports walked are read, one at a time from the
+// cache into one struct (emit must not keep it). It answers an error
+// itself; ok is false when it did. A marker that names no report keep
+// accepts is a 400, as the old lists answered.
+func (s *Server) pageOf(w http.ResponseWriter, r *http.Request, keep func(*v1.ClusterReport) bool, emit func(*v1.ClusterReport)) bool {
 	pg, ok := pageParams(w, r)
 	if !ok {
-		return pg, nil, false
+		return false
 	}
-	reports, err := s.reports(r.Context())
+	ctx := r.Context()
+	ns := s.nsOf(ctx)
+	names, err := s.reportNamesOf(ctx, ns)
 	if err != nil {
 		writeAPIError(w, "listing clusters", err)
-		return pg, nil, false
+		return false
 	}
-	return pg, reports, true
+	var rep v1.ClusterReport
+	get := func(name string) (bool, error) {
+		rep = v1.ClusterReport{}
+		err := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &rep, client.UnsafeDisableDeepCopy)
+		if apierrors.IsNotFound(err) {
+			return false, nil // deleted since
+		}
+		return err == nil, err
+	}
+	from := 0
+	if pg.marker != "" {
+		i, found := slices.BinarySearch(names, pg.marker)
+		if found {
+			if found, err = get(pg.marker); err != nil {
+				writeAPIError(w, "reading clusters", err)
+				return false
+			}
+			found = found && keep(&rep)
+		}
+		if !found {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("marker %q names no item of this list; start again without a marker", pg.marker))
+			return false
+		}
+		from = i + 1
+	}
+	taken, last := 0, ""
+	for _, name := range names[from:] {
+		found, err := get(name)
+		if err != nil {
+			writeAPIError(w, "reading clusters", err)
+			return false
+		}
+		if !found {
+			continue
+		}
+		if !keep(&rep) {
+			continue
+		}
+		if pg.limit > 0 && taken == pg.limit {
+			linkNext(w, r, pg, last)
+			break
+		}
+		emit(&rep)
+		taken, last = taken+1, name
+	}
+	return true
 }

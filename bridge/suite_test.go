@@ -225,6 +225,13 @@ func nsOf(m *manager) string { return m.ns }
 // way SIGTERM does (draining and flushing).
 func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Options)) *manager {
 	GinkgoHelper()
+	return startManagerWith(ns, heartbeat, controllers.Options{}, mutate...)
+}
+
+// startManagerWith is startManager with the controllers' options (a fake
+// clock and a stale threshold).
+func startManagerWith(ns string, heartbeat time.Duration, co controllers.Options, mutate ...func(*bridge.Options)) *manager {
+	GinkgoHelper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Cache: controllers.CacheOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -233,7 +240,7 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 	})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, co)).To(Succeed())
 	// Anonymous check-ins and no rate limit unless a spec says otherwise:
 	// tests poll hard, and authentication has its own specs.
 	o := bridge.Options{Namespace: ns, Heartbeat: heartbeat, DoctorAuthSecret: "doctor-auth",

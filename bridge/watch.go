@@ -113,6 +113,28 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 			return err
 		}
 	}
+	// The reports' names, in order, for the paged fleet queries.
+	names := &reportNames{byNS: map[string]*namespaceNames{}}
+	var named func(obj any, present bool)
+	named = func(obj any, present bool) {
+		switch o := obj.(type) {
+		case *v1.ClusterReport:
+			names.changed(o.Namespace, o.Name, present)
+		case toolscache.DeletedFinalStateUnknown:
+			named(o.Obj, false)
+		}
+	}
+	inf, err := informers.GetInformer(ctx, &v1.ClusterReport{})
+	if err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { named(obj, true) },
+		DeleteFunc: func(obj any) { named(obj, false) },
+	}); err != nil {
+		return err
+	}
+	s.names = names
 	return nil
 }
 

@@ -349,6 +349,9 @@ var _ = Describe("helm template", func() {
 		Expect(c["securityContext"]).To(And(HaveKeyWithValue("readOnlyRootFilesystem", true),
 			HaveKeyWithValue("allowPrivilegeEscalation", false)))
 		Expect(c["resources"]).To(HaveKey("requests"))
+		// The memory limit reaches the manager, which keeps its heap under it.
+		Expect(c["env"]).To(ContainElement(And(HaveKeyWithValue("name", "TRAINYARD_MEMORY_LIMIT"),
+			HaveKeyWithValue("valueFrom", HaveKeyWithValue("resourceFieldRef", HaveKeyWithValue("resource", "limits.memory"))))))
 		nonRoot, _, _ := unstructured.NestedBool(dep.Object, "spec", "template", "spec", "securityContext", "runAsNonRoot")
 		Expect(nonRoot).To(BeTrue())
 		anti, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "affinity", "podAntiAffinity",

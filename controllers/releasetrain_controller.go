@@ -45,8 +45,9 @@ type ReleaseTrainReconciler struct {
 	DefaultOrdering v1.Ordering
 	Workers         int
 	// AdoptionDelay coalesces the recounts of fleet adoption that check-ins
-	// trigger (default 1s).
+	// trigger (default 1s; longer for trains whose recount is costly).
 	AdoptionDelay time.Duration
+	delays        *adoptionDelays
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch;create;delete
@@ -73,6 +74,7 @@ func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err != nil || train == nil {
 		if train == nil {
 			forgetTrain(req.Namespace, component, trainName)
+			r.delays.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}
@@ -202,6 +204,8 @@ func sameRelease(a, b *v1.ReleaseRef) bool {
 
 // reconcileAdoption counts the clusters on each version of the train.
 func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus) error {
+	start := time.Now()
+	defer func() { r.delays.counted(client.ObjectKeyFromObject(train), time.Since(start)) }()
 	// Counting touches every follower of the train: iterate the cache's
 	// objects (read only) rather than copy thousands of reports.
 	var reports v1.ClusterReportList
@@ -218,13 +222,19 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v
 		n       int32
 	}
 	byVersion := map[string]*count{}
+	canonical := map[string]string{} // a fleet runs few distinct spellings
+	component, trainName, _ := v1.SplitTrainName(train.Name)
 	a := &v1.FleetAdoption{}
 	for i := range reports.Items {
 		for _, c := range reports.Items[i].Spec.Components {
-			if v1.TrainName(c.Name, c.Train) != train.Name {
+			if c.Name != component || c.Train != trainName {
 				continue
 			}
-			canon := ordering.Canonical(c.Version)
+			canon, ok := canonical[c.Version]
+			if !ok {
+				canon = ordering.Canonical(c.Version)
+				canonical[c.Version] = canon
+			}
 			switch cnt := byVersion[canon]; {
 			case cnt == nil:
 				byVersion[canon] = &count{version: c.Version}
@@ -356,11 +366,12 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.AdoptionDelay == 0 {
 		r.AdoptionDelay = time.Second
 	}
+	r.delays = &adoptionDelays{min: r.AdoptionDelay}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("releasetrain").
 		For(&v1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(releaseChanged)).
-		Watches(&v1.ClusterReport{}, reportToTrains{delay: r.AdoptionDelay},
+		Watches(&v1.ClusterReport{}, reportToTrains{delays: r.delays},
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)

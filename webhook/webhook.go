@@ -158,12 +158,15 @@ func (trainWebhook) ValidateDelete(context.Context, *v1.ReleaseTrain) (admission
 	return nil, nil
 }
 
-// +kubebuilder:webhook:path=/mutate-trainyard-dev-v1alpha1-clusterreport,mutating=true,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=mclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
 // +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-clusterreport,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=vclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
 
 type reportWebhook struct{}
 
-// Default sets each component's train to "stable" when empty.
+// Default sets each component's train to "stable" when empty. No webhook
+// configuration calls it any more: the schema's default does that in the API
+// server (an empty train is refused), which saves every write of a report a
+// webhook call. Its path is still served for configurations installed by
+// earlier versions, during an upgrade.
 func (reportWebhook) Default(_ context.Context, r *v1.ClusterReport) error {
 	for i := range r.Spec.Components {
 		if r.Spec.Components[i].Train == "" {

@@ -5,9 +5,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -57,6 +59,32 @@ var _ = Describe("the webhook, called by the API server", func() {
 		}
 		Expect(k8sClient.Create(ctx, rep)).To(Succeed())
 		Expect(rep.Spec.Components[0].Train).To(Equal("stable"))
+	})
+
+	It("leaves a report's trains to the schema (no mutating webhook call) and refuses an explicit empty train", func() {
+		// The schema's default fills an omitted train in the API server, so
+		// no webhook mutates reports: one webhook call per report write, not
+		// two. An empty train sent on purpose is refused, not guessed at.
+		var mutating admissionregistrationv1.MutatingWebhookConfigurationList
+		Expect(k8sClient.List(ctx, &mutating)).To(Succeed())
+		Expect(mutating.Items).NotTo(BeEmpty())
+		for _, c := range mutating.Items {
+			for _, h := range c.Webhooks {
+				for _, rule := range h.Rules {
+					Expect(rule.Resources).NotTo(ContainElement("clusterreports"), "%s calls a mutating webhook for reports", h.Name)
+				}
+			}
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "trainyard.dev/v1alpha1", "kind": "ClusterReport",
+			"metadata": map[string]any{"namespace": ns, "name": "c2"},
+			"spec": map[string]any{"clusterID": "c2", "components": []any{
+				map[string]any{"name": "router", "version": "v1.0.0", "train": ""}}},
+		}}
+		err := k8sClient.Create(ctx, u)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.components[0].train"))
+		Expect(err.Error()).To(ContainSubstring("at least 1 chars long"))
 	})
 
 	It("rejects a release whose name is not canonical, saying which name to use", func() {

@@ -8,7 +8,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,10 +28,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 type options struct {
@@ -138,7 +137,7 @@ func run(ctx context.Context, o options) error {
 	}
 	// Webhook configurations left by an earlier run would send the samples
 	// to a manager that is not running yet: remove them first.
-	if err := removeWebhooks(ctx, c); err != nil {
+	if err := testenv.RemoveWebhooks(ctx, c); err != nil {
 		return err
 	}
 	if o.samples != "" {
@@ -149,7 +148,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintf(os.Stderr, "dev: applied %d sample objects from %s\n", n, o.samples)
 	}
 	if o.workloads != "" {
-		objs, err := readObjects(o.workloads)
+		objs, err := testenv.ReadObjects(o.workloads)
 		if err != nil {
 			return err
 		}
@@ -165,7 +164,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if err := installWebhooks(ctx, c, o.webhooks, port); err != nil {
+	if err := testenv.InstallWebhooks(ctx, c, o.webhooks, port); err != nil {
 		return fmt.Errorf("installing the webhook configurations: %w", err)
 	}
 	bridgePort := o.bridgePort
@@ -398,7 +397,7 @@ func applyDir(ctx context.Context, c client.Client, dir string) (int, error) {
 	}
 	n := 0
 	for _, f := range files {
-		objs, err := readObjects(f)
+		objs, err := testenv.ReadObjects(f)
 		if err != nil {
 			return n, err
 		}
@@ -415,27 +414,6 @@ func applyDir(ctx context.Context, c client.Client, dir string) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// readObjects decodes the objects of a multi-document YAML file.
-func readObjects(path string) ([]*unstructured.Unstructured, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			return objs, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
 }
 
 // registrationToken returns the dev registration token, creating the Secret
@@ -472,48 +450,6 @@ func newToken() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
-}
-
-const webhookPrefix = "trainyard-"
-
-// installWebhooks creates the generated webhook configurations under the
-// names the manager expects, calling https://127.0.0.1:port instead of a
-// Service.
-func installWebhooks(ctx context.Context, c client.Client, path string, port int) error {
-	objs, err := readObjects(path)
-	if err != nil {
-		return err
-	}
-	for _, u := range objs {
-		u.SetName(webhookPrefix + u.GetName())
-		hooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
-		for i, h := range hooks {
-			hm := h.(map[string]any)
-			svcPath, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "path")
-			hm["clientConfig"] = map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d%s", port, svcPath)}
-			hooks[i] = hm
-		}
-		if err := unstructured.SetNestedSlice(u.Object, hooks, "webhooks"); err != nil {
-			return err
-		}
-		if err := c.Create(ctx, u); err != nil {
-			return fmt.Errorf("%s: %w", u.GetName(), err)
-		}
-	}
-	return nil
-}
-
-func removeWebhooks(ctx context.Context, c client.Client) error {
-	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
-		u := &unstructured.Unstructured{}
-		u.SetAPIVersion("admissionregistration.k8s.io/v1")
-		u.SetKind(kind)
-		u.SetName(webhookPrefix + strings.ToLower(strings.TrimSuffix(kind, "WebhookConfiguration")) + "-webhook-configuration")
-		if err := c.Delete(ctx, u); client.IgnoreNotFound(err) != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // waitAccepting waits until, in each group, one address accepts a TCP

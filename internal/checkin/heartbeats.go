@@ -30,6 +30,13 @@ type heartbeats struct {
 	// the cache may not have seen it yet. Entries older than two
 	// granularities are forgotten: by then the cache has them.
 	last map[types.NamespacedName]writtenBeat
+	// due are the clusters whose held check-ins became due at a check-in,
+	// for the writers of run: a check-in that changes nothing is answered
+	// from memory and never waits on the API. Without run (a store that was
+	// not started) they are written inline.
+	due     map[types.NamespacedName]struct{}
+	wake    chan struct{}
+	running atomic.Bool
 }
 
 type pendingBeat struct {
@@ -47,13 +54,15 @@ type writtenBeat struct {
 }
 
 func newHeartbeats(s *Store) *heartbeats {
-	return &heartbeats{s: s, pending: map[types.NamespacedName]*pendingBeat{}, last: map[types.NamespacedName]writtenBeat{}}
+	return &heartbeats{s: s, pending: map[types.NamespacedName]*pendingBeat{}, last: map[types.NamespacedName]writtenBeat{},
+		due: map[types.NamespacedName]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
-// record counts one check-in at `at` and writes what is held when the
-// last write is older than the granularity (or now is set). A write that
-// fails leaves the check-in held for the next flush: the report itself is
-// stored, so the check-in is answered either way.
+// record counts one check-in at `at`. When now is set, or the last write
+// is older than the granularity, what is held is written: now inline, a due
+// record by run's writers (inline when they do not run). A write that fails
+// leaves the check-in held for the next flush: the report itself is stored,
+// so the check-in is answered either way.
 func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Time, now bool) {
 	key := keyOf(r)
 	h.mu.Lock()
@@ -63,7 +72,18 @@ func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Ti
 		p.written = written
 	}
 	due := now || at.Sub(written) >= h.s.opts.Heartbeat
+	queued := due && !now && h.running.Load()
+	if queued {
+		h.due[key] = struct{}{}
+	}
 	h.mu.Unlock()
+	if queued {
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
 	if !due {
 		return
 	}
@@ -216,8 +236,31 @@ func (h *heartbeats) lastSeen(key types.NamespacedName) *time.Time {
 	return t
 }
 
-// run flushes the held check-ins every granularity until ctx ends.
+// run flushes the held check-ins every granularity, and writes those that
+// check-ins found due, until ctx ends.
 func (h *heartbeats) run(ctx context.Context) {
+	h.running.Store(true)
+	defer h.running.Store(false)
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.wake:
+				h.mu.Lock()
+				keys := make([]types.NamespacedName, 0, len(h.due))
+				for k := range h.due {
+					keys = append(keys, k)
+				}
+				clear(h.due)
+				h.mu.Unlock()
+				h.flushKeys(ctx, keys)
+			}
+		}
+	}()
 	t := h.s.opts.Clock.NewTicker(min(h.s.opts.Heartbeat, maxFlushTick))
 	defer t.Stop()
 	for {
@@ -252,6 +295,11 @@ func (h *heartbeats) flushAll(ctx context.Context, all bool) {
 		}
 	}
 	h.mu.Unlock()
+	h.flushKeys(ctx, keys)
+}
+
+// flushKeys writes the held check-ins of keys, a few clusters at a time.
+func (h *heartbeats) flushKeys(ctx context.Context, keys []types.NamespacedName) {
 	if len(keys) == 0 {
 		return
 	}

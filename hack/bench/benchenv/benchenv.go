@@ -5,13 +5,18 @@ package benchenv
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +38,9 @@ type Env struct {
 	Config *rest.Config
 	Scheme *runtime.Scheme
 	Client client.Client
+	// ManagerEnv is added to the environment of the processes Run starts
+	// (TRAINYARD_MEMORY_LIMIT, as the chart sets it from limits.memory).
+	ManagerEnv []string
 }
 
 // Start starts the control plane and creates namespace. The client has no
@@ -56,6 +64,15 @@ func Start(ctx context.Context, namespace string) (*Env, error) {
 		e.Stop()
 		return nil, err
 	}
+	// Interrupted, a benchmark stops the control plane, which would go on
+	// running (and loading the machine) without it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		e.Stop()
+		os.Exit(130)
+	}()
 	return e, nil
 }
 
@@ -83,11 +100,48 @@ func (e *Env) Run(binary string, args ...string) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(binary, append(args, "--kubeconfig", kc)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), e.ManagerEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s (run `make build` first): %w", binary, err)
 	}
 	return cmd, nil
+}
+
+// Webhook installs the admission webhook configurations, calling a free port
+// on loopback, and returns the manager flags that serve them there with the
+// manager's self-signed CA in namespace: the webhook on, as the chart runs
+// it. WaitWebhook tells when the API server reaches it.
+func (e *Env) Webhook(ctx context.Context, namespace string) ([]string, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	if err := testenv.InstallWebhooks(ctx, e.Client, filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"), port); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "trainyard-bench-webhook-")
+	if err != nil {
+		return nil, err
+	}
+	return []string{"--enable-webhook=true", "--namespace=" + namespace, "--webhook-host=127.0.0.1",
+		"--webhook-port=" + p, "--webhook-cert-dir=" + dir, "--webhook-ip-sans=127.0.0.1"}, nil
+}
+
+// WaitWebhook waits until the API server admits a ClusterReport through the
+// webhook (a dry-run create), at most a minute.
+func (e *Env) WaitWebhook(ctx context.Context, namespace string) error {
+	var err error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "webhook-probe"},
+			Spec: v1.ClusterReportSpec{ClusterID: "webhook-probe"}}
+		if err = e.Client.Create(ctx, r, client.DryRunAll); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("the webhook did not admit a dry-run create within a minute: %w", err)
 }
 
 // StopManager stops it as Kubernetes would, with SIGTERM, and waits.
@@ -106,6 +160,26 @@ func FreeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// Fetch saves what url answers to path (a profile from the manager's
+// --pprof-bind-address).
+func Fetch(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // Parallel calls f(i) for every i in [0, n) on workers goroutines, and

@@ -33,6 +33,7 @@ type config struct {
 	clusters, conns int
 	duration        time.Duration
 	manager         string
+	cpuProfile      string
 }
 
 func main() {
@@ -41,6 +42,7 @@ func main() {
 	flag.IntVar(&c.conns, "connections", 16, "Concurrent connections of the load generator.")
 	flag.DurationVar(&c.duration, "duration", 15*time.Second, "How long each measured phase runs.")
 	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
+	flag.StringVar(&c.cpuProfile, "cpu-profile", "", "Write the manager's CPU profile of the first multi-get round here.")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -75,8 +77,14 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
+	pprofAddr := "0"
+	if c.cpuProfile != "" {
+		if pprofAddr, err = benchenv.FreeAddr(); err != nil {
+			return err
+		}
+	}
 	mgr, err := env.StartManager(c.manager, "--bridge-bind-address", addr, "--bridge-namespace", "bench",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--pprof-bind-address", pprofAddr,
 		// One load generator plays 10,000 clusters from one address: the
 		// per-client limit is not what is measured.
 		"--bridge-rate-limit=1e9", "--bridge-rate-burst=1000000000",
@@ -143,7 +151,19 @@ func run(c config) error {
 	rc.duration = c.duration / 3
 	for round := 1; round <= 3; round++ {
 		r := load(rc, func(i int) request { return request{url: trivial + "/v3/versions/latest", body: []byte(`{"data":[]}`)} })
+		profiled := make(chan error, 1)
+		if round == 1 && c.cpuProfile != "" {
+			go func() {
+				profiled <- benchenv.Fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr,
+					max(1, int(rc.duration.Seconds())-1)), c.cpuProfile)
+			}()
+		} else {
+			profiled <- nil
+		}
 		m := load(rc, func(int) request { return request{url: url + "/v3/versions/latest", body: multi} })
+		if err := <-profiled; err != nil {
+			return fmt.Errorf("the CPU profile: %w", err)
+		}
 		fmt.Printf("round %d: trivial handler %s\n         3-item multi-get %s\n", round, r, m)
 		refs, mgs = append(refs, r), append(mgs, m)
 	}

@@ -1,17 +1,22 @@
-// Command fleet benchmarks the controllers on a real control plane: it
-// creates N ClusterReports of 10 components each, then publishes a new latest
-// for one component followed by half of the fleet, and prints how long the
-// fleet takes to show UpdateAvailable, the manager's peak RSS and the API
-// writes the manager issued. In the same run it measures the limit: a bare
-// loop of as many status patches, with the manager's worker count as
-// concurrency, against the same control plane.
+// Command fleet benchmarks the fleet's data path on a real control plane:
+// N clusters of 10 components each onboard through the bridge with one
+// registration token (the manager run as the chart runs it, webhook
+// included); then it publishes a new latest for one component followed by
+// half of the fleet, and prints how long the fleet takes to show
+// UpdateAvailable, the API writes the manager issued, the latency of the
+// bridge's paged fleet query (GET /v3/clusters/age?limit=500) and the
+// manager's peak RSS (the bridge runs in it). In the same run it measures
+// the limit: a bare loop of as many status patches, with the manager's
+// worker count as concurrency, against the same control plane.
 //
-//	make bench-fleet                     # 10,000 reports, 3 rounds
+//	make bench-fleet                                   # 10,000 clusters, 3 rounds
+//	make bench-fleet BENCH_ARGS='-reports 100000 -rounds 1'
 //	go run ./hack/bench/fleet -reports 1000 -rounds 1
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -28,6 +33,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -46,19 +53,25 @@ const (
 )
 
 type config struct {
-	reports, rounds, workers, concurrency int
-	manager                               string
-	heapProfile                           string
+	reports, rounds, workers, concurrency, pages int
+	manager                                      string
+	heapProfile, cpuProfile, memoryLimit         string
+	webhook                                      bool
 }
 
 func main() {
 	var c config
 	flag.IntVar(&c.reports, "reports", 10000, "ClusterReports to create.")
-	flag.IntVar(&c.rounds, "rounds", 3, "Publish rounds (and raw patch rounds); medians are printed.")
-	flag.IntVar(&c.workers, "report-workers", 4, "The manager's --report-workers, and the raw loop's concurrency.")
-	flag.IntVar(&c.concurrency, "create-concurrency", 16, "Concurrency of the initial creates.")
+	flag.IntVar(&c.rounds, "rounds", 3, "Publish rounds (and raw patch rounds); medians are printed. 0: onboarding, the paged query and RSS only.")
+	flag.IntVar(&c.workers, "report-workers", 16, "The manager's --report-workers (the chart's default), and the raw loop's concurrency.")
+	flag.IntVar(&c.concurrency, "connections", 16, "Connections of the onboarding clusters (one address, as behind an Ingress).")
+	flag.IntVar(&c.pages, "pages", 200, "Requests of the paged fleet query to time.")
+	flag.BoolVar(&c.webhook, "webhook", true, "Run the admission webhook, as the chart does.")
 	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
 	flag.StringVar(&c.heapProfile, "heap-profile", "", "Write the manager's heap profile here at the end.")
+	flag.StringVar(&c.cpuProfile, "cpu-profile", "", "Write the manager's CPU profile of 30 s of the onboarding here.")
+	flag.StringVar(&c.memoryLimit, "memory-limit", "512Mi", "The manager container's memory limit, as the chart passes it "+
+		"(its default 512Mi; an operator of 100,000 clusters raises it). The manager keeps its heap under 90 % of it.")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -77,6 +90,13 @@ func run(c config) error {
 	defer env.Stop()
 	cfg, scheme, cl := env.Config, env.Scheme, env.Client
 
+	mgr, m, err := startManager(ctx, env, c)
+	if err != nil {
+		return err
+	}
+	defer benchenv.StopManager(mgr)
+	metricsURL := m.metrics
+
 	// Releases: 1.0.0 of every component on stable and lts.
 	for i := range components {
 		for _, train := range []string{"stable", "lts"} {
@@ -87,7 +107,8 @@ func run(c config) error {
 	}
 
 	w := newWatcher()
-	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{ns: {}},
+		DefaultTransform: slim})
 	if err != nil {
 		return err
 	}
@@ -101,24 +122,28 @@ func run(c config) error {
 	go func() { _ = informers.Start(ctx) }()
 	informers.WaitForCacheSync(ctx)
 
-	mgr, metricsURL, err := startManager(env, c)
+	fmt.Printf("onboarding %d clusters of %d components through the bridge (one registration token, %d connections) ...\n",
+		c.reports, components, c.concurrency)
+	w.setTarget("1.0.0", c.reports)
+	start := time.Now()
+	if c.cpuProfile != "" {
+		go func() {
+			if err := benchenv.Fetch(pprofURL+"profile?seconds=30", c.cpuProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: the CPU profile:", err)
+			}
+		}()
+	}
+	failed, err := onboard(m.bridge, c)
 	if err != nil {
 		return err
 	}
-	defer benchenv.StopManager(mgr)
-
-	fmt.Printf("creating %d ClusterReports of %d components ...\n", c.reports, components)
-	start := time.Now()
-	if err := createReports(ctx, cl, c); err != nil {
-		return err
-	}
-	created := time.Since(start)
-	w.setTarget("1.0.0", c.reports)
-	if err := w.wait(ctx, 10*time.Minute); err != nil {
+	onboarded := time.Since(start)
+	if err := w.wait(ctx, 30*time.Minute); err != nil {
 		return fmt.Errorf("waiting for the initial status: %w", err)
 	}
-	fmt.Printf("created in %s; every report reconciled %s after the first create\n",
-		created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	reconciled := time.Since(start)
+	fmt.Printf("onboarded in %s (%.0f/s, %d refused); every report reconciled %s after the first check-in\n",
+		onboarded.Round(time.Millisecond), float64(c.reports)/onboarded.Seconds(), failed, reconciled.Round(time.Millisecond))
 
 	affected := c.reports / 2 // even reports follow comp-0 on stable
 	var fleetRates []float64
@@ -153,9 +178,15 @@ func run(c config) error {
 			"manager PATCHes: %d; reports changed: %d affected, %d unaffected\n",
 			round, affected, version, d.Round(time.Millisecond), rate, after-before, changed, unaffectedChanged)
 	}
+	pageLat, err := pages(m.bridge, c.pages)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("GET /v3/clusters/age?limit=500, %d requests walking the pages: p50 %v, p99 %v\n",
+		len(pageLat), pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond))
 	rss := peakRSS(mgr.Process.Pid)
 	if c.heapProfile != "" {
-		if err := fetch(pprofURL, c.heapProfile); err != nil {
+		if err := benchenv.Fetch(pprofURL+"heap", c.heapProfile); err != nil {
 			return err
 		}
 	}
@@ -176,18 +207,24 @@ func run(c config) error {
 	}
 
 	fleet, raw := median(fleetRates), median(rawRates)
-	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d\n", c.reports, affected, c.workers)
-	fmt.Printf("  fleet update: median %.0f reports/s; raw status patches: median %.0f patches/s; ratio %.0f%% (target >= 80%%)\n",
-		fleet, raw, 100*fleet/raw)
-	fmt.Printf("  manager peak RSS: %.1f MiB (target < 200 MiB); heap in use at the end: %.1f MiB\n",
+	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit)
+	fmt.Printf("  onboarding: %s (%.0f first check-ins/s, %d refused); all reconciled after %s\n", onboarded.Round(time.Second),
+		float64(c.reports)/onboarded.Seconds(), failed, reconciled.Round(time.Second))
+	if c.rounds > 0 {
+		fmt.Printf("  fleet update: median %.0f reports/s; raw status patches: median %.0f patches/s; ratio %.0f%% (target >= 80%%)\n",
+			fleet, raw, 100*fleet/raw)
+	}
+	fmt.Printf("  manager peak RSS (the bridge runs in it): %.1f MiB; heap in use at the end: %.1f MiB\n",
 		float64(rss)/(1<<20), heap/(1<<20))
+	fmt.Printf("  GET /v3/clusters/age?limit=500: p50 %v, p99 %v (target p99 < 200ms)\n",
+		pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond))
 	fmt.Printf("  manager PATCHes per round: %v for %d affected reports (one per report, plus the train and its releases)\n", writes, affected)
 	return nil
 }
 
 func publish(ctx context.Context, cl client.Client, component, train, version string) error {
 	return cl.Create(ctx, &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: component + "." + train + "." + version},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName(component, train, version)},
 		Spec: v1.ComponentReleaseSpec{Component: component, Train: train, Version: version,
 			Released: &metav1.Time{Time: time.Now()}},
 	})
@@ -195,40 +232,112 @@ func publish(ctx context.Context, cl client.Client, component, train, version st
 
 func reportName(i int) string { return fmt.Sprintf("cluster-%05d", i) }
 
-func createReports(ctx context.Context, cl client.Client, c config) error {
-	var next atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range c.concurrency {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= c.reports {
-					return
-				}
-				r := &v1.ClusterReport{
-					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(i)},
-					Spec:       v1.ClusterReportSpec{ClusterID: reportName(i)},
-				}
-				for j := range components {
-					train := "stable"
-					if j == 0 && i%2 == 1 {
-						train = "lts" // odd reports follow comp-0 on another train
-					}
-					r.Spec.Components = append(r.Spec.Components, v1.ReportedComponent{
-						Name: fmt.Sprintf("comp-%d", j), Train: train, Version: "1.0.0", Type: "Deployment",
-						Image: fmt.Sprintf("registry.example.com/comp-%d:1.0.0", j)})
-				}
-				if err := cl.Create(ctx, r); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-			}
-		})
+const token = "fleet-registration-token"
+
+// checkIn is cluster i's check-in: its 10 components, odd clusters
+// following comp-0 on lts, the others on stable.
+func checkIn(i int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"id":%q,"components":[`, reportName(i))
+	for j := range components {
+		train := "stable"
+		if j == 0 && i%2 == 1 {
+			train = "lts"
+		}
+		if j > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"component":{"name":"comp-%d","type":"Deployment"},"version":{"train":%q,"version":"1.0.0"}}`, j, train)
 	}
-	wg.Wait()
-	return firstErr
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
+// onboard registers every cluster with the registration token, as its
+// agent's first check-in does; it returns how many were refused.
+func onboard(bridge string, c config) (int64, error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.concurrency}, Timeout: time.Minute}
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	benchenv.Parallel(c.reports, c.concurrency, func(i int) {
+		req, _ := http.NewRequest(http.MethodPost, bridge+"/v3/clusters", bytes.NewReader(checkIn(i)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			firstErr.CompareAndSwap(nil, err)
+			failed.Add(1)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			firstErr.CompareAndSwap(nil, fmt.Errorf("%s: %s", resp.Status, body))
+			failed.Add(1)
+		}
+	})
+	if n := failed.Load(); n > 0 {
+		return n, fmt.Errorf("%d of %d registrations failed (the first: %v)", n, c.reports, firstErr.Load())
+	}
+	return 0, nil
+}
+
+// pages times n requests of GET /v3/clusters/age?limit=500 one after the
+// other, following each answer's Link to the next page and starting over
+// after the last; it returns the latencies, sorted.
+func pages(bridge string, n int) ([]time.Duration, error) {
+	first := "/v3/clusters/age?limit=500"
+	next := first
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		t0 := time.Now()
+		resp, err := http.Get(bridge + next)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET %s: %d %s", next, resp.StatusCode, body)
+		}
+		var page struct {
+			Data []json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil || len(page.Data) == 0 {
+			return nil, fmt.Errorf("GET %s: an empty or unreadable page (%v)", next, err)
+		}
+		lat = append(lat, d)
+		next = first
+		if l := resp.Header.Get("Link"); l != "" {
+			if a, b := strings.Index(l, "<"), strings.Index(l, ">"); a >= 0 && b > a {
+				next = l[a+1 : b]
+			}
+		}
+	}
+	slices.Sort(lat)
+	return lat, nil
+}
+
+// slim keeps of a report what the watcher reads: the bench's own cache of
+// 100,000 reports should not be what the machine is busy with.
+func slim(obj any) (any, error) {
+	r, ok := obj.(*v1.ClusterReport)
+	if !ok {
+		return obj, nil
+	}
+	out := &v1.ClusterReport{}
+	out.Name, out.Namespace, out.ResourceVersion = r.Name, r.Namespace, r.ResourceVersion
+	out.Status.Summary = r.Status.Summary
+	for _, c := range r.Status.Components {
+		if c.Name == target {
+			out.Status.Components = []v1.ComponentStatus{{Name: c.Name, State: c.State, Latest: c.Latest}}
+		}
+	}
+	return out, nil
 }
 
 // rawPatches patches n reports' status with a payload shaped like the
@@ -374,53 +483,85 @@ func (w *watcher) changedSince(before map[string]string) (affected, unaffected i
 
 var _ toolscache.ResourceEventHandler = &watcher{}
 
-func startManager(env *benchenv.Env, c config) (*exec.Cmd, string, error) {
+// managerURLs are where the started manager answers.
+type managerURLs struct{ metrics, bridge string }
+
+func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, managerURLs, error) {
+	var m managerURLs
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trainyard-registration"},
+		Data: map[string][]byte{"fleet": []byte(token)}}); err != nil {
+		return nil, m, err
+	}
 	metricsAddr, err := benchenv.FreeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, m, err
+	}
+	bridgeAddr, err := benchenv.FreeAddr()
+	if err != nil {
+		return nil, m, err
 	}
 	pprofAddr := "0"
-	if c.heapProfile != "" {
+	if c.heapProfile != "" || c.cpuProfile != "" {
 		if pprofAddr, err = benchenv.FreeAddr(); err != nil {
-			return nil, "", err
+			return nil, m, err
 		}
 	}
-	cmd, err := env.StartManager(c.manager, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", "0", "--pprof-bind-address", pprofAddr, "--bridge-bind-address", "0",
-		"--report-workers", strconv.Itoa(c.workers))
-	if err != nil {
-		return nil, "", err
+	args := []string{"--metrics-bind-address", metricsAddr, "--metrics-secure=false",
+		"--health-probe-bind-address", "0", "--pprof-bind-address", pprofAddr,
+		"--bridge-bind-address", bridgeAddr, "--bridge-namespace", ns,
+		"--report-workers", strconv.Itoa(c.workers),
+		// The chart's client limits (benchenv's unlimited client is overridden).
+		"--kube-api-qps=1000", "--kube-api-burst=2000",
+		// One generator plays the fleet from one address: the per-client and
+		// per-tenant budgets are not what is measured.
+		"--bridge-rate-limit=1e9", "--bridge-rate-burst=1000000000",
+		"--bridge-tenant-rate-limit=1e9", "--bridge-tenant-rate-burst=1000000000",
+		// The quota of clusters per tenant (50,000 by default) raised to the
+		// fleet, as the operator of such a fleet does.
+		"--bridge-max-clusters-per-tenant=" + strconv.Itoa(max(c.reports, 50000))}
+	if c.webhook {
+		wargs, err := env.Webhook(ctx, ns)
+		if err != nil {
+			return nil, m, err
+		}
+		args = append(args, wargs...)
 	}
-	url := "http://" + metricsAddr + "/metrics"
-	pprofURL = "http://" + pprofAddr + "/debug/pprof/heap"
+	if c.memoryLimit != "" {
+		q, err := resource.ParseQuantity(c.memoryLimit)
+		if err != nil {
+			return nil, m, fmt.Errorf("-memory-limit: %w", err)
+		}
+		env.ManagerEnv = append(env.ManagerEnv, fmt.Sprintf("TRAINYARD_MEMORY_LIMIT=%d", q.Value()))
+	}
+	cmd, err := env.StartManager(c.manager, args...)
+	if err != nil {
+		return nil, m, err
+	}
+	m = managerURLs{metrics: "http://" + metricsAddr + "/metrics", bridge: "http://" + bridgeAddr}
+	pprofURL = "http://" + pprofAddr + "/debug/pprof/"
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := patchCount(url); err == nil {
-			return cmd, url, nil
+		resp, err := http.Get(m.bridge + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		if _, merr := patchCount(m.metrics); merr == nil && err == nil && resp.StatusCode == http.StatusOK {
+			break
 		} else if time.Now().After(deadline) {
 			benchenv.StopManager(cmd)
-			return nil, "", fmt.Errorf("the manager's metrics did not come up: %w", err)
+			return nil, m, fmt.Errorf("the manager did not come up: %v %v", merr, err)
 		}
 	}
+	if c.webhook {
+		if err := env.WaitWebhook(ctx, ns); err != nil {
+			benchenv.StopManager(cmd)
+			return nil, m, err
+		}
+	}
+	return cmd, m, nil
 }
 
-// pprofURL is the manager's heap profile endpoint when -heap-profile is set.
+// pprofURL is the manager's pprof endpoint when a profile is asked for.
 var pprofURL string
-
-// fetch saves what url answers to path.
-func fetch(url, path string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
-}
 
 // patchCount is the manager's count of PATCH requests, from client-go's
 // rest_client_requests_total on its metrics endpoint.

@@ -43,6 +43,7 @@ type config struct {
 	interval, duration time.Duration
 	compress           float64
 	manager, heartbeat string
+	webhook            bool
 }
 
 func main() {
@@ -51,9 +52,10 @@ func main() {
 	flag.IntVar(&c.conns, "connections", 16, "Concurrent connections of the load generator (one source address, as behind an Ingress).")
 	flag.DurationVar(&c.interval, "interval", 15*time.Minute, "The agents' nominal check-in interval (real time).")
 	flag.Float64Var(&c.compress, "compress", 60, "Time compression: intervals, the stale threshold and the persist interval are divided by it.")
-	flag.DurationVar(&c.duration, "duration", 4*time.Minute, "How long the measured phase runs (compressed time).")
+	flag.DurationVar(&c.duration, "duration", 4*time.Minute, "How long the measured phase runs (compressed time); 0: onboarding only.")
 	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
 	flag.StringVar(&c.heartbeat, "heartbeat", "", "--bridge-heartbeat for the manager, compressed (empty: its default, derived from the compressed stale threshold).")
+	flag.BoolVar(&c.webhook, "webhook", true, "Run the admission webhook, as the chart does (every create of a report passes it).")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -96,6 +98,13 @@ func run(c config) error {
 	if c.heartbeat != "" {
 		args = append(args, "--bridge-heartbeat", c.heartbeat)
 	}
+	if c.webhook {
+		wargs, err := env.Webhook(ctx, "fleet")
+		if err != nil {
+			return err
+		}
+		args = append(args, wargs...)
+	}
 	mgr, err := env.StartManager(c.manager, args...)
 	if err != nil {
 		return err
@@ -103,6 +112,16 @@ func run(c config) error {
 	defer benchenv.StopManager(mgr)
 	url := "http://" + addr
 	if err := waitReady(url); err != nil {
+		return err
+	}
+	if c.webhook {
+		if err := env.WaitWebhook(ctx, "fleet"); err != nil {
+			return err
+		}
+	}
+	metricsURL := "http://" + metricsAddr + "/metrics"
+	writesStart, err := apiWrites(metricsURL)
+	if err != nil {
 		return err
 	}
 
@@ -123,8 +142,23 @@ func run(c config) error {
 		}
 		creds[i] = cred
 	})
-	fmt.Printf("registered in %s (%.0f/s), errors %d\n", time.Since(start).Round(time.Millisecond),
-		float64(c.clusters)/time.Since(start).Seconds(), regErrors.Load())
+	registered := time.Since(start)
+	fmt.Printf("registered in %s (%.0f/s), errors %d\n", registered.Round(time.Millisecond),
+		float64(c.clusters)/registered.Seconds(), regErrors.Load())
+	// The registrations' own writes: the creates and the controller's first
+	// status, counted once the manager's writes have settled.
+	regWrites, err := settledWrites(metricsURL)
+	if err != nil {
+		return err
+	}
+	regWrites -= writesStart
+	fmt.Printf("API writes by the manager per new cluster: %.2f (%d writes)\n", float64(regWrites)/float64(c.clusters), regWrites)
+	if c.duration <= 0 { // make bench-onboarding
+		fmt.Printf("\nRESULT onboarding clusters=%d connections=%d webhook=%v: %.0f first check-ins/s (target >= 464/s, 2x the old service's 232/s), "+
+			"errors %d, API writes per new cluster %.2f (target <= 2)\n", c.clusters, c.conns, c.webhook,
+			float64(c.clusters)/registered.Seconds(), regErrors.Load(), float64(regWrites)/float64(c.clusters))
+		return nil
+	}
 
 	// Every write to a report from now on (spec or status) is an update
 	// event of an informer (which re-establishes its watch as needed).
@@ -152,10 +186,8 @@ func run(c config) error {
 	if !informers.WaitForCacheSync(cctx) {
 		return fmt.Errorf("the report informer did not sync")
 	}
-	// Let the registrations' own writes (the controller's first status) pass.
-	time.Sleep(5 * time.Second)
 	reportWrites.Store(0)
-	writesBefore, err := apiWrites("http://" + metricsAddr + "/metrics")
+	writesBefore, err := apiWrites(metricsURL)
 	if err != nil {
 		return err
 	}
@@ -209,15 +241,17 @@ func run(c config) error {
 	close(queue)
 	wg.Wait()
 	elapsed := time.Since(measureStart)
-	writesAfter, err := apiWrites("http://" + metricsAddr + "/metrics")
+	writesAfter, err := apiWrites(metricsURL)
 	if err != nil {
 		return err
 	}
 	slices.Sort(lat)
 	n := checkIns.Load()
 	hours := elapsed.Hours() * c.compress // the fleet's time
-	fmt.Printf("\nRESULT clusters=%d interval=%s compress=%.0fx (stale threshold %s, persist interval: %s) measured %s = %.1f fleet hours\n",
-		c.clusters, c.interval, c.compress, stale, orDefault(c.heartbeat, "the manager's default"), elapsed.Round(time.Second), hours)
+	fmt.Printf("\nRESULT clusters=%d interval=%s compress=%.0fx (stale threshold %s, persist interval: %s) webhook=%v measured %s = %.1f fleet hours\n",
+		c.clusters, c.interval, c.compress, stale, orDefault(c.heartbeat, "the manager's default"), c.webhook, elapsed.Round(time.Second), hours)
+	fmt.Printf("  registration: %.0f/s, errors %d, API writes per new cluster %.2f\n",
+		float64(c.clusters)/registered.Seconds(), regErrors.Load(), float64(regWrites)/float64(c.clusters))
 	fmt.Printf("  check-ins: %d, %.0f/s (nominal %.0f/s), p50 %v, p99 %v, errors %d\n", n, float64(n)/elapsed.Seconds(),
 		float64(c.clusters)/interval.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], errs.Load())
 	fmt.Printf("  API writes by the manager per check-in: %.3f (%d writes)\n", float64(writesAfter-writesBefore)/float64(n), writesAfter-writesBefore)
@@ -273,6 +307,27 @@ func apiWrites(url string) (int64, error) {
 		n += int64(v)
 	}
 	return n, sc.Err()
+}
+
+// settledWrites waits until the manager's API writes stay the same for 3 s
+// (at most 2 minutes) and returns their count.
+func settledWrites(url string) (int64, error) {
+	last, err := apiWrites(url)
+	if err != nil {
+		return 0, err
+	}
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		time.Sleep(3 * time.Second)
+		n, err := apiWrites(url)
+		if err != nil {
+			return 0, err
+		}
+		if n == last {
+			return n, nil
+		}
+		last = n
+	}
+	return last, fmt.Errorf("the manager's writes did not settle within 2 minutes")
 }
 
 func waitReady(url string) error {
