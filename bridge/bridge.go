@@ -143,13 +143,15 @@ type Server struct {
 	failures      *limiter
 	changes       changes
 	// names are the reports' names in order (nil until Watch).
-	names        *reportNames
-	reviewer     *review.Reviewer
-	draining     chan struct{} // closed when the server stops
-	registration registrationCache
-	inFlight     *inFlight
-	audit        logr.Logger
-	routeTable   []route
+	names *reportNames
+	// latestAnswers memoises the multi-get's answer per train (while watching).
+	latestAnswers latestAnswers
+	reviewer      *review.Reviewer
+	draining      chan struct{} // closed when the server stops
+	registration  registrationCache
+	inFlight      *inFlight
+	audit         logr.Logger
+	routeTable    []route
 }
 
 // New builds the bridge. cache is the manager's cached client (with the

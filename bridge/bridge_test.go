@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
@@ -386,6 +387,20 @@ var _ = Describe("caching and traffic control", func() {
 		Eventually(func() int {
 			return do(http.MethodGet, m.url+"/v3/versions/stable/router/latest", "", "", ifNoneMatch(etag)).code
 		}).Should(Equal(http.StatusOK))
+		// So does the multi-get's, whose answer per train is memoised until
+		// the train or its releases change.
+		Eventually(func() string {
+			return string(do(http.MethodPost, m.url+"/v3/versions/latest", "application/json", multi, ifNoneMatch(multiTag)).body)
+		}).Should(ContainSubstring(`"version":"v1.1.0"`))
+		// Retracted, the release stops being the latest: the memo hears it.
+		rel := &v1.ComponentRelease{}
+		Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: v1.ReleaseName("router", "stable", "v1.1.0")}, rel)).To(Succeed())
+		before := rel.DeepCopy()
+		rel.Spec.Retracted = &v1.Retraction{Reason: "broken"}
+		Expect(k8sClient.Patch(context.Background(), rel, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() string {
+			return string(post(m.url+"/v3/versions/latest", multi).body)
+		}).Should(ContainSubstring(`"version":"v1.0.0"`))
 	})
 
 	It("answers a burst over the per-client rate with 429 and Retry-After, never a 5xx", func() {

@@ -270,7 +270,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		if len(seen) > 1 {
 			buf.WriteByte(',')
 		}
-		rel, err := s.release(r, item.Component.Name, train, "latest")
+		rel, err := s.latestOf(r, item.Component.Name, train)
 		switch {
 		case apierrors.IsNotFound(err):
 			// No latest on that train: the pair is answered without a version.
@@ -281,10 +281,10 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			writeAPIError(w, "reading the latest releases", err)
 			return
 		}
-		body := s.encoded.get(rel)
-		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(rel.Spec.Version) {
+		body := rel.body
+		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(rel.version) {
 			// {...} becomes {...,"updateAvailable":"<latest>"}
-			v, _ := json.Marshal(rel.Spec.Version)
+			v, _ := json.Marshal(rel.version)
 			buf.Write(body[:len(body)-1])
 			buf.WriteString(`,"updateAvailable":`)
 			buf.Write(v)

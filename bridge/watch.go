@@ -92,8 +92,10 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 	notify = func(obj any) {
 		switch o := obj.(type) {
 		case *v1.ReleaseTrain:
+			s.latestAnswers.changed(o.Namespace + "/" + o.Name)
 			s.changes.changed(o.Namespace + "/" + o.Name)
 		case *v1.ComponentRelease:
+			s.latestAnswers.changed(o.Namespace + "/" + v1.TrainName(o.Spec.Component, o.Spec.Train))
 			s.changes.changed(o.Namespace + "/" + v1.TrainName(o.Spec.Component, o.Spec.Train))
 		case toolscache.DeletedFinalStateUnknown:
 			notify(o.Obj)
