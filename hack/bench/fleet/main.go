@@ -343,37 +343,27 @@ func slim(obj any) (any, error) {
 // rawPatches patches n reports' status with a payload shaped like the
 // controller's (the components list and the summary).
 func rawPatches(ctx context.Context, cl client.Client, n, concurrency, round int) (time.Duration, error) {
-	var next atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
+	var firstErr atomic.Value
 	start := time.Now()
-	for range concurrency {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				st := map[string]any{"summary": map[string]any{"total": components, "upToDate": components - 1,
-					"updateAvailable": 1, "retracted": 0, "unknown": round}}
-				comps := []map[string]any{}
-				for j := range components {
-					comps = append(comps, map[string]any{"name": fmt.Sprintf("comp-%d", j), "train": "stable",
-						"installed": "1.0.0", "latest": fmt.Sprintf("1.%d.0", round), "state": "UpdateAvailable"})
-				}
-				st["components"] = comps
-				body, _ := json.Marshal(map[string]any{"status": st})
-				obj := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
-				if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-			}
-		})
+	benchenv.Parallel(n, concurrency, func(i int) {
+		st := map[string]any{"summary": map[string]any{"total": components, "upToDate": components - 1,
+			"updateAvailable": 1, "retracted": 0, "unknown": round}}
+		comps := []map[string]any{}
+		for j := range components {
+			comps = append(comps, map[string]any{"name": fmt.Sprintf("comp-%d", j), "train": "stable",
+				"installed": "1.0.0", "latest": fmt.Sprintf("1.%d.0", round), "state": "UpdateAvailable"})
+		}
+		st["components"] = comps
+		body, _ := json.Marshal(map[string]any{"status": st})
+		obj := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
+		if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
+			firstErr.CompareAndSwap(nil, err)
+		}
+	})
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
 	}
-	wg.Wait()
-	return time.Since(start), firstErr
+	return time.Since(start), nil
 }
 
 // watcher follows the reports through an informer and counts those whose
