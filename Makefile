@@ -139,16 +139,39 @@ bench-bridge: build ## Bridge: check-ins from 10,000 clusters and the multi-get,
 bench-realistic: build ## Bridge: 10,000 clusters checking in every 15 min (time compressed): writes per check-in and per cluster-hour.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/realistic -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-plugin
+bench-plugin: build ## kubectl trainyard: outdated over 10,000 ClusterReports (target < 2 s), beside the list alone and the binary's start-up.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/plugin -plugin $(LOCALBIN)/kubectl-trainyard $(BENCH_ARGS)
+
 .PHONY: bench-agent
 bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Deployments.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/agent -agent $(LOCALBIN)/trainyard-agent $(BENCH_ARGS)
 
 ##@ Build
 
+# The version every binary reports (`version`, trainyard_build_info): the
+# nearest tag, else the commit; the Dockerfile takes the same two as build args.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo "(devel)")
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_PKG := github.com/trainyard-dev/trainyard/internal/version
+LDFLAGS := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT)
+
 .PHONY: build
-build: ## Build bin/trainyard (the manager, and `trainyard agent`) and bin/trainyard-agent (the agent alone), static as in the image.
-	CGO_ENABLED=0 go build -o $(LOCALBIN)/trainyard .
-	CGO_ENABLED=0 go build -o $(LOCALBIN)/trainyard-agent ./cmd/trainyard-agent
+build: ## Build bin/trainyard (the manager, and `trainyard agent`), bin/trainyard-agent (the agent alone) and bin/kubectl-trainyard (the kubectl plugin), static as in the image.
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/trainyard .
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/trainyard-agent ./cmd/trainyard-agent
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/kubectl-trainyard ./cmd/kubectl-trainyard
+
+# The plugin's krew archives (dist/), one per platform of .krew.yaml.
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+.PHONY: plugin-archives
+plugin-archives: ## Build the kubectl plugin for every krew platform into dist/, with sha256 sums for .krew.yaml.
+	@mkdir -p dist
+	for p in $(PLUGIN_PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		d=$$(mktemp -d); CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$d/kubectl-trainyard$$ext ./cmd/kubectl-trainyard && \
+		tar -C $$d -czf dist/kubectl-trainyard_$${os}_$${arch}.tar.gz . && rm -rf $$d || exit 1; done
+	cd dist && sha256sum *.tar.gz > sha256sums.txt && cat sha256sums.txt
 
 .PHONY: helm
 helm: $(HELM) ## Install helm into bin/ (from source, through the Go module proxy).

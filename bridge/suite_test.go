@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,13 +32,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
-	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 func TestBridge(t *testing.T) {
@@ -63,9 +60,7 @@ var _ = BeforeSuite(func() {
 	// The API server calls trainyard's admission webhook for every write,
 	// the bridge's included, as in `make dev` and the Helm chart: a bridge
 	// feature is tested with the webhook in place.
-	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
-		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")},
-	}
+	env.WebhookInstallOptions = testenv.WebhookOptions()
 	var err error
 	cfg, err = testenv.Start(env)
 	Expect(err).NotTo(HaveOccurred())
@@ -76,30 +71,13 @@ var _ = BeforeSuite(func() {
 })
 
 // serveWebhook runs, for the whole suite, a manager that serves only the
-// admission webhook (with the controllers' indexes its checks read), as one
-// replica of the manager does for every other.
+// admission webhook, as one replica of the manager does for every other.
 func serveWebhook() {
 	GinkgoHelper()
-	w := env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}),
-		Controller: ctrlConfig(),
-	})
+	stop, err := testenv.ServeWebhook(cfg, scheme, env.WebhookInstallOptions)
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
-	Expect(webhook.Setup(mgr, nil)).To(Succeed())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	DeferCleanup(func() { cancel(); <-done })
-	Eventually(testenv.WebhookServing(w)).Should(Succeed())
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+	Eventually(testenv.WebhookServing(env.WebhookInstallOptions)).Should(Succeed())
 }
 
 // manager is a running manager (controllers and bridge) serving the bridge

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,7 +71,7 @@ var _ = Describe("the README's quickstart", func() {
 		readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 		Expect(err).NotTo(HaveOccurred())
 		cmds := quickstart(string(readme))
-		Expect(cmds).To(HaveLen(7))
+		Expect(cmds).To(HaveLen(8))
 		Expect(cmds[0]).To(Equal("make dev"))
 
 		// The README's fixed state directory and bridge address become this
@@ -138,6 +139,26 @@ var _ = Describe("the README's quickstart", func() {
 		Eventually(get(cmds[6]), 30*time.Second).Should(HaveKeyWithValue("my-laptop", And(
 			HaveKeyWithValue("COMPONENTS", "1"), HaveKeyWithValue("UP-TO-DATE", "0"), HaveKeyWithValue("UPDATES", "1"),
 			HaveKeyWithValue("STALE", "False"), HaveKeyWithValue("LAST-SEEN", Not(BeEmpty())))))
+
+		// kubectl finds the plugin on the PATH; it lists the sample cluster's
+		// outdated and retracted components and exits 2 (a retracted release runs).
+		Expect(cmds[7]).To(HaveSuffix("kubectl trainyard --kubeconfig .dev/kubeconfig outdated"))
+		var outdated string
+		Eventually(func(g Gomega) {
+			c := exec.Command("bash", "-c", local(cmds[7]))
+			c.Dir = root
+			out, err := c.Output()
+			var exit *exec.ExitError
+			g.Expect(errors.As(err, &exit)).To(BeTrue(), "exit code 2 expected: %v\n%s", err, out)
+			g.Expect(exit.ExitCode()).To(Equal(2), string(out)+string(exit.Stderr))
+			outdated = string(out)
+			g.Expect(outdated).To(ContainSubstring("my-laptop")) // computed once its report has its status
+		}, 30*time.Second).Should(Succeed())
+		header, _ := table(outdated)
+		Expect(header).To(Equal([]string{"CLUSTER", "COMPONENT", "TRAIN", "RUNNING", "LATEST", "BEHIND", "LATEST-AGE", "STATE"}))
+		Expect(outdated).To(MatchRegexp(`(?m)^9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c +router +stable +v2\.3\.0 +v2\.4\.1 +minor +\S+ +UpdateAvailable$`))
+		Expect(outdated).To(MatchRegexp(`(?m)^9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c +controller +stable +1\.8\.1 +1\.8\.0 +none +\S+ +Retracted$`))
+		Expect(outdated).To(MatchRegexp(`(?m)^my-laptop +router +stable +v2\.3\.0 +v2\.4\.1 +minor +\S+ +UpdateAvailable$`))
 
 		// Ctrl-C: everything stops, nothing is left behind.
 		Expect(syscall.Kill(-makeDev.Process.Pid, syscall.SIGINT)).To(Succeed())

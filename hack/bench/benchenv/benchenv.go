@@ -90,12 +90,8 @@ func (e *Env) StartManager(binary string, args ...string) (*exec.Cmd, error) {
 // Run runs the trainyard binary with args (say, `agent ...`) and a
 // --kubeconfig for the control plane; it dies with this process.
 func (e *Env) Run(binary string, args ...string) (*exec.Cmd, error) {
-	dir, err := os.MkdirTemp("", "trainyard-bench-")
+	kc, err := e.Kubeconfig()
 	if err != nil {
-		return nil, err
-	}
-	kc := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kc, e.env.KubeConfig, 0o600); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(binary, append(args, "--kubeconfig", kc)...)
@@ -106,6 +102,17 @@ func (e *Env) Run(binary string, args ...string) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("starting %s (run `make build` first): %w", binary, err)
 	}
 	return cmd, nil
+}
+
+// Kubeconfig writes a kubeconfig for the control plane (an administrator's)
+// into a new temporary directory and returns its path.
+func (e *Env) Kubeconfig() (string, error) {
+	dir, err := os.MkdirTemp("", "trainyard-bench-")
+	if err != nil {
+		return "", err
+	}
+	kc := filepath.Join(dir, "kubeconfig")
+	return kc, os.WriteFile(kc, e.env.KubeConfig, 0o600)
 }
 
 // Webhook installs the admission webhook configurations, calling a free port

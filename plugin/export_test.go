@@ -1,0 +1,4 @@
+package plugin
+
+// ContinueOf is continueOf, for the tests.
+var ContinueOf = continueOf

@@ -1,0 +1,135 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// FleetRow is one cluster in `fleet`, and in its -o json/yaml.
+type FleetRow struct {
+	Namespace  string            `json:"namespace"`
+	Cluster    string            `json:"cluster"`
+	Components int32             `json:"components"`
+	UpToDate   int32             `json:"upToDate"`
+	Updates    int32             `json:"updateAvailable"`
+	Retracted  int32             `json:"retracted"`
+	Unknown    int32             `json:"unknown"`
+	LastSeen   *metav1.Time      `json:"lastSeen,omitempty"`
+	FirstSeen  *metav1.Time      `json:"firstSeen,omitempty"`
+	CheckIns   int64             `json:"checkIns"`
+	Stale      string            `json:"stale"` // True, False, or Unknown before the controller has looked
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+// FleetList is `fleet -o json`.
+type FleetList struct {
+	Items []FleetRow `json:"items"`
+}
+
+func fleetCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fleet",
+		Short: "One row per cluster: its components by state, its last check-in, whether it is stale",
+		Example: `  kubectl trainyard fleet -n trainyard-system
+  kubectl trainyard fleet -A -o wide`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reports, err := g.reports(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rows := Fleet(reports)
+			return g.print(FleetList{Items: rows}, func(t *table) { fleetTable(g, t, rows) })
+		},
+	}
+	g.addOutput(cmd, "table", "wide", "json", "yaml")
+	return cmd
+}
+
+// reports lists the ClusterReports of the namespace (every namespace with -A).
+func (g *globals) reports(ctx context.Context) ([]v1.ClusterReport, error) {
+	if _, err := g.connect(); err != nil {
+		return nil, err
+	}
+	ns, err := g.listNamespace()
+	if err != nil {
+		return nil, err
+	}
+	return listPipelined[v1.ClusterReportList](ctx, g.rest, "clusterreports", ns, func(l *v1.ClusterReportList) []v1.ClusterReport { return l.Items })
+}
+
+// Fleet is the rows of `fleet`, by namespace and cluster.
+func Fleet(reports []v1.ClusterReport) []FleetRow {
+	rows := make([]FleetRow, 0, len(reports))
+	for i := range reports {
+		r := &reports[i]
+		row := FleetRow{
+			Namespace: r.Namespace, Cluster: r.Spec.ClusterID,
+			Components: int32(len(r.Spec.Components)),
+			LastSeen:   r.Status.LastSeen, FirstSeen: r.Status.FirstSeen,
+			CheckIns: r.Status.CheckIns, Stale: staleOf(r), Properties: r.Spec.Properties,
+		}
+		if s := r.Status.Summary; s != nil {
+			row.UpToDate, row.Updates, row.Retracted, row.Unknown = s.UpToDate, s.UpdateAvailable, s.Retracted, s.Unknown
+		}
+		rows = append(rows, row)
+	}
+	slices.SortFunc(rows, func(a, b FleetRow) int {
+		return cmpPair(a.Namespace, b.Namespace, a.Cluster, b.Cluster)
+	})
+	return rows
+}
+
+// staleOf is the report's Stale condition's status, "Unknown" before the
+// controller has set it.
+func staleOf(r *v1.ClusterReport) string {
+	if c := meta.FindStatusCondition(r.Status.Conditions, v1.ConditionStale); c != nil {
+		return string(c.Status)
+	}
+	return "Unknown"
+}
+
+func fleetTable(g *globals, t *table, rows []FleetRow) {
+	wide := g.output == "wide"
+	t.header("CLUSTER", "COMPONENTS", "UP-TO-DATE", "UPDATES", "RETRACTED", "LAST-SEEN", "STALE")
+	if wide {
+		t.header("UNKNOWN", "CHECK-INS", "FIRST-SEEN", "PROPERTIES")
+	}
+	for _, r := range rows {
+		t.row(r.Namespace, r.Cluster, r.Components, r.UpToDate, r.Updates, r.Retracted, g.age(r.LastSeen), r.Stale)
+		if wide {
+			t.cells(r.Unknown, r.CheckIns, g.age(r.FirstSeen), properties(r.Properties))
+		}
+	}
+}
+
+// properties is a cluster's properties as sorted key=value pairs.
+func properties(p map[string]string) string {
+	if len(p) == 0 {
+		return "<none>"
+	}
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(p)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%s", k, p[k])
+	}
+	return b.String()
+}
+
+func cmpPair(a1, b1, a2, b2 string) int {
+	if c := strings.Compare(a1, b1); c != 0 {
+		return c
+	}
+	return strings.Compare(a2, b2)
+}

@@ -1,0 +1,199 @@
+package plugin_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/plugin"
+)
+
+var _ = Describe("reading the fleet", func() {
+	// Each entry: a golden file, the command line, and the exit code.
+	DescribeTable("golden output",
+		func(name string, code int, args ...string) {
+			r := run(args...)
+			golden(name, r)
+			Expect(r.code).To(Equal(code), "exit code; stderr: %s", r.stderr)
+		},
+		Entry(nil, "fleet", 0, "fleet", "-n", fleetNS),
+		Entry(nil, "fleet-wide", 0, "fleet", "-n", fleetNS, "-o", "wide"),
+		Entry(nil, "fleet-json", 0, "fleet", "-n", fleetNS, "-o", "json"),
+		Entry(nil, "fleet-empty", 0, "fleet", "-n", "publish"),
+
+		Entry("a retracted release runs: exit 2", "outdated", 2, "outdated", "-n", fleetNS),
+		Entry(nil, "outdated-wide", 2, "outdated", "-n", fleetNS, "-o", "wide"),
+		Entry(nil, "outdated-json", 2, "outdated", "-n", fleetNS, "-o", "json"),
+		Entry(nil, "outdated-yaml-unknown", 2, "outdated", "-n", fleetNS, "-o", "yaml", "--include-unknown"),
+		Entry("behind, none retracted: exit 1", "outdated-router", 1, "outdated", "-n", fleetNS, "--component", "router"),
+		Entry(nil, "outdated-behind-minor", 1, "outdated", "-n", fleetNS, "--behind=minor"),
+		Entry("--cluster takes the ID in any case", "outdated-cluster", 1, "outdated", "-n", fleetNS, "--cluster", "0b7e5d1c-2f3a-4b5c-8d9e-0a1b2c3d4e5f"),
+		Entry("nothing outdated: exit 0", "outdated-none", 0, "outdated", "-n", fleetNS, "--cluster", "prod-us"),
+		Entry(nil, "outdated-train", 0, "outdated", "-n", fleetNS, "--train", "beta"),
+		Entry("-A adds a NAMESPACE column", "outdated-all-namespaces", 1, "outdated", "-A", "--component", "router", "--no-headers"),
+
+		Entry(nil, "train-controller", 0, "train", "controller.stable", "-n", fleetNS),
+		Entry("the train defaults to stable", "train-router-json", 0, "train", "router", "-n", fleetNS, "-o", "json"),
+		Entry(nil, "train-router-beta", 0, "train", "router.beta", "-n", fleetNS),
+
+		Entry(nil, "why-retracted", 0, "why", "prod-eu", "controller", "-n", fleetNS),
+		Entry(nil, "why-behind", 0, "why", "prod-eu", "router", "-n", fleetNS),
+		Entry(nil, "why-up-to-date", 0, "why", "prod-us", "router", "-n", fleetNS),
+		Entry(nil, "why-no-train-stale", 0, "why", "0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F", "metrics-agent", "-n", fleetNS),
+		Entry(nil, "why-json", 0, "why", "0b7e5d1c-2f3a-4b5c-8d9e-0a1b2c3d4e5f", "controller", "-n", fleetNS, "-o", "json"),
+
+		Entry("the clusters differ: exit 1", "diff", 1, "diff", "prod-eu", "0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F", "-n", fleetNS),
+		Entry(nil, "diff-json", 1, "diff", "prod-eu", "prod-us", "-n", fleetNS, "-o", "json"),
+		Entry("the same: exit 0", "diff-same", 0, "diff", "prod-us", "prod-us", "-n", fleetNS),
+
+		Entry("errors: exit 3", "error-no-cluster", 3, "why", "nope", "router", "-n", fleetNS),
+		Entry(nil, "error-no-component", 3, "why", "prod-us", "billing", "-n", fleetNS),
+		Entry(nil, "error-no-train", 3, "train", "billing.stable", "-n", fleetNS),
+		Entry(nil, "error-behind", 3, "outdated", "-n", fleetNS, "--behind=sideways"),
+		Entry(nil, "error-output", 3, "fleet", "-n", fleetNS, "-o", "name"),
+		Entry(nil, "error-args", 3, "diff", "prod-us", "-n", fleetNS),
+	)
+
+	It("prints -o json that decodes into the documented types, with the exit code in it", func() {
+		r := run("outdated", "-n", fleetNS, "-o", "json")
+		var list plugin.OutdatedList
+		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
+		Expect(list.Summary).To(Equal(plugin.OutdatedTotals{Clusters: 3, Outdated: 3, Retracted: 1, ExitCode: r.code}))
+		Expect(list.Items).To(ContainElement(And(
+			HaveField("Cluster", "prod-eu"), HaveField("Component", "controller"),
+			HaveField("State", v1.StateRetracted), HaveField("Retraction", "Corrupts the cache on upgrade; use 1.8.0."))))
+	})
+
+	It("says what version it is", func() {
+		r := run("version")
+		Expect(r.code).To(Equal(0))
+		Expect(r.stdout).To(HavePrefix("kubectl-trainyard (devel) (commit "))
+	})
+})
+
+var _ = Describe("BehindOf", func() {
+	DescribeTable("how far a version is behind the latest",
+		func(running, latest string, want plugin.Behind) {
+			Expect(plugin.BehindOf(running, latest)).To(Equal(want))
+		},
+		Entry(nil, "1.2.3", "2.0.0", plugin.BehindMajor),
+		Entry(nil, "v1.2.3", "1.3.0", plugin.BehindMinor),
+		Entry(nil, "1.2.3", "v1.2.4", plugin.BehindPatch),
+		Entry(nil, "1.2.3-rc.1", "1.2.3", plugin.BehindPrerelease),
+		Entry(nil, "1.2.3", "1.2.3", plugin.BehindNone),
+		Entry("ahead of the latest", "1.8.1", "1.8.0", plugin.BehindNone),
+		Entry("a minor ahead and a patch behind is not behind", "1.9.0", "1.8.5", plugin.BehindNone),
+		Entry(nil, "nightly", "1.0.0", plugin.BehindUnknown),
+		Entry("no latest", "1.0.0", "", plugin.BehindUnknown),
+	)
+})
+
+var _ = Describe("publishing and retracting", Ordered, func() {
+	ctx := context.Background()
+	const ns = "publish"
+	get := func(name string) *v1.ComponentRelease {
+		GinkgoHelper()
+		r := &v1.ComponentRelease{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, r)).To(Succeed())
+		return r
+	}
+
+	It("publishes a release under its canonical name", func() {
+		r := run("publish", "billing", "1.0.0", "-n", ns, "--image", "quay.io/example/billing:1.0.0",
+			"--description", "First release.", "--released", "2026-11-30T10:00:00Z", "--data", "changelog=https://example.com/1.0.0")
+		golden("publish", r)
+		Expect(r.code).To(Equal(0))
+		rel := get("billing.stable.v1.0.0")
+		Expect(rel.Spec.Version).To(Equal("1.0.0"))
+		Expect(rel.Spec.Train).To(Equal("stable"))
+		Expect(rel.Spec.Image).To(Equal("quay.io/example/billing:1.0.0"))
+		Expect(rel.Spec.Data).To(Equal(map[string]string{"changelog": "https://example.com/1.0.0"}))
+		Expect(rel.Spec.Released.UTC().Format("2006-01-02T15:04:05Z")).To(Equal("2026-11-30T10:00:00Z"))
+	})
+
+	It("refuses the same version in another spelling", func() {
+		r := run("publish", "billing", "v1.0.0", "-n", ns)
+		golden("publish-again", r)
+		Expect(r.code).To(Equal(3))
+	})
+
+	It("passes on the webhook's warnings", func() {
+		r := run("publish", "billing", "nightly-2026-11-30", "-n", ns)
+		golden("publish-warning", r)
+		Expect(r.code).To(Equal(0))
+	})
+
+	It("stores nothing on a dry run", func() {
+		r := run("publish", "billing", "1.1.0", "-n", ns, "--dry-run", "-o", "name")
+		Expect(r.code).To(Equal(0), r.stderr)
+		Expect(r.stdout).To(Equal("componentrelease.trainyard.dev/billing.stable.v1.1.0 published (server dry run)\n"))
+		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "billing.stable.v1.1.0"}, &v1.ComponentRelease{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("refuses a bad release locally with the webhook's message", func() {
+		r := run("publish", "Billing", "1.0.0", "-n", ns)
+		golden("publish-invalid", r)
+		Expect(r.code).To(Equal(3))
+	})
+
+	It("retracts with a reason and the time, and undoes it", func() {
+		r := run("retract", "billing", "1.0.0", "-n", ns, "--reason", "Double-charges annual plans.")
+		golden("retract", r)
+		Expect(r.code).To(Equal(0))
+		rel := get("billing.stable.v1.0.0")
+		Expect(rel.Spec.Retracted).NotTo(BeNil())
+		Expect(rel.Spec.Retracted.Reason).To(Equal("Double-charges annual plans."))
+		Expect(rel.Spec.Retracted.Since.Time.Equal(now)).To(BeTrue(), "since %v", rel.Spec.Retracted.Since)
+
+		r = run("retract", "billing.stable", "v1.0.0", "-n", ns, "--undo")
+		golden("retract-undo", r)
+		Expect(r.code).To(Equal(0))
+		Expect(get("billing.stable.v1.0.0").Spec.Retracted).To(BeNil())
+	})
+
+	It("refuses a blank reason with exactly what the webhook answers for it", func() {
+		r := run("retract", "billing", "1.0.0", "-n", ns, "--reason", "   ")
+		golden("retract-blank-reason", r)
+		Expect(r.code).To(Equal(3))
+		msg := strings.TrimSpace(strings.TrimPrefix(r.stderr, "error: "))
+
+		// The same change sent straight to the API server, past the plugin.
+		rel := get("billing.stable.v1.0.0")
+		patch := client.MergeFrom(rel.DeepCopy())
+		rel.Spec.Retracted = &v1.Retraction{Reason: "   "}
+		err := k8sClient.Patch(ctx, rel, patch)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the webhook refuses it: %v", err)
+		Expect(err.Error()).To(HaveSuffix(msg))
+		Expect(get("billing.stable.v1.0.0").Spec.Retracted).To(BeNil())
+	})
+
+	It("says what is missing", func() {
+		golden("retract-missing", run("retract", "billing", "9.9.9", "-n", ns, "--reason", "x"))
+		golden("retract-flags", run("retract", "billing", "1.0.0", "-n", ns))
+	})
+})
+
+var _ = Describe("reading a list page's continue token", func() {
+	DescribeTable("finds the list's metadata, never an item's",
+		func(body, want string) {
+			got, err := plugin.ContinueOf([]byte(body))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(got).To(Equal(want))
+		},
+		Entry("as the API server lays a list out", `{"apiVersion":"v1","items":[{"metadata":{"name":"a"}}],"kind":"L","metadata":{"continue":"tok\"en","resourceVersion":"5"}}`+"\n", `tok"en`),
+		Entry("the last page", `{"apiVersion":"v1","items":[],"kind":"L","metadata":{"resourceVersion":"5"}}`, ""),
+		Entry("metadata first: decoded whole", `{"metadata":{"continue":"next"},"items":[{"metadata":{"name":"a"},"spec":{}}]}`, "next"),
+	)
+	It("refuses a page that is not JSON", func() {
+		_, err := plugin.ContinueOf([]byte(`{"items":[`))
+		Expect(err).To(HaveOccurred())
+	})
+})

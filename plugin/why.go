@@ -1,0 +1,231 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// WhyView is `why -o json`: a component's state and the reasons for it, in
+// the order a person reads them.
+type WhyView struct {
+	Namespace string            `json:"namespace"`
+	Cluster   string            `json:"cluster"`
+	Component string            `json:"component"`
+	Train     string            `json:"train"`
+	Running   string            `json:"running"`
+	State     v1.ComponentState `json:"state"`
+	Latest    string            `json:"latest,omitempty"`
+	Behind    Behind            `json:"behind"`
+	// retraction is why the running release was retracted.
+	Retraction string       `json:"retraction,omitempty"`
+	Stale      string       `json:"stale"`
+	LastSeen   *metav1.Time `json:"lastSeen,omitempty"`
+	Reasons    []string     `json:"reasons"`
+}
+
+func whyCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "why <cluster> <component>",
+		Short:   "Why a cluster's component has its state: the latest and the policy that chose it, retraction, staleness",
+		Example: `  kubectl trainyard why 9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c controller -n trainyard-system`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := g.why(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if g.output == "json" || g.output == "yaml" {
+				return g.print(v, nil)
+			}
+			fmt.Fprintf(g.out(), "%s on cluster %s (namespace %s): %s\n", v.Component, v.Cluster, v.Namespace, v.State)
+			for _, r := range v.Reasons {
+				fmt.Fprintf(g.out(), "  - %s\n", r)
+			}
+			return nil
+		},
+	}
+	g.addOutput(cmd, "text", "json", "yaml")
+	return cmd
+}
+
+func (g *globals) why(ctx context.Context, cluster, component string) (*WhyView, error) {
+	c, err := g.connect()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := g.namespace()
+	if err != nil {
+		return nil, err
+	}
+	rep := &v1.ClusterReport{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.ClusterReportName(cluster)}, rep); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("no cluster %q in namespace %q", cluster, ns)
+		}
+		return nil, err
+	}
+	var reported *v1.ReportedComponent
+	for i := range rep.Spec.Components {
+		if rep.Spec.Components[i].Name == component {
+			reported = &rep.Spec.Components[i]
+		}
+	}
+	if reported == nil {
+		return nil, fmt.Errorf("cluster %s reports no component %q", rep.Spec.ClusterID, component)
+	}
+	train := &v1.ReleaseTrain{}
+	tname := v1.TrainName(reported.Name, reported.Train)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: tname}, train); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		train = nil
+	}
+	var rels []v1.ComponentRelease
+	if train != nil {
+		if err := listAll(ctx, c, &v1.ComponentReleaseList{}, ns, func(l *v1.ComponentReleaseList) {
+			for _, r := range l.Items {
+				if v1.TrainName(r.Spec.Component, r.Spec.Train) == tname {
+					rels = append(rels, r)
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return Why(rep, *reported, train, rels, g.age), nil
+}
+
+// Why explains the state of one reported component of rep. train is nil
+// when there is no such train; rels are the train's releases.
+func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, rels []v1.ComponentRelease, age func(*metav1.Time) string) *WhyView {
+	v := &WhyView{
+		Namespace: rep.Namespace, Cluster: rep.Spec.ClusterID, Component: c.Name, Train: c.Train,
+		Running: c.Version, State: v1.StateUnknown, Stale: staleOf(rep), LastSeen: rep.Status.LastSeen,
+	}
+	say := func(format string, a ...any) { v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...)) }
+	tname := v1.TrainName(c.Name, c.Train)
+
+	computed := false
+	for _, s := range rep.Status.Components {
+		if s.Name == c.Name {
+			v.State, v.Latest, computed = s.State, s.Latest, true
+		}
+	}
+	if !computed || rep.Status.ObservedGeneration != rep.Generation {
+		say("the controller has not yet computed the state of this report's latest spec (generation %d, status of %d): what follows is from the objects as they are now",
+			rep.Generation, rep.Status.ObservedGeneration)
+	}
+
+	if train == nil {
+		say("there is no ReleaseTrain %s: no release of %s was ever published on %s, so the state is Unknown", tname, c.Name, c.Train)
+		v.Behind = BehindUnknown
+		return staleness(v, rep, age)
+	}
+	policy, perr := ordering.PolicyOf(train.Spec)
+	var running *v1.ComponentRelease
+	eligible := 0
+	for i := range rels {
+		if policy.Eligible(candidate(rels[i])) {
+			eligible++
+		}
+		if v1.CanonicalVersion(rels[i].Spec.Version) == v1.CanonicalVersion(c.Version) {
+			running = &rels[i]
+		}
+	}
+	if train.Status.Latest != nil {
+		v.Latest = train.Status.Latest.Version
+	}
+	v.Behind = BehindOf(c.Version, v.Latest)
+
+	// The latest, and the policy that chose it.
+	view := &TrainView{Ordering: policy.Ordering, Prereleases: policy.Prereleases, VersionRange: train.Spec.VersionRange}
+	switch {
+	case perr != nil:
+		say("%s's version range is invalid (%v): the train is Stalled and has no latest until it is fixed", tname, perr)
+	case train.Status.Latest == nil:
+		say("%s has no latest: none of its %d releases is eligible under its policy, %s", tname, len(rels), policyText(view))
+	default:
+		say("the latest on %s is %s, chosen by its policy, %s, among %d eligible of %d releases",
+			tname, v.Latest, policyText(view), eligible, len(rels))
+	}
+
+	// The running release.
+	switch {
+	case running == nil:
+		say("%s has no release %s: the cluster runs a version that was never published on this train, so the state is Unknown", tname, c.Version)
+	case running.Spec.Retracted != nil:
+		v.Retraction = running.Spec.Retracted.Reason
+		since := ""
+		if running.Spec.Retracted.Since != nil {
+			since = " on " + day(running.Spec.Retracted.Since)
+		}
+		say("%s was retracted%s: %s", c.Version, since, running.Spec.Retracted.Reason)
+	case v.Latest != "" && v1.CanonicalVersion(v.Latest) == v1.CanonicalVersion(c.Version):
+		say("%s is the latest", c.Version)
+	default:
+		if why := ineligible(policy, *running); why != "" {
+			say("%s cannot be latest: %s", c.Version, why)
+		}
+		switch v.Behind {
+		case BehindNone:
+			if v.Latest != "" {
+				say("%s is not behind %s under semantic versioning, but the train's policy chose %s", c.Version, v.Latest, v.Latest)
+			}
+		case BehindUnknown:
+			if v.Latest != "" {
+				say("%s or %s is not a semantic version: how far behind it is cannot be said", c.Version, v.Latest)
+			}
+		default:
+			say("%s is a %s version behind %s", c.Version, v.Behind, v.Latest)
+		}
+	}
+	return staleness(v, rep, age)
+}
+
+// ineligible says why the policy does not let a release be latest, or "".
+func ineligible(p ordering.Policy, r v1.ComponentRelease) string {
+	c := candidate(r)
+	if p.Eligible(c) {
+		return ""
+	}
+	sv, err := ordering.Parse(r.Spec.Version)
+	switch {
+	case r.Spec.Retracted != nil:
+		return "it is retracted"
+	case err != nil && p.Ordering == v1.OrderingSemver:
+		return "it is not a semantic version, and the train orders by Semver"
+	case err != nil:
+		return "it is not a semantic version, and the train has a version range"
+	case p.Prereleases == v1.PrereleasesExclude && sv.Prerelease() != "":
+		return "it is a pre-release, and the train excludes pre-releases"
+	default:
+		return "it is outside the train's version range"
+	}
+}
+
+// staleness adds the last check-in and the Stale condition's word.
+func staleness(v *WhyView, rep *v1.ClusterReport, age func(*metav1.Time) string) *WhyView {
+	last := "never checked in"
+	if rep.Status.LastSeen != nil {
+		last = fmt.Sprintf("last checked in %s ago (%s)", age(rep.Status.LastSeen), rep.Status.LastSeen.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	switch c := meta.FindStatusCondition(rep.Status.Conditions, v1.ConditionStale); {
+	case c == nil:
+		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s; the controller has not yet said whether it is stale", last))
+	case c.Status == metav1.ConditionTrue:
+		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s and is Stale: %s; what it runs now may differ", last, c.Message))
+	default:
+		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s and is not stale: %s", last, c.Message))
+	}
+	return v
+}
