@@ -26,6 +26,7 @@ import (
 	"strconv"
 
 	"github.com/trainyard-dev/trainyard/agent/cli"
+	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
 func main() {
@@ -45,6 +46,10 @@ func main() {
 		// The agent alone is cmd/trainyard-agent, a much smaller binary;
 		// this is the same command.
 		run, args = cli.Run, args[1:]
+	}
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Println("trainyard", version.Get())
+		return
 	}
 	if err := run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "trainyard:", err)

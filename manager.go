@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -29,7 +31,9 @@ import (
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/certs"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/logging"
 	"github.com/trainyard-dev/trainyard/internal/review"
+	"github.com/trainyard-dev/trainyard/internal/version"
 	"github.com/trainyard-dev/trainyard/webhook"
 )
 
@@ -39,6 +43,7 @@ type managerOptions struct {
 	namespace      string
 	metricsAddr    string
 	metricsSecure  bool
+	metricsCertDir string
 	probeAddr      string
 	pprofAddr      string
 	leaderElection bool
@@ -71,6 +76,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"The manager's own namespace: its leader-election Lease and webhook Secret live there (default $POD_NAMESPACE).")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only clients that RBAC lets get /metrics.")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
+		"Directory of the metrics endpoint's tls.crt and tls.key, reloaded when they change (the chart passes the webhook's, which also covers the metrics Service); empty: a self-signed certificate made at start, which no client can verify.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints (empty: off).")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
@@ -229,8 +236,10 @@ func runManager(args []string) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	logging.Setup(&zapOpts)
 	log := ctrl.Log.WithName("setup")
+	log.Info("trainyard", "version", version.Get().Version, "commit", version.Get().Commit)
+	registerBuildInfo(ctrlmetrics.Registry, version.Get())
 
 	if o.kubeconfig != "" {
 		// ctrl.GetConfig reads the --kubeconfig of the global flag set, which
@@ -350,6 +359,20 @@ func metricsOptions(o managerOptions) metricsserver.Options {
 	m := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
 	if o.metricsSecure {
 		m.FilterProvider = review.MetricsFilter
+		m.CertDir = o.metricsCertDir // tls.crt and tls.key, controller-runtime's default names
 	}
 	return m
+}
+
+// registerBuildInfo exports trainyard_build_info, always 1, whose labels say
+// which build runs (the convention of Prometheus' own *_build_info): a
+// rollout shows on a dashboard as the label changing.
+func registerBuildInfo(reg prometheus.Registerer, v version.Info) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "trainyard_build_info",
+		Help:        "The running trainyard build: always 1, with its version, commit and Go version as labels.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "commit": v.Commit, "goversion": v.GoVersion},
+	})
+	g.Set(1)
+	reg.MustRegister(g)
 }

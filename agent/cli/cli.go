@@ -25,6 +25,7 @@ import (
 
 	"github.com/trainyard-dev/trainyard/agent"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/logging"
 
 	// Every discovery source, each registering itself.
 	_ "github.com/trainyard-dev/trainyard/agent/source/all"
@@ -53,7 +54,7 @@ func Run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return c.run(ctx, zap.New(zap.UseFlagOptions(&c.zap)))
+	return c.run(ctx, logging.Setup(&c.zap))
 }
 
 func parse(args []string) (*config, error) {

@@ -27,6 +27,7 @@ import (
 	"runtime/debug"
 
 	"github.com/trainyard-dev/trainyard/agent/cli"
+	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
 func main() {
@@ -38,6 +39,10 @@ func main() {
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "agent" {
 		args = args[1:]
+	}
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Println("trainyard-agent", version.Get())
+		return
 	}
 	if err := cli.Run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "trainyard-agent:", err)
