@@ -341,7 +341,9 @@ var _ = Describe("helm template", func() {
 		Expect(replicas).To(BeNumerically("==", 2))
 		a := args(dep)
 		Expect(a).To(ContainElements("--leader-elect=true", "--webhook-cert-mode=self-signed",
-			"--webhook-dns-names=trainyard-webhook.trainyard-system.svc,trainyard-webhook.trainyard-system.svc.cluster.local",
+			"--webhook-dns-names=trainyard-webhook.trainyard-system.svc,trainyard-webhook.trainyard-system.svc.cluster.local,"+
+				"trainyard-metrics.trainyard-system.svc,trainyard-metrics.trainyard-system.svc.cluster.local",
+			"--metrics-cert-dir=/var/run/trainyard/webhook-certs",
 			"--bridge-registration-secret=trainyard-registration", "--bridge-namespace=trainyard-system"))
 		c := container(dep)
 		Expect(c["livenessProbe"]).To(HaveKeyWithValue("httpGet", HaveKeyWithValue("path", "/healthz")))
@@ -487,6 +489,144 @@ var _ = Describe("helm template", func() {
 	})
 })
 
+var _ = Describe("the ecosystem's conventions", func() {
+	It("installs as a subchart: the schema takes the global values Helm passes", func() {
+		_, objs := render("trainyard", "trainyard-system", "--set", "global.imageRegistry=registry.example.com", "--set", "global.team=platform")
+		Expect(find(objs, "Deployment", "trainyard")).NotTo(BeNil())
+	})
+
+	It("puts commonLabels on every object and pod", func() {
+		_, objs := render("full", "full-system", "-f", allOpts, "--set", "commonLabels.example\\.com/cost-center=fleet-42")
+		Expect(len(objs)).To(BeNumerically(">", 20))
+		for _, o := range objs {
+			Expect(o.GetLabels()).To(HaveKeyWithValue("example.com/cost-center", "fleet-42"), "%s %s", o.GetKind(), o.GetName())
+			if o.GetKind() == "Deployment" {
+				labels, _, _ := unstructured.NestedStringMap(o.Object, "spec", "template", "metadata", "labels")
+				Expect(labels).To(HaveKeyWithValue("example.com/cost-center", "fleet-42"), "pods of %s", o.GetName())
+			}
+		}
+	})
+
+	It("scrapes with a token Secret and verifies the endpoint's certificate by default", func() {
+		for _, mode := range [][]string{{}, {"--set", "webhook.certManager.enabled=true"}} {
+			_, objs := render("trainyard", "trainyard-system", append([]string{"--set", "metrics.serviceMonitor.enabled=true"}, mode...)...)
+			endpoints, _, _ := unstructured.NestedSlice(find(objs, "ServiceMonitor", "trainyard").Object, "spec", "endpoints")
+			Expect(endpoints).To(HaveLen(1))
+			ep := endpoints[0].(map[string]any)
+			Expect(ep).NotTo(HaveKey("bearerTokenFile"))
+			Expect(ep["authorization"]).To(Equal(map[string]any{"type": "Bearer",
+				"credentials": map[string]any{"name": "trainyard-metrics-scraper", "key": "token"}}))
+			secret := "trainyard-webhook-tls"
+			if len(mode) > 0 {
+				secret = "trainyard-webhook-cert" // cert-manager's
+			}
+			Expect(ep["tlsConfig"]).To(Equal(map[string]any{
+				"ca":         map[string]any{"secret": map[string]any{"name": secret, "key": "ca.crt"}},
+				"serverName": "trainyard-metrics.trainyard-system.svc"}))
+			// The token is a ServiceAccount's that may only get /metrics.
+			tok := find(objs, "Secret", "trainyard-metrics-scraper")
+			Expect(tok.Object["type"]).To(Equal("kubernetes.io/service-account-token"))
+			Expect(tok.GetAnnotations()).To(HaveKeyWithValue("kubernetes.io/service-account.name", "trainyard-metrics-scraper"))
+			crb := find(objs, "ClusterRoleBinding", "trainyard-metrics-scraper")
+			Expect(crb.Object["roleRef"]).To(HaveKeyWithValue("name", "trainyard-metrics-reader"))
+			// The certificate covers the name Prometheus verifies.
+			if len(mode) > 0 {
+				names, _, _ := unstructured.NestedStringSlice(find(objs, "Certificate", "trainyard-webhook").Object, "spec", "dnsNames")
+				Expect(names).To(ContainElement("trainyard-metrics.trainyard-system.svc"))
+			} else {
+				Expect(args(find(objs, "Deployment", "trainyard"))).To(ContainElement(ContainSubstring("trainyard-metrics.trainyard-system.svc,")))
+			}
+			Expect(args(find(objs, "Deployment", "trainyard"))).To(ContainElement("--metrics-cert-dir=/var/run/trainyard/webhook-certs"))
+		}
+		out, err := exec.Command(helmBin, "template", "t", chartDir, "--kube-version", kubeVersion,
+			"--set", "metrics.serviceMonitor.enabled=true", "--set", "webhook.enabled=false").CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("enable webhook, or set metrics.serviceMonitor.tlsConfig"))
+	})
+
+	It("links every alert to its section of docs/runbook.md", func() {
+		_, objs := render("trainyard", "trainyard-system", "--set", "metrics.prometheusRule.enabled=true")
+		groups, _, _ := unstructured.NestedSlice(find(objs, "PrometheusRule", "trainyard").Object, "spec", "groups")
+		runbook, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docs", "runbook.md"))
+		Expect(err).NotTo(HaveOccurred())
+		anchors := map[string]bool{}
+		for _, m := range regexp.MustCompile(`(?m)^## (\S+)$`).FindAllStringSubmatch(string(runbook), -1) {
+			anchors[strings.ToLower(m[1])] = true // GitHub's anchor of a one-word heading
+		}
+		alerts := 0
+		for _, g := range groups {
+			for _, r := range g.(map[string]any)["rules"].([]any) {
+				rule := r.(map[string]any)
+				alerts++
+				url, _ := rule["annotations"].(map[string]any)["runbook_url"].(string)
+				base, anchor, ok := strings.Cut(url, "#")
+				Expect(ok).To(BeTrue(), "%s has no runbook_url with a section: %q", rule["alert"], url)
+				Expect(base).To(Equal("https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md"))
+				Expect(anchors).To(HaveKey(anchor), "docs/runbook.md has no section %q for %s", anchor, rule["alert"])
+				Expect(anchor).To(Equal(strings.ToLower(rule["alert"].(string))))
+			}
+		}
+		Expect(alerts).To(Equal(2))
+	})
+
+	It("ships a Grafana dashboard whose every query parses and names only metrics trainyard exports", func() {
+		_, objs := render("trainyard", "trainyard-system", "--set", "metrics.grafanaDashboard.enabled=true",
+			"--set", "metrics.grafanaDashboard.namespace=monitoring")
+		cm := find(objs, "ConfigMap", "trainyard-dashboard")
+		Expect(cm.GetNamespace()).To(Equal("monitoring"))
+		Expect(cm.GetLabels()).To(HaveKeyWithValue("grafana_dashboard", "1"))
+		data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+		var dash struct {
+			Title  string
+			Panels []struct {
+				Title, Type string
+				Targets     []struct{ Expr string }
+			}
+		}
+		Expect(json.Unmarshal([]byte(data["trainyard.json"]), &dash)).To(Succeed())
+		Expect(dash.Title).To(Equal("trainyard"))
+
+		// Every metric name the code registers.
+		exported := map[string]bool{"trainyard_build_info": true}
+		for _, f := range []string{"controllers/metrics.go", "bridge/traffic.go"} {
+			src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), f))
+			Expect(err).NotTo(HaveOccurred())
+			for _, m := range regexp.MustCompile(`Name: +"(trainyard_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
+				exported[m[1]] = true
+			}
+		}
+		Expect(len(exported)).To(BeNumerically(">=", 10))
+		// Each query as a recording rule, for promtool to parse; the
+		// dashboard's variables replaced as Grafana would.
+		var rules []map[string]string
+		rows := map[string]bool{}
+		for _, p := range dash.Panels {
+			if p.Type == "row" {
+				rows[p.Title] = true
+				continue
+			}
+			Expect(p.Targets).NotTo(BeEmpty(), "panel %q", p.Title)
+			for _, t := range p.Targets {
+				for _, name := range regexp.MustCompile(`trainyard_[a-z_]+`).FindAllString(t.Expr, -1) {
+					Expect(exported).To(HaveKey(strings.TrimSuffix(name, "_bucket")), "panel %q queries %s", p.Title, name)
+				}
+				expr := strings.NewReplacer("$__rate_interval", "5m", "$namespace", ".*").Replace(t.Expr)
+				rules = append(rules, map[string]string{"record": fmt.Sprintf("dashboard:panel_%d", len(rules)), "expr": expr})
+			}
+		}
+		Expect(rows).To(Equal(map[string]bool{"Fleet": true, "Trains": true, "Bridge": true}))
+		promtool := os.Getenv("PROMTOOL")
+		Expect(promtool).NotTo(BeEmpty(), "PROMTOOL is not set: run with `make test`")
+		file, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
+		Expect(err).NotTo(HaveOccurred())
+		path := filepath.Join(GinkgoT().TempDir(), "dashboard-rules.yaml")
+		Expect(os.WriteFile(path, file, 0o600)).To(Succeed())
+		out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "promtool check rules:\n%s", out)
+		Expect(string(out)).To(ContainSubstring(fmt.Sprintf("SUCCESS: %d rules found", len(rules))))
+	})
+})
+
 var _ = Describe("the PrometheusRule's alerts", func() {
 	// promtool evaluates the rendered rules against series as the replicas
 	// export them: only the leader sets the gauges, and for a while after a
@@ -531,7 +671,8 @@ tests:
           - exp_labels: {namespace: fleet-a, severity: warning}
             exp_annotations:
               summary: "Clusters in fleet-a that have stopped checking in: 2"
-              description: "ClusterReports in fleet-a have not checked in within the stale threshold (25h). ` + "`kubectl get clusterreports -n fleet-a`" + ` shows which (STATE Stale)."
+              runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardclustersstale"
+              description: "ClusterReports in fleet-a have not checked in within the stale threshold (25h). ` + "`kubectl trainyard fleet -n fleet-a`" + ` shows which (STALE True)."
       - eval_time: 8m
         alertname: TrainyardClustersRunningRetracted
         exp_alerts: []
@@ -541,7 +682,8 @@ tests:
           - exp_labels: {namespace: fleet-b, severity: warning}
             exp_annotations:
               summary: "Clusters in fleet-b running a retracted release: 1"
-              description: "Clusters in fleet-b run at least one release that has been retracted. ` + "`kubectl get clusterreports -n fleet-b`" + ` shows which (STATE RunningRetracted)."
+              runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardclustersrunningretracted"
+              description: "Clusters in fleet-b run at least one release that has been retracted. ` + "`kubectl trainyard outdated -n fleet-b`" + ` shows which (STATE Retracted) and why."
 `
 		Expect(os.WriteFile(filepath.Join(dir, "tests.yaml"), []byte(tests), 0o600)).To(Succeed())
 		cmd := exec.Command(promtool, "test", "rules", "tests.yaml")

@@ -33,6 +33,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: trainyard
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Selector labels of the manager pods. */}}
@@ -93,10 +96,28 @@ app.kubernetes.io/component: agent
 {{- default (printf "%s-registration" (include "trainyard.fullname" .)) .Values.bridge.registration.existingSecret }}
 {{- end }}
 
-{{/* The webhook Service's DNS names, which the serving certificate covers. */}}
+{{/*
+The DNS names the manager's serving certificate covers: the webhook
+Service's, and the metrics Service's (the metrics endpoint serves the same
+certificate, so that Prometheus can verify it).
+*/}}
 {{- define "trainyard.webhookDNSNames" -}}
-{{- $svc := printf "%s-webhook" (include "trainyard.fullname" .) }}
-{{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $svc .Release.Namespace $svc .Release.Namespace }}
+{{- $names := list }}
+{{- range list "webhook" "metrics" }}
+{{- $svc := printf "%s-%s" (include "trainyard.fullname" $) . }}
+{{- $names = append $names (printf "%s.%s.svc" $svc $.Release.Namespace) }}
+{{- $names = append $names (printf "%s.%s.svc.cluster.local" $svc $.Release.Namespace) }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/* The Secret holding the CA (ca.crt) of the manager's serving certificate. */}}
+{{- define "trainyard.servingCertSecret" -}}
+{{- if .Values.webhook.certManager.enabled }}
+{{- printf "%s-webhook-cert" (include "trainyard.fullname" .) }}
+{{- else }}
+{{- printf "%s-webhook-tls" (include "trainyard.fullname" .) }}
+{{- end }}
 {{- end }}
 
 {{/*
