@@ -1,0 +1,147 @@
+package controllers_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	lua "github.com/yuin/gopher-lua"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+)
+
+// argoHealthLua is the health check docs/argocd.md tells users to put in
+// argocd-cm, read from that file, so that what is tested is what is documented.
+func argoHealthLua() string {
+	GinkgoHelper()
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docs", "argocd.md"))
+	Expect(err).NotTo(HaveOccurred())
+	block := regexp.MustCompile("(?s)```yaml\n(apiVersion: v1\nkind: ConfigMap\n.*?)```").FindSubmatch(doc)
+	Expect(block).NotTo(BeNil(), "docs/argocd.md has no argocd-cm block")
+	var cm corev1.ConfigMap
+	Expect(yaml.UnmarshalStrict(block[1], &cm)).To(Succeed())
+	var custom map[string]map[string]string
+	Expect(yaml.UnmarshalStrict([]byte(cm.Data["resource.customizations"]), &custom)).To(Succeed())
+	script := custom["trainyard.dev/*"]["health.lua"]
+	Expect(script).NotTo(BeEmpty())
+	return script
+}
+
+// argoHealth runs the check as Argo CD does: obj is the object's JSON as a
+// Lua table, the script returns {status, message}.
+func argoHealth(obj map[string]any) (status, message string) {
+	GinkgoHelper()
+	L := lua.NewState()
+	defer L.Close()
+	L.SetGlobal("obj", toLua(L, obj))
+	Expect(L.DoString(argoHealthLua())).To(Succeed())
+	hs, ok := L.Get(-1).(*lua.LTable)
+	Expect(ok).To(BeTrue(), "the script returns no table")
+	return lua.LVAsString(hs.RawGetString("status")), lua.LVAsString(hs.RawGetString("message"))
+}
+
+func toLua(L *lua.LState, v any) lua.LValue {
+	switch v := v.(type) {
+	case map[string]any:
+		t := L.NewTable()
+		for k, x := range v {
+			t.RawSetString(k, toLua(L, x))
+		}
+		return t
+	case []any:
+		t := L.NewTable()
+		for _, x := range v {
+			t.Append(toLua(L, x))
+		}
+		return t
+	case string:
+		return lua.LString(v)
+	case bool:
+		return lua.LBool(v)
+	case int64:
+		return lua.LNumber(v)
+	case float64:
+		return lua.LNumber(v)
+	case nil:
+		return lua.LNil
+	default:
+		panic(fmt.Sprintf("no Lua value for %T", v))
+	}
+}
+
+// served is an object as the API server serves it (kind and all).
+func served(ns, kind, name string) (map[string]any, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(v1.GroupVersion.WithKind(kind))
+	err := k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, u)
+	return u.Object, err
+}
+
+// healthOf is "<status>: <message>" of an object, for Eventually.
+func healthOf(ns, kind, name string) func() (string, error) {
+	return func() (string, error) {
+		obj, err := served(ns, kind, name)
+		if err != nil {
+			return "", err
+		}
+		status, message := argoHealth(obj)
+		return status + ": " + message, nil
+	}
+}
+
+var _ = Describe("The documented Argo CD health check", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("reads releases and trains: Healthy when Ready, Degraded when Stalled, Progressing before the controller has looked", func() {
+		publish(ns, "db", "stable", "14.2.3", 1)
+		Eventually(healthOf(ns, "ReleaseTrain", "db.stable")).Should(HavePrefix("Healthy: "))
+		Eventually(healthOf(ns, "ComponentRelease", "db.stable.14.2.3")).Should(HavePrefix("Healthy: "))
+
+		t := train(ns, "db.stable")
+		before := t.DeepCopy()
+		t.Spec.VersionRange = ">>14"
+		Expect(k8sClient.Patch(suiteCtx, t, client.MergeFrom(before))).To(Succeed())
+		Eventually(healthOf(ns, "ReleaseTrain", "db.stable")).Should(
+			HavePrefix(`Degraded: versionRange ">>14" is not a semantic-version constraint`))
+
+		// A spec change the controller has not yet seen.
+		obj, err := served(ns, "ComponentRelease", "db.stable.14.2.3")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(unstructured.SetNestedField(obj, int64(99), "metadata", "generation")).To(Succeed())
+		status, message := argoHealth(obj)
+		Expect(status).To(Equal("Progressing"))
+		Expect(message).To(Equal("Waiting for the controller to observe generation 99"))
+		delete(obj, "status")
+		status, _ = argoHealth(obj)
+		Expect(status).To(Equal("Progressing"))
+	})
+
+	It("reads cluster reports: Degraded when a retracted release runs or the cluster is stale, Healthy when merely behind", func() {
+		publish(ns, "router", "stable", "v1.0.0", 1)
+		publish(ns, "router", "stable", "v1.1.0", 2)
+		checkIn(ns, "behind", comp("router", "stable", "v1.0.0"))
+		Eventually(stateOf(ns, "behind", "router")).Should(Equal(v1.StateUpdateAvailable))
+		Eventually(healthOf(ns, "ClusterReport", "behind")).Should(HavePrefix("Healthy: "))
+
+		r := release(ns, "router.stable.v1.0.0")
+		before := r.DeepCopy()
+		r.Spec.Retracted = &v1.Retraction{Reason: "corrupts the cache"}
+		Expect(k8sClient.Patch(suiteCtx, r, client.MergeFrom(before))).To(Succeed())
+		Eventually(healthOf(ns, "ClusterReport", "behind")).Should(Equal("Degraded: router v1.0.0"))
+
+		checkIn(ns, "quiet", comp("router", "stable", "v1.1.0"))
+		Eventually(healthOf(ns, "ClusterReport", "quiet")).Should(HavePrefix("Healthy: "))
+		fakeClock.Step(staleThreshold)
+		Eventually(healthOf(ns, "ClusterReport", "quiet")).Should(HavePrefix("Degraded: no check-in within the stale threshold"))
+	})
+})
