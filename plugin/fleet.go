@@ -52,6 +52,7 @@ func fleetCommand(g *globals) *cobra.Command {
 		},
 	}
 	g.addOutput(cmd, "table", "wide", "json", "yaml")
+	g.addChunkSize(cmd)
 	return cmd
 }
 
@@ -64,7 +65,11 @@ func (g *globals) reports(ctx context.Context) ([]v1.ClusterReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listPipelined[v1.ClusterReportList](ctx, g.rest, "clusterreports", ns, func(l *v1.ClusterReportList) []v1.ClusterReport { return l.Items })
+	if g.chunkSize < 0 {
+		return nil, fmt.Errorf("--chunk-size must be 0 or more, not %d", g.chunkSize)
+	}
+	return listPipelined[v1.ClusterReportList](ctx, g.rest, "clusterreports", ns, g.chunkSize,
+		func(l *v1.ClusterReportList) []v1.ClusterReport { return l.Items })
 }
 
 // Fleet is the rows of `fleet`, by namespace and cluster.

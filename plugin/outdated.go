@@ -169,11 +169,22 @@ func outdatedCommand(g *globals) *cobra.Command {
 			}
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reports, err := g.reports(cmd.Context())
-			if err != nil {
+			if _, err := g.connect(); err != nil {
 				return err
 			}
-			cat, err := g.loadCatalog(cmd.Context())
+			// The trains and releases (a few hundred objects) are read while
+			// the reports stream in.
+			var cat *catalog
+			catErr := make(chan error, 1)
+			go func() {
+				var err error
+				cat, err = g.loadCatalog(cmd.Context())
+				catErr <- err
+			}()
+			reports, err := g.reports(cmd.Context())
+			if cerr := <-catErr; err == nil {
+				err = cerr
+			}
 			if err != nil {
 				return err
 			}
@@ -188,6 +199,7 @@ func outdatedCommand(g *globals) *cobra.Command {
 		},
 	}
 	g.addOutput(cmd, "table", "wide", "json", "yaml")
+	g.addChunkSize(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.Component, "component", "", "Only this component.")
 	fl.StringVar(&f.Train, "train", "", "Only this train.")

@@ -27,6 +27,10 @@ var _ = Describe("reading the fleet", func() {
 		Entry(nil, "fleet-wide", 0, "fleet", "-n", fleetNS, "-o", "wide"),
 		Entry(nil, "fleet-json", 0, "fleet", "-n", fleetNS, "-o", "json"),
 		Entry(nil, "fleet-empty", 0, "fleet", "-n", "publish"),
+		Entry("in pages of one: the same", "fleet", 0, "fleet", "-n", fleetNS, "--chunk-size", "1"),
+		Entry("in one request: the same", "fleet", 0, "fleet", "-n", fleetNS, "--chunk-size", "0"),
+		Entry("in pages of two: the same", "outdated", 2, "outdated", "-n", fleetNS, "--chunk-size", "2"),
+		Entry(nil, "error-chunk-size", 3, "outdated", "-n", fleetNS, "--chunk-size", "-1"),
 
 		Entry("a retracted release runs: exit 2", "outdated", 2, "outdated", "-n", fleetNS),
 		Entry(nil, "outdated-wide", 2, "outdated", "-n", fleetNS, "-o", "wide"),

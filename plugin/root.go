@@ -54,6 +54,8 @@ type globals struct {
 	allNamespaces bool
 	output        string
 	noHeaders     bool
+	// chunkSize is the page size of the reports' list (kubectl's --chunk-size).
+	chunkSize int
 	// client, and rest for the pipelined lists, are set up by connect on
 	// first use.
 	client client.Client
@@ -207,6 +209,12 @@ func (g *globals) listNamespace() (string, error) {
 // pageSize is kubectl's chunk size: a 10,000-report fleet comes in 20
 // pages, none of which holds the API server long.
 const pageSize = 500
+
+// addChunkSize adds kubectl's --chunk-size to a command that lists reports.
+func (g *globals) addChunkSize(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&g.chunkSize, "chunk-size", pageSize,
+		"Read the ClusterReports in pages of this many, as kubectl does (0: in one request).")
+}
 
 // listAll reads every object of a list kind, page by page.
 func listAll[L client.ObjectList](ctx context.Context, c client.Client, list L, ns string, each func(L)) error {
