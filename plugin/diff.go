@@ -6,8 +6,6 @@ import (
 	"slices"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -60,27 +58,19 @@ func diffCommand(g *globals) *cobra.Command {
 }
 
 func (g *globals) diff(ctx context.Context, a, b string) (*DiffView, error) {
-	if g.allNamespaces {
-		return nil, fmt.Errorf("diff compares two clusters of one namespace: use -n, not -A")
-	}
-	c, err := g.connect()
+	c, ns, err := g.clientIn("diff")
 	if err != nil {
 		return nil, err
 	}
-	ns, err := g.namespace()
+	ra, err := getReport(ctx, c, ns, a)
 	if err != nil {
 		return nil, err
 	}
-	var reps [2]v1.ClusterReport
-	for i, id := range []string{a, b} {
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.ClusterReportName(id)}, &reps[i]); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("no cluster %q in namespace %q", id, ns)
-			}
-			return nil, err
-		}
+	rb, err := getReport(ctx, c, ns, b)
+	if err != nil {
+		return nil, err
 	}
-	return Diff(&reps[0], &reps[1]), nil
+	return Diff(ra, rb), nil
 }
 
 // Diff compares what two clusters report, by component name.

@@ -58,10 +58,7 @@ func fleetCommand(g *globals) *cobra.Command {
 
 // reports lists the ClusterReports of the namespace (every namespace with -A).
 func (g *globals) reports(ctx context.Context) ([]v1.ClusterReport, error) {
-	if _, err := g.connect(); err != nil {
-		return nil, err
-	}
-	ns, err := g.listNamespace()
+	_, ns, err := g.clientForList()
 	if err != nil {
 		return nil, err
 	}

@@ -128,11 +128,7 @@ func newCatalog(trains []v1.ReleaseTrain, releases []v1.ComponentRelease) *catal
 
 // loadCatalog lists the trains and releases of the namespace (all with -A).
 func (g *globals) loadCatalog(ctx context.Context) (*catalog, error) {
-	c, err := g.connect()
-	if err != nil {
-		return nil, err
-	}
-	ns, err := g.listNamespace()
+	c, ns, err := g.clientForList()
 	if err != nil {
 		return nil, err
 	}

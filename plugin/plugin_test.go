@@ -63,6 +63,7 @@ var _ = Describe("reading the fleet", func() {
 		Entry(nil, "error-behind", 3, "outdated", "-n", fleetNS, "--behind=sideways"),
 		Entry(nil, "error-output", 3, "fleet", "-n", fleetNS, "-o", "name"),
 		Entry(nil, "error-args", 3, "diff", "prod-us", "-n", fleetNS),
+		Entry(nil, "error-all-namespaces", 3, "why", "prod-us", "router", "-A"),
 	)
 
 	It("prints -o json that decodes into the documented types, with the exit code in it", func() {

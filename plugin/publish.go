@@ -39,7 +39,7 @@ func publishCommand(g *globals) *cobra.Command {
       --description "Router with HTTP/3" --data changelog=https://example.com/router/v2.5.0`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, err := g.namespace()
+			c, ns, err := g.clientIn("publish")
 			if err != nil {
 				return err
 			}
@@ -65,10 +65,6 @@ func publishCommand(g *globals) *cobra.Command {
 			r.Name = v1.ReleaseName(r.Spec.Component, r.Spec.Train, r.Spec.Version)
 			if errs := validation.ComponentRelease(&r, nil); len(errs) > 0 {
 				return invalid(r.Name, errs)
-			}
-			c, err := g.connect()
-			if err != nil {
-				return err
 			}
 			var opts []client.CreateOption
 			if dryRun {
@@ -119,11 +115,7 @@ func retractCommand(g *globals) *cobra.Command {
 }
 
 func (g *globals) retract(ctx context.Context, trainArg, version, reason string, undo, dryRun bool) error {
-	c, err := g.connect()
-	if err != nil {
-		return err
-	}
-	ns, err := g.namespace()
+	c, ns, err := g.clientIn("retract")
 	if err != nil {
 		return err
 	}

@@ -198,12 +198,36 @@ func (g *globals) namespace() (string, error) {
 	return ns, err
 }
 
-// listOptions are a list's namespace option ("" with -A).
+// listNamespace is a list's namespace ("" with -A).
 func (g *globals) listNamespace() (string, error) {
 	if g.allNamespaces {
 		return "", nil
 	}
 	return g.namespace()
+}
+
+// clientIn is the client and the namespace of a command that works in one
+// namespace, which -A cannot choose.
+func (g *globals) clientIn(command string) (client.Client, string, error) {
+	if g.allNamespaces {
+		return nil, "", fmt.Errorf("%s works in one namespace: use -n, not -A", command)
+	}
+	c, err := g.connect()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := g.namespace()
+	return c, ns, err
+}
+
+// clientForList is the client and the namespace of a list ("" with -A).
+func (g *globals) clientForList() (client.Client, string, error) {
+	c, err := g.connect()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := g.listNamespace()
+	return c, ns, err
 }
 
 // pageSize is kubectl's chunk size: a 10,000-report fleet comes in 20

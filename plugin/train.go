@@ -76,11 +76,7 @@ func trainName(arg string) string {
 }
 
 func (g *globals) trainView(ctx context.Context, arg string) (*TrainView, error) {
-	c, err := g.connect()
-	if err != nil {
-		return nil, err
-	}
-	ns, err := g.namespace()
+	c, ns, err := g.clientIn("train")
 	if err != nil {
 		return nil, err
 	}

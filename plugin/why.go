@@ -58,19 +58,12 @@ func whyCommand(g *globals) *cobra.Command {
 }
 
 func (g *globals) why(ctx context.Context, cluster, component string) (*WhyView, error) {
-	c, err := g.connect()
+	c, ns, err := g.clientIn("why")
 	if err != nil {
 		return nil, err
 	}
-	ns, err := g.namespace()
+	rep, err := getReport(ctx, c, ns, cluster)
 	if err != nil {
-		return nil, err
-	}
-	rep := &v1.ClusterReport{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.ClusterReportName(cluster)}, rep); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("no cluster %q in namespace %q", cluster, ns)
-		}
 		return nil, err
 	}
 	var reported *v1.ReportedComponent
@@ -228,4 +221,16 @@ func staleness(v *WhyView, rep *v1.ClusterReport, age func(*metav1.Time) string)
 		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s and is not stale: %s", last, c.Message))
 	}
 	return v
+}
+
+// getReport reads the report of a cluster ID (in any case).
+func getReport(ctx context.Context, c client.Client, ns, id string) (*v1.ClusterReport, error) {
+	rep := &v1.ClusterReport{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.ClusterReportName(id)}, rep); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("no cluster %q in namespace %q", id, ns)
+		}
+		return nil, err
+	}
+	return rep, nil
 }
