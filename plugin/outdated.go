@@ -26,7 +26,17 @@ const (
 
 // rank orders Behind for --behind: at least minor is minor or major.
 func (b Behind) rank() int {
-	return map[Behind]int{BehindPrerelease: 1, BehindPatch: 2, BehindMinor: 3, BehindMajor: 4}[b]
+	switch b {
+	case BehindPrerelease:
+		return 1
+	case BehindPatch:
+		return 2
+	case BehindMinor:
+		return 3
+	case BehindMajor:
+		return 4
+	}
+	return 0
 }
 
 // BehindOf compares a running version with the latest.
@@ -128,16 +138,16 @@ func newCatalog(trains []v1.ReleaseTrain, releases []v1.ComponentRelease) *catal
 
 // loadCatalog lists the trains and releases of the namespace (all with -A).
 func (g *globals) loadCatalog(ctx context.Context) (*catalog, error) {
-	c, ns, err := g.clientForList()
+	_, ns, err := g.clientForList()
 	if err != nil {
 		return nil, err
 	}
-	var trains []v1.ReleaseTrain
-	var releases []v1.ComponentRelease
-	if err := listAll(ctx, c, &v1.ReleaseTrainList{}, ns, func(l *v1.ReleaseTrainList) { trains = append(trains, l.Items...) }); err != nil {
+	trains, err := g.trains(ctx, ns)
+	if err != nil {
 		return nil, err
 	}
-	if err := listAll(ctx, c, &v1.ComponentReleaseList{}, ns, func(l *v1.ComponentReleaseList) { releases = append(releases, l.Items...) }); err != nil {
+	releases, err := g.releases(ctx, ns)
+	if err != nil {
 		return nil, err
 	}
 	return newCatalog(trains, releases), nil

@@ -240,26 +240,16 @@ func (g *globals) addChunkSize(cmd *cobra.Command) {
 		"Read the ClusterReports in pages of this many, as kubectl does (0: in one request).")
 }
 
-// listAll reads every object of a list kind, page by page.
-func listAll[L client.ObjectList](ctx context.Context, c client.Client, list L, ns string, each func(L)) error {
-	opts := []client.ListOption{client.Limit(pageSize)}
-	if ns != "" {
-		opts = append(opts, client.InNamespace(ns))
-	}
-	for {
-		if err := c.List(ctx, list, opts...); err != nil {
-			return err
-		}
-		each(list)
-		next := list.GetContinue()
-		if next == "" {
-			return nil
-		}
-		opts = append(opts[:0], client.Limit(pageSize), client.Continue(next))
-		if ns != "" {
-			opts = append(opts, client.InNamespace(ns))
-		}
-	}
+// releases lists the ComponentReleases of ns ("": every namespace).
+func (g *globals) releases(ctx context.Context, ns string) ([]v1.ComponentRelease, error) {
+	return listPipelined[v1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, pageSize,
+		func(l *v1.ComponentReleaseList) []v1.ComponentRelease { return l.Items })
+}
+
+// trains lists the ReleaseTrains of ns ("": every namespace).
+func (g *globals) trains(ctx context.Context, ns string) ([]v1.ReleaseTrain, error) {
+	return listPipelined[v1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, pageSize,
+		func(l *v1.ReleaseTrainList) []v1.ReleaseTrain { return l.Items })
 }
 
 // out is where a command writes its answer.

@@ -87,15 +87,15 @@ func (g *globals) trainView(ctx context.Context, arg string) (*TrainView, error)
 		}
 		return nil, err
 	}
-	var rels []v1.ComponentRelease
-	if err := listAll(ctx, c, &v1.ComponentReleaseList{}, ns, func(l *v1.ComponentReleaseList) {
-		for _, r := range l.Items {
-			if r.Spec.Component == t.Spec.Component && r.Spec.Train == t.Spec.Train {
-				rels = append(rels, r)
-			}
-		}
-	}); err != nil {
+	all, err := g.releases(ctx, ns)
+	if err != nil {
 		return nil, err
+	}
+	var rels []v1.ComponentRelease
+	for _, r := range all {
+		if r.Spec.Component == t.Spec.Component && r.Spec.Train == t.Spec.Train {
+			rels = append(rels, r)
+		}
 	}
 	return newTrainView(t, rels), nil
 }

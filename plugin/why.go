@@ -85,14 +85,14 @@ func (g *globals) why(ctx context.Context, cluster, component string) (*WhyView,
 	}
 	var rels []v1.ComponentRelease
 	if train != nil {
-		if err := listAll(ctx, c, &v1.ComponentReleaseList{}, ns, func(l *v1.ComponentReleaseList) {
-			for _, r := range l.Items {
-				if v1.TrainName(r.Spec.Component, r.Spec.Train) == tname {
-					rels = append(rels, r)
-				}
-			}
-		}); err != nil {
+		all, err := g.releases(ctx, ns)
+		if err != nil {
 			return nil, err
+		}
+		for _, r := range all {
+			if v1.TrainName(r.Spec.Component, r.Spec.Train) == tname {
+				rels = append(rels, r)
+			}
 		}
 	}
 	return Why(rep, *reported, train, rels, g.age), nil
