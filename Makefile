@@ -38,7 +38,7 @@ help: ## Show this help.
 # The agent's discovery sources: every package under agent/source but all/.
 AGENT_SOURCES := $(filter-out all,$(notdir $(patsubst %/,%,$(wildcard agent/source/*/))))
 # The manager's packages; the agent (./agent) gets a role of its own.
-MANAGER_PATHS := ./;./api/...;./controllers/...;./webhook/...;./bridge/...;./internal/...
+MANAGER_PATHS := ./;./api/...;./controllers/...;./webhook/...;./bridge/...;./internal/...;./notify/...
 
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests into config/ and the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="$(MANAGER_PATHS)" \

@@ -34,6 +34,7 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/logging"
 	"github.com/trainyard-dev/trainyard/internal/review"
 	"github.com/trainyard-dev/trainyard/internal/version"
+	"github.com/trainyard-dev/trainyard/notify"
 	"github.com/trainyard-dev/trainyard/webhook"
 )
 
@@ -47,6 +48,7 @@ type managerOptions struct {
 	probeAddr      string
 	pprofAddr      string
 	leaderElection bool
+	notifications  bool
 	qps            float64
 	burst          int
 	controllers    controllers.Options
@@ -81,6 +83,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints (empty: off).")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
+	fs.BoolVar(&o.notifications, "notifications", true,
+		"Send the NotificationRules' events to their NotificationTargets (on the leader only).")
 	fs.Float64Var(&o.qps, "kube-api-qps", 1000, "Client-side limit of requests per second to the Kubernetes API (-1: none); "+
 		"sized for a 10,000-cluster fleet onboarding at once (two writes per new cluster); the API server's priority and fairness is the backstop.")
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Burst above --kube-api-qps.")
@@ -274,6 +278,11 @@ func runManager(args []string) error {
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, o.controllers); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
+	}
+	if o.notifications {
+		if err := notify.Setup(mgr); err != nil {
+			return fmt.Errorf("setting up notifications: %w", err)
+		}
 	}
 	if o.webhook.enabled {
 		if err := setupWebhook(ctx, mgr, cfg, scheme, o); err != nil {

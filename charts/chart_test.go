@@ -427,14 +427,15 @@ var _ = Describe("helm template", func() {
 		Expect(vols).To(ConsistOf(HaveKeyWithValue("secret", HaveKeyWithValue("secretName", "full-webhook-cert"))))
 		Expect(find(objs, "MutatingWebhookConfiguration", "full-mutating-webhook-configuration").GetAnnotations()).
 			To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "full-system/full-webhook"))
-		// Secrets RBAC in the bridge namespace too.
+		// Secrets RBAC in the bridge's namespace, its tenants' and notifications.namespaces too.
 		var roleNamespaces []string
 		for _, o := range objs {
 			if o.GetKind() == "Role" && o.GetName() == "full-manager" {
 				roleNamespaces = append(roleNamespaces, o.GetNamespace())
 			}
 		}
-		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet", "fleet-b")) // the release's, the bridge's, a tenant's
+		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet", "fleet-b", "platform")) // the release's, the bridge's, a tenant's, notifications'
+		Expect(args(dep)).To(ContainElement("--notifications=true"))
 
 		// The gauges' namespace label (the counted objects' namespace) is
 		// kept, not replaced by the target's: the alerts group by it.
@@ -899,7 +900,21 @@ current-context: test
 		}, 30*time.Second).ShouldNot(BeEmpty())
 		kubectl(nil, "-n", "trainyard-system", "get", "secret", "trainyard-webhook-tls")
 		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*clusterreport`))
+		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*notification(rule|target)`))
 		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
+		// What notifications need beyond what the informers above show: the
+		// status writes, and the targets' Secrets, read uncached.
+		sa := "system:serviceaccount:trainyard-system:trainyard"
+		for _, check := range [][]string{
+			{"patch", "notificationrules.trainyard.dev", "--subresource=status", "-A"},
+			{"patch", "notificationtargets.trainyard.dev", "--subresource=status", "-A"},
+			{"get", "secrets", "-n", "trainyard-system"},
+		} {
+			Expect(strings.TrimSpace(kubectl(nil, append([]string{"auth", "can-i", "--as=" + sa}, check...)...))).To(Equal("yes"), "%v", check)
+		}
+		// Secrets elsewhere stay out of reach unless notifications.namespaces names them.
+		out, _ := kubectlFn(nil, "auth", "can-i", "--as="+sa, "get", "secrets", "-n", "platform")
+		Expect(strings.TrimSpace(out)).To(Equal("no"))
 	})
 
 	It("lets the bridge keep its doctor dumps within their caps through the chart's RBAC alone", func() {
@@ -935,6 +950,8 @@ current-context: test
 		manager := runManager("full", "full-system", "trainyard-manager", certDir, "-f", allOpts)
 		Eventually(manager.Err, time.Minute).Should(gbytes.Say(`(?i)successfully acquired lease.*full-system/trainyard-manager\.trainyard\.dev`))
 		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*clusterreport`))
+		out := kubectl(nil, "auth", "can-i", "--as=system:serviceaccount:full-system:trainyard-manager", "get", "secrets", "-n", "platform")
+		Expect(strings.TrimSpace(out)).To(Equal("yes"), "notifications.namespaces lets the manager read targets' Secrets there")
 		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
 		// The manager does not make its own certificate in this mode.
 		_, err := kubectlErr("-n", "full-system", "get", "secret", "full-webhook-tls")

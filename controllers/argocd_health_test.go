@@ -1,81 +1,22 @@
 package controllers_test
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
-
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	lua "github.com/yuin/gopher-lua"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
-// argoHealthLua is the health check docs/argocd.md tells users to put in
-// argocd-cm, read from that file, so that what is tested is what is documented.
-func argoHealthLua() string {
-	GinkgoHelper()
-	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docs", "argocd.md"))
-	Expect(err).NotTo(HaveOccurred())
-	block := regexp.MustCompile("(?s)```yaml\n(apiVersion: v1\nkind: ConfigMap\n.*?)```").FindSubmatch(doc)
-	Expect(block).NotTo(BeNil(), "docs/argocd.md has no argocd-cm block")
-	var cm corev1.ConfigMap
-	Expect(yaml.UnmarshalStrict(block[1], &cm)).To(Succeed())
-	var custom map[string]map[string]string
-	Expect(yaml.UnmarshalStrict([]byte(cm.Data["resource.customizations"]), &custom)).To(Succeed())
-	script := custom["trainyard.dev/*"]["health.lua"]
-	Expect(script).NotTo(BeEmpty())
-	return script
-}
-
-// argoHealth runs the check as Argo CD does: obj is the object's JSON as a
-// Lua table, the script returns {status, message}.
+// argoHealth runs the check docs/argocd.md documents (testenv.ArgoHealth).
 func argoHealth(obj map[string]any) (status, message string) {
 	GinkgoHelper()
-	L := lua.NewState()
-	defer L.Close()
-	L.SetGlobal("obj", toLua(L, obj))
-	Expect(L.DoString(argoHealthLua())).To(Succeed())
-	hs, ok := L.Get(-1).(*lua.LTable)
-	Expect(ok).To(BeTrue(), "the script returns no table")
-	return lua.LVAsString(hs.RawGetString("status")), lua.LVAsString(hs.RawGetString("message"))
-}
-
-func toLua(L *lua.LState, v any) lua.LValue {
-	switch v := v.(type) {
-	case map[string]any:
-		t := L.NewTable()
-		for k, x := range v {
-			t.RawSetString(k, toLua(L, x))
-		}
-		return t
-	case []any:
-		t := L.NewTable()
-		for _, x := range v {
-			t.Append(toLua(L, x))
-		}
-		return t
-	case string:
-		return lua.LString(v)
-	case bool:
-		return lua.LBool(v)
-	case int64:
-		return lua.LNumber(v)
-	case float64:
-		return lua.LNumber(v)
-	case nil:
-		return lua.LNil
-	default:
-		panic(fmt.Sprintf("no Lua value for %T", v))
-	}
+	status, message, err := testenv.ArgoHealth(obj)
+	Expect(err).NotTo(HaveOccurred())
+	return status, message
 }
 
 // served is an object as the API server serves it (kind and all).

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -29,6 +31,10 @@ import (
 // DefaultStaleThreshold suits agents that check in every 12 hours (the Deis
 // agent's interval): two missed check-ins and an hour's grace.
 const DefaultStaleThreshold = 25 * time.Hour
+
+// ReasonRecovered is the Stale condition's reason once a stale cluster has
+// checked in again.
+const ReasonRecovered = "Recovered"
 
 // conflictRetry is how soon a reconcile that lost a write race runs again.
 const conflictRetry = 100 * time.Millisecond
@@ -233,6 +239,15 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *
 		return true
 	}
 	r.wakeups.At(key, deadline)
+	// A report that was stale keeps the reason Recovered until it goes stale
+	// again: notifications tell a recovery from a new cluster by it, also
+	// after a restart.
+	if prev := meta.FindStatusCondition(st.Conditions, v1.ConditionStale); prev != nil &&
+		(prev.Status == metav1.ConditionTrue || prev.Reason == ReasonRecovered) {
+		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, ReasonRecovered,
+			fmt.Sprintf("checked in again within the stale threshold (%s) after being stale", r.StaleThreshold))
+		return false
+	}
 	conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, "CheckedIn",
 		fmt.Sprintf("checked in within the stale threshold (%s)", r.StaleThreshold))
 	return false

@@ -159,6 +159,16 @@ func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.
 		next = &v1.ReleaseRef{Name: rel.Name, Version: rel.Spec.Version, Released: rel.Spec.Released}
 	}
 	prev := st.Latest
+	if next != nil {
+		// since is kept while the same release stays latest; notifications
+		// derive the new-latest event's id and time from it.
+		if prev != nil && prev.Name == next.Name && prev.Since != nil {
+			next.Since = prev.Since
+		} else {
+			now := metav1.NewTime(time.Now().Truncate(time.Second))
+			next.Since = &now
+		}
+	}
 	if !sameRelease(prev, next) {
 		if prev != nil && (next == nil || prev.Name != next.Name) {
 			st.Previous = prev

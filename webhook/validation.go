@@ -14,3 +14,9 @@ var (
 	ValidateVersion          = validation.Version
 	ValidateClusterID        = validation.ClusterID
 )
+
+// The notification kinds' rules, also in internal/validation.
+var (
+	ValidateNotificationTarget = validation.NotificationTarget
+	ValidateNotificationRule   = validation.NotificationRule
+)

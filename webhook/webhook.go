@@ -41,8 +41,16 @@ func Setup(mgr ctrl.Manager, c clock.PassiveClock) error {
 		WithValidator(trainWebhook{}).Complete(); err != nil {
 		return err
 	}
-	return ctrl.NewWebhookManagedBy(mgr, &v1.ClusterReport{}).
-		WithDefaulter(reportWebhook{}).WithValidator(reportWebhook{}).Complete()
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.ClusterReport{}).
+		WithDefaulter(reportWebhook{}).WithValidator(reportWebhook{}).Complete(); err != nil {
+		return err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.NotificationTarget{}).
+		WithValidator(targetWebhook{}).Complete(); err != nil {
+		return err
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &v1.NotificationRule{}).
+		WithValidator(ruleWebhook{}).Complete()
 }
 
 func invalid(kind string, name string, errs field.ErrorList) error {
@@ -204,5 +212,37 @@ func ownReport(ctx context.Context, r *v1.ClusterReport) error {
 }
 
 func (reportWebhook) ValidateDelete(context.Context, *v1.ClusterReport) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-notificationtarget,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=notificationtargets,verbs=create;update,versions=v1alpha1,name=vnotificationtarget.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+type targetWebhook struct{}
+
+func (targetWebhook) ValidateCreate(_ context.Context, t *v1.NotificationTarget) (admission.Warnings, error) {
+	return nil, invalid("NotificationTarget", t.Name, ValidateNotificationTarget(t))
+}
+
+func (targetWebhook) ValidateUpdate(_ context.Context, _, t *v1.NotificationTarget) (admission.Warnings, error) {
+	return nil, invalid("NotificationTarget", t.Name, ValidateNotificationTarget(t))
+}
+
+func (targetWebhook) ValidateDelete(context.Context, *v1.NotificationTarget) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-notificationrule,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=notificationrules,verbs=create;update,versions=v1alpha1,name=vnotificationrule.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+type ruleWebhook struct{}
+
+func (ruleWebhook) ValidateCreate(_ context.Context, r *v1.NotificationRule) (admission.Warnings, error) {
+	return nil, invalid("NotificationRule", r.Name, ValidateNotificationRule(r))
+}
+
+func (ruleWebhook) ValidateUpdate(_ context.Context, _, r *v1.NotificationRule) (admission.Warnings, error) {
+	return nil, invalid("NotificationRule", r.Name, ValidateNotificationRule(r))
+}
+
+func (ruleWebhook) ValidateDelete(context.Context, *v1.NotificationRule) (admission.Warnings, error) {
 	return nil, nil
 }

@@ -86,6 +86,10 @@ type ReleaseRef struct {
 	Released *metav1.Time `json:"released,omitempty"`
 	// name of the ComponentRelease object.
 	Name string `json:"name"`
+	// since is when the release became the train's latest (in history: each
+	// entry's turn as latest began then).
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
 }
 
 // VersionAdoption counts the clusters that run one version.

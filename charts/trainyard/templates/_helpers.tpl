@@ -89,6 +89,9 @@ app.kubernetes.io/component: agent
 {{- $ns = append $ns (include "trainyard.bridgeNamespace" .) }}
 {{- $ns = concat $ns .Values.bridge.tenants }}
 {{- end }}
+{{- if .Values.notifications.enabled }}
+{{- $ns = concat $ns .Values.notifications.namespaces }}
+{{- end }}
 {{- $ns | uniq | join " " }}
 {{- end }}
 

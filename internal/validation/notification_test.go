@@ -1,0 +1,67 @@
+package validation_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/validation"
+)
+
+func TestNotificationRule(t *testing.T) {
+	ok := v1.NotificationRuleSpec{TargetRef: v1.LocalObjectReference{Name: "slack"}, Components: []string{"router"},
+		Clusters:     []string{"0b6a2c4e-5f0a-4b7e-9f0e-2d1c3b4a5e6f", "edge-1"},
+		DigestWindow: &metav1.Duration{Duration: time.Minute}}
+	if errs := validation.NotificationRule(&v1.NotificationRule{Spec: ok}); len(errs) > 0 {
+		t.Fatalf("a good rule is refused: %v", errs)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*v1.NotificationRuleSpec)
+		want   string
+	}{
+		{"no target", func(s *v1.NotificationRuleSpec) { s.TargetRef.Name = "" }, "spec.targetRef.name: Required value"},
+		{"bad component", func(s *v1.NotificationRuleSpec) { s.Components = []string{"Router"} }, "spec.components[0]: Invalid value: \"Router\""},
+		{"bad cluster", func(s *v1.NotificationRuleSpec) { s.Clusters = []string{"a b"} }, "spec.clusters[0]: Invalid value: \"a b\": must be a UUID or a DNS-1123 label"},
+		{"bad severity", func(s *v1.NotificationRuleSpec) { s.MinSeverity = "loud" }, "spec.minSeverity: Unsupported value: \"loud\""},
+		{"bad type", func(s *v1.NotificationRuleSpec) { s.EventTypes = []v1.EventType{"dev.trainyard.other"} }, "spec.eventTypes[0]: Unsupported value"},
+		{"bad selector", func(s *v1.NotificationRuleSpec) {
+			s.ReleaseSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"a/b/c": "x"}}
+		}, "spec.releaseSelector.matchLabels"},
+		{"window too short", func(s *v1.NotificationRuleSpec) { s.DigestWindow.Duration = time.Millisecond }, "spec.digestWindow: Invalid value: \"1ms\": must be from 1s to 1h0m0s"},
+	} {
+		s := *ok.DeepCopy()
+		tc.mutate(&s)
+		errs := validation.NotificationRule(&v1.NotificationRule{Spec: s})
+		if !strings.Contains(errs.ToAggregate().Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, errs, tc.want)
+		}
+	}
+}
+
+func TestNotificationTarget(t *testing.T) {
+	ok := v1.NotificationTargetSpec{Type: v1.TargetSlack, SecretRef: v1.LocalObjectReference{Name: "slack-url"}}
+	if errs := validation.NotificationTarget(&v1.NotificationTarget{Spec: ok}); len(errs) > 0 {
+		t.Fatalf("a good target is refused: %v", errs)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*v1.NotificationTargetSpec)
+		want   string
+	}{
+		{"no secret", func(s *v1.NotificationTargetSpec) { s.SecretRef.Name = "" }, "spec.secretRef.name: Required value"},
+		{"timeout", func(s *v1.NotificationTargetSpec) { s.Timeout = &metav1.Duration{Duration: 2 * time.Minute} }, "spec.timeout: Invalid value: \"2m0s\""},
+		{"retryFor", func(s *v1.NotificationTargetSpec) { s.RetryFor = &metav1.Duration{Duration: time.Second} }, "spec.retryFor: Invalid value: \"1s\": must be from 1m0s to 168h0m0s"},
+		{"queue", func(s *v1.NotificationTargetSpec) { s.QueueLimit = 1000 }, "spec.queueLimit: Invalid value: 1000"},
+	} {
+		s := ok
+		tc.mutate(&s)
+		errs := validation.NotificationTarget(&v1.NotificationTarget{Spec: s})
+		if !strings.Contains(errs.ToAggregate().Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, errs, tc.want)
+		}
+	}
+}

@@ -1,0 +1,250 @@
+// Package notify tells platform teams about the transitions that matter — a
+// new latest release, a retraction, a cluster going stale, recovering,
+// falling behind or running a retracted release — as CloudEvents, Slack or
+// Microsoft Teams messages, following NotificationRules to
+// NotificationTargets.
+//
+// Events are facts read from the objects' status (a condition's
+// lastTransitionTime, a train's latest.since), so an event's id is derived
+// from the transition and is the same whoever computes it, after a restart
+// or on a new leader. Only transitions are sent: a fact that persists is
+// one event. A rule's events are coalesced into digests, and its deliveries
+// wait in its status until the receiver accepts them.
+package notify
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+)
+
+// Event is one transition of one object.
+type Event struct {
+	// ID is derived from the transition: the object's UID, the event type
+	// and the transition's time (or release).
+	ID       string       `json:"id"`
+	Type     v1.EventType `json:"type"`
+	Severity v1.Severity  `json:"severity"`
+	// Time is when the transition happened (as the object records it).
+	Time time.Time `json:"time"`
+	// Subject is the object: clusterreports/<name>, releasetrains/<name> or
+	// componentreleases/<name>.
+	Subject string `json:"subject"`
+	// Summary is one line for people.
+	Summary string `json:"summary"`
+
+	Cluster    string            `json:"cluster,omitempty"`
+	Component  string            `json:"component,omitempty"`
+	Train      string            `json:"train,omitempty"`
+	Version    string            `json:"version,omitempty"`
+	Previous   string            `json:"previous,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	LastSeen   *time.Time        `json:"lastSeen,omitempty"`
+	Clusters   *int              `json:"clustersRunning,omitempty"`
+	Components []ComponentChange `json:"components,omitempty"`
+
+	// labels of the object, for the rules' selectors (not sent).
+	labels map[string]string
+	// names of every component (and its train) the event concerns, for the
+	// rules' component and train filters (not sent).
+	concerns []componentTrain
+}
+
+// ComponentChange is one component of a cluster event.
+type ComponentChange struct {
+	Name      string `json:"name"`
+	Train     string `json:"train"`
+	Installed string `json:"installed"`
+	Latest    string `json:"latest,omitempty"`
+}
+
+type componentTrain struct{ component, train string }
+
+// eventID derives an id from the parts of a transition: 32 hex digits.
+func eventID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:16])
+}
+
+func stamp(t metav1.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// ClusterEvents are the facts a report's status holds now: stale or
+// recovered, behind, running a retracted release.
+func ClusterEvents(r *v1.ClusterReport) []Event {
+	base := Event{
+		Subject: "clusterreports/" + r.Name, Cluster: r.Spec.ClusterID, labels: r.Labels,
+	}
+	if r.Status.LastSeen != nil {
+		t := r.Status.LastSeen.UTC()
+		base.LastSeen = &t
+	}
+	var out []Event
+	conds := r.Status.Conditions
+	if c := meta.FindStatusCondition(conds, v1.ConditionStale); c != nil {
+		e := base
+		e.Time = c.LastTransitionTime.UTC()
+		e.concerns = reported(r)
+		switch {
+		case c.Status == metav1.ConditionTrue:
+			e.Type, e.Severity = v1.EventClusterStale, v1.SeverityWarning
+			e.Summary = fmt.Sprintf("cluster %s stopped checking in (last seen %s)", r.Spec.ClusterID, lastSeen(r))
+		case c.Reason == controllers.ReasonRecovered:
+			e.Type, e.Severity = v1.EventClusterRecovered, v1.SeverityInfo
+			e.Summary = fmt.Sprintf("cluster %s checks in again", r.Spec.ClusterID)
+		}
+		if e.Type != "" {
+			e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
+			out = append(out, e)
+		}
+	}
+	// Components' states: each fact lists the components it is about.
+	for _, k := range []struct {
+		cond, reason string // the condition, and its reason when False is meant
+		typ          v1.EventType
+		sev          v1.Severity
+		state        v1.ComponentState
+		phrase       string
+	}{
+		{v1.ConditionUpToDate, "UpdatesAvailable", v1.EventClusterBehind, v1.SeverityInfo, v1.StateUpdateAvailable, "cluster %s is behind: %s"},
+		{v1.ConditionRunningRetracted, "", v1.EventClusterRunningRetracted, v1.SeverityCritical, v1.StateRetracted, "cluster %s runs a retracted release: %s"},
+	} {
+		c := meta.FindStatusCondition(conds, k.cond)
+		if c == nil || (k.reason == "" && c.Status != metav1.ConditionTrue) ||
+			(k.reason != "" && (c.Status != metav1.ConditionFalse || c.Reason != k.reason)) {
+			continue
+		}
+		e := base
+		e.Type, e.Severity, e.Time = k.typ, k.sev, c.LastTransitionTime.UTC()
+		e.Components = components(r, k.state)
+		e.concerns = concerns(e.Components)
+		e.Summary = fmt.Sprintf(k.phrase, r.Spec.ClusterID, changes(e.Components, k.state == v1.StateUpdateAvailable))
+		e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
+		out = append(out, e)
+	}
+	return out
+}
+
+func lastSeen(r *v1.ClusterReport) string {
+	if r.Status.LastSeen == nil {
+		return "never"
+	}
+	return stamp(*r.Status.LastSeen)
+}
+
+func reported(r *v1.ClusterReport) []componentTrain {
+	out := make([]componentTrain, 0, len(r.Spec.Components))
+	for _, c := range r.Spec.Components {
+		train := c.Train
+		if train == "" {
+			train = v1.DefaultTrain
+		}
+		out = append(out, componentTrain{c.Name, train})
+	}
+	return out
+}
+
+func components(r *v1.ClusterReport, state v1.ComponentState) []ComponentChange {
+	var out []ComponentChange
+	for _, c := range r.Status.Components {
+		if c.State == state {
+			out = append(out, ComponentChange{Name: c.Name, Train: c.Train, Installed: c.Installed, Latest: c.Latest})
+		}
+	}
+	return out
+}
+
+func concerns(cs []ComponentChange) []componentTrain {
+	out := make([]componentTrain, len(cs))
+	for i, c := range cs {
+		out[i] = componentTrain{c.Name, c.Train}
+	}
+	return out
+}
+
+// changes lists components for a summary, at most three.
+func changes(cs []ComponentChange, arrow bool) string {
+	var parts []string
+	for i, c := range cs {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(cs)-3))
+			break
+		}
+		if arrow {
+			parts = append(parts, fmt.Sprintf("%s %s → %s", c.Name, c.Installed, c.Latest))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %s", c.Name, c.Installed))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TrainEvents are the facts a train's status holds now: its latest release
+// since latest.since.
+func TrainEvents(t *v1.ReleaseTrain) []Event {
+	l := t.Status.Latest
+	if l == nil || l.Since == nil {
+		return nil
+	}
+	e := Event{
+		Type: v1.EventReleaseLatest, Severity: v1.SeverityInfo, Time: l.Since.UTC(),
+		Subject: "releasetrains/" + t.Name, Component: t.Spec.Component, Train: t.Spec.Train, Version: l.Version,
+		concerns: []componentTrain{{t.Spec.Component, t.Spec.Train}},
+	}
+	e.Summary = fmt.Sprintf("%s %s is the latest release on %s", t.Spec.Component, l.Version, t.Spec.Train)
+	if p := t.Status.Previous; p != nil {
+		e.Previous = p.Version
+		e.Summary += fmt.Sprintf(" (was %s)", p.Version)
+	}
+	e.ID = eventID(string(e.Type), string(t.UID), l.Name, stamp(*l.Since))
+	return []Event{e}
+}
+
+// ReleaseEvents are the facts a release's status holds now: retracted since
+// its Retracted condition turned True. running is how many clusters run it;
+// while any do, the event is a warning.
+func ReleaseEvents(r *v1.ComponentRelease, running int) []Event {
+	c := meta.FindStatusCondition(r.Status.Conditions, v1.ConditionRetracted)
+	if c == nil || c.Status != metav1.ConditionTrue || r.Spec.Retracted == nil {
+		return nil
+	}
+	e := Event{
+		Type: v1.EventReleaseRetracted, Severity: v1.SeverityInfo, Time: c.LastTransitionTime.UTC(),
+		Subject: "componentreleases/" + r.Name, Component: r.Spec.Component, Train: r.Spec.Train,
+		Version: r.Spec.Version, Reason: r.Spec.Retracted.Reason, Clusters: &running, labels: r.Labels,
+		concerns: []componentTrain{{r.Spec.Component, r.Spec.Train}},
+	}
+	if running > 0 {
+		e.Severity = v1.SeverityWarning
+	}
+	e.Summary = fmt.Sprintf("%s %s on %s was retracted (%s); %d clusters run it",
+		r.Spec.Component, r.Spec.Version, r.Spec.Train, r.Spec.Retracted.Reason, running)
+	e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
+	return []Event{e}
+}
+
+// newFacts returns the events of now that were not facts before: the
+// transitions between two states of one object.
+func newFacts(before, now []Event) []Event {
+	var out []Event
+	for _, e := range now {
+		seen := false
+		for _, b := range before {
+			if b.ID == e.ID {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,424 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/index"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// maxRecent is how many accepted delivery ids a rule remembers.
+const maxRecent = 32
+
+// Notifier turns the transitions of reports, trains and releases into
+// deliveries. It runs on the leader only (a manager Runnable that needs
+// leader election), as do the status controllers that persist its state.
+type Notifier struct {
+	client client.Client // the manager's cached client
+	reader client.Reader // uncached: Secrets are read when used, never cached
+	cache  cache.Cache
+	log    logr.Logger
+
+	mu                     sync.Mutex
+	ctx                    context.Context // set by Start
+	rules                  map[types.NamespacedName]*ruleState
+	targets                map[types.NamespacedName]*targetState
+	running                map[types.NamespacedName]chan struct{} // target workers, with their wake-up
+	ruleKicks, targetKicks *kicks
+}
+
+// ruleState is a rule's memory: what its status persists, and its digest
+// window.
+type ruleState struct {
+	key            types.NamespacedName
+	uid            types.UID
+	spec           v1.NotificationRuleSpec
+	counts         v1.DeliveryCounts
+	lastDelivery   *v1.DeliveryAttempt
+	lastError      *v1.DeliveryAttempt
+	handledThrough time.Time
+	recent         []string
+	queue          []*entry
+
+	windowEnd time.Time // zero: quiet, the next event is sent at once
+	buffer    map[v1.EventType]*batch
+	oldest    time.Time // the oldest buffered event's time
+	timer     *time.Timer
+}
+
+type entry struct {
+	v1.QueuedDelivery
+	next time.Time // precise; NextAttempt persists it
+}
+
+type targetState struct {
+	counts       v1.DeliveryCounts
+	lastDelivery *v1.DeliveryAttempt
+	lastError    *v1.DeliveryAttempt
+	// probed: the last reachability check (zero: none yet) and its result.
+	probed     time.Time
+	probeErr   error
+	generation int64
+}
+
+func newNotifier(c client.Client, reader client.Reader, ca cache.Cache, log logr.Logger) *Notifier {
+	return &Notifier{
+		client: c, reader: reader, cache: ca, log: log,
+		rules: map[types.NamespacedName]*ruleState{}, targets: map[types.NamespacedName]*targetState{},
+		running: map[types.NamespacedName]chan struct{}{}, ruleKicks: &kicks{}, targetKicks: &kicks{},
+	}
+}
+
+// NeedLeaderElection: only the leader sends.
+func (n *Notifier) NeedLeaderElection() bool { return true }
+
+// Start watches the objects whose transitions are events. Registering the
+// handlers replays every existing object as an addition: its facts newer
+// than a rule's handledThrough are sent (what a previous leader had not
+// handled), older ones are the baseline.
+func (n *Notifier) Start(ctx context.Context) error {
+	n.mu.Lock()
+	n.ctx = ctx
+	for key, rs := range n.rules {
+		if len(rs.queue) > 0 {
+			n.kickTargetLocked(types.NamespacedName{Namespace: key.Namespace, Name: rs.spec.TargetRef.Name})
+		}
+	}
+	n.mu.Unlock()
+	watch := []struct {
+		obj   client.Object
+		facts func(client.Object) []Event
+	}{
+		{&v1.ClusterReport{}, func(o client.Object) []Event { return ClusterEvents(o.(*v1.ClusterReport)) }},
+		{&v1.ReleaseTrain{}, func(o client.Object) []Event { return n.trainEvents(ctx, o.(*v1.ReleaseTrain)) }},
+		{&v1.ComponentRelease{}, func(o client.Object) []Event { return n.releaseEvents(ctx, o.(*v1.ComponentRelease)) }},
+	}
+	for _, w := range watch {
+		inf, err := n.cache.GetInformer(ctx, w.obj)
+		if err != nil {
+			return err
+		}
+		facts := w.facts
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(o any) {
+				if obj, ok := o.(client.Object); ok {
+					n.offer(obj.GetNamespace(), facts(obj), true)
+				}
+			},
+			UpdateFunc: func(oldObj, newObj any) {
+				o, ok1 := oldObj.(client.Object)
+				nw, ok2 := newObj.(client.Object)
+				if ok1 && ok2 {
+					n.offer(nw.GetNamespace(), newFacts(facts(o), facts(nw)), false)
+				}
+			},
+		}); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	n.mu.Lock()
+	for _, rs := range n.rules {
+		if rs.timer != nil {
+			rs.timer.Stop()
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// trainEvents adds the latest release's labels, for releaseSelector.
+func (n *Notifier) trainEvents(ctx context.Context, t *v1.ReleaseTrain) []Event {
+	evs := TrainEvents(t)
+	if len(evs) == 1 {
+		var rel v1.ComponentRelease
+		if err := n.client.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.Latest.Name}, &rel); err == nil {
+			evs[0].labels = rel.Labels
+		}
+	}
+	return evs
+}
+
+// releaseEvents counts the clusters that run a retracted release.
+func (n *Notifier) releaseEvents(ctx context.Context, r *v1.ComponentRelease) []Event {
+	if r.Spec.Retracted == nil {
+		return nil
+	}
+	running := 0
+	var reports v1.ClusterReportList
+	train := v1.TrainName(r.Spec.Component, r.Spec.Train)
+	if err := n.client.List(ctx, &reports, client.InNamespace(r.Namespace), client.UnsafeDisableDeepCopy,
+		client.MatchingFields{index.ReportTrain: train}); err == nil {
+		version := ordering.Canonical(r.Spec.Version)
+		for _, rep := range reports.Items {
+			if slices.ContainsFunc(rep.Spec.Components, func(c v1.ReportedComponent) bool {
+				return c.Name == r.Spec.Component && v1.TrainName(c.Name, c.Train) == train &&
+					ordering.Canonical(c.Version) == version
+			}) {
+				running++
+			}
+		}
+	}
+	return ReleaseEvents(r, running)
+}
+
+// offer routes new facts to the rules of their namespace. initial facts
+// come from an object seen for the first time (this process's start, or a
+// new object): only those newer than a rule's handledThrough are new.
+func (n *Notifier) offer(ns string, facts []Event, initial bool) {
+	if len(facts) == 0 {
+		return
+	}
+	var rules v1.NotificationRuleList
+	if err := n.client.List(context.Background(), &rules, client.InNamespace(ns)); err != nil {
+		n.log.Error(err, "listing notification rules", "namespace", ns)
+		return
+	}
+	if len(rules.Items) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := time.Now()
+	for i := range rules.Items {
+		rs := n.ruleLocked(&rules.Items[i])
+		for _, e := range facts {
+			if !Matches(&rs.spec, &e) || (initial && !e.Time.After(rs.handledThrough)) || rs.knows(e.ID) {
+				continue
+			}
+			n.admitLocked(rs, e, now)
+		}
+	}
+}
+
+// knows tells whether an event is queued or was just delivered.
+func (rs *ruleState) knows(id string) bool {
+	return slices.Contains(rs.recent, id) || slices.ContainsFunc(rs.queue, func(e *entry) bool { return e.ID == id })
+}
+
+// admitLocked sends the first event after a quiet spell at once and opens
+// a digest window; events within the window wait for its end.
+func (n *Notifier) admitLocked(rs *ruleState, e Event, now time.Time) {
+	if rs.windowEnd.IsZero() {
+		b := newBatch(e.Type)
+		b.add(e)
+		n.enqueueLocked(rs, b, now)
+		n.openWindowLocked(rs, now)
+		return
+	}
+	if rs.buffer == nil {
+		rs.buffer = map[v1.EventType]*batch{}
+	}
+	b := rs.buffer[e.Type]
+	if b == nil {
+		b = newBatch(e.Type)
+		rs.buffer[e.Type] = b
+	}
+	b.add(e)
+	if rs.oldest.IsZero() || e.Time.Before(rs.oldest) {
+		rs.oldest = e.Time
+	}
+}
+
+func (n *Notifier) openWindowLocked(rs *ruleState, now time.Time) {
+	w := digestWindow(&rs.spec)
+	rs.windowEnd = now.Add(w)
+	key, uid := rs.key, rs.uid
+	rs.timer = time.AfterFunc(w, func() { n.flush(key, uid) })
+}
+
+func digestWindow(spec *v1.NotificationRuleSpec) time.Duration {
+	if spec.DigestWindow != nil && spec.DigestWindow.Duration > 0 {
+		return spec.DigestWindow.Duration
+	}
+	d, _ := time.ParseDuration(v1.DefaultDigestWindow)
+	return d
+}
+
+// flush ends a digest window: one delivery per event type buffered, and a
+// new window if there were any (a storm goes on being coalesced).
+func (n *Notifier) flush(key types.NamespacedName, uid types.UID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rs := n.rules[key]
+	if rs == nil || rs.uid != uid {
+		return
+	}
+	rs.windowEnd, rs.timer = time.Time{}, nil
+	if len(rs.buffer) == 0 {
+		return
+	}
+	now := time.Now()
+	buf := rs.buffer
+	rs.buffer, rs.oldest = nil, time.Time{}
+	for _, t := range v1.EventTypes {
+		if b := buf[t]; b != nil {
+			n.enqueueLocked(rs, b, now)
+		}
+	}
+	if n.ctx != nil && n.ctx.Err() == nil {
+		n.openWindowLocked(rs, now)
+	}
+}
+
+// enqueueLocked queues a delivery, unless the target's queue is full.
+func (n *Notifier) enqueueLocked(rs *ruleState, b *batch, now time.Time) {
+	tkey := types.NamespacedName{Namespace: rs.key.Namespace, Name: rs.spec.TargetRef.Name}
+	ts := n.targetLocked(tkey)
+	defer n.ruleKicks.kick(rs.key)
+	defer n.targetKicks.kick(tkey)
+	// Everything up to the newest event is now queued (or dropped, below);
+	// events still buffered are not.
+	through := b.newest
+	if !rs.oldest.IsZero() && !rs.oldest.After(through) {
+		through = rs.oldest.Add(-time.Second)
+	}
+	if through.After(rs.handledThrough) {
+		rs.handledThrough = through.Truncate(time.Second)
+	}
+	if n.queuedForLocked(tkey) >= queueLimit(n.targetSpec(tkey)) {
+		rs.counts.Dropped++
+		ts.counts.Dropped++
+		deliveries.WithLabelValues(tkey.Namespace, tkey.Name, "dropped").Inc()
+		n.log.Info("notification queue full: delivery dropped", "rule", rs.key, "target", tkey, "type", b.typ, "count", b.count)
+		return
+	}
+	ce := b.cloudEvent(rs.key.Namespace, rs.key.Name)
+	raw, err := json.Marshal(ce)
+	if err != nil { // cannot happen: plain strings and numbers
+		n.log.Error(err, "encoding a notification")
+		return
+	}
+	rs.queue = append(rs.queue, &entry{QueuedDelivery: v1.QueuedDelivery{
+		ID: ce.ID, Type: ce.Type, Count: int32(b.count), Queued: metav1.NewTime(now), Event: string(raw),
+	}, next: now})
+	if b.count > 1 {
+		rs.counts.Suppressed += int64(b.count - 1)
+		ts.counts.Suppressed += int64(b.count - 1)
+		suppressed.WithLabelValues(rs.key.Namespace, rs.key.Name).Add(float64(b.count - 1))
+	}
+	n.kickTargetLocked(tkey)
+}
+
+func (n *Notifier) targetSpec(key types.NamespacedName) *v1.NotificationTargetSpec {
+	var t v1.NotificationTarget
+	if err := n.client.Get(context.Background(), key, &t); err != nil {
+		return nil
+	}
+	return &t.Spec
+}
+
+func queueLimit(spec *v1.NotificationTargetSpec) int {
+	if spec == nil || spec.QueueLimit <= 0 {
+		return v1.DefaultQueueLimit
+	}
+	return int(spec.QueueLimit)
+}
+
+// queuedForLocked counts the deliveries waiting for a target, over its rules.
+func (n *Notifier) queuedForLocked(tkey types.NamespacedName) int {
+	q := 0
+	for key, rs := range n.rules {
+		if key.Namespace == tkey.Namespace && rs.spec.TargetRef.Name == tkey.Name {
+			q += len(rs.queue)
+		}
+	}
+	return q
+}
+
+// ruleLocked returns a rule's memory, loading it from its status the first
+// time (or when the rule was re-created), and takes its current spec.
+func (n *Notifier) ruleLocked(r *v1.NotificationRule) *ruleState {
+	key := client.ObjectKeyFromObject(r)
+	rs := n.rules[key]
+	if rs == nil || rs.uid != r.UID {
+		if rs != nil && rs.timer != nil {
+			rs.timer.Stop()
+		}
+		rs = loadRule(r)
+		n.rules[key] = rs
+		if len(rs.queue) > 0 && n.ctx != nil {
+			n.kickTargetLocked(types.NamespacedName{Namespace: key.Namespace, Name: r.Spec.TargetRef.Name})
+		}
+	}
+	rs.spec = *r.Spec.DeepCopy()
+	return rs
+}
+
+func loadRule(r *v1.NotificationRule) *ruleState {
+	st := r.Status.DeepCopy()
+	rs := &ruleState{
+		key: client.ObjectKeyFromObject(r), uid: r.UID, counts: st.Counts,
+		lastDelivery: st.LastDelivery, lastError: st.LastError, recent: st.RecentIDs,
+		// A new rule sends the transitions after its creation only.
+		handledThrough: r.CreationTimestamp.Time,
+	}
+	if st.HandledThrough != nil {
+		rs.handledThrough = st.HandledThrough.Time
+	}
+	for _, q := range st.Queue {
+		e := &entry{QueuedDelivery: q, next: q.Queued.Time}
+		if q.NextAttempt != nil {
+			e.next = q.NextAttempt.Time
+		}
+		rs.queue = append(rs.queue, e)
+	}
+	return rs
+}
+
+func (n *Notifier) targetLocked(key types.NamespacedName) *targetState {
+	ts := n.targets[key]
+	if ts == nil {
+		ts = &targetState{}
+		n.targets[key] = ts
+	}
+	return ts
+}
+
+// kicks is a controller source that reconciles an object when the notifier
+// changed what its status shows; the queue coalesces a storm of changes into
+// few writes.
+type kicks struct {
+	mu      sync.Mutex
+	queue   workqueue.TypedRateLimitingInterface[reconcile.Request]
+	pending []types.NamespacedName
+}
+
+func (k *kicks) Start(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.queue = q
+	for _, key := range k.pending {
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+	k.pending = nil
+	return nil
+}
+
+func (k *kicks) String() string { return "notifier" }
+
+func (k *kicks) kick(key types.NamespacedName) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.queue == nil {
+		if len(k.pending) < 1024 {
+			k.pending = append(k.pending, key)
+		}
+		return
+	}
+	k.queue.Add(reconcile.Request{NamespacedName: key})
+}

@@ -1,0 +1,472 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/notify"
+)
+
+var _ = Describe("notifications", func() {
+	ctx := context.Background()
+
+	It("sends one signed, schema-valid CloudEvent for a new latest release, and a Slack message", func() {
+		ns := newNamespace()
+		ce := newReceiver(nil)
+		slack := newReceiver(func(_ int, w http.ResponseWriter) { fmt.Fprint(w, "ok") })
+		target(ns, "events", v1.TargetCloudEvents, ce.URL)
+		target(ns, "chat", v1.TargetSlack, slack.URL)
+		rule(ns, "latest", "events", v1.NotificationRuleSpec{
+			EventTypes: []v1.EventType{v1.EventReleaseLatest}, Components: []string{"router"}})
+		rule(ns, "chat", "chat", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+
+		publish(ns, "router", "stable", "2.4.1")
+		Eventually(ce.count).Should(Equal(1))
+		// Exactly one: the train's later status writes (adoption) and the
+		// release's are not new transitions.
+		Consistently(ce.count, 3*time.Second).Should(Equal(1))
+
+		got := ce.requests()[0]
+		Expect(got.header.Get("Content-Type")).To(Equal("application/cloudevents+json; charset=utf-8"))
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(got.body))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ceSchema.Validate(inst)).To(Succeed(), string(got.body))
+
+		wh, err := standardwebhooks.NewWebhook(signingKey)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(wh.Verify(got.body, got.header)).To(Succeed())
+		// A signature over other bytes does not verify: the check can fail.
+		Expect(wh.Verify(append(bytes.Clone(got.body), ' '), got.header)).NotTo(Succeed())
+
+		ev := ce.events()[0]
+		Expect(ev.Type).To(Equal(string(v1.EventReleaseLatest)))
+		Expect(ev.SpecVersion).To(Equal("1.0"))
+		Expect(got.header.Get("webhook-id")).To(Equal(ev.ID))
+		Expect(ev.Subject).To(Equal("releasetrains/router.stable"))
+		Expect(ev.Data.Count).To(Equal(1))
+		Expect(ev.Data.Events).To(HaveLen(1))
+		Expect(ev.Data.Events[0].Version).To(Equal("2.4.1"))
+		Expect(ev.Data.Summary).To(Equal("router 2.4.1 is the latest release on stable"))
+
+		Eventually(slack.count).Should(Equal(1))
+		var msg struct {
+			Text        string           `json:"text"`
+			Attachments []map[string]any `json:"attachments"`
+		}
+		Expect(json.Unmarshal(slack.requests()[0].body, &msg)).To(Succeed())
+		Expect(msg.Text).To(Equal("[info] release.latest: router 2.4.1 is the latest release on stable"))
+		Expect(msg.Attachments).To(HaveLen(1))
+
+		// The rule's and the target's status say what happened.
+		Eventually(func(g Gomega) {
+			r := getRule(&v1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "latest"}})
+			g.Expect(r.Status.Counts.Delivered).To(BeEquivalentTo(1))
+			g.Expect(r.Status.LastDelivery).NotTo(BeNil())
+			g.Expect(r.Status.LastDelivery.ID).To(Equal(ev.ID))
+			g.Expect(r.Status.LastDelivery.StatusCode).To(BeEquivalentTo(http.StatusAccepted))
+			g.Expect(r.Status.Queue).To(BeEmpty())
+			t := getTarget(&v1.NotificationTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "events"}})
+			g.Expect(t.Status.Counts.Delivered).To(BeEquivalentTo(1))
+			g.Expect(t.Status.Conditions).To(ContainElement(And(
+				HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", "Delivered"))))
+		}).Should(Succeed())
+		Expect(argoHealth(ns, "NotificationTarget", "events")).To(Equal("Healthy: the receiver accepted the last delivery (202)"))
+		// Prometheus counts the same.
+		Expect(metric("trainyard_notification_deliveries_total", map[string]string{
+			"namespace": ns, "target": "events", "outcome": "delivered"})).To(BeEquivalentTo(1))
+		Expect(argoHealth(ns, "NotificationRule", "latest")).To(Equal("Healthy: sending to events"))
+
+		// A second latest is a new transition: one more event, another id.
+		publish(ns, "router", "stable", "2.5.0")
+		Eventually(ce.count).Should(Equal(2))
+		Expect(ce.events()[1].ID).NotTo(Equal(ev.ID))
+		Expect(ce.events()[1].Data.Events[0].Previous).To(Equal("2.4.1"))
+	})
+
+	It("retries with the same id after Retry-After, across a manager restart, and not again after success", func() {
+		ns := newNamespace()
+		rc := newReceiver(func(n int, w http.ResponseWriter) {
+			if n == 0 {
+				w.Header().Set("Retry-After", "2")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, "busy")
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		})
+		target(ns, "events", v1.TargetCloudEvents, rc.URL)
+		r := rule(ns, "all", "events", v1.NotificationRuleSpec{})
+		publish(ns, "api", "stable", "1.0.0")
+
+		Eventually(rc.count).Should(Equal(1))
+		first := rc.requests()[0]
+		// The failed attempt is persisted before the manager goes away.
+		Eventually(func(g Gomega) {
+			st := getRule(r).Status
+			g.Expect(st.Queue).To(HaveLen(1))
+			g.Expect(st.Queue[0].Attempts).To(BeEquivalentTo(1))
+			g.Expect(st.Queue[0].NextAttempt).NotTo(BeNil())
+			g.Expect(st.LastError).NotTo(BeNil())
+			g.Expect(st.LastError.StatusCode).To(BeEquivalentTo(http.StatusServiceUnavailable))
+			g.Expect(st.LastError.Message).To(ContainSubstring("busy"))
+		}).Should(Succeed())
+		stopManager()
+		stopManager = startManager()
+
+		Eventually(rc.count).Should(Equal(2))
+		second := rc.requests()[1]
+		Expect(second.header.Get("webhook-id")).To(Equal(first.header.Get("webhook-id")))
+		Expect(second.body).To(Equal(first.body))
+		Expect(second.at.Sub(first.at)).To(BeNumerically(">=", 2*time.Second))
+
+		Eventually(func(g Gomega) {
+			st := getRule(r).Status
+			g.Expect(st.Queue).To(BeEmpty())
+			g.Expect(st.Counts).To(Equal(v1.DeliveryCounts{Delivered: 1, Retried: 1}))
+		}).Should(Succeed())
+		Expect(metric("trainyard_notification_deliveries_total", map[string]string{
+			"namespace": ns, "target": "events", "outcome": "retried"})).To(BeEquivalentTo(1))
+		// Another restart after the success sends nothing again.
+		stopManager()
+		stopManager = startManager()
+		Consistently(rc.count, 4*time.Second).Should(Equal(2))
+	})
+
+	It("sends from the leader only; a new leader takes over", func() {
+		ns := newNamespace()
+		rc := newReceiver(nil)
+		target(ns, "events", v1.TargetCloudEvents, rc.URL)
+		rule(ns, "latest", "events", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+		stopStandby, elected := startReplica()
+		standbyStopped := false
+		DeferCleanup(func() {
+			if !standbyStopped {
+				stopStandby()
+			}
+		})
+		Consistently(elected, time.Second).ShouldNot(BeClosed())
+
+		publish(ns, "api", "stable", "1.0.0")
+		Eventually(rc.count).Should(Equal(1))
+		Consistently(rc.count, 3*time.Second).Should(Equal(1))
+
+		stopManager()
+		Eventually(elected).Should(BeClosed())
+		stopManager, standbyStopped = stopStandby, true
+		publish(ns, "api", "stable", "1.1.0")
+		Eventually(rc.count).Should(Equal(2))
+		Consistently(rc.count, 3*time.Second).Should(Equal(2))
+		evs := rc.events()
+		Expect(evs[1].Data.Events[0].Version).To(Equal("1.1.0"))
+	})
+
+	It("coalesces 1,000 clusters going stale into at most 2 deliveries per rule, with the right count", func() {
+		ns := newNamespace()
+		a, b := newReceiver(nil), newReceiver(nil)
+		target(ns, "a", v1.TargetCloudEvents, a.URL)
+		target(ns, "b", v1.TargetCloudEvents, b.URL)
+		window := &metav1.Duration{Duration: 15 * time.Second}
+		ra := rule(ns, "stale-a", "a", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventClusterStale}, DigestWindow: window})
+		rule(ns, "stale-b", "b", v1.NotificationRuleSpec{MinSeverity: v1.SeverityWarning, DigestWindow: window})
+
+		const clusters = 1000
+		createReports(ns, clusters)
+		// Every report has been reconciled (checked in, not stale).
+		Eventually(func(g Gomega) {
+			g.Expect(countReports(ns, v1.ConditionStale, metav1.ConditionFalse)).To(Equal(clusters))
+		}, 2*time.Minute).Should(Succeed())
+
+		fakeClock.Step(staleThreshold + time.Second)
+		Eventually(func(g Gomega) {
+			g.Expect(countReports(ns, v1.ConditionStale, metav1.ConditionTrue)).To(Equal(clusters))
+		}, time.Minute).Should(Succeed())
+		Expect(staleSpread(ns)).To(BeNumerically("<=", 10*time.Second), "the reports went stale within 10 s")
+
+		for _, rc := range []*receiver{a, b} {
+			Eventually(func() int { return total(rc.events()) }, time.Minute).Should(Equal(clusters))
+			Consistently(rc.count, 2*time.Second).Should(BeNumerically("<=", 2))
+			evs := rc.events()
+			Expect(evs[0].Data.Count).To(Equal(1), "the first event goes out at once")
+			last := evs[len(evs)-1]
+			Expect(last.Type).To(Equal(string(v1.EventClusterStale)))
+			Expect(last.Data.Events).To(HaveLen(v1.MaxDigestEvents))
+			Expect(last.Data.Omitted).To(Equal(last.Data.Count - v1.MaxDigestEvents))
+			Expect(last.Data.Summary).To(HavePrefix(fmt.Sprintf("%d clusters stopped checking in: ", last.Data.Count)))
+			Expect(last.Data.Summary).To(HaveSuffix(fmt.Sprintf("and %d more", last.Data.Omitted)))
+			names := map[string]bool{}
+			for _, e := range evs {
+				for _, x := range e.Data.Events {
+					Expect(names).NotTo(HaveKey(x.Cluster), "a cluster is reported once")
+					names[x.Cluster] = true
+				}
+			}
+		}
+		Eventually(func(g Gomega) {
+			st := getRule(ra).Status
+			g.Expect(st.Counts.Delivered).To(BeNumerically("<=", 2))
+			g.Expect(st.Counts.Suppressed).To(BeEquivalentTo(clusters - st.Counts.Delivered))
+		}).Should(Succeed())
+		Expect(metric("trainyard_notification_events_suppressed_total", map[string]string{
+			"namespace": ns, "rule": "stale-a"})).To(BeEquivalentTo(clusters - getRule(ra).Status.Counts.Delivered))
+	})
+
+	It("sends one stale while a cluster stays stale, and one recovered when it checks in", func() {
+		ns := newNamespace()
+		rc := newReceiver(nil)
+		target(ns, "events", v1.TargetCloudEvents, rc.URL)
+		rule(ns, "health", "events", v1.NotificationRuleSpec{
+			EventTypes:   []v1.EventType{v1.EventClusterStale, v1.EventClusterRecovered},
+			DigestWindow: &metav1.Duration{Duration: time.Second}})
+		createReports(ns, 1)
+		key := client.ObjectKey{Namespace: ns, Name: "cluster-0000"}
+		Eventually(func() int { return countReports(ns, v1.ConditionStale, metav1.ConditionFalse) }).Should(Equal(1))
+
+		// Other reports' clocks move too; this one is stale once.
+		fakeClock.Step(staleThreshold + time.Second)
+		Eventually(rc.count).Should(Equal(1))
+		Expect(rc.events()[0].Type).To(Equal(string(v1.EventClusterStale)))
+		fakeClock.Step(staleThreshold)
+		rep := &v1.ClusterReport{}
+		Expect(k8sClient.Get(ctx, key, rep)).To(Succeed())
+		patch := client.MergeFrom(rep.DeepCopy())
+		rep.Labels = map[string]string{"touched": "yes"}
+		Expect(k8sClient.Patch(ctx, rep, patch)).To(Succeed())
+		Consistently(rc.count, 3*time.Second).Should(Equal(1))
+
+		// A check-in, as the bridge records one.
+		Expect(k8sClient.Get(ctx, key, rep)).To(Succeed())
+		patch = client.MergeFrom(rep.DeepCopy())
+		now := metav1.NewTime(fakeClock.Now())
+		rep.Status.LastSeen = &now
+		rep.Status.CheckIns++
+		Expect(k8sClient.Status().Patch(ctx, rep, patch)).To(Succeed())
+		Eventually(rc.count).Should(Equal(2))
+		recovered := rc.events()[1]
+		Expect(recovered.Type).To(Equal(string(v1.EventClusterRecovered)))
+		Expect(recovered.Data.Events[0].Cluster).To(Equal("cluster-0000"))
+		Consistently(rc.count, 3*time.Second).Should(Equal(2))
+	})
+
+	It("shows Ready=False with the error on a target whose receiver refuses connections", func() {
+		ns := newNamespace()
+		// A port nothing listens on: bind one, then close it.
+		closed := newReceiver(nil)
+		url := closed.URL
+		closed.Close()
+		t := target(ns, "down", v1.TargetCloudEvents, url)
+		Eventually(func(g Gomega) {
+			st := getTarget(t).Status
+			g.Expect(st.Conditions).To(ContainElement(And(
+				HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionFalse),
+				HaveField("Reason", "Unreachable"), HaveField("Message", ContainSubstring("connection refused")))))
+			g.Expect(st.LastError).NotTo(BeNil())
+			g.Expect(st.LastError.Message).To(ContainSubstring("connection refused"))
+		}).Should(Succeed())
+		// Argo CD's documented health check shows it Degraded, with the error.
+		Expect(argoHealth(ns, "NotificationTarget", "down")).To(MatchRegexp(`^Degraded: receiver 127\.0\.0\.1:\d+ is unreachable: .*connection refused`))
+
+		// A delivery to it fails the same way and is queued for a retry.
+		r := rule(ns, "all", "down", v1.NotificationRuleSpec{})
+		publish(ns, "api", "stable", "1.0.0")
+		Eventually(func(g Gomega) {
+			st := getRule(r).Status
+			g.Expect(st.Queue).To(HaveLen(1))
+			g.Expect(st.Counts.Retried).To(BeNumerically(">=", 1))
+			g.Expect(st.Conditions).To(ContainElement(And(
+				HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionFalse),
+				HaveField("Reason", "DeliveryFailed"), HaveField("Message", ContainSubstring("connection refused")))))
+		}).Should(Succeed())
+	})
+
+	It("drops what does not fit a target's queue, and counts it", func() {
+		ns := newNamespace()
+		rc := newReceiver(func(_ int, w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})
+		t := target(ns, "slow", v1.TargetCloudEvents, rc.URL, func(t *v1.NotificationTarget) { t.Spec.QueueLimit = 1 })
+		r := rule(ns, "all", "slow", v1.NotificationRuleSpec{DigestWindow: &metav1.Duration{Duration: 5 * time.Second}})
+		// The first new latest goes out at once and stays queued (the
+		// receiver says to come back in an hour); the next two wait for the
+		// digest window, whose delivery no longer fits.
+		publish(ns, "a", "stable", "1.0.0")
+		Eventually(rc.count).Should(Equal(1))
+		publish(ns, "b", "stable", "1.0.0")
+		publish(ns, "c", "stable", "1.0.0")
+		Eventually(func(g Gomega) {
+			st := getRule(r).Status
+			g.Expect(st.Queue).To(HaveLen(1))
+			g.Expect(st.Counts.Dropped).To(BeNumerically(">=", 1))
+			tst := getTarget(t).Status
+			g.Expect(tst.Queued).To(BeEquivalentTo(1))
+			g.Expect(tst.Counts.Dropped).To(Equal(st.Counts.Dropped))
+		}).Should(Succeed())
+		// A target that accepts connections but fails deliveries is Degraded;
+		// its rule says why.
+		Expect(argoHealth(ns, "NotificationTarget", "slow")).To(HavePrefix("Degraded: receiver answered 503 Service Unavailable"))
+		Expect(argoHealth(ns, "NotificationRule", "all")).To(HavePrefix("Degraded: receiver answered 503 Service Unavailable"))
+		Consistently(func() int { return len(getRule(r).Status.Queue) }, 2*time.Second).Should(Equal(1))
+		Expect(rc.count()).To(Equal(1))
+	})
+
+	It("refuses rules and targets that cannot work, with the field at fault", func() {
+		ns := newNamespace()
+		bad := &v1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}, Spec: v1.NotificationRuleSpec{
+			TargetRef:       v1.LocalObjectReference{Name: "t"},
+			Clusters:        []string{"Not A Cluster"},
+			ClusterSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: "Near"}}},
+			DigestWindow:    &metav1.Duration{Duration: 2 * time.Hour},
+		}}
+		err := k8sClient.Create(ctx, bad)
+		Expect(err).To(HaveOccurred())
+		for _, want := range []string{"spec.clusters[0]", "spec.clusterSelector.matchExpressions[0].operator", "spec.digestWindow: Invalid value: \"2h0m0s\": must be from 1s to 1h0m0s"} {
+			Expect(err.Error()).To(ContainSubstring(want))
+		}
+		badTarget := &v1.NotificationTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t"}, Spec: v1.NotificationTargetSpec{
+			Type: v1.TargetSlack, SecretRef: v1.LocalObjectReference{Name: "s"}, Timeout: &metav1.Duration{Duration: 5 * time.Minute}}}
+		err = k8sClient.Create(ctx, badTarget)
+		Expect(err).To(MatchError(ContainSubstring("spec.timeout: Invalid value: \"5m0s\": must be from 1s to 1m0s")))
+	})
+})
+
+var createOnce sync.Mutex
+
+// createReports creates n reports in ns, named cluster-0000 and on.
+func createReports(ns string, n int) {
+	GinkgoHelper()
+	createOnce.Lock()
+	defer createOnce.Unlock()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			id := fmt.Sprintf("cluster-%04d", i)
+			rep := &v1.ClusterReport{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
+				Spec:       v1.ClusterReportSpec{ClusterID: id},
+			}
+			if err := k8sClient.Create(context.Background(), rep); err != nil {
+				errs <- err
+				return
+			}
+			// Checked in now on the controllers' clock, which earlier specs
+			// have moved past the API server's.
+			patch := client.MergeFrom(rep.DeepCopy())
+			now := metav1.NewTime(fakeClock.Now())
+			rep.Status.FirstSeen, rep.Status.LastSeen, rep.Status.CheckIns = &now, &now, 1
+			errs <- k8sClient.Status().Patch(context.Background(), rep, patch)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		Expect(err).NotTo(HaveOccurred())
+	}
+}
+
+func countReports(ns, cond string, status metav1.ConditionStatus) int {
+	var list v1.ClusterReportList
+	Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	n := 0
+	for _, r := range list.Items {
+		for _, c := range r.Status.Conditions {
+			if c.Type == cond && c.Status == status {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// staleSpread is how far apart the reports' Stale transitions are.
+func staleSpread(ns string) time.Duration {
+	var list v1.ClusterReportList
+	Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	var lo, hi time.Time
+	for _, r := range list.Items {
+		for _, c := range r.Status.Conditions {
+			if c.Type == v1.ConditionStale {
+				t := c.LastTransitionTime.Time
+				if lo.IsZero() || t.Before(lo) {
+					lo = t
+				}
+				if t.After(hi) {
+					hi = t
+				}
+			}
+		}
+	}
+	return hi.Sub(lo)
+}
+
+// total is the number of events deliveries report.
+func total(evs []notify.CloudEvent) int {
+	n := 0
+	for _, e := range evs {
+		n += e.Data.Count
+	}
+	return n
+}
+
+// argoHealth is "<status>: <message>" of an object as Argo CD's documented
+// health check (docs/argocd.md) sees it.
+func argoHealth(ns, kind, name string) string {
+	GinkgoHelper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(v1.GroupVersion.WithKind(kind))
+	Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u)).To(Succeed())
+	status, message, err := testenv.ArgoHealth(u.Object)
+	Expect(err).NotTo(HaveOccurred())
+	return status + ": " + message
+}
+
+// metric reads a counter or gauge of the manager's registry.
+func metric(name string, labels map[string]string) float64 {
+	GinkgoHelper()
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	Fail(fmt.Sprintf("no %s%v", name, labels))
+	return 0
+}
