@@ -567,7 +567,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 				Expect(anchor).To(Equal(strings.ToLower(rule["alert"].(string))))
 			}
 		}
-		Expect(alerts).To(Equal(2))
+		Expect(alerts).To(Equal(4))
 	})
 
 	It("ships a Grafana dashboard whose every query parses and names only metrics trainyard exports", func() {
@@ -589,7 +589,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 
 		// Every metric name the code registers.
 		exported := map[string]bool{"trainyard_build_info": true}
-		for _, f := range []string{"controllers/metrics.go", "bridge/traffic.go"} {
+		for _, f := range []string{"controllers/metrics.go", "bridge/traffic.go", "notify/metrics.go"} {
 			src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), f))
 			Expect(err).NotTo(HaveOccurred())
 			for _, m := range regexp.MustCompile(`Name: +"(trainyard_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
@@ -615,7 +615,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 				rules = append(rules, map[string]string{"record": fmt.Sprintf("dashboard:panel_%d", len(rules)), "expr": expr})
 			}
 		}
-		Expect(rows).To(Equal(map[string]bool{"Fleet": true, "Trains": true, "Bridge": true}))
+		Expect(rows).To(Equal(map[string]bool{"Fleet": true, "Trains": true, "Bridge": true, "Notifications": true}))
 		promtool := os.Getenv("PROMTOOL")
 		Expect(promtool).NotTo(BeEmpty(), "PROMTOOL is not set: run with `make test`")
 		file, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
@@ -662,6 +662,15 @@ tests:
         values: '0x3 1x8 stale'
       - series: 'trainyard_clusters_running_retracted{namespace="fleet-b", pod="trainyard-1"}'
         values: '_x9 1x30'
+      # One delivery to fleet-a/slack dropped at 5m; fleet-a/audit's queue waits from 2m on.
+      - series: 'trainyard_notification_deliveries_total{namespace="fleet-a", target="slack", outcome="dropped", pod="trainyard-0"}'
+        values: '0x4 1x20'
+      - series: 'trainyard_notification_deliveries_total{namespace="fleet-a", target="slack", outcome="delivered", pod="trainyard-0"}'
+        values: '0+1x24'
+      - series: 'trainyard_notification_queued{namespace="fleet-a", target="audit", pod="trainyard-0"}'
+        values: '0x1 3x40'
+      - series: 'trainyard_notification_queued{namespace="fleet-a", target="slack", pod="trainyard-0"}'
+        values: '0x40'
     alert_rule_test:
       - eval_time: 14m
         alertname: TrainyardClustersStale
@@ -685,6 +694,28 @@ tests:
               summary: "Clusters in fleet-b running a retracted release: 1"
               runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardclustersrunningretracted"
               description: "Clusters in fleet-b run at least one release that has been retracted. ` + "`kubectl trainyard outdated -n fleet-b`" + ` shows which (STATE Retracted) and why."
+      - eval_time: 4m
+        alertname: TrainyardNotificationsDropped
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: TrainyardNotificationsDropped
+        exp_alerts:
+          - exp_labels: {namespace: fleet-a, target: slack, severity: warning}
+            exp_annotations:
+              summary: "Notifications to fleet-a/slack were dropped"
+              runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardnotificationsdropped"
+              description: "Deliveries to NotificationTarget slack were given up in the last 30 minutes (queue full, refused with a 4xx, or retried for longer than retryFor). ` + "`kubectl get notificationtarget -n fleet-a slack -o yaml`" + ` shows the last error."
+      - eval_time: 31m
+        alertname: TrainyardNotificationsQueued
+        exp_alerts: []
+      - eval_time: 33m
+        alertname: TrainyardNotificationsQueued
+        exp_alerts:
+          - exp_labels: {namespace: fleet-a, target: audit, severity: warning}
+            exp_annotations:
+              summary: "Notifications wait for fleet-a/audit: 3"
+              runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardnotificationsqueued"
+              description: "Deliveries to NotificationTarget audit have been waiting for 30m: its receiver fails or cannot be reached. ` + "`kubectl get notificationtarget -n fleet-a audit`" + ` shows READY and the last error."
 `
 		Expect(os.WriteFile(filepath.Join(dir, "tests.yaml"), []byte(tests), 0o600)).To(Succeed())
 		cmd := exec.Command(promtool, "test", "rules", "tests.yaml")

@@ -224,8 +224,12 @@ func ReleaseEvents(r *v1.ComponentRelease, running int) []Event {
 	if running > 0 {
 		e.Severity = v1.SeverityWarning
 	}
-	e.Summary = fmt.Sprintf("%s %s on %s was retracted (%s); %d clusters run it",
-		r.Spec.Component, r.Spec.Version, r.Spec.Train, r.Spec.Retracted.Reason, running)
+	runs := fmt.Sprintf("%d clusters run it", running)
+	if running == 1 {
+		runs = "1 cluster runs it"
+	}
+	e.Summary = fmt.Sprintf("%s %s on %s was retracted (%s); %s",
+		r.Spec.Component, r.Spec.Version, r.Spec.Train, r.Spec.Retracted.Reason, runs)
 	e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
 	return []Event{e}
 }

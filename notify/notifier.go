@@ -99,31 +99,42 @@ func (n *Notifier) Start(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
+	// facts are an object's events; complete adds to its new ones what
+	// costs a lookup (only transitions pay for it).
 	watch := []struct {
-		obj   client.Object
-		facts func(client.Object) []Event
+		obj      client.Object
+		facts    func(client.Object) []Event
+		complete func(client.Object, []Event) []Event
 	}{
-		{&v1.ClusterReport{}, func(o client.Object) []Event { return ClusterEvents(o.(*v1.ClusterReport)) }},
-		{&v1.ReleaseTrain{}, func(o client.Object) []Event { return n.trainEvents(ctx, o.(*v1.ReleaseTrain)) }},
-		{&v1.ComponentRelease{}, func(o client.Object) []Event { return n.releaseEvents(ctx, o.(*v1.ComponentRelease)) }},
+		{&v1.ClusterReport{}, func(o client.Object) []Event { return ClusterEvents(o.(*v1.ClusterReport)) }, nil},
+		{&v1.ReleaseTrain{}, func(o client.Object) []Event { return TrainEvents(o.(*v1.ReleaseTrain)) },
+			func(o client.Object, evs []Event) []Event { return n.withLatestLabels(ctx, o.(*v1.ReleaseTrain), evs) }},
+		{&v1.ComponentRelease{}, func(o client.Object) []Event { return ReleaseEvents(o.(*v1.ComponentRelease), 0) },
+			func(o client.Object, evs []Event) []Event { return n.withRunning(ctx, o.(*v1.ComponentRelease), evs) }},
 	}
 	for _, w := range watch {
 		inf, err := n.cache.GetInformer(ctx, w.obj)
 		if err != nil {
 			return err
 		}
-		facts := w.facts
+		facts, complete := w.facts, w.complete
+		offer := func(obj client.Object, evs []Event, initial bool) {
+			if len(evs) > 0 && complete != nil {
+				evs = complete(obj, evs)
+			}
+			n.offer(obj.GetNamespace(), evs, initial)
+		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc: func(o any) {
 				if obj, ok := o.(client.Object); ok {
-					n.offer(obj.GetNamespace(), facts(obj), true)
+					offer(obj, facts(obj), true)
 				}
 			},
 			UpdateFunc: func(oldObj, newObj any) {
 				o, ok1 := oldObj.(client.Object)
 				nw, ok2 := newObj.(client.Object)
 				if ok1 && ok2 {
-					n.offer(nw.GetNamespace(), newFacts(facts(o), facts(nw)), false)
+					offer(nw, newFacts(facts(o), facts(nw)), false)
 				}
 			},
 		}); err != nil {
@@ -141,23 +152,21 @@ func (n *Notifier) Start(ctx context.Context) error {
 	return nil
 }
 
-// trainEvents adds the latest release's labels, for releaseSelector.
-func (n *Notifier) trainEvents(ctx context.Context, t *v1.ReleaseTrain) []Event {
-	evs := TrainEvents(t)
-	if len(evs) == 1 {
-		var rel v1.ComponentRelease
-		if err := n.client.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.Latest.Name}, &rel); err == nil {
-			evs[0].labels = rel.Labels
+// withLatestLabels gives a train's events the latest release's labels,
+// for releaseSelector.
+func (n *Notifier) withLatestLabels(ctx context.Context, t *v1.ReleaseTrain, evs []Event) []Event {
+	var rel v1.ComponentRelease
+	if t.Status.Latest != nil &&
+		n.client.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.Latest.Name}, &rel) == nil {
+		for i := range evs {
+			evs[i].labels = rel.Labels
 		}
 	}
 	return evs
 }
 
-// releaseEvents counts the clusters that run a retracted release.
-func (n *Notifier) releaseEvents(ctx context.Context, r *v1.ComponentRelease) []Event {
-	if r.Spec.Retracted == nil {
-		return nil
-	}
+// withRunning counts the clusters that run a retracted release.
+func (n *Notifier) withRunning(ctx context.Context, r *v1.ComponentRelease, evs []Event) []Event {
 	running := 0
 	var reports v1.ClusterReportList
 	train := v1.TrainName(r.Spec.Component, r.Spec.Train)

@@ -263,6 +263,55 @@ var _ = Describe("notifications", func() {
 		Consistently(rc.count, 3*time.Second).Should(Equal(2))
 	})
 
+	It("tells who falls behind and who runs a retracted release, each rule what it selects", func() {
+		ns := newNamespace()
+		all, warn, other := newReceiver(nil), newReceiver(nil), newReceiver(nil)
+		target(ns, "all", v1.TargetCloudEvents, all.URL)
+		target(ns, "warn", v1.TargetCloudEvents, warn.URL)
+		target(ns, "other", v1.TargetCloudEvents, other.URL)
+		second := &metav1.Duration{Duration: time.Second}
+		rule(ns, "all", "all", v1.NotificationRuleSpec{DigestWindow: second})
+		rule(ns, "warn", "warn", v1.NotificationRuleSpec{MinSeverity: v1.SeverityWarning, DigestWindow: second})
+		rule(ns, "other", "other", v1.NotificationRuleSpec{Components: []string{"api"}, DigestWindow: second})
+
+		old := publish(ns, "router", "stable", "1.0.0")
+		Eventually(all.count).Should(Equal(1))
+		Expect(k8sClient.Create(ctx, &v1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-1", Labels: map[string]string{"env": "prod"}},
+			Spec: v1.ClusterReportSpec{ClusterID: "edge-1", Components: []v1.ReportedComponent{
+				{Name: "router", Train: "stable", Version: "1.0.0"}}},
+		})).To(Succeed())
+		Eventually(func() int { return countReports(ns, v1.ConditionUpToDate, metav1.ConditionTrue) }).Should(Equal(1))
+
+		publish(ns, "router", "stable", "1.1.0")
+		Eventually(func() []string { return typesOf(all.events()) }).Should(ConsistOf(
+			string(v1.EventReleaseLatest), string(v1.EventReleaseLatest), string(v1.EventClusterBehind)))
+		behind := all.events()[2].Data.Events[0]
+		Expect(behind.Cluster).To(Equal("edge-1"))
+		Expect(behind.Summary).To(Equal("cluster edge-1 is behind: router 1.0.0 → 1.1.0"))
+
+		patch := client.MergeFrom(old.DeepCopy())
+		old.Spec.Retracted = &v1.Retraction{Reason: "corrupts the cache"}
+		Expect(k8sClient.Patch(ctx, old, patch)).To(Succeed())
+		Eventually(func() []string { return typesOf(warn.events()) }).Should(ConsistOf(
+			string(v1.EventReleaseRetracted), string(v1.EventClusterRunningRetracted)))
+		for _, e := range warn.events() {
+			x := e.Data.Events[0]
+			switch v1.EventType(e.Type) {
+			case v1.EventReleaseRetracted:
+				Expect(e.Severity).To(Equal("warning"))
+				Expect(*x.Clusters).To(Equal(1))
+				Expect(x.Summary).To(Equal("router 1.0.0 on stable was retracted (corrupts the cache); 1 cluster runs it"))
+			case v1.EventClusterRunningRetracted:
+				Expect(e.Severity).To(Equal("critical"))
+				Expect(x.Summary).To(Equal("cluster edge-1 runs a retracted release: router 1.0.0"))
+			}
+		}
+		Eventually(all.count).Should(Equal(5))
+		Consistently(func() int { return all.count() + warn.count() + other.count() }, 3*time.Second).Should(Equal(7))
+		Expect(other.count()).To(BeZero(), "a rule for another component hears nothing")
+	})
+
 	It("shows Ready=False with the error on a target whose receiver refuses connections", func() {
 		ns := newNamespace()
 		// A port nothing listens on: bind one, then close it.
@@ -469,4 +518,12 @@ func metric(name string, labels map[string]string) float64 {
 	}
 	Fail(fmt.Sprintf("no %s%v", name, labels))
 	return 0
+}
+
+func typesOf(evs []notify.CloudEvent) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type)
+	}
+	return out
 }
