@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,7 +48,10 @@ type ReleaseTrainReconciler struct {
 	// AdoptionDelay coalesces the recounts of fleet adoption that check-ins
 	// trigger (default 1s; longer for trains whose recount is costly).
 	AdoptionDelay time.Duration
-	delays        *adoptionDelays
+	// Clock stamps status.latest.since (a fake one in tests, with the
+	// promotion's soak); default the real clock.
+	Clock  clock.PassiveClock
+	delays *adoptionDelays
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch;create;delete
@@ -165,7 +169,7 @@ func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.
 		if prev != nil && prev.Name == next.Name && prev.Since != nil {
 			next.Since = prev.Since
 		} else {
-			now := metav1.NewTime(time.Now().Truncate(time.Second))
+			now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
 			next.Since = &now
 		}
 	}
@@ -375,6 +379,9 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	if r.AdoptionDelay == 0 {
 		r.AdoptionDelay = time.Second
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	r.delays = &adoptionDelays{min: r.AdoptionDelay}
 	return ctrl.NewControllerManagedBy(mgr).

@@ -37,12 +37,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	recorder := mgr.GetEventRecorder("trainyard-controller")
 	if err := (&ReleaseTrainReconciler{
 		Client: mgr.GetClient(), Recorder: recorder,
-		DefaultOrdering: o.DefaultOrdering, Workers: o.TrainWorkers,
+		DefaultOrdering: o.DefaultOrdering, Workers: o.TrainWorkers, Clock: o.Clock,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&ClusterReportReconciler{
+	if err := (&ClusterReportReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock,
 		StaleThreshold: o.StaleThreshold, Workers: o.ReportWorkers,
-	}).SetupWithManager(mgr)
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&PromotionReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr)
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	testingclock "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,6 +35,7 @@ func TestControllers(t *testing.T) {
 const staleThreshold = time.Hour
 
 var (
+	cfg        *rest.Config
 	env        *envtest.Environment
 	k8sClient  client.Client
 	fakeClock  *testingclock.FakeClock
@@ -50,7 +52,8 @@ var _ = BeforeSuite(func() {
 	Expect(v1.AddToScheme(testScheme)).To(Succeed())
 
 	env = testenv.New()
-	cfg, err := testenv.Start(env)
+	var err error
+	cfg, err = testenv.Start(env)
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
 	Expect(err).NotTo(HaveOccurred())
@@ -69,8 +72,10 @@ var _ = BeforeSuite(func() {
 	fakeClock = testingclock.NewFakeClock(time.Now().Truncate(time.Second))
 	recorder := mgr.GetEventRecorder("trainyard-controller")
 	trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
-		DefaultOrdering: v1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond}
+		DefaultOrdering: v1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock}
 	Expect(trainRec.SetupWithManager(mgr)).To(Succeed())
+	Expect((&controllers.PromotionReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: fakeClock}).
+		SetupWithManager(mgr)).To(Succeed())
 	reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
 		Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
 	Expect(reportRec.SetupWithManager(mgr)).To(Succeed())

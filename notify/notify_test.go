@@ -276,11 +276,13 @@ var _ = Describe("notifications", func() {
 
 		old := publish(ns, "router", "stable", "1.0.0")
 		Eventually(all.count).Should(Equal(1))
-		Expect(k8sClient.Create(ctx, &v1.ClusterReport{
+		edge := &v1.ClusterReport{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-1", Labels: map[string]string{"env": "prod"}},
 			Spec: v1.ClusterReportSpec{ClusterID: "edge-1", Components: []v1.ReportedComponent{
 				{Name: "router", Train: "stable", Version: "1.0.0"}}},
-		})).To(Succeed())
+		}
+		Expect(k8sClient.Create(ctx, edge)).To(Succeed())
+		checkedIn(edge)
 		Eventually(func() int { return countReports(ns, v1.ConditionUpToDate, metav1.ConditionTrue) }).Should(Equal(1))
 
 		publish(ns, "router", "stable", "1.1.0")
@@ -419,12 +421,7 @@ func createReports(ns string, n int) {
 				errs <- err
 				return
 			}
-			// Checked in now on the controllers' clock, which earlier specs
-			// have moved past the API server's.
-			patch := client.MergeFrom(rep.DeepCopy())
-			now := metav1.NewTime(fakeClock.Now())
-			rep.Status.FirstSeen, rep.Status.LastSeen, rep.Status.CheckIns = &now, &now, 1
-			errs <- k8sClient.Status().Patch(context.Background(), rep, patch)
+			errs <- checkIn(rep)
 		}()
 	}
 	wg.Wait()
@@ -526,4 +523,19 @@ func typesOf(evs []notify.CloudEvent) []string {
 		out = append(out, e.Type)
 	}
 	return out
+}
+
+// checkIn records a check-in now on the controllers' clock, which earlier
+// specs have moved past the API server's (a report's creation would
+// otherwise count as a check-in long ago).
+func checkIn(rep *v1.ClusterReport) error {
+	patch := client.MergeFrom(rep.DeepCopy())
+	now := metav1.NewTime(fakeClock.Now())
+	rep.Status.FirstSeen, rep.Status.LastSeen, rep.Status.CheckIns = &now, &now, 1
+	return k8sClient.Status().Patch(context.Background(), rep, patch)
+}
+
+func checkedIn(rep *v1.ClusterReport) {
+	GinkgoHelper()
+	Expect(checkIn(rep)).To(Succeed())
 }

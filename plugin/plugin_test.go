@@ -46,6 +46,7 @@ var _ = Describe("reading the fleet", func() {
 		Entry(nil, "train-controller", 0, "train", "controller.stable", "-n", fleetNS),
 		Entry("the train defaults to stable", "train-router-json", 0, "train", "router", "-n", fleetNS, "-o", "json"),
 		Entry(nil, "train-router-beta", 0, "train", "router.beta", "-n", fleetNS),
+		Entry("with its promotion from beta", "train-router-stable", 0, "train", "router.stable", "-n", fleetNS),
 
 		Entry(nil, "why-retracted", 0, "why", "prod-eu", "controller", "-n", fleetNS),
 		Entry(nil, "why-behind", 0, "why", "prod-eu", "router", "-n", fleetNS),

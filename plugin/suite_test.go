@@ -155,7 +155,20 @@ func createFleet(ctx context.Context) {
 	release("controller", "stable", "1.9.0-rc.1", "2026-11-10T00:00:00Z", false, nil)
 	release("controller", "stable", "2.0.0", "2026-11-20T00:00:00Z", false, nil)
 
-	train("router", "stable", v1.ReleaseTrainSpec{}, v1.ReleaseTrainStatus{
+	train("router", "stable", v1.ReleaseTrainSpec{Promotion: &v1.PromotionPolicy{From: "beta",
+		Soak: &metav1.Duration{Duration: 72 * time.Hour}, Adoption: &v1.AdoptionGate{MinPercent: 20, MinClusters: 1},
+		Window: &v1.PromotionWindow{Days: []v1.Weekday{"Mon", "Tue", "Wed", "Thu"}, Hours: "09:00-16:00", TimeZone: "Europe/Berlin"}}}, v1.ReleaseTrainStatus{
+		Promotion: &v1.PromotionStatus{Candidates: []v1.PromotionCandidate{{
+			Version: "v2.5.0-beta.1", Release: v1.ReleaseName("router", "beta", "v2.5.0-beta.1"), Phase: v1.PromotionPending,
+			Message:        "waiting for: [Window (outside the window Mon,Tue,Wed,Thu 09:00-16:00 Europe/Berlin; opens 2026-12-03T08:00:00Z)]",
+			NextEvaluation: ts("2026-12-03T08:00:00Z"),
+			Gates: []v1.GateStatus{
+				{Name: v1.GateNotRetracted, State: v1.GatePass, Reason: "not retracted", Since: ts("2026-11-20T08:00:00Z")},
+				{Name: v1.GateSoak, State: v1.GatePass, Reason: "latest on beta since 2026-11-20T08:00:00Z, soak 72h0m0s", Since: ts("2026-11-23T08:00:00Z")},
+				{Name: v1.GateAdoption, State: v1.GatePass, Reason: "1 of 1 non-stale clusters on beta run it (100%); needs 20% and 1", Since: ts("2026-11-20T08:00:00Z")},
+				{Name: v1.GateWindow, State: v1.GatePending, Reason: "outside the window Mon,Tue,Wed,Thu 09:00-16:00 Europe/Berlin; opens 2026-12-03T08:00:00Z", Since: ts("2026-11-26T15:00:00Z")},
+			},
+		}}},
 		Latest: ref("router", "stable", "v2.4.1", "2026-11-02T09:30:00Z"), Previous: ref("router", "stable", "v2.3.0", "2026-10-01T12:00:00Z"),
 		ReleaseCount: 2,
 		History: []v1.ReleaseRef{*ref("router", "stable", "v2.4.1", "2026-11-02T09:30:00Z"),

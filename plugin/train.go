@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +17,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/internal/promotion"
 )
 
 // TrainView is `train -o json`: the train's policy and status, and each of
@@ -34,6 +36,14 @@ type TrainView struct {
 	// releases, newest first under the train's ordering.
 	Releases []TrainRelease    `json:"releases"`
 	Adoption *v1.FleetAdoption `json:"adoption,omitempty"`
+	// promotion is the train's promotion policy and its candidates' gates.
+	Promotion *TrainPromotion `json:"promotion,omitempty"`
+}
+
+// TrainPromotion is a train's spec.promotion and status.promotion.
+type TrainPromotion struct {
+	Policy     v1.PromotionPolicy      `json:"policy"`
+	Candidates []v1.PromotionCandidate `json:"candidates"`
 }
 
 // TrainRelease is one release of a train.
@@ -110,6 +120,12 @@ func newTrainView(t *v1.ReleaseTrain, rels []v1.ComponentRelease) *TrainView {
 	}
 	if v.History == nil {
 		v.History = []v1.ReleaseRef{}
+	}
+	if p := t.Spec.Promotion; p != nil {
+		v.Promotion = &TrainPromotion{Policy: *p, Candidates: []v1.PromotionCandidate{}}
+		if t.Status.Promotion != nil {
+			v.Promotion.Candidates = t.Status.Promotion.Candidates
+		}
 	}
 	cands := make([]ordering.Candidate, len(rels))
 	for i, r := range rels {
@@ -211,6 +227,9 @@ func (g *globals) describeTrain(v *TrainView) error {
 		return err
 	}
 
+	if err := g.printPromotion(v.Promotion); err != nil {
+		return err
+	}
 	a := v.Adoption
 	if a == nil || a.Clusters == 0 {
 		section(g.out(), "Adoption: no cluster reports this train")
@@ -261,4 +280,48 @@ func yes(b bool) string {
 		return "yes"
 	}
 	return "-"
+}
+
+// printPromotion shows the promotion policy and each candidate's gates.
+func (g *globals) printPromotion(p *TrainPromotion) error {
+	if p == nil {
+		return nil
+	}
+	var gates []string
+	if d := p.Policy.Soak; d != nil {
+		gates = append(gates, "soak "+d.Duration.String())
+	}
+	if a := p.Policy.Adoption; a != nil {
+		gates = append(gates, fmt.Sprintf("adoption %d%% and %d clusters", a.MinPercent, a.MinClusters))
+	}
+	if p.Policy.HealthyClusters {
+		gates = append(gates, "healthy clusters")
+	}
+	if w := p.Policy.Window; w != nil {
+		gates = append(gates, "window "+promotion.Describe(w))
+	}
+	title := "Promotion from " + p.Policy.From
+	if len(gates) > 0 {
+		title += " (" + strings.Join(gates, ", ") + ")"
+	}
+	if p.Policy.Suspend {
+		title += ", suspended"
+	}
+	section(g.out(), title)
+	if len(p.Candidates) == 0 {
+		fmt.Fprintln(g.out(), "  <no candidate: the source train has no latest release>")
+		return nil
+	}
+	w := tabwriter.NewWriter(g.out(), 0, 8, 2, ' ', 0)
+	for _, c := range p.Candidates {
+		line := fmt.Sprintf("  %s\t%s\t%s", c.Version, c.Phase, c.Message)
+		if c.NextEvaluation != nil {
+			line += "; next evaluation " + c.NextEvaluation.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintln(w, line)
+		for _, gs := range c.Gates {
+			fmt.Fprintf(w, "    %s\t%s\t%s\n", gs.Name, gs.State, gs.Reason)
+		}
+	}
+	return w.Flush()
 }

@@ -70,6 +70,13 @@ type ComponentReleaseSpec struct {
 	// its train's latest, and clusters running it are flagged.
 	// +optional
 	Retracted *Retraction `json:"retracted,omitempty"`
+
+	// promotedFrom names the ComponentRelease this one was promoted from
+	// (set by the manager's promotion). Immutable.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="promotedFrom is immutable"
+	PromotedFrom string `json:"promotedFrom,omitempty"`
 }
 
 // Retraction says why and since when a release is withdrawn.

@@ -75,6 +75,12 @@ type ReleaseTrainSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	HistoryLimit *int32 `json:"historyLimit,omitempty"`
+
+	// promotion promotes releases to this train from another train of the
+	// same component once they pass its gates (soak, adoption, healthy
+	// clusters, a time window); a retracted release is never promoted.
+	// +optional
+	Promotion *PromotionPolicy `json:"promotion,omitempty"`
 }
 
 // ReleaseRef names one release of a train.
@@ -150,6 +156,10 @@ type ReleaseTrainStatus struct {
 	// adoption counts the fleet's clusters on each version of this train.
 	// +optional
 	Adoption *FleetAdoption `json:"adoption,omitempty"`
+
+	// promotion shows each candidate of spec.promotion and its gates.
+	// +optional
+	Promotion *PromotionStatus `json:"promotion,omitempty"`
 
 	// conditions: Ready, Reconciling and Stalled.
 	// +optional

@@ -126,17 +126,17 @@ var _ = Describe("the README's quickstart", func() {
 			}
 		}
 		Expect(cmds[4]).To(HaveSuffix("get componentreleases"))
-		Eventually(get(cmds[4]), 30*time.Second).Should(And(
+		Eventually(get(cmds[4]), 90*time.Second).Should(And(
 			HaveKeyWithValue("router.stable.v2.4.1", And(HaveKeyWithValue("COMPONENT", "router"), HaveKeyWithValue("TRAIN", "stable"),
 				HaveKeyWithValue("VERSION", "v2.4.1"), HaveKeyWithValue("LATEST", "true"))),
 			HaveKeyWithValue("router.stable.v2.3.0", HaveKeyWithValue("LATEST", "false")),
 		))
 		Expect(cmds[5]).To(HaveSuffix("get releasetrains"))
-		Eventually(get(cmds[5]), 30*time.Second).Should(HaveKeyWithValue("router.stable", And(
+		Eventually(get(cmds[5]), 90*time.Second).Should(HaveKeyWithValue("router.stable", And(
 			HaveKeyWithValue("LATEST", "v2.4.1"), HaveKeyWithValue("RELEASES", "2"),
 			HaveKeyWithValue("UP-TO-DATE", Not(BeEmpty())), HaveKeyWithValue("READY", "True"))))
 		Expect(cmds[6]).To(HaveSuffix("get clusterreports"))
-		Eventually(get(cmds[6]), 30*time.Second).Should(HaveKeyWithValue("my-laptop", And(
+		Eventually(get(cmds[6]), 90*time.Second).Should(HaveKeyWithValue("my-laptop", And(
 			HaveKeyWithValue("COMPONENTS", "1"), HaveKeyWithValue("UP-TO-DATE", "0"), HaveKeyWithValue("UPDATES", "1"),
 			HaveKeyWithValue("STALE", "False"), HaveKeyWithValue("LAST-SEEN", Not(BeEmpty())))))
 
@@ -153,7 +153,7 @@ var _ = Describe("the README's quickstart", func() {
 			g.Expect(exit.ExitCode()).To(Equal(2), string(out)+string(exit.Stderr))
 			outdated = string(out)
 			g.Expect(outdated).To(ContainSubstring("my-laptop")) // computed once its report has its status
-		}, 30*time.Second).Should(Succeed())
+		}, 90*time.Second).Should(Succeed())
 		header, _ := table(outdated)
 		Expect(header).To(Equal([]string{"CLUSTER", "COMPONENT", "TRAIN", "RUNNING", "LATEST", "BEHIND", "LATEST-AGE", "STATE"}))
 		Expect(outdated).To(MatchRegexp(`(?m)^9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c +router +stable +v2\.3\.0 +v2\.4\.1 +minor +\S+ +UpdateAvailable$`))

@@ -21,6 +21,10 @@ const (
 	ReleaseVersion = "trainyard.dev/release-version"
 	// ReportTrain maps a ClusterReport to the trains of its components.
 	ReportTrain = "trainyard.dev/report-train"
+	// TrainPromotionSource maps a ReleaseTrain with spec.promotion to its
+	// source train's name, so a change of the source finds the trains that
+	// promote from it.
+	TrainPromotionSource = "trainyard.dev/train-promotion-source"
 	// ReportCredential maps a ClusterReport to the hashes of the
 	// credentials it accepts (the current one, and the previous one while a
 	// rotation overlaps), so the bridge finds a credential's cluster.
@@ -56,6 +60,13 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 				keys = append(keys, v1.TrainName(c.Name, c.Train))
 			}
 			return keys
+		}},
+		{&v1.ReleaseTrain{}, TrainPromotionSource, func(o client.Object) []string {
+			t := o.(*v1.ReleaseTrain)
+			if t.Spec.Promotion == nil {
+				return nil
+			}
+			return []string{v1.TrainName(t.Spec.Component, t.Spec.Promotion.From)}
 		}},
 		{&v1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
 			a := o.GetAnnotations()

@@ -65,3 +65,26 @@ func TestNotificationTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestPromotionPolicy(t *testing.T) {
+	train := func(p *v1.PromotionPolicy) *v1.ReleaseTrain {
+		return &v1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "api.stable"},
+			Spec: v1.ReleaseTrainSpec{Component: "api", Train: "stable", Promotion: p}}
+	}
+	if errs := validation.ReleaseTrain(train(&v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: time.Hour},
+		Window: &v1.PromotionWindow{Hours: "09:00-17:00", TimeZone: "Europe/Berlin"}}), nil); len(errs) > 0 {
+		t.Fatalf("a good policy is refused: %v", errs)
+	}
+	for _, tc := range []struct {
+		p    *v1.PromotionPolicy
+		want string
+	}{
+		{&v1.PromotionPolicy{From: "stable"}, "spec.promotion.from: Invalid value: \"stable\": a train cannot promote from itself"},
+		{&v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: -time.Second}}, "spec.promotion.soak: Invalid value: \"-1s\""},
+		{&v1.PromotionPolicy{From: "beta", Window: &v1.PromotionWindow{TimeZone: "Mars/Olympus"}}, "spec.promotion.window: Invalid value"},
+	} {
+		if errs := validation.ReleaseTrain(train(tc.p), nil); !strings.Contains(errs.ToAggregate().Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.p, errs, tc.want)
+		}
+	}
+}

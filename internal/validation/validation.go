@@ -103,6 +103,9 @@ func ReleaseTrain(t, old *v1.ReleaseTrain) field.ErrorList {
 		errs = append(errs, field.Invalid(p.Child("historyLimit"), *h,
 			fmt.Sprintf("must be between 0 and %d", v1.MaxHistoryLimit)))
 	}
+	if pr := s.Promotion; pr != nil {
+		errs = append(errs, promotionPolicy(p.Child("promotion"), s.Train, pr)...)
+	}
 	if old != nil {
 		errs = append(errs, immutable(p.Child("component"), s.Component, old.Spec.Component)...)
 		errs = append(errs, immutable(p.Child("train"), s.Train, old.Spec.Train)...)

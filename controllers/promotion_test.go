@@ -1,0 +1,228 @@
+package controllers_test
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+)
+
+// promoting creates the stable train of component with a promotion policy.
+func promoting(ns, component string, p v1.PromotionPolicy) {
+	GinkgoHelper()
+	Expect(k8sClient.Create(suiteCtx, &v1.ReleaseTrain{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: component + ".stable"},
+		Spec:       v1.ReleaseTrainSpec{Component: component, Train: "stable", Promotion: &p},
+	})).To(Succeed())
+}
+
+// candidate is the status of the candidate of version on the stable train.
+func candidate(ns, component, version string) func() *v1.PromotionCandidate {
+	return func() *v1.PromotionCandidate {
+		t := train(ns, component+".stable")
+		if t == nil || t.Status.Promotion == nil {
+			return nil
+		}
+		for _, c := range t.Status.Promotion.Candidates {
+			if c.Version == version {
+				return &c
+			}
+		}
+		return nil
+	}
+}
+
+// onStable lists the stable train's releases of a version (the promoted ones).
+func onStable(ns, component, version string) func() []v1.ComponentRelease {
+	return func() []v1.ComponentRelease {
+		var rels v1.ComponentReleaseList
+		Expect(k8sClient.List(suiteCtx, &rels, client.InNamespace(ns))).To(Succeed())
+		var out []v1.ComponentRelease
+		for _, r := range rels.Items {
+			if r.Spec.Component == component && r.Spec.Train == "stable" && r.Spec.Version == version {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+}
+
+func gateState(c *v1.PromotionCandidate, name v1.GateName) v1.GateState {
+	if c == nil {
+		return ""
+	}
+	for _, g := range c.Gates {
+		if g.Name == name {
+			return g.State
+		}
+	}
+	return ""
+}
+
+var _ = Describe("Promotion", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("promotes within 2 s after a 3 s soak ends, with nothing else changing (Kargo #4586)", func() {
+		beta := publish(ns, "api", "beta", "1.0.0", 1, func(r *v1.ComponentRelease) {
+			r.Spec.Image = "registry.example.com/api:1.0.0"
+			r.Spec.Data = map[string]string{"chart": "api-1.0.0.tgz"}
+		})
+		promoting(ns, "api", v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: 3 * time.Second}})
+		Eventually(func() v1.GateState { return gateState(candidate(ns, "api", "1.0.0")(), v1.GateSoak) }).Should(Equal(v1.GatePending))
+		c := candidate(ns, "api", "1.0.0")()
+		Expect(c.Phase).To(Equal(v1.PromotionPending))
+		Expect(c.NextEvaluation).NotTo(BeNil())
+		Expect(c.Message).To(ContainSubstring("Soak (soaking until"))
+		Consistently(onStable(ns, "api", "1.0.0"), time.Second).Should(BeEmpty())
+
+		fakeClock.Step(3 * time.Second)
+		Eventually(onStable(ns, "api", "1.0.0"), 2*time.Second, 20*time.Millisecond).Should(HaveLen(1))
+		promoted := onStable(ns, "api", "1.0.0")()[0]
+		Expect(promoted.Name).To(Equal(v1.ReleaseName("api", "stable", "1.0.0")))
+		Expect(promoted.Spec.PromotedFrom).To(Equal(beta.Name))
+		Expect(promoted.Spec.Image).To(Equal("registry.example.com/api:1.0.0"))
+		Expect(promoted.Spec.Data).To(Equal(map[string]string{"chart": "api-1.0.0.tgz"}))
+		Eventually(func() v1.PromotionPhase { return candidate(ns, "api", "1.0.0")().Phase }).Should(Equal(v1.PromotionPromoted))
+		Eventually(eventReasons(ns, "api.stable")).Should(ContainElement("Promoted"))
+		Eventually(latestOf(ns, "api.stable")).Should(Equal("1.0.0"))
+	})
+
+	It("waits for enough non-stale clusters to run the candidate", func() {
+		publish(ns, "web", "beta", "2.0.0", 1)
+		checkIn(ns, "a", comp("web", "beta", "2.0.0"))
+		checkIn(ns, "b", comp("web", "beta", "1.9.0"))
+		checkIn(ns, "c", comp("web", "beta", "1.9.0"))
+		promoting(ns, "web", v1.PromotionPolicy{From: "beta", Adoption: &v1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
+		Eventually(func() string {
+			c := candidate(ns, "web", "2.0.0")()
+			if c == nil || len(c.Gates) < 2 {
+				return ""
+			}
+			return c.Gates[1].Reason
+		}).Should(Equal("1 of 3 non-stale clusters on beta run it (33%); needs 50% and 2"))
+		checkIn(ns, "b", comp("web", "beta", "2.0.0"))
+		Eventually(onStable(ns, "web", "2.0.0")).Should(HaveLen(1))
+	})
+
+	It("holds while a cluster running the candidate runs a retracted release, and promotes once it does not", func() {
+		publish(ns, "db", "beta", "3.0.0", 1)
+		publish(ns, "cache", "stable", "1.0.0", 1, func(r *v1.ComponentRelease) {
+			r.Spec.Retracted = &v1.Retraction{Reason: "corrupts data"}
+		})
+		checkIn(ns, "edge", comp("db", "beta", "3.0.0"), comp("cache", "stable", "1.0.0"))
+		Eventually(conditionOf(ns, "edge", v1.ConditionRunningRetracted)).Should(Equal(metav1.ConditionTrue))
+		promoting(ns, "db", v1.PromotionPolicy{From: "beta", HealthyClusters: true})
+		Eventually(func() v1.GateState { return gateState(candidate(ns, "db", "3.0.0")(), v1.GateHealthyClusters) }).Should(Equal(v1.GateFail))
+		Consistently(onStable(ns, "db", "3.0.0"), time.Second).Should(BeEmpty())
+		checkIn(ns, "edge", comp("db", "beta", "3.0.0"))
+		Eventually(onStable(ns, "db", "3.0.0")).Should(HaveLen(1))
+	})
+
+	It("blocks a candidate retracted during its soak for good", func() {
+		rel := publish(ns, "auth", "beta", "1.1.0", 1)
+		promoting(ns, "auth", v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: time.Hour}})
+		Eventually(func() v1.GateState { return gateState(candidate(ns, "auth", "1.1.0")(), v1.GateSoak) }).Should(Equal(v1.GatePending))
+
+		before := rel.DeepCopy()
+		rel.Spec.Retracted = &v1.Retraction{Reason: "fails on ARM"}
+		Expect(k8sClient.Patch(suiteCtx, rel, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() v1.PromotionPhase {
+			if c := candidate(ns, "auth", "1.1.0")(); c != nil {
+				return c.Phase
+			}
+			return ""
+		}).Should(Equal(v1.PromotionBlocked))
+		// Withdrawn retraction, soak long over: still blocked.
+		Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(rel), rel)).To(Succeed())
+		before = rel.DeepCopy()
+		rel.Spec.Retracted = nil
+		Expect(k8sClient.Patch(suiteCtx, rel, client.MergeFrom(before))).To(Succeed())
+		Eventually(latestOf(ns, "auth.beta")).Should(Equal("1.1.0"))
+		fakeClock.Step(2 * time.Hour)
+		Consistently(onStable(ns, "auth", "1.1.0"), 2*time.Second).Should(BeEmpty())
+		Expect(candidate(ns, "auth", "1.1.0")().Message).To(Equal("retracted before promotion: fails on ARM"))
+	})
+
+	It("lets an approval waive the soak until it expires, recorded in the status", func() {
+		publish(ns, "pay", "beta", "5.0.1", 1)
+		promoting(ns, "pay", v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: 24 * time.Hour}})
+		Eventually(func() v1.GateState { return gateState(candidate(ns, "pay", "5.0.1")(), v1.GateSoak) }).Should(Equal(v1.GatePending))
+		// An expired approval waives nothing.
+		Expect(k8sClient.Create(suiteCtx, &v1.PromotionApproval{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "expired"},
+			Spec: v1.PromotionApprovalSpec{Train: "pay.stable", Version: "5.0.1", Waive: []v1.GateName{v1.GateSoak},
+				Expires: metav1.NewTime(fakeClock.Now().Add(-time.Minute)), Reason: "too late"},
+		})).To(Succeed())
+		Consistently(onStable(ns, "pay", "5.0.1"), time.Second).Should(BeEmpty())
+
+		Expect(k8sClient.Create(suiteCtx, &v1.PromotionApproval{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hotfix"},
+			Spec: v1.PromotionApprovalSpec{Train: "pay.stable", Version: "5.0.1", Waive: []v1.GateName{v1.GateSoak},
+				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "CVE fix, tested by hand"},
+		})).To(Succeed())
+		Eventually(onStable(ns, "pay", "5.0.1")).Should(HaveLen(1))
+		Eventually(func(g Gomega) {
+			c := candidate(ns, "pay", "5.0.1")()
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Phase).To(Equal(v1.PromotionPromoted))
+			g.Expect(c.Gates).To(ContainElement(And(HaveField("Name", v1.GateSoak), HaveField("WaivedBy", "hotfix"),
+				HaveField("Reason", ContainSubstring("CVE fix, tested by hand")))))
+		}).Should(Succeed())
+	})
+
+	It("refuses an approval that would waive NotRetracted", func() {
+		err := k8sClient.Create(suiteCtx, &v1.PromotionApproval{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"},
+			Spec: v1.PromotionApprovalSpec{Train: "x.stable", Version: "1", Waive: []v1.GateName{v1.GateNotRetracted},
+				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "no"},
+		})
+		Expect(err).To(MatchError(ContainSubstring("NotRetracted cannot be waived")))
+	})
+
+	It("promotes exactly once with two managers racing", func() {
+		// A second replica without leader election, so that both reconcile
+		// the same train at once.
+		skip := true
+		mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testScheme, Cache: controllers.CacheOptions(),
+			Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
+		Expect(err).NotTo(HaveOccurred())
+		ctx, cancel := context.WithCancel(context.Background())
+		Expect(controllers.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+		Expect((&controllers.PromotionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("second"),
+			Clock: fakeClock}).SetupWithManager(mgr)).To(Succeed())
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(ctx) }()
+		DeferCleanup(func() { cancel(); Expect(<-done).To(Succeed()) })
+		Eventually(mgr.GetCache().WaitForCacheSync).WithArguments(ctx).Should(BeTrue())
+
+		for i, v := range []string{"1.0.0", "1.1.0", "1.2.0"} {
+			publish(ns, "q", "beta", v, i+1)
+			if i == 0 {
+				promoting(ns, "q", v1.PromotionPolicy{From: "beta"})
+			}
+			Eventually(onStable(ns, "q", v)).Should(HaveLen(1))
+		}
+		Consistently(func() int {
+			return len(onStable(ns, "q", "1.0.0")()) + len(onStable(ns, "q", "1.1.0")()) + len(onStable(ns, "q", "1.2.0")())
+		}, 2*time.Second).Should(Equal(3))
+		reasons := eventReasons(ns, "q.stable")()
+		n := 0
+		for _, r := range reasons {
+			if r == "Promoted" {
+				n++
+			}
+		}
+		Expect(n).To(Equal(3), "one Promoted event per promotion: %v", reasons)
+		Expect(train(ns, "q.stable").Status.Promotion.Candidates).To(ConsistOf(HaveField("Version", "1.2.0")))
+	})
+})
