@@ -57,7 +57,9 @@ func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) Cluster {
 		if rc.Image != "" {
 			cv.Version.Data = map[string]string{dataImage: rc.Image}
 		}
-		if s, ok := latest[rc.Name]; ok && s.State == v1.StateUpdateAvailable {
+		if s, ok := latest[rc.Name]; ok && s.Recommended != "" {
+			cv.UpdateAvailable = s.Recommended
+		} else if ok && s.State == v1.StateUpdateAvailable {
 			cv.UpdateAvailable = s.Latest
 		}
 		c.Components = append(c.Components, cv)

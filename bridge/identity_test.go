@@ -103,6 +103,55 @@ var _ = Describe("cluster identity", func() {
 		Expect(do(http.MethodPost, m.url+"/v3/doctor/d1", "application/json", dump, bearerAuth("token-a")).code).To(Equal(http.StatusForbidden))
 	})
 
+	It("answers a cluster's multi-get with its recommended target, others with the latest", func() {
+		cred := register(m.url, "token-a", clusterID) // runs comp-0 1.0.0
+		for _, v := range []string{"1.0.0", "1.1.0", "2.0.0"} {
+			rel := &v1.ComponentRelease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("comp-0", "stable", v)},
+				Spec:       v1.ComponentReleaseSpec{Component: "comp-0", Train: "stable", Version: v},
+			}
+			if v == "2.0.0" {
+				rel.Spec.Risks = []v1.UpgradeRisk{{Name: "needs-ipv6", Message: "2.0 needs IPv6",
+					Rule: `cluster.properties.ipv6 != "true"`}}
+			}
+			Expect(k8sClient.Create(context.Background(), rel)).To(Succeed())
+		}
+		// The risk cannot be evaluated (no such property): 2.0 is held back.
+		Eventually(func() string {
+			for _, c := range report(ns, clusterID).Status.Components {
+				if c.Name == "comp-0" {
+					return c.Recommended
+				}
+			}
+			return ""
+		}).Should(Equal("1.1.0"))
+		ask := `{"data":[{"component":{"name":"comp-0"},"version":{"train":"stable","version":"1.0.0"}}]}`
+		var answer struct {
+			Data []struct {
+				UpdateAvailable string                   `json:"updateAvailable"`
+				Version         struct{ Version string } `json:"version"`
+			} `json:"data"`
+		}
+		r := do(http.MethodPost, m.url+"/v3/versions/latest", "application/json", ask, bearerAuth(cred))
+		Expect(r.code).To(Equal(http.StatusOK), "%s", r.body)
+		r.json(&answer)
+		Expect(answer.Data).To(HaveLen(1))
+		Expect(answer.Data[0].Version.Version).To(Equal("2.0.0"), "the latest release is what it was")
+		Expect(answer.Data[0].UpdateAvailable).To(Equal("1.1.0"), "the cluster is told its recommended target")
+		r = post(m.url+"/v3/versions/latest", ask)
+		Expect(r.code).To(Equal(http.StatusOK), "%s", r.body)
+		answer.Data = nil
+		r.json(&answer)
+		Expect(answer.Data[0].UpdateAvailable).To(Equal("2.0.0"), "an anonymous caller gets the latest: %s", r.body)
+		// Another cluster's answer is its own: with no report status for
+		// comp-0 it gets the latest.
+		other := register(m.url, "token-a", "cluster-other")
+		answer.Data = nil
+		do(http.MethodPost, m.url+"/v3/versions/latest", "application/json",
+			`{"data":[{"component":{"name":"comp-0"},"version":{"train":"stable","version":"0.9.0"}}]}`, bearerAuth(other)).json(&answer)
+		Expect(answer.Data[0].UpdateAvailable).To(Equal("2.0.0"))
+	})
+
 	It("keeps a cluster from writing another's report, with its credential or the shared registration token", func() {
 		credA := register(m.url, "token-a", "cluster-a")
 		credB := register(m.url, "token-a", "cluster-b")

@@ -243,6 +243,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 	// release version (the hot path of every agent's poll). An item asked
 	// for twice (the same component, train and installed version) is
 	// answered once, where it was first asked for.
+	recommended := s.recommendations(r)
 	var buf bytes.Buffer
 	buf.WriteString(`{"data":[`)
 	seen := make(map[string]bool, len(req.Data))
@@ -282,9 +283,20 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			return
 		}
 		body := rel.body
-		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(rel.version) {
-			// {...} becomes {...,"updateAvailable":"<latest>"}
-			v, _ := json.Marshal(rel.version)
+		update := rel.version
+		if cs, ok := recommended[v1.TrainName(item.Component.Name, train)]; ok && installed != "" &&
+			ordering.Canonical(cs.Installed) == ordering.Canonical(installed) {
+			// The caller is a cluster whose report has a recommendation for
+			// what it runs: the target its path leads to, or none when every
+			// newer release is held back by a risk or unreachable.
+			update = cs.Recommended
+			if update == "" {
+				update = installed
+			}
+		}
+		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(update) {
+			// {...} becomes {...,"updateAvailable":"<target>"}
+			v, _ := json.Marshal(update)
 			buf.Write(body[:len(body)-1])
 			buf.WriteString(`,"updateAvailable":`)
 			buf.Write(v)
@@ -336,3 +348,25 @@ func (e *encodedReleases) get(rel *v1.ComponentRelease) []byte {
 
 // maxEncodedReleases bounds the memo (only latest releases are asked for).
 const maxEncodedReleases = 10000
+
+// recommendations are the caller's report's component states by train,
+// when it presents a cluster credential that its report accepts; nil
+// otherwise (anonymous and other callers get the train's latest).
+func (s *Server) recommendations(r *http.Request) map[string]v1.ComponentStatus {
+	tok := bearer(r)
+	if !isCredential(tok) {
+		return nil
+	}
+	rep, err := s.clusterOfCredential(r.Context(), s.nsOf(r.Context()), tok)
+	if err != nil || rep == nil {
+		return nil
+	}
+	if ok, _ := credentialAccepted(rep, credentialHash(tok), s.opts.Clock.Now()); !ok {
+		return nil
+	}
+	out := make(map[string]v1.ComponentStatus, len(rep.Status.Components))
+	for _, cs := range rep.Status.Components {
+		out[v1.TrainName(cs.Name, cs.Train)] = cs
+	}
+	return out
+}

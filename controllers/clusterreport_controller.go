@@ -26,6 +26,7 @@ import (
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/internal/upgrade"
 )
 
 // DefaultStaleThreshold suits agents that check in every 12 hours (the Deis
@@ -50,6 +51,7 @@ type ClusterReportReconciler struct {
 
 	wakeups *wakeups
 	flags   *fleetFlags
+	rules   *upgrade.Rules
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
@@ -131,7 +133,7 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	comps := make([]v1.ComponentStatus, 0, len(rep.Spec.Components))
 	var behind, retracted, unknown []string
 	for _, c := range rep.Spec.Components {
-		cs, err := r.componentState(ctx, rep.Namespace, c)
+		cs, err := r.componentState(ctx, rep, c)
 		if err != nil {
 			return err
 		}
@@ -187,21 +189,21 @@ func list(items []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
 }
 
-func (r *ClusterReportReconciler) componentState(ctx context.Context, ns string, c v1.ReportedComponent) (v1.ComponentStatus, error) {
+func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.ClusterReport, c v1.ReportedComponent) (v1.ComponentStatus, error) {
 	trainName := v1.TrainName(c.Name, c.Train)
 	cs := v1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: v1.StateUnknown}
 	if cs.Train == "" {
 		cs.Train = v1.DefaultTrain
 	}
 	train := &v1.ReleaseTrain{} // the cache's own object: read only
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Get(ctx, types.NamespacedName{Namespace: rep.Namespace, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
 		return cs, client.IgnoreNotFound(err) // no such train: Unknown
 	}
 	if train.Status.Latest != nil {
 		cs.Latest = train.Status.Latest.Version
 	}
 	var rels v1.ComponentReleaseList
-	if err := r.List(ctx, &rels, client.InNamespace(ns), client.UnsafeDisableDeepCopy,
+	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{IndexReleaseVersion: VersionKey(trainName, c.Version)}); err != nil {
 		return cs, err
 	}
@@ -215,7 +217,43 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, ns string,
 	case cs.Latest != "":
 		cs.State = v1.StateUpdateAvailable
 	}
+	if cs.State != v1.StateUpToDate {
+		if err := r.recommend(ctx, rep, train, c, &cs); err != nil {
+			return cs, err
+		}
+	}
 	return cs, nil
+}
+
+// recommend computes the component's upgrade target and path over the
+// train's releases that its policy lets be latest (internal/upgrade).
+func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *v1.ClusterReport, train *v1.ReleaseTrain,
+	c v1.ReportedComponent, cs *v1.ComponentStatus) error {
+	policy, err := ordering.PolicyOf(train.Spec)
+	if err != nil {
+		return nil // the train is Stalled and says why; no recommendation meanwhile
+	}
+	var rels v1.ComponentReleaseList
+	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
+		client.MatchingFields{IndexReleaseTrain: train.Name}); err != nil {
+		return err
+	}
+	in := make([]upgrade.Release, 0, len(rels.Items))
+	for _, rel := range rels.Items {
+		if !policy.Eligible(ordering.NewCandidate(rel.Name, rel.Spec.Version, 0, rel.Spec.Retracted != nil)) {
+			continue
+		}
+		in = append(in, upgrade.Release{Version: rel.Spec.Version, Retracted: rel.Spec.Retracted != nil,
+			UpgradeFrom: rel.Spec.UpgradeFrom, Risks: rel.Spec.Risks})
+	}
+	comps := make(map[string]string, len(rep.Spec.Components))
+	for _, x := range rep.Spec.Components {
+		comps[x.Name] = x.Version
+	}
+	res := upgrade.Recommend(c.Version, in, upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels,
+		Properties: rep.Spec.Properties, Components: comps}, r.rules, nil)
+	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
+	return nil
 }
 
 func anyRetracted(rels []v1.ComponentRelease) bool {
@@ -265,6 +303,11 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.wakeups = newWakeups(r.Clock)
 	r.flags = newFleetFlags()
+	rules, err := upgrade.NewRules()
+	if err != nil {
+		return err
+	}
+	r.rules = rules
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterreport").
 		For(&v1.ClusterReport{}, builder.WithPredicates(checkInOrSpecChanged)).
@@ -281,23 +324,13 @@ func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.O
 	return r.reportsMatching(ctx, o.GetNamespace(), o.GetName(), nil)
 }
 
-// reportsOfRelease maps a release to the reports that run its version. The
-// reports are found through their train and filtered by version here, which
-// saves a second per-component index on every report for an event that is
-// rare (a publish, a retraction).
+// reportsOfRelease maps a release to the reports that follow its train: a
+// new release, a retraction or an edit of upgradeFrom or risks can change
+// any of their recommendations. Each reconcile reads the cache; only
+// reports whose status changes are written.
 func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
 	rel := o.(*v1.ComponentRelease)
-	train := v1.TrainName(rel.Spec.Component, rel.Spec.Train)
-	version := ordering.Canonical(rel.Spec.Version)
-	return r.reportsMatching(ctx, rel.Namespace, train, func(rep *v1.ClusterReport) bool {
-		for _, c := range rep.Spec.Components {
-			if c.Name == rel.Spec.Component && v1.TrainName(c.Name, c.Train) == train &&
-				ordering.Canonical(c.Version) == version {
-				return true
-			}
-		}
-		return false
-	})
+	return r.reportsMatching(ctx, rel.Namespace, v1.TrainName(rel.Spec.Component, rel.Spec.Train), nil)
 }
 
 // reportsMatching lists the reports following a train that pass keep (nil:

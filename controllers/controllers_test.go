@@ -387,8 +387,10 @@ var _ = Describe("ClusterReport controller", func() {
 			v1.ComponentSummary{Total: 5, UpToDate: 1, UpdateAvailable: 1, Retracted: 1, Unknown: 2})))
 		r := report(ns, "c1")
 		Expect(r.Status.Components).To(ContainElements(
-			v1.ComponentStatus{Name: "router", Train: "stable", Installed: "v1.0.0", Latest: "v1.1.0", State: v1.StateUpdateAvailable},
-			v1.ComponentStatus{Name: "ctl", Train: "stable", Installed: "2.0.0", Latest: "2.0.1", State: v1.StateRetracted},
+			v1.ComponentStatus{Name: "router", Train: "stable", Installed: "v1.0.0", Latest: "v1.1.0", State: v1.StateUpdateAvailable,
+				Recommended: "v1.1.0", Path: []string{"v1.1.0"}},
+			v1.ComponentStatus{Name: "ctl", Train: "stable", Installed: "2.0.0", Latest: "2.0.1", State: v1.StateRetracted,
+				Recommended: "2.0.1", Path: []string{"2.0.1"}},
 			v1.ComponentStatus{Name: "dns", Train: "stable", Installed: "v3.0.0", Latest: "3.0.0", State: v1.StateUpToDate},
 			v1.ComponentStatus{Name: "gpu", Train: "beta", Installed: "0.1.0", State: v1.StateUnknown},
 		))

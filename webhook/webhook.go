@@ -81,7 +81,7 @@ func (w *releaseWebhook) Default(_ context.Context, r *v1.ComponentRelease) erro
 }
 
 func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRelease) (admission.Warnings, error) {
-	errs := ValidateComponentRelease(r, nil)
+	errs := append(ValidateComponentRelease(r, nil), ValidateRiskRules(r)...)
 	if len(errs) == 0 {
 		dup, err := w.duplicate(ctx, r)
 		if err != nil {
@@ -96,7 +96,7 @@ func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRele
 }
 
 func (w *releaseWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ComponentRelease) (admission.Warnings, error) {
-	return nil, invalid("ComponentRelease", r.Name, ValidateComponentRelease(r, old))
+	return nil, invalid("ComponentRelease", r.Name, append(ValidateComponentRelease(r, old), ValidateRiskRules(r)...))
 }
 
 func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (admission.Warnings, error) {

@@ -104,6 +104,43 @@ type ComponentStatus struct {
 	Latest string `json:"latest,omitempty"`
 	// state: UpToDate, UpdateAvailable, Retracted or Unknown.
 	State ComponentState `json:"state"`
+	// recommended is the version to upgrade to: the highest this cluster can
+	// reach through releases that are not retracted and whose risks do not
+	// apply to it.
+	// +optional
+	Recommended string `json:"recommended,omitempty"`
+	// path is the hops from the installed version to recommended (the
+	// fewest, ties to the highest versions), the last being recommended.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Path []string `json:"path,omitempty"`
+	// conditional are higher versions held back by risks that apply to this
+	// cluster, or that cannot be evaluated on it.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	Conditional []ConditionalUpdate `json:"conditional,omitempty"`
+}
+
+// ConditionalUpdate is a version a cluster could go to, but for its risks.
+type ConditionalUpdate struct {
+	// version held back.
+	Version string `json:"version"`
+	// risks that hold it back, and why.
+	// +kubebuilder:validation:MaxItems=16
+	Risks []AppliedRisk `json:"risks"`
+}
+
+// AppliedRisk is a release's risk as it stands for one cluster.
+type AppliedRisk struct {
+	// name of the risk.
+	Name string `json:"name"`
+	// message of the risk.
+	Message string `json:"message"`
+	// url of the details.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// reason: the rule applies to this cluster, or cannot be evaluated on it.
+	Reason string `json:"reason"`
 }
 
 // ComponentSummary counts the reported components by state.

@@ -71,12 +71,54 @@ type ComponentReleaseSpec struct {
 	// +optional
 	Retracted *Retraction `json:"retracted,omitempty"`
 
+	// upgradeFrom says which installed versions may move to this release
+	// directly, a semantic-version constraint (">=1.4.0"); empty: any older
+	// version. Clusters on others get a path of several hops.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	UpgradeFrom string `json:"upgradeFrom,omitempty"`
+
+	// risks known for this release. A cluster a risk's rule applies to (or
+	// cannot be evaluated on) is not recommended this release; it is listed
+	// as a conditional update with the risk.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Risks []UpgradeRisk `json:"risks,omitempty"`
+
 	// promotedFrom names the ComponentRelease this one was promoted from
 	// (set by the manager's promotion). Immutable.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="promotedFrom is immutable"
 	PromotedFrom string `json:"promotedFrom,omitempty"`
+}
+
+// UpgradeRisk is a known problem of a release on some clusters.
+type UpgradeRisk struct {
+	// name of the risk, for people and for risk acceptances.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// message says what goes wrong.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message"`
+	// url of the details.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	URL string `json:"url,omitempty"`
+	// rule is a CEL expression over `cluster` (id, labels, properties,
+	// components: maps of strings) that is true where the risk applies, with
+	// compareVersions(a, b) for semantic versions; for example
+	// compareVersions(cluster.properties.kubernetesVersion, "1.29") < 0.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	Rule string `json:"rule"`
 }
 
 // Retraction says why and since when a release is withdrawn.

@@ -49,6 +49,14 @@ func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 		}
 		errs = append(errs, maxLen(rp, s.Retracted.Reason, v1.MaxReasonLength)...)
 	}
+	if u := s.UpgradeFrom; u != "" {
+		if _, err := ordering.ParseRange(u); err != nil {
+			errs = append(errs, field.Invalid(p.Child("upgradeFrom"), u,
+				"must be a semantic-version constraint such as \">=1.4.0\""))
+		}
+	}
+	// The rules' CEL is checked by the webhook (webhook.ValidateRiskRules),
+	// which the agent, linking this package, does not need.
 	// The name is checked on create only: it cannot change afterwards, and
 	// releases named before the canonical names must stay editable
 	// (retracting one is an update).

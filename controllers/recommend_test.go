@@ -1,0 +1,100 @@
+package controllers_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// componentStatus is a report's status of one component.
+func componentStatus(ns, id, component string) func() v1.ComponentStatus {
+	return func() v1.ComponentStatus {
+		for _, c := range report(ns, id).Status.Components {
+			if c.Name == component {
+				return c
+			}
+		}
+		return v1.ComponentStatus{}
+	}
+}
+
+func pathOf(ns, id, component string) func() []string {
+	return func() []string { return componentStatus(ns, id, component)().Path }
+}
+
+var _ = Describe("Recommended upgrades", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("gives each cluster its path: upgradeFrom, retractions and risks (the issue's graph)", func() {
+		for i, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"} {
+			publish(ns, "app", "stable", v, i+1)
+		}
+		var v22 *v1.ComponentRelease
+		for i, v := range []string{"2.0.0", "2.1.0", "2.2.0", "2.3.0"} {
+			rel := publish(ns, "app", "stable", v, 10+i, func(r *v1.ComponentRelease) {
+				r.Spec.UpgradeFrom = ">=1.4.0"
+				if r.Spec.Version == "2.1.0" {
+					r.Spec.Retracted = &v1.Retraction{Reason: "broken migration"}
+				}
+				if r.Spec.Version == "2.3.0" {
+					r.Spec.Risks = []v1.UpgradeRisk{{Name: "old-kubernetes", Message: "2.3 needs Kubernetes 1.29 or later",
+						URL: "https://example.com/kb/23", Rule: `compareVersions(cluster.properties.kubernetesVersion, "1.29") < 0`}}
+				}
+			})
+			if v == "2.2.0" {
+				v22 = rel
+			}
+		}
+		old := checkIn(ns, "k128", comp("app", "stable", "1.2.0"))
+		setProperties(old, map[string]string{"kubernetesVersion": "1.28"})
+		recent := checkIn(ns, "k130", comp("app", "stable", "1.2.0"))
+		setProperties(recent, map[string]string{"kubernetesVersion": "v1.30.1"})
+
+		Eventually(pathOf(ns, "k128", "app")).Should(Equal([]string{"1.4.0", "2.2.0"}))
+		Eventually(pathOf(ns, "k130", "app")).Should(Equal([]string{"1.4.0", "2.3.0"}))
+		cs := componentStatus(ns, "k128", "app")()
+		Expect(cs.Recommended).To(Equal("2.2.0"))
+		Expect(cs.State).To(Equal(v1.StateUpdateAvailable))
+		Expect(cs.Latest).To(Equal("2.3.0"))
+		Expect(cs.Conditional).To(HaveLen(1))
+		Expect(cs.Conditional[0].Version).To(Equal("2.3.0"))
+		Expect(cs.Conditional[0].Risks).To(ConsistOf(v1.AppliedRisk{Name: "old-kubernetes",
+			Message: "2.3 needs Kubernetes 1.29 or later", URL: "https://example.com/kb/23", Reason: "applies to this cluster"}))
+		Expect(componentStatus(ns, "k130", "app")().Conditional).To(BeEmpty())
+
+		// A retraction moves the affected cluster within 2 s, and leaves the
+		// other's status as it was.
+		before := report(ns, "k130").ResourceVersion
+		patch := client.MergeFrom(v22.DeepCopy())
+		v22.Spec.Retracted = &v1.Retraction{Reason: "data loss"}
+		Expect(k8sClient.Patch(suiteCtx, v22, patch)).To(Succeed())
+		Eventually(pathOf(ns, "k128", "app"), 2*time.Second, 20*time.Millisecond).Should(Equal([]string{"1.4.0", "2.0.0"}))
+		Consistently(func() string { return report(ns, "k130").ResourceVersion }, time.Second).Should(Equal(before))
+	})
+
+	It("holds back a target whose risk cannot be evaluated on the cluster, saying why", func() {
+		publish(ns, "db", "stable", "1.0.0", 1)
+		publish(ns, "db", "stable", "1.1.0", 2, func(r *v1.ComponentRelease) {
+			r.Spec.Risks = []v1.UpgradeRisk{{Name: "arm", Message: "crashes on arm64", Rule: `cluster.properties.arch == "arm64"`}}
+		})
+		checkIn(ns, "noarch", comp("db", "stable", "1.0.0"))
+		Eventually(func() []v1.ConditionalUpdate { return componentStatus(ns, "noarch", "db")().Conditional }).Should(HaveLen(1))
+		cs := componentStatus(ns, "noarch", "db")()
+		Expect(cs.Recommended).To(BeEmpty())
+		Expect(cs.Conditional[0].Risks[0].Reason).To(Equal("cannot be evaluated on this cluster: no such key: arch"))
+	})
+})
+
+// setProperties writes a report's spec.properties (what an agent reports).
+func setProperties(r *v1.ClusterReport, props map[string]string) {
+	GinkgoHelper()
+	Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(r), r)).To(Succeed())
+	patch := client.MergeFrom(r.DeepCopy())
+	r.Spec.Properties = props
+	Expect(k8sClient.Patch(suiteCtx, r, patch)).To(Succeed())
+}

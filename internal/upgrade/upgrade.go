@@ -1,0 +1,165 @@
+// Package upgrade computes, for one installed version, the recommended
+// upgrade target on its train and the path of hops to it, as OpenShift's
+// update graph does for a cluster: releases say which versions may move to
+// them directly (upgradeFrom) and which risks they carry (rules over the
+// cluster's report). Retracted releases are never hops or targets; a risk
+// that cannot be evaluated counts as applying (never fail open). Pure, so
+// the graph is tested without a server and the same inputs always give the
+// same answer.
+package upgrade
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/Masterminds/semver/v3"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
+)
+
+// MaxConditional is how many conditional targets a component lists.
+const MaxConditional = 8
+
+// Release is one release of the train.
+type Release struct {
+	Version     string
+	Retracted   bool
+	UpgradeFrom string
+	Risks       []v1.UpgradeRisk
+}
+
+// Cluster is what a risk's rule sees of a cluster.
+type Cluster struct {
+	ID                             string
+	Labels, Properties, Components map[string]string
+}
+
+// Result is the recommendation for one installed version.
+type Result struct {
+	// Recommended is the highest version reachable through releases whose
+	// risks do not apply ("" when none is higher than the installed one).
+	Recommended string
+	// Path is the hops from the installed version to Recommended, the last
+	// being Recommended: the fewest hops, ties to the highest versions.
+	Path []string
+	// Conditional are higher versions reachable in one more hop, held back
+	// by risks that apply to this cluster (or cannot be evaluated on it).
+	Conditional []v1.ConditionalUpdate
+}
+
+type node struct {
+	v     *semver.Version
+	rel   Release
+	from  *semver.Constraints // nil: any older version
+	risks []v1.AppliedRisk    // the risks that hold it back
+	bad   bool                // its upgradeFrom does not parse: no way in
+}
+
+// Recommend computes the recommendation. accepted tells whether a risk is
+// accepted for this cluster (nil: none is).
+func Recommend(installed string, releases []Release, c Cluster, rules *Rules, accepted func(risk string) bool) Result {
+	from, err := ordering.Parse(installed)
+	if err != nil {
+		return Result{}
+	}
+	var nodes []*node
+	seen := map[string]bool{}
+	for _, r := range releases {
+		v, err := ordering.Parse(r.Version)
+		if err != nil || r.Retracted || !v.GreaterThan(from) || seen[v.String()] {
+			continue
+		}
+		seen[v.String()] = true
+		n := &node{v: v, rel: r}
+		if r.UpgradeFrom != "" {
+			if n.from, err = ordering.ParseRange(r.UpgradeFrom); err != nil {
+				n.bad = true
+			}
+		}
+		for _, risk := range r.Risks {
+			applies, err := rules.Applies(risk.Rule, c)
+			switch {
+			case err != nil:
+				n.risks = append(n.risks, v1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
+					Reason: fmt.Sprintf("cannot be evaluated on this cluster: %v", err)})
+			case applies && (accepted == nil || !accepted(risk.Name)):
+				n.risks = append(n.risks, v1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
+					Reason: "applies to this cluster"})
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	// Ascending, so "highest" is the last and ties are broken the same way
+	// every time.
+	slices.SortFunc(nodes, func(a, b *node) int { return a.v.Compare(b.v) })
+	edge := func(u *semver.Version, w *node) bool {
+		return !w.bad && w.v.GreaterThan(u) && (w.from == nil || w.from.Check(u))
+	}
+
+	// Breadth first over the safe releases: dist[i] is the fewest hops to
+	// nodes[i] (-1: unreachable).
+	dist := make([]int, len(nodes))
+	for i := range dist {
+		dist[i] = -1
+	}
+	frontier := []*semver.Version{from}
+	for d := 1; len(frontier) > 0; d++ {
+		var next []*semver.Version
+		for i, n := range nodes {
+			if dist[i] >= 0 || len(n.risks) > 0 {
+				continue
+			}
+			if slices.ContainsFunc(frontier, func(u *semver.Version) bool { return edge(u, n) }) {
+				dist[i] = d
+				next = append(next, n.v)
+			}
+		}
+		frontier = next
+	}
+
+	var res Result
+	target := -1
+	for i := len(nodes) - 1; i >= 0; i-- {
+		if dist[i] > 0 {
+			target = i
+			break
+		}
+	}
+	if target >= 0 {
+		res.Recommended = nodes[target].rel.Version
+		// Back from the target: the highest predecessor one hop closer.
+		path := []string{nodes[target].rel.Version}
+		cur := nodes[target]
+		for d := dist[target] - 1; d > 0; d-- {
+			for i := len(nodes) - 1; i >= 0; i-- {
+				if dist[i] == d && edge(nodes[i].v, cur) {
+					cur = nodes[i]
+					path = append(path, cur.rel.Version)
+					break
+				}
+			}
+		}
+		slices.Reverse(path)
+		res.Path = path
+	}
+
+	// Held back: higher than the recommendation, one hop from where the
+	// cluster is or can get to.
+	reach := []*semver.Version{from}
+	for i, n := range nodes {
+		if dist[i] > 0 {
+			reach = append(reach, n.v)
+		}
+	}
+	for i := len(nodes) - 1; i >= 0 && len(res.Conditional) < MaxConditional; i-- {
+		n := nodes[i]
+		if len(n.risks) == 0 || (target >= 0 && !n.v.GreaterThan(nodes[target].v)) {
+			continue
+		}
+		if slices.ContainsFunc(reach, func(u *semver.Version) bool { return edge(u, n) }) {
+			res.Conditional = append(res.Conditional, v1.ConditionalUpdate{Version: n.rel.Version, Risks: n.risks})
+		}
+	}
+	return res
+}

@@ -1,0 +1,131 @@
+package upgrade_test
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/upgrade"
+)
+
+// graph is the issue's example: 1.0–1.4 and 2.0–2.3, 2.1 retracted, 2.x
+// reachable from 1.4 and up, 2.3 risky below Kubernetes 1.29.
+func graph() []upgrade.Release {
+	var rels []upgrade.Release
+	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"} {
+		rels = append(rels, upgrade.Release{Version: v})
+	}
+	for _, v := range []string{"2.0.0", "2.1.0", "2.2.0", "2.3.0"} {
+		r := upgrade.Release{Version: v, UpgradeFrom: ">=1.4.0", Retracted: v == "2.1.0"}
+		if v == "2.3.0" {
+			r.Risks = []v1.UpgradeRisk{{Name: "old-kubernetes", Message: "needs Kubernetes 1.29", URL: "https://example.com/kb/1",
+				Rule: `compareVersions(cluster.properties.kubernetesVersion, "1.29") < 0`}}
+		}
+		rels = append(rels, r)
+	}
+	return rels
+}
+
+func cluster(k8s string) upgrade.Cluster {
+	c := upgrade.Cluster{ID: "c", Properties: map[string]string{}}
+	if k8s != "" {
+		c.Properties["kubernetesVersion"] = k8s
+	}
+	return c
+}
+
+func rules(t *testing.T) *upgrade.Rules {
+	t.Helper()
+	r, err := upgrade.NewRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestTheIssuesGraph(t *testing.T) {
+	r := rules(t)
+	old := upgrade.Recommend("1.2.0", graph(), cluster("1.28"), r, nil)
+	if !reflect.DeepEqual(old.Path, []string{"1.4.0", "2.2.0"}) || old.Recommended != "2.2.0" {
+		t.Errorf("Kubernetes 1.28: %+v", old)
+	}
+	if len(old.Conditional) != 1 || old.Conditional[0].Version != "2.3.0" || old.Conditional[0].Risks[0].Name != "old-kubernetes" ||
+		old.Conditional[0].Risks[0].Reason != "applies to this cluster" {
+		t.Errorf("Kubernetes 1.28, held back: %+v", old.Conditional)
+	}
+	if got := upgrade.Recommend("1.2.0", graph(), cluster("v1.30.2"), r, nil); !reflect.DeepEqual(got.Path, []string{"1.4.0", "2.3.0"}) || len(got.Conditional) != 0 {
+		t.Errorf("Kubernetes 1.30: %+v", got)
+	}
+	rels := graph()
+	rels[7].Retracted = true // 2.2.0
+	if got := upgrade.Recommend("1.2.0", rels, cluster("1.28"), r, nil); !reflect.DeepEqual(got.Path, []string{"1.4.0", "2.0.0"}) {
+		t.Errorf("2.2 retracted: %+v", got)
+	}
+	// The same inputs, the same answer, every time.
+	want := fmt.Sprintf("%+v", old)
+	for i := range 100 {
+		if got := fmt.Sprintf("%+v", upgrade.Recommend("1.2.0", graph(), cluster("1.28"), r, nil)); got != want {
+			t.Fatalf("run %d: %s, want %s", i, got, want)
+		}
+	}
+}
+
+func TestARiskThatCannotBeEvaluatedHoldsBack(t *testing.T) {
+	got := upgrade.Recommend("1.2.0", graph(), cluster(""), rules(t), nil)
+	if got.Recommended != "2.2.0" || len(got.Conditional) != 1 ||
+		!strings.HasPrefix(got.Conditional[0].Risks[0].Reason, "cannot be evaluated on this cluster: no such key: kubernetesVersion") {
+		t.Errorf("no kubernetesVersion reported: %+v", got)
+	}
+	got = upgrade.Recommend("1.2.0", graph(), cluster("not-a-version"), rules(t), nil)
+	if got.Recommended != "2.2.0" || !strings.Contains(got.Conditional[0].Risks[0].Reason, `"not-a-version" is not a semantic version`) {
+		t.Errorf("a property that is no version: %+v", got)
+	}
+}
+
+func TestAcceptedRisksDoNotHoldBack(t *testing.T) {
+	got := upgrade.Recommend("1.2.0", graph(), cluster("1.28"), rules(t), func(risk string) bool { return risk == "old-kubernetes" })
+	if got.Recommended != "2.3.0" || len(got.Conditional) != 0 {
+		t.Errorf("accepted: %+v", got)
+	}
+}
+
+func TestEdges(t *testing.T) {
+	r := rules(t)
+	if got := upgrade.Recommend("2.3.0", graph(), cluster("1.30"), r, nil); got.Recommended != "" || got.Path != nil {
+		t.Errorf("on the highest: %+v", got)
+	}
+	if got := upgrade.Recommend("not-semver", graph(), cluster("1.30"), r, nil); got.Recommended != "" {
+		t.Errorf("an installed version that is no semantic version: %+v", got)
+	}
+	// A bad upgradeFrom lets nobody in (never fail open).
+	rels := []upgrade.Release{{Version: "1.0.0"}, {Version: "1.1.0", UpgradeFrom: ">>1"}}
+	if got := upgrade.Recommend("1.0.0", rels, cluster(""), r, nil); got.Recommended != "" {
+		t.Errorf("bad upgradeFrom: %+v", got)
+	}
+	// Direct when allowed: one hop, the highest.
+	if got := upgrade.Recommend("1.0.0", graph()[:5], cluster(""), r, nil); !reflect.DeepEqual(got.Path, []string{"1.4.0"}) {
+		t.Errorf("direct: %+v", got)
+	}
+}
+
+func TestRuleChecks(t *testing.T) {
+	r := rules(t)
+	for rule, want := range map[string]string{
+		`cluster.labels.env == "prod"`: "",
+		`cluster.properties.x +`:       "Syntax error",
+		`compareVersions("1", 2) < 0`:  "found no matching overload",
+		`"a string"`:                   "must be a boolean expression",
+		strings.Repeat("a", 3000):      "longer than 2048",
+	} {
+		err := r.Check(rule)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%.40q: %v, want %q", rule, err, want)
+		}
+	}
+	// A rule that runs away is stopped.
+	if _, err := r.Applies(`[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, a+b+c+d > 0))))`, cluster("")); err == nil {
+		t.Error("a costly rule ran to its end")
+	}
+}
