@@ -146,6 +146,10 @@ bench-realistic: build ## Bridge: 10,000 clusters checking in every 15 min (time
 bench-plugin: build ## kubectl trainyard: outdated over 10,000 ClusterReports (target < 2 s), beside the list alone and the binary's start-up.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/plugin -plugin $(LOCALBIN)/kubectl-trainyard $(BENCH_ARGS)
 
+.PHONY: bench-recommend
+bench-recommend: build ## Recommendations: 10,000 clusters' upgrade paths recomputed after one retraction (vs raw status patches), writes only where they change.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/recommend -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 .PHONY: bench-agent
 bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Deployments.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/agent -agent $(LOCALBIN)/trainyard-agent $(BENCH_ARGS)

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -58,6 +59,7 @@ type ClusterReportReconciler struct {
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=get;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=riskacceptances,verbs=get;list;watch
 
 // Reconcile computes one report's status.
 func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -74,10 +76,13 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	st := rep.Status.DeepCopy()
 	st.ObservedGeneration = rep.Generation
 	initialized := r.reconcileCheckIns(rep, st)
-	if err := r.reconcileComponents(ctx, rep, st); err != nil {
+	// wake is the earliest expiry of a risk acceptance the recommendations
+	// relied on: the report is reconciled again then.
+	var wake time.Time
+	if err := r.reconcileComponents(ctx, rep, st, &wake); err != nil {
 		return ctrl.Result{}, err
 	}
-	stale := r.reconcileStaleness(rep, st)
+	stale := r.reconcileStaleness(rep, st, wake)
 	conditions.MarkReady(&st.Conditions, rep.Generation, "Reconciled", "status reflects the latest check-in")
 
 	if !equality.Semantic.DeepEqual(&rep.Status, st) {
@@ -128,12 +133,12 @@ func (r *ClusterReportReconciler) reconcileCheckIns(rep *v1.ClusterReport, st *v
 
 // reconcileComponents computes each component's state from its train's
 // latest and the release of the installed version.
-func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *v1.ClusterReport, st *v1.ClusterReportStatus) error {
+func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *v1.ClusterReport, st *v1.ClusterReportStatus, wake *time.Time) error {
 	sum := v1.ComponentSummary{Total: int32(len(rep.Spec.Components))}
 	comps := make([]v1.ComponentStatus, 0, len(rep.Spec.Components))
 	var behind, retracted, unknown []string
 	for _, c := range rep.Spec.Components {
-		cs, err := r.componentState(ctx, rep, c)
+		cs, err := r.componentState(ctx, rep, c, wake)
 		if err != nil {
 			return err
 		}
@@ -189,7 +194,7 @@ func list(items []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
 }
 
-func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.ClusterReport, c v1.ReportedComponent) (v1.ComponentStatus, error) {
+func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.ClusterReport, c v1.ReportedComponent, wake *time.Time) (v1.ComponentStatus, error) {
 	trainName := v1.TrainName(c.Name, c.Train)
 	cs := v1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: v1.StateUnknown}
 	if cs.Train == "" {
@@ -218,7 +223,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.Cl
 		cs.State = v1.StateUpdateAvailable
 	}
 	if cs.State != v1.StateUpToDate {
-		if err := r.recommend(ctx, rep, train, c, &cs); err != nil {
+		if err := r.recommend(ctx, rep, train, c, &cs, wake); err != nil {
 			return cs, err
 		}
 	}
@@ -228,7 +233,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.Cl
 // recommend computes the component's upgrade target and path over the
 // train's releases that its policy lets be latest (internal/upgrade).
 func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *v1.ClusterReport, train *v1.ReleaseTrain,
-	c v1.ReportedComponent, cs *v1.ComponentStatus) error {
+	c v1.ReportedComponent, cs *v1.ComponentStatus, wake *time.Time) error {
 	policy, err := ordering.PolicyOf(train.Spec)
 	if err != nil {
 		return nil // the train is Stalled and says why; no recommendation meanwhile
@@ -250,8 +255,12 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *v1.Cluster
 	for _, x := range rep.Spec.Components {
 		comps[x.Name] = x.Version
 	}
+	accepted, err := r.acceptances(ctx, rep, c.Name, wake)
+	if err != nil {
+		return err
+	}
 	res := upgrade.Recommend(c.Version, in, upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels,
-		Properties: rep.Spec.Properties, Components: comps}, r.rules, nil)
+		Properties: rep.Spec.Properties, Components: comps}, r.rules, accepted)
 	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
 	return nil
 }
@@ -267,14 +276,21 @@ func anyRetracted(rels []v1.ComponentRelease) bool {
 
 // reconcileStaleness sets Stale from lastSeen and schedules a reconcile at
 // the exact moment the report would turn stale: no polling.
-func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *v1.ClusterReportStatus) bool {
+func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *v1.ClusterReportStatus, wake time.Time) bool {
 	key := client.ObjectKeyFromObject(rep)
 	deadline := st.LastSeen.Add(r.StaleThreshold)
 	if !r.Clock.Now().Before(deadline) {
-		r.wakeups.Cancel(key)
+		if wake.IsZero() {
+			r.wakeups.Cancel(key)
+		} else {
+			r.wakeups.At(key, wake)
+		}
 		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, true, "NoRecentCheckIn",
 			fmt.Sprintf("no check-in within the stale threshold (%s)", r.StaleThreshold))
 		return true
+	}
+	if !wake.IsZero() && wake.Before(deadline) {
+		deadline = wake
 	}
 	r.wakeups.At(key, deadline)
 	// A report that was stale keeps the reason Recovered until it goes stale
@@ -315,6 +331,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(latestChanged)).
 		Watches(&v1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfAcceptance)).
 		WatchesRawSource(r.wakeups).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
@@ -322,6 +339,64 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.Object) []reconcile.Request {
 	return r.reportsMatching(ctx, o.GetNamespace(), o.GetName(), nil)
+}
+
+// acceptances are the risks accepted for this cluster's component by
+// RiskAcceptances in force; wake becomes the earliest expiry among them.
+func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *v1.ClusterReport, component string, wake *time.Time) (func(string) bool, error) {
+	var list v1.RiskAcceptanceList
+	if err := r.List(ctx, &list, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	now := r.Clock.Now()
+	accepted := map[string]bool{}
+	for i := range list.Items {
+		a := &list.Items[i].Spec
+		if !now.Before(a.Expires.Time) || (a.Component != "" && a.Component != component) || !acceptanceCovers(a, rep) {
+			continue
+		}
+		for _, name := range a.Risks {
+			accepted[name] = true
+		}
+		if wake.IsZero() || a.Expires.Time.Before(*wake) {
+			*wake = a.Expires.Time
+		}
+	}
+	if len(accepted) == 0 {
+		return nil, nil
+	}
+	return func(risk string) bool { return accepted[risk] }, nil
+}
+
+// acceptanceCovers tells whether an acceptance names the cluster, by ID or labels.
+func acceptanceCovers(a *v1.RiskAcceptanceSpec, rep *v1.ClusterReport) bool {
+	for _, id := range a.Clusters {
+		if strings.EqualFold(id, rep.Spec.ClusterID) {
+			return true
+		}
+	}
+	if a.ClusterSelector == nil {
+		return false
+	}
+	sel, err := metav1.LabelSelectorAsSelector(a.ClusterSelector)
+	return err == nil && !sel.Empty() && sel.Matches(labels.Set(rep.Labels))
+}
+
+// reportsOfAcceptance maps a risk acceptance to the reports it names.
+func (r *ClusterReportReconciler) reportsOfAcceptance(ctx context.Context, o client.Object) []reconcile.Request {
+	a := &o.(*v1.RiskAcceptance).Spec
+	var reports v1.ClusterReportList
+	if err := r.List(ctx, &reports, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "riskAcceptance", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range reports.Items {
+		if acceptanceCovers(a, &reports.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reports.Items[i])})
+		}
+	}
+	return reqs
 }
 
 // reportsOfRelease maps a release to the reports that follow its train: a

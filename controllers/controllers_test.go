@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -569,5 +571,21 @@ var _ = Describe("Writes", func() {
 			}
 		}
 		Expect(versions()).To(Equal(before))
+	})
+})
+
+var _ = Describe("ComponentRelease status", func() {
+	It("spells out latest: false on a release that was never latest (kubectl's LATEST column)", func() {
+		ns := newNamespace()
+		publish(ns, "lb", "stable", "2.0.0", 2)
+		Eventually(latestOf(ns, "lb.stable")).Should(Equal("2.0.0"))
+		publish(ns, "lb", "stable", "1.0.0", 1) // older: never latest
+		Eventually(func() string {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(v1.GroupVersion.WithKind("ComponentRelease"))
+			Expect(k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: "lb.stable.1.0.0"}, u)).To(Succeed())
+			latest, found, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "latest")
+			return fmt.Sprintf("%v %v", found, latest)
+		}).Should(Equal("true false"))
 	})
 })

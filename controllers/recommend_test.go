@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -75,6 +76,47 @@ var _ = Describe("Recommended upgrades", func() {
 		Expect(k8sClient.Patch(suiteCtx, v22, patch)).To(Succeed())
 		Eventually(pathOf(ns, "k128", "app"), 2*time.Second, 20*time.Millisecond).Should(Equal([]string{"1.4.0", "2.0.0"}))
 		Consistently(func() string { return report(ns, "k130").ResourceVersion }, time.Second).Should(Equal(before))
+	})
+
+	It("moves a conditional target into the recommendation while a risk acceptance is in force", func() {
+		publish(ns, "mq", "stable", "1.0.0", 1)
+		publish(ns, "mq", "stable", "1.1.0", 2, func(r *v1.ComponentRelease) {
+			r.Spec.Risks = []v1.UpgradeRisk{{Name: "full-restart", Message: "restarts every broker at once", Rule: `true`}}
+		})
+		checkIn(ns, "by-id", comp("mq", "stable", "1.0.0"))
+		canary := checkIn(ns, "by-label", comp("mq", "stable", "1.0.0"))
+		patch := client.MergeFrom(canary.DeepCopy())
+		canary.Labels = map[string]string{"ring": "canary"}
+		Expect(k8sClient.Patch(suiteCtx, canary, patch)).To(Succeed())
+		checkIn(ns, "neither", comp("mq", "stable", "1.0.0"))
+		recommended := func(id string) func() string {
+			return func() string { return componentStatus(ns, id, "mq")().Recommended }
+		}
+		Eventually(func() []v1.ConditionalUpdate { return componentStatus(ns, "by-id", "mq")().Conditional }).Should(HaveLen(1))
+
+		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restart-ok"},
+			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "mq", Clusters: []string{"BY-ID"},
+				ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"ring": "canary"}},
+				Expires:         metav1.NewTime(fakeClock.Now().Add(30 * time.Minute)), Reason: "maintenance window tonight"},
+		})).To(Succeed())
+		Eventually(recommended("by-id")).Should(Equal("1.1.0"))
+		Eventually(recommended("by-label")).Should(Equal("1.1.0"))
+		Expect(componentStatus(ns, "by-id", "mq")().Conditional).To(BeEmpty())
+		Consistently(recommended("neither"), time.Second).Should(BeEmpty())
+
+		// At its expiry, with nothing else changing, the risk holds back again.
+		fakeClock.Step(30 * time.Minute)
+		Eventually(recommended("by-id")).Should(BeEmpty())
+		Eventually(recommended("by-label")).Should(BeEmpty())
+	})
+
+	It("refuses a risk acceptance that names no cluster", func() {
+		err := k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "everyone"},
+			Spec:       v1.RiskAcceptanceSpec{Risks: []string{"x"}, Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "r"},
+		})
+		Expect(err).To(MatchError(ContainSubstring("name the clusters: clusters, clusterSelector or both")))
 	})
 
 	It("holds back a target whose risk cannot be evaluated on the cluster, saying why", func() {

@@ -350,7 +350,16 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v
 		}
 		patched := rel.DeepCopy()
 		patched.Status = *st
-		if err := r.Status().Patch(ctx, patched, client.MergeFrom(rel)); client.IgnoreNotFound(err) != nil {
+		base := rel
+		if len(rel.Status.Conditions) == 0 {
+			// The first status write spells latest out, false included (a
+			// merge patch leaves out what did not change), so that kubectl's
+			// LATEST column reads false, not empty, for a release that was
+			// never latest.
+			base = rel.DeepCopy()
+			base.Status.Latest = !st.Latest
+		}
+		if err := r.Status().Patch(ctx, patched, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("patching status of ComponentRelease %s: %w", rel.Name, err)
 		}
 	}

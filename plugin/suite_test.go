@@ -185,6 +185,13 @@ func createFleet(ctx context.Context) {
 	})
 	release("router", "beta", "v2.5.0-beta.1", "2026-11-20T08:00:00Z", true, nil)
 
+	// What the controller recommends (internal/upgrade), by cluster/component.
+	recommendations := map[string]v1.ComponentStatus{
+		"prod-eu/router": {Recommended: "v2.4.1", Path: []string{"v2.4.1"}},
+		"0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F/controller": {Conditional: []v1.ConditionalUpdate{{Version: "1.8.0",
+			Risks: []v1.AppliedRisk{{Name: "etcd-3-6", Message: "1.8 needs etcd 3.6", URL: "https://example.com/kb/18",
+				Reason: "cannot be evaluated on this cluster: no such key: etcdVersion"}}}}},
+	}
 	type comp struct {
 		name, train, version, latest string
 		state                        v1.ComponentState
@@ -198,7 +205,11 @@ func createFleet(ctx context.Context) {
 		var status []v1.ComponentStatus
 		for _, c := range comps {
 			r.Spec.Components = append(r.Spec.Components, v1.ReportedComponent{Name: c.name, Train: c.train, Version: c.version, Type: "Deployment"})
-			status = append(status, v1.ComponentStatus{Name: c.name, Train: c.train, Installed: c.version, Latest: c.latest, State: c.state})
+			cs := v1.ComponentStatus{Name: c.name, Train: c.train, Installed: c.version, Latest: c.latest, State: c.state}
+			if rec, ok := recommendations[id+"/"+c.name]; ok {
+				cs.Recommended, cs.Path, cs.Conditional = rec.Recommended, rec.Path, rec.Conditional
+			}
+			status = append(status, cs)
 			sum.Total++
 			switch c.state {
 			case v1.StateUpToDate:

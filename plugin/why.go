@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +31,11 @@ type WhyView struct {
 	Stale      string       `json:"stale"`
 	LastSeen   *metav1.Time `json:"lastSeen,omitempty"`
 	Reasons    []string     `json:"reasons"`
+	// recommended, path and conditional are the controller's upgrade
+	// recommendation for this component (absent when it has none).
+	Recommended string                 `json:"recommended,omitempty"`
+	Path        []string               `json:"path,omitempty"`
+	Conditional []v1.ConditionalUpdate `json:"conditional,omitempty"`
 }
 
 func whyCommand(g *globals) *cobra.Command {
@@ -109,9 +115,10 @@ func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, 
 	tname := v1.TrainName(c.Name, c.Train)
 
 	computed := false
+	var status v1.ComponentStatus
 	for _, s := range rep.Status.Components {
 		if s.Name == c.Name {
-			v.State, v.Latest, computed = s.State, s.Latest, true
+			v.State, v.Latest, computed, status = s.State, s.Latest, true, s
 		}
 	}
 	if !computed || rep.Status.ObservedGeneration != rep.Generation {
@@ -182,7 +189,24 @@ func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, 
 			say("%s is a %s version behind %s", c.Version, v.Behind, v.Latest)
 		}
 	}
+	recommendation(v, status, say)
 	return staleness(v, rep, age)
+}
+
+// recommendation says where the controller recommends going, how, and what
+// is held back and why (docs/promotion.md, "Recommended upgrades").
+func recommendation(v *WhyView, s v1.ComponentStatus, say func(string, ...any)) {
+	v.Recommended, v.Path, v.Conditional = s.Recommended, s.Path, s.Conditional
+	if s.Recommended != "" {
+		say("recommended: %s, by the path %s", s.Recommended, strings.Join(append([]string{v.Running}, s.Path...), " → "))
+	}
+	for _, cu := range s.Conditional {
+		var risks []string
+		for _, r := range cu.Risks {
+			risks = append(risks, fmt.Sprintf("%s: %s (%s)", r.Name, r.Message, r.Reason))
+		}
+		say("held back: %s, for %s", cu.Version, strings.Join(risks, "; "))
+	}
 }
 
 // ineligible says why the policy does not let a release be latest, or "".

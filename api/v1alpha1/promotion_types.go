@@ -219,3 +219,66 @@ type PromotionApprovalList struct {
 func init() {
 	SchemeBuilder.Register(&PromotionApproval{}, &PromotionApprovalList{})
 }
+
+// RiskAcceptanceSpec accepts named risks of releases for some clusters
+// until an expiry: their targets move from conditional into the
+// recommendation.
+// +kubebuilder:validation:XValidation:rule="has(self.clusters) || has(self.clusterSelector)",message="name the clusters: clusters, clusterSelector or both"
+type RiskAcceptanceSpec struct {
+	// risks accepted, by name.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=63
+	Risks []string `json:"risks"`
+	// component whose releases' risks are accepted; empty: any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Component string `json:"component,omitempty"`
+	// clusters, by ID.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	Clusters []string `json:"clusters,omitempty"`
+	// clusterSelector selects ClusterReports by label.
+	// +optional
+	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
+	// expires: the acceptance accepts nothing after this time.
+	// +required
+	Expires metav1.Time `json:"expires"`
+	// reason is for people reading it later.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason"`
+}
+
+// RiskAcceptance lets a platform team accept known risks of releases on
+// some clusters, for a while, on the record.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=raccept,categories=trainyard
+// +kubebuilder:printcolumn:name="Risks",type=string,JSONPath=`.spec.risks`
+// +kubebuilder:printcolumn:name="Component",type=string,JSONPath=`.spec.component`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expires`
+type RiskAcceptance struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which risks, for which clusters, until when.
+	// +required
+	Spec RiskAcceptanceSpec `json:"spec"`
+}
+
+// RiskAcceptanceList is a list of RiskAcceptances.
+// +kubebuilder:object:root=true
+type RiskAcceptanceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RiskAcceptance `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RiskAcceptance{}, &RiskAcceptanceList{})
+}

@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,7 +130,7 @@ func run(n, runs int, binary string) error {
 	}
 	fmt.Printf("\nRESULT deployments=%d labelled + %d unlabelled, median of %d runs\n", n, n, runs)
 	fmt.Printf("  agent peak RSS: %.1f MiB (target < 35 MiB); after the check-in: %.1f MiB anonymous (heap, stacks) + %.1f MiB of the mapped binary\n",
-		median(peak), median(anon), median(file))
+		benchenv.Median(peak), benchenv.Median(anon), benchenv.Median(file))
 	return nil
 }
 
@@ -152,12 +151,6 @@ func measure(env *benchenv.Env, binary, hubURL string, n int, reported *atomic.I
 		time.Sleep(100 * time.Millisecond)
 	}
 	return procStatus(cmd.Process.Pid), time.Since(start), nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // procStatus reads the memory lines of /proc/<pid>/status, in bytes.

@@ -3,6 +3,7 @@
 package benchenv
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -206,4 +209,49 @@ func Parallel(n, workers int, f func(i int)) {
 		})
 	}
 	wg.Wait()
+}
+
+// PatchCount is the manager's count of PATCH requests, from client-go's
+// rest_client_requests_total on its metrics endpoint.
+func PatchCount(url string) (int, error) {
+	v, err := Scrape(url, "rest_client_requests_total{", `method="PATCH"`)
+	return int(v), err
+}
+
+// Scrape sums the samples of the metrics endpoint whose line starts with
+// prefix and contains every one of with.
+func Scrape(url, prefix string, with ...string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		for _, w := range with {
+			if !strings.Contains(line, w) {
+				continue lines
+			}
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		total += v
+	}
+	return total, sc.Err()
+}
+
+// Median is the middle of xs (the upper one of an even count).
+func Median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
 }

@@ -15,7 +15,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -28,7 +27,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +35,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -88,7 +84,7 @@ func run(c config) error {
 		return err
 	}
 	defer env.Stop()
-	cfg, scheme, cl := env.Config, env.Scheme, env.Client
+	cl := env.Client
 
 	mgr, m, err := startManager(ctx, env, c)
 	if err != nil {
@@ -106,25 +102,26 @@ func run(c config) error {
 		}
 	}
 
-	w := newWatcher()
-	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{ns: {}},
-		DefaultTransform: slim})
-	if err != nil {
+	// A report's value: its target component's latest, once the report
+	// shows all its components.
+	w := benchenv.NewWatcher(func(r *v1.ClusterReport) (string, bool) {
+		if r.Status.Summary == nil || r.Status.Summary.Total != components {
+			return "", false
+		}
+		for _, c := range r.Status.Components {
+			if c.Name == target && c.State != "" {
+				return c.Latest, true
+			}
+		}
+		return "", false
+	})
+	is := func(version string) func(string) bool { return func(v string) bool { return v == version } }
+	if err := env.Watch(ctx, ns, w, slim); err != nil {
 		return err
 	}
-	inf, err := informers.GetInformer(ctx, &v1.ClusterReport{})
-	if err != nil {
-		return err
-	}
-	if _, err := inf.AddEventHandler(w); err != nil {
-		return err
-	}
-	go func() { _ = informers.Start(ctx) }()
-	informers.WaitForCacheSync(ctx)
 
 	fmt.Printf("onboarding %d clusters of %d components through the bridge (one registration token, %d connections) ...\n",
 		c.reports, components, c.concurrency)
-	w.setTarget("1.0.0", c.reports)
 	start := time.Now()
 	if c.cpuProfile != "" {
 		go func() {
@@ -138,7 +135,7 @@ func run(c config) error {
 		return err
 	}
 	onboarded := time.Since(start)
-	if err := w.wait(ctx, 30*time.Minute); err != nil {
+	if err := w.Wait(ctx, is("1.0.0"), c.reports, 30*time.Minute); err != nil {
 		return fmt.Errorf("waiting for the initial status: %w", err)
 	}
 	reconciled := time.Since(start)
@@ -150,27 +147,30 @@ func run(c config) error {
 	var writes []int
 	for round := 1; round <= c.rounds; round++ {
 		version := fmt.Sprintf("1.%d.0", round)
-		before, err := patchCount(metricsURL)
+		before, err := benchenv.PatchCount(metricsURL)
 		if err != nil {
 			return err
 		}
-		rvs := w.resourceVersions()
-		w.setTarget(version, affected)
+		rvs := w.ResourceVersions()
 		t0 := time.Now()
 		if err := publish(ctx, cl, target, "stable", version); err != nil {
 			return err
 		}
-		if err := w.wait(ctx, 10*time.Minute); err != nil {
+		if err := w.Wait(ctx, is(version), affected, 10*time.Minute); err != nil {
 			return err
 		}
 		d := time.Since(t0)
 		// Let stragglers (there should be none) land before counting.
 		time.Sleep(2 * time.Second)
-		after, err := patchCount(metricsURL)
+		after, err := benchenv.PatchCount(metricsURL)
 		if err != nil {
 			return err
 		}
-		changed, unaffectedChanged := w.changedSince(rvs)
+		// The affected half are the even reports.
+		changed, unaffectedChanged := w.ChangedSince(rvs, func(name string) bool {
+			i, _ := strconv.Atoi(strings.TrimPrefix(name, "cluster-"))
+			return i%2 == 0
+		})
 		rate := float64(affected) / d.Seconds()
 		fleetRates = append(fleetRates, rate)
 		writes = append(writes, after-before)
@@ -190,7 +190,7 @@ func run(c config) error {
 			return err
 		}
 	}
-	heap, _ := scrape(metricsURL, "go_memstats_heap_inuse_bytes")
+	heap, _ := benchenv.Scrape(metricsURL, "go_memstats_heap_inuse_bytes")
 	benchenv.StopManager(mgr)
 
 	// The limit: the same number of status patches, the same concurrency.
@@ -206,7 +206,7 @@ func run(c config) error {
 			round, affected, c.workers, d.Round(time.Millisecond), rate)
 	}
 
-	fleet, raw := median(fleetRates), median(rawRates)
+	fleet, raw := benchenv.Median(fleetRates), benchenv.Median(rawRates)
 	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit)
 	fmt.Printf("  onboarding: %s (%.0f first check-ins/s, %d refused); all reconciled after %s\n", onboarded.Round(time.Second),
 		float64(c.reports)/onboarded.Seconds(), failed, reconciled.Round(time.Second))
@@ -366,113 +366,6 @@ func rawPatches(ctx context.Context, cl client.Client, n, concurrency, round int
 	return time.Since(start), nil
 }
 
-// watcher follows the reports through an informer and counts those whose
-// target component shows the target latest version.
-type watcher struct {
-	mu      sync.Mutex
-	version string
-	want    int
-	latest  map[string]string // report -> the target component's latest in its status
-	rv      map[string]string
-	notify  chan struct{}
-}
-
-func newWatcher() *watcher {
-	return &watcher{latest: map[string]string{}, rv: map[string]string{}, notify: make(chan struct{}, 1)}
-}
-
-func (w *watcher) setTarget(version string, want int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.version, w.want = version, want
-}
-
-// reached counts the reports showing the target; the caller holds mu.
-func (w *watcher) reached() int {
-	n := 0
-	for _, l := range w.latest {
-		if l == w.version {
-			n++
-		}
-	}
-	return n
-}
-
-func (w *watcher) observe(obj any) {
-	r, ok := obj.(*v1.ClusterReport)
-	if !ok {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.rv[r.Name] = r.ResourceVersion
-	if r.Status.Summary == nil || r.Status.Summary.Total != components {
-		return
-	}
-	for _, c := range r.Status.Components {
-		if c.Name == target && c.State != "" {
-			w.latest[r.Name] = c.Latest
-		}
-	}
-	select {
-	case w.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (w *watcher) OnAdd(obj any, _ bool) { w.observe(obj) }
-func (w *watcher) OnUpdate(_, obj any)   { w.observe(obj) }
-func (w *watcher) OnDelete(any)          {}
-func (w *watcher) wait(ctx context.Context, limit time.Duration) error {
-	timeout := time.After(limit)
-	for {
-		w.mu.Lock()
-		n, want := w.reached(), w.want
-		w.mu.Unlock()
-		if n >= want {
-			return nil
-		}
-		select {
-		case <-w.notify:
-		case <-timeout:
-			return fmt.Errorf("only %d of %d reports reached the target after %s", n, want, limit)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (w *watcher) resourceVersions() map[string]string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	m := make(map[string]string, len(w.rv))
-	for k, v := range w.rv {
-		m[k] = v
-	}
-	return m
-}
-
-// changedSince counts reports whose resourceVersion moved, split into the
-// affected (even) and unaffected (odd) halves.
-func (w *watcher) changedSince(before map[string]string) (affected, unaffected int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for name, rv := range w.rv {
-		if before[name] == rv {
-			continue
-		}
-		i, _ := strconv.Atoi(strings.TrimPrefix(name, "cluster-"))
-		if i%2 == 0 {
-			affected++
-		} else {
-			unaffected++
-		}
-	}
-	return affected, unaffected
-}
-
-var _ toolscache.ResourceEventHandler = &watcher{}
-
 // managerURLs are where the started manager answers.
 type managerURLs struct{ metrics, bridge string }
 
@@ -534,7 +427,7 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 		if err == nil {
 			resp.Body.Close()
 		}
-		if _, merr := patchCount(m.metrics); merr == nil && err == nil && resp.StatusCode == http.StatusOK {
+		if _, merr := benchenv.PatchCount(m.metrics); merr == nil && err == nil && resp.StatusCode == http.StatusOK {
 			break
 		} else if time.Now().After(deadline) {
 			benchenv.StopManager(cmd)
@@ -553,41 +446,6 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 // pprofURL is the manager's pprof endpoint when a profile is asked for.
 var pprofURL string
 
-// patchCount is the manager's count of PATCH requests, from client-go's
-// rest_client_requests_total on its metrics endpoint.
-func patchCount(url string) (int, error) {
-	v, err := scrape(url, "rest_client_requests_total{", `method="PATCH"`)
-	return int(v), err
-}
-
-// scrape sums the samples of the metrics endpoint whose line starts with
-// prefix and contains every one of with.
-func scrape(url, prefix string, with ...string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	total := 0.0
-	sc := bufio.NewScanner(resp.Body)
-lines:
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		for _, w := range with {
-			if !strings.Contains(line, w) {
-				continue lines
-			}
-		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		total += v
-	}
-	return total, sc.Err()
-}
-
 // peakRSS is a process's peak resident set (VmHWM) in bytes.
 func peakRSS(pid int) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -601,13 +459,4 @@ func peakRSS(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }
