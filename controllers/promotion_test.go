@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -95,6 +96,22 @@ var _ = Describe("Promotion", func() {
 		Eventually(func() v1.PromotionPhase { return candidate(ns, "api", "1.0.0")().Phase }).Should(Equal(v1.PromotionPromoted))
 		Eventually(eventReasons(ns, "api.stable")).Should(ContainElement("Promoted"))
 		Eventually(latestOf(ns, "api.stable")).Should(Equal("1.0.0"))
+	})
+
+	It("waits for the window to open, and promotes when it does", func() {
+		publish(ns, "ui", "beta", "4.0.0", 1)
+		// A window of one hour that opens in two, on the controllers' clock.
+		opens := fakeClock.Now().UTC().Add(2 * time.Hour).Truncate(time.Minute)
+		closes := opens.Add(time.Hour)
+		hours := fmt.Sprintf("%02d:%02d-%02d:%02d", opens.Hour(), opens.Minute(), closes.Hour(), closes.Minute())
+		promoting(ns, "ui", v1.PromotionPolicy{From: "beta", Window: &v1.PromotionWindow{Hours: hours}})
+		Eventually(func() v1.GateState { return gateState(candidate(ns, "ui", "4.0.0")(), v1.GateWindow) }).Should(Equal(v1.GatePending))
+		c := candidate(ns, "ui", "4.0.0")()
+		Expect(c.NextEvaluation.Time.Equal(opens)).To(BeTrue(), "next evaluation %s, the window opens %s", c.NextEvaluation, opens)
+		Consistently(onStable(ns, "ui", "4.0.0"), time.Second).Should(BeEmpty())
+
+		fakeClock.Step(opens.Sub(fakeClock.Now()))
+		Eventually(onStable(ns, "ui", "4.0.0"), 2*time.Second, 20*time.Millisecond).Should(HaveLen(1))
 	})
 
 	It("waits for enough non-stale clusters to run the candidate", func() {
