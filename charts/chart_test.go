@@ -930,8 +930,12 @@ current-context: test
 			return out
 		}, 30*time.Second).ShouldNot(BeEmpty())
 		kubectl(nil, "-n", "trainyard-system", "get", "secret", "trainyard-webhook-tls")
-		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*clusterreport`))
-		Eventually(manager.Err, 30*time.Second).Should(gbytes.Say(`Starting workers.*notification(rule|target)`))
+		// The controllers start in no fixed order, so each is looked for in
+		// the whole log (gbytes.Say would consume past the one that came first).
+		Eventually(func() string { return string(manager.Err.Contents()) }, 30*time.Second).Should(And(
+			MatchRegexp(`Starting workers.*clusterreport`),
+			MatchRegexp(`Starting workers.*notificationrule`),
+			MatchRegexp(`Starting workers.*notificationtarget`)))
 		Consistently(func() string { return string(manager.Err.Contents()) }, "3s").ShouldNot(ContainSubstring("forbidden"))
 		// What notifications need beyond what the informers above show: the
 		// status writes, and the targets' Secrets, read uncached.
