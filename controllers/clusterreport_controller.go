@@ -26,6 +26,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
+	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 	"github.com/trainyard-dev/trainyard/internal/upgrade"
 )
@@ -255,14 +256,25 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *v1.Cluster
 	for _, x := range rep.Spec.Components {
 		comps[x.Name] = x.Version
 	}
-	accepted, err := r.acceptances(ctx, rep, c.Name, wake)
-	if err != nil {
-		return err
+	var accepted func(string) bool
+	if anyRisks(in) { // acceptances only ever accept risks
+		if accepted, err = r.acceptances(ctx, rep, c.Name, wake); err != nil {
+			return err
+		}
 	}
 	res := upgrade.Recommend(c.Version, in, upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels,
 		Properties: rep.Spec.Properties, Components: comps}, r.rules, accepted)
 	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
 	return nil
+}
+
+func anyRisks(rels []upgrade.Release) bool {
+	for _, r := range rels {
+		if len(r.Risks) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func anyRetracted(rels []v1.ComponentRelease) bool {
@@ -344,15 +356,20 @@ func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.O
 // acceptances are the risks accepted for this cluster's component by
 // RiskAcceptances in force; wake becomes the earliest expiry among them.
 func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *v1.ClusterReport, component string, wake *time.Time) (func(string) bool, error) {
-	var list v1.RiskAcceptanceList
-	if err := r.List(ctx, &list, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
+	var items []v1.RiskAcceptance
+	for _, key := range []string{component, index.AnyComponent} {
+		var list v1.RiskAcceptanceList
+		if err := r.List(ctx, &list, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
+			client.MatchingFields{index.AcceptanceComponent: key}); err != nil {
+			return nil, err
+		}
+		items = append(items, list.Items...)
 	}
 	now := r.Clock.Now()
 	accepted := map[string]bool{}
-	for i := range list.Items {
-		a := &list.Items[i].Spec
-		if !now.Before(a.Expires.Time) || (a.Component != "" && a.Component != component) || !acceptanceCovers(a, rep) {
+	for i := range items {
+		a := &items[i].Spec
+		if !now.Before(a.Expires.Time) || !acceptanceCovers(a, rep) {
 			continue
 		}
 		for _, name := range a.Risks {

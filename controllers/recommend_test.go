@@ -94,6 +94,14 @@ var _ = Describe("Recommended upgrades", func() {
 		}
 		Eventually(func() []v1.ConditionalUpdate { return componentStatus(ns, "by-id", "mq")().Conditional }).Should(HaveLen(1))
 
+		// An acceptance of another component's risk accepts nothing here.
+		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-restart-ok"},
+			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "db", Clusters: []string{"by-id"},
+				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "db only"},
+		})).To(Succeed())
+		Consistently(recommended("by-id"), time.Second).Should(BeEmpty())
+
 		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restart-ok"},
 			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "mq", Clusters: []string{"BY-ID"},
@@ -109,6 +117,15 @@ var _ = Describe("Recommended upgrades", func() {
 		fakeClock.Step(30 * time.Minute)
 		Eventually(recommended("by-id")).Should(BeEmpty())
 		Eventually(recommended("by-label")).Should(BeEmpty())
+
+		// One that names no component accepts the risk of any.
+		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "any-restart-ok"},
+			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Clusters: []string{"neither"},
+				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "any component"},
+		})).To(Succeed())
+		Eventually(recommended("neither")).Should(Equal("1.1.0"))
+		Expect(recommended("by-id")()).To(BeEmpty())
 	})
 
 	It("refuses a risk acceptance that names no cluster", func() {

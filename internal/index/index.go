@@ -29,6 +29,13 @@ const (
 	// credentials it accepts (the current one, and the previous one while a
 	// rotation overlaps), so the bridge finds a credential's cluster.
 	ReportCredential = "trainyard.dev/report-credential"
+	// AcceptanceComponent maps a RiskAcceptance to its component, or to
+	// AnyComponent when it names none, so a report's reconcile reads only
+	// the acceptances that can apply to one component.
+	AcceptanceComponent = "trainyard.dev/acceptance-component"
+	// AnyComponent is AcceptanceComponent's key for acceptances of every
+	// component (no component name can hold "*").
+	AnyComponent = "*"
 )
 
 // VersionKey identifies one version of a train. Versions that are the same
@@ -67,6 +74,12 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 				return nil
 			}
 			return []string{v1.TrainName(t.Spec.Component, t.Spec.Promotion.From)}
+		}},
+		{&v1.RiskAcceptance{}, AcceptanceComponent, func(o client.Object) []string {
+			if c := o.(*v1.RiskAcceptance).Spec.Component; c != "" {
+				return []string{c}
+			}
+			return []string{AnyComponent}
 		}},
 		{&v1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
 			a := o.GetAnnotations()
