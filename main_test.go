@@ -86,3 +86,10 @@ func TestDockerfileCrossCompilesAndStampsTheVersion(t *testing.T) {
 		t.Errorf("%d of the 2 go builds are stamped", n)
 	}
 }
+
+func TestTheCASecretMustNotBeTheKeysSecret(t *testing.T) {
+	err := runManager([]string{"--webhook-secret=tls", "--webhook-ca-secret=tls"})
+	if err == nil || !strings.Contains(err.Error(), `--webhook-ca-secret must name another Secret than --webhook-secret ("tls")`) {
+		t.Fatalf("runManager: %v", err)
+	}
+}

@@ -67,7 +67,7 @@ type webhookOptions struct {
 	port              int
 	certDir           string
 	certMode          string // self-signed or external
-	secret            string
+	secret, caSecret  string
 	dnsNames, ipSANs  string
 	mutating, validat string
 }
@@ -148,6 +148,9 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"self-signed: the manager keeps its own CA and certificate in --webhook-secret, renews them and injects the CA into the webhook configurations; "+
 			"external: another party (cert-manager) provides the files in --webhook-cert-dir and the CA bundle.")
 	fs.StringVar(&w.secret, "webhook-secret", "trainyard-webhook-tls", "Secret of the self-signed CA and certificate, in --namespace.")
+	fs.StringVar(&w.caSecret, "webhook-ca-secret", "",
+		"Secret, in --namespace, that the manager keeps holding only the CA bundle (ca.crt) of --webhook-secret, for clients that verify "+
+			"the certificate (the chart's ServiceMonitor) without reading the private keys; empty: none.")
 	fs.StringVar(&w.dnsNames, "webhook-dns-names", "", "Comma-separated DNS names of the webhook certificate (the webhook Service's names).")
 	fs.StringVar(&w.ipSANs, "webhook-ip-sans", "", "Comma-separated IP addresses of the webhook certificate.")
 	fs.StringVar(&w.mutating, "mutating-webhook-configuration", "trainyard-mutating-webhook-configuration",
@@ -165,6 +168,9 @@ func (o *managerOptions) validate() error {
 		o.controllers.DefaultOrdering = ord
 	default:
 		return fmt.Errorf("--default-ordering must be Semver or ReleaseTime, not %q", o.ordering)
+	}
+	if o.webhook.caSecret != "" && o.webhook.caSecret == o.webhook.secret {
+		return fmt.Errorf("--webhook-ca-secret must name another Secret than --webhook-secret (%q), which holds the private keys", o.webhook.secret)
 	}
 	o.bridge.Tenants = splitList(o.tenants)
 	for _, t := range o.bridge.Tenants {
@@ -334,7 +340,7 @@ func setupWebhook(ctx context.Context, mgr manager.Manager, cfg *rest.Config, sc
 		return err
 	}
 	rot := &certs.Rotator{
-		Client: direct, Namespace: o.namespace, SecretName: w.secret,
+		Client: direct, Namespace: o.namespace, SecretName: w.secret, CASecretName: w.caSecret,
 		DNSNames: splitList(w.dnsNames), CertDir: w.certDir,
 		MutatingWebhooks: splitList(w.mutating), ValidatingWebhooks: splitList(w.validat),
 	}

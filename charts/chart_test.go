@@ -517,7 +517,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 			Expect(ep).NotTo(HaveKey("bearerTokenFile"))
 			Expect(ep["authorization"]).To(Equal(map[string]any{"type": "Bearer",
 				"credentials": map[string]any{"name": "trainyard-metrics-scraper", "key": "token"}}))
-			secret := "trainyard-webhook-tls"
+			secret := "trainyard-webhook-ca" // the CA bundle alone, not the Secret with the keys
 			if len(mode) > 0 {
 				secret = "trainyard-webhook-cert" // cert-manager's
 			}
@@ -930,6 +930,12 @@ current-context: test
 			return out
 		}, 30*time.Second).ShouldNot(BeEmpty())
 		kubectl(nil, "-n", "trainyard-system", "get", "secret", "trainyard-webhook-tls")
+		// The Secret the ServiceMonitor reads holds the CA bundle and no key.
+		Eventually(func() string {
+			out, _ := kubectlFn(nil, "-n", "trainyard-system", "get", "secret", "trainyard-webhook-ca", "-o", "jsonpath={.data}")
+			return out
+		}, 30*time.Second).Should(MatchJSON(fmt.Sprintf(`{"ca.crt":%q}`, strings.TrimSpace(kubectl(nil, "-n", "trainyard-system",
+			"get", "secret", "trainyard-webhook-tls", "-o", "jsonpath={.data.ca\\.crt}")))))
 		// The controllers start in no fixed order, so each is looked for in
 		// the whole log (gbytes.Say would consume past the one that came first).
 		Eventually(func() string { return string(manager.Err.Contents()) }, 30*time.Second).Should(And(

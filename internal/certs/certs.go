@@ -56,6 +56,11 @@ type Rotator struct {
 	Client     client.Client
 	Namespace  string
 	SecretName string
+	// CASecretName, when set, names a second Secret that holds only the CA
+	// bundle (ca.crt), kept equal to SecretName's: what clients that verify
+	// the certificate (Prometheus' ServiceMonitor) are pointed at, so that
+	// none of them is given a Secret holding the CA's private key.
+	CASecretName string
 	// DNSNames and IPs are the serving certificate's subject alternative names.
 	DNSNames []string
 	IPs      []net.IP
@@ -129,7 +134,49 @@ func (r *Rotator) Ensure(ctx context.Context) error {
 	if err := r.writeFiles(sec); err != nil {
 		return err
 	}
+	if err := r.publishCA(ctx, sec.Data[keyCACert]); err != nil {
+		return err
+	}
 	return r.inject(ctx, sec.Data[keyCACert])
+}
+
+// publishCA keeps CASecretName holding exactly the CA bundle. Replicas
+// write the same bytes, so a conflict only means another one was first.
+func (r *Rotator) publishCA(ctx context.Context, bundle []byte) error {
+	if r.CASecretName == "" {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		err := r.writeCA(ctx, bundle)
+		if err == nil || attempt >= 5 || !(apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) {
+			if err != nil {
+				return fmt.Errorf("CA Secret %s: %w", r.CASecretName, err)
+			}
+			return nil
+		}
+	}
+}
+
+func (r *Rotator) writeCA(ctx context.Context, bundle []byte) error {
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.CASecretName}, sec)
+	if apierrors.IsNotFound(err) {
+		sec = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.CASecretName,
+				Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard"}},
+			Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{keyCACert: bundle},
+		}
+		return r.Client.Create(ctx, sec)
+	}
+	if err != nil {
+		return err
+	}
+	if len(sec.Data) == 1 && bytes.Equal(sec.Data[keyCACert], bundle) {
+		return nil
+	}
+	sec.Data = map[string][]byte{keyCACert: bundle} // nothing else, whatever was added
+	return r.Client.Update(ctx, sec)
 }
 
 func (r *Rotator) ensureSecret(ctx context.Context) (*corev1.Secret, error) {

@@ -87,7 +87,7 @@ var _ = BeforeSuite(func() {
 	certDir := GinkgoT().TempDir()
 	clock = testingclock.NewFakeClock(time.Now())
 	rot = &certs.Rotator{
-		Client: cl, Namespace: "trainyard-system", SecretName: "webhook-tls",
+		Client: cl, Namespace: "trainyard-system", SecretName: "webhook-tls", CASecretName: "webhook-ca",
 		DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}, CertDir: certDir,
 		MutatingWebhooks: []string{mut.Name}, ValidatingWebhooks: []string{val.Name}, Clock: clock,
 	}
@@ -158,6 +158,15 @@ func secret() *corev1.Secret {
 	s := &corev1.Secret{}
 	Expect(cl.Get(ctx, types.NamespacedName{Namespace: "trainyard-system", Name: "webhook-tls"}, s)).To(Succeed())
 	return s
+}
+
+// publishesOnlyTheCA checks that the CA Secret holds the bundle of s and
+// nothing else: no private key.
+func publishesOnlyTheCA(s *corev1.Secret) {
+	GinkgoHelper()
+	ca := &corev1.Secret{}
+	Expect(cl.Get(ctx, types.NamespacedName{Namespace: "trainyard-system", Name: "webhook-ca"}, ca)).To(Succeed())
+	Expect(ca.Data).To(Equal(map[string][]byte{"ca.crt": s.Data["ca.crt"]}))
 }
 
 func certs_(pemData []byte) []*x509.Certificate {
@@ -232,13 +241,20 @@ var _ = Describe("Rotator", Ordered, func() {
 			Expect(w.ClientConfig.CABundle).To(Equal(s.Data["ca.crt"]))
 		}
 		Eventually(webhookAnswers).Should(Succeed())
+		publishesOnlyTheCA(s)
 	})
 
 	It("changes nothing while the certificates are good", func() {
-		before := secret().ResourceVersion
+		caSecret := func() string {
+			ca := &corev1.Secret{}
+			Expect(cl.Get(ctx, types.NamespacedName{Namespace: "trainyard-system", Name: "webhook-ca"}, ca)).To(Succeed())
+			return ca.ResourceVersion
+		}
+		before, caBefore := secret().ResourceVersion, caSecret()
 		clock.Step(30 * 24 * time.Hour)
 		Expect(rot.Ensure(ctx)).To(Succeed())
 		Expect(secret().ResourceVersion).To(Equal(before))
+		Expect(caSecret()).To(Equal(caBefore))
 	})
 
 	It("renews the serving certificate with a third of its life left, keeping the CA", func() {
@@ -264,6 +280,17 @@ var _ = Describe("Rotator", Ordered, func() {
 		mut := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		Expect(cl.Get(ctx, types.NamespacedName{Name: rot.MutatingWebhooks[0]}, mut)).To(Succeed())
 		Expect(mut.Webhooks[0].ClientConfig.CABundle).To(Equal(s.Data["ca.crt"]))
+		publishesOnlyTheCA(s)
+	})
+
+	It("puts the CA Secret back to the bundle alone when someone adds to it or changes it", func() {
+		ca := &corev1.Secret{}
+		Expect(cl.Get(ctx, types.NamespacedName{Namespace: "trainyard-system", Name: "webhook-ca"}, ca)).To(Succeed())
+		ca.Data["ca.crt"] = []byte("not a CA")
+		ca.Data["ca.key"] = []byte("misplaced")
+		Expect(cl.Update(ctx, ca)).To(Succeed())
+		Expect(rot.Ensure(ctx)).To(Succeed())
+		publishesOnlyTheCA(secret())
 	})
 
 	It("heals a Secret whose data was damaged", func() {

@@ -114,12 +114,16 @@ certificate, so that Prometheus can verify it).
 {{- join "," $names }}
 {{- end }}
 
-{{/* The Secret holding the CA (ca.crt) of the manager's serving certificate. */}}
-{{- define "trainyard.servingCertSecret" -}}
+{{/*
+The Secret holding the CA (ca.crt) of the manager's serving certificate for
+clients that verify it: in self-signed mode the one the manager keeps with
+the CA bundle alone (its -webhook-tls Secret also holds the CA's private key).
+*/}}
+{{- define "trainyard.servingCASecret" -}}
 {{- if .Values.webhook.certManager.enabled }}
 {{- printf "%s-webhook-cert" (include "trainyard.fullname" .) }}
 {{- else }}
-{{- printf "%s-webhook-tls" (include "trainyard.fullname" .) }}
+{{- printf "%s-webhook-ca" (include "trainyard.fullname" .) }}
 {{- end }}
 {{- end }}
 
