@@ -118,45 +118,36 @@ func (r *Rotator) Start(ctx context.Context) error {
 func (r *Rotator) Ensure(ctx context.Context) error {
 	r.defaults()
 	var sec *corev1.Secret
-	for attempt := 0; ; attempt++ {
-		var err error
+	if err := retryRaces(func() (err error) {
 		sec, err = r.ensureSecret(ctx)
-		if err == nil {
-			break
-		}
-		// Another replica wrote the Secret between our read and our write:
-		// read theirs.
-		if attempt < 5 && (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) {
-			continue
-		}
+		return err
+	}); err != nil {
 		return err
 	}
 	if err := r.writeFiles(sec); err != nil {
 		return err
 	}
-	if err := r.publishCA(ctx, sec.Data[keyCACert]); err != nil {
-		return err
+	if r.CASecretName != "" {
+		if err := retryRaces(func() error { return r.writeCA(ctx, sec.Data[keyCACert]) }); err != nil {
+			return fmt.Errorf("CA Secret %s: %w", r.CASecretName, err)
+		}
 	}
 	return r.inject(ctx, sec.Data[keyCACert])
 }
 
-// publishCA keeps CASecretName holding exactly the CA bundle. Replicas
-// write the same bytes, so a conflict only means another one was first.
-func (r *Rotator) publishCA(ctx context.Context, bundle []byte) error {
-	if r.CASecretName == "" {
-		return nil
-	}
+// retryRaces runs write again (a few times) while it loses a race with
+// another replica that wrote the same Secret between its read and its
+// write: the next try reads theirs.
+func retryRaces(write func() error) error {
 	for attempt := 0; ; attempt++ {
-		err := r.writeCA(ctx, bundle)
+		err := write()
 		if err == nil || attempt >= 5 || !(apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) {
-			if err != nil {
-				return fmt.Errorf("CA Secret %s: %w", r.CASecretName, err)
-			}
-			return nil
+			return err
 		}
 	}
 }
 
+// writeCA makes CASecretName hold exactly the CA bundle.
 func (r *Rotator) writeCA(ctx context.Context, bundle []byte) error {
 	sec := &corev1.Secret{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.CASecretName}, sec)
