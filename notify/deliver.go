@@ -19,12 +19,15 @@ import (
 // is looked at again.
 const noTargetRetry = 30 * time.Second
 
+// secretTimeout bounds the read of a target's Secret at each attempt.
+const secretTimeout = 10 * time.Second
+
 // kickTargetLocked makes sure a worker delivers a target's queue: one
 // goroutine per target with deliveries, so a slow receiver holds up only
 // its own, and each target's deliveries go out in order.
 func (n *Notifier) kickTargetLocked(tkey types.NamespacedName) {
-	if n.ctx == nil {
-		return // Start kicks the targets with queued deliveries
+	if n.ctx == nil || n.ctx.Err() != nil {
+		return // Start kicks the targets with queued deliveries; a stopping leader starts none
 	}
 	if wake, ok := n.running[tkey]; ok {
 		select {
@@ -35,7 +38,11 @@ func (n *Notifier) kickTargetLocked(tkey types.NamespacedName) {
 	}
 	wake := make(chan struct{}, 1)
 	n.running[tkey] = wake
-	go n.work(n.ctx, tkey, wake)
+	n.workers.Add(1)
+	go func() {
+		defer n.workers.Done()
+		n.work(n.ctx, tkey, wake)
+	}()
 }
 
 // work delivers a target's queue, due entries first, until it is empty.
@@ -85,8 +92,12 @@ func (n *Notifier) nextLocked(tkey types.NamespacedName) (*ruleState, *entry) {
 	return bestRule, best
 }
 
-// attempt makes one delivery attempt and records its outcome.
+// attempt makes one delivery attempt and records its outcome. Losing the
+// leadership does not cut it short: the receiver may already have accepted
+// it, and only a recorded delivery is not sent again by the next leader.
+// The target's timeout bounds it (and the Secret's read, secretTimeout).
 func (n *Notifier) attempt(ctx context.Context, tkey, ruleKey types.NamespacedName, id string) {
+	ctx = context.WithoutCancel(ctx)
 	n.mu.Lock()
 	rs := n.rules[ruleKey]
 	var e *entry
@@ -105,7 +116,9 @@ func (n *Notifier) attempt(ctx context.Context, tkey, ruleKey types.NamespacedNa
 		n.waitForTarget(rs, e, fmt.Sprintf("NotificationTarget %s: %v", tkey.Name, err))
 		return
 	}
-	rc, err := n.receiver(ctx, &target)
+	sctx, cancel := context.WithTimeout(ctx, secretTimeout)
+	rc, err := n.receiver(sctx, &target)
+	cancel()
 	var o outcome
 	start := time.Now()
 	if err != nil {
@@ -118,9 +131,6 @@ func (n *Notifier) attempt(ctx context.Context, tkey, ruleKey types.NamespacedNa
 			o = rc.post(ctx, e.ID, ctype, body, start)
 			duration.WithLabelValues(tkey.Namespace, tkey.Name).Observe(time.Since(start).Seconds())
 		}
-	}
-	if ctx.Err() != nil {
-		return // stopping: the attempt did not count
 	}
 	n.record(&target, tkey, rs, e, o, start)
 }

@@ -3,14 +3,18 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,6 +39,7 @@ type Notifier struct {
 
 	mu                     sync.Mutex
 	ctx                    context.Context // set by Start
+	workers                sync.WaitGroup  // the target workers, which Start waits for before it hands over
 	rules                  map[types.NamespacedName]*ruleState
 	targets                map[types.NamespacedName]*targetState
 	running                map[types.NamespacedName]chan struct{} // target workers, with their wake-up
@@ -91,8 +96,33 @@ func (n *Notifier) NeedLeaderElection() bool { return true }
 // than a rule's handledThrough are sent (what a previous leader had not
 // handled), older ones are the baseline.
 func (n *Notifier) Start(ctx context.Context) error {
+	// The previous leader wrote every rule's state before it let go of the
+	// lease (handOver). Read it from the API server: this replica's cache
+	// may not have seen that last write yet, and a queue entry it still
+	// showed would be sent again.
+	var rules v1.NotificationRuleList
+	if err := n.reader.List(ctx, &rules); err != nil {
+		return fmt.Errorf("reading the notification rules' state: %w", err)
+	}
+	var targets v1.NotificationTargetList
+	if err := n.reader.List(ctx, &targets); err != nil {
+		return fmt.Errorf("reading the notification targets' state: %w", err)
+	}
 	n.mu.Lock()
 	n.ctx = ctx
+	for i := range rules.Items {
+		n.loadLocked(&rules.Items[i])
+	}
+	for i := range targets.Items {
+		t := &targets.Items[i]
+		// The counts go on from what earlier leaders counted; a failed
+		// reachability check (no delivery id) is checked again instead.
+		ts := &targetState{counts: t.Status.Counts, lastDelivery: t.Status.LastDelivery}
+		if t.Status.LastError != nil && t.Status.LastError.ID != "" {
+			ts.lastError = t.Status.LastError
+		}
+		n.targets[client.ObjectKeyFromObject(t)] = ts
+	}
 	for key, rs := range n.rules {
 		if len(rs.queue) > 0 {
 			n.kickTargetLocked(types.NamespacedName{Namespace: key.Namespace, Name: rs.spec.TargetRef.Name})
@@ -149,7 +179,81 @@ func (n *Notifier) Start(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
+	// No new worker starts now (kickTargetLocked sees ctx done). An attempt
+	// under way finishes, bounded by its target's timeout, and is recorded:
+	// a delivery the receiver accepted is never forgotten by stopping.
+	n.workers.Wait()
+	n.handOver()
 	return nil
+}
+
+// handOverTimeout bounds the final status writes of a stopping leader; the
+// manager releases its lease only after Start returns.
+const handOverTimeout = 10 * time.Second
+
+// handOver writes every rule's state (queue, recent ids, handledThrough)
+// from memory to its status, against the API server, before the lease is
+// released: the next leader starts from exactly what this one delivered.
+func (n *Notifier) handOver() {
+	ctx, cancel := context.WithTimeout(context.Background(), handOverTimeout)
+	defer cancel()
+	n.mu.Lock()
+	keys := make([]types.NamespacedName, 0, len(n.rules))
+	for key := range n.rules {
+		keys = append(keys, key)
+	}
+	n.mu.Unlock()
+	for _, key := range keys {
+		err := retry.OnError(retry.DefaultRetry, func(err error) bool {
+			return apierrors.IsConflict(err) || ctx.Err() == nil
+		}, func() error {
+			return n.writeRule(ctx, n.reader, key)
+		})
+		if err != nil {
+			n.log.Error(err, "writing a notification rule's state before handing over; "+
+				"the next leader may send its last deliveries again (with the same ids)", "rule", key)
+		}
+	}
+	n.mu.Lock()
+	targets := make([]types.NamespacedName, 0, len(n.targets))
+	for key := range n.targets {
+		targets = append(targets, key)
+	}
+	n.mu.Unlock()
+	for _, key := range targets {
+		if err := retry.OnError(retry.DefaultRetry, func(error) bool { return ctx.Err() == nil }, func() error {
+			return n.writeTargetRecord(ctx, key)
+		}); err != nil {
+			n.log.Error(err, "writing a notification target's counts before handing over", "target", key)
+		}
+	}
+}
+
+// writeTargetRecord writes a target's delivery record (counts, last
+// delivery and error, queue length) from memory, as read from the API
+// server; its conditions are the next leader's reconcile's.
+func (n *Notifier) writeTargetRecord(ctx context.Context, key types.NamespacedName) error {
+	var t v1.NotificationTarget
+	if err := n.reader.Get(ctx, key, &t); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	n.mu.Lock()
+	ts := n.targets[key]
+	if ts == nil {
+		n.mu.Unlock()
+		return nil
+	}
+	st := t.Status.DeepCopy()
+	st.Counts, st.LastDelivery, st.LastError = ts.counts, ts.lastDelivery.DeepCopy(), ts.lastError.DeepCopy()
+	st.Queued = int32(n.queuedForLocked(key))
+	n.mu.Unlock()
+	if equality.Semantic.DeepEqual(&t.Status, st) {
+		return nil
+	}
+	patched := t.DeepCopy()
+	patched.Status = *st
+	return client.IgnoreNotFound(n.client.Status().Patch(ctx, patched,
+		client.MergeFromWithOptions(&t, client.MergeFromWithOptimisticLock{})))
 }
 
 // withLatestLabels gives a train's events the latest release's labels,
@@ -355,16 +459,24 @@ func (n *Notifier) ruleLocked(r *v1.NotificationRule) *ruleState {
 	key := client.ObjectKeyFromObject(r)
 	rs := n.rules[key]
 	if rs == nil || rs.uid != r.UID {
-		if rs != nil && rs.timer != nil {
-			rs.timer.Stop()
-		}
-		rs = loadRule(r)
-		n.rules[key] = rs
-		if len(rs.queue) > 0 && n.ctx != nil {
+		rs = n.loadLocked(r)
+		if len(rs.queue) > 0 {
 			n.kickTargetLocked(types.NamespacedName{Namespace: key.Namespace, Name: r.Spec.TargetRef.Name})
 		}
 	}
 	rs.spec = *r.Spec.DeepCopy()
+	return rs
+}
+
+// loadLocked replaces a rule's memory with what its status holds.
+func (n *Notifier) loadLocked(r *v1.NotificationRule) *ruleState {
+	key := client.ObjectKeyFromObject(r)
+	if old := n.rules[key]; old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+	rs := loadRule(r)
+	rs.spec = *r.Spec.DeepCopy()
+	n.rules[key] = rs
 	return rs
 }
 

@@ -176,6 +176,51 @@ var _ = Describe("notifications", func() {
 		Expect(evs[1].Data.Events[0].Version).To(Equal("1.1.0"))
 	})
 
+	It("hands over in the middle of a delivery: what the receiver accepted is not sent again", func() {
+		ns := newNamespace()
+		answered := make(chan struct{})
+		rc := newReceiver(func(n int, w http.ResponseWriter) {
+			w.WriteHeader(http.StatusAccepted)
+			w.(http.Flusher).Flush()
+			if n == 0 {
+				close(answered) // the leader is stopped now, before it has read this answer
+			}
+		})
+		tg := target(ns, "events", v1.TargetCloudEvents, rc.URL)
+		r := rule(ns, "latest", "events", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+		stopStandby, elected := startReplica()
+		standbyStopped := false
+		DeferCleanup(func() {
+			if !standbyStopped {
+				stopStandby()
+			}
+		})
+
+		publish(ns, "api", "stable", "1.0.0")
+		Eventually(answered).Should(BeClosed())
+		stopManager()
+		Eventually(elected).Should(BeClosed())
+		stopManager, standbyStopped = stopStandby, true
+
+		// The new leader sends nothing that the old one delivered, and the
+		// rule's status shows the delivery as done.
+		Consistently(rc.count, 3*time.Second).Should(Equal(1))
+		first := rc.events()[0].ID
+		st := getRule(r).Status
+		Expect(st.Queue).To(BeEmpty())
+		Expect(st.RecentIDs).To(ContainElement(first))
+		Expect(st.Counts.Delivered).To(BeEquivalentTo(1))
+
+		publish(ns, "api", "stable", "1.1.0")
+		Eventually(rc.count).Should(Equal(2))
+		Consistently(rc.count, 3*time.Second).Should(Equal(2))
+		evs := rc.events()
+		Expect(evs[1].Data.Events[0].Version).To(Equal("1.1.0"))
+		Expect(evs[1].ID).NotTo(Equal(first))
+		// The target's counts go on across the handover.
+		Eventually(func() int64 { return getTarget(tg).Status.Counts.Delivered }).Should(BeEquivalentTo(2))
+	})
+
 	It("coalesces 1,000 clusters going stale into at most 2 deliveries per rule, with the right count", func() {
 		ns := newNamespace()
 		a, b := newReceiver(nil), newReceiver(nil)

@@ -77,18 +77,35 @@ func (n *Notifier) rulesOfTarget(ctx context.Context, o client.Object) []reconci
 // reconcileRule writes a rule's memory to its status: the queue and
 // handledThrough first of all, which a restart resumes from.
 func (n *Notifier) reconcileRule(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	err := n.writeRule(ctx, n.client, req.NamespacedName)
+	if apierrors.IsConflict(err) {
+		// The cache is a write behind: read again once it has caught up.
+		return reconcile.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return reconcile.Result{}, err
+}
+
+// conflictRetry is how soon a status write that lost a race is tried again.
+const conflictRetry = 100 * time.Millisecond
+
+// writeRule writes a rule's memory to its status, reading the rule and its
+// target through r: the cache when reconciling, the API server when
+// handing over. The patch is optimistic: a base the cache had not yet
+// updated would otherwise leave stale fields (a delivered entry still
+// queued) in place, and the next leader would send them again.
+func (n *Notifier) writeRule(ctx context.Context, r client.Reader, key types.NamespacedName) error {
 	var rule v1.NotificationRule
-	if err := n.client.Get(ctx, req.NamespacedName, &rule); err != nil {
+	if err := r.Get(ctx, key, &rule); err != nil {
 		if apierrors.IsNotFound(err) {
-			n.forgetRule(req.NamespacedName)
+			n.forgetRule(key)
 		}
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+		return client.IgnoreNotFound(err)
 	}
 	tkey := types.NamespacedName{Namespace: rule.Namespace, Name: rule.Spec.TargetRef.Name}
 	var target v1.NotificationTarget
-	terr := n.client.Get(ctx, tkey, &target)
+	terr := r.Get(ctx, tkey, &target)
 	if terr != nil && !apierrors.IsNotFound(terr) {
-		return reconcile.Result{}, terr
+		return terr
 	}
 
 	n.mu.Lock()
@@ -125,11 +142,12 @@ func (n *Notifier) reconcileRule(ctx context.Context, req reconcile.Request) (re
 		conditions.MarkReady(&st.Conditions, gen, "Ready", msg)
 	}
 	if equality.Semantic.DeepEqual(&rule.Status, st) {
-		return reconcile.Result{}, nil
+		return nil
 	}
 	patched := rule.DeepCopy()
 	patched.Status = *st
-	return reconcile.Result{}, client.IgnoreNotFound(n.client.Status().Patch(ctx, patched, client.MergeFrom(&rule)))
+	return client.IgnoreNotFound(n.client.Status().Patch(ctx, patched,
+		client.MergeFromWithOptions(&rule, client.MergeFromWithOptimisticLock{})))
 }
 
 // failedLast tells whether the last attempt failed.
@@ -225,7 +243,11 @@ func (n *Notifier) reconcileTarget(ctx context.Context, req reconcile.Request) (
 	if !equality.Semantic.DeepEqual(&target.Status, st) {
 		patched := target.DeepCopy()
 		patched.Status = *st
-		if err := n.client.Status().Patch(ctx, patched, client.MergeFrom(&target)); err != nil {
+		if err := n.client.Status().Patch(ctx, patched,
+			client.MergeFromWithOptions(&target, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{RequeueAfter: conflictRetry}, nil
+			}
 			return reconcile.Result{}, client.IgnoreNotFound(err)
 		}
 	}
