@@ -84,7 +84,7 @@ controlplane: ## Provide kube-apiserver, etcd and kubectl: the release binaries 
 # (a count, not a duration: a wall-clock -fuzztime can end the run with
 # "context deadline exceeded" while the fuzzer is still minimising an input).
 FUZZTIME ?= 10000x
-FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor
+FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor FuzzScanner
 
 .PHONY: test
 # -p 1: each envtest suite runs its own API server and etcd; two suites at
@@ -149,6 +149,10 @@ bench-plugin: build ## kubectl trainyard: outdated over 10,000 ClusterReports (t
 .PHONY: bench-recommend
 bench-recommend: build ## Recommendations: 10,000 clusters' upgrade paths recomputed after one retraction (vs raw status patches), writes only where they change.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/recommend -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
+.PHONY: bench-abuse
+bench-abuse: build ## Abuse: the bridge in its own process under floods (1 MiB multi-gets, slow bodies, 8 MiB dumps, bad tokens) while 200 clusters check in: their p99, webhook latency, both processes' RSS.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/abuse -binary $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
 .PHONY: bench-agent
 bench-agent: build ## Agent: peak RSS with 2,000 labelled (and 2,000 other) Deployments.

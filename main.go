@@ -15,8 +15,10 @@ limitations under the License.
 */
 
 // Command trainyard is the trainyard manager (the controllers, the
-// admission webhook and the check-in bridge) and, as `trainyard agent`, the
-// agent that reports a workload cluster's components to it.
+// admission webhook and, unless --bridge-bind-address=0, the check-in
+// bridge); as `trainyard bridge`, the check-in bridge alone, in a process
+// of its own; and, as `trainyard agent`, the agent that reports a workload
+// cluster's components to it.
 package main
 
 import (
@@ -46,6 +48,10 @@ func main() {
 		// The agent alone is cmd/trainyard-agent, a much smaller binary;
 		// this is the same command.
 		run, args = cli.Run, args[1:]
+	}
+	if len(args) > 0 && args[0] == "bridge" {
+		// The check-in bridge alone, in a Deployment of its own.
+		run, args = runBridge, args[1:]
 	}
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Println("trainyard", version.Get())

@@ -5,16 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,7 +27,6 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/certs"
-	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/logging"
 	"github.com/trainyard-dev/trainyard/internal/review"
 	"github.com/trainyard-dev/trainyard/internal/version"
@@ -53,12 +49,12 @@ type managerOptions struct {
 	burst          int
 	controllers    controllers.Options
 	ordering       string
-	trustedProxies string
-	// tenants and maxTokenLifetime are parsed into bridge.Options.
-	tenants          string
-	maxTokenLifetime string
-	webhook          webhookOptions
-	bridge           bridge.Options
+	webhook        webhookOptions
+	// bridge is served in the manager's process unless
+	// --bridge-bind-address=0 (the chart runs it as `trainyard bridge`).
+	bridge bridge.Flags
+	// bridgeOptions are bridge's, completed by validate.
+	bridgeOptions bridge.Options
 }
 
 type webhookOptions struct {
@@ -96,47 +92,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.controllers.ReportWorkers, "report-workers", 16, "Concurrent ClusterReport reconciles "+
 		"(each waits on its status write: 4 kept up with one new cluster in two when 16 onboard at once).")
 
-	b := &o.bridge
-	fs.StringVar(&b.Addr, "bridge-bind-address", ":8080", "Address of the check-in bridge (the Deis workflow-manager API); \"0\" disables it.")
-	fs.StringVar(&b.Namespace, "bridge-namespace", "", "Namespace of the bridge's ClusterReports, ComponentReleases and doctor Secrets (default --namespace, else \"default\").")
-	fs.DurationVar(&b.Heartbeat, "bridge-heartbeat", 0,
-		"Persist interval: a check-in that changes nothing is written when the stored lastSeen is this old, else held in memory "+
-			"(and served from there); 0: a 25th of --stale-threshold (1h at the default 25h).")
-	fs.StringVar(&b.DoctorAuthSecret, "bridge-doctor-secret", "trainyard-doctor-auth",
-		"Secret (keys username, password) of the basic-auth credentials that may read doctor reports.")
-	fs.StringVar(&b.CheckInAuth, "bridge-checkin-auth", bridge.CheckInToken,
-		"token: a registration token from --bridge-registration-secret registers a cluster and gets its own credential, which its check-ins then present; "+
-			"open: anonymous check-ins as the old service took them (for legacy agents that cannot send a header).")
-	fs.StringVar(&b.RegistrationSecret, "bridge-registration-secret", "trainyard-registration",
-		"Secret in each tenant's namespace whose every value is a registration token.")
-	fs.BoolVar(&b.ReadAuth, "bridge-read-auth", false,
-		"Require a cluster credential or registration token of the tenant, or a token RBAC lets list clusterreports in its namespace, for reads too.")
-	fs.StringVar(&o.tenants, "bridge-tenants", "",
-		"Comma-separated namespaces served as tenants under /tenants/<namespace>/ (the bridge namespace is the default tenant, without a prefix).")
-	fs.BoolVar(&b.LegacyTokenBinding, "bridge-legacy-token-binding", false,
-		"Also let the registration token a cluster first checked in with keep checking it in (agents that cannot store a credential, as Deis agents); "+
-			"rotating that token then locks them out.")
-	fs.StringVar(&o.maxTokenLifetime, "registration-token-max-lifetime", "720h",
-		"Expiry stamped on a registration token first seen without one; \"never\" lets tokens never expire.")
-	fs.DurationVar(&b.CredentialOverlap, "bridge-credential-overlap", time.Hour,
-		"How long a cluster credential replaced by a rotation stays valid.")
-	fs.IntVar(&b.MaxClustersPerTenant, "bridge-max-clusters-per-tenant", 50000,
-		"Clusters that can register in one tenant (the annotation trainyard.dev/max-clusters on its registration Secret overrides it); beyond: 403.")
-	fs.Float64Var(&b.TenantRateLimit, "bridge-tenant-rate-limit", 500, "Requests per second one tenant's clients may send together; beyond: 429.")
-	fs.IntVar(&b.TenantRateBurst, "bridge-tenant-rate-burst", 1000, "Burst above --bridge-tenant-rate-limit.")
-	fs.Float64Var(&b.RateLimit, "bridge-rate-limit", 20, "Requests per second each bridge client (bearer token, else source address) may send; beyond: 429 with Retry-After.")
-	fs.IntVar(&b.RateBurst, "bridge-rate-burst", 40, "Burst above --bridge-rate-limit.")
-	fs.IntVar(&b.MaxInFlight, "bridge-max-in-flight", 512, "Concurrent bridge requests; beyond: 503 with Retry-After.")
-	fs.IntVar(&b.MaxInFlightPerClient, "bridge-max-in-flight-per-client", 32,
-		"Concurrent bridge requests from one source address; beyond: 503 with Retry-After.")
-	fs.Float64Var(&b.FailedAuthRate, "bridge-failed-auth-rate", 1,
-		"Failed authentications per second one source address may make (after a burst of 20); beyond: 429, and no token is sent to the API server.")
-	fs.StringVar(&o.trustedProxies, "bridge-trusted-proxies", "",
-		"Comma-separated CIDRs of proxies (an Ingress controller) whose X-Forwarded-For names the client for rate limits; empty: the peer address counts.")
-	fs.IntVar(&b.MaxDoctorReports, "bridge-doctor-max-reports", 5, "Doctor reports kept per cluster; a newer one replaces the oldest.")
-	fs.IntVar(&b.MaxDoctorTotal, "bridge-doctor-max-total", 1000, "Doctor reports kept in all; beyond, uploads of new ones answer 429 until old ones are deleted.")
-	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,
-		"Also write an audit log line for check-ins that change nothing (one per cluster per check-in interval).")
+	o.bridge.Bind(fs, ":8080")
 
 	w := &o.webhook
 	fs.BoolVar(&w.enabled, "enable-webhook", true, "Serve the admission webhook.")
@@ -160,9 +116,6 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 }
 
 func (o *managerOptions) validate() error {
-	if m := o.bridge.CheckInAuth; m != bridge.CheckInToken && m != bridge.CheckInOpen {
-		return fmt.Errorf("--bridge-checkin-auth must be token or open, not %q", m)
-	}
 	switch ord := trainyardv1alpha1.Ordering(o.ordering); ord {
 	case trainyardv1alpha1.OrderingSemver, trainyardv1alpha1.OrderingReleaseTime:
 		o.controllers.DefaultOrdering = ord
@@ -172,43 +125,14 @@ func (o *managerOptions) validate() error {
 	if o.webhook.caSecret != "" && o.webhook.caSecret == o.webhook.secret {
 		return fmt.Errorf("--webhook-ca-secret must name another Secret than --webhook-secret (%q), which holds the private keys", o.webhook.secret)
 	}
-	o.bridge.Tenants = splitList(o.tenants)
-	for _, t := range o.bridge.Tenants {
-		if errs := validation.IsDNS1123Label(t); len(errs) > 0 {
-			return fmt.Errorf("--bridge-tenants: %q is not a namespace name: %s", t, strings.Join(errs, "; "))
-		}
-	}
-	switch o.maxTokenLifetime {
-	case "never":
-		o.bridge.MaxTokenLifetime = bridge.MaxTokenLifetimeNever
-	default:
-		d, err := time.ParseDuration(o.maxTokenLifetime)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("--registration-token-max-lifetime must be a positive duration or \"never\", not %q", o.maxTokenLifetime)
-		}
-		o.bridge.MaxTokenLifetime = d
-	}
-	for _, c := range splitList(o.trustedProxies) {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(c); aerr == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
-			} else {
-				return fmt.Errorf("--bridge-trusted-proxies: %q is not a CIDR or an IP address", c)
-			}
-		}
-		o.bridge.TrustedProxies = append(o.bridge.TrustedProxies, p.Masked())
-	}
 	if o.controllers.StaleThreshold <= 0 {
 		return fmt.Errorf("--stale-threshold must be positive, not %s", o.controllers.StaleThreshold)
 	}
-	switch {
-	case o.bridge.Heartbeat == 0:
-		o.bridge.Heartbeat = checkin.PersistInterval(o.controllers.StaleThreshold)
-	case o.bridge.Heartbeat < 0 || o.bridge.Heartbeat > o.controllers.StaleThreshold/2:
-		return fmt.Errorf("--bridge-heartbeat must be positive and at most half of --stale-threshold (%s), not %s",
-			o.controllers.StaleThreshold, o.bridge.Heartbeat)
+	bo, err := o.bridge.Complete(o.namespace, o.controllers.StaleThreshold)
+	if err != nil {
+		return err
 	}
+	o.bridgeOptions = bo
 	w := o.webhook
 	if w.enabled {
 		switch w.certMode {
@@ -251,16 +175,9 @@ func runManager(args []string) error {
 	log.Info("trainyard", "version", version.Get().Version, "commit", version.Get().Commit)
 	registerBuildInfo(ctrlmetrics.Registry, version.Get())
 
-	if o.kubeconfig != "" {
-		// ctrl.GetConfig reads the --kubeconfig of the global flag set, which
-		// this command does not use; the variable says the same thing.
-		if err := os.Setenv("KUBECONFIG", o.kubeconfig); err != nil {
-			return err
-		}
-	}
-	cfg, err := ctrl.GetConfig()
+	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
+		return err
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	scheme := newScheme()
@@ -298,18 +215,10 @@ func runManager(args []string) error {
 			return err
 		}
 	}
-	if o.bridge.Addr != "0" {
-		if o.bridge.Namespace == "" {
-			o.bridge.Namespace = o.namespace
-		}
-		if o.bridge.Namespace == "" {
-			o.bridge.Namespace = "default"
-		}
-		b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o.bridge)
-		if err := b.Watch(ctx, mgr.GetCache()); err != nil {
-			return err
-		}
-		if err := mgr.Add(b); err != nil {
+	if o.bridgeOptions.Addr != "0" {
+		// The bridge in the manager's process: one binary for a small
+		// install (the chart runs it apart, as `trainyard bridge`).
+		if err := addBridge(ctx, mgr, o.bridgeOptions); err != nil {
 			return err
 		}
 	}
@@ -355,6 +264,23 @@ func setupWebhook(ctx context.Context, mgr manager.Manager, cfg *rest.Config, sc
 		return fmt.Errorf("preparing the webhook certificate: %w", err)
 	}
 	return mgr.Add(rot)
+}
+
+// restConfig is the API server's config: --kubeconfig, else $KUBECONFIG,
+// else in-cluster.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		// ctrl.GetConfig reads the --kubeconfig of the global flag set, which
+		// these commands do not use; the variable says the same thing.
+		if err := os.Setenv("KUBECONFIG", kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return cfg, nil
 }
 
 func splitList(s string) []string {

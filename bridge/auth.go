@@ -95,6 +95,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 	switch a {
 	case accessRead:
 		if !s.opts.ReadAuth {
+			// Anyone may read; a cluster that shows its credential reads as
+			// itself (its own budget and priority level, not its address's).
+			if tok := bearer(r); isCredential(tok) {
+				if id, ok := s.softCredential(r, tok); ok {
+					return id, true
+				}
+			}
 			return anonymous, true
 		}
 		tok := bearer(r)
@@ -201,6 +208,22 @@ func (s *Server) authenticateCredential(w http.ResponseWriter, r *http.Request, 
 	return "cluster:" + st.ns + "/" + rep.Name, true
 }
 
+// softCredential is authenticateCredential for a route that needs none:
+// a credential that is not accepted is ignored, not refused.
+func (s *Server) softCredential(r *http.Request, credential string) (string, bool) {
+	st := stateOf(r.Context())
+	rep, err := s.clusterOfCredential(r.Context(), st.ns, credential)
+	if err != nil || rep == nil {
+		return "", false
+	}
+	hash := credentialHash(credential)
+	if ok, _ := credentialAccepted(rep, hash, s.opts.Clock.Now()); !ok {
+		return "", false
+	}
+	st.credentialHash, st.cluster = hash, rep.Name
+	return "cluster:" + st.ns + "/" + rep.Name, true
+}
+
 func writeRegistrationUnavailable(w http.ResponseWriter, err error) {
 	w.Header().Set("Retry-After", "5")
 	writeError(w, http.StatusServiceUnavailable,
@@ -249,7 +272,7 @@ func (s *Server) failureBudget(w http.ResponseWriter, source string) bool {
 	if ok, wait := s.failures.peek("addr:" + source); !ok {
 		shedTotal.WithLabelValues("auth_failures").Inc()
 		w.Header().Set("Retry-After", retryAfter(wait))
-		writeError(w, http.StatusTooManyRequests, "too many failed authentications from this address; retry after "+retryAfter(wait)+"s")
+		writeError(w, http.StatusTooManyRequests, "too many failed authentications or invalid requests from this client; retry after "+retryAfter(wait)+"s")
 		return false
 	}
 	return true

@@ -7,15 +7,12 @@ package bridge
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
+	"runtime"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
@@ -112,10 +110,18 @@ type Options struct {
 	TenantRateLimit float64
 	TenantRateBurst int
 
-	RateLimit   float64
-	RateBurst   int
+	RateLimit float64
+	RateBurst int
+	// MaxInFlight bounds the requests being served (shared out between the
+	// priority levels, fairness.go) and, apart, those being authenticated
+	// (default 512).
 	MaxInFlight int
-	Clock       clock.WithTicker
+	// MaxBodyBytes bounds the body bytes that the requests being served may
+	// hold together (default 64 MiB), shared out between the priority
+	// levels like MaxInFlight: beyond a level's share, its requests wait,
+	// then 429.
+	MaxBodyBytes int64
+	Clock        clock.WithTicker
 }
 
 // MaxTokenLifetimeNever is Options.MaxTokenLifetime for registration tokens
@@ -150,8 +156,11 @@ type Server struct {
 	draining      chan struct{} // closed when the server stops
 	registration  registrationCache
 	inFlight      *inFlight
-	audit         logr.Logger
-	routeTable    []route
+	levels        *levels
+	// compressing holds a slot per doctor dump being compressed.
+	compressing chan struct{}
+	audit       logr.Logger
+	routeTable  []route
 }
 
 // New builds the bridge. cache is the manager's cached client (with the
@@ -170,6 +179,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	orDefault(&o.RateLimit, 20)
 	orDefault(&o.RateBurst, 40)
 	orDefault(&o.MaxInFlight, 512)
+	orDefault(&o.MaxBodyBytes, 64<<20)
 	orDefault(&o.MaxInFlightPerClient, min(32, o.MaxInFlight))
 	orDefault(&o.FailedAuthRate, 1)
 	orDefault(&o.FailedAuthBurst, 20)
@@ -192,6 +202,8 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 		limiter:       newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
 		failures:      newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
 		inFlight:      &inFlight{max: o.MaxInFlight, perClient: o.MaxInFlightPerClient, per: map[string]int{}},
+		levels:        newLevels(o.MaxInFlight, o.MaxBodyBytes),
+		compressing:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		audit:         o.Audit,
 		reviewer:      &review.Reviewer{Client: api, Now: o.Clock.Now},
 		tenantLimiter: newLimiter(o.TenantRateLimit, o.TenantRateBurst, o.Clock.Now),
@@ -273,6 +285,10 @@ func (s *Server) Start(ctx context.Context) error {
 // when it stops).
 func (s *Server) FlushHeartbeats(ctx context.Context) { s.store.Flush(ctx) }
 
+// maxListItems bounds each list and map of a check-in or release body: the
+// longest list a stored object holds (a cluster's components).
+const maxListItems = v1.MaxClusterComponents
+
 // MaxHeaderBytes bounds a request's line and headers.
 const MaxHeaderBytes = 32 << 10
 
@@ -281,75 +297,37 @@ const MaxHeaderBytes = 32 << 10
 func (s *Server) routes() http.Handler {
 	rt := &router{guard: s.guard, tenant: func(t string) bool { return s.tenants[t] }}
 	ok := func(w http.ResponseWriter, _ *http.Request, _ params) { w.WriteHeader(http.StatusOK) }
-	rt.add(http.MethodGet, "/ping", accessPublic, ok)
-	rt.add(http.MethodGet, "/healthz", accessPublic, ok)
-	rt.add(http.MethodGet, "/readyz", accessPublic, ok)
-	rt.add(http.MethodGet, "/openapi.json", accessPublic, s.openAPI)
-	rt.add(http.MethodPost, "/v3/clusters", accessAgent, s.checkIn)
-	rt.add(http.MethodGet, "/v3/clusters/count", accessRead, s.clusterCount)
-	rt.add(http.MethodGet, "/v3/clusters/age", accessRead, s.clustersByAge)
-	rt.add(http.MethodGet, "/v3/clusters/checkins", accessRead, s.checkinStats)
-	rt.add(http.MethodGet, "/v3/clusters/persistent", accessRead, s.persistentClusters)
-	rt.add(http.MethodGet, "/v3/clusters/{id}", accessRead, s.getCluster)
-	rt.add(http.MethodPost, "/v2/clusters/{id}", accessAgent, s.checkIn)
-	rt.add(http.MethodPost, "/v3/versions/latest", accessRead, s.latestV3)
-	rt.add(http.MethodPost, "/v2/versions/latest", accessRead, s.latestV2)
-	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", accessRead, s.listReleases)
-	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", accessRead, s.getRelease)
-	rt.add(http.MethodPost, "/v3/versions/{train}/{component}/{release}", accessPublish, s.publish)
-	rt.add(http.MethodPost, "/v3/doctor/{uuid}", accessAgent, s.postDoctor)
-	rt.add(http.MethodGet, "/v3/doctor/{uuid}", accessDoctorRead, s.getDoctor)
+	// What each route's requests may carry: the body's bytes, and the
+	// members of any one JSON array or object in it.
+	var (
+		checkIn = limits{body: s.opts.MaxBody, items: maxListItems}
+		multi   = limits{body: s.opts.MaxBody, items: MaxMultiGetItems,
+			why: fmt.Sprintf("a cluster reports at most %d components", v1.MaxClusterComponents)}
+		release = limits{body: s.opts.MaxBody, items: maxListItems}
+		// A dump is compressed as it streams, never decoded: its size is
+		// bounded by what it compresses to, not by a count of items.
+		doctor = limits{body: s.opts.MaxDoctorBody, items: unbounded, held: doctorHeld}
+	)
+	rt.add(http.MethodGet, "/ping", accessPublic, none, ok)
+	rt.add(http.MethodGet, "/healthz", accessPublic, none, ok)
+	rt.add(http.MethodGet, "/readyz", accessPublic, none, ok)
+	rt.add(http.MethodGet, "/openapi.json", accessPublic, none, s.openAPI)
+	rt.add(http.MethodPost, "/v3/clusters", accessAgent, checkIn, s.checkIn)
+	rt.add(http.MethodGet, "/v3/clusters/count", accessRead, none, s.clusterCount)
+	rt.add(http.MethodGet, "/v3/clusters/age", accessRead, none, s.clustersByAge)
+	rt.add(http.MethodGet, "/v3/clusters/checkins", accessRead, none, s.checkinStats)
+	rt.add(http.MethodGet, "/v3/clusters/persistent", accessRead, none, s.persistentClusters)
+	rt.add(http.MethodGet, "/v3/clusters/{id}", accessRead, none, s.getCluster)
+	rt.add(http.MethodPost, "/v2/clusters/{id}", accessAgent, checkIn, s.checkIn)
+	rt.add(http.MethodPost, "/v3/versions/latest", accessRead, multi, s.latestV3)
+	rt.add(http.MethodPost, "/v2/versions/latest", accessRead, multi, s.latestV2)
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}", accessRead, none, s.listReleases)
+	rt.add(http.MethodGet, "/v3/versions/{train}/{component}/{release}", accessRead, none, s.getRelease)
+	rt.add(http.MethodPost, "/v3/versions/{train}/{component}/{release}", accessPublish, release, s.publish)
+	rt.add(http.MethodPost, "/v3/doctor/{uuid}", accessAgent, doctor, s.postDoctor)
+	rt.add(http.MethodGet, "/v3/doctor/{uuid}", accessDoctorRead, none, s.getDoctor)
 	s.routeTable = rt.routes
 	return rt
-}
-
-// decodeJSON reads a JSON request body into v: 415 without an
-// application/json Content-Type, 413 over the limit, 400 when it does not
-// parse.
-func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType,
-			fmt.Sprintf("Content-Type must be application/json, not %q", r.Header.Get("Content-Type")))
-		return false
-	}
-	body, err := io.ReadAll(minRate(w, http.MaxBytesReader(w, r.Body, limit)))
-	var tooLarge *http.MaxBytesError
-	var slow errSlowBody
-	switch {
-	case errors.As(err, &tooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
-		return false
-	case errors.As(err, &slow):
-		shedTotal.WithLabelValues("slow_body").Inc()
-		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusRequestTimeout, slow.Error())
-		return false
-	case err != nil:
-		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
-		return false
-	}
-	if err := unmarshal(body, v); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return false
-	}
-	return true
-}
-
-// unmarshal parses exactly one JSON value (the request decoders' core,
-// fuzzed in decode_fuzz_test.go).
-func unmarshal(body []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("invalid JSON body: %v", err)
-	}
-	if dec.More() {
-		return errors.New("invalid JSON body: more than one JSON value")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("invalid JSON body: trailing data after the JSON value")
-	}
-	return nil
 }
 
 // writeAPIError maps a Kubernetes API error to the bridge's answer: the

@@ -23,7 +23,7 @@ import (
 func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 	st := stateOf(r.Context())
 	var c Cluster
-	if !decodeJSON(w, r, s.opts.MaxBody, &c) {
+	if !decodeJSON(w, r, &c) {
 		return
 	}
 	if id := p["id"]; id != "" {

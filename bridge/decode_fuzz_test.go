@@ -1,6 +1,11 @@
 package bridge
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
 	"testing"
 	"time"
 )
@@ -19,7 +24,7 @@ func FuzzDecodeCheckIn(f *testing.F) {
 	f.Add([]byte(`{"components":[{"version":{"version":"1"}}],"firstSeen":"nope"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var c Cluster
-		if err := unmarshal(body, &c); err != nil {
+		if err := decodeBody(bytes.NewReader(body), limits{body: 1 << 20, items: maxListItems}, &c); err != nil {
 			return
 		}
 		comps, err := reportedComponents(c.Components)
@@ -36,7 +41,7 @@ func FuzzDecodeRelease(f *testing.F) {
 	f.Add([]byte(`{"version":null}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var cv ComponentVersion
-		if err := unmarshal(body, &cv); err != nil {
+		if err := decodeBody(bytes.NewReader(body), limits{body: 1 << 20, items: maxListItems}, &cv); err != nil {
 			return
 		}
 		spec, err := releaseSpec("router", "stable", "v1", cv, time.Unix(0, 0))
@@ -52,7 +57,17 @@ func FuzzDecodeMultiGet(f *testing.F) {
 	f.Add([]byte(`{"data":[null]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req dataList[ComponentVersion]
-		_ = unmarshal(body, &req)
+		err := decodeBody(bytes.NewReader(body), limits{body: 1 << 20, items: 4}, &req)
+		if err == nil && len(req.Data) > 4 {
+			t.Fatalf("%d items decoded past a limit of 4", len(req.Data))
+		}
+		// Valid JSON within the limits is never refused by the scanner.
+		var tooMany errTooManyItems
+		if json.Valid(body) && err != nil && !errors.As(err, &tooMany) && !errors.As(err, new(errTooDeep)) {
+			if json.Unmarshal(body, &req) == nil {
+				t.Fatalf("refused %q: %v", body, err)
+			}
+		}
 	})
 }
 
@@ -60,7 +75,39 @@ func FuzzDecodeDoctor(f *testing.F) {
 	f.Add([]byte(`{"workflow":{"id":"x","components":[]},"nodes":[],"namespaces":[]}`))
 	f.Add([]byte(`{"nodes":null}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var rep DoctorReport
-		_ = unmarshal(body, &rep)
+		d, err := readDoctor(bytes.NewReader(body), limits{body: 8 << 20, items: unbounded})
+		if err != nil {
+			return
+		}
+		// What is stored is exactly what was sent.
+		zr, zerr := gzip.NewReader(bytes.NewReader(d.compressed))
+		if zerr != nil {
+			t.Fatal(zerr)
+		}
+		stored, zerr := io.ReadAll(zr)
+		if zerr != nil || !bytes.Equal(stored, body) {
+			t.Fatalf("stored %q for %q (%v)", stored, body, zerr)
+		}
+		if !json.Valid(body) {
+			t.Fatalf("the scanner took invalid JSON: %q", body)
+		}
+	})
+}
+
+// The streaming scanner accepts exactly what encoding/json accepts (within
+// its nesting limit), so a body it passes always decodes.
+func FuzzScanner(f *testing.F) {
+	for _, s := range []string{`{}`, `[1,-2.5e+3,"a\u00e9\n",true,false,null,{"k":[]}]`, `{"a":01}`, `"\ud800"`,
+		`1.`, `-`, `[1,]`, `{"a" 1}`, " \t\n{}\r\n", `"` + "\xff" + `"`, `1e5`, `0.0E-0`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		err := newScanner(bytes.NewReader(body), limits{body: 1 << 20, items: unbounded}).scan()
+		if errors.As(err, new(errTooDeep)) {
+			return
+		}
+		if valid := json.Valid(body); valid != (err == nil) {
+			t.Fatalf("%q: json.Valid %v, scanner %v", body, valid, err)
+		}
 	})
 }

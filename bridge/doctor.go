@@ -3,13 +3,14 @@ package bridge
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
@@ -59,32 +61,119 @@ func validateDoctorID(p *field.Path, id string) field.ErrorList {
 
 func doctorSecretName(id string) string { return doctorPrefix + strings.ToLower(id) }
 
+// errDoctorTooLarge refuses a dump as soon as what it compresses to passes
+// what a Secret can store.
+var errDoctorTooLarge = fmt.Errorf("the report compresses to more than %d bytes; at most %d are stored", maxDoctorStored, maxDoctorStored)
+
+// cappedBuffer is the compressed dump: a write past max fails.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.Len()+len(p) > c.max {
+		return 0, errDoctorTooLarge
+	}
+	return c.Buffer.Write(p)
+}
+
+// gzipWriters are reused: a compressor's state is most of what an upload
+// holds.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+
+// doctorHeld is what one upload holds at most: the compressed dump, and
+// the compressor's state (about 800 KiB at the default level).
+const doctorHeld = maxDoctorStored + 1<<20
+
+// doctorDump is what the bridge needs to know of a dump: it is stored as
+// sent, compressed while it streams in, and never decoded whole.
+type doctorDump struct {
+	compressed []byte
+	workflowID string
+	present    map[string]bool // top-level keys with a value other than null
+}
+
+// readDoctor streams a dump from r: scanned for its shape (depth, and the
+// workflow's id) and gzip-compressed as it arrives, refused as soon as the
+// compressed size passes maxDoctorStored. The doctor decoder's core (fuzzed
+// in decode_fuzz_test.go).
+func readDoctor(r io.Reader, lim limits) (doctorDump, error) {
+	d := doctorDump{present: map[string]bool{}}
+	out := &cappedBuffer{max: maxDoctorStored}
+	zw := gzipWriters.Get().(*gzip.Writer)
+	zw.Reset(out)
+	defer func() { zw.Reset(io.Discard); gzipWriters.Put(zw) }()
+	sc := newScanner(io.TeeReader(r, zw), lim)
+	topLevel := false
+	sc.visit = func(path []frame, tok token) {
+		switch len(path) {
+		case 0:
+			topLevel = tok.kind == '{'
+		case 1:
+			key := strings.ToLower(path[0].key)
+			if tok.kind != 'n' {
+				d.present[key] = true
+			}
+		case 2:
+			if strings.EqualFold(path[0].key, "workflow") && path[1].object && strings.EqualFold(path[1].key, "id") && tok.kind == '"' {
+				d.workflowID = tok.text
+			}
+		}
+	}
+	if err := sc.scan(); err != nil {
+		return d, err
+	}
+	if !topLevel {
+		return d, errBadJSON{errors.New("a doctor report is a JSON object")}
+	}
+	if err := zw.Close(); err != nil {
+		return d, err
+	}
+	d.compressed = out.Bytes()
+	return d, nil
+}
+
 func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
-	var rep DoctorReport
-	if !decodeJSON(w, r, s.opts.MaxDoctorBody, &rep) {
+	st := stateOf(r.Context())
+	body, ok := jsonBody(w, r, st.limits)
+	if !ok {
 		return
 	}
-	st := stateOf(r.Context())
+	// Compressing is the one CPU-heavy thing a client can make the bridge
+	// do: at most half the cores compress at once, so uploads cannot take
+	// the CPU that the fleet's check-ins need.
+	select {
+	case s.compressing <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
+	rep, err := readDoctor(body, st.limits)
+	<-s.compressing
+	if err != nil {
+		writeBodyError(w, err)
+		return
+	}
 	switch {
-	case (st.tokenHash != "" || st.cluster != "") && (rep.Workflow == nil || rep.Workflow.ID == ""):
+	case (st.tokenHash != "" || st.cluster != "") && rep.workflowID == "":
 		// Token mode: the dump must name the cluster that sent it.
 		writeError(w, http.StatusUnprocessableEntity, required("workflow.id").Error())
 		return
-	case rep.Nodes == nil || string(rep.Nodes) == "null":
+	case !rep.present["nodes"]:
 		writeError(w, http.StatusUnprocessableEntity, required("nodes").Error())
 		return
-	case rep.Namespaces == nil || string(rep.Namespaces) == "null":
+	case !rep.present["namespaces"]:
 		writeError(w, http.StatusUnprocessableEntity, required("namespaces").Error())
 		return
 	}
 	// Open mode takes a dump without a cluster: it counts as its own.
 	cluster := strings.ToLower(p["uuid"])
-	if rep.Workflow != nil && rep.Workflow.ID != "" {
-		if errs := validation.ClusterID(field.NewPath("workflow", "id"), rep.Workflow.ID); len(errs) > 0 {
+	if rep.workflowID != "" {
+		if errs := validation.ClusterID(field.NewPath("workflow", "id"), rep.workflowID); len(errs) > 0 {
 			writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 			return
 		}
-		cluster = v1.ClusterReportName(rep.Workflow.ID)
+		cluster = v1.ClusterReportName(rep.workflowID)
 	}
 	switch {
 	case st.cluster != "":
@@ -101,22 +190,12 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 			return
 		}
 	}
-	raw, _ := json.Marshal(rep)
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, _ = zw.Write(raw)
-	_ = zw.Close()
-	if buf.Len() > maxDoctorStored {
-		writeError(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("the report compresses to %d bytes; at most %d are stored", buf.Len(), maxDoctorStored))
-		return
-	}
 	defer s.store.Lock("doctor/" + cluster)()
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: st.ns, Name: doctorSecretName(p["uuid"]),
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard", LabelDoctorReport: "true", LabelDoctorCluster: cluster}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{doctorKey: buf.Bytes()},
+		Data: map[string][]byte{doctorKey: rep.compressed},
 	}
 	status, msg, err := s.storeDoctor(r, sec)
 	if err != nil {
@@ -229,14 +308,15 @@ func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusInternalServerError, "the stored doctor report is damaged: "+err.Error())
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(zr, s.opts.MaxDoctorBody+1))
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "the stored doctor report is damaged: "+err.Error())
-		return
-	}
+	// Streamed: the dump is never held decompressed. The stored gzip
+	// checksum is checked at its end; a damaged dump aborts the answer
+	// rather than end it as if it were whole.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	if _, err := io.Copy(w, io.LimitReader(zr, s.opts.MaxDoctorBody+1)); err != nil {
+		log.FromContext(r.Context()).Error(err, "serving a doctor report", "id", p["uuid"])
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // doctorSecret reads the dump Secret of id, or one stored under the old

@@ -83,5 +83,37 @@ func TestRouteWithoutAccessIsRefused(t *testing.T) {
 			t.Fatal("a route without access was added")
 		}
 	}()
-	(&router{}).add(http.MethodGet, "/x", 0, nil)
+	(&router{}).add(http.MethodGet, "/x", 0, none, nil)
+}
+
+// A route without declared body and item limits cannot be registered: no
+// route takes an unbounded body by omission.
+func TestRouteWithoutLimitsIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		method string
+		lim    limits
+	}{
+		{http.MethodPost, limits{}},                    // nothing declared
+		{http.MethodPost, limits{body: 1 << 20}},       // no item limit
+		{http.MethodPost, limits{items: 10}},           // no body limit
+		{http.MethodPost, none},                        // a POST that takes no body
+		{http.MethodGet, limits{body: 1, items: 1}},    // a GET with a body
+		{http.MethodPut, limits{body: -5, items: 256}}, // a negative limit that is not noBody
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s with %+v was registered", c.method, c.lim)
+				}
+			}()
+			(&router{}).add(c.method, "/x", accessPublic, c.lim, nil)
+		}()
+	}
+	// Declared limits are taken.
+	rt := &router{}
+	rt.add(http.MethodPost, "/x", accessPublic, limits{body: 1 << 20, items: 256}, nil)
+	rt.add(http.MethodGet, "/y", accessPublic, none, nil)
+	if len(rt.routes) != 2 {
+		t.Fatalf("%d routes registered", len(rt.routes))
+	}
 }

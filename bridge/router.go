@@ -15,12 +15,13 @@ import (
 )
 
 // route is one endpoint: a method, a path pattern whose {name} segments
-// are parameters, and who may call it. The table of routes is also what
-// /openapi.json is checked against.
+// are parameters, who may call it and what its requests may carry. The
+// table of routes is also what /openapi.json is checked against.
 type route struct {
 	method  string
 	pattern string
 	access  access
+	limits  limits
 	segs    []string
 	handle  func(w http.ResponseWriter, r *http.Request, p params)
 }
@@ -36,17 +37,26 @@ type router struct {
 	// tenant says whether a /tenants/{tenant}/... prefix names a tenant.
 	tenant func(string) bool
 	// guard wraps every handler (limits, authentication, metrics, audit).
-	guard func(pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params)
+	guard func(pattern string, a access, l limits, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params)
 }
 
-func (rt *router) add(method, pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) {
+// add registers a route. It panics on a route that does not declare who
+// may call it, or what its requests may carry: no route takes an unbounded
+// body by omission.
+func (rt *router) add(method, pattern string, a access, l limits, h func(http.ResponseWriter, *http.Request, params)) {
 	if a == 0 {
 		panic("bridge: route " + method + " " + pattern + " declares no access")
 	}
-	if rt.guard != nil {
-		h = rt.guard(method+" "+pattern, a, h)
+	if !l.declared() {
+		panic("bridge: route " + method + " " + pattern + " declares no body and item limits")
 	}
-	rt.routes = append(rt.routes, route{method: method, pattern: pattern, access: a,
+	if (method == http.MethodGet) != (l.body == noBody) {
+		panic("bridge: route " + method + " " + pattern + ": a GET takes no body, and every other method declares its body's limit")
+	}
+	if rt.guard != nil {
+		h = rt.guard(method+" "+pattern, a, l, h)
+	}
+	rt.routes = append(rt.routes, route{method: method, pattern: pattern, access: a, limits: l,
 		segs: strings.Split(strings.Trim(pattern, "/"), "/"), handle: h})
 }
 

@@ -210,14 +210,17 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(int(math.Max(1, math.Ceil(d.Seconds()))))
 }
 
-// inFlight counts the requests being served, in all and per source
-// address. Its map holds only sources with a request in progress.
+// inFlight bounds what a request holds before its priority level takes it
+// (see fairness.go): at most max requests being authenticated at once (no
+// body is read then; a cluster credential is a cache lookup), and at most
+// perClient requests from one source address for a request's whole life.
+// Its map holds only sources with a request in progress.
 type inFlight struct {
 	max, perClient int
 
-	mu    sync.Mutex
-	total int
-	per   map[string]int
+	mu             sync.Mutex
+	authenticating int
+	per            map[string]int
 }
 
 // acquire takes a slot for source, or says why not.
@@ -225,20 +228,26 @@ func (f *inFlight) acquire(source string) (reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
-	case f.total >= f.max:
+	case f.authenticating >= f.max:
 		return "in_flight"
 	case f.per[source] >= f.perClient:
 		return "client_in_flight"
 	}
-	f.total++
+	f.authenticating++
 	f.per[source]++
 	return ""
+}
+
+// authenticated ends a request's authentication.
+func (f *inFlight) authenticated() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.authenticating--
 }
 
 func (f *inFlight) release(source string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.total--
 	if f.per[source]--; f.per[source] <= 0 {
 		delete(f.per, source)
 	}
@@ -259,6 +268,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 		s.code = code
 		if s.hasBody && code >= http.StatusBadRequest {
 			_ = http.NewResponseController(s.ResponseWriter).EnableFullDuplex()
+			// The connection ends with a refused body: what is left of it
+			// may be more than drainRefused reads, and a connection whose
+			// body was not read to its end cannot carry another request.
+			s.Header().Set("Connection", "close")
 		}
 	}
 	s.ResponseWriter.WriteHeader(code)
@@ -297,15 +310,16 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // guard wraps one route: concurrency limits, authentication as the route
-// declares it, the rate limit of the identity found, metrics, and an audit
-// line for every write (see Options.Audit).
-func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
+// declares it, the rate limit of the identity found, its priority level's
+// seat and body budget, metrics, and an audit line for every write (see
+// Options.Audit).
+func (s *Server) guard(pattern string, a access, lim limits, h func(http.ResponseWriter, *http.Request, params)) func(http.ResponseWriter, *http.Request, params) {
 	// The route's metric series, looked up once rather than per request.
 	ok, seconds := requestsTotal.WithLabelValues(pattern, "200"), requestSeconds.WithLabelValues(pattern)
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, hasBody: r.ContentLength != 0}
-		st := &requestState{s: s, source: s.clientAddr(r), ns: tenantOf(r.Context(), s.opts.Namespace)}
+		st := &requestState{s: s, source: s.clientAddr(r), ns: tenantOf(r.Context(), s.opts.Namespace), limits: lim}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
 			rec.drainRefused(r)
@@ -318,6 +332,11 @@ func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *ht
 				ok.Inc()
 			} else {
 				requestsTotal.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
+			}
+			if invalidRequest(code) && a != accessPublic {
+				// A body that fails validation costs its sender as a failed
+				// authentication does: a flood of them is refused at the door.
+				s.failed(st.failureKey(), "invalid_request")
 			}
 			seconds.Observe(time.Since(start).Seconds())
 			if r.Method != http.MethodGet && r.Method != http.MethodHead && a != accessRead && (!st.heartbeat || s.opts.AuditHeartbeats) {
@@ -337,29 +356,63 @@ func (s *Server) guard(pattern string, a access, h func(http.ResponseWriter, *ht
 			return
 		}
 		st.held.Store(true)
+		st.authenticating.Store(true)
 		identity, authenticated := s.authenticate(rec, r, a)
+		if st.authenticating.CompareAndSwap(true, false) {
+			s.inFlight.authenticated()
+		}
 		if !authenticated {
 			return
 		}
 		st.identity = identity
+		if a != accessPublic {
+			if !s.failureBudget(rec, st.failureKey()) {
+				return
+			}
+			release, admitted := s.admitLevel(rec, r, st.priority(a), st.fairKey(), lim.reserve(r.ContentLength))
+			if !admitted {
+				return
+			}
+			st.setLeave(release)
+		}
 		if identity != "" && !s.admit(rec, identity) {
 			return
 		}
 		// And the tenant's budget: one tenant's fleet cannot starve another's.
-		if a != accessPublic && !s.admitTenant(rec, st.ns) {
+		// Anonymous reads are no fleet's: they are bounded by their own level
+		// and must not spend the budget of the tenant's clusters.
+		anonymousRead := a == accessRead && st.priority(a) == priorityAnonymous
+		if a != accessPublic && !anonymousRead && !s.admitTenant(rec, st.ns) {
 			return
 		}
 		h(rec, r, p)
 	}
 }
 
+// invalidRequest: the sender sent what no route takes (a body that does
+// not parse, is too large or too slow, or fails validation).
+func invalidRequest(code int) bool {
+	switch code {
+	case http.StatusBadRequest, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
 // requestState is the guard's bookkeeping of one request, reachable from
 // its context: the in-flight slot it holds, who sent it, and what its
 // audit line needs.
 type requestState struct {
-	s      *Server
-	held   atomic.Bool
-	source string
+	s *Server
+	// held: the source's slot (inFlight); authenticating: the slot of a
+	// request being authenticated; leave gives back its level's seat.
+	held, authenticating atomic.Bool
+	leaveMu              sync.Mutex
+	leave                func()
+	source               string
+	// limits are the route's (what its body may carry).
+	limits limits
 	// ns is the tenant's namespace (the bridge's, without /tenants/...).
 	ns string
 	// identity is what the request is rate-limited as; tokenHash and
@@ -389,11 +442,65 @@ func (st *requestState) client() string {
 	return "addr:" + st.source
 }
 
-// free gives back the in-flight slot, once.
+// free gives back the request's slots and its level's seat, once each.
 func (st *requestState) free() {
+	if st.authenticating.CompareAndSwap(true, false) {
+		st.s.inFlight.authenticated()
+	}
 	if st.held.CompareAndSwap(true, false) {
 		st.s.inFlight.release(st.source)
 	}
+	st.leaveMu.Lock()
+	leave := st.leave
+	st.leave = nil
+	st.leaveMu.Unlock()
+	if leave != nil {
+		leave()
+	}
+}
+
+func (st *requestState) setLeave(f func()) {
+	st.leaveMu.Lock()
+	defer st.leaveMu.Unlock()
+	st.leave = f
+}
+
+// priority is the request's level, from what authentication found.
+func (st *requestState) priority(a access) priority {
+	switch {
+	case st.cluster != "":
+		return priorityCluster
+	case st.tokenHash != "", strings.HasPrefix(st.identity, "token:"):
+		return priorityRegistration
+	case strings.HasPrefix(st.identity, "user:"), a == accessDoctorRead:
+		// A token RBAC authorised (a pipeline, an operator), or the doctor
+		// credentials.
+		return priorityPublisher
+	}
+	return priorityAnonymous
+}
+
+// fairKey is whom the request queues as inside its level.
+func (st *requestState) fairKey() string {
+	switch {
+	case st.cluster != "":
+		return "cluster:" + st.ns + "/" + st.cluster
+	case st.tokenHash != "":
+		return "token:" + st.tokenHash + "@" + st.source
+	case st.identity != "" && !strings.HasPrefix(st.identity, "addr:"):
+		return st.identity
+	}
+	return "addr:" + st.source
+}
+
+// failureKey is whose failure budget the request's failures draw on: its
+// cluster's, once a credential proved it (a shared Ingress address is not
+// locked out by one cluster's bad requests), else its source address's.
+func (st *requestState) failureKey() string {
+	if st.cluster != "" {
+		return "cluster:" + st.ns + "/" + st.cluster
+	}
+	return st.source
 }
 
 type stateKey struct{}
@@ -417,8 +524,8 @@ func (s *Server) nsOf(ctx context.Context) string {
 // markHeartbeat keeps the request out of the audit log (see Options.Audit).
 func markHeartbeat(ctx context.Context) { stateOf(ctx).heartbeat = true }
 
-// releaseSlot gives back the request's in-flight slot early: a long-poll
-// that parks costs no slot while it waits.
+// releaseSlot gives back the request's in-flight slot and level seat
+// early: a long-poll that parks costs neither while it waits.
 func releaseSlot(r *http.Request) {
 	if st := stateOf(r.Context()); st.s != nil {
 		st.free()

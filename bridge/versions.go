@@ -133,7 +133,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
 // same version with other content is a 409.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 	var cv ComponentVersion
-	if !decodeJSON(w, r, s.opts.MaxBody, &cv) {
+	if !decodeJSON(w, r, &cv) {
 		return
 	}
 	train, component, version := p["train"], p["component"], p["release"]
@@ -227,18 +227,15 @@ func (s *Server) latestV2(w http.ResponseWriter, r *http.Request, p params) {
 // installed version gets updateAvailable when the latest differs.
 func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain string) {
 	var req dataList[ComponentVersion]
-	if !decodeJSON(w, r, s.opts.MaxBody, &req) {
+	if !decodeJSON(w, r, &req) {
 		return
 	}
 	if req.Data == nil {
 		writeError(w, http.StatusUnprocessableEntity, required("data").Error())
 		return
 	}
-	if n := len(req.Data); n > MaxMultiGetItems {
-		writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("data: %d items; at most %d (a cluster reports at most %d components)",
-			n, MaxMultiGetItems, v1.MaxClusterComponents))
-		return
-	}
+	// At most MaxMultiGetItems: the route's limits stopped reading at the
+	// next one.
 	// The answer is assembled from each release's JSON, encoded once per
 	// release version (the hot path of every agent's poll). An item asked
 	// for twice (the same component, train and installed version) is

@@ -8,6 +8,7 @@ package index
 
 import (
 	"context"
+	"slices"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,15 +39,20 @@ const (
 	AnyComponent = "*"
 )
 
+// Bridge are the indexes the bridge queries.
+var Bridge = []string{ReleaseTrain, ReleaseVersion, ReportCredential}
+
 // VersionKey identifies one version of a train. Versions that are the same
 // semantic version ("v1.2.0" and "1.2.0") share a key.
 func VersionKey(trainName, version string) string {
 	return trainName + "/" + v1.CanonicalVersion(version)
 }
 
-// Setup registers every field index on the manager's cache. A cache handed
+// Setup registers the field indexes on the manager's cache: every one, or
+// only those named (a process that runs only the bridge needs three, and
+// each index starts an informer that its RBAC must allow). A cache handed
 // to the controllers, the webhook or the bridge must have been set up.
-func Setup(ctx context.Context, indexer client.FieldIndexer) error {
+func Setup(ctx context.Context, indexer client.FieldIndexer, only ...string) error {
 	indexes := []struct {
 		obj     client.Object
 		field   string
@@ -93,6 +99,9 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 		}},
 	}
 	for _, ix := range indexes {
+		if len(only) > 0 && !slices.Contains(only, ix.field) {
+			continue
+		}
 		if err := indexer.IndexField(ctx, ix.obj, ix.field, ix.extract); err != nil {
 			return err
 		}

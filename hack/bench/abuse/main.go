@@ -1,0 +1,442 @@
+// Command abuse runs the bridge as the chart does, in a process of its own
+// beside the manager (controllers and the admission webhook), and attacks
+// it from several loopback addresses while a fleet checks in: anonymous
+// multi-gets of 1 MiB of empty items, bodies sent a byte a second, 8 MiB
+// doctor uploads with one cluster's own credential, invalid check-ins and
+// made-up tokens. It prints what the fleet saw (every credentialed check-in
+// answered 2xx, and its p99 against the same fleet unloaded), how long a
+// `kubectl create` of a ComponentRelease through the webhook took
+// throughout, and the resident memory of both processes.
+//
+//	make bench-abuse
+//	go run ./hack/bench/abuse -clusters 200
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
+)
+
+// Config sizes the run; Scaled is what `make test` runs on a 2-core machine.
+type Config struct {
+	Binary    string
+	Clusters  int           // the fleet that checks in with its credentials
+	MultiGets int           // anonymous 1 MiB multi-gets, MultiGetConc at a time
+	Conc      int           // concurrency of each attack
+	Uploads   int           // 8 MiB doctor uploads at once, with one cluster's credential
+	Slow      int           // connections sending a body a byte a second
+	Invalid   int           // invalid check-ins and made-up tokens, each
+	Duration  time.Duration // how long the fleet checks in under attack
+	// BridgeLimit is the bridge container's memory limit (its soft limit
+	// is 90 % of it, as the chart sets it).
+	BridgeLimit int64
+}
+
+// Full is `make bench-abuse`: the issue's figures.
+var Full = Config{Binary: "bin/trainyard", Clusters: 200, MultiGets: 96, Conc: 32, Uploads: 16, Slow: 64, Invalid: 400,
+	Duration: 20 * time.Second, BridgeLimit: 256 << 20}
+
+// Result is what a run measured.
+type Result struct {
+	UnloadedP50, UnloadedP99 time.Duration // credentialed check-ins, nothing else running
+	LoadedP50, LoadedP99     time.Duration // the same, under attack
+	CheckIns, CheckInsOK     int
+	CreateMax, CreateP99     time.Duration // kubectl create through the webhook, under attack
+	Creates                  int
+	BridgeRSS, BridgePeak    int64 // before the attack, and its peak (VmHWM) after
+	ManagerRSS, ManagerAfter int64
+	Attacks                  map[string]map[int]int // what each attack was answered
+	DoctorStored             int                    // dump Secrets stored
+	Reports                  int                    // ClusterReports stored
+}
+
+func main() {
+	c := Full
+	flag.StringVar(&c.Binary, "binary", c.Binary, "The trainyard binary.")
+	flag.IntVar(&c.Clusters, "clusters", c.Clusters, "Clusters checking in with their credentials.")
+	flag.DurationVar(&c.Duration, "duration", c.Duration, "How long the fleet checks in under attack.")
+	flag.Parse()
+	r, err := Run(context.Background(), c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Print(r)
+}
+
+func (r Result) String() string {
+	var b strings.Builder
+	mib := func(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+	fmt.Fprintf(&b, "credentialed check-ins, unloaded:  p50 %s  p99 %s\n", r.UnloadedP50.Round(time.Microsecond*10), r.UnloadedP99.Round(time.Microsecond*10))
+	fmt.Fprintf(&b, "credentialed check-ins, attacked:  p50 %s  p99 %s  (p99 ratio %.2f)  %d of %d answered 2xx\n",
+		r.LoadedP50.Round(time.Microsecond*10), r.LoadedP99.Round(time.Microsecond*10), float64(r.LoadedP99)/float64(r.UnloadedP99), r.CheckInsOK, r.CheckIns)
+	fmt.Fprintf(&b, "kubectl create through the webhook: %d, p99 %s, max %s\n", r.Creates, r.CreateP99.Round(time.Millisecond), r.CreateMax.Round(time.Millisecond))
+	fmt.Fprintf(&b, "bridge RSS:  %s before, peak %s (+%s)\n", mib(r.BridgeRSS), mib(r.BridgePeak), mib(r.BridgePeak-r.BridgeRSS))
+	fmt.Fprintf(&b, "manager RSS: %s before, %s after (%+.1f MiB)\n", mib(r.ManagerRSS), mib(r.ManagerAfter), float64(r.ManagerAfter-r.ManagerRSS)/(1<<20))
+	fmt.Fprintf(&b, "stored: %d doctor dumps, %d ClusterReports\n", r.DoctorStored, r.Reports)
+	names := make([]string, 0, len(r.Attacks))
+	for k := range r.Attacks {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		fmt.Fprintf(&b, "attack %-28s answered %v\n", k+":", r.Attacks[k])
+	}
+	return b.String()
+}
+
+const (
+	ns    = "abuse"
+	token = "abuse-registration-token"
+)
+
+// Run starts the control plane, the manager and the bridge, and measures.
+func Run(ctx context.Context, c Config) (Result, error) {
+	var res Result
+	env, err := benchenv.Start(ctx, ns)
+	if err != nil {
+		return res, err
+	}
+	defer env.Stop()
+	if err := env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trainyard-registration"},
+		Data:       map[string][]byte{"abuse": []byte(token)},
+	}); err != nil {
+		return res, err
+	}
+	// The manager with the webhook, and no bridge, as the chart runs it.
+	hook, err := env.Webhook(ctx, ns)
+	if err != nil {
+		return res, err
+	}
+	mgr, err := env.StartManager(c.Binary, append(hook, "--bridge-bind-address=0", "--metrics-bind-address=0",
+		"--health-probe-bind-address=0")...)
+	if err != nil {
+		return res, err
+	}
+	defer benchenv.StopManager(mgr)
+	if err := env.WaitWebhook(ctx, ns); err != nil {
+		return res, err
+	}
+	addr, err := benchenv.FreeAddr()
+	if err != nil {
+		return res, err
+	}
+	env.ManagerEnv = []string{"TRAINYARD_MEMORY_LIMIT=" + strconv.FormatInt(c.BridgeLimit, 10)}
+	br, err := env.Run(c.Binary, "bridge", "--bridge-bind-address="+addr, "--namespace="+ns, "--zap-log-level=error",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+	if err != nil {
+		return res, err
+	}
+	defer benchenv.StopManager(br)
+	url := "http://" + addr
+	if err := waitReady(url); err != nil {
+		return res, err
+	}
+	if err := env.Client.Create(ctx, &v1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("router", "stable", "v1.0.0")},
+		Spec:       v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "v1.0.0"},
+	}); err != nil {
+		return res, err
+	}
+
+	// The fleet registers, then checks in with its credentials.
+	creds := make([]string, c.Clusters)
+	fleet := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+	var regErr atomic.Value
+	benchenv.Parallel(c.Clusters, 16, func(i int) {
+		code, cred, err := checkIn(fleet, url, token, i)
+		if err != nil || code != http.StatusOK || cred == "" {
+			regErr.Store(fmt.Sprintf("registering cluster %d: %d %v", i, code, err))
+		}
+		creds[i] = cred
+	})
+	if e := regErr.Load(); e != nil {
+		return res, fmt.Errorf("%s", e)
+	}
+	// A round: every cluster checks in once, and rounds are a second apart
+	// (an agent checks in every 15 minutes; a second keeps each cluster far
+	// below its own rate limit while the fleet's rate is what is measured).
+	round := func() ([]time.Duration, int) {
+		defer func(start time.Time) { time.Sleep(time.Until(start.Add(time.Second))) }(time.Now())
+		lat := make([]time.Duration, c.Clusters)
+		var ok atomic.Int64
+		benchenv.Parallel(c.Clusters, 8, func(i int) {
+			start := time.Now()
+			code, _, err := checkIn(fleet, url, creds[i], i)
+			lat[i] = time.Since(start)
+			if err == nil && code == http.StatusOK {
+				ok.Add(1)
+			}
+		})
+		return lat, int(ok.Load())
+	}
+	var unloaded []time.Duration
+	for range 5 {
+		lat, _ := round()
+		unloaded = append(unloaded, lat...)
+	}
+	res.UnloadedP50, res.UnloadedP99 = pct(unloaded, 50), pct(unloaded, 99)
+	if res.BridgeRSS, err = rss(br.Process.Pid, "VmRSS"); err != nil {
+		return res, err
+	}
+	if res.ManagerRSS, err = rss(mgr.Process.Pid, "VmRSS"); err != nil {
+		return res, err
+	}
+
+	// The attacks, all at once, each from addresses of its own.
+	attackCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	res.Attacks = map[string]map[int]int{}
+	count := func(attack string, code int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if res.Attacks[attack] == nil {
+			res.Attacks[attack] = map[int]int{}
+		}
+		res.Attacks[attack][code]++
+	}
+	attack := func(name string, n, conc int, from string, send func(hc *http.Client, i int) int) {
+		wg.Go(func() {
+			hc := clientFrom(from)
+			benchenv.Parallel(n, conc, func(i int) {
+				if attackCtx.Err() == nil {
+					count(name, send(hc, i))
+				}
+			})
+		})
+	}
+	empty := []byte(`{"data":[` + strings.TrimSuffix(strings.Repeat(`{},`, (1<<20)/3-5), ",") + `]}`)
+	for a := range 4 {
+		attack(fmt.Sprintf("multi-get 1 MiB (127.0.0.%d)", 2+a), c.MultiGets/4, c.Conc/4, fmt.Sprintf("127.0.0.%d", 2+a), func(hc *http.Client, _ int) int {
+			return post(hc, url+"/v3/versions/latest", "", empty)
+		})
+	}
+	noise := make([]byte, 6<<20)
+	_, _ = rand.Read(noise)
+	incompressible := []byte(`{"workflow":{"id":"cluster-00000"},"namespaces":[],"nodes":["` + base64.StdEncoding.EncodeToString(noise) + `"]}`)
+	compressible := []byte(`{"workflow":{"id":"cluster-00000"},"namespaces":[],"nodes":[` +
+		strings.TrimSuffix(strings.Repeat(`{"name":"node","labels":{"zone":"a","pool":"default"},"capacity":{"cpu":"8","memory":"32Gi"}},`, (8<<20-200)/96), ",") + `]}`)
+	attack("doctor 8 MiB (credential)", c.Uploads, c.Uploads, "127.0.0.6", func(hc *http.Client, i int) int {
+		body := compressible
+		if i%2 == 1 {
+			body = incompressible
+		}
+		return post(hc, fmt.Sprintf("%s/v3/doctor/abuse-%d", url, i), creds[0], body)
+	})
+	attack("invalid check-in (credential)", c.Invalid, c.Conc/4, "127.0.0.7", func(hc *http.Client, i int) int {
+		return post(hc, url+"/v3/clusters", creds[1+i%(c.Clusters-1)], []byte(`{"id":"cluster-x","components":[{"component":{}}]}`))
+	})
+	attack("made-up token", c.Invalid, c.Conc/4, "127.0.0.8", func(hc *http.Client, i int) int {
+		return post(hc, url+"/v3/clusters", fmt.Sprintf("tyc_made-up-%d", i), []byte(`{"id":"cluster-00001","components":[]}`))
+	})
+	wg.Go(func() {
+		slowBodies(attackCtx, addr, "127.0.0.9", c.Slow, func(code int) { count("body a byte a second", code) })
+	})
+
+	// Meanwhile the fleet checks in and an operator creates releases.
+	var loaded []time.Duration
+	var creates []time.Duration
+	wg.Go(func() {
+		for i := 0; attackCtx.Err() == nil; i++ {
+			start := time.Now()
+			err := env.Client.Create(ctx, &v1.ComponentRelease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("api", "stable", fmt.Sprintf("1.0.%d", i))},
+				Spec:       v1.ComponentReleaseSpec{Component: "api", Train: "stable", Version: fmt.Sprintf("1.0.%d", i)},
+			})
+			d := time.Since(start)
+			if err != nil {
+				d = time.Hour // a refusal counts as never
+			}
+			mu.Lock()
+			creates = append(creates, d)
+			mu.Unlock()
+			select {
+			case <-attackCtx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	})
+	for deadline := time.Now().Add(c.Duration); time.Now().Before(deadline); {
+		lat, ok := round()
+		loaded = append(loaded, lat...)
+		res.CheckIns += len(lat)
+		res.CheckInsOK += ok
+	}
+	stop()
+	wg.Wait()
+	res.LoadedP50, res.LoadedP99 = pct(loaded, 50), pct(loaded, 99)
+	res.Creates, res.CreateP99, res.CreateMax = len(creates), pct(creates, 99), pct(creates, 100)
+	if res.BridgePeak, err = rss(br.Process.Pid, "VmHWM"); err != nil {
+		return res, err
+	}
+	if res.ManagerAfter, err = rss(mgr.Process.Pid, "VmRSS"); err != nil {
+		return res, err
+	}
+	var dumps corev1.SecretList
+	if err := env.Client.List(ctx, &dumps); err == nil {
+		for _, s := range dumps.Items {
+			if s.Labels[bridge.LabelDoctorReport] == "true" {
+				res.DoctorStored++
+			}
+		}
+	}
+	var reports v1.ClusterReportList
+	if err := env.Client.List(ctx, &reports); err != nil {
+		return res, err
+	}
+	res.Reports = len(reports.Items)
+	return res, nil
+}
+
+func checkIn(hc *http.Client, url, bearer string, i int) (int, string, error) {
+	body := fmt.Sprintf(`{"id":"cluster-%05d","components":[{"component":{"name":"router","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}}]}`, i)
+	req, err := http.NewRequest(http.MethodPost, url+"/v3/clusters", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get(bridge.HeaderCredential), nil
+}
+
+// post sends body and returns the status (0: no answer).
+func post(hc *http.Client, url, bearer string, body []byte) int {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// clientFrom sends from a loopback address of its own.
+func clientFrom(addr string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}, Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+}
+
+// slowBodies opens n connections from addr that send a check-in's body a
+// byte a second until answered, and counts the answers.
+func slowBodies(ctx context.Context, addr, from string, n int, answered func(int)) {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	benchenv.Parallel(n, n, func(int) {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = fmt.Fprintf(conn, "POST /v3/clusters HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+		code := make(chan int, 1)
+		go func() {
+			resp, err := http.ReadResponse(newReader(conn), nil)
+			if err != nil {
+				code <- 0
+				return
+			}
+			resp.Body.Close()
+			code <- resp.StatusCode
+		}()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case c := <-code:
+				answered(c)
+				return
+			case <-tick.C:
+				_, _ = conn.Write([]byte(" "))
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+}
+
+func waitReady(url string) error {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the bridge did not answer /readyz within a minute")
+}
+
+var rssLine = map[string]*regexp.Regexp{}
+
+// rss reads a process's VmRSS or VmHWM (its peak), in bytes.
+func rss(pid int, field string) (int64, error) {
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, err
+	}
+	re := rssLine[field]
+	if re == nil {
+		re = regexp.MustCompile(field + `:\s+(\d+) kB`)
+		rssLine[field] = re
+	}
+	m := re.FindSubmatch(status)
+	if m == nil {
+		return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10, nil
+}
+
+// pct is the p-th percentile of ds.
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
