@@ -44,6 +44,8 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests into c
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="$(MANAGER_PATHS)" \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	@# The bridge, run apart as `trainyard bridge`, gets a role of its own.
+	$(CONTROLLER_GEN) rbac:roleName=bridge-role paths="./bridge/...;./internal/review/..." output:rbac:artifacts:config=config/bridge
 	$(CONTROLLER_GEN) rbac:roleName=agent-role paths="./agent" output:rbac:artifacts:config=config/agent
 	@# Each discovery source (agent/source/<name>) gets a role of its own.
 	rm -rf config/agent/sources

@@ -32,6 +32,7 @@ import (
 // sent, records check-ins in the reports' status, reads the registration
 // and doctor-credential Secrets and keeps the doctor dumps (list and delete
 // for their caps) in its namespace.
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases;releasetrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports;componentreleases,verbs=create;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=patch
 // +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;create;update;patch;delete

@@ -284,7 +284,11 @@ current-context: none
 				cmd := exec.Command(bin, append(a, "--kubeconfig="+kubeconfig, "--health-probe-bind-address=127.0.0.1:0")...)
 				cmd.Env = append(os.Environ(), "POD_NAMESPACE=trainyard-system")
 				// Ports of their own, so that nothing else listening here matters.
-				if a[0] != "agent" {
+				switch a[0] {
+				case "agent":
+				case "bridge":
+					cmd.Args = append(cmd.Args, "--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0")
+				default:
 					cmd.Args = append(cmd.Args, "--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0", "--webhook-port=0")
 				}
 				out, err := cmd.CombinedOutput()
@@ -293,7 +297,7 @@ current-context: none
 				checked++
 			}
 		}
-		Expect(checked).To(Equal(5)) // the manager three times, the agent in bridge and in direct mode
+		Expect(checked).To(Equal(8)) // the manager and the bridge three times each, the agent in bridge and in direct mode
 	})
 })
 
@@ -343,8 +347,29 @@ var _ = Describe("helm template", func() {
 		Expect(a).To(ContainElements("--leader-elect=true", "--webhook-cert-mode=self-signed",
 			"--webhook-dns-names=trainyard-webhook.trainyard-system.svc,trainyard-webhook.trainyard-system.svc.cluster.local,"+
 				"trainyard-metrics.trainyard-system.svc,trainyard-metrics.trainyard-system.svc.cluster.local",
-			"--metrics-cert-dir=/var/run/trainyard/webhook-certs",
-			"--bridge-registration-secret=trainyard-registration", "--bridge-namespace=trainyard-system"))
+			"--metrics-cert-dir=/var/run/trainyard/webhook-certs", "--bridge-bind-address=0"))
+		// The bridge in a Deployment of its own, with its own account and
+		// limits: a flood of its clients cannot take the webhook's memory.
+		br := find(objs, "Deployment", "trainyard-bridge")
+		Expect(br).NotTo(BeNil())
+		Expect(args(br)).To(ContainElements("bridge", "--bridge-bind-address=:8080",
+			"--bridge-registration-secret=trainyard-registration", "--bridge-namespace=trainyard-system", "--bridge-max-body-bytes=67108864"))
+		Expect(args(br)).NotTo(ContainElement(HavePrefix("--leader-elect")))
+		brReplicas, _, _ := unstructured.NestedFieldNoCopy(br.Object, "spec", "replicas")
+		Expect(brReplicas).To(BeNumerically("==", 2))
+		sa, _, _ := unstructured.NestedString(br.Object, "spec", "template", "spec", "serviceAccountName")
+		Expect(sa).To(Equal("trainyard-bridge"))
+		Expect(container(br)["resources"]).To(HaveKeyWithValue("limits", HaveKeyWithValue("memory", "256Mi")))
+		Expect(container(br)["env"]).To(ContainElement(HaveKeyWithValue("name", "TRAINYARD_MEMORY_LIMIT")))
+		Expect(find(objs, "PodDisruptionBudget", "trainyard-bridge")).NotTo(BeNil())
+		// The manager's pods serve no bridge port; the bridge Service selects
+		// the release's pods by the port's name, not by component (an upgrade
+		// from a chart whose manager served it keeps endpoints throughout).
+		for _, p := range container(dep)["ports"].([]any) {
+			Expect(p).NotTo(HaveKeyWithValue("name", "bridge"))
+		}
+		selector, _, _ := unstructured.NestedStringMap(find(objs, "Service", "trainyard-bridge").Object, "spec", "selector")
+		Expect(selector).To(Equal(map[string]string{"app.kubernetes.io/name": "trainyard", "app.kubernetes.io/instance": "trainyard"}))
 		c := container(dep)
 		Expect(c["livenessProbe"]).To(HaveKeyWithValue("httpGet", HaveKeyWithValue("path", "/healthz")))
 		Expect(c["readinessProbe"]).To(HaveKeyWithValue("httpGet", HaveKeyWithValue("path", "/readyz")))
@@ -420,7 +445,8 @@ var _ = Describe("helm template", func() {
 			"NetworkPolicy", "Ingress", "PodDisruptionBudget"))
 		dep := find(objs, "Deployment", "full")
 		a := args(dep)
-		Expect(a).To(ContainElements("--webhook-cert-mode=external", "--bridge-namespace=fleet", "--pprof-bind-address=127.0.0.1:6060"))
+		Expect(a).To(ContainElements("--webhook-cert-mode=external", "--pprof-bind-address=127.0.0.1:6060"))
+		Expect(args(find(objs, "Deployment", "full-bridge"))).To(ContainElement("--bridge-namespace=fleet"))
 		Expect(a).NotTo(ContainElement(HavePrefix("--webhook-dns-names")))
 		Expect(container(dep)["image"]).To(HavePrefix("registry.example.com/platform/trainyard@sha256:"))
 		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
@@ -435,6 +461,14 @@ var _ = Describe("helm template", func() {
 			}
 		}
 		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet", "fleet-b", "platform")) // the release's, the bridge's, a tenant's, notifications'
+		// The bridge's own Role only where it serves: its namespace and its tenants'.
+		var bridgeRoles []string
+		for _, o := range objs {
+			if o.GetKind() == "Role" && o.GetName() == "full-bridge" {
+				bridgeRoles = append(bridgeRoles, o.GetNamespace())
+			}
+		}
+		Expect(bridgeRoles).To(ConsistOf("fleet", "fleet-b"))
 		Expect(args(dep)).To(ContainElement("--notifications=true"))
 
 		// The gauges' namespace label (the counted objects' namespace) is
@@ -958,15 +992,35 @@ current-context: test
 		Expect(strings.TrimSpace(out)).To(Equal("no"))
 	})
 
-	It("lets the bridge keep its doctor dumps within their caps through the chart's RBAC alone", func() {
-		// A second replica, in open mode so that a dump needs no report
-		// (creating one needs the chart's webhook Service, out of reach
-		// here); the bridge serves on every replica, leader or not.
-		manager := runManager("trainyard", "trainyard-system", "trainyard", GinkgoT().TempDir(),
+	// runBridge runs `trainyard bridge` locally as the bridge's
+	// ServiceAccount, with the arguments the chart renders for it.
+	runBridge := func(release, ns, serviceAccount string, values ...string) *gexec.Session {
+		GinkgoHelper()
+		saKubeconfig := serviceAccountKubeconfig(ns, serviceAccount)
+		_, objs := render(release, ns, values...)
+		a := args(find(objs, "Deployment", release+"-bridge"))
+		Expect(a).NotTo(BeEmpty())
+		Expect(a[0]).To(Equal("bridge"))
+		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gexec.CleanupBuildArtifacts)
+		cmd := exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",
+			"--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0")...)
+		cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
+		bridge, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { bridge.Terminate().Wait(30 * time.Second) })
+		return bridge
+	}
+
+	It("lets the bridge, in its own Deployment, keep its doctor dumps within their caps through its own RBAC alone", func() {
+		// Open mode, so that a dump needs no report (creating one needs the
+		// chart's webhook Service, out of reach here).
+		bridge := runBridge("trainyard", "trainyard-system", "trainyard-bridge",
 			"--set", "bridge.checkInAuth=open", "--set", "bridge.doctor.maxReports=2")
-		Eventually(manager.Err, time.Minute).Should(gbytes.Say(`bridge listening`))
-		addr := regexp.MustCompile(`bridge listening.*?(127\.0\.0\.1:\d+)`).FindStringSubmatch(string(manager.Err.Contents()))
-		Expect(addr).To(HaveLen(2), "the manager logs the bridge's address")
+		Eventually(bridge.Err, time.Minute).Should(gbytes.Say(`bridge listening`))
+		addr := regexp.MustCompile(`bridge listening.*?(127\.0\.0\.1:\d+)`).FindStringSubmatch(string(bridge.Err.Contents()))
+		Expect(addr).To(HaveLen(2), "the bridge logs its address")
 		dump := `{"workflow":{"id":"rbac-check","components":[]},"nodes":[],"namespaces":[]}`
 		for i := range 4 {
 			Eventually(func() int {
@@ -981,7 +1035,7 @@ current-context: test
 		// It listed the cluster's dumps and deleted the oldest ones.
 		Expect(strings.Fields(kubectl(nil, "-n", "trainyard-system", "get", "secrets", "-l", "trainyard.dev/doctor-cluster=rbac-check",
 			"-o", "name"))).To(ConsistOf("secret/trainyard-doctor-report-dump-2", "secret/trainyard-doctor-report-dump-3"))
-		Consistently(func() string { return string(manager.Err.Contents()) }, "2s").ShouldNot(ContainSubstring("forbidden"))
+		Consistently(func() string { return string(bridge.Err.Contents()) }, "2s").ShouldNot(ContainSubstring("forbidden"))
 	})
 
 	It("gives the manager with every option on (cert-manager's certificate, the bridge in its own namespace) all it needs", func() {
@@ -1107,6 +1161,7 @@ var _ = Describe("helm install, upgrade and uninstall against a real API server"
 		token := kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")
 		Expect(token).NotTo(BeEmpty())
 		Expect(kubectl("-n", "trainyard-system", "get", "deployment", "trainyard", "-o", "jsonpath={.spec.replicas}")).To(Equal("2"))
+		Expect(kubectl("-n", "trainyard-system", "get", "deployment", "trainyard-bridge", "-o", "jsonpath={.spec.replicas}")).To(Equal("2"))
 
 		helmIn("upgrade", "trainyard", chartDir, "-n", "trainyard-system", "--set", "replicaCount=3")
 		Expect(kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")).

@@ -54,6 +54,9 @@ func run(config, out string) error {
 	if files["rbac-manager.yaml"], err = managerRBAC(config); err != nil {
 		return err
 	}
+	if files["rbac-bridge.yaml"], err = bridgeRBAC(config); err != nil {
+		return err
+	}
 	if files["rbac-agent.yaml"], err = agentRBAC(config); err != nil {
 		return err
 	}
@@ -242,6 +245,70 @@ metadata:
 	return b.String(), nil
 }
 
+// bridgeClusterScoped are the cluster-scoped resources the bridge uses:
+// the rules that grant them are bound cluster-wide, every other one only in
+// the namespaces it serves.
+var bridgeClusterScoped = map[string]bool{"authentication.k8s.io/tokenreviews": true, "authorization.k8s.io/subjectaccessreviews": true}
+
+// bridgeRBAC is the bridge's own roles, for `trainyard bridge` in a
+// Deployment of its own: a ClusterRole with what only exists cluster-wide
+// (TokenReview, SubjectAccessReview), and a Role in each namespace it
+// serves with the rest (its objects and Secrets there, nothing elsewhere).
+func bridgeRBAC(config string) (string, error) {
+	gen := filepath.Join(config, "bridge", "role.yaml")
+	docs, err := readDocs(gen)
+	if err != nil {
+		return "", err
+	}
+	var cluster, namespaced []any
+	for _, d := range docs {
+		rs, _ := d["rules"].([]any)
+		switch d["kind"] {
+		case "ClusterRole":
+			c, n := splitByScopeOf(rs, bridgeClusterScoped)
+			cluster, namespaced = append(cluster, c...), append(namespaced, n...)
+		case "Role":
+			namespaced = append(namespaced, rs...)
+		}
+	}
+	if len(cluster) == 0 || len(namespaced) == 0 {
+		return "", fmt.Errorf("%s: expected cluster-wide and namespaced rules", gen)
+	}
+	c, err := body(map[string]any{"rules": cluster})
+	if err != nil {
+		return "", err
+	}
+	n, err := body(map[string]any{"rules": namespaced})
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, header, gen)
+	fmt.Fprintf(&b, `{{- if and .Values.manager.enabled .Values.bridge.enabled }}
+# What the bridge does cluster-wide: authenticate tokens and ask RBAC.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ include "trainyard.fullname" . }}-bridge
+  labels:
+    {{- include "trainyard.labels" . | nindent 4 }}
+%s---
+# Its objects and Secrets, in the namespaces it serves only.
+{{- range $ns := include "trainyard.bridgeNamespaces" . | splitList " " }}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "trainyard.fullname" $ }}-bridge
+  namespace: {{ $ns }}
+  labels:
+    {{- include "trainyard.labels" $ | nindent 4 }}
+%s---
+{{- end }}
+{{- end }}
+`, c, n)
+	return b.String(), nil
+}
+
 // clusterScoped are the cluster-scoped resources the agent reads, by API
 // group: the roles that grant them are bound cluster-wide. Every other
 // resource is namespaced: a discovery source's role that grants those is
@@ -250,6 +317,12 @@ var clusterScoped = map[string]bool{"/namespaces": true, "/nodes": true, "about.
 
 // splitByScope splits rules into the cluster-scoped and the namespaced ones.
 func splitByScope(rules []any) (cluster, namespaced []any) {
+	return splitByScopeOf(rules, clusterScoped)
+}
+
+// splitByScopeOf is splitByScope with scoped naming the cluster-scoped
+// "group/resource"s.
+func splitByScopeOf(rules []any, scoped map[string]bool) (cluster, namespaced []any) {
 	for _, r := range rules {
 		rule, _ := r.(map[string]any)
 		groups, _ := rule["apiGroups"].([]any)
@@ -257,7 +330,7 @@ func splitByScope(rules []any) (cluster, namespaced []any) {
 		var c, n []any
 		for _, g := range groups {
 			for _, res := range resources {
-				if clusterScoped[fmt.Sprint(g)+"/"+fmt.Sprint(res)] {
+				if scoped[fmt.Sprint(g)+"/"+fmt.Sprint(res)] {
 					c = append(c, res)
 				} else {
 					n = append(n, res)

@@ -82,6 +82,26 @@ app.kubernetes.io/component: agent
 {{- default .Release.Namespace .Values.bridge.namespace }}
 {{- end }}
 
+{{/* The namespaces the bridge serves (its own and its tenants'), space-separated. */}}
+{{- define "trainyard.bridgeNamespaces" -}}
+{{- concat (list (include "trainyard.bridgeNamespace" .)) .Values.bridge.tenants | uniq | join " " }}
+{{- end }}
+
+{{/* Selector labels of the bridge pods. */}}
+{{- define "trainyard.bridgeSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "trainyard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: bridge
+{{- end }}
+
+{{- define "trainyard.bridgeServiceAccountName" -}}
+{{- if .Values.bridge.serviceAccount.create }}
+{{- default (printf "%s-bridge" (include "trainyard.fullname" .)) .Values.bridge.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.bridge.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
 {{/* The namespaces where the manager keeps Secrets, space-separated. */}}
 {{- define "trainyard.secretNamespaces" -}}
 {{- $ns := list .Release.Namespace }}
