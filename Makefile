@@ -108,7 +108,7 @@ DEV_REPLICAS ?= 1
 DEV_FLAGS ?=
 
 .PHONY: dev
-dev: manifests generate build kubectl ## Run the whole system locally: etcd, kube-apiserver, CRDs, webhook, the manager (DEV_REPLICAS=2: two) and an agent.
+dev: manifests generate build kubectl ## Run the whole system locally: etcd, kube-apiserver, CRDs, the manager with its webhook and the bridge (DEV_REPLICAS=2: two of each) and an agent.
 	go build -o $(LOCALBIN)/dev ./hack/dev
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" $(LOCALBIN)/dev -manager $(LOCALBIN)/trainyard -agent-binary $(LOCALBIN)/trainyard-agent -replicas $(DEV_REPLICAS) $(DEV_FLAGS) -- $(DEV_MANAGER_ARGS)
 

@@ -25,9 +25,9 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"strconv"
 
 	"github.com/trainyard-dev/trainyard/agent/cli"
+	"github.com/trainyard-dev/trainyard/internal/memlimit"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
@@ -39,9 +39,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
-	if limit, ok := softMemoryLimit(os.Getenv("GOMEMLIMIT"), os.Getenv(envMemoryLimit)); ok {
-		debug.SetMemoryLimit(limit)
-	}
+	memlimit.Apply()
 	run := runManager
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "agent" {
@@ -61,24 +59,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, "trainyard:", err)
 		os.Exit(1)
 	}
-}
-
-// envMemoryLimit is the container's memory limit in bytes, which the chart
-// passes from the pod's limits.memory (resourceFieldRef).
-const envMemoryLimit = "TRAINYARD_MEMORY_LIMIT"
-
-// softMemoryLimit is the Go runtime's soft memory limit for a container
-// limit: 90 % of it, leaving room for what is not heap. Near it the GC works
-// harder rather than let the pod be killed, for example while an informer
-// relists a 100,000-report fleet and briefly holds two copies. GOMEMLIMIT,
-// when set, is the runtime's own and wins.
-func softMemoryLimit(gomemlimit, containerLimit string) (int64, bool) {
-	if gomemlimit != "" {
-		return 0, false
-	}
-	limit, err := strconv.ParseInt(containerLimit, 10, 64)
-	if err != nil || limit <= 0 {
-		return 0, false
-	}
-	return limit / 10 * 9, true
 }

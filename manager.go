@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,6 +26,7 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/certs"
+	"github.com/trainyard-dev/trainyard/internal/cliflag"
 	"github.com/trainyard-dev/trainyard/internal/logging"
 	"github.com/trainyard-dev/trainyard/internal/review"
 	"github.com/trainyard-dev/trainyard/internal/version"
@@ -250,10 +250,10 @@ func setupWebhook(ctx context.Context, mgr manager.Manager, cfg *rest.Config, sc
 	}
 	rot := &certs.Rotator{
 		Client: direct, Namespace: o.namespace, SecretName: w.secret, CASecretName: w.caSecret,
-		DNSNames: splitList(w.dnsNames), CertDir: w.certDir,
-		MutatingWebhooks: splitList(w.mutating), ValidatingWebhooks: splitList(w.validat),
+		DNSNames: cliflag.List(w.dnsNames), CertDir: w.certDir,
+		MutatingWebhooks: cliflag.List(w.mutating), ValidatingWebhooks: cliflag.List(w.validat),
 	}
-	for _, s := range splitList(w.ipSANs) {
+	for _, s := range cliflag.List(w.ipSANs) {
 		ip := net.ParseIP(s)
 		if ip == nil {
 			return fmt.Errorf("--webhook-ip-sans: %q is not an IP address", s)
@@ -281,16 +281,6 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	return cfg, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // metricsOptions serves metrics like kubebuilder's scaffold: HTTPS with

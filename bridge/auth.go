@@ -124,12 +124,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 		if s.opts.CheckInAuth != CheckInToken {
 			return anonymous, true
 		}
-		if !s.failureBudget(w, st.source) {
-			return "", false
-		}
 		tok := bearer(r)
 		if isCredential(tok) {
 			return s.authenticateCredential(w, r, tok)
+		}
+		if !s.failureBudget(w, st.source) {
+			return "", false
 		}
 		var info tokenInfo
 		ok := false
@@ -184,9 +184,6 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 // tenant: the request is then its cluster's, rate-limited as the cluster.
 func (s *Server) authenticateCredential(w http.ResponseWriter, r *http.Request, credential string) (string, bool) {
 	st := stateOf(r.Context())
-	if !s.failureBudget(w, st.source) {
-		return "", false
-	}
 	rep, err := s.clusterOfCredential(r.Context(), st.ns, credential)
 	if err != nil {
 		writeAPIError(w, "reading the cluster of the credential", err)
@@ -200,6 +197,13 @@ func (s *Server) authenticateCredential(w http.ResponseWriter, r *http.Request, 
 		ok, why = credentialAccepted(rep, hash, s.opts.Clock.Now())
 	}
 	if !ok {
+		// Only a refused credential draws on (and is stopped by) its source's
+		// failure budget: a cluster behind the same address as someone
+		// sending bad requests still gets in. The look-up above is a cache
+		// index read.
+		if !s.failureBudget(w, st.source) {
+			return "", false
+		}
 		s.failed(st.source, "cluster_credential")
 		writeTokenRefused(w, why)
 		return "", false

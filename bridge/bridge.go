@@ -301,10 +301,13 @@ func (s *Server) routes() http.Handler {
 	// What each route's requests may carry: the body's bytes, and the
 	// members of any one JSON array or object in it.
 	var (
-		checkIn = limits{body: s.opts.MaxBody, items: maxListItems}
-		multi   = limits{body: s.opts.MaxBody, items: MaxMultiGetItems,
+		// A decoded check-in or release can hold about 4 times its text
+		// (maps of short strings); a multi-get is decoded into names only,
+		// and its answer is charged as it grows.
+		checkIn = limits{body: s.opts.MaxBody, items: maxListItems, factor: 4}
+		multi   = limits{body: s.opts.MaxBody, items: MaxMultiGetItems, factor: 2, answer: answerStep,
 			why: fmt.Sprintf("a cluster reports at most %d components", v1.MaxClusterComponents)}
-		release = limits{body: s.opts.MaxBody, items: maxListItems}
+		release = limits{body: s.opts.MaxBody, items: maxListItems, factor: 4}
 		// A dump is compressed as it streams, never decoded: its size is
 		// bounded by what it compresses to, not by a count of items.
 		doctor = limits{body: s.opts.MaxDoctorBody, items: unbounded, held: doctorHeld}

@@ -24,8 +24,13 @@ type limits struct {
 	// why is said with a refusal for too many items.
 	why string
 	// held is the memory a request may hold while it is served, which the
-	// body budget reserves; 0: its body's size.
-	held int64
+	// body budget reserves; 0: its body's size times factor (a decoded
+	// body's values can be larger than its text: 1 when 0).
+	held   int64
+	factor int64
+	// answer is what the answer may hold at first; the handler grows it
+	// (requestState.grow) as the answer needs more.
+	answer int64
 }
 
 const (
@@ -60,10 +65,11 @@ func (l limits) reserve(contentLength int64) int64 {
 	if contentLength >= 0 && contentLength < n {
 		n = contentLength
 	}
+	n *= max(l.factor, 1)
 	if l.held > 0 && l.held < n {
 		n = l.held
 	}
-	return n
+	return n + l.answer
 }
 
 // Errors of a body, each with its answer's status.

@@ -56,7 +56,7 @@ func FuzzDecodeMultiGet(f *testing.F) {
 	f.Add([]byte(`{"data":null}`))
 	f.Add([]byte(`{"data":[null]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req dataList[ComponentVersion]
+		var req dataList[multiGetItem]
 		err := decodeBody(bytes.NewReader(body), limits{body: 1 << 20, items: 4}, &req)
 		if err == nil && len(req.Data) > 4 {
 			t.Fatalf("%d items decoded past a limit of 4", len(req.Data))

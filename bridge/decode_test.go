@@ -36,7 +36,7 @@ func TestMultiGetStopsAtTheItemLimit(t *testing.T) {
 	body := emptyItems(1 << 20)
 	lim := limits{body: 1 << 20, items: MaxMultiGetItems, why: "w"}
 	cr := &countingReader{r: strings.NewReader(body)}
-	var req dataList[ComponentVersion]
+	var req dataList[multiGetItem]
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	err := decodeBody(cr, lim, &req)

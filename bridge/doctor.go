@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -111,8 +112,9 @@ func readDoctor(r io.Reader, lim limits) (doctorDump, error) {
 		case 0:
 			topLevel = tok.kind == '{'
 		case 1:
-			key := strings.ToLower(path[0].key)
-			if tok.kind != 'n' {
+			// Only the keys checked below: a dump of 30,000 keys must not
+			// become a map of them.
+			if key := strings.ToLower(path[0].key); tok.kind != 'n' && (key == "nodes" || key == "namespaces") {
 				d.present[key] = true
 			}
 		case 2:
@@ -136,20 +138,28 @@ func readDoctor(r io.Reader, lim limits) (doctorDump, error) {
 
 func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	st := stateOf(r.Context())
+	// Compressing is the one CPU-heavy thing a client can make the bridge
+	// do: at most half the cores compress at once, so uploads cannot take
+	// the CPU that the fleet's check-ins need. The wait comes before the
+	// body's clock starts (jsonBody), and is as long as a level's.
+	wait := time.NewTimer(maxQueueWait)
+	defer wait.Stop()
+	select {
+	case s.compressing <- struct{}{}:
+	case <-wait.C:
+		shedTotal.WithLabelValues("compressing").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "the bridge is compressing as many doctor reports as it may at once; retry")
+		return
+	case <-r.Context().Done():
+		return
+	}
+	defer func() { <-s.compressing }()
 	body, ok := jsonBody(w, r, st.limits)
 	if !ok {
 		return
 	}
-	// Compressing is the one CPU-heavy thing a client can make the bridge
-	// do: at most half the cores compress at once, so uploads cannot take
-	// the CPU that the fleet's check-ins need.
-	select {
-	case s.compressing <- struct{}{}:
-	case <-r.Context().Done():
-		return
-	}
 	rep, err := readDoctor(body, st.limits)
-	<-s.compressing
 	if err != nil {
 		writeBodyError(w, err)
 		return

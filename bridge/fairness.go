@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"net/http"
 	"sync"
@@ -157,19 +158,26 @@ type refusal string
 const (
 	refusedQueueFull refusal = "level_queue_full"
 	refusedTimeout   refusal = "level_queue_timeout"
+	refusedTooLarge  refusal = "larger_than_share"
 )
 
 // acquire waits for a seat and n body bytes for identity, fairly; the
-// returned func gives them back.
-func (l *level) acquire(ctx context.Context, identity string, n int64) (func(), refusal) {
-	// One request never needs more than its identity's whole share.
-	n = min(n, l.perBytes)
+// ticket gives them back. A request whose size is known (sized) and larger
+// than one identity's share is refused at once; one of unknown size is
+// charged the share.
+func (l *level) acquire(ctx context.Context, identity string, n int64, sized bool) (*ticket, refusal) {
+	if n > l.perBytes {
+		if sized {
+			return nil, refusedTooLarge
+		}
+		n = l.perBytes
+	}
 	start := time.Now()
 	l.mu.Lock()
 	if l.waiting == 0 && l.fitsLocked(n) && l.withinShareLocked(identity, n) {
 		l.takeLocked(identity, n)
 		l.mu.Unlock()
-		return l.releaser(identity, n), ""
+		return &ticket{l: l, identity: identity, n: n}, ""
 	}
 	q := l.shortestLocked(identity)
 	if len(l.queues[q]) >= queueLength {
@@ -194,7 +202,7 @@ func (l *level) acquire(ctx context.Context, identity string, n int64) (func(), 
 	defer l.mu.Unlock()
 	if w.dispatched {
 		l.waitHisto.Observe(time.Since(start).Seconds())
-		return l.releaser(identity, n), ""
+		return &ticket{l: l, identity: identity, n: n}, ""
 	}
 	for i, x := range l.queues[q] {
 		if x == w {
@@ -233,33 +241,62 @@ func (l *level) takeLocked(identity string, n int64) {
 	l.bytesG.Add(float64(n))
 }
 
-// releaser gives a seat and its bytes back once, and serves the queues.
-func (l *level) releaser(identity string, n int64) func() {
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.seatsInUse--
-			l.bytesInUse -= n
-			if s := l.per[identity]; s != nil {
-				if s.seats--; s.seats <= 0 {
-					delete(l.per, identity)
-				} else {
-					s.bytes -= n
-				}
-			}
-			l.inUse.Dec()
-			l.bytesG.Sub(float64(n))
-			l.dispatchLocked()
-		})
-	}
+// ticket is a request's seat and bytes in its level.
+type ticket struct {
+	l        *level
+	identity string
+	mu       sync.Mutex
+	n        int64 // bytes held
+	done     bool
 }
 
-// dispatchLocked serves the queues in turn while the level has room: a
-// queue whose head is over its identity's share is passed over this round;
-// a head that needs more room than is free stops the round (a large body
-// waits for room rather than be overtaken for ever).
+// grow takes extra bytes for a request being served (an answer it builds),
+// at once or not at all: within the level's room and the identity's share.
+func (t *ticket) grow(extra int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.per[t.identity]
+	if t.done || s == nil || l.bytesInUse+extra > l.bytes || s.bytes+extra > l.perBytes {
+		return false
+	}
+	l.bytesInUse += extra
+	s.bytes += extra
+	t.n += extra
+	l.bytesG.Add(float64(extra))
+	return true
+}
+
+// release gives the seat and bytes back, once, and serves the queues.
+func (t *ticket) release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return
+	}
+	t.done = true
+	l, n := t.l, t.n
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seatsInUse--
+	l.bytesInUse -= n
+	if s := l.per[t.identity]; s != nil {
+		if s.seats--; s.seats <= 0 {
+			delete(l.per, t.identity)
+		} else {
+			s.bytes -= n
+		}
+	}
+	l.inUse.Dec()
+	l.bytesG.Sub(float64(n))
+	l.dispatchLocked()
+}
+
+// dispatchLocked serves the queues in turn while the level has seats: a
+// queue whose head is over its identity's share, or needs more bytes than
+// are free, is passed over this round.
 func (l *level) dispatchLocked() {
 	for l.waiting > 0 {
 		served := false
@@ -268,13 +305,17 @@ func (l *level) dispatchLocked() {
 			if len(l.queues[q]) == 0 {
 				continue
 			}
-			w := l.queues[q][0]
-			if !l.withinShareLocked(w.identity, w.bytes) {
-				continue
-			}
-			if !l.fitsLocked(w.bytes) {
+			if l.seatsInUse >= l.seats {
 				return
 			}
+			w := l.queues[q][0]
+			if !l.withinShareLocked(w.identity, w.bytes) || !l.fitsLocked(w.bytes) {
+				// Its identity is at its share, or its body needs more room
+				// than is free: the other queues go first (a large body is
+				// not allowed to hold up the small ones behind it).
+				continue
+			}
+			l.queues[q][0] = nil
 			l.queues[q] = l.queues[q][1:]
 			l.waiting--
 			l.queuedG.Dec()
@@ -324,15 +365,19 @@ func sortInsert(h []int) {
 }
 
 // admitLevel holds the request until its level has a seat and room for
-// its body, or answers 429 itself.
-func (s *Server) admitLevel(w http.ResponseWriter, r *http.Request, p priority, identity string, n int64) (func(), bool) {
-	release, why := s.levels[p].acquire(r.Context(), identity, n)
+// its body, or answers 429 (413 for a body no share can hold) itself.
+func (s *Server) admitLevel(w http.ResponseWriter, r *http.Request, p priority, identity string, n int64, sized bool) (*ticket, bool) {
+	t, why := s.levels[p].acquire(r.Context(), identity, n, sized)
 	if why == "" {
-		return release, true
+		return t, true
 	}
 	shedTotal.WithLabelValues(string(why)).Inc()
+	if why == refusedTooLarge {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than a %s client may have served at once "+
+			"(%d bytes with what its answer may hold; at most %d): send a smaller one", p, n, s.levels[p].perBytes))
+		return nil, false
+	}
 	w.Header().Set("Retry-After", "1")
-	msg := "the bridge is at its limit of concurrent requests for " + p.String() + " clients; retry"
-	writeError(w, http.StatusTooManyRequests, msg)
+	writeError(w, http.StatusTooManyRequests, "the bridge is at its limit of concurrent requests for "+p.String()+" clients; retry")
 	return nil, false
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/cliflag"
 )
 
 // Flags are the bridge's command-line flags, bound next to the options
@@ -79,7 +80,7 @@ func (f *Flags) Complete(namespace string, staleThreshold time.Duration) (Option
 	if m := o.CheckInAuth; m != CheckInToken && m != CheckInOpen {
 		return o, fmt.Errorf("--bridge-checkin-auth must be token or open, not %q", m)
 	}
-	o.Tenants = splitList(f.tenants)
+	o.Tenants = cliflag.List(f.tenants)
 	for _, t := range o.Tenants {
 		if errs := validation.IsDNS1123Label(t); len(errs) > 0 {
 			return o, fmt.Errorf("--bridge-tenants: %q is not a namespace name: %s", t, strings.Join(errs, "; "))
@@ -96,7 +97,7 @@ func (f *Flags) Complete(namespace string, staleThreshold time.Duration) (Option
 		o.MaxTokenLifetime = d
 	}
 	o.TrustedProxies = nil
-	for _, c := range splitList(f.trustedProxies) {
+	for _, c := range cliflag.List(f.trustedProxies) {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
 			a, aerr := netip.ParseAddr(c)
@@ -124,14 +125,4 @@ func (f *Flags) Complete(namespace string, staleThreshold time.Duration) (Option
 		o.Namespace = "default"
 	}
 	return o, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -333,7 +333,7 @@ func (s *Server) guard(pattern string, a access, lim limits, h func(http.Respons
 			} else {
 				requestsTotal.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
 			}
-			if invalidRequest(code) && a != accessPublic {
+			if invalidRequest(code) && a != accessPublic && lim.body != noBody {
 				// A body that fails validation costs its sender as a failed
 				// authentication does: a flood of them is refused at the door.
 				s.failed(st.failureKey(), "invalid_request")
@@ -369,11 +369,11 @@ func (s *Server) guard(pattern string, a access, lim limits, h func(http.Respons
 			if !s.failureBudget(rec, st.failureKey()) {
 				return
 			}
-			release, admitted := s.admitLevel(rec, r, st.priority(a), st.fairKey(), lim.reserve(r.ContentLength))
+			t, admitted := s.admitLevel(rec, r, st.priority(a), st.fairKey(), lim.reserve(r.ContentLength), r.ContentLength >= 0 || lim.body == noBody)
 			if !admitted {
 				return
 			}
-			st.setLeave(release)
+			st.setTicket(t)
 		}
 		if identity != "" && !s.admit(rec, identity) {
 			return
@@ -406,10 +406,10 @@ func invalidRequest(code int) bool {
 type requestState struct {
 	s *Server
 	// held: the source's slot (inFlight); authenticating: the slot of a
-	// request being authenticated; leave gives back its level's seat.
+	// request being authenticated; ticket: its level's seat and bytes.
 	held, authenticating atomic.Bool
-	leaveMu              sync.Mutex
-	leave                func()
+	ticketMu             sync.Mutex
+	ticket               *ticket
 	source               string
 	// limits are the route's (what its body may carry).
 	limits limits
@@ -450,19 +450,28 @@ func (st *requestState) free() {
 	if st.held.CompareAndSwap(true, false) {
 		st.s.inFlight.release(st.source)
 	}
-	st.leaveMu.Lock()
-	leave := st.leave
-	st.leave = nil
-	st.leaveMu.Unlock()
-	if leave != nil {
-		leave()
+	st.ticketMu.Lock()
+	t := st.ticket
+	st.ticket = nil
+	st.ticketMu.Unlock()
+	if t != nil {
+		t.release()
 	}
 }
 
-func (st *requestState) setLeave(f func()) {
-	st.leaveMu.Lock()
-	defer st.leaveMu.Unlock()
-	st.leave = f
+func (st *requestState) setTicket(t *ticket) {
+	st.ticketMu.Lock()
+	defer st.ticketMu.Unlock()
+	st.ticket = t
+}
+
+// grow takes extra bytes in the request's level for what it builds (an
+// answer), or says it cannot have them now.
+func (st *requestState) grow(extra int64) bool {
+	st.ticketMu.Lock()
+	t := st.ticket
+	st.ticketMu.Unlock()
+	return t == nil || t.grow(extra)
 }
 
 // priority is the request's level, from what authentication found.

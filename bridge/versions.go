@@ -226,7 +226,7 @@ func (s *Server) latestV2(w http.ResponseWriter, r *http.Request, p params) {
 // (component, train) pairs, in request order. An item that carries the
 // installed version gets updateAvailable when the latest differs.
 func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain string) {
-	var req dataList[ComponentVersion]
+	var req dataList[multiGetItem]
 	if !decodeJSON(w, r, &req) {
 		return
 	}
@@ -242,6 +242,8 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 	// answered once, where it was first asked for.
 	recommended := s.recommendations(r)
 	var buf bytes.Buffer
+	granted := int64(answerStep) // charged with the request (limits.answer)
+	buf.Grow(answerStep / 2)
 	buf.WriteString(`{"data":[`)
 	seen := make(map[string]bool, len(req.Data))
 	for i, item := range req.Data {
@@ -264,6 +266,15 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		if buf.Len() > maxMultiGetAnswer {
 			writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("the answer would be larger than %d bytes; ask for fewer components at once", maxMultiGetAnswer))
 			return
+		}
+		// The answer's memory is charged to the request's level as it grows.
+		for int64(buf.Cap()) > granted || int64(buf.Len()+maxReleaseJSON) > granted {
+			if !stateOf(r.Context()).grow(answerStep) {
+				w.Header().Set("Retry-After", "1")
+				writeError(w, http.StatusTooManyRequests, "the bridge cannot hold a larger answer for this client now; ask for fewer components at once, or retry")
+				return
+			}
+			granted += answerStep
 		}
 		if len(seen) > 1 {
 			buf.WriteByte(',')
@@ -309,6 +320,26 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 // MaxMultiGetItems bounds the items of one multi-get: as many as a cluster
 // may report components.
 const MaxMultiGetItems = v1.MaxClusterComponents
+
+// multiGetItem is what the multi-get reads of an item: names only (the
+// rest of a ComponentVersion is never decoded, so its maps cost nothing).
+type multiGetItem struct {
+	Component *struct {
+		Name string `json:"name"`
+	} `json:"component"`
+	Version *struct {
+		Train   string `json:"train"`
+		Version string `json:"version"`
+	} `json:"version"`
+}
+
+// answerStep is how much of a multi-get's answer is charged at a time, and
+// maxReleaseJSON the most one release adds to it (description, data and
+// image at their limits, escaped).
+const (
+	answerStep     = 256 << 10
+	maxReleaseJSON = 96 << 10
+)
 
 // maxMultiGetAnswer bounds a multi-get's answer (releases carry up to about
 // 80 KiB of text each).

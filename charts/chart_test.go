@@ -362,6 +362,12 @@ var _ = Describe("helm template", func() {
 		Expect(container(br)["resources"]).To(HaveKeyWithValue("limits", HaveKeyWithValue("memory", "256Mi")))
 		Expect(container(br)["env"]).To(ContainElement(HaveKeyWithValue("name", "TRAINYARD_MEMORY_LIMIT")))
 		Expect(find(objs, "PodDisruptionBudget", "trainyard-bridge")).NotTo(BeNil())
+		// Every trainyard process gets its soft memory limit from its container's.
+		for _, o := range objs {
+			if o.GetKind() == "Deployment" {
+				Expect(container(o)["env"]).To(ContainElement(HaveKeyWithValue("name", "TRAINYARD_MEMORY_LIMIT")), o.GetName())
+			}
+		}
 		// The manager's pods serve no bridge port; the bridge Service selects
 		// the release's pods by the port's name, not by component (an upgrade
 		// from a chart whose manager served it keeps endpoints throughout).
@@ -519,6 +525,7 @@ var _ = Describe("helm template", func() {
 			"Secret", "Role", "RoleBinding")) // the agent's credential Secret, and access to it
 		dep := find(objs, "Deployment", "agent-trainyard-agent")
 		Expect(args(dep)).To(ContainElements("--mode=bridge", "--hub-url=https://hub.example.com", "--token-file=/var/run/trainyard/token/token"))
+		Expect(container(dep)["env"]).To(ContainElement(HaveKeyWithValue("name", "TRAINYARD_MEMORY_LIMIT")))
 		vols, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
 		Expect(vols).To(ConsistOf(HaveKeyWithValue("secret", HaveKeyWithValue("secretName", "hub-token"))))
 	})

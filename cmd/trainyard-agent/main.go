@@ -27,6 +27,7 @@ import (
 	"runtime/debug"
 
 	"github.com/trainyard-dev/trainyard/agent/cli"
+	"github.com/trainyard-dev/trainyard/internal/memlimit"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
@@ -36,6 +37,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	memlimit.Apply()
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "agent" {
 		args = args[1:]

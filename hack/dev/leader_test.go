@@ -192,7 +192,7 @@ func replicaBridges(session *gexec.Session) []string {
 	var replicas []string
 	Eventually(func() []string {
 		replicas = nil
-		for _, m := range regexp.MustCompile(`\[manager-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
+		for _, m := range regexp.MustCompile(`\[bridge-\d\] .*bridge listening.*?(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(string(session.Err.Contents()), -1) {
 			replicas = append(replicas, "http://"+m[1])
 		}
 		return replicas

@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the manager's webhook server on 127.0.0.1 (0: any free port).")
 	flag.IntVar(&o.bridgePort, "bridge-port", 8080, "Port of the check-in bridge on 127.0.0.1 (0: any free port).")
 	flag.StringVar(&o.workloads, "workloads", "hack/dev/workloads.yaml", "Workloads for the dev agent to report (empty: none).")
-	flag.IntVar(&o.replicas, "replicas", 1, "Manager processes. With 2 or more they elect a leader, and the webhook and bridge ports reach whichever replicas are up, as a Service would.")
+	flag.IntVar(&o.replicas, "replicas", 1, "Manager processes, and as many bridge processes (`trainyard bridge`). With 2 or more the managers elect a leader, and the webhook and bridge ports reach whichever replicas are up, as a Service would.")
 	flag.BoolVar(&o.agent, "agent", true, "Also run `trainyard agent` against the local control plane, so it reports itself.")
 	flag.DurationVar(&o.stopTimeout, "stop-timeout", 20*time.Second, "How long each process may take to stop.")
 	flag.DurationVar(&o.startTimeout, "start-timeout", 60*time.Second, "How long the control plane may take to start.")
@@ -187,10 +187,20 @@ func run(ctx context.Context, o options) error {
 	// Addresses that must accept connections before the system is ready:
 	// one of each group.
 	var listening [][]string
+	// The bridge runs as the chart runs it: `trainyard bridge`, a process
+	// of its own beside each manager (which serves no bridge), with the
+	// bridge's share of the flags given after --.
+	bridgeProc := func(name, addr string, group string) process {
+		args := append([]string{"bridge", "--namespace=default", "--kubeconfig=" + kubeconfig,
+			"--bridge-bind-address=" + addr, "--health-probe-bind-address=127.0.0.1:0", "--metrics-bind-address=0"},
+			bridgeArgs(o.managerArgs)...)
+		return process{name: name, args: args, group: group}
+	}
 	if o.replicas <= 1 {
 		listening = [][]string{{fmt.Sprintf("127.0.0.1:%d", port)}, {fmt.Sprintf("127.0.0.1:%d", bridgePort)}}
 		procs = append(procs, process{name: "manager", args: append(append(common,
-			fmt.Sprintf("--bridge-bind-address=127.0.0.1:%d", bridgePort), fmt.Sprintf("--webhook-port=%d", port)), o.managerArgs...)})
+			"--bridge-bind-address=0", fmt.Sprintf("--webhook-port=%d", port)), o.managerArgs...)},
+			bridgeProc("bridge", fmt.Sprintf("127.0.0.1:%d", bridgePort), ""))
 	} else {
 		// Each replica listens on ports of its own; the webhook and bridge
 		// ports forward to whichever replica answers, like a Service.
@@ -207,13 +217,14 @@ func run(ctx context.Context, o options) error {
 			webhooks = append(webhooks, fmt.Sprintf("127.0.0.1:%d", wp))
 			bridges = append(bridges, fmt.Sprintf("127.0.0.1:%d", bp))
 			args := append(append([]string{}, common...), "--leader-elect", "--webhook-cert-dir="+filepath.Join(dir, fmt.Sprintf("webhook-certs-%d", i)),
-				"--bridge-bind-address="+bridges[i-1], fmt.Sprintf("--webhook-port=%d", wp))
+				"--bridge-bind-address=0", fmt.Sprintf("--webhook-port=%d", wp))
 			args = append(args, o.managerArgs...)
 			if i > 1 {
 				// The user's fixed probe and metrics ports belong to the first.
 				args = append(args, "--health-probe-bind-address=127.0.0.1:0", "--metrics-bind-address=0")
 			}
-			procs = append(procs, process{name: fmt.Sprintf("manager-%d", i), args: args, replica: true})
+			procs = append(procs, process{name: fmt.Sprintf("manager-%d", i), args: args, group: "manager"},
+				bridgeProc(fmt.Sprintf("bridge-%d", i), bridges[i-1], "bridge"))
 		}
 		listening = [][]string{webhooks, bridges}
 		for _, f := range []struct {
@@ -282,8 +293,9 @@ type process struct {
 	binary string
 	args   []string
 	env    []string
-	// replica: one of several managers, whose exit the others survive.
-	replica bool
+	// group: one of several replicas ("manager", "bridge"), whose exit the
+	// others of its group survive; "": a lone process.
+	group string
 	// afterReady: started once the manager serves (the agent).
 	afterReady bool
 }
@@ -319,8 +331,8 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 		cmd := exec.Command(bin, p.args...)
 		cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), p.env...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if o.replicas > 1 {
-			// Several managers log at once: each line says whose it is.
+		if len(procs) > 1 {
+			// Several processes log at once: each line says whose it is.
 			cmd.Stdout, cmd.Stderr = prefixed(os.Stdout, p.name), prefixed(os.Stderr, p.name)
 		}
 		// Its own process group, so Ctrl-C reaches only this program, which
@@ -348,10 +360,10 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 	}
 	readyCh := make(chan bool, 1)
 	go func() { readyCh <- ready() }()
-	replicas := 0
+	replicas := map[string]int{}
 	for _, p := range procs {
-		if p.replica {
-			replicas++
+		if p.group != "" {
+			replicas[p.group]++
 		}
 	}
 	for {
@@ -371,10 +383,10 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 			}
 			continue
 		case p := <-exited:
-			if p.replica && replicas > 1 {
+			if p.group != "" && replicas[p.group] > 1 {
 				// Another replica takes over: that is what replicas are for.
-				replicas--
-				fmt.Fprintf(os.Stderr, "dev: the %s exited; %d manager replicas remain\n", p.name, replicas)
+				replicas[p.group]--
+				fmt.Fprintf(os.Stderr, "dev: the %s exited; %d %s replicas remain\n", p.name, replicas[p.group], p.group)
 				continue
 			}
 			stop()
@@ -386,6 +398,21 @@ func runProcesses(ctx context.Context, o options, kubeconfig string, procs []pro
 	fmt.Fprintln(os.Stderr)
 	stop()
 	return nil
+}
+
+// bridgeArgs are the flags among the manager's (after --) that the bridge
+// takes too: its own, and those of the fleet and the process.
+func bridgeArgs(managerArgs []string) []string {
+	var out []string
+	for _, a := range managerArgs {
+		name := strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-")
+		switch {
+		case strings.HasPrefix(name, "bridge-"), strings.HasPrefix(name, "kube-api-"), strings.HasPrefix(name, "zap-"),
+			name == "registration-token-max-lifetime", name == "stale-threshold":
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // applyDir creates every object in the YAML files of dir that does not

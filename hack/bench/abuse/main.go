@@ -317,20 +317,8 @@ func Run(ctx context.Context, c Config) (Result, error) {
 }
 
 func checkIn(hc *http.Client, url, bearer string, i int) (int, string, error) {
-	body := fmt.Sprintf(`{"id":"cluster-%05d","components":[{"component":{"name":"router","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}}]}`, i)
-	req, err := http.NewRequest(http.MethodPost, url+"/v3/clusters", strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get(bridge.HeaderCredential), nil
+	return benchenv.PostCheckIn(hc, url, bearer, []byte(fmt.Sprintf(`{"id":"cluster-%05d","components":[`+
+		`{"component":{"name":"router","type":"Deployment"},"version":{"train":"stable","version":"v1.0.0"}}]}`, i)))
 }
 
 // post sends body and returns the status (0: no answer).

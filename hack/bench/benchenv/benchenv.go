@@ -4,6 +4,7 @@ package benchenv
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -254,4 +255,22 @@ func Median(xs []float64) float64 {
 		return 0
 	}
 	return s[len(s)/2]
+}
+
+// PostCheckIn posts a check-in body to the bridge at url with bearer, and
+// returns the status and the credential the answer issued, if any.
+func PostCheckIn(hc *http.Client, url, bearer string, body []byte) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPost, url+"/v3/clusters", bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential"), nil
 }

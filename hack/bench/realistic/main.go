@@ -14,11 +14,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -136,7 +134,7 @@ func run(c config) error {
 	start := time.Now()
 	var regErrors atomic.Int64
 	benchenv.Parallel(c.clusters, c.conns, func(i int) {
-		code, cred, _ := post(hc, url, token, body(i))
+		code, cred, _ := benchenv.PostCheckIn(hc, url, token, body(i))
 		if code != http.StatusOK {
 			regErrors.Add(1)
 		}
@@ -210,7 +208,7 @@ func run(c config) error {
 		wg.Go(func() {
 			for i := range queue {
 				t0 := time.Now()
-				code, _, err := post(hc, url, creds[i], body(i))
+				code, _, err := benchenv.PostCheckIn(hc, url, creds[i], body(i))
 				d := time.Since(t0)
 				mu.Lock()
 				lat = append(lat, d)
@@ -265,22 +263,6 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
-}
-
-func post(hc *http.Client, url, bearer string, body []byte) (int, string, error) {
-	req, err := http.NewRequest(http.MethodPost, url+"/v3/clusters", bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential"), nil
 }
 
 // apiWrites is the manager's count of non-GET requests to the API server
