@@ -61,9 +61,8 @@ type Options struct {
 	// MaxBody bounds request bodies (default 1 MiB); MaxDoctorBody the
 	// doctor dumps (default 8 MiB).
 	MaxBody, MaxDoctorBody int64
-	// RateLimit and RateBurst are each client's requests per second and
-	// burst (default 20 and 40); MaxInFlight bounds concurrent requests
-	// (default 512).
+	// RateLimit and RateBurst (below) are each client's requests per second
+	// and burst (default 20 and 40).
 	// CheckInAuth is "token" (registration tokens, the default) or "open".
 	CheckInAuth string
 	// RegistrationSecret holds the registration tokens (every value is one).

@@ -25,9 +25,11 @@ import (
 //     cluster, a publisher's token; an unauthenticated request is its source
 //     address. Made-up credentials get no bucket of their own: they fail
 //     authentication, and failures draw on the source's failure budget.
-//   - Concurrency: at most MaxInFlight requests at once, and at most
-//     MaxInFlightPerClient from one source address (beyond, 503 with
-//     Retry-After at once); a request body must arrive at minBodyRate.
+//   - Concurrency and memory: a request's priority level (fairness.go)
+//     holds its seat and its body bytes; at most MaxInFlight requests are
+//     being authenticated at once, and at most MaxInFlightPerClient come
+//     from one source address (beyond, 503 with Retry-After at once); a
+//     request body must arrive at minBodyRate.
 //   - The source address is the peer's, or, for a peer in TrustedProxies,
 //     the nearest untrusted address of X-Forwarded-For.
 

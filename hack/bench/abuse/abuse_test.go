@@ -52,6 +52,9 @@ func TestAbuseLeavesTheFleetAndTheWebhookAlone(t *testing.T) {
 	if r.LoadedP99 >= 500*time.Millisecond {
 		t.Errorf("credentialed check-ins' p99 under attack is %s: some waited behind it", r.LoadedP99)
 	}
+	if r.Publishes == 0 || r.PublishesOK != r.Publishes {
+		t.Errorf("%d of %d publishes through the bridge answered 2xx", r.PublishesOK, r.Publishes)
+	}
 	if r.Creates == 0 || r.CreateMax >= time.Second {
 		t.Errorf("kubectl create through the webhook: %d, the slowest %s (under 1 s)", r.Creates, r.CreateMax)
 	}

@@ -34,8 +34,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
@@ -68,6 +72,8 @@ type Result struct {
 	CheckIns, CheckInsOK     int
 	CreateMax, CreateP99     time.Duration // kubectl create through the webhook, under attack
 	Creates                  int
+	Publishes, PublishesOK   int // a pipeline publishing through the bridge, under attack
+	PublishP99               time.Duration
 	BridgeRSS, BridgePeak    int64 // before the attack, and its peak (VmHWM) after
 	ManagerRSS, ManagerAfter int64
 	Attacks                  map[string]map[int]int // what each attack was answered
@@ -96,6 +102,7 @@ func (r Result) String() string {
 	fmt.Fprintf(&b, "credentialed check-ins, attacked:  p50 %s  p99 %s  (p99 ratio %.2f)  %d of %d answered 2xx\n",
 		r.LoadedP50.Round(time.Microsecond*10), r.LoadedP99.Round(time.Microsecond*10), float64(r.LoadedP99)/float64(r.UnloadedP99), r.CheckInsOK, r.CheckIns)
 	fmt.Fprintf(&b, "kubectl create through the webhook: %d, p99 %s, max %s\n", r.Creates, r.CreateP99.Round(time.Millisecond), r.CreateMax.Round(time.Millisecond))
+	fmt.Fprintf(&b, "publishes through the bridge:       %d of %d answered 2xx, p99 %s\n", r.PublishesOK, r.Publishes, r.PublishP99.Round(time.Millisecond))
 	fmt.Fprintf(&b, "bridge RSS:  %s before, peak %s (+%s)\n", mib(r.BridgeRSS), mib(r.BridgePeak), mib(r.BridgePeak-r.BridgeRSS))
 	fmt.Fprintf(&b, "manager RSS: %s before, %s after (%+.1f MiB)\n", mib(r.ManagerRSS), mib(r.ManagerAfter), float64(r.ManagerAfter-r.ManagerRSS)/(1<<20))
 	fmt.Fprintf(&b, "stored: %d doctor dumps, %d ClusterReports\n", r.DoctorStored, r.Reports)
@@ -162,6 +169,12 @@ func Run(ctx context.Context, c Config) (Result, error) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("router", "stable", "v1.0.0")},
 		Spec:       v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "v1.0.0"},
 	}); err != nil {
+		return res, err
+	}
+
+	// A release pipeline: a ServiceAccount token RBAC lets create releases.
+	publisher, err := publisherToken(ctx, env)
+	if err != nil {
 		return res, err
 	}
 
@@ -261,9 +274,28 @@ func Run(ctx context.Context, c Config) (Result, error) {
 		slowBodies(attackCtx, addr, "127.0.0.9", c.Slow, func(code int) { count("body a byte a second", code) })
 	})
 
-	// Meanwhile the fleet checks in and an operator creates releases.
+	// Meanwhile the fleet checks in, a pipeline publishes through the
+	// bridge, and an operator creates releases through the webhook.
 	var loaded []time.Duration
 	var creates []time.Duration
+	var publishes []time.Duration
+	wg.Go(func() {
+		for i := 0; attackCtx.Err() == nil; i++ {
+			start := time.Now()
+			code := post(fleet, fmt.Sprintf("%s/v3/versions/stable/pipeline/v2.0.%d", url, i), publisher, []byte(`{}`))
+			d := time.Since(start)
+			mu.Lock()
+			publishes = append(publishes, d)
+			if code == http.StatusOK {
+				res.PublishesOK++
+			}
+			mu.Unlock()
+			select {
+			case <-attackCtx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	})
 	wg.Go(func() {
 		for i := 0; attackCtx.Err() == nil; i++ {
 			start := time.Now()
@@ -294,6 +326,7 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	wg.Wait()
 	res.LoadedP50, res.LoadedP99 = pct(loaded, 50), pct(loaded, 99)
 	res.Creates, res.CreateP99, res.CreateMax = len(creates), pct(creates, 99), pct(creates, 100)
+	res.Publishes, res.PublishP99 = len(publishes), pct(publishes, 99)
 	if res.BridgePeak, err = rss(br.Process.Pid, "VmHWM"); err != nil {
 		return res, err
 	}
@@ -314,6 +347,46 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	}
 	res.Reports = len(reports.Items)
 	return res, nil
+}
+
+// publisherToken makes a ServiceAccount that RBAC lets create releases in
+// the namespace, and returns a token of it, once the API server's authorizer
+// allows it.
+func publisherToken(ctx context.Context, env *benchenv.Env) (string, error) {
+	const name = "pipeline"
+	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return "", err
+	}
+	if err := env.Client.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"trainyard.dev"}, Resources: []string{"componentreleases"}, Verbs: []string{"create"}}}}); err != nil {
+		return "", err
+	}
+	if err := env.Client.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}}); err != nil {
+		return "", err
+	}
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return "", err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: "system:serviceaccount:" + ns + ":" + name, Groups: []string{"system:serviceaccounts"},
+			ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "trainyard.dev", Resource: "componentreleases"},
+		}}, metav1.CreateOptions{})
+		if err == nil && sar.Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("RBAC did not let the pipeline create releases within 30 s: %v", err)
+		}
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
 }
 
 func checkIn(hc *http.Client, url, bearer string, i int) (int, string, error) {
