@@ -45,6 +45,7 @@ type managerOptions struct {
 	pprofAddr      string
 	leaderElection bool
 	notifications  bool
+	notifyAllowed  string
 	qps            float64
 	burst          int
 	controllers    controllers.Options
@@ -81,6 +82,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	fs.BoolVar(&o.notifications, "notifications", true,
 		"Send the NotificationRules' events to their NotificationTargets (on the leader only).")
+	fs.StringVar(&o.notifyAllowed, "notification-allowed-cidrs", "",
+		"Address ranges notifications may go to although refused by default (loopback, link-local, the cloud metadata addresses, unspecified, multicast), e.g. 127.0.0.0/8. Private ranges are always allowed.")
 	fs.Float64Var(&o.qps, "kube-api-qps", 1000, "Client-side limit of requests per second to the Kubernetes API (-1: none); "+
 		"sized for a 10,000-cluster fleet onboarding at once (two writes per new cluster); the API server's priority and fairness is the backstop.")
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Burst above --kube-api-qps.")
@@ -203,7 +206,11 @@ func runManager(args []string) error {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}
 	if o.notifications {
-		if err := notify.Setup(mgr); err != nil {
+		dest, err := notify.ParseDestinations(cliflag.List(o.notifyAllowed))
+		if err != nil {
+			return err
+		}
+		if err := notify.Setup(mgr, notify.Options{Destinations: dest}); err != nil {
 			return fmt.Errorf("setting up notifications: %w", err)
 		}
 	}

@@ -466,7 +466,21 @@ var _ = Describe("helm template", func() {
 				roleNamespaces = append(roleNamespaces, o.GetNamespace())
 			}
 		}
-		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet", "fleet-b", "platform")) // the release's, the bridge's, a tenant's, notifications'
+		Expect(roleNamespaces).To(ConsistOf("full-system", "fleet", "fleet-b")) // the release's, the bridge's, a tenant's
+		// notifications.namespaces: get on Secrets, nothing else.
+		var notifyRoles []string
+		for _, o := range objs {
+			if o.GetKind() == "Role" && o.GetName() == "full-notifications" {
+				notifyRoles = append(notifyRoles, o.GetNamespace())
+				rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+				Expect(rules).To(ConsistOf(And(HaveKeyWithValue("resources", ConsistOf("secrets")),
+					HaveKeyWithValue("verbs", ConsistOf("get")))))
+			}
+			if o.GetKind() == "RoleBinding" && o.GetName() == "full-notifications" {
+				Expect(o.GetNamespace()).To(Equal("platform"))
+			}
+		}
+		Expect(notifyRoles).To(ConsistOf("platform"))
 		// The bridge's own Role only where it serves: its namespace and its tenants'.
 		var bridgeRoles []string
 		for _, o := range objs {
@@ -475,7 +489,7 @@ var _ = Describe("helm template", func() {
 			}
 		}
 		Expect(bridgeRoles).To(ConsistOf("fleet", "fleet-b"))
-		Expect(args(dep)).To(ContainElement("--notifications=true"))
+		Expect(args(dep)).To(ContainElements("--notifications=true", "--notification-allowed-cidrs=169.254.10.0/24"))
 
 		// The gauges' namespace label (the counted objects' namespace) is
 		// kept, not replaced by the target's: the alerts group by it.

@@ -160,7 +160,7 @@ func (n *Notifier) receiver(ctx context.Context, t *v1.NotificationTarget) (*rec
 		}
 		return nil, err
 	}
-	return resolve(&s, deliveryTimeout(&t.Spec))
+	return resolve(&s, deliveryTimeout(&t.Spec), n.dest)
 }
 
 func deliveryTimeout(spec *v1.NotificationTargetSpec) time.Duration {

@@ -36,6 +36,7 @@ type Notifier struct {
 	reader client.Reader // uncached: Secrets are read when used, never cached
 	cache  cache.Cache
 	log    logr.Logger
+	dest   Destinations // where deliveries may go
 
 	mu                     sync.Mutex
 	ctx                    context.Context // set by Start
@@ -56,8 +57,12 @@ type ruleState struct {
 	lastDelivery   *v1.DeliveryAttempt
 	lastError      *v1.DeliveryAttempt
 	handledThrough time.Time
-	recent         []string
-	queue          []*entry
+	// handledAt: the ids of the transitions of handledThrough's second that
+	// were admitted; nil when unknown (too many, or an older status): then
+	// that whole second counts as handled.
+	handledAt []string
+	recent    []string
+	queue     []*entry
 
 	windowEnd time.Time // zero: quiet, the next event is sent at once
 	buffer    map[v1.EventType]*batch
@@ -80,9 +85,9 @@ type targetState struct {
 	generation int64
 }
 
-func newNotifier(c client.Client, reader client.Reader, ca cache.Cache, log logr.Logger) *Notifier {
+func newNotifier(c client.Client, reader client.Reader, ca cache.Cache, log logr.Logger, dest Destinations) *Notifier {
 	return &Notifier{
-		client: c, reader: reader, cache: ca, log: log,
+		client: c, reader: reader, cache: ca, log: log, dest: dest,
 		rules: map[types.NamespacedName]*ruleState{}, targets: map[types.NamespacedName]*targetState{},
 		running: map[types.NamespacedName]chan struct{}{}, ruleKicks: &kicks{}, targetKicks: &kicks{},
 	}
@@ -310,10 +315,53 @@ func (n *Notifier) offer(ns string, facts []Event, initial bool) {
 	for i := range rules.Items {
 		rs := n.ruleLocked(&rules.Items[i])
 		for _, e := range facts {
-			if !Matches(&rs.spec, &e) || (initial && !e.Time.After(rs.handledThrough)) || rs.knows(e.ID) {
+			if !Matches(&rs.spec, &e) || (initial && rs.handled(e)) || rs.knows(e.ID) {
 				continue
 			}
 			n.admitLocked(rs, e, now)
+		}
+	}
+}
+
+// handled tells whether a transition seen when this process starts was
+// handled already: stamped before handledThrough, or in its very second
+// and admitted then. Times have a second's precision: a transition of the
+// same second as the last one handled (two releases published within a
+// second of a leader change) is new, not old.
+func (rs *ruleState) handled(e Event) bool {
+	switch {
+	case e.Time.Before(rs.handledThrough):
+		return true
+	case e.Time.After(rs.handledThrough):
+		return false
+	}
+	return rs.handledAt == nil || slices.Contains(rs.handledAt, e.ID)
+}
+
+// maxHandledAt bounds handledAt, as the status's schema does.
+const maxHandledAt = 64
+
+// markHandledLocked moves handledThrough forward to through (if later) and
+// remembers which of b's transitions share its second.
+func (rs *ruleState) markHandledLocked(b *batch, through time.Time) {
+	through = through.Truncate(time.Second)
+	if through.After(rs.handledThrough) {
+		rs.handledThrough, rs.handledAt = through, []string{}
+	}
+	if rs.handledAt == nil {
+		return
+	}
+	if b.count > len(b.first) && !b.newest.Before(rs.handledThrough) {
+		rs.handledAt = nil // members not kept may share the second
+		return
+	}
+	for _, m := range b.first {
+		if m.Time.Equal(rs.handledThrough) && !slices.Contains(rs.handledAt, m.ID) {
+			if len(rs.handledAt) == maxHandledAt {
+				rs.handledAt = nil
+				return
+			}
+			rs.handledAt = append(rs.handledAt, m.ID)
 		}
 	}
 }
@@ -400,9 +448,7 @@ func (n *Notifier) enqueueLocked(rs *ruleState, b *batch, now time.Time) {
 	if !rs.oldest.IsZero() && !rs.oldest.After(through) {
 		through = rs.oldest.Add(-time.Second)
 	}
-	if through.After(rs.handledThrough) {
-		rs.handledThrough = through.Truncate(time.Second)
-	}
+	rs.markHandledLocked(b, through)
 	if n.queuedForLocked(tkey) >= queueLimit(n.targetSpec(tkey)) {
 		rs.counts.Dropped++
 		ts.counts.Dropped++
@@ -490,6 +536,9 @@ func loadRule(r *v1.NotificationRule) *ruleState {
 	}
 	if st.HandledThrough != nil {
 		rs.handledThrough = st.HandledThrough.Time
+		if len(st.HandledAt) > 0 {
+			rs.handledAt = slices.Clone(st.HandledAt)
+		}
 	}
 	for _, q := range st.Queue {
 		e := &entry{QueuedDelivery: q, next: q.Queued.Time}

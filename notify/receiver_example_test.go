@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,7 @@ func TestTheDocumentedReceiverTakesOurDeliveries(t *testing.T) {
 
 	rc := func(key string) *receiver {
 		r, err := resolve(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Data: map[string][]byte{
-			v1.SecretKeyURL: []byte("http://" + addr + "/"), v1.SecretKeySigningKey: []byte(key)}}, 5*time.Second)
+			v1.SecretKeyURL: []byte("http://" + addr + "/"), v1.SecretKeySigningKey: []byte(key)}}, 5*time.Second, Destinations{Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 		if err != nil {
 			t.Fatal(err)
 		}

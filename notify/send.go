@@ -29,6 +29,7 @@ type receiver struct {
 	url    *url.URL
 	key    []byte // nil: unsigned
 	client *http.Client
+	dest   Destinations
 }
 
 // errConfig is a target that cannot be sent to as configured (no Secret, a
@@ -38,7 +39,7 @@ type errConfig struct{ msg string }
 func (e errConfig) Error() string { return e.msg }
 
 // resolve reads a target's Secret.
-func resolve(s *corev1.Secret, timeout time.Duration) (*receiver, error) {
+func resolve(s *corev1.Secret, timeout time.Duration, dest Destinations) (*receiver, error) {
 	raw := strings.TrimSpace(string(s.Data[v1.SecretKeyURL]))
 	if raw == "" {
 		return nil, errConfig{fmt.Sprintf("Secret %s has no key %q", s.Name, v1.SecretKeyURL)}
@@ -48,7 +49,7 @@ func resolve(s *corev1.Secret, timeout time.Duration) (*receiver, error) {
 		// The URL may hold a token: never repeat it.
 		return nil, errConfig{fmt.Sprintf("Secret %s: key %q is not an http(s) URL", s.Name, v1.SecretKeyURL)}
 	}
-	rc := &receiver{url: u}
+	rc := &receiver{url: u, dest: dest}
 	if k, ok := s.Data[v1.SecretKeySigningKey]; ok && len(k) > 0 {
 		rc.key, err = signingKey(string(k))
 		if err != nil {
@@ -57,6 +58,7 @@ func resolve(s *corev1.Secret, timeout time.Duration) (*receiver, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyFromEnvironment
+	tr.DialContext = dest.dialer(30 * time.Second).DialContext
 	if ca, ok := s.Data[v1.SecretKeyCA]; ok && len(ca) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ca) {
@@ -127,9 +129,9 @@ func (rc *receiver) post(ctx context.Context, id, contentType string, body []byt
 		return outcome{err: scrub(err, rc.url), retry: true}
 	}
 	defer resp.Body.Close()
-	// Read a little, for the error message and to reuse the connection; a
-	// receiver cannot make us read more.
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	// Drain a little to reuse the connection; a receiver cannot make us
+	// read more. Nothing of the answer is kept: a status that repeated it
+	// would let whoever names a URL read what answers there.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	o := outcome{code: resp.StatusCode}
 	switch {
@@ -140,14 +142,7 @@ func (rc *receiver) post(ctx context.Context, id, contentType string, body []byt
 		o.retry = true
 		o.retryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
 	}
-	msg := strings.TrimSpace(string(bytes.ToValidUTF8(snippet, nil)))
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
-	}
-	o.err = fmt.Errorf("receiver answered %s", resp.Status)
-	if msg != "" {
-		o.err = fmt.Errorf("receiver answered %s: %s", resp.Status, msg)
-	}
+	o.err = fmt.Errorf("receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	return o
 }
 
@@ -188,8 +183,11 @@ func (rc *receiver) probe(ctx context.Context, timeout time.Duration) error {
 		}
 		host = net.JoinHostPort(rc.url.Hostname(), port)
 	}
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", host)
+	conn, err := rc.dest.dialer(timeout).DialContext(ctx, "tcp", host)
+	var refused errDestination
+	if errors.As(err, &refused) {
+		return fmt.Errorf("receiver %s: %w", rc.url.Host, refused)
+	}
 	if err != nil {
 		return fmt.Errorf("receiver %s is unreachable: %w", rc.url.Host, err)
 	}

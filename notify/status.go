@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -35,10 +36,17 @@ const (
 // +kubebuilder:rbac:groups=trainyard.dev,resources=notificationrules;notificationtargets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=notificationrules/status;notificationtargets/status,verbs=get;patch
 
+// Options configure notifications.
+type Options struct {
+	// Destinations: where deliveries may go (loopback, link-local and
+	// metadata addresses are refused unless allowed).
+	Destinations Destinations
+}
+
 // Setup adds the notifier and the controllers that persist its state to
 // the targets' and rules' status. All of them run on the leader only.
-func Setup(mgr ctrl.Manager) error {
-	n := newNotifier(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), ctrl.Log.WithName("notify"))
+func Setup(mgr ctrl.Manager, opts Options) error {
+	n := newNotifier(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), ctrl.Log.WithName("notify"), opts.Destinations)
 	if err := mgr.Add(n); err != nil {
 		return err
 	}
@@ -117,6 +125,7 @@ func (n *Notifier) writeRule(ctx context.Context, r client.Reader, key types.Nam
 		t := metav1.NewTime(rs.handledThrough)
 		st.HandledThrough = &t
 	}
+	st.HandledAt = slices.Clone(rs.handledAt)
 	st.RecentIDs = slices.Clone(rs.recent)
 	st.Queue = nil
 	for _, e := range rs.queue {
@@ -228,7 +237,11 @@ func (n *Notifier) reconcileTarget(ctx context.Context, req reconcile.Request) (
 		conditions.MarkStalled(&st.Conditions, gen, reasonConfigErr, cfgErr.Error())
 		requeue = probeRetry
 	case unreachable:
-		conditions.Set(&st.Conditions, gen, v1.ConditionReady, false, "Unreachable", probeErr.Error())
+		reason := "Unreachable"
+		if errors.As(probeErr, new(errDestination)) {
+			reason = "DestinationRefused"
+		}
+		conditions.Set(&st.Conditions, gen, v1.ConditionReady, false, reason, probeErr.Error())
 		st.LastError = &v1.DeliveryAttempt{Time: metav1.NewTime(probed), Message: probeErr.Error()}
 		requeue = probeRetry
 	case failedLast(st.LastDelivery, st.LastError):

@@ -112,13 +112,28 @@ func startReplica() (stop func(), elected <-chan struct{}) {
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{
 		Clock: fakeClock, StaleThreshold: staleThreshold, TrainWorkers: 2, ReportWorkers: 16,
 	})).To(Succeed())
-	Expect(notify.Setup(mgr)).To(Succeed())
+	// The receivers here listen on 127.0.0.1, which the manager refuses
+	// unless told otherwise (as --notification-allowed-cidrs does); the
+	// rest of loopback stays refused.
+	dest, err := notify.ParseDestinations([]string{"127.0.0.1/32"})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(notify.Setup(mgr, notify.Options{Destinations: dest})).To(Succeed())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	return func() {
 		cancel()
 		Expect(<-done).To(Succeed())
 	}, mgr.Elected()
+}
+
+// clockPastNow moves the controllers' clock (never back) to the second
+// after the real one, so that the next transition it stamps comes after
+// everything created so far, as it would with a real clock: a rule sends
+// the transitions after its creation only.
+func clockPastNow() {
+	if next := time.Now().Truncate(time.Second).Add(time.Second); fakeClock.Now().Before(next) {
+		fakeClock.SetTime(next)
+	}
 }
 
 func compileSchema(path string) *jsonschema.Schema {

@@ -1,13 +1,20 @@
 package notify
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -276,5 +283,120 @@ func TestRetryAfterAndBackoff(t *testing.T) {
 		if got := backoff(n); got != want {
 			t.Errorf("backoff(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+// A transition's time has a second's precision: one of the same second as
+// the last one handled is new unless it was admitted then; when more of
+// that second were admitted than are remembered, the whole second counts
+// as handled (nothing sent twice after a handover).
+func TestHandledThroughKnowsItsOwnSecond(t *testing.T) {
+	ev := func(id string, at time.Time) Event { return Event{ID: id, Type: v1.EventReleaseLatest, Time: at} }
+	one := func(e Event) *batch { b := newBatch(e.Type); b.add(e); return b }
+	rs := &ruleState{handledThrough: t0.Add(-time.Minute)}
+	a := ev("a", t0)
+	rs.markHandledLocked(one(a), a.Time)
+	if !rs.handledThrough.Equal(t0) {
+		t.Fatalf("handledThrough = %v, want %v", rs.handledThrough, t0)
+	}
+	for _, c := range []struct {
+		e    Event
+		want bool
+	}{
+		{ev("older", t0.Add(-time.Second)), true},
+		{a, true},
+		{ev("b", t0), false}, // same second, not admitted: the bug this guards
+		{ev("later", t0.Add(time.Second)), false},
+	} {
+		if got := rs.handled(c.e); got != c.want {
+			t.Errorf("handled(%s at %v) = %v, want %v", c.e.ID, c.e.Time, got, c.want)
+		}
+	}
+
+	// A later second starts a new set.
+	b := ev("b", t0.Add(time.Second))
+	rs.markHandledLocked(one(b), b.Time)
+	if len(rs.handledAt) != 1 || rs.handledAt[0] != "b" {
+		t.Fatalf("handledAt = %v, want [b]", rs.handledAt)
+	}
+
+	// More than fit: the second as a whole counts as handled.
+	for i := range maxHandledAt {
+		e := ev(fmt.Sprint("storm-", i), b.Time)
+		rs.markHandledLocked(one(e), e.Time)
+	}
+	if rs.handledAt != nil || !rs.handled(ev("unseen", b.Time)) || rs.handled(ev("next", b.Time.Add(time.Second))) {
+		t.Fatalf("after an overflow: handledAt = %v; the whole second must count as handled, the next not", rs.handledAt)
+	}
+
+	// A digest whose members were not all kept may hide one of the second.
+	rs = &ruleState{handledThrough: t0.Add(-time.Minute)}
+	d := newBatch(v1.EventClusterStale)
+	for i := range v1.MaxDigestEvents + 1 {
+		d.add(ev(fmt.Sprint("m-", i), t0))
+	}
+	rs.markHandledLocked(d, d.newest)
+	if rs.handledAt != nil {
+		t.Fatalf("handledAt = %v after a digest with members not kept, want nil", rs.handledAt)
+	}
+}
+
+// The manager is not a probe into its own network: loopback, link-local,
+// metadata, unspecified and multicast addresses are refused on the address
+// actually dialled (a name that resolves there too), unless allowed.
+func TestDeliveriesAreRefusedToTheManagersOwnNetwork(t *testing.T) {
+	var d Destinations
+	for _, a := range []string{"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "169.254.169.254", "fe80::1",
+		"fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "ff02::1"} {
+		if err := d.check(netip.MustParseAddr(a)); err == nil {
+			t.Errorf("%s: allowed, want refused", a)
+		}
+	}
+	for _, a := range []string{"10.0.0.7", "172.16.3.4", "192.168.1.1", "fd12::1", "203.0.113.9", "2001:db8::1"} {
+		if err := d.check(netip.MustParseAddr(a)); err != nil {
+			t.Errorf("%s: %v, want allowed (receivers live in private ranges)", a, err)
+		}
+	}
+	allowed, err := ParseDestinations([]string{"127.0.0.1/32"})
+	if err != nil || allowed.check(netip.MustParseAddr("127.0.0.1")) != nil || allowed.check(netip.MustParseAddr("127.0.0.2")) == nil {
+		t.Errorf("--notification-allowed-cidrs=127.0.0.1/32 must allow 127.0.0.1 only (err %v)", err)
+	}
+	if _, err := ParseDestinations([]string{"localhost"}); err == nil || !strings.Contains(err.Error(), `"localhost" is not a CIDR`) {
+		t.Errorf("a bad CIDR: %v", err)
+	}
+
+	// Over real HTTP: nothing reaches a loopback receiver, by address or by
+	// a name that resolves to it, and no part of an answer is kept.
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("secret internal page"))
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	for _, u := range []string{srv.URL, "http://localhost:" + port + "/metrics"} {
+		rc, err := resolve(&corev1.Secret{Data: map[string][]byte{v1.SecretKeyURL: []byte(u)}}, 5*time.Second, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := rc.post(context.Background(), "id", ContentType, []byte(`{}`), time.Now())
+		if o.err == nil || !strings.Contains(o.err.Error(), "refused to connect to 127.0.0.1") && !strings.Contains(o.err.Error(), "refused to connect to ::1") {
+			t.Errorf("POST %s: %d %v, want refused", u, o.code, o.err)
+		}
+		if err := rc.probe(context.Background(), time.Second); err == nil || !strings.Contains(err.Error(), "refused to connect") {
+			t.Errorf("probe %s: %v, want refused", u, err)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("the loopback receiver got %d requests", n)
+	}
+	rc, err := resolve(&corev1.Secret{Data: map[string][]byte{v1.SecretKeyURL: []byte(srv.URL)}}, 5*time.Second, allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := rc.post(context.Background(), "id", ContentType, []byte(`{}`), time.Now())
+	if got.Load() != 1 || o.code != http.StatusInternalServerError || o.err.Error() != "receiver answered 500 Internal Server Error" {
+		t.Errorf("an allowed receiver's 500: %d %v (requests %d); want the status alone, none of the body", o.code, o.err, got.Load())
 	}
 }

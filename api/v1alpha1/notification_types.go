@@ -346,6 +346,15 @@ type NotificationRuleStatus struct {
 	// After a restart, later ones are looked at again.
 	// +optional
 	HandledThrough *metav1.Time `json:"handledThrough,omitempty"`
+	// handledAt are the ids of the transitions stamped with handledThrough's
+	// own second that are delivered or queued: times have a second's
+	// precision, and another transition of that second is looked at again
+	// after a restart. Absent when there were more than fit: then every
+	// transition of that second counts as handled.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=128
+	HandledAt []string `json:"handledAt,omitempty"`
 	// recentIDs are the ids of the last deliveries accepted, so that a
 	// restart does not send them again.
 	// +optional

@@ -587,6 +587,11 @@ func (in *NotificationRuleStatus) DeepCopyInto(out *NotificationRuleStatus) {
 		in, out := &in.HandledThrough, &out.HandledThrough
 		*out = (*in).DeepCopy()
 	}
+	if in.HandledAt != nil {
+		in, out := &in.HandledAt, &out.HandledAt
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.RecentIDs != nil {
 		in, out := &in.RecentIDs, &out.RecentIDs
 		*out = make([]string, len(*in))

@@ -109,8 +109,23 @@ app.kubernetes.io/component: bridge
 {{- $ns = append $ns (include "trainyard.bridgeNamespace" .) }}
 {{- $ns = concat $ns .Values.bridge.tenants }}
 {{- end }}
+{{- $ns | uniq | join " " }}
+{{- end }}
+
+{{/*
+The namespaces where the manager only reads NotificationTargets' Secrets
+(get, nothing else), space-separated: notifications.namespaces not already
+among the secretNamespaces.
+*/}}
+{{- define "trainyard.notificationNamespaces" -}}
+{{- $own := include "trainyard.secretNamespaces" . | splitList " " }}
+{{- $ns := list }}
 {{- if .Values.notifications.enabled }}
-{{- $ns = concat $ns .Values.notifications.namespaces }}
+{{- range .Values.notifications.namespaces }}
+{{- if not (has . $own) }}
+{{- $ns = append $ns . }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $ns | uniq | join " " }}
 {{- end }}
