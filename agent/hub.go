@@ -74,7 +74,7 @@ func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 	if resp.StatusCode == http.StatusUnauthorized && cred != "" {
 		if tok, _ := h.registrationToken(); tok == "" {
 			return errAuth{msg: fmt.Sprintf("the hub %s refused the cluster's credential (%s), and no registration token is mounted to register it again",
-				h.URL, strings.TrimSpace(string(msg)))}
+				h.URL, answerText(resp, msg))}
 		}
 		// Register again: the credential is forgotten first, so that a
 		// restart meanwhile does not present it again.
@@ -98,14 +98,14 @@ func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return errAuth{msg: fmt.Sprintf("the hub %s refused the check-in (%d: %s): check the registration token "+
 			"(the agent's token Secret) and that this cluster ID (%s) is not registered already (with a credential this agent lacks)",
-			h.URL, resp.StatusCode, strings.TrimSpace(string(msg)), c.ID)}
+			h.URL, resp.StatusCode, answerText(resp, msg), c.ID)}
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-		return errRetry{err: fmt.Errorf("the hub answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))),
+		return errRetry{err: fmt.Errorf("the hub answered %d: %s", resp.StatusCode, answerText(resp, msg)),
 			retryAfter: time.Duration(ra) * time.Second}
 	default:
 		// The hub refused what we sent: retrying the same soon will not help.
-		return errAuth{msg: fmt.Sprintf("the hub refused the check-in (%d): %s", resp.StatusCode, strings.TrimSpace(string(msg)))}
+		return errAuth{msg: fmt.Sprintf("the hub refused the check-in (%d): %s", resp.StatusCode, answerText(resp, msg))}
 	}
 }
 
@@ -208,6 +208,24 @@ func (h *HTTPHub) post(ctx context.Context, path string, body []byte, credential
 	defer resp.Body.Close()
 	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	return resp, msg, err
+}
+
+// answerText is what the hub said, for a log line: its JSON error's
+// message and the request's ID (X-Request-ID, which the hub's logs
+// carry too), or the answer's text.
+func answerText(resp *http.Response, msg []byte) string {
+	text := strings.TrimSpace(string(msg))
+	var e wire.Error
+	if json.Unmarshal(msg, &e) == nil && e.Message != "" {
+		text = e.Message
+	}
+	if len(text) > 512 {
+		text = text[:512] + "…"
+	}
+	if id := resp.Header.Get("X-Request-ID"); id != "" {
+		text += " (request " + id + ")"
+	}
+	return text
 }
 
 // maxAnswer bounds what the agent reads of an answer (the multi-get of a

@@ -71,7 +71,10 @@ var _ = Describe("the agent's credential", func() {
 		}
 		// T1 registers nothing any more.
 		late := newAgent(agent.Options{HubURL: srv.URL, Token: "rotation-token-1", ClusterID: "rotated-4"}, []string{ns})
-		Expect(late.CheckIn(ctx)).To(MatchError(ContainSubstring("refused the check-in (401")))
+		err := late.CheckIn(ctx)
+		Expect(err).To(MatchError(ContainSubstring("refused the check-in (401")))
+		// The refusal names the bridge's request, as the bridge's logs do.
+		Expect(err).To(MatchError(MatchRegexp(`\(request [0-9a-f]{32}\)`)))
 
 		// A restarted agent reads its credential from its Secret: no
 		// registration token needed.

@@ -85,6 +85,13 @@ type Options struct {
 	// a newer one replaces the oldest) and MaxDoctorTotal all of them
 	// (default 1000; beyond, a new one is refused with 429).
 	MaxDoctorReports, MaxDoctorTotal int
+	// DoctorRate and DoctorBurst are the doctor uploads one sender (a
+	// cluster, else a token or an address) may make per second and in a
+	// burst (default one a minute, and 3): compressing a dump is the most
+	// CPU a client can ask of the bridge, and an operator runs doctor by
+	// hand.
+	DoctorRate  float64
+	DoctorBurst int
 
 	// Tenants are the namespaces besides Namespace that the bridge serves
 	// under /tenants/{namespace}/..., each with its own registration Secret,
@@ -147,6 +154,7 @@ type Server struct {
 	encoded       encodedReleases
 	limiter       *limiter
 	failures      *limiter
+	doctorRate    *limiter // doctor uploads per sender
 	changes       changes
 	// names are the reports' names in order (nil until Watch).
 	names *reportNames
@@ -185,6 +193,8 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	orDefault(&o.FailedAuthBurst, 20)
 	orDefault(&o.MaxDoctorReports, 5)
 	orDefault(&o.MaxDoctorTotal, 1000)
+	orDefault(&o.DoctorRate, 1.0/60)
+	orDefault(&o.DoctorBurst, 3)
 	switch {
 	case o.MaxTokenLifetime == MaxTokenLifetimeNever:
 		o.MaxTokenLifetime = 0
@@ -201,6 +211,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}),
 		limiter:       newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
 		failures:      newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
+		doctorRate:    newLimiter(o.DoctorRate, o.DoctorBurst, o.Clock.Now),
 		inFlight:      &inFlight{max: o.MaxInFlight, perClient: o.MaxInFlightPerClient, per: map[string]int{}},
 		levels:        newLevels(o.MaxInFlight, o.MaxBodyBytes),
 		compressing:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),

@@ -163,6 +163,33 @@ var _ = Describe("the bridge over HTTP", func() {
 		Expect(r.errorOf().Message).To(ContainSubstring("spec.properties[node count]"))
 	})
 
+	It("refuses control characters in what a cluster reports, and stores nothing of it", func() {
+		Expect(post(m.url+"/v3/clusters", `{"id":"c1","components":[],"properties":{"provider":"aws"}}`).code).To(Equal(http.StatusOK))
+		before := report(ns, "c1")
+		// Cursor up, erase line, window title, OSC 52 clipboard write.
+		attack := `aws\u001b[1A\u001b[2K\u001b]0;owned\u0007\u001b]52;c;Y3VybA==\u0007`
+		r := post(m.url+"/v3/clusters", `{"id":"c1","components":[],"properties":{"provider":"`+attack+`"}}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity), string(r.body))
+		Expect(r.errorOf().Message).To(ContainSubstring("spec.properties[provider]: Invalid value"))
+		Expect(r.errorOf().Message).To(ContainSubstring("must not contain control characters (found U+001B at byte 3)"))
+		Expect(string(r.body)).NotTo(ContainSubstring("\x1b"), "the answer does not repeat the raw bytes")
+		r = post(m.url+"/v3/clusters", `{"id":"c2","components":[{"component":{"name":"router","type":"Deploy\u009bment"},"version":{"version":"1.0.0"}}]}`)
+		Expect(r.code).To(Equal(http.StatusUnprocessableEntity), string(r.body))
+		Expect(r.errorOf().Message).To(ContainSubstring("spec.components[0].type"))
+
+		after := report(ns, "c1")
+		Expect(after.ResourceVersion).To(Equal(before.ResourceVersion))
+		Expect(after.Spec.Properties).To(Equal(map[string]string{"provider": "aws"}))
+		Expect(report(ns, "c2")).To(BeNil())
+
+		// kubectl and GitOps writes meet the same wall at the webhook.
+		rep := after.DeepCopy()
+		rep.Spec.Properties["provider"] = "aws\x1b]0;owned\a"
+		err := k8sClient.Update(context.Background(), rep)
+		Expect(err).To(MatchError(ContainSubstring("spec.properties[provider]: Invalid value")))
+		Expect(report(ns, "c1").ResourceVersion).To(Equal(before.ResourceVersion))
+	})
+
 	It("takes many concurrent check-ins of one cluster without an error", func() {
 		var wg sync.WaitGroup
 		codes := make([]int, 20)

@@ -138,6 +138,13 @@ func readDoctor(r io.Reader, lim limits) (doctorDump, error) {
 
 func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	st := stateOf(r.Context())
+	if ok, wait := s.doctorRate.allow(st.fairKey()); !ok {
+		shedTotal.WithLabelValues("doctor_rate").Inc()
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many doctor reports from this client (%d in a burst, then %g a minute); retry after %ss",
+			s.opts.DoctorBurst, s.opts.DoctorRate*60, retryAfter(wait)))
+		return
+	}
 	// Compressing is the one CPU-heavy thing a client can make the bridge
 	// do: at most half the cores compress at once, so uploads cannot take
 	// the CPU that the fleet's check-ins need. The wait comes before the

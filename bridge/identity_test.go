@@ -103,6 +103,27 @@ var _ = Describe("cluster identity", func() {
 		Expect(do(http.MethodPost, m.url+"/v3/doctor/d1", "application/json", dump, bearerAuth("token-a")).code).To(Equal(http.StatusForbidden))
 	})
 
+	It("charges a cluster's invalid check-ins before decoding them: a flood of them is refused at the door (issue 27 #11)", func() {
+		cred := register(m.url, "token-a", clusterID)
+		other := register(m.url, "token-a", "c-2")
+		rv := report(ns, clusterID).ResourceVersion
+		codes := map[int]int{}
+		start := time.Now()
+		for range 120 {
+			r := do(http.MethodPost, m.url+"/v3/clusters", "application/json",
+				`{"id":"`+clusterID+`","components":[{"component":{}}]}`, bearerAuth(cred))
+			codes[r.code]++
+		}
+		elapsed := time.Since(start)
+		// The failure budget: a burst of 20, then 1 a second.
+		Expect(codes[http.StatusUnprocessableEntity]).To(BeNumerically("<=", 20+int(elapsed.Seconds())+1), "%v in %s", codes, elapsed)
+		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 120-21-int(elapsed.Seconds())-1), "%v in %s", codes, elapsed)
+		Expect(codes).To(HaveLen(2), "422 or 429, nothing else: %v", codes)
+		Expect(report(ns, clusterID).ResourceVersion).To(Equal(rv), "nothing stored")
+		// Another cluster of the same fleet checks in as ever.
+		Expect(checkInAs(m.url, other, "c-2", "1.1.0").code).To(Equal(http.StatusOK))
+	})
+
 	It("answers a cluster's multi-get with its recommended target, others with the latest", func() {
 		cred := register(m.url, "token-a", clusterID) // runs comp-0 1.0.0
 		for _, v := range []string{"1.0.0", "1.1.0", "2.0.0"} {

@@ -134,6 +134,7 @@ func checkParams(segs []string, p params) string {
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = withRequestID(w, r)
 	path := segments(r.URL)
 	if len(path) >= 2 && path[0] == "tenants" && rt.tenant != nil {
 		// /tenants/{tenant}/<route>: the route, in the tenant's namespace.
@@ -185,7 +186,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers {"code": status, "message": msg}.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	body, _ := json.Marshal(Error{Code: status, Message: msg})
+	body, _ := json.Marshal(Error{Code: status, Message: msg, RequestID: w.Header().Get(HeaderRequestID)})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

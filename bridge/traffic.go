@@ -81,6 +81,20 @@ func (s *Server) clientAddr(r *http.Request) string {
 	return host
 }
 
+// sourceKey is the key of an address's budgets: the address itself, but
+// an IPv6 client's /64. One host is routinely given a whole /64 (SLAAC,
+// privacy addresses, a cloud VM's prefix) and can send from any of its
+// 2^64 addresses: keyed per /128, each would get fresh budgets and fill the
+// bounded maps with entries of one client.
+func sourceKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Unmap().Is6() {
+		return addr
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
+}
+
 func (s *Server) trusted(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range s.opts.TrustedProxies {
@@ -283,13 +297,17 @@ func (s *statusRecorder) WriteHeader(code int) {
 // largest body any route takes) and for at most refusedBodyWait, after its
 // answer has gone out: a client sending a byte a second has its refusal at
 // once and holds its slot 2 s at most, while a fast one is not reset in the
-// middle of its upload (which would lose it the answer).
+// middle of its upload (which would lose it the answer). An anonymous
+// client gets maxDrainedAnonymous: reading a flood of refused 1 MiB bodies
+// whole cost the bridge the CPU its clusters' check-ins wait for, and no
+// check-in is that large.
 const (
-	refusedBodyWait = 2 * time.Second
-	maxDrained      = 8<<20 + 1
+	refusedBodyWait     = 2 * time.Second
+	maxDrained          = 8<<20 + 1
+	maxDrainedAnonymous = 64 << 10
 )
 
-func (s *statusRecorder) drainRefused(r *http.Request) {
+func (s *statusRecorder) drainRefused(r *http.Request, limit int64) {
 	if !s.hasBody || s.code < http.StatusBadRequest {
 		return
 	}
@@ -297,7 +315,7 @@ func (s *statusRecorder) drainRefused(r *http.Request) {
 	if rc.Flush() != nil || rc.SetReadDeadline(time.Now().Add(refusedBodyWait)) != nil {
 		return
 	}
-	_, _ = io.CopyN(io.Discard, r.Body, maxDrained)
+	_, _ = io.CopyN(io.Discard, r.Body, limit)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
@@ -321,10 +339,15 @@ func (s *Server) guard(pattern string, a access, lim limits, h func(http.Respons
 	return func(w http.ResponseWriter, r *http.Request, p params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, hasBody: r.ContentLength != 0}
-		st := &requestState{s: s, source: s.clientAddr(r), ns: tenantOf(r.Context(), s.opts.Namespace), limits: lim}
+		addr := s.clientAddr(r)
+		st := &requestState{s: s, addr: addr, source: sourceKey(addr), ns: tenantOf(r.Context(), s.opts.Namespace), limits: lim}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
-			rec.drainRefused(r)
+			drain := int64(maxDrained)
+			if st.priority(a) == priorityAnonymous {
+				drain = maxDrainedAnonymous
+			}
+			rec.drainRefused(r, drain)
 			st.free()
 			code := rec.code
 			if code == 0 {
@@ -344,7 +367,7 @@ func (s *Server) guard(pattern string, a access, lim limits, h func(http.Respons
 			if r.Method != http.MethodGet && r.Method != http.MethodHead && a != accessRead && (!st.heartbeat || s.opts.AuditHeartbeats) {
 				// The audit line: who, what, result. Never a secret.
 				s.audit.Info("bridge write", "client", st.client(), "method", r.Method, "route", pattern,
-					"path", r.URL.Path, "code", code, "seconds", time.Since(start).Seconds())
+					"path", r.URL.Path, "code", code, "seconds", time.Since(start).Seconds(), "requestId", requestIDOf(r.Context()))
 			}
 		}()
 		if reason := s.inFlight.acquire(st.source); reason != "" {
@@ -412,7 +435,10 @@ type requestState struct {
 	held, authenticating atomic.Bool
 	ticketMu             sync.Mutex
 	ticket               *ticket
-	source               string
+	// addr is the client's address, for the audit log; source is what its
+	// per-address budgets are keyed by (an IPv6 client's /64, see
+	// sourceKey).
+	addr, source string
 	// limits are the route's (what its body may carry).
 	limits limits
 	// ns is the tenant's namespace (the bridge's, without /tenants/...).
@@ -432,16 +458,16 @@ type requestState struct {
 func (st *requestState) client() string {
 	switch {
 	case st.cluster != "":
-		return "cluster:" + st.ns + "/" + st.cluster + "@" + st.source
+		return "cluster:" + st.ns + "/" + st.cluster + "@" + st.addr
 	case st.tokenHash != "":
-		return "token:" + st.tokenHash[:12] + "@" + st.source
-	case st.identity != "":
+		return "token:" + st.tokenHash[:12] + "@" + st.addr
+	case st.identity != "" && !strings.HasPrefix(st.identity, "addr:"):
 		if len(st.identity) > 64 {
 			return st.identity[:64]
 		}
 		return st.identity
 	}
-	return "addr:" + st.source
+	return "addr:" + st.addr
 }
 
 // free gives back the request's slots and its level's seat, once each.

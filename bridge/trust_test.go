@@ -363,6 +363,26 @@ var _ = Describe("one client against the others", func() {
 		}
 	})
 
+	It("keys an IPv6 client's budgets by its /64, not by each of its 2^64 addresses (issue 27 #13)", func() {
+		forwarded := func(addr string) func(*http.Request) {
+			return func(r *http.Request) { r.Header.Set("X-Forwarded-For", addr) }
+		}
+		m := startManager(namespace(), time.Minute, func(o *bridge.Options) {
+			o.RateLimit, o.RateBurst = 1, 3
+			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		})
+		DeferCleanup(func() { m.stop() })
+		// One host, a new address of its /64 for each request.
+		codes := map[int]int{}
+		for i := range 6 {
+			codes[do(http.MethodGet, m.url+"/v3/clusters/count", "", "", forwarded(fmt.Sprintf("2001:db8:1:2::%x", i+1))).code]++
+		}
+		Expect(codes[http.StatusOK]).To(Equal(3), "the /64 shares one budget of 3: %v", codes)
+		Expect(codes[http.StatusTooManyRequests]).To(Equal(3), "%v", codes)
+		// Another /64 has its own.
+		Expect(do(http.MethodGet, m.url+"/v3/clusters/count", "", "", forwarded("2001:db8:1:3::1")).code).To(Equal(http.StatusOK))
+	})
+
 	It("#8 keeps serving others while one address sends 520 bodies a byte a second", func() {
 		m := startManager(namespace(), time.Minute)
 		DeferCleanup(func() { m.stop() })

@@ -65,6 +65,10 @@ type globals struct {
 // Run runs `kubectl trainyard` with args (without the program name) and
 // returns the process's exit code.
 func Run(args []string, o Options) int {
+	out, errOut := newPrintable(o.Streams.Out), newPrintable(o.Streams.ErrOut)
+	defer out.flush()
+	defer errOut.flush()
+	o.Streams.Out, o.Streams.ErrOut = out, errOut
 	cmd := NewCommand(o)
 	cmd.SetArgs(args)
 	err := cmd.Execute()

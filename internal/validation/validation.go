@@ -7,7 +7,10 @@ package validation
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/validation"
 	apivalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -38,16 +41,22 @@ func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 	errs = append(errs, Label(p.Child("component"), s.Component)...)
 	errs = append(errs, Label(p.Child("train"), s.Train)...)
 	errs = append(errs, Version(p.Child("version"), s.Version)...)
-	errs = append(errs, maxLen(p.Child("description"), s.Description, v1.MaxDescriptionLength)...)
-	errs = append(errs, maxLen(p.Child("fixes"), s.Fixes, v1.MaxDescriptionLength)...)
-	errs = append(errs, maxLen(p.Child("image"), s.Image, v1.MaxImageLength)...)
-	errs = append(errs, validateStringMap(p.Child("data"), s.Data, v1.MaxDataEntries, v1.MaxDataValueLength)...)
+	errs = append(errs, text(p.Child("description"), s.Description, v1.MaxDescriptionLength, multiLine)...)
+	errs = append(errs, text(p.Child("fixes"), s.Fixes, v1.MaxDescriptionLength, multiLine)...)
+	errs = append(errs, text(p.Child("image"), s.Image, v1.MaxImageLength, singleLine)...)
+	errs = append(errs, validateStringMap(p.Child("data"), s.Data, v1.MaxDataEntries, v1.MaxDataValueLength, multiLine)...)
 	if s.Retracted != nil {
 		rp := p.Child("retracted", "reason")
 		if strings.TrimSpace(s.Retracted.Reason) == "" {
 			errs = append(errs, field.Required(rp, "say why the release is retracted"))
 		}
-		errs = append(errs, maxLen(rp, s.Retracted.Reason, v1.MaxReasonLength)...)
+		errs = append(errs, text(rp, s.Retracted.Reason, v1.MaxReasonLength, singleLine)...)
+	}
+	for i, risk := range s.Risks {
+		rp := p.Child("risks").Index(i)
+		errs = append(errs, text(rp.Child("name"), risk.Name, 63, singleLine)...)
+		errs = append(errs, text(rp.Child("message"), risk.Message, 1024, singleLine)...)
+		errs = append(errs, text(rp.Child("url"), risk.URL, 512, singleLine)...)
 	}
 	if u := s.UpgradeFrom; u != "" {
 		if _, err := ordering.ParseRange(u); err != nil {
@@ -144,8 +153,8 @@ func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 			errs = append(errs, Label(ip.Child("train"), c.Train)...)
 		}
 		errs = append(errs, Version(ip.Child("version"), c.Version)...)
-		errs = append(errs, maxLen(ip.Child("type"), c.Type, v1.MaxNameLength)...)
-		errs = append(errs, maxLen(ip.Child("image"), c.Image, v1.MaxImageLength)...)
+		errs = append(errs, text(ip.Child("type"), c.Type, v1.MaxNameLength, singleLine)...)
+		errs = append(errs, text(ip.Child("image"), c.Image, v1.MaxImageLength, singleLine)...)
 		if j, dup := seen[c.Name]; dup {
 			errs = append(errs, field.Duplicate(ip.Child("name"),
 				fmt.Sprintf("%s (also at index %d): report each component once", c.Name, j)))
@@ -153,7 +162,7 @@ func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 			seen[c.Name] = i
 		}
 	}
-	errs = append(errs, validateStringMap(p.Child("properties"), s.Properties, v1.MaxClusterProperties, v1.MaxPropertyValueLength)...)
+	errs = append(errs, validateStringMap(p.Child("properties"), s.Properties, v1.MaxClusterProperties, v1.MaxPropertyValueLength, singleLine)...)
 	if old != nil {
 		errs = append(errs, immutable(idPath, s.ClusterID, old.Spec.ClusterID)...)
 	}
@@ -190,7 +199,7 @@ func Version(p *field.Path, v string) field.ErrorList {
 	return nil
 }
 
-func validateStringMap(p *field.Path, m map[string]string, maxEntries, maxValue int) field.ErrorList {
+func validateStringMap(p *field.Path, m map[string]string, maxEntries, maxValue int, ml lines) field.ErrorList {
 	var errs field.ErrorList
 	if len(m) > maxEntries {
 		errs = append(errs, field.TooMany(p, len(m), maxEntries))
@@ -203,14 +212,44 @@ func validateStringMap(p *field.Path, m map[string]string, maxEntries, maxValue 
 		case !dataKey.MatchString(k):
 			errs = append(errs, field.Invalid(kp, k, "keys may contain only letters, digits, '-', '_' and '.'"))
 		}
-		errs = append(errs, maxLen(kp, v, maxValue)...)
+		errs = append(errs, text(kp, v, maxValue, ml)...)
 	}
 	return errs
 }
 
-func maxLen(p *field.Path, v string, limit int) field.ErrorList {
+// lines says whether a text field may hold line breaks and tabs.
+type lines bool
+
+const (
+	singleLine lines = false
+	multiLine  lines = true
+)
+
+// text checks a free-text field: at most limit bytes of UTF-8 with no
+// control characters (C0, DEL, C1; newline and tab only in multi-line
+// fields) and no bidirectional overrides. What a cluster or a publisher
+// writes here is printed in administrators' terminals (kubectl trainyard,
+// kubectl get): an ESC sequence would move their cursor, retitle their
+// window or write their clipboard (OSC 52).
+func text(p *field.Path, v string, limit int, ml lines) field.ErrorList {
 	if len(v) > limit {
 		return field.ErrorList{field.TooLong(p, "", limit)}
+	}
+	if !utf8.ValidString(v) {
+		return field.ErrorList{field.Invalid(p, strconv.QuoteToASCII(v), "must be UTF-8 text")}
+	}
+	for i, r := range v {
+		if (r == '\n' || r == '\t') && ml {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			what := "control characters"
+			if ml {
+				what = "control characters other than newline and tab"
+			}
+			return field.ErrorList{field.Invalid(p, strconv.QuoteToASCII(v),
+				fmt.Sprintf("must not contain %s (found %U at byte %d)", what, r, i))}
+		}
 	}
 	return nil
 }

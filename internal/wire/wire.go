@@ -52,6 +52,9 @@ type Cluster struct {
 type Error struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	// RequestID is the answer's X-Request-ID, to find the request in the
+	// bridge's logs (not in Deis' answers; its clients ignore it).
+	RequestID string `json:"requestId,omitempty"`
 }
 
 // DoctorReport is a diagnostic dump: the cluster as the agent sees it, its
