@@ -16,8 +16,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -48,21 +46,21 @@ import (
 
 // Config sizes the run; Scaled is what `make test` runs on a 2-core machine.
 type Config struct {
-	Binary    string
-	Clusters  int           // the fleet that checks in with its credentials
-	MultiGets int           // anonymous 1 MiB multi-gets, MultiGetConc at a time
-	Conc      int           // concurrency of each attack
-	Uploads   int           // 8 MiB doctor uploads at once, with one cluster's credential
-	Slow      int           // connections sending a body a byte a second
-	Invalid   int           // invalid check-ins and made-up tokens, each
-	Duration  time.Duration // how long the fleet checks in under attack
+	Binary   string
+	Clusters int // the fleet that checks in with its credentials
+	// Each attack goes on, from the senders below, until the fleet's
+	// measurement under attack ends.
+	Conc     int           // anonymous 1 MiB multi-gets at once; invalid check-ins and made-up tokens, a quarter each
+	Uploads  int           // 8 MiB doctor uploads at once, with one cluster's credential
+	Slow     int           // connections sending a check-in's body a byte a second, with the fleet's credentials
+	Duration time.Duration // how long the fleet checks in under attack
 	// BridgeLimit is the bridge container's memory limit (its soft limit
 	// is 90 % of it, as the chart sets it).
 	BridgeLimit int64
 }
 
 // Full is `make bench-abuse`: the issue's figures.
-var Full = Config{Binary: "bin/trainyard", Clusters: 200, MultiGets: 96, Conc: 32, Uploads: 16, Slow: 64, Invalid: 400,
+var Full = Config{Binary: "bin/trainyard", Clusters: 200, Conc: 32, Uploads: 16, Slow: 64,
 	Duration: 20 * time.Second, BridgeLimit: 256 << 20}
 
 // Result is what a run measured.
@@ -70,7 +68,8 @@ type Result struct {
 	UnloadedP50, UnloadedP99 time.Duration // credentialed check-ins, nothing else running
 	LoadedP50, LoadedP99     time.Duration // the same, under attack
 	CheckIns, CheckInsOK     int
-	CreateMax, CreateP99     time.Duration // kubectl create through the webhook, under attack
+	CheckInsFailed           map[string]int // what the others were answered ("0": no answer), by code
+	CreateMax, CreateP99     time.Duration  // kubectl create through the webhook, under attack
 	Creates                  int
 	Publishes, PublishesOK   int // a pipeline publishing through the bridge, under attack
 	PublishP99               time.Duration
@@ -82,6 +81,10 @@ type Result struct {
 }
 
 func main() {
+	if attackerMode() {
+		runAttacker()
+		return
+	}
 	c := Full
 	flag.StringVar(&c.Binary, "binary", c.Binary, "The trainyard binary.")
 	flag.IntVar(&c.Clusters, "clusters", c.Clusters, "Clusters checking in with their credentials.")
@@ -101,6 +104,9 @@ func (r Result) String() string {
 	fmt.Fprintf(&b, "credentialed check-ins, unloaded:  p50 %s  p99 %s\n", r.UnloadedP50.Round(time.Microsecond*10), r.UnloadedP99.Round(time.Microsecond*10))
 	fmt.Fprintf(&b, "credentialed check-ins, attacked:  p50 %s  p99 %s  (p99 ratio %.2f)  %d of %d answered 2xx\n",
 		r.LoadedP50.Round(time.Microsecond*10), r.LoadedP99.Round(time.Microsecond*10), float64(r.LoadedP99)/float64(r.UnloadedP99), r.CheckInsOK, r.CheckIns)
+	if len(r.CheckInsFailed) > 0 {
+		fmt.Fprintf(&b, "credentialed check-ins not answered 2xx: %v\n", r.CheckInsFailed)
+	}
 	fmt.Fprintf(&b, "kubectl create through the webhook: %d, p99 %s, max %s\n", r.Creates, r.CreateP99.Round(time.Millisecond), r.CreateMax.Round(time.Millisecond))
 	fmt.Fprintf(&b, "publishes through the bridge:       %d of %d answered 2xx, p99 %s\n", r.PublishesOK, r.Publishes, r.PublishP99.Round(time.Millisecond))
 	fmt.Fprintf(&b, "bridge RSS:  %s before, peak %s (+%s)\n", mib(r.BridgeRSS), mib(r.BridgePeak), mib(r.BridgePeak-r.BridgeRSS))
@@ -116,6 +122,10 @@ func (r Result) String() string {
 	}
 	return b.String()
 }
+
+// stolen is how many of the fleet's credentials the attacker holds (see
+// plan.Creds): those clusters are not in the measured fleet.
+const stolen = 2
 
 const (
 	ns    = "abuse"
@@ -195,21 +205,31 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	// A round: every cluster checks in once, and rounds are a second apart
 	// (an agent checks in every 15 minutes; a second keeps each cluster far
 	// below its own rate limit while the fleet's rate is what is measured).
+	var mu sync.Mutex
 	round := func() ([]time.Duration, int) {
 		defer func(start time.Time) { time.Sleep(time.Until(start.Add(time.Second))) }(time.Now())
-		lat := make([]time.Duration, c.Clusters)
+		lat := make([]time.Duration, c.Clusters-stolen)
 		var ok atomic.Int64
-		benchenv.Parallel(c.Clusters, 8, func(i int) {
+		benchenv.Parallel(c.Clusters-stolen, 8, func(i int) {
+			i += stolen
 			start := time.Now()
 			code, _, err := checkIn(fleet, url, creds[i], i)
-			lat[i] = time.Since(start)
+			lat[i-stolen] = time.Since(start)
 			if err == nil && code == http.StatusOK {
 				ok.Add(1)
+				return
 			}
+			mu.Lock()
+			if res.CheckInsFailed == nil {
+				res.CheckInsFailed = map[string]int{}
+			}
+			res.CheckInsFailed[fmt.Sprintf("%d %v", code, err)]++
+			mu.Unlock()
 		})
 		return lat, int(ok.Load())
 	}
 	var unloaded []time.Duration
+	round() // warm-up: connections, caches, the first writes of each report
 	for range 5 {
 		lat, _ := round()
 		unloaded = append(unloaded, lat...)
@@ -222,57 +242,15 @@ func Run(ctx context.Context, c Config) (Result, error) {
 		return res, err
 	}
 
-	// The attacks, all at once, each from addresses of its own.
+	// The attacks, all at once, from a process of their own (below).
+	attacker, err := startAttacker(plan{URL: url, Addr: addr, Creds: creds[:stolen], Config: c})
+	if err != nil {
+		return res, err
+	}
+	defer attacker.kill()
 	attackCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	res.Attacks = map[string]map[int]int{}
-	count := func(attack string, code int) {
-		mu.Lock()
-		defer mu.Unlock()
-		if res.Attacks[attack] == nil {
-			res.Attacks[attack] = map[int]int{}
-		}
-		res.Attacks[attack][code]++
-	}
-	attack := func(name string, n, conc int, from string, send func(hc *http.Client, i int) int) {
-		wg.Go(func() {
-			hc := clientFrom(from)
-			benchenv.Parallel(n, conc, func(i int) {
-				if attackCtx.Err() == nil {
-					count(name, send(hc, i))
-				}
-			})
-		})
-	}
-	empty := []byte(`{"data":[` + strings.TrimSuffix(strings.Repeat(`{},`, (1<<20)/3-5), ",") + `]}`)
-	for a := range 4 {
-		attack(fmt.Sprintf("multi-get 1 MiB (127.0.0.%d)", 2+a), c.MultiGets/4, c.Conc/4, fmt.Sprintf("127.0.0.%d", 2+a), func(hc *http.Client, _ int) int {
-			return post(hc, url+"/v3/versions/latest", "", empty)
-		})
-	}
-	noise := make([]byte, 6<<20)
-	_, _ = rand.Read(noise)
-	incompressible := []byte(`{"workflow":{"id":"cluster-00000"},"namespaces":[],"nodes":["` + base64.StdEncoding.EncodeToString(noise) + `"]}`)
-	compressible := []byte(`{"workflow":{"id":"cluster-00000"},"namespaces":[],"nodes":[` +
-		strings.TrimSuffix(strings.Repeat(`{"name":"node","labels":{"zone":"a","pool":"default"},"capacity":{"cpu":"8","memory":"32Gi"}},`, (8<<20-200)/96), ",") + `]}`)
-	attack("doctor 8 MiB (credential)", c.Uploads, c.Uploads, "127.0.0.6", func(hc *http.Client, i int) int {
-		body := compressible
-		if i%2 == 1 {
-			body = incompressible
-		}
-		return post(hc, fmt.Sprintf("%s/v3/doctor/abuse-%d", url, i), creds[0], body)
-	})
-	attack("invalid check-in (credential)", c.Invalid, c.Conc/4, "127.0.0.7", func(hc *http.Client, i int) int {
-		return post(hc, url+"/v3/clusters", creds[1+i%(c.Clusters-1)], []byte(`{"id":"cluster-x","components":[{"component":{}}]}`))
-	})
-	attack("made-up token", c.Invalid, c.Conc/4, "127.0.0.8", func(hc *http.Client, i int) int {
-		return post(hc, url+"/v3/clusters", fmt.Sprintf("tyc_made-up-%d", i), []byte(`{"id":"cluster-00001","components":[]}`))
-	})
-	wg.Go(func() {
-		slowBodies(attackCtx, addr, "127.0.0.9", c.Slow, func(code int) { count("body a byte a second", code) })
-	})
 
 	// Meanwhile the fleet checks in, a pipeline publishes through the
 	// bridge, and an operator creates releases through the webhook.
@@ -324,6 +302,9 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	}
 	stop()
 	wg.Wait()
+	if res.Attacks, err = attacker.stop(); err != nil {
+		return res, err
+	}
 	res.LoadedP50, res.LoadedP99 = pct(loaded, 50), pct(loaded, 99)
 	res.Creates, res.CreateP99, res.CreateMax = len(creates), pct(creates, 99), pct(creates, 100)
 	res.Publishes, res.PublishP99 = len(publishes), pct(publishes, 99)
@@ -419,41 +400,49 @@ func clientFrom(addr string) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
 }
 
-// slowBodies opens n connections from addr that send a check-in's body a
-// byte a second until answered, and counts the answers.
+// slowBodies keeps n connections from addr that send a multi-get's body (a
+// route anyone may call) a byte a second until answered, then open
+// another, and counts the answers.
 func slowBodies(ctx context.Context, addr, from string, n int, answered func(int)) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
 	benchenv.Parallel(n, n, func(int) {
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = fmt.Fprintf(conn, "POST /v3/clusters HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
-		code := make(chan int, 1)
-		go func() {
-			resp, err := http.ReadResponse(newReader(conn), nil)
-			if err != nil {
-				code <- 0
-				return
-			}
-			resp.Body.Close()
-			code <- resp.StatusCode
-		}()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case c := <-code:
-				answered(c)
-				return
-			case <-tick.C:
-				_, _ = conn.Write([]byte(" "))
-			case <-ctx.Done():
-				return
+		for ctx.Err() == nil {
+			if code := slowBody(ctx, d, addr); ctx.Err() == nil {
+				answered(code)
 			}
 		}
 	})
+}
+
+func slowBody(ctx context.Context, d *net.Dialer, addr string) int {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	_, _ = fmt.Fprintf(conn, "POST /v3/versions/latest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+	code := make(chan int, 1)
+	go func() {
+		resp, err := http.ReadResponse(newReader(conn), nil)
+		if err != nil {
+			code <- 0
+			return
+		}
+		resp.Body.Close()
+		code <- resp.StatusCode
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case c := <-code:
+			return c
+		case <-tick.C:
+			_, _ = conn.Write([]byte(" "))
+		case <-ctx.Done():
+			return 0
+		}
+	}
 }
 
 func waitReady(url string) error {
