@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -310,5 +312,25 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 		ninth := newAgent(agent.Options{Hub: b, ClusterID: "edge-9"}, []string{ns})
 		Expect(ninth.CheckIn(ctx)).To(MatchError(ContainSubstring("forbidden")))
 		Expect(hubReport("edge-9").Spec.Components).To(BeEmpty())
+
+		// Its own report, but not its bridge identity (issue 27 #5): a hash
+		// of a secret of its choosing would be a bridge credential.
+		own := hubReport("edge-7")
+		minted := own.DeepCopy()
+		if minted.Annotations == nil {
+			minted.Annotations = map[string]string{}
+		}
+		sum := sha256.Sum256([]byte("tyc.chosen-by-the-cluster"))
+		minted.Annotations[v1.AnnotationCredentialHash] = hex.EncodeToString(sum[:])
+		err = hubAsAgent.Patch(ctx, minted, client.MergeFrom(own))
+		Expect(err).To(MatchError(ContainSubstring("may not set or change the annotation " + v1.AnnotationCredentialHash)))
+		Expect(hubReport("edge-7").Annotations).NotTo(HaveKey(v1.AnnotationCredentialHash))
+		// Other annotations stay its own to write.
+		labelled := own.DeepCopy()
+		if labelled.Annotations == nil {
+			labelled.Annotations = map[string]string{}
+		}
+		labelled.Annotations["example.com/rack"] = "r12"
+		Expect(hubAsAgent.Patch(ctx, labelled, client.MergeFrom(own))).To(Succeed())
 	})
 })

@@ -155,6 +155,7 @@ type Server struct {
 	limiter       *limiter
 	failures      *limiter
 	doctorRate    *limiter // doctor uploads per sender
+	drains        *limiter // KiB of refused anonymous bodies read, per source
 	changes       changes
 	// names are the reports' names in order (nil until Watch).
 	names *reportNames
@@ -212,6 +213,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 		limiter:       newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
 		failures:      newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
 		doctorRate:    newLimiter(o.DoctorRate, o.DoctorBurst, o.Clock.Now),
+		drains:        newLimiter(drainRate, drainBurst, o.Clock.Now),
 		inFlight:      &inFlight{max: o.MaxInFlight, perClient: o.MaxInFlightPerClient, per: map[string]int{}},
 		levels:        newLevels(o.MaxInFlight, o.MaxBodyBytes),
 		compressing:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),

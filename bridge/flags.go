@@ -19,6 +19,7 @@ import (
 type Flags struct {
 	Options
 	tenants, trustedProxies, maxTokenLifetime string
+	doctorPerMinute                           float64
 }
 
 // Bind adds the bridge's flags to fs; defaultAddr is --bridge-bind-address's
@@ -68,6 +69,8 @@ func (f *Flags) Bind(fs *flag.FlagSet, defaultAddr string) {
 		"Comma-separated CIDRs of proxies (an Ingress controller) whose X-Forwarded-For names the client for rate limits; empty: the peer address counts.")
 	fs.IntVar(&b.MaxDoctorReports, "bridge-doctor-max-reports", 5, "Doctor reports kept per cluster; a newer one replaces the oldest.")
 	fs.IntVar(&b.MaxDoctorTotal, "bridge-doctor-max-total", 1000, "Doctor reports kept in all; beyond, uploads of new ones answer 429 until old ones are deleted.")
+	fs.IntVar(&b.DoctorBurst, "bridge-doctor-burst", 3, "Doctor uploads one sender (a cluster, else a token or an address) may make at once; beyond, --bridge-doctor-per-minute, else 429 before the dump is read.")
+	fs.Float64Var(&f.doctorPerMinute, "bridge-doctor-per-minute", 1, "Doctor uploads per minute one sender may make after its burst.")
 	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,
 		"Also write an audit log line for check-ins that change nothing (one per cluster per check-in interval).")
 }
@@ -80,6 +83,10 @@ func (f *Flags) Complete(namespace string, staleThreshold time.Duration) (Option
 	if m := o.CheckInAuth; m != CheckInToken && m != CheckInOpen {
 		return o, fmt.Errorf("--bridge-checkin-auth must be token or open, not %q", m)
 	}
+	if f.doctorPerMinute <= 0 {
+		return o, fmt.Errorf("--bridge-doctor-per-minute must be positive, not %g", f.doctorPerMinute)
+	}
+	o.DoctorRate = f.doctorPerMinute / 60
 	o.Tenants = cliflag.List(f.tenants)
 	for _, t := range o.Tenants {
 		if errs := validation.IsDNS1123Label(t); len(errs) > 0 {

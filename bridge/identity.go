@@ -242,7 +242,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 func (s *Server) withinQuota(ctx context.Context, ns string) error {
 	limit := s.opts.MaxClustersPerTenant
 	if l := s.registration.maxClusters(ns); l > 0 {
-		limit = l
+		limit = min(l, limit) // the tenant's annotation lowers the flag's limit, never raises it
 	}
 	n, err := s.clusters.count(ctx, s, ns)
 	if err != nil {

@@ -333,6 +333,25 @@ var _ = Describe("registration tokens", func() {
 		m = start(ns, func(o *bridge.Options) { o.MaxTokenLifetime = bridge.MaxTokenLifetimeNever })
 		register(m.url, "token-forever", "c2")
 	})
+
+	It("cannot outlast the maximum lifetime, nor raise the cluster limit, by what the tenant writes on its Secret (issue 27 #7)", func() {
+		ns := namespace()
+		far := time.Now().Add(10 * 365 * 24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+		near := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+		secret(ns, map[string]string{"expires.trainyard.dev/old": far, "expires.trainyard.dev/fresh": near,
+			bridge.AnnotationMaxClusters: "1000000"})
+		m := start(ns, func(o *bridge.Options) { o.MaxClustersPerTenant = 1 })
+		r := checkInAs(m.url, "token-old", "c1", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(ContainSubstring("registration token registration/old expires at " + far + ", beyond the maximum lifetime of 720h0m0s"))
+		Expect(report(ns, "c1")).To(BeNil())
+		register(m.url, "token-fresh", "c1")
+		// The annotation asks for a million; the flag says 1.
+		r = checkInAs(m.url, "token-fresh", "c2", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusForbidden))
+		Expect(r.errorOf().Message).To(ContainSubstring("has 1 clusters, its limit"))
+		Expect(report(ns, "c2")).To(BeNil())
+	})
 })
 
 var _ = Describe("tenants", func() {

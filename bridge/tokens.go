@@ -25,7 +25,9 @@ import (
 //   - expires.trainyard.dev/<key>: RFC 3339, or "never". A token without
 //     one is stamped when the bridge first reads it: now plus
 //     --registration-token-max-lifetime, or "never" when that is 0. "never"
-//     is accepted only when the maximum lifetime is 0 (an explicit choice).
+//     is accepted only when the maximum lifetime is 0 (an explicit choice),
+//     and a time only within the maximum lifetime from now: whoever may
+//     edit the tenant's Secret cannot outlast the operator's flag.
 //   - uses.trainyard.dev/<key>, last-used.trainyard.dev/<key>: how many
 //     clusters the token registered, and when it last did.
 //
@@ -35,8 +37,9 @@ const (
 	prefixExpires  = "expires.trainyard.dev/"
 	prefixUses     = "uses.trainyard.dev/"
 	prefixLastUsed = "last-used.trainyard.dev/"
-	// AnnotationMaxClusters on a tenant's registration Secret overrides
-	// --bridge-max-clusters-per-tenant for that tenant.
+	// AnnotationMaxClusters on a tenant's registration Secret lowers
+	// --bridge-max-clusters-per-tenant for that tenant (never raises it:
+	// the tenant may edit its Secret).
 	AnnotationMaxClusters = "trainyard.dev/max-clusters"
 	never                 = "never"
 )
@@ -131,6 +134,9 @@ func (c *registrationCache) entry(ctx context.Context, s *Server, ns string) (*r
 		default:
 			if info.expires, err = time.Parse(time.RFC3339, exp); err != nil {
 				info.invalid = fmt.Sprintf("registration token %s: %s%s is not an RFC 3339 time or %q", info.key, prefixExpires, key, never)
+			} else if limit := now.Add(s.opts.MaxTokenLifetime); s.opts.MaxTokenLifetime > 0 && info.expires.After(limit) {
+				info.invalid = fmt.Sprintf("registration token %s expires at %s, beyond the maximum lifetime of %s (--registration-token-max-lifetime); set %s%s to %s or earlier",
+					info.key, exp, s.opts.MaxTokenLifetime, prefixExpires, key, limit.UTC().Truncate(time.Second).Format(time.RFC3339))
 			}
 		}
 		e.tokens[tokenHash(t)] = info

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/trainyard-dev/trainyard/internal/review"
 )
 
 // Traffic control: one client must not hurt the others, and the bridge
@@ -79,20 +81,6 @@ func (s *Server) clientAddr(r *http.Request) string {
 		}
 	}
 	return host
-}
-
-// sourceKey is the key of an address's budgets: the address itself, but
-// an IPv6 client's /64. One host is routinely given a whole /64 (SLAAC,
-// privacy addresses, a cloud VM's prefix) and can send from any of its
-// 2^64 addresses: keyed per /128, each would get fresh budgets and fill the
-// bounded maps with entries of one client.
-func sourceKey(addr string) string {
-	a, err := netip.ParseAddr(addr)
-	if err != nil || !a.Unmap().Is6() {
-		return addr
-	}
-	p, _ := a.WithZone("").Prefix(64)
-	return p.String()
 }
 
 func (s *Server) trusted(a netip.Addr) bool {
@@ -161,12 +149,15 @@ func (l *limiter) bucket(key string, now time.Time) *clientBucket {
 }
 
 // allow takes a token for key, or says how long to wait for one.
-func (l *limiter) allow(key string) (bool, time.Duration) {
+func (l *limiter) allow(key string) (bool, time.Duration) { return l.allowN(key, 1) }
+
+// allowN takes n tokens for key, or says how long to wait for them.
+func (l *limiter) allowN(key string, n int) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	b := l.bucket(key, now)
 	l.mu.Unlock()
-	res := b.ReserveN(now, 1)
+	res := b.ReserveN(now, n)
 	if !res.OK() {
 		return false, time.Second
 	}
@@ -297,15 +288,38 @@ func (s *statusRecorder) WriteHeader(code int) {
 // largest body any route takes) and for at most refusedBodyWait, after its
 // answer has gone out: a client sending a byte a second has its refusal at
 // once and holds its slot 2 s at most, while a fast one is not reset in the
-// middle of its upload (which would lose it the answer). An anonymous
-// client gets maxDrainedAnonymous: reading a flood of refused 1 MiB bodies
-// whole cost the bridge the CPU its clusters' check-ins wait for, and no
-// check-in is that large.
+// middle of its upload (which would lose it the answer: closing a
+// connection with unread data resets it, and the reset discards the answer
+// the client had not read yet). An anonymous source has a drain budget,
+// drainRate a second after a burst of drainBurst: reading a flood of refused
+// 1 MiB bodies whole cost the bridge the CPU its clusters' check-ins wait
+// for. Past it, at most maxDrainedAnonymous is read and the connection
+// closes.
 const (
 	refusedBodyWait     = 2 * time.Second
 	maxDrained          = 8<<20 + 1
 	maxDrainedAnonymous = 64 << 10
+	drainUnit           = 1 << 10 // the drain budget counts KiB
+	drainRate           = (1 << 20) / drainUnit
+	drainBurst          = (16 << 20) / drainUnit
 )
+
+// drainLimit is how much of a refused request's body is read: all of it
+// (up to maxDrained) for an authenticated client, and for an anonymous one
+// while its source's drain budget lasts.
+func (s *Server) drainLimit(st *requestState, a access, r *http.Request) int64 {
+	if st.priority(a) != priorityAnonymous {
+		return maxDrained
+	}
+	n := r.ContentLength
+	if n < 0 || n > maxDrained {
+		n = maxDrained
+	}
+	if ok, _ := s.drains.allowN(st.source, int(n/drainUnit)+1); ok {
+		return n
+	}
+	return maxDrainedAnonymous
+}
 
 func (s *statusRecorder) drainRefused(r *http.Request, limit int64) {
 	if !s.hasBody || s.code < http.StatusBadRequest {
@@ -340,14 +354,12 @@ func (s *Server) guard(pattern string, a access, lim limits, h func(http.Respons
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, hasBody: r.ContentLength != 0}
 		addr := s.clientAddr(r)
-		st := &requestState{s: s, addr: addr, source: sourceKey(addr), ns: tenantOf(r.Context(), s.opts.Namespace), limits: lim}
+		st := &requestState{s: s, addr: addr, source: review.SourceKey(addr), ns: tenantOf(r.Context(), s.opts.Namespace), limits: lim}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		defer func() {
-			drain := int64(maxDrained)
-			if st.priority(a) == priorityAnonymous {
-				drain = maxDrainedAnonymous
+			if rec.hasBody && rec.code >= http.StatusBadRequest {
+				rec.drainRefused(r, s.drainLimit(st, a, r))
 			}
-			rec.drainRefused(r, drain)
 			st.free()
 			code := rec.code
 			if code == 0 {
@@ -437,7 +449,7 @@ type requestState struct {
 	ticket               *ticket
 	// addr is the client's address, for the audit log; source is what its
 	// per-address budgets are keyed by (an IPv6 client's /64, see
-	// sourceKey).
+	// review.SourceKey).
 	addr, source string
 	// limits are the route's (what its body may carry).
 	limits limits

@@ -19,6 +19,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -259,7 +260,8 @@ var _ = Describe("who may write", func() {
 
 	It("#5 keeps at most MaxDoctorReports dumps per cluster and MaxDoctorTotal in all", func() {
 		ns := namespace()
-		m := startManager(ns, time.Minute, func(o *bridge.Options) { o.MaxDoctorReports, o.MaxDoctorTotal = 2, 3 })
+		// All from one address, in open mode: one sender to the doctor budget.
+		m := startManager(ns, time.Minute, func(o *bridge.Options) { o.MaxDoctorReports, o.MaxDoctorTotal, o.DoctorBurst = 2, 3, 100 })
 		DeferCleanup(func() { m.stop() })
 		dump := func(cluster string) string {
 			return `{"workflow":{"id":"` + cluster + `","components":[]},"nodes":[],"namespaces":[]}`
@@ -284,6 +286,27 @@ var _ = Describe("who may write", func() {
 		Expect(r.code).To(Equal(http.StatusTooManyRequests))
 		Expect(r.errorOf().Message).To(ContainSubstring("at most 3 doctor reports"))
 		Expect(dumps()).To(HaveLen(3))
+	})
+
+	It("budgets one sender's doctor uploads before reading them: 3 in a burst, then 1 a minute", func() {
+		ns := namespace()
+		m := tokenMode(ns)
+		cred := register(m.url, "token-a", "dumper")
+		other := register(m.url, "token-a", "quiet")
+		dump := `{"workflow":{"id":"dumper","components":[]},"nodes":[],"namespaces":[]}`
+		for i := range 3 {
+			r := do(http.MethodPost, fmt.Sprintf("%s/v3/doctor/d%d", m.url, i), "application/json", dump, bearerAuth(cred))
+			Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		}
+		r := do(http.MethodPost, m.url+"/v3/doctor/d3", "application/json", dump, bearerAuth(cred))
+		Expect(r.code).To(Equal(http.StatusTooManyRequests))
+		Expect(r.header.Get("Retry-After")).NotTo(BeEmpty())
+		Expect(r.errorOf().Message).To(ContainSubstring("too many doctor reports from this client (3 in a burst, then 1 a minute)"))
+		var s corev1.Secret
+		Expect(apierrors.IsNotFound(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "trainyard-doctor-report-d3"}, &s))).To(BeTrue())
+		// Another cluster's budget is its own.
+		r = do(http.MethodPost, m.url+"/v3/doctor/q0", "application/json", `{"workflow":{"id":"quiet","components":[]},"nodes":[],"namespaces":[]}`, bearerAuth(other))
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
 	})
 
 	It("#6 answers 503 with Retry-After, not 401, when the registration tokens cannot be read", func() {

@@ -1038,7 +1038,7 @@ current-context: test
 		// Open mode, so that a dump needs no report (creating one needs the
 		// chart's webhook Service, out of reach here).
 		bridge := runBridge("trainyard", "trainyard-system", "trainyard-bridge",
-			"--set", "bridge.checkInAuth=open", "--set", "bridge.doctor.maxReports=2")
+			"--set", "bridge.checkInAuth=open", "--set", "bridge.doctor.maxReports=2", "--set", "bridge.doctor.burst=10")
 		Eventually(bridge.Err, time.Minute).Should(gbytes.Say(`bridge listening`))
 		addr := regexp.MustCompile(`bridge listening.*?(127\.0\.0\.1:\d+)`).FindStringSubmatch(string(bridge.Err.Contents()))
 		Expect(addr).To(HaveLen(2), "the bridge logs its address")

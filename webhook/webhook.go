@@ -185,14 +185,14 @@ func (reportWebhook) Default(_ context.Context, r *v1.ClusterReport) error {
 }
 
 func (reportWebhook) ValidateCreate(ctx context.Context, r *v1.ClusterReport) (admission.Warnings, error) {
-	if err := ownReport(ctx, r); err != nil {
+	if err := ownReport(ctx, r, nil); err != nil {
 		return nil, err
 	}
 	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, nil))
 }
 
 func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ClusterReport) (admission.Warnings, error) {
-	if err := ownReport(ctx, r); err != nil {
+	if err := ownReport(ctx, r, old); err != nil {
 		return nil, err
 	}
 	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, old))
@@ -200,12 +200,12 @@ func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ClusterRepor
 
 // ownReport forbids a cluster's direct-mode identity to write another
 // cluster's report (validation.ReportWriter).
-func ownReport(ctx context.Context, r *v1.ClusterReport) error {
+func ownReport(ctx context.Context, r, old *v1.ClusterReport) error {
 	req, err := admission.RequestFromContext(ctx)
 	if err != nil {
 		return nil // not through the API server (a unit test)
 	}
-	if why := validation.ReportWriter(req.UserInfo.Username, r); why != "" {
+	if why := validation.ReportWriter(req.UserInfo.Username, r, old); why != "" {
 		return apierrors.NewForbidden(v1.GroupVersion.WithResource("clusterreports").GroupResource(), r.Name, errors.New(why))
 	}
 	return nil

@@ -24,6 +24,13 @@ const (
 	AnnotationRegisteredWith = "trainyard.dev/registered-with"
 )
 
+// IdentityAnnotations are all of the above: a cluster's direct-mode
+// ServiceAccount may write none of them (the admission webhook refuses it).
+var IdentityAnnotations = []string{
+	AnnotationCredentialHash, AnnotationPreviousCredentialHash, AnnotationPreviousCredentialExpires,
+	AnnotationRotateCredential, AnnotationCredentialRevoked, AnnotationRegisteredWith,
+}
+
 // ClusterServiceAccountPrefix names the hub ServiceAccount of one workload
 // cluster's agent in direct mode: trainyard-cluster-<report name>. The
 // admission webhook lets it write that ClusterReport only.

@@ -20,14 +20,18 @@ import (
 )
 
 // quickstart reads the shell commands of the README's quickstart, in order.
-func quickstart(readme string) []string {
+func quickstart(readme string) []string { return shellLines(readme, "quickstart") }
+
+// shellLines reads the lines of the sh blocks between <!-- name:begin -->
+// and <!-- name:end -->, in order.
+func shellLines(doc, name string) []string {
 	GinkgoHelper()
-	begin, end := strings.Index(readme, "<!-- quickstart:begin -->"), strings.Index(readme, "<!-- quickstart:end -->")
-	Expect(begin).To(BeNumerically(">=", 0), "the README has no quickstart section")
+	begin, end := strings.Index(doc, "<!-- "+name+":begin -->"), strings.Index(doc, "<!-- "+name+":end -->")
+	Expect(begin).To(BeNumerically(">=", 0), "no %s section", name)
 	Expect(end).To(BeNumerically(">", begin))
 	var cmds []string
 	inBlock := false
-	for _, line := range strings.Split(readme[begin:end], "\n") {
+	for _, line := range strings.Split(doc[begin:end], "\n") {
 		switch {
 		case strings.HasPrefix(line, "```sh"):
 			inBlock = true
@@ -159,6 +163,19 @@ var _ = Describe("the README's quickstart", func() {
 		Expect(outdated).To(MatchRegexp(`(?m)^9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c +router +stable +v2\.3\.0 +v2\.4\.1 +minor +\S+ +UpdateAvailable$`))
 		Expect(outdated).To(MatchRegexp(`(?m)^9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c +controller +stable +1\.8\.1 +1\.8\.0 +none +\S+ +Retracted$`))
 		Expect(outdated).To(MatchRegexp(`(?m)^my-laptop +router +stable +v2\.3\.0 +v2\.4\.1 +minor +\S+ +UpdateAvailable$`))
+
+		// docs/bridge.md's "Trying it in make dev", as written (issue 27 #17:
+		// it once checked in without the token the default mode needs).
+		bridgeDoc, err := os.ReadFile(filepath.Join(root, "docs", "bridge.md"))
+		Expect(err).NotTo(HaveOccurred())
+		try := "set -euo pipefail\n" + local(strings.Join(shellLines(string(bridgeDoc), "try-bridge"), "\n"))
+		sh = exec.Command("bash", "-c", try)
+		sh.Dir = root
+		out, err = sh.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(MatchRegexp(`"id":\s*"f47ac10b-58cc-4372-a567-0e02b2c3d479"`))
+		Expect(string(out)).To(MatchRegexp(`"version":\s*"v2\.4\.1"`), "the latest router on stable")
+		Expect(string(out)).To(MatchRegexp(`(?m)^f47ac10b-58cc-4372-a567-0e02b2c3d479 `), "kubectl get clusterreports lists it")
 
 		// Ctrl-C: everything stops, nothing is left behind.
 		Expect(syscall.Kill(-makeDev.Process.Pid, syscall.SIGINT)).To(Succeed())

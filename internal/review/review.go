@@ -12,12 +12,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -160,10 +164,21 @@ func MetricsFilter(cfg *rest.Config, httpClient *http.Client) (metricsserver.Fil
 	return Filter(&Reviewer{Client: c}), nil
 }
 
-// Filter wraps a handler with the token review of MetricsFilter.
+// Filter wraps a handler with the token review of MetricsFilter. A source
+// address (an IPv6 client's /64) that keeps presenting tokens that are
+// invalid or not allowed is refused with 429 once its failure budget is
+// spent (FailureBurst, then FailureRate a second), before another
+// TokenReview: made-up tokens must not become API server load.
 func Filter(v *Reviewer) metricsserver.Filter {
+	failures := newBudget()
 	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			source := sourceOf(r)
+			if wait := failures.exhausted(source); wait > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+				http.Error(w, "too many refused tokens from this address; retry later", http.StatusTooManyRequests)
+				return
+			}
 			token := Bearer(r)
 			if token == "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard-metrics"`)
@@ -178,12 +193,87 @@ func Filter(v *Reviewer) metricsserver.Filter {
 				w.Header().Set("Retry-After", "5")
 				http.Error(w, "the token could not be reviewed: "+err.Error(), http.StatusServiceUnavailable)
 			case !ans.Authenticated:
+				failures.charge(source)
 				http.Error(w, "the token is not valid", http.StatusUnauthorized)
 			case !ans.Allowed:
+				failures.charge(source)
 				http.Error(w, fmt.Sprintf("the token's user may not %s %s", attrs.NonResource.Verb, r.URL.Path), http.StatusForbidden)
 			default:
 				next.ServeHTTP(w, r)
 			}
 		}), nil
 	}
+}
+
+// FailureRate and FailureBurst are the refused tokens a source address may
+// present to the metrics endpoint, per second and in a burst: as the
+// bridge's failure budget.
+const (
+	FailureRate  = 1
+	FailureBurst = 20
+)
+
+// maxSources bounds the failure budget's map (keyed by client input); when
+// full it is emptied, which only gives its addresses a fresh burst.
+const maxSources = 4096
+
+type budget struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func newBudget() *budget { return &budget{m: map[string]*rate.Limiter{}} }
+
+// exhausted is how long source must wait, or 0.
+func (b *budget) exhausted(source string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.m[source]
+	if l == nil {
+		return 0
+	}
+	now := time.Now()
+	if l.TokensAt(now) >= 1 {
+		return 0
+	}
+	r := l.ReserveN(now, 1)
+	defer r.CancelAt(now)
+	return max(r.DelayFrom(now), time.Millisecond)
+}
+
+func (b *budget) charge(source string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.m[source]
+	if l == nil {
+		if len(b.m) >= maxSources {
+			clear(b.m)
+		}
+		l = rate.NewLimiter(FailureRate, FailureBurst)
+		b.m[source] = l
+	}
+	l.Allow()
+}
+
+// sourceOf is the key of the request's peer's budgets.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return SourceKey(host)
+}
+
+// SourceKey is the key of an address's budgets: the address itself, but
+// an IPv6 client's /64. One host is routinely given a whole /64 (SLAAC,
+// privacy addresses, a cloud VM's prefix) and can send from any of its
+// 2^64 addresses: keyed per /128, each would get fresh budgets and fill the
+// bounded maps with entries of one client.
+func SourceKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Unmap().Is6() {
+		return addr
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }

@@ -2,9 +2,12 @@ package review_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/trainyard-dev/trainyard/internal/review"
@@ -106,6 +110,47 @@ var _ = Describe("the metrics filter", func() {
 		Expect(body).To(ContainSubstring("may not get /metrics"))
 		code, _ = get("/debug/pprof/", scraper)
 		Expect(code).To(Equal(http.StatusForbidden))
+	})
+})
+
+var _ = Describe("the metrics filter's failure budget (issue 27 #14)", func() {
+	It("refuses an address that keeps presenting bad tokens with 429, without another TokenReview", func() {
+		var reviews atomic.Int64
+		c, err := client.NewWithWatch(cfg, client.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		counted := interceptor.NewClient(c, interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if _, ok := obj.(*authnv1.TokenReview); ok {
+					reviews.Add(1)
+				}
+				return c.Create(ctx, obj, opts...)
+			}})
+		h, err := review.Filter(&review.Reviewer{Client: counted})(GinkgoLogr,
+			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics") }))
+		Expect(err).NotTo(HaveOccurred())
+		srv := httptest.NewServer(h)
+		DeferCleanup(srv.Close)
+		scraper := token("budget-scraper", "/metrics")
+		get := func(from, tok string) int {
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+			hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := hc.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			return resp.StatusCode
+		}
+		codes := map[int]int{}
+		for i := range 60 {
+			codes[get("127.0.0.1", fmt.Sprintf("made-up-%d", i))]++
+		}
+		Expect(codes[http.StatusUnauthorized]).To(BeNumerically(">=", review.FailureBurst))
+		Expect(codes[http.StatusUnauthorized]).To(BeNumerically("<=", review.FailureBurst+5), "%v", codes)
+		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 60-review.FailureBurst-5), "%v", codes)
+		Expect(reviews.Load()).To(BeEquivalentTo(codes[http.StatusUnauthorized]), "a 429 costs the API server nothing")
+		// Another address, with a good token, is served.
+		Expect(get("127.0.0.2", scraper)).To(Equal(http.StatusOK))
 	})
 })
 

@@ -19,11 +19,42 @@ func TestReportWriter(t *testing.T) {
 		"kubernetes-admin":                                     "",
 		"trainyard-cluster-edge-8":                             "", // a user, not a ServiceAccount
 	} {
-		if got := ReportWriter(user, r); got != want {
+		if got := ReportWriter(user, r, nil); got != want {
 			t.Errorf("%s: %q, want %q", user, got, want)
 		}
 		if want != "" && !strings.Contains(want, "writes only") {
 			t.Fatal("bad case")
 		}
+	}
+
+	// Issue 27 #5: its own report, but not its bridge identity.
+	own := "system:serviceaccount:hub:trainyard-cluster-edge-7"
+	stored := r.DeepCopy()
+	stored.Annotations = map[string]string{v1.AnnotationCredentialHash: "aaaa", v1.AnnotationCredentialRevoked: "2026-12-01: stolen"}
+	for name, mutate := range map[string]func(*v1.ClusterReport){
+		"set its credential's hash":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationCredentialHash] = "bbbb" },
+		"remove its revocation":      func(n *v1.ClusterReport) { delete(n.Annotations, v1.AnnotationCredentialRevoked) },
+		"name a registration token":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationRegisteredWith] = "registration/fleet" },
+		"keep a previous credential": func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationPreviousCredentialHash] = "cccc" },
+	} {
+		n := stored.DeepCopy()
+		mutate(n)
+		if got := ReportWriter(own, n, stored); !strings.Contains(got, "may not set or change the annotation") {
+			t.Errorf("%s: %q, want a refusal", name, got)
+		}
+		if got := ReportWriter("system:serviceaccount:hub:trainyard-bridge", n, stored); got != "" {
+			t.Errorf("%s by the bridge: %q", name, got)
+		}
+	}
+	created := r.DeepCopy()
+	created.Annotations = map[string]string{v1.AnnotationCredentialHash: "dddd"}
+	if got := ReportWriter(own, created, nil); !strings.Contains(got, v1.AnnotationCredentialHash) {
+		t.Errorf("create with a credential hash: %q", got)
+	}
+	// Other annotations, and the spec, stay its own.
+	n := stored.DeepCopy()
+	n.Annotations["example.com/owner"] = "edge-team"
+	if got := ReportWriter(own, n, stored); got != "" {
+		t.Errorf("another annotation: %q", got)
 	}
 }

@@ -272,18 +272,35 @@ func ClusterID(p *field.Path, id string) field.ErrorList {
 	return nil
 }
 
-// ReportWriter says why user may not write report r, or "": a hub
-// ServiceAccount named v1.ClusterServiceAccountPrefix + <report name> (the
-// identity of one workload cluster's agent in direct mode) writes only that
-// report, in its own namespace. RBAC restricts its get and patch by name;
-// this covers create, which RBAC cannot restrict by name.
-func ReportWriter(user string, r *v1.ClusterReport) string {
+// ReportWriter says why user may not write report r (old: its stored
+// version, nil on create), or "": a hub ServiceAccount named
+// v1.ClusterServiceAccountPrefix + <report name> (the identity of one
+// workload cluster's agent in direct mode) writes only that report, in its
+// own namespace, and none of its identity annotations. RBAC restricts its
+// get and patch by name; this covers create, which RBAC cannot restrict by
+// name, and the annotations, which it cannot restrict at all: a direct-mode
+// cluster that set trainyard.dev/credential-sha256 to the hash of a secret
+// of its choosing could then check in through the bridge with it, and one
+// that removed trainyard.dev/credential-revoked would undo its revocation.
+func ReportWriter(user string, r, old *v1.ClusterReport) string {
 	ns, name, ok := strings.Cut(strings.TrimPrefix(user, "system:serviceaccount:"), ":")
 	if !ok || !strings.HasPrefix(user, "system:serviceaccount:") || !strings.HasPrefix(name, v1.ClusterServiceAccountPrefix) {
 		return ""
 	}
 	if own := strings.TrimPrefix(name, v1.ClusterServiceAccountPrefix); own != r.Name || ns != r.Namespace {
 		return fmt.Sprintf("the ServiceAccount %s/%s writes only the ClusterReport %s/%s", ns, name, ns, own)
+	}
+	var was map[string]string
+	if old != nil {
+		was = old.Annotations
+	}
+	for _, a := range v1.IdentityAnnotations {
+		now, had := r.Annotations[a]
+		before, hadBefore := was[a]
+		if now != before || had != hadBefore {
+			return fmt.Sprintf("the ServiceAccount %s/%s may not set or change the annotation %s: "+
+				"a cluster's bridge identity is the bridge's and its operators' to write", ns, name, a)
+		}
 	}
 	return ""
 }
