@@ -51,16 +51,26 @@ type HTTPHub struct {
 	credential string
 	// unsaved is a credential the hub issued that could not be stored yet.
 	unsaved bool
+	// refusals counts the hub's refusals of the credential in a row.
+	refusals int
 }
+
+// maxRefusals is how many refusals of its credential in a row the agent
+// takes before it registers again: one 401 can come from a bridge replica
+// whose cache has not yet seen a rotation, and a valid credential thrown
+// away for it locks the cluster out (a registered cluster cannot register
+// again with the token).
+const maxRefusals = 3
 
 // HeaderCredential is where the bridge sends a newly issued credential.
 const HeaderCredential = "X-Trainyard-Credential"
 
 // CheckIn posts the check-in to /v3/clusters: with the cluster's credential
 // when it has one, else with the registration token, which registers the
-// cluster (the answer carries its credential, which is stored). A refused
-// credential (revoked, or the cluster's report deleted) is dropped and the
-// cluster registers again, when a registration token is mounted.
+// cluster (the answer carries its credential, which is stored). A
+// credential refused maxRefusals times in a row (revoked, or the cluster's
+// report deleted) makes the cluster register again, when a registration
+// token is mounted; the credential is kept until a new one is stored.
 func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 	cred, err := h.loadCredential(ctx)
 	if err != nil {
@@ -72,27 +82,40 @@ func (h *HTTPHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 		return errRetry{err: fmt.Errorf("checking in at %s: %w", h.URL, err)}
 	}
 	if resp.StatusCode == http.StatusUnauthorized && cred != "" {
+		h.mu.Lock()
+		h.refusals++
+		n := h.refusals
+		h.mu.Unlock()
+		if n < maxRefusals {
+			return errRetry{err: fmt.Errorf("the hub %s refused the cluster's credential (%s): refusal %d of %d in a row before it registers again",
+				h.URL, answerText(resp, msg), n, maxRefusals)}
+		}
 		if tok, _ := h.registrationToken(); tok == "" {
 			return errAuth{msg: fmt.Sprintf("the hub %s refused the cluster's credential (%s), and no registration token is mounted to register it again",
 				h.URL, answerText(resp, msg))}
 		}
-		// Register again: the credential is forgotten first, so that a
-		// restart meanwhile does not present it again.
-		if err := h.setCredential(ctx, ""); err != nil {
-			return errRetry{err: err}
-		}
+		// Register again; the credential stays stored until the hub issues
+		// a new one (a refusal here leaves the cluster as it was).
 		if resp, msg, err = h.post(ctx, "/v3/clusters", body, ""); err != nil {
 			return errRetry{err: fmt.Errorf("registering at %s: %w", h.URL, err)}
 		}
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
+		h.mu.Lock()
+		h.refusals = 0
+		h.mu.Unlock()
 		if issued := resp.Header.Get(HeaderCredential); issued != "" {
 			if err := h.setCredential(ctx, issued); err != nil {
 				// Kept in memory and stored at the next check-in: the
 				// check-in itself is stored.
 				return errRetry{err: err}
 			}
+			// Present the new credential at once: until it is first used,
+			// the hub lets a retry of the registration with the same token
+			// replace it (its answer may have been lost), and the token is
+			// the fleet's. A failure here is the next check-in's to retry.
+			_, _, _ = h.post(ctx, "/v3/clusters", body, issued)
 		}
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:

@@ -2,7 +2,13 @@ package agent_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -97,8 +103,9 @@ var _ = Describe("the agent's credential", func() {
 				[]byte(`{"metadata":{"annotations":{"`+v1.AnnotationCredentialRevoked+`":"test"}}}`)))).To(Succeed())
 		}
 		revoke()
-		Eventually(func() string {
-			Expect(a.CheckIn(ctx)).To(Succeed())
+		// Refused three times in a row, it registers again.
+		Eventually(func(g Gomega) string {
+			g.Expect(a.CheckIn(ctx)).To(Succeed())
 			c, _ := creds.Load(ctx)
 			return c
 		}).ShouldNot(Equal(first))
@@ -110,4 +117,45 @@ var _ = Describe("the agent's credential", func() {
 		tokenless := newAgent(agent.Options{HubURL: hubURL, ClusterID: "revoked-1", Credentials: creds}, []string{ns})
 		Eventually(func() error { return tokenless.CheckIn(ctx) }).Should(MatchError(ContainSubstring("no registration token is mounted")))
 	})
+
+	It("keeps a valid credential through a replica's passing 401s, and never stores less than it had (issue 27 #3)", func() {
+		ns := namespace(workload)
+		creds := agent.SecretCredentials{Kube: newKube(nil), Namespace: ns, Name: "credential"}
+		// A bridge replica whose cache has not yet seen the cluster's
+		// credential: in front of the real bridge, it refuses the next
+		// refuse credentialed check-ins with the bridge's own 401.
+		target, err := url.Parse(hubURL)
+		Expect(err).NotTo(HaveOccurred())
+		var refuse atomic.Int64
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		lagging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v3/clusters" && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer tyc.") && refuse.Add(-1) >= 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, `{"code":401,"message":"unauthenticated for invalid credentials"}`)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		DeferCleanup(lagging.Close)
+		a := newAgent(agent.Options{HubURL: lagging.URL, Token: registrationToken, ClusterID: "lagging-1", Credentials: creds}, []string{ns})
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		first, err := creds.Load(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		hash := hubReport("lagging-1").Annotations[v1.AnnotationCredentialHash]
+
+		refuse.Store(maxRefusalsSeen - 1)
+		for range maxRefusalsSeen - 1 {
+			err := a.CheckIn(ctx)
+			Expect(err).To(MatchError(ContainSubstring("before it registers again")))
+			Expect(creds.Load(ctx)).To(Equal(first), "the credential is kept")
+		}
+		// The replica has caught up: the same credential checks in.
+		Expect(a.CheckIn(ctx)).To(Succeed())
+		Expect(creds.Load(ctx)).To(Equal(first))
+		Expect(hubReport("lagging-1").Annotations).To(HaveKeyWithValue(v1.AnnotationCredentialHash, hash), "no new registration")
+	})
 })
+
+// maxRefusalsSeen is the agent's maxRefusals, as this spec observes it.
+const maxRefusalsSeen = 3

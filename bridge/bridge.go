@@ -92,6 +92,10 @@ type Options struct {
 	// hand.
 	DoctorRate  float64
 	DoctorBurst int
+	// LostAnswerWindow is how long after a registration the same token may
+	// register the cluster again while its credential was never presented
+	// (default 15m): the answer carrying it may have been lost.
+	LostAnswerWindow time.Duration
 
 	// Tenants are the namespaces besides Namespace that the bridge serves
 	// under /tenants/{namespace}/..., each with its own registration Secret,
@@ -196,6 +200,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	orDefault(&o.MaxDoctorTotal, 1000)
 	orDefault(&o.DoctorRate, 1.0/60)
 	orDefault(&o.DoctorBurst, 3)
+	orDefault(&o.LostAnswerWindow, 15*time.Minute)
 	switch {
 	case o.MaxTokenLifetime == MaxTokenLifetimeNever:
 		o.MaxTokenLifetime = 0

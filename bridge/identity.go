@@ -70,6 +70,17 @@ func credentialAccepted(r *v1.ClusterReport, hash string, now time.Time) (bool, 
 	return false, "unknown cluster credential"
 }
 
+// lostAnswer tells whether a registration of the registered cluster cur
+// with the token tokenKey is a retry after a lost answer: its credential
+// was never presented, was issued within LostAnswerWindow, and to this
+// same token.
+func (s *Server) lostAnswer(cur *v1.ClusterReport, tokenKey string, now time.Time) bool {
+	a := cur.Annotations
+	issued, err := time.Parse(time.RFC3339, a[v1.AnnotationCredentialUnused])
+	return err == nil && a[v1.AnnotationRegisteredWith] == tokenKey && tokenKey != "" &&
+		now.Sub(issued) <= s.opts.LostAnswerWindow
+}
+
 // issued remembers, per replica and briefly, the credentials this replica
 // issued, for the requests that present one before the cache has seen the
 // report that holds its hash.
@@ -159,22 +170,30 @@ func (e errCredential) Error() string { return e.msg }
 func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns string, credential *string) checkin.Authorizer {
 	now := s.opts.Clock.Now()
 	str := func(v string) *string { return &v }
-	issue := func(cur *v1.ClusterReport, a map[string]*string) {
+	issue := func(cur *v1.ClusterReport, a map[string]*string, rotation bool) {
 		c, h := newCredential()
 		*credential = c
 		a[v1.AnnotationCredentialHash] = str(h)
 		a[v1.AnnotationCredentialRevoked] = nil
 		a[v1.AnnotationRotateCredential] = nil
-		if cur != nil && cur.Annotations[v1.AnnotationCredentialHash] != "" && cur.Annotations[v1.AnnotationCredentialRevoked] == "" {
+		if rotation {
+			a[v1.AnnotationCredentialUnused] = nil // the cluster is established: no re-registration for it
 			// A rotation: the old credential stays valid for the overlap.
 			a[v1.AnnotationPreviousCredentialHash] = str(cur.Annotations[v1.AnnotationCredentialHash])
 			a[v1.AnnotationPreviousCredentialExpires] = str(now.Add(s.opts.CredentialOverlap).UTC().Format(time.RFC3339))
 		} else {
+			a[v1.AnnotationCredentialUnused] = str(now.UTC().Format(time.RFC3339))
 			a[v1.AnnotationPreviousCredentialHash] = nil
 			a[v1.AnnotationPreviousCredentialExpires] = nil
 		}
 	}
+	calls := 0
 	return func(cur *v1.ClusterReport) (map[string]*string, error) {
+		// Decided anew on each call: the store calls again when the report
+		// changed under an identity write, and a credential issued by an
+		// earlier call was never stored.
+		*credential = ""
+		calls++
 		a := map[string]*string{}
 		if st.credentialHash != "" {
 			// A cluster credential: only its own cluster, and only while valid.
@@ -185,13 +204,18 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 				return nil, errCredential{http.StatusUnauthorized, why}
 			}
 			if cur.Annotations[v1.AnnotationRotateCredential] != "" {
-				issue(cur, a)
+				// A rotation: the old credential stays valid for the overlap.
+				issue(cur, a, true)
+			} else if cur.Annotations[v1.AnnotationCredentialUnused] != "" && cur.Annotations[v1.AnnotationCredentialHash] == st.credentialHash {
+				// Its first use: from now on a lost answer cannot be the
+				// reason to register again.
+				a[v1.AnnotationCredentialUnused] = nil
 			}
 			return a, nil
 		}
 		// A registration token.
 		register := func() (map[string]*string, error) {
-			issue(cur, a)
+			issue(cur, a, false)
 			a[v1.AnnotationRegisteredWith] = str(st.tokenKey)
 			if s.opts.LegacyTokenBinding {
 				a[AnnotationTokenHash] = str(st.tokenHash)
@@ -211,6 +235,15 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 		}
 		bound := cur.Annotations[AnnotationTokenHash]
 		switch {
+		case cur.Annotations[v1.AnnotationCredentialHash] != "" && calls == 1 && s.lostAnswer(cur, st.tokenKey, now):
+			// The registration's answer was lost (a timeout, an Ingress
+			// 504, a restart before the agent stored it): the credential
+			// was never presented, and the same token asks again. A fresh
+			// credential replaces it; the unused one stops working. Not on a
+			// second call: that follows a write that lost a race, so the
+			// registration now stored was concurrent with this one, not
+			// an answer this client lost.
+			return register()
 		case cur.Annotations[v1.AnnotationCredentialHash] != "":
 			switch {
 			case s.opts.LegacyTokenBinding && bound == st.tokenHash:

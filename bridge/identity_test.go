@@ -2,9 +2,13 @@ package bridge_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -106,7 +111,7 @@ var _ = Describe("cluster identity", func() {
 	It("charges a cluster's invalid check-ins before decoding them: a flood of them is refused at the door (issue 27 #11)", func() {
 		cred := register(m.url, "token-a", clusterID)
 		other := register(m.url, "token-a", "c-2")
-		rv := report(ns, clusterID).ResourceVersion
+		before := report(ns, clusterID)
 		codes := map[int]int{}
 		start := time.Now()
 		for range 120 {
@@ -119,9 +124,101 @@ var _ = Describe("cluster identity", func() {
 		Expect(codes[http.StatusUnprocessableEntity]).To(BeNumerically("<=", 20+int(elapsed.Seconds())+1), "%v in %s", codes, elapsed)
 		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 120-21-int(elapsed.Seconds())-1), "%v in %s", codes, elapsed)
 		Expect(codes).To(HaveLen(2), "422 or 429, nothing else: %v", codes)
-		Expect(report(ns, clusterID).ResourceVersion).To(Equal(rv), "nothing stored")
+		// Nothing stored (the status the controller writes may move on).
+		after := report(ns, clusterID)
+		Expect(after.Spec).To(Equal(before.Spec))
+		Expect(after.Annotations).To(Equal(before.Annotations))
 		// Another cluster of the same fleet checks in as ever.
 		Expect(checkInAs(m.url, other, "c-2", "1.1.0").code).To(Equal(http.StatusOK))
+	})
+
+	It("lets one of two replicas' racing registrations of a revoked cluster win, and the other answer 403 (issue 27 #2)", func() {
+		cred0 := register(m.url, "token-a", "raced")
+		// Two replicas whose first two identity writes of a report wait for
+		// each other: each has decided on the same stored report.
+		var arrived atomic.Int64
+		release := make(chan struct{})
+		wrapAPI = func(c client.Client) client.Client {
+			return patchHook{Client: c, hook: func(obj client.Object, p client.Patch) {
+				data, _ := p.Data(obj)
+				if _, ok := obj.(*v1.ClusterReport); !ok || !strings.Contains(string(data), v1.AnnotationCredentialHash) {
+					return
+				}
+				if arrived.Add(1) == 2 {
+					close(release)
+				}
+				select {
+				case <-release:
+				case <-time.After(10 * time.Second):
+				}
+			}}
+		}
+		DeferCleanup(func() { wrapAPI = nil })
+		replica := func(o *bridge.Options) {
+			// The polls for the revocation below must not spend the failure budget.
+			o.CheckInAuth, o.RegistrationSecret, o.FailedAuthBurst = bridge.CheckInToken, "registration", 1000
+		}
+		r1, r2 := startManager(ns, time.Minute, replica), startManager(ns, time.Minute, replica)
+		DeferCleanup(func() { r1.stop(); r2.stop() })
+		annotate(ns, "raced", v1.AnnotationCredentialRevoked, "stolen")
+		for _, r := range []*manager{r1, r2} {
+			Eventually(func() int { return checkInAs(r.url, cred0, "raced", "1.0.0").code }).Should(Equal(http.StatusUnauthorized))
+		}
+		Expect(arrived.Load()).To(BeZero())
+
+		answers := make([]response, 2)
+		var wg sync.WaitGroup
+		for i, r := range []*manager{r1, r2} {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				answers[i] = checkInAs(r.url, "token-a", "raced", "1.0.0")
+			})
+		}
+		wg.Wait()
+		Expect(arrived.Load()).To(BeNumerically(">=", 2), "both replicas reached their write")
+		codes := []int{answers[0].code, answers[1].code}
+		Expect(codes).To(ConsistOf(http.StatusOK, http.StatusForbidden), "%s\n%s", answers[0].body, answers[1].body)
+		winner := answers[0]
+		if winner.code != http.StatusOK {
+			winner = answers[1]
+		}
+		cred := winner.header.Get(bridge.HeaderCredential)
+		Expect(cred).To(HavePrefix("tyc."))
+		usedTokens.add(cred)
+		sum := sha256.Sum256([]byte(cred))
+		Expect(report(ns, "raced").Annotations).To(HaveKeyWithValue(v1.AnnotationCredentialHash, hex.EncodeToString(sum[:])),
+			"the credential answered is the one stored")
+		Eventually(func() int { return checkInAs(m.url, cred, "raced", "1.1.0").code }).Should(Equal(http.StatusOK))
+	})
+
+	It("gives a registration whose answer was lost a fresh credential, within the window, and never once the credential was used (issue 27 #1)", func() {
+		lost := register(m.url, "token-a", "lossy") // the agent never stored it: a timeout, an Ingress 504
+		again := register(m.url, "token-a", "lossy")
+		Expect(again).NotTo(Equal(lost))
+		Eventually(func() int { return checkInAs(m.url, lost, "lossy", "1.0.0").code }).Should(Equal(http.StatusUnauthorized),
+			"the unused credential stops working")
+		Expect(report(ns, "lossy").Annotations).To(HaveKey(v1.AnnotationCredentialUnused))
+		// Only the token that registered it.
+		Expect(checkInAs(m.url, "token-b", "lossy", "1.0.0").code).To(Equal(http.StatusForbidden))
+
+		// Its first use ends the window at once.
+		Expect(checkInAs(m.url, again, "lossy", "1.0.0").code).To(Equal(http.StatusOK))
+		Expect(report(ns, "lossy").Annotations).NotTo(HaveKey(v1.AnnotationCredentialUnused))
+		r := checkInAs(m.url, "token-a", "lossy", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusForbidden), string(r.body))
+		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
+		Expect(checkInAs(m.url, again, "lossy", "1.1.0").code).To(Equal(http.StatusOK))
+	})
+
+	It("closes the lost-answer window after LostAnswerWindow", func() {
+		ns := namespace()
+		clk := clocktesting.NewFakeClock(time.Now())
+		m := tokenMode(ns, func(o *bridge.Options) { o.Clock = clk })
+		register(m.url, "token-a", "late")
+		clk.Step(15*time.Minute + time.Second)
+		r := checkInAs(m.url, "token-a", "late", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusForbidden), string(r.body))
+		Expect(r.errorOf().Message).To(ContainSubstring("is registered: check in with its credential"))
 	})
 
 	It("answers a cluster's multi-get with its recommended target, others with the latest", func() {
@@ -182,6 +279,10 @@ var _ = Describe("cluster identity", func() {
 		credA := register(m.url, "token-a", "cluster-a")
 		credB := register(m.url, "token-a", "cluster-b")
 		Expect(credB).NotTo(Equal(credA))
+		// Both present their credentials, as trainyard agent does at once
+		// (until then, a lost answer may be retried with the token).
+		Expect(checkInAs(m.url, credA, "cluster-a", "1.0.0").code).To(Equal(http.StatusOK))
+		Expect(checkInAs(m.url, credB, "cluster-b", "1.0.0").code).To(Equal(http.StatusOK))
 		r := checkInAs(m.url, credB, "cluster-a", "6.6.6")
 		Expect(r.code).To(Equal(http.StatusForbidden))
 		Expect(r.errorOf().Message).To(Equal("this credential is cluster cluster-b's; it cannot check in as cluster-a"))

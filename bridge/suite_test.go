@@ -231,7 +231,11 @@ func startManagerWith(ns string, heartbeat time.Duration, co controllers.Options
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	o.Listener = l
-	b := bridge.New(mgr.GetClient(), mgr.GetClient(), mgr.GetAPIReader(), o)
+	var api client.Client = mgr.GetClient()
+	if wrapAPI != nil {
+		api = wrapAPI(api)
+	}
+	b := bridge.New(mgr.GetClient(), api, mgr.GetAPIReader(), o)
 	Expect(b.Watch(ctx, mgr.GetCache())).To(Succeed())
 	Expect(mgr.Add(b)).To(Succeed())
 	done := make(chan struct{})
@@ -250,6 +254,21 @@ func startManagerWith(ns string, heartbeat time.Duration, co controllers.Options
 }
 
 var publishers atomic.Int64
+
+// wrapAPI, when a spec sets it, wraps the client the next managers' bridges
+// write with (a real client: to hold a write at a barrier).
+var wrapAPI func(client.Client) client.Client
+
+// patchHook is a client whose Patch calls hook first.
+type patchHook struct {
+	client.Client
+	hook func(client.Object, client.Patch)
+}
+
+func (p patchHook) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	p.hook(obj, patch)
+	return p.Client.Patch(ctx, obj, patch, opts...)
+}
 
 func namespace() string {
 	GinkgoHelper()

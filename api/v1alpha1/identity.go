@@ -22,13 +22,19 @@ const (
 	// AnnotationRegisteredWith names the registration token (Secret/key)
 	// the cluster last registered with.
 	AnnotationRegisteredWith = "trainyard.dev/registered-with"
+	// AnnotationCredentialUnused marks a credential no check-in has
+	// presented yet, with when it was issued (RFC 3339): a registration
+	// whose answer was lost may be retried with the same token within the
+	// bridge's window, and gets a fresh credential (the unused one stops
+	// working). The first check-in with the credential removes it.
+	AnnotationCredentialUnused = "trainyard.dev/credential-unused"
 )
 
 // IdentityAnnotations are all of the above: a cluster's direct-mode
 // ServiceAccount may write none of them (the admission webhook refuses it).
 var IdentityAnnotations = []string{
 	AnnotationCredentialHash, AnnotationPreviousCredentialHash, AnnotationPreviousCredentialExpires,
-	AnnotationRotateCredential, AnnotationCredentialRevoked, AnnotationRegisteredWith,
+	AnnotationRotateCredential, AnnotationCredentialRevoked, AnnotationRegisteredWith, AnnotationCredentialUnused,
 }
 
 // ClusterServiceAccountPrefix names the hub ServiceAccount of one workload

@@ -201,20 +201,37 @@ func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string, 
 	if err != nil {
 		return nil, false, err
 	}
-	annotations, err := authorize(cur)
-	if err != nil {
-		return nil, false, err
-	}
-	patched := cur.DeepCopy()
-	setAnnotations(&patched.ObjectMeta, annotations)
-	patched.Spec.Components = want.Spec.Components
-	// Properties only count when sent: an old agent's check-in keeps them.
-	if want.Spec.Properties != nil {
-		patched.Spec.Properties = want.Spec.Properties
-	}
-	if !maps.Equal(cur.Annotations, patched.Annotations) || !maps.Equal(cur.Spec.Properties, patched.Spec.Properties) ||
-		!equality.Semantic.DeepEqual(cur.Spec.Components, patched.Spec.Components) {
-		if err := s.patch(ctx, cur, patched, false, false); err != nil {
+	for attempt := 1; ; attempt++ {
+		annotations, err := authorize(cur)
+		if err != nil {
+			return nil, false, err
+		}
+		patched := cur.DeepCopy()
+		setAnnotations(&patched.ObjectMeta, annotations)
+		patched.Spec.Components = want.Spec.Components
+		// Properties only count when sent: an old agent's check-in keeps them.
+		if want.Spec.Properties != nil {
+			patched.Spec.Properties = want.Spec.Properties
+		}
+		identity := !maps.Equal(cur.Annotations, patched.Annotations)
+		if !identity && maps.Equal(cur.Spec.Properties, patched.Spec.Properties) &&
+			equality.Semantic.DeepEqual(cur.Spec.Components, patched.Spec.Components) {
+			s.beats.record(ctx, cur, now.Time, false)
+			return cur, true, nil
+		}
+		// An identity change (a registration, a rotation) is written only
+		// over the report it was decided on: two replicas, or a cache a
+		// write behind, must not both answer 200 with a credential of which
+		// only the last written works.
+		err = s.patch(ctx, cur, patched, false, identity)
+		if identity && apierrors.IsConflict(err) && attempt < maxIdentityAttempts {
+			// Decide again on what is stored now.
+			if cur, err = s.reports.Get(ctx, key, true); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if err != nil {
 			return nil, false, err
 		}
 		// What the cluster runs (or who it is) changed and is stored:
@@ -223,9 +240,11 @@ func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string, 
 		s.beats.record(ctx, patched, now.Time, true)
 		return patched, false, nil
 	}
-	s.beats.record(ctx, cur, now.Time, false)
-	return cur, true, nil
 }
+
+// maxIdentityAttempts bounds how often an identity change that lost a race
+// is decided again on the stored report.
+const maxIdentityAttempts = 3
 
 // setAnnotations sets (or, for a nil value, removes) annotations on m.
 func setAnnotations(m *metav1.ObjectMeta, annotations map[string]*string) {
