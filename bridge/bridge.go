@@ -85,6 +85,10 @@ type Options struct {
 	// a newer one replaces the oldest) and MaxDoctorTotal all of them
 	// (default 1000; beyond, a new one is refused with 429).
 	MaxDoctorReports, MaxDoctorTotal int
+	// MaxDoctorBytes bounds the compressed bytes of a tenant's dumps
+	// together (default 64 MiB): the counts alone let a tenant keep 1,000
+	// dumps of 768 KiB, about 750 MiB of Secrets in etcd.
+	MaxDoctorBytes int64
 	// DoctorRate and DoctorBurst are the doctor uploads one sender (a
 	// cluster, else a token or an address) may make per second and in a
 	// burst (default one a minute, and 3): compressing a dump is the most
@@ -198,6 +202,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	orDefault(&o.FailedAuthBurst, 20)
 	orDefault(&o.MaxDoctorReports, 5)
 	orDefault(&o.MaxDoctorTotal, 1000)
+	orDefault(&o.MaxDoctorBytes, 64<<20)
 	orDefault(&o.DoctorRate, 1.0/60)
 	orDefault(&o.DoctorBurst, 3)
 	orDefault(&o.LostAnswerWindow, 15*time.Minute)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +33,8 @@ import (
 // token mode only that cluster's registration token may upload it. Dump
 // Secrets have a prefix and labels of their own, and the bridge never
 // touches a Secret without them. Each cluster keeps at most
-// MaxDoctorReports (a newer one replaces the oldest), all clusters together
-// at most MaxDoctorTotal.
+// MaxDoctorReports (a newer one replaces the oldest), all clusters of a
+// tenant together at most MaxDoctorTotal dumps and MaxDoctorBytes of them.
 const (
 	doctorKey = "report.json.gz"
 	// maxDoctorStored keeps the Secret well under the API's 1 MiB object limit.
@@ -45,6 +46,9 @@ const (
 	// ClusterReport it belongs to.
 	LabelDoctorReport  = "trainyard.dev/doctor-report"
 	LabelDoctorCluster = "trainyard.dev/doctor-cluster"
+	// AnnotationDoctorBytes is a dump's compressed size, which the tenant's
+	// byte cap sums from the dumps' metadata (their data is never listed).
+	AnnotationDoctorBytes = "trainyard.dev/doctor-bytes"
 	// legacyDoctorPrefix and legacyDoctorLabel are how dumps were stored
 	// before: they are still served, never written.
 	legacyDoctorPrefix = "trainyard-doctor-"
@@ -210,7 +214,8 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 	defer s.store.Lock("doctor/" + cluster)()
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: st.ns, Name: doctorSecretName(p["uuid"]),
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard", LabelDoctorReport: "true", LabelDoctorCluster: cluster}},
+			Labels:      map[string]string{"app.kubernetes.io/managed-by": "trainyard", LabelDoctorReport: "true", LabelDoctorCluster: cluster},
+			Annotations: map[string]string{AnnotationDoctorBytes: strconv.Itoa(len(rep.compressed))}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{doctorKey: rep.compressed},
 	}
@@ -271,6 +276,10 @@ func (s *Server) storeDoctor(r *http.Request, sec *corev1.Secret) (status int, m
 		}
 		// The newest dump under one ID replaces the previous one, as before.
 		cur.Data = sec.Data
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[AnnotationDoctorBytes] = sec.Annotations[AnnotationDoctorBytes]
 		return 0, "", s.api.Update(ctx, cur)
 	case !apierrors.IsNotFound(err):
 		return 0, "", err
@@ -290,18 +299,27 @@ func (s *Server) storeDoctor(r *http.Request, sec *corev1.Secret) (status int, m
 	slices.SortFunc(mine, func(a, b metav1.PartialObjectMetadata) int {
 		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
 	})
-	total := len(all.Items)
+	total, bytes := len(all.Items), int64(0)
+	for _, m := range all.Items {
+		bytes += doctorBytes(m)
+	}
 	for len(mine) >= s.opts.MaxDoctorReports {
 		old := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mine[0].Namespace, Name: mine[0].Name}}
 		if err := s.api.Delete(ctx, old, client.Preconditions{UID: &mine[0].UID}); err != nil && !apierrors.IsNotFound(err) {
 			return 0, "", err
 		}
-		mine, total = mine[1:], total-1
+		total, bytes = total-1, bytes-doctorBytes(mine[0])
+		mine = mine[1:]
 	}
-	if total >= s.opts.MaxDoctorTotal {
+	switch size := int64(len(sec.Data[doctorKey])); {
+	case total >= s.opts.MaxDoctorTotal:
 		// A 4xx: the store is full for this client's new dumps, not broken.
 		return http.StatusTooManyRequests, fmt.Sprintf("the bridge keeps at most %d doctor reports and has them all; "+
 			"retry once an operator has deleted old ones (kubectl delete secret -l %s=true)", s.opts.MaxDoctorTotal, LabelDoctorReport), nil
+	case bytes+size > s.opts.MaxDoctorBytes:
+		return http.StatusTooManyRequests, fmt.Sprintf("the bridge keeps at most %d bytes of doctor reports in this tenant and holds %d; "+
+			"this one (%d bytes compressed) does not fit: retry once an operator has deleted old ones (kubectl delete secret -l %s=true)",
+			s.opts.MaxDoctorBytes, bytes, size, LabelDoctorReport), nil
 	}
 	if err := s.api.Create(ctx, sec); apierrors.IsAlreadyExists(err) {
 		return http.StatusConflict, fmt.Sprintf("doctor report %s was stored meanwhile; send it again", strings.TrimPrefix(sec.Name, doctorPrefix)), nil
@@ -309,6 +327,15 @@ func (s *Server) storeDoctor(r *http.Request, sec *corev1.Secret) (status int, m
 		return 0, "", err
 	}
 	return 0, "", nil
+}
+
+// doctorBytes is a stored dump's compressed size, from its annotation; a
+// dump stored before the annotation counts as the largest one can be.
+func doctorBytes(m metav1.PartialObjectMetadata) int64 {
+	if n, err := strconv.ParseInt(m.Annotations[AnnotationDoctorBytes], 10, 64); err == nil && n >= 0 {
+		return n
+	}
+	return maxDoctorStored
 }
 
 func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request, p params) {

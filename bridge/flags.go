@@ -69,6 +69,7 @@ func (f *Flags) Bind(fs *flag.FlagSet, defaultAddr string) {
 		"Comma-separated CIDRs of proxies (an Ingress controller) whose X-Forwarded-For names the client for rate limits; empty: the peer address counts.")
 	fs.IntVar(&b.MaxDoctorReports, "bridge-doctor-max-reports", 5, "Doctor reports kept per cluster; a newer one replaces the oldest.")
 	fs.IntVar(&b.MaxDoctorTotal, "bridge-doctor-max-total", 1000, "Doctor reports kept in all; beyond, uploads of new ones answer 429 until old ones are deleted.")
+	fs.Int64Var(&b.MaxDoctorBytes, "bridge-doctor-max-bytes", 64<<20, "Compressed bytes of doctor reports kept per tenant; beyond, uploads of new ones answer 429 until old ones are deleted.")
 	fs.IntVar(&b.DoctorBurst, "bridge-doctor-burst", 3, "Doctor uploads one sender (a cluster, else a token or an address) may make at once; beyond, --bridge-doctor-per-minute, else 429 before the dump is read.")
 	fs.Float64Var(&f.doctorPerMinute, "bridge-doctor-per-minute", 1, "Doctor uploads per minute one sender may make after its burst.")
 	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,

@@ -288,6 +288,28 @@ var _ = Describe("who may write", func() {
 		Expect(dumps()).To(HaveLen(3))
 	})
 
+	It("keeps a tenant's doctor dumps within MaxDoctorBytes together, counted from their metadata (issue 27 #12)", func() {
+		ns := namespace()
+		m := startManager(ns, time.Minute, func(o *bridge.Options) { o.MaxDoctorBytes, o.DoctorBurst = 7000, 100 })
+		DeferCleanup(func() { m.stop() })
+		dump := func(cluster string) string {
+			noise := make([]byte, 2400) // in hex, about 2.5 KB compressed: two fit in 7000 bytes, three do not
+			_, _ = rand.Read(noise)
+			return `{"workflow":{"id":"` + cluster + `","components":[]},"nodes":["` + hex.EncodeToString(noise) + `"],"namespaces":[]}`
+		}
+		Expect(post(m.url+"/v3/doctor/x1", dump("x")).code).To(Equal(http.StatusOK))
+		Expect(post(m.url+"/v3/doctor/y1", dump("y")).code).To(Equal(http.StatusOK))
+		var stored corev1.Secret
+		Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "trainyard-doctor-report-x1"}, &stored)).To(Succeed())
+		size, err := strconv.Atoi(stored.Annotations[bridge.AnnotationDoctorBytes])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(size).To(Equal(len(stored.Data["report.json.gz"])))
+		r := post(m.url+"/v3/doctor/z1", dump("z"))
+		Expect(r.code).To(Equal(http.StatusTooManyRequests), string(r.body))
+		Expect(r.errorOf().Message).To(ContainSubstring("the bridge keeps at most 7000 bytes of doctor reports in this tenant"))
+		Expect(apierrors.IsNotFound(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "trainyard-doctor-report-z1"}, &stored))).To(BeTrue())
+	})
+
 	It("budgets one sender's doctor uploads before reading them: 3 in a burst, then 1 a minute", func() {
 		ns := namespace()
 		m := tokenMode(ns)

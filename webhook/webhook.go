@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,24 +35,31 @@ func Setup(mgr ctrl.Manager, c clock.PassiveClock) error {
 		c = clock.RealClock{}
 	}
 	rw := &releaseWebhook{reader: mgr.GetClient(), clock: c}
-	if err := ctrl.NewWebhookManagedBy(mgr, &v1.ComponentRelease{}).
-		WithDefaulter(rw).WithValidator(rw).Complete(); err != nil {
-		return err
+	srv, scheme := mgr.GetWebhookServer(), mgr.GetScheme()
+	// Registered by hand, at the paths the builder would choose (and the
+	// markers name), so that each handler checks the object's JSON against
+	// its kind before Go's decoder does (precise).
+	mutate := func(kind string, w *admission.Webhook, h func(admission.Handler) admission.Handler) {
+		w.Handler = h(w.Handler)
+		srv.Register("/mutate-trainyard-dev-v1alpha1-"+strings.ToLower(kind), w.WithRecoverPanic(true))
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &v1.ReleaseTrain{}).
-		WithValidator(trainWebhook{}).Complete(); err != nil {
-		return err
+	validate := func(kind string, w *admission.Webhook, h func(admission.Handler) admission.Handler) {
+		w.Handler = h(w.Handler)
+		srv.Register("/validate-trainyard-dev-v1alpha1-"+strings.ToLower(kind), w.WithRecoverPanic(true))
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &v1.ClusterReport{}).
-		WithDefaulter(reportWebhook{}).WithValidator(reportWebhook{}).Complete(); err != nil {
-		return err
-	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &v1.NotificationTarget{}).
-		WithValidator(targetWebhook{}).Complete(); err != nil {
-		return err
-	}
-	return ctrl.NewWebhookManagedBy(mgr, &v1.NotificationRule{}).
-		WithValidator(ruleWebhook{}).Complete()
+	mutate("ComponentRelease", admission.WithDefaulter[*v1.ComponentRelease](scheme, rw), wrap[*v1.ComponentRelease]("ComponentRelease"))
+	validate("ComponentRelease", admission.WithValidator[*v1.ComponentRelease](scheme, rw), wrap[*v1.ComponentRelease]("ComponentRelease"))
+	validate("ReleaseTrain", admission.WithValidator[*v1.ReleaseTrain](scheme, trainWebhook{}), wrap[*v1.ReleaseTrain]("ReleaseTrain"))
+	mutate("ClusterReport", admission.WithDefaulter[*v1.ClusterReport](scheme, reportWebhook{}), wrap[*v1.ClusterReport]("ClusterReport"))
+	validate("ClusterReport", admission.WithValidator[*v1.ClusterReport](scheme, reportWebhook{}), wrap[*v1.ClusterReport]("ClusterReport"))
+	validate("NotificationTarget", admission.WithValidator[*v1.NotificationTarget](scheme, targetWebhook{}), wrap[*v1.NotificationTarget]("NotificationTarget"))
+	validate("NotificationRule", admission.WithValidator[*v1.NotificationRule](scheme, ruleWebhook{}), wrap[*v1.NotificationRule]("NotificationRule"))
+	return nil
+}
+
+// wrap is precise for kind T, as a handler wrapper.
+func wrap[T runtime.Object](kind string) func(admission.Handler) admission.Handler {
+	return func(h admission.Handler) admission.Handler { return precise[T](kind, h) }
 }
 
 func invalid(kind string, name string, errs field.ErrorList) error {

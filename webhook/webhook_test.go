@@ -87,6 +87,26 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(err.Error()).To(ContainSubstring("at least 1 chars long"))
 	})
 
+	It("names the field and what it expects when a value does not decode, not Go's words (issue 27 #18)", func() {
+		release := func(spec map[string]any) *unstructured.Unstructured {
+			return &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "trainyard.dev/v1alpha1", "kind": "ComponentRelease",
+				"metadata": map[string]any{"namespace": ns, "name": "router.stable.v9.0.0"},
+				"spec":     spec,
+			}}
+		}
+		err := k8sClient.Create(ctx, release(map[string]any{"component": "router", "train": "stable", "version": "v9.0.0", "released": "yesterday"}))
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring(`spec.released: Invalid value: "yesterday": must be an RFC 3339 time such as 2026-12-03T10:00:00Z`))
+		Expect(err.Error()).NotTo(ContainSubstring("2006-01-02"))
+		err = k8sClient.Create(ctx, release(map[string]any{"component": "router", "train": "stable", "version": 9}))
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring(`spec.version: Invalid value: "9": must be a string, not a number`))
+		Expect(err.Error()).NotTo(ContainSubstring("Go value"))
+		var rel v1.ComponentRelease
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "router.stable.v9.0.0"}, &rel))).To(BeTrue())
+	})
+
 	It("rejects a release whose name is not canonical, saying which name to use", func() {
 		r := newRelease(ns, "router", "stable", "v1.0.0")
 		r.Name = "router-1"
