@@ -147,9 +147,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) 
 			return "", false
 		}
 		if why := info.valid(s.opts.Clock.Now()); why != "" {
-			s.failed(st.source, "registration_token_expired")
-			writeTokenRefused(w, why)
-			return "", false
+			if s.opts.LegacyTokenBinding && info.invalid == "" {
+				// Legacy mode: the token is its clusters' only identity. Once
+				// expired it registers nothing more, but its clusters keep
+				// checking in (the cluster's authorizer decides).
+				st.tokenExpired = why
+			} else {
+				s.failed(st.source, "registration_token_expired")
+				writeTokenRefused(w, why)
+				return "", false
+			}
 		}
 		st.tokenHash, st.tokenKey = tokenHash(tok), info.key
 		return "", true

@@ -214,6 +214,14 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			return a, nil
 		}
 		// A registration token.
+		if st.tokenExpired != "" {
+			// Legacy mode, an expired token: the clusters bound to it check
+			// in as before; nothing new is registered or re-issued.
+			if cur != nil && cur.Annotations[AnnotationTokenHash] == st.tokenHash {
+				return a, nil
+			}
+			return nil, errCredential{http.StatusUnauthorized, st.tokenExpired + "; in legacy mode it still checks in the clusters bound to it, but registers no new one"}
+		}
 		register := func() (map[string]*string, error) {
 			issue(cur, a, false)
 			a[v1.AnnotationRegisteredWith] = str(st.tokenKey)

@@ -365,6 +365,33 @@ var _ = Describe("one client against the others", func() {
 		Expect(refused).To(BeNumerically(">=", 20))
 	})
 
+	It("keeps a legacy fleet checking in with its token after the token expired, and registers no new cluster with it (issue 27 #6)", func() {
+		ns := namespace()
+		clk := clocktesting.NewFakeClock(time.Now())
+		m := tokenMode(ns, legacy, func(o *bridge.Options) { o.Clock = clk })
+		Expect(checkInAs(m.url, "token-a", "deis-1", "1.0.0").code).To(Equal(http.StatusOK))
+		hash := report(ns, "deis-1").Annotations[v1.AnnotationCredentialHash]
+		// Past the default lifetime of 720h, stamped at the token's first read.
+		clk.Step(721 * time.Hour)
+		r := checkInAs(m.url, "token-a", "deis-1", "1.1.0")
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
+		Expect(report(ns, "deis-1").Spec.Components[0].Version).To(Equal("1.1.0"))
+		Expect(report(ns, "deis-1").Annotations).To(HaveKeyWithValue(v1.AnnotationCredentialHash, hash))
+		r = checkInAs(m.url, "token-a", "deis-2", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized))
+		Expect(r.errorOf().Message).To(ContainSubstring("expired at"))
+		Expect(r.errorOf().Message).To(ContainSubstring("in legacy mode it still checks in the clusters bound to it, but registers no new one"))
+		Expect(report(ns, "deis-2")).To(BeNil())
+		// Outside legacy mode an expired token checks in nothing.
+		m.stop()
+		m = startManager(ns, time.Minute, func(o *bridge.Options) {
+			o.CheckInAuth, o.RegistrationSecret, o.Clock = bridge.CheckInToken, "registration", clk
+		})
+		DeferCleanup(func() { m.stop() })
+		Expect(checkInAs(m.url, "token-a", "deis-1", "1.2.0").code).To(Equal(http.StatusUnauthorized))
+	})
+
 	It("#7 gives each cluster of a fleet that shares a registration token a budget of its own (legacy token binding)", func() {
 		m := tokenMode(namespace(), legacy, func(o *bridge.Options) { o.RateLimit, o.RateBurst = 1, 5 })
 		codes := map[int]int{}

@@ -191,6 +191,12 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *v1.Rele
 		if stale {
 			continue
 		}
+		if rep.CreationTimestamp.After(rel.CreationTimestamp.Time) {
+			// Registered after the candidate was published (both times the
+			// API server's): it cannot vouch for it (promotion.Input).
+			in.Newer++
+			continue
+		}
 		in.Following++
 		if runs {
 			in.Running++

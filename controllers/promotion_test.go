@@ -115,10 +115,11 @@ var _ = Describe("Promotion", func() {
 	})
 
 	It("waits for enough non-stale clusters to run the candidate", func() {
-		publish(ns, "web", "beta", "2.0.0", 1)
+		// The clusters registered before the candidate was published.
 		checkIn(ns, "a", comp("web", "beta", "2.0.0"))
 		checkIn(ns, "b", comp("web", "beta", "1.9.0"))
 		checkIn(ns, "c", comp("web", "beta", "1.9.0"))
+		publish(ns, "web", "beta", "2.0.0", 1)
 		promoting(ns, "web", v1.PromotionPolicy{From: "beta", Adoption: &v1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
 		Eventually(func() string {
 			c := candidate(ns, "web", "2.0.0")()
@@ -129,6 +130,26 @@ var _ = Describe("Promotion", func() {
 		}).Should(Equal("1 of 3 non-stale clusters on beta run it (33%); needs 50% and 2"))
 		checkIn(ns, "b", comp("web", "beta", "2.0.0"))
 		Eventually(onStable(ns, "web", "2.0.0")).Should(HaveLen(1))
+	})
+
+	It("does not count clusters registered after the candidate was published, and says so (issue 27 #15)", func() {
+		checkIn(ns, "veteran", comp("svc", "beta", "1.0.0"))
+		rel := publish(ns, "svc", "beta", "2.0.0", 1)
+		// Creation times are the API server's, to the second: the invented
+		// clusters come in a later second.
+		Eventually(func() bool { return time.Now().Truncate(time.Second).After(rel.CreationTimestamp.Time) }).Should(BeTrue())
+		for i := range 3 {
+			checkIn(ns, fmt.Sprintf("invented-%d", i), comp("svc", "beta", "2.0.0"))
+		}
+		promoting(ns, "svc", v1.PromotionPolicy{From: "beta", Adoption: &v1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
+		Eventually(func() string {
+			c := candidate(ns, "svc", "2.0.0")()
+			if c == nil || len(c.Gates) < 2 {
+				return ""
+			}
+			return c.Gates[1].Reason
+		}).Should(Equal("0 of 1 non-stale clusters on beta run it (0%); needs 50% and 2; 3 registered after the candidate was published are not counted"))
+		Consistently(onStable(ns, "svc", "2.0.0"), time.Second).Should(BeEmpty())
 	})
 
 	It("holds while a cluster running the candidate runs a retracted release, and promotes once it does not", func() {

@@ -21,8 +21,11 @@ type Input struct {
 	// Retracted is the candidate's retraction reason ("" when it is not).
 	Retracted string
 	// Following counts the non-stale clusters following the source train;
-	// Running those of them that run the candidate.
-	Following, Running int
+	// Running those of them that run the candidate. Neither counts a cluster
+	// registered after the candidate was published: anyone holding a
+	// registration token could otherwise invent clusters that run it and
+	// pass the gate. Newer counts those.
+	Following, Running, Newer int
 	// Unhealthy names clusters running the candidate that are Stale or run
 	// a retracted release.
 	Unhealthy []string
@@ -72,6 +75,9 @@ func Evaluate(p *v1.PromotionPolicy, in Input) Result {
 			pct = in.Running * 100 / in.Following
 		}
 		msg := fmt.Sprintf("%d of %d non-stale clusters on %s run it (%d%%); needs %d%% and %d", in.Running, in.Following, p.From, pct, a.MinPercent, a.MinClusters)
+		if in.Newer > 0 {
+			msg += fmt.Sprintf("; %d registered after the candidate was published are not counted", in.Newer)
+		}
 		if in.Running >= int(a.MinClusters) && pct >= int(a.MinPercent) && (in.Following > 0 || a.MinPercent == 0) {
 			add(v1.GateAdoption, v1.GatePass, msg)
 		} else {

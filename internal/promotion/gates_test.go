@@ -48,6 +48,18 @@ func TestAdoptionNeedsShareAndNumber(t *testing.T) {
 	}
 }
 
+// Issue 27 #15: clusters registered after the candidate was published are
+// not counted, and the reason says how many were left out.
+func TestAdoptionLeavesOutClustersNewerThanTheCandidate(t *testing.T) {
+	p := &v1.PromotionPolicy{From: "beta", Adoption: &v1.AdoptionGate{MinPercent: 50, MinClusters: 2}}
+	r := promotion.Evaluate(p, promotion.Input{Following: 3, Running: 1, Newer: 40, Now: now})
+	g := gate(r, v1.GateAdoption)
+	if g.State != v1.GatePending || g.Reason != "1 of 3 non-stale clusters on beta run it (33%); needs 50% and 2; "+
+		"40 registered after the candidate was published are not counted" {
+		t.Errorf("%+v", g)
+	}
+}
+
 func TestHealthAndRetraction(t *testing.T) {
 	p := &v1.PromotionPolicy{From: "beta", HealthyClusters: true}
 	r := promotion.Evaluate(p, promotion.Input{Unhealthy: []string{"a", "b", "c", "d", "e", "f", "g"}, Now: now})
