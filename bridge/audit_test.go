@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -13,20 +14,25 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 )
 
+// auditLog is an audit logger that keeps its lines, and what it has kept.
+func auditLog() (logr.Logger, func() []string) {
+	var mu sync.Mutex
+	var lines []string
+	audit := funcr.New(func(_, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, args)
+	}, funcr.Options{})
+	return audit, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), lines...)
+	}
+}
+
 var _ = Describe("the audit log", func() {
 	It("has a line for each write that changes something, not for heartbeats or the multi-get", func() {
-		var mu sync.Mutex
-		var lines []string
-		audit := funcr.New(func(_, args string) {
-			mu.Lock()
-			defer mu.Unlock()
-			lines = append(lines, args)
-		}, funcr.Options{})
-		audited := func() []string {
-			mu.Lock()
-			defer mu.Unlock()
-			return append([]string(nil), lines...)
-		}
+		audit, audited := auditLog()
 		m := startManager(namespace(), time.Minute, func(o *bridge.Options) { o.Audit = audit })
 		DeferCleanup(func() { m.stop() })
 
@@ -55,13 +61,7 @@ var _ = Describe("the audit log", func() {
 
 var _ = Describe("request IDs", func() {
 	It("names every answer, its error body and its audit line with the client's X-Request-ID, or a new one", func() {
-		var mu sync.Mutex
-		var lines []string
-		audit := funcr.New(func(_, args string) {
-			mu.Lock()
-			defer mu.Unlock()
-			lines = append(lines, args)
-		}, funcr.Options{})
+		audit, audited := auditLog()
 		m := startManager(namespace(), time.Minute, func(o *bridge.Options) { o.Audit = audit })
 		DeferCleanup(func() { m.stop() })
 		withID := func(id string) func(*http.Request) {
@@ -73,8 +73,7 @@ var _ = Describe("request IDs", func() {
 		Expect(r.code).To(Equal(http.StatusUnprocessableEntity))
 		Expect(r.header.Get(bridge.HeaderRequestID)).To(Equal("ci-run-42/step.7"))
 		Expect(r.errorOf().RequestID).To(Equal("ci-run-42/step.7"))
-		Eventually(func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), lines...) }).
-			Should(ContainElement(ContainSubstring(`"requestId"="ci-run-42/step.7"`)))
+		Eventually(audited).Should(ContainElement(ContainSubstring(`"requestId"="ci-run-42/step.7"`)))
 
 		// Success answers carry one too; without a header, a new one.
 		r = post(m.url+"/v3/clusters", checkinBody("c1"))
