@@ -184,9 +184,11 @@ var _ = Describe("the bridge over HTTP", func() {
 		Expect(report(ns, "c2")).To(BeNil())
 
 		// kubectl and GitOps writes meet the same wall at the webhook.
+		// A merge patch: the controller may write the status meanwhile, and
+		// an update of a stale version would be refused before the webhook.
 		rep := after.DeepCopy()
 		rep.Spec.Properties["provider"] = "aws\x1b]0;owned\a"
-		err := k8sClient.Update(context.Background(), rep)
+		err := k8sClient.Patch(context.Background(), rep, client.MergeFrom(after))
 		Expect(err).To(MatchError(ContainSubstring("spec.properties[provider]: Invalid value")))
 		Expect(report(ns, "c1").Spec).To(Equal(before.Spec))
 	})
