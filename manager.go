@@ -67,6 +67,9 @@ type webhookOptions struct {
 	secret, caSecret  string
 	dnsNames, ipSANs  string
 	mutating, validat string
+	// bridgeSecret and bridgeDNSNames: a further certificate, signed by the
+	// same CA, for the bridge's metrics endpoint (certs.Leaf).
+	bridgeSecret, bridgeDNSNames string
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -112,6 +115,10 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 			"the certificate (the chart's ServiceMonitor) without reading the private keys; empty: none.")
 	fs.StringVar(&w.dnsNames, "webhook-dns-names", "", "Comma-separated DNS names of the webhook certificate (the webhook Service's names).")
 	fs.StringVar(&w.ipSANs, "webhook-ip-sans", "", "Comma-separated IP addresses of the webhook certificate.")
+	fs.StringVar(&w.bridgeSecret, "bridge-metrics-cert-secret", "",
+		"Self-signed mode: a kubernetes.io/tls Secret, in --namespace, that the manager keeps holding a certificate for --bridge-metrics-dns-names "+
+			"signed by the webhook's CA (and the CA bundle, never its key), which `trainyard bridge` serves its metrics with; empty: none.")
+	fs.StringVar(&w.bridgeDNSNames, "bridge-metrics-dns-names", "", "Comma-separated DNS names of the --bridge-metrics-cert-secret certificate (the bridge's metrics Service).")
 	fs.StringVar(&w.mutating, "mutating-webhook-configuration", "trainyard-mutating-webhook-configuration",
 		"MutatingWebhookConfiguration that receives the CA bundle in self-signed mode (the manager's RBAC names it).")
 	fs.StringVar(&w.validat, "validating-webhook-configuration", "trainyard-validating-webhook-configuration",
@@ -127,6 +134,12 @@ func (o *managerOptions) validate() error {
 	}
 	if o.webhook.caSecret != "" && o.webhook.caSecret == o.webhook.secret {
 		return fmt.Errorf("--webhook-ca-secret must name another Secret than --webhook-secret (%q), which holds the private keys", o.webhook.secret)
+	}
+	switch b := o.webhook.bridgeSecret; {
+	case b != "" && (b == o.webhook.secret || b == o.webhook.caSecret):
+		return fmt.Errorf("--bridge-metrics-cert-secret must name a Secret of its own, not %q", b)
+	case b != "" && o.webhook.bridgeDNSNames == "":
+		return fmt.Errorf("--bridge-metrics-cert-secret needs --bridge-metrics-dns-names")
 	}
 	if o.controllers.StaleThreshold <= 0 {
 		return fmt.Errorf("--stale-threshold must be positive, not %s", o.controllers.StaleThreshold)
@@ -259,6 +272,9 @@ func setupWebhook(ctx context.Context, mgr manager.Manager, cfg *rest.Config, sc
 		Client: direct, Namespace: o.namespace, SecretName: w.secret, CASecretName: w.caSecret,
 		DNSNames: cliflag.List(w.dnsNames), CertDir: w.certDir,
 		MutatingWebhooks: cliflag.List(w.mutating), ValidatingWebhooks: cliflag.List(w.validat),
+	}
+	if w.bridgeSecret != "" {
+		rot.Leaves = []certs.Leaf{{SecretName: w.bridgeSecret, DNSNames: cliflag.List(w.bridgeDNSNames)}}
 	}
 	for _, s := range cliflag.List(w.ipSANs) {
 		ip := net.ParseIP(s)

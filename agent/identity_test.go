@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/trainyard-dev/trainyard/agent"
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/credential"
 )
 
 // Issue 14: a cluster's agent keeps the credential its registration got, in
@@ -88,10 +91,12 @@ var _ = Describe("the agent's credential", func() {
 		Expect(restarted.CheckIn(ctx)).To(Succeed())
 	})
 
-	It("registers again when the hub revoked its credential and a registration token is mounted", func() {
+	It("registers again after a revocation only with the reissue token an operator put in its token file (issue 27 #4)", func() {
 		ns := namespace(workload)
 		creds := agent.SecretCredentials{Kube: newKube(nil), Namespace: ns, Name: "credential"}
-		a := newAgent(agent.Options{HubURL: hubURL, Token: registrationToken, ClusterID: "revoked-1", Credentials: creds}, []string{ns})
+		tokenFile := filepath.Join(GinkgoT().TempDir(), "token")
+		Expect(os.WriteFile(tokenFile, []byte(registrationToken), 0o600)).To(Succeed())
+		a := newAgent(agent.Options{HubURL: hubURL, TokenFile: tokenFile, ClusterID: "revoked-1", Credentials: creds}, []string{ns})
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		first, err := creds.Load(ctx)
 		Expect(err).NotTo(HaveOccurred())
@@ -103,13 +108,26 @@ var _ = Describe("the agent's credential", func() {
 				[]byte(`{"metadata":{"annotations":{"`+v1.AnnotationCredentialRevoked+`":"test"}}}`)))).To(Succeed())
 		}
 		revoke()
-		// Refused three times in a row, it registers again.
+		// Refused three times in a row, it tries to register again; the
+		// registration token does not take a revoked cluster back, and the
+		// error says what the operator does. The credential stays stored.
+		Eventually(func() error { return a.CheckIn(ctx) }).Should(MatchError(ContainSubstring("kubectl trainyard cluster reissue revoked-1")))
+		Expect(creds.Load(ctx)).To(Equal(first))
+		Expect(hubReport("revoked-1").Annotations).To(HaveKey(v1.AnnotationCredentialRevoked))
+
+		// The operator's reissue token, put where the registration token was.
+		token, hash := credential.New(credential.ReissuePrefix)
+		rep := hubReport("revoked-1")
+		Expect(hub.Patch(ctx, rep, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+
+			v1.AnnotationReissueHash+`":"`+hash+`","`+v1.AnnotationReissueExpires+`":"`+time.Now().Add(time.Hour).UTC().Format(time.RFC3339)+`"}}}`)))).To(Succeed())
+		Expect(os.WriteFile(tokenFile, []byte(token), 0o600)).To(Succeed())
 		Eventually(func(g Gomega) string {
 			g.Expect(a.CheckIn(ctx)).To(Succeed())
 			c, _ := creds.Load(ctx)
 			return c
 		}).ShouldNot(Equal(first))
 		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
+		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(v1.AnnotationReissueHash))
 
 		// Without a registration token, a refused credential is an error
 		// that names what is missing.

@@ -2,13 +2,9 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
+	"crypto/subtle"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +14,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
+	credpkg "github.com/trainyard-dev/trainyard/internal/credential"
 	"github.com/trainyard-dev/trainyard/internal/index"
 )
 
@@ -33,24 +30,11 @@ import (
 // Deis agents ignore it; trainyard's agent stores it.
 const HeaderCredential = "X-Trainyard-Credential"
 
-// credentialPrefix starts every cluster credential, so the bridge tells one
-// from a registration token (which must not start with it).
-const credentialPrefix = "tyc."
+func newCredential() (credential, hash string) { return credpkg.New(credpkg.ClusterPrefix) }
 
-// newCredential is a random credential and its hash.
-func newCredential() (credential, hash string) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24)
-	credential = credentialPrefix + base64.RawURLEncoding.EncodeToString(b)
-	return credential, credentialHash(credential)
-}
+func credentialHash(credential string) string { return credpkg.Hash(credential) }
 
-func credentialHash(credential string) string {
-	sum := sha256.Sum256([]byte(credential))
-	return hex.EncodeToString(sum[:])
-}
-
-func isCredential(tok string) bool { return strings.HasPrefix(tok, credentialPrefix) }
+func isCredential(tok string) bool { return credpkg.IsCluster(tok) }
 
 // credentialAccepted says whether the report accepts the credential whose
 // hash is hash at now, and if not, why.
@@ -58,7 +42,8 @@ func credentialAccepted(r *v1.ClusterReport, hash string, now time.Time) (bool, 
 	a := r.Annotations
 	switch {
 	case a[v1.AnnotationCredentialRevoked] != "":
-		return false, "the credential of cluster " + r.Spec.ClusterID + " is revoked; register it again with a registration token"
+		return false, "the credential of cluster " + r.Spec.ClusterID + " is revoked; it registers again only with a reissue token " +
+			"(`kubectl trainyard cluster reissue " + r.Spec.ClusterID + "`), presented as the registration token"
 	case hash != "" && a[v1.AnnotationCredentialHash] == hash:
 		return true, ""
 	case hash != "" && a[v1.AnnotationPreviousCredentialHash] == hash:
@@ -68,6 +53,38 @@ func credentialAccepted(r *v1.ClusterReport, hash string, now time.Time) (bool, 
 		return false, "this credential of cluster " + r.Spec.ClusterID + " was rotated out; use the new one"
 	}
 	return false, "unknown cluster credential"
+}
+
+// registeredByReissue is trainyard.dev/registered-with of a cluster that
+// registered with a reissue token.
+const registeredByReissue = "reissue-token"
+
+// reissueSkew is how far beyond MaxReissueLifetime a reissue token's expiry
+// may lie: the plugin's clock is not the bridge's.
+const reissueSkew = 5 * time.Minute
+
+// reissueAccepted says why the reissue token whose hash is hash does not
+// register the cluster of report r at now, or "".
+func reissueAccepted(r *v1.ClusterReport, hash string, now time.Time) string {
+	a, id := r.Annotations, r.Spec.ClusterID
+	want := a[v1.AnnotationReissueHash]
+	if want == "" {
+		return "cluster " + id + " has no open reissue token (it was used, or none was made): `kubectl trainyard cluster reissue " + id + "` makes one"
+	}
+	if subtle.ConstantTimeCompare([]byte(want), []byte(hash)) != 1 {
+		return "this reissue token is not cluster " + id + "'s (a token registers only the cluster it was made for, and only the newest one made)"
+	}
+	until, err := time.Parse(time.RFC3339, a[v1.AnnotationReissueExpires])
+	switch {
+	case err != nil:
+		return "the reissue token of cluster " + id + " has no valid " + v1.AnnotationReissueExpires + " (RFC 3339): make a new one"
+	case !now.Before(until):
+		return "the reissue token of cluster " + id + " expired at " + until.UTC().Format(time.RFC3339) + ": make a new one"
+	case until.Sub(now) > v1.MaxReissueLifetime+reissueSkew:
+		return "the reissue token of cluster " + id + " expires at " + until.UTC().Format(time.RFC3339) +
+			", beyond the longest lifetime of one (" + v1.MaxReissueLifetime.String() + "): make a new one"
+	}
+	return ""
 }
 
 // lostAnswer tells whether a registration of the registered cluster cur
@@ -213,7 +230,43 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			}
 			return a, nil
 		}
-		// A registration token.
+		// A registration or reissue token.
+		register := func() (map[string]*string, error) {
+			issue(cur, a, false)
+			with := st.tokenKey
+			if st.reissueHash != "" {
+				with = registeredByReissue
+				a[v1.AnnotationReissueHash], a[v1.AnnotationReissueExpires] = nil, nil // single use
+			}
+			a[v1.AnnotationRegisteredWith] = str(with)
+			if s.opts.LegacyTokenBinding {
+				a[AnnotationTokenHash] = str(st.tokenHash)
+			}
+			return a, nil
+		}
+		revoked := cur != nil && cur.Annotations[v1.AnnotationCredentialRevoked] != ""
+		if st.reissueHash != "" {
+			switch {
+			case cur == nil:
+				return nil, errCredential{http.StatusUnauthorized, "a reissue token registers only the cluster it was made for, " +
+					"and this cluster has no report here"}
+			case !revoked && s.opts.LegacyTokenBinding && cur.Annotations[AnnotationTokenHash] == st.tokenHash:
+				// Legacy mode: a Deis agent keeps checking in with the token
+				// that registered it, as with a registration token.
+				return a, nil
+			}
+			if why := reissueAccepted(cur, st.reissueHash, now); why != "" {
+				return nil, errCredential{http.StatusUnauthorized, why}
+			}
+			return register()
+		}
+		if revoked {
+			// A registration token usually sits next to the stolen
+			// credential: it does not take the cluster back.
+			return nil, errCredential{http.StatusForbidden, "cluster " + cur.Spec.ClusterID + " is revoked (" + v1.AnnotationCredentialRevoked +
+				"): a registration token does not register it again; an operator re-opens it for one registration with " +
+				"`kubectl trainyard cluster reissue " + cur.Spec.ClusterID + "`, whose token the agent presents instead"}
+		}
 		if st.tokenExpired != "" {
 			// Legacy mode, an expired token: the clusters bound to it check
 			// in as before; nothing new is registered or re-issued.
@@ -222,23 +275,10 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			}
 			return nil, errCredential{http.StatusUnauthorized, st.tokenExpired + "; in legacy mode it still checks in the clusters bound to it, but registers no new one"}
 		}
-		register := func() (map[string]*string, error) {
-			issue(cur, a, false)
-			a[v1.AnnotationRegisteredWith] = str(st.tokenKey)
-			if s.opts.LegacyTokenBinding {
-				a[AnnotationTokenHash] = str(st.tokenHash)
-			}
-			return a, nil
-		}
-		switch {
-		case cur == nil:
+		if cur == nil {
 			if err := s.withinQuota(ctx, ns); err != nil {
 				return nil, err
 			}
-			return register()
-		case cur.Annotations[v1.AnnotationCredentialRevoked] != "":
-			// Revoked: open to register again (the documented way to hand
-			// a report over, too).
 			return register()
 		}
 		bound := cur.Annotations[AnnotationTokenHash]
@@ -273,8 +313,8 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			return register()
 		}
 		return nil, errCredential{http.StatusForbidden, "cluster " + cur.Spec.ClusterID + " exists without a registration; " +
-			"a registration token cannot take it over (revoke it, kubectl annotate clusterreport " + cur.Name + " " +
-			v1.AnnotationCredentialRevoked + "=..., to let its agent register)"}
+			"a registration token cannot take it over (`kubectl trainyard cluster reissue " + cur.Spec.ClusterID +
+			"` makes a token that registers it once)"}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/credential"
 )
 
 // Cluster identity (issue 14): a registration token registers a cluster and
@@ -51,6 +52,28 @@ func annotate(ns, id, key, value string) {
 	patch, _ := jsonMarshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: v}}})
 	Expect(k8sClient.Patch(context.Background(), &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName(id)}},
 		client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+}
+
+// reissue re-opens cluster id of ns for one registration as `kubectl
+// trainyard cluster reissue` does (plugin/cluster.go; its own suite tests
+// that), valid until expires, waits until the replicas' caches have it, and
+// returns the token.
+func reissue(ns, id string, expires time.Time, replicas ...*manager) string {
+	GinkgoHelper()
+	token, hash := credential.New(credential.ReissuePrefix)
+	usedTokens.add(token)
+	patch, _ := jsonMarshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{
+		v1.AnnotationReissueHash: hash, v1.AnnotationReissueExpires: expires.UTC().Format(time.RFC3339)}}})
+	Expect(k8sClient.Patch(context.Background(), &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName(id)}},
+		client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+	for _, r := range replicas {
+		Eventually(func(g Gomega) {
+			rep := &v1.ClusterReport{}
+			g.Expect(r.cache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v1.ClusterReportName(id)}, rep)).To(Succeed())
+			g.Expect(rep.Annotations).To(HaveKeyWithValue(v1.AnnotationReissueHash, hash))
+		}).Should(Succeed())
+	}
+	return token
 }
 
 func registrationSecret(ns string) *corev1.Secret {
@@ -132,7 +155,7 @@ var _ = Describe("cluster identity", func() {
 		Expect(checkInAs(m.url, other, "c-2", "1.1.0").code).To(Equal(http.StatusOK))
 	})
 
-	It("lets one of two replicas' racing registrations of a revoked cluster win, and the other answer 403 (issue 27 #2)", func() {
+	It("lets one of two replicas' racing registrations of a revoked cluster win, and the other be refused (issue 27 #2)", func() {
 		cred0 := register(m.url, "token-a", "raced")
 		// Two replicas whose first two identity writes of a report wait for
 		// each other: each has decided on the same stored report.
@@ -165,19 +188,22 @@ var _ = Describe("cluster identity", func() {
 			Eventually(func() int { return checkInAs(r.url, cred0, "raced", "1.0.0").code }).Should(Equal(http.StatusUnauthorized))
 		}
 		Expect(arrived.Load()).To(BeZero())
+		token := reissue(ns, "raced", time.Now().Add(time.Hour), r1, r2)
 
 		answers := make([]response, 2)
 		var wg sync.WaitGroup
 		for i, r := range []*manager{r1, r2} {
 			wg.Go(func() {
 				defer GinkgoRecover()
-				answers[i] = checkInAs(r.url, "token-a", "raced", "1.0.0")
+				answers[i] = checkInAs(r.url, token, "raced", "1.0.0")
 			})
 		}
 		wg.Wait()
 		Expect(arrived.Load()).To(BeNumerically(">=", 2), "both replicas reached their write")
 		codes := []int{answers[0].code, answers[1].code}
-		Expect(codes).To(ConsistOf(http.StatusOK, http.StatusForbidden), "%s\n%s", answers[0].body, answers[1].body)
+		// The loser decides again on the report as stored: its single-use
+		// token is spent.
+		Expect(codes).To(ConsistOf(http.StatusOK, http.StatusUnauthorized), "%s\n%s", answers[0].body, answers[1].body)
 		winner := answers[0]
 		if winner.code != http.StatusOK {
 			winner = answers[1]
@@ -325,6 +351,17 @@ var _ = Describe("cluster identity", func() {
 		// Legacy: the token it is bound to keeps checking it in.
 		Expect(checkInAs(m.url, "token-a", "unbound", "1.0.1").code).To(Equal(http.StatusOK))
 		Expect(checkInAs(m.url, "token-b", "unbound", "1.0.1").code).To(Equal(http.StatusForbidden))
+
+		// Revoked, legacy mode too needs a reissue token (issue 27 #4); a
+		// Deis agent, which stores no credential, then keeps checking in
+		// with it as with the token it was bound to.
+		annotate(nsOf(m), "unbound", v1.AnnotationCredentialRevoked, "stolen")
+		Eventually(func() int { return checkInAs(m.url, "token-a", "unbound", "1.0.2").code }).Should(Equal(http.StatusForbidden))
+		token := reissue(nsOf(m), "unbound", time.Now().Add(time.Hour), m)
+		Expect(checkInAs(m.url, token, "unbound", "1.0.2").code).To(Equal(http.StatusOK))
+		Eventually(func() int { return checkInAs(m.url, token, "unbound", "1.0.3").code }).Should(Equal(http.StatusOK))
+		Expect(checkInAs(m.url, "token-a", "unbound", "1.0.3").code).To(Equal(http.StatusForbidden), "bound to the reissue token now")
+		Expect(report(nsOf(m), "unbound").Spec.Components[0].Version).To(Equal("1.0.3"))
 	})
 
 	It("is unaffected when the registration token is rotated; the old token then registers nothing", func() {
@@ -346,7 +383,7 @@ var _ = Describe("cluster identity", func() {
 		Expect(report(ns, "cluster-d")).To(BeNil())
 	})
 
-	It("revokes one cluster's credential at once; registering again needs a valid registration token", func() {
+	It("revokes one cluster's credential at once; only a reissue token for that cluster registers it again, once (issue 27 #4)", func() {
 		cred := register(m.url, "token-a", clusterID)
 		other := register(m.url, "token-a", "other")
 		annotate(ns, clusterID, v1.AnnotationCredentialRevoked, "2026-12-02 lost laptop")
@@ -357,11 +394,52 @@ var _ = Describe("cluster identity", func() {
 		Expect(checkInAs(m.url, other, "other", "1.0.0").code).To(Equal(http.StatusOK))
 		Expect(checkInAs(m.url, "not-a-token", clusterID, "1.0.0").code).To(Equal(http.StatusUnauthorized))
 
-		fresh := register(m.url, "token-a", clusterID)
+		// The registration token that sits next to the stolen credential
+		// does not take the cluster back; nothing is stored.
+		before := report(ns, clusterID)
+		r = checkInAs(m.url, "token-a", clusterID, "1.0.0")
+		Expect(r.code).To(Equal(http.StatusForbidden), "%s", r.body)
+		Expect(r.errorOf().Message).To(ContainSubstring("kubectl trainyard cluster reissue " + clusterID))
+		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
+		Expect(report(ns, clusterID).Annotations).To(Equal(before.Annotations))
+
+		// A reissue token is bound to its cluster, and expires.
+		otherToken := reissue(ns, "other", time.Now().Add(time.Hour), m)
+		r = checkInAs(m.url, otherToken, clusterID, "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized), "another cluster's reissue token: %s", r.body)
+		Expect(r.errorOf().Message).To(ContainSubstring("has no open reissue token"))
+		expired := reissue(ns, clusterID, time.Now().Add(-time.Second), m)
+		r = checkInAs(m.url, expired, clusterID, "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized), "%s", r.body)
+		Expect(r.errorOf().Message).To(ContainSubstring("expired at"))
+		tooLong := reissue(ns, clusterID, time.Now().Add(48*time.Hour), m)
+		Expect(checkInAs(m.url, tooLong, clusterID, "1.0.0").errorOf().Message).To(ContainSubstring("beyond the longest lifetime"))
+		Expect(report(ns, clusterID).Annotations).To(HaveKey(v1.AnnotationCredentialRevoked), "no refusal registered it")
+
+		// The newest token made registers it, once.
+		stale := reissue(ns, clusterID, time.Now().Add(time.Hour), m)
+		token := reissue(ns, clusterID, time.Now().Add(time.Hour), m)
+		r = checkInAs(m.url, stale, clusterID, "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized), "a token replaced by a newer one: %s", r.body)
+		fresh := register(m.url, token, clusterID)
 		Expect(fresh).NotTo(Equal(cred))
-		Expect(report(ns, clusterID).Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
+		rep := report(ns, clusterID)
+		Expect(rep.Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
+		Expect(rep.Annotations).NotTo(HaveKey(v1.AnnotationReissueHash))
+		Expect(rep.Annotations).NotTo(HaveKey(v1.AnnotationReissueExpires))
+		Expect(rep.Annotations).To(HaveKeyWithValue(v1.AnnotationRegisteredWith, "reissue-token"))
+		r = checkInAs(m.url, token, clusterID, "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized), "single use: %s", r.body)
+		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
 		Eventually(func() int { return checkInAs(m.url, cred, clusterID, "1.0.0").code }).Should(Equal(http.StatusUnauthorized))
 		Expect(checkInAs(m.url, fresh, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
+		Expect(report(ns, clusterID).Annotations[v1.AnnotationCredentialHash]).To(Equal(rep.Annotations[v1.AnnotationCredentialHash]),
+			"the refused reissue changed nothing")
+
+		// A reissue token registers nothing but its cluster's report.
+		r = checkInAs(m.url, reissue(ns, "other", time.Now().Add(time.Hour), m), "brand-new", "1.0.0")
+		Expect(r.code).To(Equal(http.StatusUnauthorized), "%s", r.body)
+		Expect(report(ns, "brand-new")).To(BeNil())
 	})
 
 	It("rotates a credential with an overlap, so the agent rolls without a failed check-in", func() {

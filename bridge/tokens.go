@@ -10,12 +10,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/trainyard-dev/trainyard/internal/credential"
 )
 
 // Registration tokens: every value of the tenant's registration Secret is
@@ -43,6 +47,59 @@ const (
 	AnnotationMaxClusters = "trainyard.dev/max-clusters"
 	never                 = "never"
 )
+
+// tokenExpiry is when each tenant's first valid registration token to
+// expire does: an alert before that day (TrainyardRegistrationTokenExpiring)
+// is how an operator learns to hand out a new one. One series per tenant,
+// labelled with that token's Secret/key: a tenant's Secret may hold any
+// number of keys, and its series must not grow with them.
+var tokenExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "trainyard_bridge_registration_token_next_expiry_timestamp_seconds",
+	Help: "When the tenant's registration token that expires first (of those valid now) expires, as a Unix time, labelled with its Secret/key; " +
+		"absent when no valid token expires. An expired token registers no new cluster (in legacy mode it still checks in the clusters bound to it). " +
+		"The bridge reads each tenant's registration Secret at least every 5 minutes.",
+}, []string{"namespace", "token"})
+
+func init() { ctrlmetrics.Registry.MustRegister(tokenExpiry) }
+
+// tokenRefresh is how often every tenant's registration Secret is read for
+// tokenExpiry, registrations or not.
+const tokenRefresh = 5 * time.Minute
+
+// setTokenExpiry exports the first expiry among e's valid tokens.
+func setTokenExpiry(ns string, e *registrationEntry, now time.Time) {
+	var first *tokenInfo
+	for _, t := range e.tokens {
+		if t.valid(now) == "" && !t.expires.IsZero() && (first == nil || t.expires.Before(first.expires) ||
+			t.expires.Equal(first.expires) && t.key < first.key) {
+			first = &t
+		}
+	}
+	tokenExpiry.DeletePartialMatch(prometheus.Labels{"namespace": ns})
+	if first != nil {
+		tokenExpiry.WithLabelValues(ns, first.key).Set(float64(first.expires.Unix()))
+	}
+}
+
+// refreshTokens reads every tenant's registration Secret (for tokenExpiry).
+func (s *Server) refreshTokens(ctx context.Context) {
+	if s.opts.CheckInAuth != CheckInToken || s.opts.RegistrationSecret == "" {
+		return
+	}
+	for ns := range s.tenants {
+		s.registration.invalidate(ns)
+		if _, err := s.registration.entry(ctx, s, ns); err != nil {
+			log.FromContext(ctx).Error(err, "reading the registration tokens", "namespace", ns)
+		}
+	}
+}
+
+// invalidate makes the next look-up in ns read the Secret.
+func (c *registrationCache) invalidate(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, ns)
+}
 
 // tokenInfo is what the bridge knows of one registration token.
 type tokenInfo struct {
@@ -114,8 +171,9 @@ func (c *registrationCache) entry(ctx context.Context, s *Server, ns string) (*r
 		}
 		info := tokenInfo{key: sec.Name + "/" + key}
 		switch exp, ok := sec.Annotations[prefixExpires+key]; {
-		case isCredential(t):
-			info.invalid = fmt.Sprintf("registration token %s starts with %q, which marks cluster credentials; choose another", info.key, credentialPrefix)
+		case credential.IsCluster(t), credential.IsReissue(t):
+			info.invalid = fmt.Sprintf("registration token %s starts with %q or %q, which mark cluster credentials and reissue tokens; choose another",
+				info.key, credential.ClusterPrefix, credential.ReissuePrefix)
 		case len(validation.IsQualifiedName(prefixExpires+key)) > 0:
 			info.invalid = fmt.Sprintf("registration token %s: its key cannot name an annotation (%s...); rename it", info.key, prefixExpires)
 		case !ok:
@@ -151,6 +209,7 @@ func (c *registrationCache) entry(ctx context.Context, s *Server, ns string) (*r
 		c.m = map[string]*registrationEntry{}
 	}
 	c.m[ns] = e
+	setTokenExpiry(ns, e, now)
 	return e, nil
 }
 
@@ -214,6 +273,9 @@ func (u *usage) add(k usageKey, n int, last time.Time) {
 func (s *Server) runUsage(ctx context.Context) {
 	t := s.opts.Clock.NewTicker(usageFlush)
 	defer t.Stop()
+	refresh := s.opts.Clock.NewTicker(tokenRefresh)
+	defer refresh.Stop()
+	s.refreshTokens(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -223,6 +285,8 @@ func (s *Server) runUsage(ctx context.Context) {
 			return
 		case <-t.C():
 			s.flushUsage(ctx)
+		case <-refresh.C():
+			s.refreshTokens(ctx)
 		}
 	}
 }

@@ -461,6 +461,9 @@ type requestState struct {
 	// report that accepts it.
 	identity, tokenHash, tokenKey string
 	credentialHash, cluster       string
+	// reissueHash is the hash of the reissue token the request carried
+	// (its tokenHash is then that token's too).
+	reissueHash string
 	// tokenExpired says why the registration token is expired, in legacy
 	// mode, where it still checks in the clusters bound to it.
 	tokenExpired string

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
@@ -371,6 +372,23 @@ var _ = Describe("one client against the others", func() {
 		m := tokenMode(ns, legacy, func(o *bridge.Options) { o.Clock = clk })
 		Expect(checkInAs(m.url, "token-a", "deis-1", "1.0.0").code).To(Equal(http.StatusOK))
 		hash := report(ns, "deis-1").Annotations[v1.AnnotationCredentialHash]
+
+		// The alert's metric: the tenant's first token to expire, and when.
+		// Both were stamped at the bridge's first read: now + 720h.
+		stamped := clk.Now().Add(720 * time.Hour).UTC().Truncate(time.Second)
+		Eventually(func() map[string]float64 { return tokenExpiries(ns) }).Should(Equal(map[string]float64{
+			"registration/fleet-a": float64(stamped.Unix())}))
+		// fleet-b is set to expire sooner: within the bridge's next periodic
+		// read of the Secret (5 min), it is the one the alert names.
+		sooner := clk.Now().Add(48 * time.Hour).UTC().Truncate(time.Second)
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"expires.trainyard.dev/fleet-b":%q}}}`, sooner.Format(time.RFC3339))
+		Expect(k8sClient.Patch(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registration"}},
+			client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+		Eventually(func() map[string]float64 {
+			clk.Step(time.Minute)
+			return tokenExpiries(ns)
+		}).Should(Equal(map[string]float64{"registration/fleet-b": float64(sooner.Unix())}))
+
 		// Past the default lifetime of 720h, stamped at the token's first read.
 		clk.Step(721 * time.Hour)
 		r := checkInAs(m.url, "token-a", "deis-1", "1.1.0")
@@ -383,6 +401,8 @@ var _ = Describe("one client against the others", func() {
 		Expect(r.errorOf().Message).To(ContainSubstring("expired at"))
 		Expect(r.errorOf().Message).To(ContainSubstring("in legacy mode it still checks in the clusters bound to it, but registers no new one"))
 		Expect(report(ns, "deis-2")).To(BeNil())
+		// No valid token expires any more: no series (the check-ins above read the Secret).
+		Expect(tokenExpiries(ns)).To(BeEmpty())
 		// Outside legacy mode an expired token checks in nothing.
 		m.stop()
 		m = startManager(ns, time.Minute, func(o *bridge.Options) {
@@ -603,4 +623,28 @@ func tokenReviews() int {
 		}
 	}
 	return n
+}
+
+// tokenExpiries is trainyard_bridge_registration_token_next_expiry_timestamp_seconds
+// of namespace ns, by its token label.
+func tokenExpiries(ns string) map[string]float64 {
+	GinkgoHelper()
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "trainyard_bridge_registration_token_next_expiry_timestamp_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns {
+				out[labels["token"]] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }

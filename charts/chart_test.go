@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -622,7 +623,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 				Expect(anchor).To(Equal(strings.ToLower(rule["alert"].(string))))
 			}
 		}
-		Expect(alerts).To(Equal(4))
+		Expect(alerts).To(Equal(5))
 	})
 
 	It("ships a Grafana dashboard whose every query parses and names only metrics trainyard exports", func() {
@@ -726,6 +727,15 @@ tests:
         values: '0x1 3x40'
       - series: 'trainyard_notification_queued{namespace="fleet-a", target="slack", pod="trainyard-0"}'
         values: '0x40'
+      # Both bridge replicas export fleet-a's first token to expire: 8 days
+      # after the test's start (691200 s), so within 7 days from 1d on.
+      # fleet-b's expires in 30 days.
+      - series: 'trainyard_bridge_registration_token_next_expiry_timestamp_seconds{namespace="fleet-a", token="trainyard-registration/t1", pod="bridge-0"}'
+        values: '691200x2000'
+      - series: 'trainyard_bridge_registration_token_next_expiry_timestamp_seconds{namespace="fleet-a", token="trainyard-registration/t1", pod="bridge-1"}'
+        values: '691200x2000'
+      - series: 'trainyard_bridge_registration_token_next_expiry_timestamp_seconds{namespace="fleet-b", token="trainyard-registration/t9", pod="bridge-0"}'
+        values: '2592000x2000'
     alert_rule_test:
       - eval_time: 14m
         alertname: TrainyardClustersStale
@@ -771,6 +781,17 @@ tests:
               summary: "Notifications wait for fleet-a/audit: 3"
               runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardnotificationsqueued"
               description: "Deliveries to NotificationTarget audit have been waiting for 30m: its receiver fails or cannot be reached. ` + "`kubectl get notificationtarget -n fleet-a audit`" + ` shows READY and the last error."
+      - eval_time: 1000m
+        alertname: TrainyardRegistrationTokenExpiring
+        exp_alerts: []
+      - eval_time: 1450m
+        alertname: TrainyardRegistrationTokenExpiring
+        exp_alerts:
+          - exp_labels: {namespace: fleet-a, token: trainyard-registration/t1, severity: warning}
+            exp_annotations:
+              summary: "Registration token trainyard-registration/t1 of fleet-a expires in 6d 23h 50m 0s"
+              runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardregistrationtokenexpiring"
+              description: "The registration token trainyard-registration/t1 (Secret/key) of tenant fleet-a expires within 7 days. Then it registers no new cluster; in legacy mode the clusters bound to it keep checking in, but none can be added with it. Add a new token to the Secret and give it to new clusters, or move the expiry (expires.trainyard.dev/<key>)."
 `
 		Expect(os.WriteFile(filepath.Join(dir, "tests.yaml"), []byte(tests), 0o600)).To(Succeed())
 		cmd := exec.Command(promtool, "test", "rules", "tests.yaml")
@@ -1015,7 +1036,8 @@ current-context: test
 
 	// runBridge runs `trainyard bridge` locally as the bridge's
 	// ServiceAccount, with the arguments the chart renders for it.
-	runBridge := func(release, ns, serviceAccount string, values ...string) *gexec.Session {
+	// extra flags come last, so they win over the rendered ones.
+	runBridge := func(release, ns, serviceAccount string, extra []string, values ...string) *gexec.Session {
 		GinkgoHelper()
 		saKubeconfig := serviceAccountKubeconfig(ns, serviceAccount)
 		_, objs := render(release, ns, values...)
@@ -1025,8 +1047,9 @@ current-context: test
 		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
-		cmd := exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",
-			"--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0")...)
+		a = append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",
+			"--metrics-bind-address=0", "--bridge-bind-address=127.0.0.1:0")
+		cmd := exec.Command(bin, append(a, extra...)...)
 		cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
 		bridge, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
@@ -1034,10 +1057,91 @@ current-context: test
 		return bridge
 	}
 
+	It("lets Prometheus scrape the bridge as the ServiceMonitor says: the manager's CA, the bridge's own certificate, the scraper's token", func() {
+		_, objs0 := render("trainyard", "trainyard-system", "--set", "metrics.serviceMonitor.enabled=true")
+		objs := objs0
+		ep, _, _ := unstructured.NestedSlice(find(objs, "ServiceMonitor", "trainyard-bridge").Object, "spec", "endpoints")
+		Expect(ep).To(HaveLen(1))
+		tlsConfig := ep[0].(map[string]any)["tlsConfig"].(map[string]any)
+		caSecret, _, _ := unstructured.NestedString(tlsConfig, "ca", "secret", "name")
+		serverName := tlsConfig["serverName"].(string)
+		Expect(serverName).To(Equal("trainyard-bridge-metrics.trainyard-system.svc"))
+		svc := find(objs, "Service", "trainyard-bridge-metrics")
+		Expect(svc.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/component", "bridge-metrics"))
+
+		// The manager, under the chart's RBAC, keeps the bridge's certificate
+		// in a Secret of its own: its pair and the CA bundle, no CA key.
+		manager := runManager("trainyard", "trainyard-system", "trainyard", GinkgoT().TempDir())
+		secret := "trainyard-bridge-metrics-tls"
+		Eventually(func() string {
+			out, _ := kubectlFn(nil, "-n", "trainyard-system", "get", "secret", secret, "-o", "go-template={{range $k, $v := .data}}{{$k}} {{end}}")
+			return out
+		}, time.Minute).Should(Equal("ca.crt tls.crt tls.key "))
+		Consistently(func() string { return string(manager.Err.Contents()) }, "2s").ShouldNot(ContainSubstring("forbidden"))
+		certDir := GinkgoT().TempDir()
+		for _, key := range []string{"tls.crt", "tls.key"} {
+			b, err := base64.StdEncoding.DecodeString(kubectl(nil, "-n", "trainyard-system", "get", "secret", secret,
+				"-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", "\\.")+"}"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(os.WriteFile(filepath.Join(certDir, key), b, 0o600)).To(Succeed())
+		}
+
+		// The bridge serves it on its metrics port (the Deployment mounts the
+		// Secret where --metrics-cert-dir points).
+		_, objs = render("trainyard", "trainyard-system")
+		Expect(args(find(objs, "Deployment", "trainyard-bridge"))).To(ContainElement("--metrics-cert-dir=/var/run/trainyard/metrics-certs"))
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		metricsAddr := l.Addr().String()
+		Expect(l.Close()).To(Succeed())
+		bridge := runBridge("trainyard", "trainyard-system", "trainyard-bridge",
+			[]string{"--metrics-bind-address=" + metricsAddr, "--metrics-cert-dir=" + certDir})
+		Eventually(bridge.Err, time.Minute).Should(gbytes.Say(`bridge listening`))
+
+		// Prometheus' scrape: the CA from the ServiceMonitor's Secret, its
+		// serverName, the scraper ServiceAccount's token.
+		ca, err := base64.StdEncoding.DecodeString(kubectl(nil, "-n", "trainyard-system", "get", "secret", caSecret, "-o", "jsonpath={.data.ca\\.crt}"))
+		Expect(err).NotTo(HaveOccurred())
+		pool := x509.NewCertPool()
+		Expect(pool.AppendCertsFromPEM(ca)).To(BeTrue())
+		scrape := func(token string) (int, string) {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: serverName}}}
+			req, _ := http.NewRequest(http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return 0, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		// The scraper's ServiceAccount and binding, as the chart renders them
+		// with the ServiceMonitor (whose own CRD this API server lacks).
+		var scraper []string
+		for _, kind := range []string{"ServiceAccount", "ClusterRoleBinding"} {
+			y, err := yaml.Marshal(find(objs0, kind, "trainyard-metrics-scraper").Object)
+			Expect(err).NotTo(HaveOccurred())
+			scraper = append(scraper, string(y))
+		}
+		apply("metrics-scraper", strings.Join(scraper, "---\n"))
+		token := strings.TrimSpace(kubectl(nil, "-n", "trainyard-system", "create", "token", "trainyard-metrics-scraper"))
+		Eventually(func() int { code, _ := scrape(token); return code }, 30*time.Second).Should(Equal(http.StatusOK))
+		_, body := scrape(token)
+		Expect(body).To(ContainSubstring("trainyard_bridge_requests_total"))
+		// The registration token's expiry, read at the bridge's start.
+		Expect(body).To(MatchRegexp(`trainyard_bridge_registration_token_next_expiry_timestamp_seconds\{namespace="trainyard-system",token="trainyard-registration/[^"]+"\} \S+`))
+		code, _ := scrape("")
+		Expect(code).To(Equal(http.StatusUnauthorized), "anyone else is refused")
+		Consistently(func() string { return string(bridge.Err.Contents()) }, "2s").ShouldNot(ContainSubstring("forbidden"))
+	})
+
 	It("lets the bridge, in its own Deployment, keep its doctor dumps within their caps through its own RBAC alone", func() {
 		// Open mode, so that a dump needs no report (creating one needs the
 		// chart's webhook Service, out of reach here).
-		bridge := runBridge("trainyard", "trainyard-system", "trainyard-bridge",
+		bridge := runBridge("trainyard", "trainyard-system", "trainyard-bridge", nil,
 			"--set", "bridge.checkInAuth=open", "--set", "bridge.doctor.maxReports=2", "--set", "bridge.doctor.burst=10")
 		Eventually(bridge.Err, time.Minute).Should(gbytes.Say(`bridge listening`))
 		addr := regexp.MustCompile(`bridge listening.*?(127\.0\.0\.1:\d+)`).FindStringSubmatch(string(bridge.Err.Contents()))

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "time"
+
 // The annotations of a ClusterReport that say who may check in as its
 // cluster through the bridge (docs/bridge.md, "Cluster identity"). They hold
 // hashes, never a credential.
@@ -28,13 +30,26 @@ const (
 	// bridge's window, and gets a fresh credential (the unused one stops
 	// working). The first check-in with the credential removes it.
 	AnnotationCredentialUnused = "trainyard.dev/credential-unused"
+	// AnnotationReissueHash and AnnotationReissueExpires open a cluster
+	// for one registration (`kubectl trainyard cluster reissue`): the
+	// SHA-256 (hex) of a single-use reissue token, valid until the time
+	// (RFC 3339), at most MaxReissueLifetime away. A revoked cluster
+	// registers again only with such a token: a registration token, which
+	// usually sits next to a stolen credential, does not take it back. The
+	// registration removes both.
+	AnnotationReissueHash    = "trainyard.dev/reissue-sha256"
+	AnnotationReissueExpires = "trainyard.dev/reissue-expires"
 )
+
+// MaxReissueLifetime bounds how long a reissue token is valid.
+const MaxReissueLifetime = 24 * time.Hour
 
 // IdentityAnnotations are all of the above: a cluster's direct-mode
 // ServiceAccount may write none of them (the admission webhook refuses it).
 var IdentityAnnotations = []string{
 	AnnotationCredentialHash, AnnotationPreviousCredentialHash, AnnotationPreviousCredentialExpires,
 	AnnotationRotateCredential, AnnotationCredentialRevoked, AnnotationRegisteredWith, AnnotationCredentialUnused,
+	AnnotationReissueHash, AnnotationReissueExpires,
 }
 
 // ClusterServiceAccountPrefix names the hub ServiceAccount of one workload

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/trainyard-dev/trainyard/plugin"
 )
 
 var _ = Describe("make dev DEV_REPLICAS=2", func() {
@@ -78,7 +82,7 @@ spec:
 		Expect(processesMentioning(state)).To(BeEmpty())
 	})
 
-	It("revokes a cluster's credential on both replicas within 5 s; registering again then needs a valid registration token", func() {
+	It("revokes a cluster's credential on both replicas within 5 s; registering again then needs a reissue token", func() {
 		session, state, _ := startDev("-replicas", "2", "-agent=false", "-workloads", "")
 		Eventually(session.Out, time.Minute).Should(gbytes.Say("trainyard is ready"))
 		token := []string{"", registrationTokenOf(session)}
@@ -102,11 +106,24 @@ spec:
 		}
 		Expect(time.Since(revoked)).To(BeNumerically("<", 5*time.Second))
 
-		// Registering again needs a valid registration token.
+		// The registration token does not take it back (issue 27 #4); the
+		// operator's `kubectl trainyard cluster reissue` makes a single-use
+		// token that does, on either replica.
 		code, _ = checkIn(replicas[1], "not-a-registration-token")
 		Expect(code).To(Equal(http.StatusUnauthorized))
-		code, fresh := checkIn(replicas[1], token[1])
-		Expect(code).To(Equal(http.StatusOK))
+		code, _ = checkIn(replicas[1], token[1])
+		Expect(code).To(Equal(http.StatusForbidden))
+		var stdout, stderr bytes.Buffer
+		exit := plugin.Run([]string{"--kubeconfig", filepath.Join(state, "kubeconfig"), "-n", "default", "cluster", "reissue", "revoke-me", "--ttl", "10m"},
+			plugin.Options{Streams: genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &stdout, ErrOut: &stderr}})
+		Expect(exit).To(Equal(0), stderr.String())
+		reissued := strings.TrimSpace(stdout.String())
+		Expect(reissued).To(HavePrefix("tyr."))
+		var fresh string
+		Eventually(func() int { code, fresh = checkIn(replicas[1], reissued); return code }, 5*time.Second, 200*time.Millisecond).
+			Should(Equal(http.StatusOK))
+		code, _ = checkIn(replicas[0], reissued)
+		Expect(code).To(Equal(http.StatusUnauthorized), "a reissue token registers once")
 		Expect(fresh).To(HavePrefix("tyc."))
 		Expect(fresh).NotTo(Equal(credential))
 		for _, r := range replicas {

@@ -47,6 +47,12 @@ const (
 // manager cannot redirect anyone else's admission webhooks.
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;patch,resourceNames=trainyard-mutating-webhook-configuration;trainyard-validating-webhook-configuration
 
+// Leaf is one further serving certificate of a Rotator.
+type Leaf struct {
+	SecretName string
+	DNSNames   []string
+}
+
 // Rotator keeps the webhook's certificates current. Every replica runs one:
 // they share the Secret, so only one generates, and each writes the pair to
 // its own CertDir.
@@ -61,6 +67,12 @@ type Rotator struct {
 	// the certificate (Prometheus' ServiceMonitor) are pointed at, so that
 	// none of them is given a Secret holding the CA's private key.
 	CASecretName string
+	// Leaves are further serving certificates signed by the same CA, each
+	// in a kubernetes.io/tls Secret of its own (tls.crt, tls.key and the CA
+	// bundle as ca.crt, never the CA's key), for a process that serves TLS
+	// without holding the CA or the webhook's key: the bridge's metrics
+	// endpoint, which Prometheus verifies against the same CA Secret.
+	Leaves []Leaf
 	// DNSNames and IPs are the serving certificate's subject alternative names.
 	DNSNames []string
 	IPs      []net.IP
@@ -132,6 +144,11 @@ func (r *Rotator) Ensure(ctx context.Context) error {
 			return fmt.Errorf("CA Secret %s: %w", r.CASecretName, err)
 		}
 	}
+	for _, l := range r.Leaves {
+		if err := retryRaces(func() error { return r.writeLeaf(ctx, l, sec.Data) }); err != nil {
+			return fmt.Errorf("certificate Secret %s: %w", l.SecretName, err)
+		}
+	}
 	return r.inject(ctx, sec.Data[keyCACert])
 }
 
@@ -168,6 +185,43 @@ func (r *Rotator) writeCA(ctx context.Context, bundle []byte) error {
 	}
 	sec.Data = map[string][]byte{keyCACert: bundle} // nothing else, whatever was added
 	return r.Client.Update(ctx, sec)
+}
+
+// writeLeaf makes l's Secret hold a serving certificate for l.DNSNames
+// signed by the CA of ca (the main Secret's data), and the CA bundle.
+func (r *Rotator) writeLeaf(ctx context.Context, l Leaf, ca map[string][]byte) error {
+	caCert, caKey, err := parsePair(ca[keyCACert], ca[keyCAKey])
+	if err != nil {
+		return err
+	}
+	sec := &corev1.Secret{}
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: l.SecretName}, sec)
+	create := apierrors.IsNotFound(err)
+	if err != nil && !create {
+		return err
+	}
+	now := r.Clock.Now()
+	if cert, _, perr := parsePair(sec.Data[keyCert], sec.Data[keyKey]); perr == nil && len(sec.Data) == 3 &&
+		bytes.Equal(sec.Data[keyCACert], ca[keyCACert]) && fits(cert, caCert, now, l.DNSNames, nil) {
+		return nil
+	}
+	cert, key, err := newServingCert(now, r.CertValidity, caCert, caKey, l.DNSNames, nil)
+	if err != nil {
+		return err
+	}
+	sec.Data = map[string][]byte{keyCert: encodeCert(cert), keyKey: encodeKey(key), keyCACert: ca[keyCACert]}
+	if create {
+		sec.ObjectMeta = metav1.ObjectMeta{Namespace: r.Namespace, Name: l.SecretName,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard"}}
+		sec.Type = corev1.SecretTypeTLS
+		err = r.Client.Create(ctx, sec)
+	} else {
+		err = r.Client.Update(ctx, sec) // resourceVersion guards against another replica's write
+	}
+	if err == nil {
+		log.FromContext(ctx).Info("wrote a serving certificate", "secret", l.SecretName)
+	}
+	return err
 }
 
 func (r *Rotator) ensureSecret(ctx context.Context) (*corev1.Secret, error) {
@@ -228,7 +282,7 @@ func (r *Rotator) renew(data map[string][]byte) (map[string][]byte, bool, error)
 	}
 
 	cert, _, err := parsePair(data[keyCert], data[keyKey])
-	if changed || err != nil || !r.fits(cert, ca, now) {
+	if changed || err != nil || !fits(cert, ca, now, r.DNSNames, r.IPs) {
 		cert, key, err := newServingCert(now, r.CertValidity, ca, caKey, r.DNSNames, r.IPs)
 		if err != nil {
 			return nil, false, err
@@ -239,9 +293,9 @@ func (r *Rotator) renew(data map[string][]byte) (map[string][]byte, bool, error)
 	return out, changed, nil
 }
 
-// fits tells whether cert is signed by ca, names the right hosts and has
-// more than a third of its validity left.
-func (r *Rotator) fits(cert, ca *x509.Certificate, now time.Time) bool {
+// fits tells whether cert is signed by ca, names the hosts dnsNames and
+// ips, and has more than a third of its validity left.
+func fits(cert, ca *x509.Certificate, now time.Time, dnsNames []string, ips []net.IP) bool {
 	if cert.CheckSignatureFrom(ca) != nil {
 		return false
 	}
@@ -249,11 +303,11 @@ func (r *Rotator) fits(cert, ca *x509.Certificate, now time.Time) bool {
 	if left < cert.NotAfter.Sub(cert.NotBefore)/3 {
 		return false
 	}
-	if !slices.Equal(sorted(cert.DNSNames), sorted(r.DNSNames)) {
+	if !slices.Equal(sorted(cert.DNSNames), sorted(dnsNames)) {
 		return false
 	}
 	var want, have []string
-	for _, ip := range r.IPs {
+	for _, ip := range ips {
 		want = append(want, ip.String())
 	}
 	for _, ip := range cert.IPAddresses {

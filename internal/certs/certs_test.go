@@ -2,6 +2,7 @@ package certs_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -90,6 +91,7 @@ var _ = BeforeSuite(func() {
 		Client: cl, Namespace: "trainyard-system", SecretName: "webhook-tls", CASecretName: "webhook-ca",
 		DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}, CertDir: certDir,
 		MutatingWebhooks: []string{mut.Name}, ValidatingWebhooks: []string{val.Name}, Clock: clock,
+		Leaves: []certs.Leaf{{SecretName: "bridge-metrics-tls", DNSNames: []string{"bridge-metrics.trainyard-system.svc"}}},
 	}
 	Expect(rot.Ensure(ctx)).To(Succeed())
 
@@ -169,6 +171,29 @@ func publishesOnlyTheCA(s *corev1.Secret) {
 	Expect(ca.Data).To(Equal(map[string][]byte{"ca.crt": s.Data["ca.crt"]}))
 }
 
+// leaf is the bridge's certificate Secret, which must hold its own pair and
+// the CA bundle of s (the main Secret), never the CA's key, and verify for
+// its name against that bundle.
+func leaf(s *corev1.Secret) *corev1.Secret {
+	GinkgoHelper()
+	l := &corev1.Secret{}
+	Expect(cl.Get(ctx, types.NamespacedName{Namespace: "trainyard-system", Name: "bridge-metrics-tls"}, l)).To(Succeed())
+	Expect(l.Type).To(Equal(corev1.SecretTypeTLS))
+	Expect(l.Data).To(HaveLen(3))
+	Expect(l.Data).NotTo(HaveKey("ca.key"))
+	Expect(l.Data["ca.crt"]).To(Equal(s.Data["ca.crt"]))
+	_, err := tls.X509KeyPair(l.Data["tls.crt"], l.Data["tls.key"])
+	Expect(err).NotTo(HaveOccurred())
+	Expect(l.Data["tls.key"]).NotTo(Equal(s.Data["tls.key"]), "a key of its own")
+	pool := x509.NewCertPool()
+	Expect(pool.AppendCertsFromPEM(s.Data["ca.crt"])).To(BeTrue())
+	cert := certs_(l.Data["tls.crt"])[0]
+	Expect(cert.DNSNames).To(Equal([]string{"bridge-metrics.trainyard-system.svc"}))
+	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: "bridge-metrics.trainyard-system.svc", CurrentTime: clock.Now()})
+	Expect(err).NotTo(HaveOccurred())
+	return l
+}
+
 func certs_(pemData []byte) []*x509.Certificate {
 	var out []*x509.Certificate
 	for {
@@ -242,6 +267,7 @@ var _ = Describe("Rotator", Ordered, func() {
 		}
 		Eventually(webhookAnswers).Should(Succeed())
 		publishesOnlyTheCA(s)
+		leaf(s)
 	})
 
 	It("changes nothing while the certificates are good", func() {
@@ -250,11 +276,12 @@ var _ = Describe("Rotator", Ordered, func() {
 			Expect(cl.Get(ctx, types.NamespacedName{Namespace: "trainyard-system", Name: "webhook-ca"}, ca)).To(Succeed())
 			return ca.ResourceVersion
 		}
-		before, caBefore := secret().ResourceVersion, caSecret()
+		before, caBefore, leafBefore := secret().ResourceVersion, caSecret(), leaf(secret()).ResourceVersion
 		clock.Step(30 * 24 * time.Hour)
 		Expect(rot.Ensure(ctx)).To(Succeed())
 		Expect(secret().ResourceVersion).To(Equal(before))
 		Expect(caSecret()).To(Equal(caBefore))
+		Expect(leaf(secret()).ResourceVersion).To(Equal(leafBefore))
 	})
 
 	It("renews the serving certificate with a third of its life left, keeping the CA", func() {
@@ -265,6 +292,7 @@ var _ = Describe("Rotator", Ordered, func() {
 		Expect(s.Data["ca.crt"]).To(Equal(old.Data["ca.crt"]))
 		Expect(certs_(s.Data["tls.crt"])[0].SerialNumber).NotTo(Equal(certs_(old.Data["tls.crt"])[0].SerialNumber))
 		verifies(s)
+		leaf(s) // renewed too: it verifies at the new time
 	})
 
 	It("renews the CA before it would outlive a new certificate, keeping the old CA in the bundle", func() {
@@ -281,6 +309,7 @@ var _ = Describe("Rotator", Ordered, func() {
 		Expect(cl.Get(ctx, types.NamespacedName{Name: rot.MutatingWebhooks[0]}, mut)).To(Succeed())
 		Expect(mut.Webhooks[0].ClientConfig.CABundle).To(Equal(s.Data["ca.crt"]))
 		publishesOnlyTheCA(s)
+		Expect(certs_(leaf(s).Data["tls.crt"])[0].CheckSignatureFrom(bundle[0])).To(Succeed(), "signed by the new CA")
 	})
 
 	It("puts the CA Secret back to the bundle alone when someone adds to it or changes it", func() {
@@ -291,6 +320,15 @@ var _ = Describe("Rotator", Ordered, func() {
 		Expect(cl.Update(ctx, ca)).To(Succeed())
 		Expect(rot.Ensure(ctx)).To(Succeed())
 		publishesOnlyTheCA(secret())
+	})
+
+	It("heals the bridge's certificate Secret when someone changes it, and takes out a CA key put there", func() {
+		l := leaf(secret())
+		l.Data["tls.key"] = []byte("garbage")
+		l.Data["ca.key"] = []byte("misplaced")
+		Expect(cl.Update(ctx, l)).To(Succeed())
+		Expect(rot.Ensure(ctx)).To(Succeed())
+		leaf(secret())
 	})
 
 	It("heals a Secret whose data was damaged", func() {

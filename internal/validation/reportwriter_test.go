@@ -36,6 +36,7 @@ func TestReportWriter(t *testing.T) {
 		"remove its revocation":      func(n *v1.ClusterReport) { delete(n.Annotations, v1.AnnotationCredentialRevoked) },
 		"name a registration token":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationRegisteredWith] = "registration/fleet" },
 		"keep a previous credential": func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationPreviousCredentialHash] = "cccc" },
+		"open itself for a reissue":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationReissueHash] = strings.Repeat("e", 64) },
 	} {
 		n := stored.DeepCopy()
 		mutate(n)
@@ -56,5 +57,32 @@ func TestReportWriter(t *testing.T) {
 	n.Annotations["example.com/owner"] = "edge-team"
 	if got := ReportWriter(own, n, stored); got != "" {
 		t.Errorf("another annotation: %q", got)
+	}
+}
+
+// Issue 27 #4: the pair that opens a revoked cluster for one registration
+// is checked for form (its lifetime is the bridge's to judge).
+func TestReissueAnnotations(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	for name, c := range map[string]struct {
+		annotations map[string]string
+		want        string
+	}{
+		"none":         {nil, ""},
+		"both":         {map[string]string{v1.AnnotationReissueHash: hash, v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, ""},
+		"hash only":    {map[string]string{v1.AnnotationReissueHash: hash}, `metadata.annotations[trainyard.dev/reissue-expires]: Required value`},
+		"expires only": {map[string]string{v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, `metadata.annotations[trainyard.dev/reissue-sha256]: Required value`},
+		"the token":    {map[string]string{v1.AnnotationReissueHash: "tyr.abc", v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, "never the token itself"},
+		"upper case":   {map[string]string{v1.AnnotationReissueHash: strings.ToUpper(hash), v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, "lower-case hex"},
+		"not a time":   {map[string]string{v1.AnnotationReissueHash: hash, v1.AnnotationReissueExpires: "tomorrow"}, `reissue-expires]: Invalid value: "tomorrow": must be an RFC 3339 time`},
+	} {
+		r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Name: "edge-7", Annotations: c.annotations}, Spec: v1.ClusterReportSpec{ClusterID: "edge-7"}}
+		got := ClusterReport(r, nil).ToAggregate()
+		switch {
+		case c.want == "" && got != nil:
+			t.Errorf("%s: %v", name, got)
+		case c.want != "" && (got == nil || !strings.Contains(got.Error(), c.want)):
+			t.Errorf("%s: %v, want %q", name, got, c.want)
+		}
 	}
 }

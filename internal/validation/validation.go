@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -165,6 +166,31 @@ func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 	errs = append(errs, validateStringMap(p.Child("properties"), s.Properties, v1.MaxClusterProperties, v1.MaxPropertyValueLength, singleLine)...)
 	if old != nil {
 		errs = append(errs, immutable(idPath, s.ClusterID, old.Spec.ClusterID)...)
+	}
+	return append(errs, reissueAnnotations(r.Annotations)...)
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// reissueAnnotations checks the pair that opens a cluster for one
+// registration: both or neither, a SHA-256 and an RFC 3339 time. (How far
+// away that time may be is the bridge's to judge, against its own clock.)
+func reissueAnnotations(a map[string]string) field.ErrorList {
+	p := field.NewPath("metadata", "annotations")
+	hash, hasHash := a[v1.AnnotationReissueHash]
+	exp, hasExp := a[v1.AnnotationReissueExpires]
+	var errs field.ErrorList
+	switch {
+	case hasHash && !hasExp:
+		errs = append(errs, field.Required(p.Key(v1.AnnotationReissueExpires), "set with "+v1.AnnotationReissueHash+": when the reissue token expires (RFC 3339)"))
+	case hasExp && !hasHash:
+		errs = append(errs, field.Required(p.Key(v1.AnnotationReissueHash), "set with "+v1.AnnotationReissueExpires+": the reissue token's SHA-256 (`kubectl trainyard cluster reissue` sets both)"))
+	}
+	if hasHash && !sha256Hex.MatchString(hash) {
+		errs = append(errs, field.Invalid(p.Key(v1.AnnotationReissueHash), hash, "must be a SHA-256 in lower-case hex (64 characters), never the token itself"))
+	}
+	if _, err := time.Parse(time.RFC3339, exp); hasExp && err != nil {
+		errs = append(errs, field.Invalid(p.Key(v1.AnnotationReissueExpires), exp, "must be an RFC 3339 time"))
 	}
 	return errs
 }

@@ -189,3 +189,29 @@ from the packages under agent/source.
 {{- end }}
 {{- toJson $sources }}
 {{- end }}
+
+{{/*
+Whether the bridge serves its metrics with a certificate Prometheus can
+verify: HTTPS metrics and a CA to sign it (the webhook's, self-signed by the
+manager or cert-manager's). Otherwise the bridge's certificate is
+self-signed at its start and the bridge's ServiceMonitor must be given a
+tlsConfig.
+*/}}
+{{- define "trainyard.bridgeMetricsTLS" -}}
+{{- if and .Values.manager.enabled .Values.bridge.enabled .Values.metrics.enabled .Values.metrics.secure .Values.webhook.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The Secret of the bridge's metrics certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "trainyard.bridgeMetricsCertSecret" -}}
+{{- if .Values.webhook.certManager.enabled }}
+{{- printf "%s-bridge-metrics-cert" (include "trainyard.fullname" .) }}
+{{- else }}
+{{- printf "%s-bridge-metrics-tls" (include "trainyard.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The DNS names of the bridge's metrics Service, comma-separated. */}}
+{{- define "trainyard.bridgeMetricsDNSNames" -}}
+{{- $svc := printf "%s-bridge-metrics" (include "trainyard.fullname" .) }}
+{{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $svc .Release.Namespace $svc .Release.Namespace }}
+{{- end }}
