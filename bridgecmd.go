@@ -86,10 +86,14 @@ func runBridge(args []string) error {
 	for _, t := range bo.Tenants {
 		co.DefaultNamespaces[t] = cache.Config{}
 	}
+	metrics, err := metricsOptions(managerOptions{metricsAddr: o.metricsAddr, metricsSecure: o.metricsSecure, metricsCertDir: o.metricsCertDir})
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 newScheme(),
 		Cache:                  co,
-		Metrics:                metricsOptions(managerOptions{metricsAddr: o.metricsAddr, metricsSecure: o.metricsSecure, metricsCertDir: o.metricsCertDir}),
+		Metrics:                metrics,
 		HealthProbeBindAddress: o.probeAddr,
 		PprofBindAddress:       o.pprofAddr,
 	})

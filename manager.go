@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -197,10 +198,14 @@ func runManager(args []string) error {
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	scheme := newScheme()
+	metrics, err := metricsOptions(o)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controllers.CacheOptions(),
-		Metrics:                 metricsOptions(o),
+		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElection,
@@ -309,13 +314,21 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // metricsOptions serves metrics like kubebuilder's scaffold: HTTPS with
 // authentication and authorization through the API server (TokenReview and
 // SubjectAccessReview, internal/review), unless disabled.
-func metricsOptions(o managerOptions) metricsserver.Options {
+func metricsOptions(o managerOptions) (metricsserver.Options, error) {
 	m := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
 	if o.metricsSecure {
 		m.FilterProvider = review.MetricsFilter
-		m.CertDir = o.metricsCertDir // tls.crt and tls.key, controller-runtime's default names
+		if o.metricsCertDir != "" {
+			// tls.crt and tls.key, reloaded when they change; self-signed
+			// until they exist (the bridge's arrive from the manager).
+			fc, err := certs.NewFileCertificate(o.metricsCertDir)
+			if err != nil {
+				return m, fmt.Errorf("the metrics certificate: %w", err)
+			}
+			m.TLSOpts = append(m.TLSOpts, func(c *tls.Config) { c.GetCertificate = fc.GetCertificate })
+		}
 	}
-	return m
+	return m, nil
 }
 
 // registerBuildInfo exports trainyard_build_info, always 1, whose labels say

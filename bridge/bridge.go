@@ -44,6 +44,13 @@ type Options struct {
 	// AuditHeartbeats; reads sent with POST (the multi-get) never are.
 	Audit           logr.Logger
 	AuditHeartbeats bool
+	// RefusalDelay holds a 429 or 503 this long (at most its Retry-After)
+	// before it is sent, having given back the request's slots and seats: a
+	// client that keeps sending after its budget is spent waits for its
+	// refusals, so a flood from a few connections costs the bridge a few
+	// refusals a second instead of a thousand. At most maxHeldRefusals are
+	// held at once; beyond, refusals go out at once. 0: none held.
+	RefusalDelay time.Duration
 	// Addr is the listen address (default 127.0.0.1:8080); Listener, when
 	// set, is used instead (tests listen on a free port).
 	Addr     string
@@ -176,8 +183,10 @@ type Server struct {
 	levels        *levels
 	// compressing holds a slot per doctor dump being compressed.
 	compressing chan struct{}
-	audit       logr.Logger
-	routeTable  []route
+	// heldRefusals holds a slot per refusal being held (RefusalDelay).
+	heldRefusals chan struct{}
+	audit        logr.Logger
+	routeTable   []route
 }
 
 // New builds the bridge. cache is the manager's cached client (with the
@@ -219,7 +228,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 	if o.Audit.GetSink() == nil {
 		o.Audit = log.Log.WithName("bridge").WithName("audit")
 	}
-	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}),
+	s := &Server{opts: o, cache: cache, api: api, apiReader: apiReader, draining: make(chan struct{}), heldRefusals: make(chan struct{}, maxHeldRefusals),
 		limiter:       newLimiter(o.RateLimit, o.RateBurst, o.Clock.Now),
 		failures:      newLimiter(o.FailedAuthRate, o.FailedAuthBurst, o.Clock.Now),
 		doctorRate:    newLimiter(o.DoctorRate, o.DoctorBurst, o.Clock.Now),

@@ -72,6 +72,9 @@ func (f *Flags) Bind(fs *flag.FlagSet, defaultAddr string) {
 	fs.Int64Var(&b.MaxDoctorBytes, "bridge-doctor-max-bytes", 64<<20, "Compressed bytes of doctor reports kept per tenant; beyond, uploads of new ones answer 429 until old ones are deleted.")
 	fs.IntVar(&b.DoctorBurst, "bridge-doctor-burst", 3, "Doctor uploads one sender (a cluster, else a token or an address) may make at once; beyond, --bridge-doctor-per-minute, else 429 before the dump is read.")
 	fs.Float64Var(&f.doctorPerMinute, "bridge-doctor-per-minute", 1, "Doctor uploads per minute one sender may make after its burst.")
+	fs.DurationVar(&b.RefusalDelay, "bridge-refusal-delay", time.Second,
+		"How long a 429 or 503 is held before it is sent (at most its Retry-After), without a slot or seat: a client that keeps sending past its budget "+
+			"mostly waits instead of costing the bridge CPU; 0: sent at once.")
 	fs.BoolVar(&b.AuditHeartbeats, "bridge-audit-heartbeats", false,
 		"Also write an audit log line for check-ins that change nothing (one per cluster per check-in interval).")
 }

@@ -53,10 +53,14 @@ var (
 		Name: "trainyard_bridge_auth_failures_total",
 		Help: "Requests refused for authentication or authorization, by reason.",
 	}, []string{"reason"})
+	heldRefusalsFull = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trainyard_bridge_refusals_not_held_total",
+		Help: "429 answers sent at once because as many refusals as may be were already held (--bridge-refusal-delay).",
+	})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(requestsTotal, requestSeconds, shedTotal, authFailures)
+	ctrlmetrics.Registry.MustRegister(requestsTotal, requestSeconds, shedTotal, authFailures, heldRefusalsFull)
 }
 
 // clientAddr is the request's source address: the peer, or for a trusted
@@ -268,10 +272,21 @@ type statusRecorder struct {
 	// left of a small unread body before it sends the answer; a refusal is
 	// sent first (full duplex), then drainRefused reads the rest.
 	hasBody bool
+	// srv, st and ctx: for holding a 429 (Options.RefusalDelay).
+	srv *Server
+	st  *requestState
+	ctx context.Context
 }
+
+// maxHeldRefusals bounds the refusals held at once (a goroutine and a
+// connection's buffers each, some 20 KiB: 10 MiB in all).
+const maxHeldRefusals = 512
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.code == 0 {
+		if (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) && s.srv != nil {
+			s.srv.holdRefusal(s.ctx, s.st, s.Header().Get("Retry-After"))
+		}
 		s.code = code
 		if s.hasBody && code >= http.StatusBadRequest {
 			_ = http.NewResponseController(s.ResponseWriter).EnableFullDuplex()
@@ -282,6 +297,39 @@ func (s *statusRecorder) WriteHeader(code int) {
 		}
 	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// holdRefusal waits Options.RefusalDelay (at most retryAfter seconds)
+// before a 429 or 503 goes out, having given back the request's source slot and
+// level seat: held, it costs a goroutine, not a seat anyone else needs. A
+// client that keeps sending after its budget is spent is mostly waiting,
+// so a flood from a few connections costs the bridge a few refusals a
+// second instead of a thousand, the CPU its clusters' check-ins need.
+func (s *Server) holdRefusal(ctx context.Context, st *requestState, retryAfter string) {
+	d := s.opts.RefusalDelay
+	if ra, err := strconv.Atoi(retryAfter); err == nil && time.Duration(ra)*time.Second < d {
+		d = time.Duration(ra) * time.Second
+	}
+	if d <= 0 {
+		return
+	}
+	select {
+	case s.heldRefusals <- struct{}{}:
+		defer func() { <-s.heldRefusals }()
+	default:
+		heldRefusalsFull.Inc()
+		return // as many held as may be: this one goes out at once
+	}
+	if st != nil {
+		st.free()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.draining:
+	}
 }
 
 // A refused request's unread body is read, up to maxDrained bytes (the
@@ -356,6 +404,9 @@ func (s *Server) guard(pattern string, a access, lim limits, h func(http.Respons
 		addr := s.clientAddr(r)
 		st := &requestState{s: s, addr: addr, source: review.SourceKey(addr), ns: tenantOf(r.Context(), s.opts.Namespace), limits: lim}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+		if s.opts.RefusalDelay > 0 {
+			rec.srv, rec.st, rec.ctx = s, st, r.Context()
+		}
 		defer func() {
 			if rec.hasBody && rec.code >= http.StatusBadRequest {
 				rec.drainRefused(r, s.drainLimit(st, a, r))

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -592,6 +593,58 @@ var _ = Describe("one client against the others", func() {
 		Expect(codes[http.StatusUnauthorized] + codes[http.StatusTooManyRequests]).To(Equal(200))
 		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 150))
 		Expect(reviewed).To(BeNumerically("<=", 40), "TokenReviews the API server answered for 200 made-up tokens")
+	})
+
+	It("holds a refusal for RefusalDelay without a slot: a flood from a few connections mostly waits, and others are served meanwhile (issue 26)", func() {
+		const delay = 3 * time.Second
+		m := startManager(namespace(), time.Minute, func(o *bridge.Options) {
+			// A failure budget that refills slowly: its 429s ask for more than delay.
+			o.RefusalDelay, o.MaxInFlightPerClient, o.FailedAuthRate = delay, 4, 0.1
+		})
+		DeferCleanup(func() { m.stop() })
+		flood := from("127.0.0.61")
+		post := func() (int, time.Duration) {
+			defer GinkgoRecover()
+			start := time.Now()
+			req, _ := http.NewRequest(http.MethodPost, m.url+"/v3/versions/stable/router/v9.0.0", strings.NewReader(`{}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+randomToken())
+			resp, err := flood.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.StatusCode, time.Since(start)
+		}
+		// The source's failure budget (20) is spent on made-up tokens.
+		Eventually(func() int { code, _ := post(); return code }, 2*time.Minute, 0).Should(Equal(http.StatusTooManyRequests))
+
+		// 8 senders on the source's 4 slots: each refusal is held, and
+		// holds no slot meanwhile, so the same address still gets through.
+		type answer struct {
+			code int
+			took time.Duration
+		}
+		answers := make(chan answer, 8)
+		for range 8 {
+			go func() {
+				code, took := post()
+				answers <- answer{code, took}
+			}()
+		}
+		Eventually(func() int { return getWith(flood, m.url+"/ping") }, delay-time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK),
+			"a held refusal keeps no slot of its source")
+		// Another address is served at once.
+		Expect(getWith(from("127.0.0.62"), m.url+"/v3/clusters/count")).To(Equal(http.StatusOK))
+		for range 8 {
+			a := <-answers
+			// 429 for the budget, or 503 when the 8 arrived at once on 4 slots.
+			Expect(a.code).To(BeElementOf(http.StatusTooManyRequests, http.StatusServiceUnavailable))
+			if a.code == http.StatusTooManyRequests {
+				Expect(a.took).To(BeNumerically(">=", delay-50*time.Millisecond), "held for RefusalDelay")
+			} else {
+				Expect(a.took).To(BeNumerically(">=", time.Second-50*time.Millisecond), "held for its Retry-After")
+			}
+		}
 	})
 
 	It("#12 refuses request headers over its deliberate limit", func() {

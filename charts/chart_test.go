@@ -802,6 +802,85 @@ tests:
 	})
 })
 
+var _ = Describe("helm upgrade from the chart whose manager served the bridge (issue 26)", func() {
+	It("keeps the bridge's Service, served by the old manager pods until the new bridge pods, which wait for nothing of the manager's", func() {
+		fixture, err := os.ReadFile(filepath.Join("testdata", "upgrade-from-single-deployment.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		old := parse(string(fixture))
+		_, objs := render("trainyard", "trainyard-system")
+		oldSvc, svc := find(old, "Service", "trainyard-bridge"), find(objs, "Service", "trainyard-bridge")
+		// The same name and port: agents and Ingresses keep their address.
+		oldPorts, _, _ := unstructured.NestedSlice(oldSvc.Object, "spec", "ports")
+		ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+		Expect(ports).To(HaveLen(1))
+		Expect(ports[0]).To(HaveKeyWithValue("port", oldPorts[0].(map[string]any)["port"]))
+		Expect(ports[0]).To(HaveKeyWithValue("targetPort", "bridge"))
+
+		selector, _, _ := unstructured.NestedStringMap(svc.Object, "spec", "selector")
+		podLabels := func(dep *unstructured.Unstructured) map[string]string {
+			l, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "template", "metadata", "labels")
+			return l
+		}
+		selects := func(dep *unstructured.Unstructured) bool {
+			l := podLabels(dep)
+			for k, v := range selector {
+				if l[k] != v {
+					return false
+				}
+			}
+			return true
+		}
+		// A pod is an endpoint when the selector takes it and it has a port
+		// named as the targetPort.
+		servesBridge := func(dep *unstructured.Unstructured) bool {
+			containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			for _, c := range containers {
+				ports, _, _ := unstructured.NestedSlice(c.(map[string]any), "ports")
+				for _, p := range ports {
+					if p.(map[string]any)["name"] == "bridge" {
+						return selects(dep)
+					}
+				}
+			}
+			return false
+		}
+		oldManager, manager, bridge := find(old, "Deployment", "trainyard"), find(objs, "Deployment", "trainyard"), find(objs, "Deployment", "trainyard-bridge")
+		Expect(servesBridge(oldManager)).To(BeTrue(), "the old manager pods stay endpoints while they run")
+		Expect(servesBridge(bridge)).To(BeTrue(), "the new bridge pods become endpoints once Ready")
+		Expect(servesBridge(manager)).To(BeFalse(), "the new manager serves no bridge")
+		for _, o := range objs {
+			if o.GetKind() == "Deployment" && o.GetName() != "trainyard-bridge" {
+				Expect(servesBridge(o)).To(BeFalse(), o.GetName())
+			}
+		}
+		// The bridge pods start with the new manager pods and wait for
+		// nothing the manager makes: every Secret they mount is the chart's
+		// own or optional (the metrics certificate arrives later).
+		rendered := map[string]bool{}
+		for _, o := range objs {
+			if o.GetKind() == "Secret" {
+				rendered[o.GetName()] = true
+			}
+		}
+		volumes, _, _ := unstructured.NestedSlice(bridge.Object, "spec", "template", "spec", "volumes")
+		for _, v := range volumes {
+			sec, ok := v.(map[string]any)["secret"].(map[string]any)
+			if !ok {
+				continue
+			}
+			Expect(rendered[sec["secretName"].(string)] || sec["optional"] == true).To(BeTrue(), "the bridge pods wait for Secret %v", sec["secretName"])
+		}
+		_, hasReadiness, _ := unstructured.NestedMap(container(bridge), "readinessProbe")
+		Expect(hasReadiness).To(BeTrue(), "endpoints only once its cache has synced")
+		// An old manager pod is replaced only after a new one has been Ready
+		// this long; the bridge pods, created in the same apply, are Ready
+		// once their cache syncs (about 2 s in make dev).
+		minReady, found, _ := unstructured.NestedFieldNoCopy(manager.Object, "spec", "minReadySeconds")
+		Expect(found).To(BeTrue())
+		Expect(minReady).To(BeNumerically(">=", 10))
+	})
+})
+
 var _ = Describe("the rendered chart against a real API server", Ordered, func() {
 	var env *envtest.Environment
 	var cfg *rest.Config

@@ -210,16 +210,23 @@ func (r *Rotator) writeLeaf(ctx context.Context, l Leaf, ca map[string][]byte) e
 		return err
 	}
 	sec.Data = map[string][]byte{keyCert: encodeCert(cert), keyKey: encodeKey(key), keyCACert: ca[keyCACert]}
+	return r.write(ctx, sec, l.SecretName, create)
+}
+
+// write creates the TLS Secret name with sec's data, or updates sec (its
+// resourceVersion guards against another replica's write meanwhile).
+func (r *Rotator) write(ctx context.Context, sec *corev1.Secret, name string, create bool) error {
+	var err error
 	if create {
-		sec.ObjectMeta = metav1.ObjectMeta{Namespace: r.Namespace, Name: l.SecretName,
+		sec.ObjectMeta = metav1.ObjectMeta{Namespace: r.Namespace, Name: name,
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard"}}
 		sec.Type = corev1.SecretTypeTLS
 		err = r.Client.Create(ctx, sec)
 	} else {
-		err = r.Client.Update(ctx, sec) // resourceVersion guards against another replica's write
+		err = r.Client.Update(ctx, sec)
 	}
 	if err == nil {
-		log.FromContext(ctx).Info("wrote a serving certificate", "secret", l.SecretName)
+		log.FromContext(ctx).Info("wrote certificates", "secret", name)
 	}
 	return err
 }
@@ -239,17 +246,7 @@ func (r *Rotator) ensureSecret(ctx context.Context) (*corev1.Secret, error) {
 		return sec, nil
 	}
 	sec.Data = data
-	if create {
-		sec.ObjectMeta = metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "trainyard"}}
-		sec.Type = corev1.SecretTypeTLS
-		err = r.Client.Create(ctx, sec)
-	} else {
-		err = r.Client.Update(ctx, sec) // resourceVersion guards against a concurrent rotation
-	}
-	if err == nil {
-		log.FromContext(ctx).Info("wrote webhook certificates", "secret", r.SecretName)
-	}
+	err = r.write(ctx, sec, r.SecretName, create)
 	return sec, err
 }
 

@@ -15,7 +15,7 @@ import (
 // Scaled is the whole-stack abuse run of `make test`, sized for a 2-core
 // machine that also runs the control plane and the attackers.
 var Scaled = Config{Clusters: 60, Conc: 16, Uploads: 8, Slow: 16,
-	Duration: 8 * time.Second, BridgeLimit: 256 << 20}
+	Duration: 12 * time.Second, BridgeLimit: 256 << 20}
 
 // TestMain lets the test binary be the attacker process too.
 func TestMain(m *testing.M) {
@@ -50,14 +50,13 @@ func TestAbuseLeavesTheFleetAndTheWebhookAlone(t *testing.T) {
 	if r.CheckInsOK != r.CheckIns || r.CheckIns == 0 {
 		t.Errorf("%d of %d credentialed check-ins answered 2xx", r.CheckInsOK, r.CheckIns)
 	}
-	// None waited behind the attack in a queue (a wait there lasts up to
-	// 2 s, then 429). The ratios to the unloaded figures are printed, not
-	// asserted: here the attackers, the API server and both processes share
-	// two cores, and an attack that never pauses costs the bridge CPU for
-	// every refusal (docs/performance.md has the figures and what
-	// dominates them).
-	if r.LoadedP99 >= time.Second {
-		t.Errorf("credentialed check-ins' p99 under attack is %s: some waited behind it", r.LoadedP99)
+	// The attack moves the fleet's p99 at most twofold (issue 26): the
+	// unloaded rounds run with the same pipeline and webhook traffic and
+	// as many check-ins, so the two differ by the attack alone. The
+	// attacks cost the bridge CPU for each refusal; held refusals keep
+	// that to about one per sender a second (docs/performance.md).
+	if ratio := float64(r.LoadedP99) / float64(r.UnloadedP99); ratio > 2 {
+		t.Errorf("credentialed check-ins' p99 under attack is %s, %.2f times the unloaded %s (at most 2)", r.LoadedP99, ratio, r.UnloadedP99)
 	}
 	if r.Publishes == 0 || r.PublishesOK != r.Publishes {
 		t.Errorf("%d of %d publishes through the bridge answered 2xx", r.PublishesOK, r.Publishes)
