@@ -92,8 +92,26 @@ FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecod
 # -p 1: each envtest suite runs its own API server and etcd; two suites at
 # once on a 2-core CI machine starve each other's timed specs (a 1,000-report
 # storm beside the quickstart). Serially the whole run still takes ~15 min.
-test: manifests generate $(HELM) $(PROMTOOL) ## Run every test (unit and envtest suites against a real apiserver, the chart, the quickstart), then the fuzzers briefly.
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -count=1 -p 1 ./... $(GOTEST_ARGS)
+# The generated paths: a tree that was clean there before `make manifests
+# generate` and is not after had stale generated files committed.
+GENERATED_PATHS := api config charts agent/source/all
+
+# Each package has at most this long (Go's default, 10 minutes, hid a hung
+# suite behind a generic panic; the slowest suite takes about 5).
+TEST_TIMEOUT ?= 20m
+
+.PHONY: generated-current
+generated-current: ## Regenerate; fail when that changed a generated path that was clean (stale generated files were committed).
+	@before=$$(git status --porcelain -- $(GENERATED_PATHS) 2>/dev/null); \
+	$(MAKE) --no-print-directory manifests generate || exit 1; \
+	after=$$(git status --porcelain -- $(GENERATED_PATHS) 2>/dev/null); \
+	if [ -z "$$before" ] && [ -n "$$after" ]; then \
+		echo "Generated files are stale; run 'make manifests generate' and commit:"; echo "$$after"; exit 1; fi
+
+test: generated-current $(HELM) $(PROMTOOL) ## Run every test (generated files current, gofmt, go vet, unit and envtest suites against a real apiserver, the chart, the quickstart), then the fuzzers briefly.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	go vet ./...
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... $(GOTEST_ARGS)
 	@for t in $(FUZZ_TARGETS); do \
 		echo "go test -run='^$$' -fuzz='^$$t\$$' -fuzztime=$(FUZZTIME) ./bridge"; \
 		go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./bridge || exit 1; done

@@ -35,10 +35,6 @@ import (
 // agent's interval): two missed check-ins and an hour's grace.
 const DefaultStaleThreshold = 25 * time.Hour
 
-// ReasonRecovered is the Stale condition's reason once a stale cluster has
-// checked in again.
-const ReasonRecovered = "Recovered"
-
 // conflictRetry is how soon a reconcile that lost a write race runs again.
 const conflictRetry = 100 * time.Millisecond
 
@@ -309,8 +305,8 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *
 	// again: notifications tell a recovery from a new cluster by it, also
 	// after a restart.
 	if prev := meta.FindStatusCondition(st.Conditions, v1.ConditionStale); prev != nil &&
-		(prev.Status == metav1.ConditionTrue || prev.Reason == ReasonRecovered) {
-		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, ReasonRecovered,
+		(prev.Status == metav1.ConditionTrue || prev.Reason == v1.ReasonRecovered) {
+		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, v1.ReasonRecovered,
 			fmt.Sprintf("checked in again within the stale threshold (%s) after being stale", r.StaleThreshold))
 		return false
 	}

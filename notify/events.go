@@ -23,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/controllers"
 )
 
 // Event is one transition of one object.
@@ -96,7 +95,7 @@ func ClusterEvents(r *v1.ClusterReport) []Event {
 		case c.Status == metav1.ConditionTrue:
 			e.Type, e.Severity = v1.EventClusterStale, v1.SeverityWarning
 			e.Summary = fmt.Sprintf("cluster %s stopped checking in (last seen %s)", r.Spec.ClusterID, lastSeen(r))
-		case c.Reason == controllers.ReasonRecovered:
+		case c.Reason == v1.ReasonRecovered:
 			e.Type, e.Severity = v1.EventClusterRecovered, v1.SeverityInfo
 			e.Summary = fmt.Sprintf("cluster %s checks in again", r.Spec.ClusterID)
 		}

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/controllers"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -62,7 +61,7 @@ func TestClusterEventsAreTheFactsOfItsConditions(t *testing.T) {
 	if len(evs[1].Components) != 1 || evs[1].Components[0].Latest != "1.1.0" {
 		t.Errorf("behind lists the component: %+v", evs[1].Components)
 	}
-	recovered := report("a", cond(v1.ConditionStale, metav1.ConditionFalse, controllers.ReasonRecovered, t0.Add(2*time.Hour)))
+	recovered := report("a", cond(v1.ConditionStale, metav1.ConditionFalse, v1.ReasonRecovered, t0.Add(2*time.Hour)))
 	if got := typesOf(ClusterEvents(recovered)); len(got) != 1 || got[0] != v1.EventClusterRecovered {
 		t.Fatalf("recovered: got %v", got)
 	}

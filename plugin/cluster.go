@@ -31,10 +31,10 @@ func clusterCommand(g *globals) *cobra.Command {
 func revokeCommand(g *globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "revoke <cluster-id> --reason <why>",
-		Short: "Revoke every credential of a cluster: its check-ins answer 401 until it is reissued",
+		Use:     "revoke <cluster-id> --reason <why>",
+		Short:   "Revoke every credential of a cluster: its check-ins answer 401 until it is reissued",
 		Example: `  kubectl trainyard cluster revoke 9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c --reason "laptop stolen"`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
 				return fmt.Errorf("give --reason: why the credential is revoked (it is kept on the report)")

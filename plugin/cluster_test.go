@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,7 +20,9 @@ import (
 // present such tokens; this is what the command stores and prints.)
 var _ = Describe("a cluster's bridge identity", Ordered, func() {
 	ctx := context.Background()
-	const ns, id = "publish", "edge-9"
+	// A namespace of its own: "publish" must stay without reports
+	// (the golden fleet-empty lists it).
+	const ns, id = "identity", "edge-9"
 	annotations := func() map[string]string {
 		GinkgoHelper()
 		r := &v1.ClusterReport{}
@@ -27,6 +30,7 @@ var _ = Describe("a cluster's bridge identity", Ordered, func() {
 		return r.Annotations
 	}
 	BeforeAll(func() {
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		Expect(k8sClient.Create(ctx, &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
 			Spec: v1.ClusterReportSpec{ClusterID: id}})).To(Succeed())
 	})
@@ -70,7 +74,7 @@ var _ = Describe("a cluster's bridge identity", Ordered, func() {
 		}{
 			{[]string{"reissue", id, "--ttl", "48h"}, "--ttl must be between 1m and 24h0m0s, not 48h0m0s"},
 			{[]string{"reissue", id, "--ttl", "10s"}, "--ttl must be between 1m and 24h0m0s, not 10s"},
-			{[]string{"reissue", "nowhere"}, `cluster nowhere has no ClusterReport in namespace "publish"`},
+			{[]string{"reissue", "nowhere"}, `cluster nowhere has no ClusterReport in namespace "identity"`},
 			{[]string{"revoke", id}, "give --reason"},
 			{[]string{"revoke", id, "--reason", "  "}, "give --reason"},
 			{[]string{"reissue", id, "extra-arg"}, "accepts 1 arg(s), received 2"},

@@ -28,4 +28,7 @@ const (
 	// ConditionRunningRetracted on a ClusterReport is True when a component
 	// runs a retracted release.
 	ConditionRunningRetracted = "RunningRetracted"
+	// ReasonRecovered is the Stale condition's reason once a stale cluster
+	// has checked in again (what notifications announce as a recovery).
+	ReasonRecovered = "Recovered"
 )
