@@ -116,6 +116,10 @@ test: generated-current $(HELM) $(PROMTOOL) ## Run every test (generated files c
 		echo "go test -run='^$$' -fuzz='^$$t\$$' -fuzztime=$(FUZZTIME) ./bridge"; \
 		go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./bridge || exit 1; done
 
+.PHONY: test-unit
+test-unit: ## The fast loop: every test that needs no control plane, helm or build (go test -short), in about a minute with a warm cache.
+	env -u KUBEBUILDER_ASSETS go test -count=1 -short ./... $(GOTEST_ARGS)
+
 # Manager flags for `make dev`: everything on loopback, plain-HTTP metrics.
 DEV_MANAGER_ARGS ?= --metrics-bind-address=127.0.0.1:8082 --metrics-secure=false \
 	--health-probe-bind-address=127.0.0.1:8081

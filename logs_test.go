@@ -18,6 +18,9 @@ import (
 // leader election included (internal/logging's test drives klog's global
 // functions, which reflectors and throttling use, through the same logger).
 func TestTheManagersLogIsJSONThroughoutLeaderElectionIncluded(t *testing.T) {
+	if testing.Short() {
+		t.Skip(testenv.UnitOnly)
+	}
 	env := testenv.New()
 	if _, err := testenv.Start(env); err != nil {
 		t.Fatal(err)

@@ -62,6 +62,7 @@ var (
 )
 
 var _ = BeforeSuite(func() {
+	testenv.SkipIfShort()
 	helmBin = os.Getenv("HELM")
 	Expect(helmBin).NotTo(BeEmpty(), "HELM is not set: run with `make test` (it installs helm into bin/)")
 	chartDir = filepath.Join(testenv.RepoRoot(), "charts", "trainyard")

@@ -24,6 +24,9 @@ import (
 )
 
 func TestDev(t *testing.T) {
+	if testing.Short() {
+		t.Skip(testenv.UnitOnly)
+	}
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "make dev suite")
 }

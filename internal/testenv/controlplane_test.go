@@ -14,6 +14,9 @@ import (
 // the build script again here is the second run: it must rebuild nothing and
 // point at the same binaries.
 func TestControlPlaneBuildIsReused(t *testing.T) {
+	if testing.Short() {
+		t.Skip(testenv.UnitOnly)
+	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run with `make test`")
@@ -59,6 +62,9 @@ func mtimes(t *testing.T, dir string) map[string]int64 {
 // their packages are in Go's build cache once `make test` has built the
 // control plane).
 func TestControlPlaneFallsBackToTheSourceBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip(testenv.UnitOnly)
+	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run with `make test`")

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 	"time"
 
+	"github.com/onsi/ginkgo/v2"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -33,12 +35,26 @@ func New() *envtest.Environment {
 }
 
 // Start starts env, explaining how to get the binaries when they are missing.
+// Under `go test -short` (make test-unit) it skips the Ginkgo suite or
+// container instead (a plain Go test checks testing.Short itself first).
 func Start(env *envtest.Environment) (*rest.Config, error) {
+	SkipIfShort()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, " +
 			"or export KUBEBUILDER_ASSETS=$(hack/controlplane/build.sh)")
 	}
 	return env.Start()
+}
+
+// UnitOnly is the reason a suite gives for not running under -short.
+const UnitOnly = "needs a control plane (or helm): `make test` runs it, `make test-unit` (go test -short) does not"
+
+// SkipIfShort skips the calling Ginkgo suite or container under `go test
+// -short`: the fast loop runs only what needs no control plane.
+func SkipIfShort() {
+	if testing.Short() {
+		ginkgo.Skip(UnitOnly)
+	}
 }
 
 // WebhookServing is a check for Eventually: nil once the webhook server
