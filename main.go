@@ -27,6 +27,7 @@ import (
 	"runtime/debug"
 
 	"github.com/trainyard-dev/trainyard/agent/cli"
+	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/memlimit"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
@@ -40,7 +41,7 @@ func main() {
 		debug.SetGCPercent(50)
 	}
 	memlimit.Apply()
-	run := runManager
+	run := manager.Run
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "agent" {
 		// The agent alone is cmd/trainyard-agent, a much smaller binary;
@@ -49,7 +50,7 @@ func main() {
 	}
 	if len(args) > 0 && args[0] == "bridge" {
 		// The check-in bridge alone, in a Deployment of its own.
-		run, args = runBridge, args[1:]
+		run, args = manager.RunBridge, args[1:]
 	}
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Println("trainyard", version.Get())

@@ -21,11 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/trainyard-dev/trainyard/agent"
 	_ "github.com/trainyard-dev/trainyard/agent/source/all"
@@ -33,8 +30,8 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
-	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 func TestAgent(t *testing.T) {
@@ -61,7 +58,6 @@ var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1.AddToScheme(scheme)).To(Succeed())
-	skip := true
 
 	hubEnv := testenv.New()
 	// The hub's API server calls trainyard's admission webhook, as in a real
@@ -78,21 +74,13 @@ var _ = BeforeSuite(func() {
 	Expect(hub.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "trainyard-registration"},
 		Data: map[string][]byte{"fleet": []byte(registrationToken)}})).To(Succeed())
 	w := hubEnv.WebhookInstallOptions
-	hubMgr, err := ctrl.NewManager(hubCfg, ctrl.Options{Scheme: scheme, Cache: controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip},
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir})})
+	hubMgr, stopHub, err := testenv.StartManager(hubCfg, testenv.Manager{Scheme: scheme, Cache: manager.CacheOptions(), Webhook: &w,
+		Setups: []manager.Setup{manager.SetupIndexes(), manager.SetupControllers(controllers.Options{}), manager.SetupWebhooks}})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(webhook.Setup(hubMgr, nil)).To(Succeed())
 	mctx, cancel := context.WithCancel(ctx)
-	hubDone := make(chan struct{})
-	Expect(controllers.Setup(mctx, hubMgr, controllers.Options{})).To(Succeed())
 	b := bridge.New(hubMgr.GetClient(), hubMgr.GetClient(), hubMgr.GetAPIReader(), bridge.Options{Namespace: "default"})
 	hubCache, hubAPIReader = hubMgr.GetClient(), hubMgr.GetAPIReader()
-	go func() {
-		defer GinkgoRecover()
-		defer close(hubDone)
-		Expect(hubMgr.Start(mctx)).To(Succeed())
-	}()
+	Expect(hubMgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 	Eventually(testenv.WebhookServing(w)).Should(Succeed())
 	srv := httptest.NewServer(b.Handler())
 	DeferCleanup(srv.Close)
@@ -108,7 +96,7 @@ var _ = BeforeSuite(func() {
 	// API servers do.
 	DeferCleanup(func() {
 		cancel()
-		<-hubDone
+		Expect(stopHub()).To(Succeed())
 	})
 	kube, err := agent.NewKube(wlCfg, nil)
 	Expect(err).NotTo(HaveOccurred())

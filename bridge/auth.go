@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/credential"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
@@ -72,10 +71,6 @@ const (
 	CheckInToken = "token"
 	CheckInOpen  = "open"
 )
-
-// AnnotationTokenHash binds a ClusterReport to the registration token of its
-// first check-in.
-const AnnotationTokenHash = checkin.AnnotationTokenHash
 
 // tokenHash is what is stored and logged of a token: never the token.
 func tokenHash(token string) string {

@@ -19,6 +19,8 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 const clusterID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
@@ -76,7 +78,7 @@ var _ = Describe("the bridge over HTTP", func() {
 	It("stores a check-in as a ClusterReport and serves it back", func() {
 		r := post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0", "2.0.0"))
 		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
-		var c bridge.Cluster
+		var c wire.Cluster
 		r.json(&c)
 		Expect(c.ID).To(Equal(clusterID))
 		Expect(c.FirstSeen).NotTo(BeNil())
@@ -212,7 +214,7 @@ var _ = Describe("the bridge over HTTP", func() {
 		Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK)) // coalesced
 		m.stop()
 		m = startManager(ns, time.Minute)
-		var c bridge.Cluster
+		var c wire.Cluster
 		Eventually(func() int { return get(m.url + "/v3/clusters/" + clusterID).code }).Should(Equal(http.StatusOK))
 		get(m.url + "/v3/clusters/" + clusterID).json(&c)
 		Expect(c.Components).To(HaveLen(1))
@@ -230,11 +232,11 @@ var _ = Describe("the bridge over HTTP", func() {
 		Eventually(func() int { return get(m.url + "/v3/clusters/c1").code }).Should(Equal(http.StatusOK))
 		past, future := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 		var list struct {
-			Data []bridge.Cluster `json:"data"`
+			Data []wire.Cluster `json:"data"`
 		}
 		// The age query reads the reports' names, which an informer handler
 		// keeps: it may see the report a moment after the cache does.
-		Eventually(func() []bridge.Cluster {
+		Eventually(func() []wire.Cluster {
 			get(m.url + "/v3/clusters/age?created_after=" + past + "&checked_in_before=" + future).json(&list)
 			return list.Data
 		}).Should(HaveLen(1))
@@ -334,14 +336,14 @@ var _ = Describe("releases over HTTP", func() {
 		Expect(publish("beta", "dns", "2.0.0-beta.1", `{}`).code).To(Equal(http.StatusOK))
 		Eventually(func() int { return get(m.url + "/v3/versions/stable/router/latest").code }).Should(Equal(http.StatusOK))
 		Eventually(func() string {
-			var cv bridge.ComponentVersion
+			var cv wire.ComponentVersion
 			get(m.url + "/v3/versions/stable/router/latest").json(&cv)
 			return cv.Version.Version
 		}).Should(Equal("v1.1.0"))
 
 		Eventually(func() int { return get(m.url + "/v3/versions/beta/dns/latest").code }).Should(Equal(http.StatusOK))
 		var list struct {
-			Data []bridge.ComponentVersion `json:"data"`
+			Data []wire.ComponentVersion `json:"data"`
 		}
 		Eventually(func() int {
 			get(m.url + "/v3/versions/stable/router").json(&list)
@@ -524,7 +526,7 @@ var _ = Describe("long-poll and pagination", func() {
 		Eventually(got, 10*time.Second).Should(Receive(&answer))
 		Expect(time.Since(start)).To(BeNumerically("<", 10*time.Second))
 		Expect(answer.code).To(Equal(http.StatusOK))
-		var cv bridge.ComponentVersion
+		var cv wire.ComponentVersion
 		answer.json(&cv)
 		Expect(cv.Version.Version).To(Equal("v1.1.0"))
 
@@ -559,7 +561,7 @@ var _ = Describe("long-poll and pagination", func() {
 			r := get(m.url + next)
 			Expect(r.code).To(Equal(http.StatusOK), string(r.body))
 			var list struct {
-				Data []bridge.Cluster `json:"data"`
+				Data []wire.Cluster `json:"data"`
 			}
 			r.json(&list)
 			Expect(len(list.Data)).To(BeNumerically("<=", 128))
@@ -583,7 +585,7 @@ var _ = Describe("long-poll and pagination", func() {
 		r := get(m.url + "/v3/clusters/age?limit=2&marker=" + order[500])
 		Expect(r.code).To(Equal(http.StatusOK))
 		var after struct {
-			Data []bridge.Cluster `json:"data"`
+			Data []wire.Cluster `json:"data"`
 		}
 		r.json(&after)
 		Expect([]string{after.Data[0].ID, after.Data[1].ID}).To(Equal(order[501:503]))
@@ -651,8 +653,8 @@ var _ = Describe("authentication and authorization", func() {
 		Expect(checkIn("wrong").code).To(Equal(http.StatusUnauthorized))
 
 		Expect(checkIn("token-a").code).To(Equal(http.StatusOK))
-		Expect(report(ns, clusterID).Annotations).To(HaveKey(bridge.AnnotationTokenHash))
-		Expect(report(ns, clusterID).Annotations[bridge.AnnotationTokenHash]).NotTo(ContainSubstring("token-a"))
+		Expect(report(ns, clusterID).Annotations).To(HaveKey(checkin.AnnotationTokenHash))
+		Expect(report(ns, clusterID).Annotations[checkin.AnnotationTokenHash]).NotTo(ContainSubstring("token-a"))
 
 		r = checkIn("token-b")
 		Expect(r.code).To(Equal(http.StatusForbidden))
@@ -692,7 +694,7 @@ var _ = Describe("an API server outage", func() {
 		Expect(r.errorOf().Message).To(ContainSubstring("nothing was stored, retry"))
 		r = get(base + "/v3/clusters/" + clusterID)
 		Expect(r.code).To(Equal(http.StatusOK))
-		var c bridge.Cluster
+		var c wire.Cluster
 		r.json(&c)
 		Expect(c.Components[0].Version.Version).To(Equal("1.0.0"))
 

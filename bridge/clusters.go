@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // checkIn stores a cluster's check-in (POST /v3/clusters, POST
@@ -22,7 +23,7 @@ import (
 // may wait in memory up to the heartbeat granularity (internal/checkin).
 func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 	st := stateOf(r.Context())
-	var c Cluster
+	var c wire.Cluster
 	if !decodeJSON(w, r, &c) {
 		return
 	}

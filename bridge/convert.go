@@ -30,8 +30,8 @@ var reportedComponents = checkin.ReportedComponents
 
 // clusterOf is the wire form of a report. lastSeen may be newer than the
 // stored one: a heartbeat not yet flushed.
-func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) Cluster {
-	c := Cluster{ID: r.Spec.ClusterID, Components: make([]ComponentVersion, 0, len(r.Spec.Components)),
+func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) wire.Cluster {
+	c := wire.Cluster{ID: r.Spec.ClusterID, Components: make([]wire.ComponentVersion, 0, len(r.Spec.Components)),
 		Properties: r.Spec.Properties}
 	if r.Status.FirstSeen != nil {
 		t := r.Status.FirstSeen.UTC()
@@ -50,9 +50,9 @@ func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) Cluster {
 		latest[s.Name] = s
 	}
 	for _, rc := range r.Spec.Components {
-		cv := ComponentVersion{
-			Component: &Component{Name: rc.Name, Type: rc.Type},
-			Version:   &Version{Train: rc.Train, Version: rc.Version},
+		cv := wire.ComponentVersion{
+			Component: &wire.Component{Name: rc.Name, Type: rc.Type},
+			Version:   &wire.Version{Train: rc.Train, Version: rc.Version},
 		}
 		if rc.Image != "" {
 			cv.Version.Data = map[string]string{dataImage: rc.Image}
@@ -68,7 +68,7 @@ func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) Cluster {
 }
 
 // releaseSpec converts a published componentVersion.
-func releaseSpec(component, train, version string, cv ComponentVersion, now time.Time) (v1.ComponentReleaseSpec, error) {
+func releaseSpec(component, train, version string, cv wire.ComponentVersion, now time.Time) (v1.ComponentReleaseSpec, error) {
 	spec := v1.ComponentReleaseSpec{Component: component, Train: train, Version: version}
 	released := metav1.NewTime(now.UTC().Truncate(time.Second))
 	if cv.Version != nil && cv.Version.Released != "" {
@@ -103,7 +103,7 @@ func releaseSpec(component, train, version string, cv ComponentVersion, now time
 }
 
 // componentVersionOf is the wire form of a release.
-func componentVersionOf(r *v1.ComponentRelease) ComponentVersion {
+func componentVersionOf(r *v1.ComponentRelease) wire.ComponentVersion {
 	data := maps.Clone(r.Spec.Data)
 	set := func(k, v string) {
 		if v == "" {
@@ -117,9 +117,9 @@ func componentVersionOf(r *v1.ComponentRelease) ComponentVersion {
 	set(dataDescription, r.Spec.Description)
 	set(dataFixes, r.Spec.Fixes)
 	set(dataImage, r.Spec.Image)
-	cv := ComponentVersion{
-		Component: &Component{Name: r.Spec.Component},
-		Version:   &Version{Train: r.Spec.Train, Version: r.Spec.Version, Data: data},
+	cv := wire.ComponentVersion{
+		Component: &wire.Component{Name: r.Spec.Component},
+		Version:   &wire.Version{Train: r.Spec.Train, Version: r.Spec.Version, Data: data},
 	}
 	if r.Spec.Released != nil {
 		cv.Version.Released = r.Spec.Released.UTC().Format(time.RFC3339)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // The request decoders must answer any input with a value or an error,
@@ -23,7 +25,7 @@ func FuzzDecodeCheckIn(f *testing.F) {
 	f.Add([]byte(`{} {}`))
 	f.Add([]byte(`{"components":[{"version":{"version":"1"}}],"firstSeen":"nope"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var c Cluster
+		var c wire.Cluster
 		if err := decodeBody(bytes.NewReader(body), limits{body: 1 << 20, items: maxListItems}, &c); err != nil {
 			return
 		}
@@ -40,7 +42,7 @@ func FuzzDecodeRelease(f *testing.F) {
 	f.Add([]byte(`{"version":{"data":{"image":""}}}`))
 	f.Add([]byte(`{"version":null}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var cv ComponentVersion
+		var cv wire.ComponentVersion
 		if err := decodeBody(bytes.NewReader(body), limits{body: 1 << 20, items: maxListItems}, &cv); err != nil {
 			return
 		}

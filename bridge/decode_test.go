@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // countingReader counts what the decoder took from the body.
@@ -76,7 +78,7 @@ func TestDecodeBodyLimits(t *testing.T) {
 			t.Errorf("%.40q: %v, want %q", body, err, want)
 		}
 	}
-	var c Cluster
+	var c wire.Cluster
 	body := `{"id":"c1","components":[{"component":{"name":"a"},"version":{"version":"1"}}],"properties":{"k":"v"}}`
 	if err := decodeBody(strings.NewReader(body), limits{body: 1 << 20, items: maxListItems}, &c); err != nil {
 		t.Fatal(err)

@@ -247,7 +247,7 @@ func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster,
 	case err != nil:
 		writeAPIError(w, "reading the cluster", err)
 		return false
-	case cr.Annotations[AnnotationTokenHash] != hash:
+	case cr.Annotations[checkin.AnnotationTokenHash] != hash:
 		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
 		writeError(w, http.StatusForbidden, checkin.ErrBoundElsewhere(cluster).Error())
 		return false

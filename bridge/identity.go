@@ -240,7 +240,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			}
 			a[v1.AnnotationRegisteredWith] = str(with)
 			if s.opts.LegacyTokenBinding {
-				a[AnnotationTokenHash] = str(st.tokenHash)
+				a[checkin.AnnotationTokenHash] = str(st.tokenHash)
 			}
 			return a, nil
 		}
@@ -250,7 +250,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			case cur == nil:
 				return nil, errCredential{http.StatusUnauthorized, "a reissue token registers only the cluster it was made for, " +
 					"and this cluster has no report here"}
-			case !revoked && s.opts.LegacyTokenBinding && cur.Annotations[AnnotationTokenHash] == st.tokenHash:
+			case !revoked && s.opts.LegacyTokenBinding && cur.Annotations[checkin.AnnotationTokenHash] == st.tokenHash:
 				// Legacy mode: a Deis agent keeps checking in with the token
 				// that registered it, as with a registration token.
 				return a, nil
@@ -270,7 +270,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 		if st.tokenExpired != "" {
 			// Legacy mode, an expired token: the clusters bound to it check
 			// in as before; nothing new is registered or re-issued.
-			if cur != nil && cur.Annotations[AnnotationTokenHash] == st.tokenHash {
+			if cur != nil && cur.Annotations[checkin.AnnotationTokenHash] == st.tokenHash {
 				return a, nil
 			}
 			return nil, errCredential{http.StatusUnauthorized, st.tokenExpired + "; in legacy mode it still checks in the clusters bound to it, but registers no new one"}
@@ -281,7 +281,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			}
 			return register()
 		}
-		bound := cur.Annotations[AnnotationTokenHash]
+		bound := cur.Annotations[checkin.AnnotationTokenHash]
 		switch {
 		case cur.Annotations[v1.AnnotationCredentialHash] != "" && calls == 1 && s.lostAnswer(cur, st.tokenKey, now):
 			// The registration's answer was lost (a timeout, an Ingress

@@ -17,6 +17,7 @@ import (
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // Issue 15: a check-in that changes nothing costs no write until the stored
@@ -42,7 +43,7 @@ var _ = Describe("the persist rule", func() {
 			return r.Status.LastSeen.Time, r.Status.CheckIns
 		}
 		served := func() time.Time {
-			var c bridge.Cluster
+			var c wire.Cluster
 			r := get(m.url + "/v3/clusters/" + clusterID)
 			Expect(r.code).To(Equal(http.StatusOK))
 			r.json(&c)

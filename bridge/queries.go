@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // timeParam parses an optional RFC 3339 query parameter: 422 when present
@@ -67,7 +68,7 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 		!ordered(w, t, "created_after", "checked_in_before") {
 		return
 	}
-	data := []Cluster{}
+	data := []wire.Cluster{}
 	if !s.pageOf(w, r, func(rep *v1.ClusterReport) bool {
 		first, last, _ := s.seen(rep)
 		return within(first, t["created_after"], t["created_before"]) && within(last, t["checked_in_after"], t["checked_in_before"])
@@ -77,7 +78,7 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 	}) {
 		return
 	}
-	writeCacheableJSON(w, r, dataList[Cluster]{Data: data})
+	writeCacheableJSON(w, r, dataList[wire.Cluster]{Data: data})
 }
 
 // checkinStats answers GET /v3/clusters/checkins: check-in statistics of the

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/trainyard-dev/trainyard/internal/validation"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // route is one endpoint: a method, a path pattern whose {name} segments
@@ -186,7 +187,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers {"code": status, "message": msg}.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	body, _ := json.Marshal(Error{Code: status, Message: msg, RequestID: w.Header().Get(HeaderRequestID)})
+	body, _ := json.Marshal(wire.Error{Code: status, Message: msg, RequestID: w.Header().Get(HeaderRequestID)})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

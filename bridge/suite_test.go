@@ -31,12 +31,13 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
+	tymanager "github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 func TestBridge(t *testing.T) {
@@ -74,7 +75,8 @@ var _ = BeforeSuite(func() {
 // admission webhook, as one replica of the manager does for every other.
 func serveWebhook() {
 	GinkgoHelper()
-	stop, err := testenv.ServeWebhook(cfg, scheme, env.WebhookInstallOptions)
+	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: scheme, Cache: tymanager.CacheOptions(),
+		Webhook: &env.WebhookInstallOptions, Setups: tymanager.WebhookOnly()})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	Eventually(testenv.WebhookServing(env.WebhookInstallOptions)).Should(Succeed())
@@ -211,15 +213,6 @@ func startManager(ns string, heartbeat time.Duration, mutate ...func(*bridge.Opt
 // clock and a stale threshold).
 func startManagerWith(ns string, heartbeat time.Duration, co controllers.Options, mutate ...func(*bridge.Options)) *manager {
 	GinkgoHelper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		// Several managers in one process.
-		Controller: ctrlConfig(),
-	})
-	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.Setup(ctx, mgr, co)).To(Succeed())
 	// Anonymous check-ins and no rate limit unless a spec says otherwise:
 	// tests poll hard, and authentication has its own specs.
 	o := bridge.Options{Namespace: ns, Heartbeat: heartbeat, DoctorAuthSecret: "doctor-auth",
@@ -232,25 +225,27 @@ func startManagerWith(ns string, heartbeat time.Duration, co controllers.Options
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	o.Listener = l
-	var api client.Client = mgr.GetClient()
-	if wrapAPI != nil {
-		api = wrapAPI(api)
+	var b *bridge.Server
+	setupBridge := func(ctx context.Context, mgr ctrl.Manager) error {
+		var api client.Client = mgr.GetClient()
+		if wrapAPI != nil {
+			api = wrapAPI(api)
+		}
+		b = bridge.New(mgr.GetClient(), api, mgr.GetAPIReader(), o)
+		if err := b.Watch(ctx, mgr.GetCache()); err != nil {
+			return err
+		}
+		return mgr.Add(b)
 	}
-	b := bridge.New(mgr.GetClient(), api, mgr.GetAPIReader(), o)
-	Expect(b.Watch(ctx, mgr.GetCache())).To(Succeed())
-	Expect(mgr.Add(b)).To(Succeed())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+	mgr, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: scheme, Cache: tymanager.CacheOptions(),
+		Setups: []tymanager.Setup{tymanager.SetupIndexes(), tymanager.SetupControllers(co), setupBridge}})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(mgr.GetCache().WaitForCacheSync(context.Background())).To(BeTrue())
 	token := serviceAccountToken(ns, fmt.Sprintf("publisher-%d", publishers.Add(1)), []string{"create"}, "componentreleases")
 	var once sync.Once
 	return &manager{ns: ns, url: "http://" + l.Addr().String(), bridge: b, token: token, cache: mgr.GetClient(), stop: func() {
 		// As SIGTERM: drain the requests, flush the heartbeats, stop.
-		once.Do(func() { cancel(); <-done })
+		once.Do(func() { Expect(stop()).To(Succeed()) })
 	}}
 }
 
@@ -290,9 +285,9 @@ func (r response) json(v any) {
 }
 
 // errorOf is the {"code","message"} body, checked to be well formed.
-func (r response) errorOf() bridge.Error {
+func (r response) errorOf() wire.Error {
 	GinkgoHelper()
-	var e bridge.Error
+	var e wire.Error
 	Expect(r.header.Get("Content-Type")).To(Equal("application/json"))
 	r.json(&e)
 	Expect(e.Code).To(Equal(r.code))

@@ -30,6 +30,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // The specs below are the bridge's trust boundary (issue 12): each one is a
@@ -109,12 +110,12 @@ var _ = Describe("the bridge's writes", func() {
 		for _, version := range []string{lookalike, "1.0.0-RC1", "1.0.0-rc1"} {
 			r := m.publish("stable", "x", version, `{}`)
 			Expect(r.code).To(Equal(http.StatusOK), string(r.body))
-			var cv bridge.ComponentVersion
+			var cv wire.ComponentVersion
 			r.json(&cv)
 			Expect(cv.Version.Version).To(Equal(version))
 		}
 		for _, version := range []string{lookalike, "1.0.0-RC1", "1.0.0-rc1"} {
-			var cv bridge.ComponentVersion
+			var cv wire.ComponentVersion
 			Eventually(func() int { return get(m.url + "/v3/versions/stable/x/" + version).code }).Should(Equal(http.StatusOK), version)
 			get(m.url + "/v3/versions/stable/x/" + version).json(&cv)
 			Expect(cv.Version.Version).To(Equal(version))
@@ -139,7 +140,7 @@ var _ = Describe("the bridge's writes", func() {
 				r := m.publish("stable", "racer", spelling, `{"version":{"released":"2026-11-01T00:00:00Z"}}`)
 				codes[i] = r.code
 				if r.code == http.StatusOK {
-					var cv bridge.ComponentVersion
+					var cv wire.ComponentVersion
 					r.json(&cv)
 					versions[i] = cv.Version.Version
 				}
@@ -574,7 +575,7 @@ var _ = Describe("one client against the others", func() {
 		Expect(r.errorOf().Message).To(Equal("data: more than 256 items; at most 256 (a cluster reports at most 256 components)"))
 		r = post(m.url+"/v3/versions/latest", items(256))
 		Expect(r.code).To(Equal(http.StatusOK))
-		var list struct{ Data []bridge.ComponentVersion }
+		var list struct{ Data []wire.ComponentVersion }
 		r.json(&list)
 		Expect(list.Data).To(HaveLen(1))
 		Expect(len(r.body)).To(BeNumerically("<", 10000))

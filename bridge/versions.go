@@ -18,6 +18,7 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 	"github.com/trainyard-dev/trainyard/internal/validation"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 // listReleases answers GET /v3/versions/{train}/{component}: every release
@@ -51,7 +52,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 	if !ok {
 		return
 	}
-	out := dataList[ComponentVersion]{Data: make([]ComponentVersion, 0, to-from)}
+	out := dataList[wire.ComponentVersion]{Data: make([]wire.ComponentVersion, 0, to-from)}
 	for _, i := range idx[from:to] {
 		out.Data = append(out.Data, componentVersionOf(&list.Items[i]))
 	}
@@ -132,7 +133,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
 // creates the ComponentRelease. Re-publishing the same content is a 200; the
 // same version with other content is a 409.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
-	var cv ComponentVersion
+	var cv wire.ComponentVersion
 	if !decodeJSON(w, r, &cv) {
 		return
 	}
@@ -283,7 +284,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		switch {
 		case apierrors.IsNotFound(err):
 			// No latest on that train: the pair is answered without a version.
-			b, _ := json.Marshal(ComponentVersion{Component: &Component{Name: item.Component.Name}, Version: &Version{Train: train}})
+			b, _ := json.Marshal(wire.ComponentVersion{Component: &wire.Component{Name: item.Component.Name}, Version: &wire.Version{Train: train}})
 			buf.Write(b)
 			continue
 		case err != nil:

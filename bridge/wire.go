@@ -2,20 +2,6 @@ package bridge
 
 import (
 	"time"
-
-	"github.com/trainyard-dev/trainyard/internal/wire"
-)
-
-// The wire types live in internal/wire, which the agent uses without the
-// server; these names keep the bridge's code and its clients' reading as
-// before.
-type (
-	Component        = wire.Component
-	Version          = wire.Version
-	ComponentVersion = wire.ComponentVersion
-	Cluster          = wire.Cluster
-	Error            = wire.Error
-	DoctorReport     = wire.DoctorReport
 )
 
 // dataList is the {"data": [...]} envelope of list answers.

@@ -206,7 +206,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.Cl
 	}
 	var rels v1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{IndexReleaseVersion: VersionKey(trainName, c.Version)}); err != nil {
+		client.MatchingFields{index.ReleaseVersion: index.VersionKey(trainName, c.Version)}); err != nil {
 		return cs, err
 	}
 	switch {
@@ -237,7 +237,7 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *v1.Cluster
 	}
 	var rels v1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{IndexReleaseTrain: train.Name}); err != nil {
+		client.MatchingFields{index.ReleaseTrain: train.Name}); err != nil {
 		return err
 	}
 	in := make([]upgrade.Release, 0, len(rels.Items))
@@ -425,7 +425,7 @@ func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client
 // all of them).
 func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train string, keep func(*v1.ClusterReport) bool) []reconcile.Request {
 	var reports v1.ClusterReportList
-	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{IndexReportTrain: train},
+	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index.ReportTrain: train},
 		client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "train", train)
 		return nil

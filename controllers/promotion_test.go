@@ -7,14 +7,15 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/manager"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 // promoting creates the stable train of component with a promotion policy.
@@ -228,31 +229,77 @@ var _ = Describe("Promotion", func() {
 	})
 
 	It("promotes exactly once with two managers racing", func() {
-		// A second replica without leader election, so that both reconcile
-		// the same train at once.
-		skip := true
-		mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testScheme, Cache: controllers.CacheOptions(),
-			Metrics: metricsserver.Options{BindAddress: "0"}, Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
+		// A second replica without leader election. Both replicas' creations
+		// of a promoted release meet at a barrier (racingClient), so they
+		// create it at the same moment, each from a cache that has not seen
+		// the other's.
+		b := &raceBarrier{ns: ns, replicas: 2, timeout: 20 * time.Second, rounds: map[string]*raceRound{}}
+		promoteRace.Lock()
+		promoteRace.b = b
+		promoteRace.Unlock()
+		DeferCleanup(func() {
+			promoteRace.Lock()
+			promoteRace.b = nil
+			promoteRace.Unlock()
+		})
+		second := func(_ context.Context, mgr ctrl.Manager) error {
+			return (&controllers.PromotionReconciler{Client: racingClient{mgr.GetClient(), "second"},
+				Recorder: mgr.GetEventRecorder("second"), Clock: fakeClock}).SetupWithManager(mgr)
+		}
+		mgr, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
+			Setups: []manager.Setup{manager.SetupIndexes(), second}})
 		Expect(err).NotTo(HaveOccurred())
-		ctx, cancel := context.WithCancel(context.Background())
-		Expect(controllers.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
-		Expect((&controllers.PromotionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("second"),
-			Clock: fakeClock}).SetupWithManager(mgr)).To(Succeed())
-		done := make(chan error, 1)
-		go func() { done <- mgr.Start(ctx) }()
-		DeferCleanup(func() { cancel(); Expect(<-done).To(Succeed()) })
-		Eventually(mgr.GetCache().WaitForCacheSync).WithArguments(ctx).Should(BeTrue())
+		DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+		Eventually(mgr.GetCache().WaitForCacheSync).WithArguments(suiteCtx).Should(BeTrue())
 
-		for i, v := range []string{"1.0.0", "1.1.0", "1.2.0"} {
+		versions := []string{"1.0.0", "1.1.0", "1.2.0"}
+		for i, v := range versions {
 			publish(ns, "q", "beta", v, i+1)
 			if i == 0 {
 				promoting(ns, "q", v1.PromotionPolicy{From: "beta"})
 			}
 			Eventually(onStable(ns, "q", v)).Should(HaveLen(1))
+			name := v1.ReleaseName("q", "stable", v)
+			// Both replicas came to promote it, and the API server took one
+			// creation: the other was told it exists.
+			Eventually(func(g Gomega) {
+				arrived, outcomes := b.result(name)
+				g.Expect(arrived).To(ConsistOf("first", "second"), "both replicas promote %s", v)
+				g.Expect(outcomes).To(HaveLen(2))
+				created, exists := 0, 0
+				for _, err := range outcomes {
+					switch {
+					case err == nil:
+						created++
+					case apierrors.IsAlreadyExists(err):
+						exists++
+					}
+				}
+				g.Expect([]int{created, exists}).To(Equal([]int{1, 1}), "outcomes of promoting %s: %v", v, outcomes)
+			}).Should(Succeed())
 		}
-		Consistently(func() int {
-			return len(onStable(ns, "q", "1.0.0")()) + len(onStable(ns, "q", "1.1.0")()) + len(onStable(ns, "q", "1.2.0")())
-		}, 2*time.Second).Should(Equal(3))
+		// What a double promotion would change: a second release of a
+		// version on stable, the stored release rewritten by the replica
+		// that lost, or a second Promoted event.
+		// (Its status is the train controller's: generations, not resource
+		// versions, show a rewrite of what the promotion wrote.)
+		stored := map[string]int64{}
+		for _, v := range versions {
+			rels := onStable(ns, "q", v)()
+			Expect(rels).To(HaveLen(1))
+			stored[rels[0].Name] = 1
+		}
+		Consistently(func(g Gomega) {
+			var rels v1.ComponentReleaseList
+			g.Expect(k8sClient.List(suiteCtx, &rels, client.InNamespace(ns))).To(Succeed())
+			onStable := map[string]int64{}
+			for _, r := range rels.Items {
+				if r.Spec.Train == "stable" {
+					onStable[r.Name] = r.Generation
+				}
+			}
+			g.Expect(onStable).To(Equal(stored))
+		}, 2*time.Second).Should(Succeed())
 		reasons := eventReasons(ns, "q.stable")()
 		n := 0
 		for _, r := range reasons {

@@ -26,6 +26,7 @@ import (
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
+	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
@@ -71,7 +72,7 @@ func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	// The cache's own objects, not copies: read only, copied before a patch.
 	var releases v1.ComponentReleaseList
 	if err := r.List(ctx, &releases, client.InNamespace(req.Namespace),
-		client.MatchingFields{IndexReleaseTrain: req.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		client.MatchingFields{index.ReleaseTrain: req.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	train, err := r.ensureTrain(ctx, req.NamespacedName, component, trainName, len(releases.Items))
@@ -224,7 +225,7 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v
 	// objects (read only) rather than copy thousands of reports.
 	var reports v1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace),
-		client.MatchingFields{IndexReportTrain: train.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		client.MatchingFields{index.ReportTrain: train.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	latest := ""

@@ -4,7 +4,8 @@
 package controllers
 
 import (
-	"context"
+	"flag"
+	"fmt"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -26,13 +27,47 @@ type Options struct {
 	TrainWorkers, ReportWorkers int
 }
 
-// Setup registers the field indexes and every controller with mgr.
-func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+// BindFlags binds the controllers' flags to o, with their defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	o.DefaultOrdering = v1.OrderingSemver
+	fs.Var((*orderingFlag)(&o.DefaultOrdering), "default-ordering",
+		"Ordering of the ReleaseTrains the controller creates: Semver, or ReleaseTime as the Deis service did.")
+	fs.DurationVar(&o.StaleThreshold, "stale-threshold", DefaultStaleThreshold,
+		"A cluster that has not checked in for this long is Stale.")
+	fs.IntVar(&o.TrainWorkers, "train-workers", 2, "Concurrent ReleaseTrain reconciles.")
+	fs.IntVar(&o.ReportWorkers, "report-workers", 16, "Concurrent ClusterReport reconciles "+
+		"(each waits on its status write: 4 kept up with one new cluster in two when 16 onboard at once).")
+}
+
+// Validate checks flag values that the flag package cannot.
+func (o *Options) Validate() error {
+	if o.StaleThreshold <= 0 {
+		return fmt.Errorf("--stale-threshold must be positive, not %s", o.StaleThreshold)
+	}
+	if o.TrainWorkers < 1 || o.ReportWorkers < 1 {
+		return fmt.Errorf("--train-workers and --report-workers must be at least 1, not %d and %d", o.TrainWorkers, o.ReportWorkers)
+	}
+	return nil
+}
+
+type orderingFlag v1.Ordering
+
+func (f *orderingFlag) String() string { return string(*f) }
+
+func (f *orderingFlag) Set(s string) error {
+	switch o := v1.Ordering(s); o {
+	case v1.OrderingSemver, v1.OrderingReleaseTime:
+		*f = orderingFlag(o)
+		return nil
+	}
+	return fmt.Errorf("must be Semver or ReleaseTime")
+}
+
+// Setup registers every controller with mgr, whose cache must have the
+// field indexes (internal/index.Setup).
+func Setup(mgr ctrl.Manager, o Options) error {
 	if o.DefaultOrdering == "" {
 		o.DefaultOrdering = v1.OrderingSemver
-	}
-	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		return err
 	}
 	recorder := mgr.GetEventRecorder("trainyard-controller")
 	if err := (&ReleaseTrainReconciler{

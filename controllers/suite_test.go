@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -17,10 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
@@ -58,32 +59,27 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  testScheme,
-		Cache:   controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-	})
-	Expect(err).NotTo(HaveOccurred())
-	suiteCtx, stopSuite = context.WithCancel(context.Background())
-	Expect(controllers.SetupIndexes(suiteCtx, mgr.GetFieldIndexer())).To(Succeed())
-
+	suiteCtx = context.Background()
 	// The real clock's date, so that creation timestamps and the fake clock
 	// agree; the tests move it on. Whole seconds, as the API stores times.
 	fakeClock = testingclock.NewFakeClock(time.Now().Truncate(time.Second))
-	recorder := mgr.GetEventRecorder("trainyard-controller")
-	trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
-		DefaultOrdering: v1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock}
-	Expect(trainRec.SetupWithManager(mgr)).To(Succeed())
-	Expect((&controllers.PromotionReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: fakeClock}).
-		SetupWithManager(mgr)).To(Succeed())
-	reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
-		Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
-	Expect(reportRec.SetupWithManager(mgr)).To(Succeed())
-
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(suiteCtx)).To(Succeed())
-	}()
+	// The reconcilers themselves, not controllers.Setup: the specs reach
+	// into them (the adoption delay, the report reconciler's clock).
+	reconcilers := func(_ context.Context, mgr ctrl.Manager) error {
+		recorder := mgr.GetEventRecorder("trainyard-controller")
+		trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
+			DefaultOrdering: v1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock}
+		reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
+			Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
+		return errors.Join(trainRec.SetupWithManager(mgr),
+			(&controllers.PromotionReconciler{Client: racingClient{mgr.GetClient(), "first"}, Recorder: recorder,
+				Clock: fakeClock}).SetupWithManager(mgr),
+			reportRec.SetupWithManager(mgr))
+	}
+	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
+		Setups: []manager.Setup{manager.SetupIndexes(), reconcilers}})
+	Expect(err).NotTo(HaveOccurred())
+	stopSuite = func() { Expect(stop()).To(Succeed()) }
 })
 
 var _ = AfterSuite(func() {

@@ -3,18 +3,17 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -24,13 +23,12 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 	"github.com/trainyard-dev/trainyard/notify"
 )
@@ -51,7 +49,6 @@ var (
 	k8sClient client.Client
 	fakeClock *testingclock.FakeClock
 	scheme    = runtime.NewScheme()
-	ceSchema  *jsonschema.Schema
 	// stopManager stops the running manager (see startManager).
 	stopManager func()
 )
@@ -70,13 +67,16 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	stop, err := testenv.ServeWebhook(cfg, scheme, env.WebhookInstallOptions)
+	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: scheme, Cache: manager.CacheOptions(),
+		Webhook: &env.WebhookInstallOptions, Setups: manager.WebhookOnly()})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	Eventually(testenv.WebhookServing(env.WebhookInstallOptions)).Should(Succeed())
 
 	fakeClock = testingclock.NewFakeClock(time.Now().Truncate(time.Second))
-	ceSchema = compileSchema(filepath.Join("testdata", "cloudevents-1.0.schema.json"))
+	// Every delivery to a CloudEvents receiver is checked against it.
+	_, err = ceSchema()
+	Expect(err).NotTo(HaveOccurred())
 	stopManager = startManager()
 	DeferCleanup(func() { stopManager() })
 })
@@ -94,36 +94,23 @@ func startManager() func() {
 // startReplica starts a manager replica, which leads once elected is closed.
 func startReplica() (stop func(), elected <-chan struct{}) {
 	GinkgoHelper()
-	skip := true
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controllers.CacheOptions(),
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		LeaderElection:                true,
-		LeaderElectionID:              "notify-test.trainyard.dev",
-		LeaderElectionNamespace:       "default",
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 ptr.To(4 * time.Second),
-		RenewDeadline:                 ptr.To(3 * time.Second),
-		RetryPeriod:                   ptr.To(200 * time.Millisecond),
-		Controller:                    ctrlconfig.Controller{SkipNameValidation: &skip},
-	})
-	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{
-		Clock: fakeClock, StaleThreshold: staleThreshold, TrainWorkers: 2, ReportWorkers: 16,
-	})).To(Succeed())
 	// The receivers here listen on 127.0.0.1, which the manager refuses
 	// unless told otherwise (as --notification-allowed-cidrs does); the
 	// rest of loopback stays refused.
 	dest, err := notify.ParseDestinations([]string{"127.0.0.1/32"})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(notify.Setup(mgr, notify.Options{Destinations: dest})).To(Succeed())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() {
-		cancel()
-		Expect(<-done).To(Succeed())
-	}, mgr.Elected()
+	mgr, stopMgr, err := testenv.StartManager(cfg, testenv.Manager{Scheme: scheme, Cache: manager.CacheOptions(),
+		Configure: func(o *ctrl.Options) {
+			o.LeaderElection, o.LeaderElectionID, o.LeaderElectionNamespace = true, "notify-test.trainyard.dev", "default"
+			o.LeaderElectionReleaseOnCancel = true
+			o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = ptr.To(4*time.Second), ptr.To(3*time.Second), ptr.To(200*time.Millisecond)
+		},
+		Setups: []manager.Setup{manager.SetupIndexes(),
+			manager.SetupControllers(controllers.Options{Clock: fakeClock, StaleThreshold: staleThreshold, TrainWorkers: 2, ReportWorkers: 16}),
+			manager.SetupNotifications(notify.Options{Destinations: dest})},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	return func() { Expect(stopMgr()).To(Succeed()) }, mgr.Elected()
 }
 
 // clockPastNow moves the controllers' clock (never back) to the second
@@ -134,21 +121,6 @@ func clockPastNow() {
 	if next := time.Now().Truncate(time.Second).Add(time.Second); fakeClock.Now().Before(next) {
 		fakeClock.SetTime(next)
 	}
-}
-
-func compileSchema(path string) *jsonschema.Schema {
-	GinkgoHelper()
-	f, err := os.Open(path)
-	Expect(err).NotTo(HaveOccurred())
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	Expect(err).NotTo(HaveOccurred())
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	Expect(c.AddResource("cloudevents.json", doc)).To(Succeed())
-	s, err := c.Compile("cloudevents.json")
-	Expect(err).NotTo(HaveOccurred())
-	return s
 }
 
 func newNamespace() string {
@@ -167,12 +139,23 @@ type received struct {
 
 // receiver is a local HTTP server standing for a webhook receiver; answer
 // decides each response from the number of earlier requests.
+//
+// Every delivery it gets is checked as it arrives: as CloudEvents
+// (checkCloudEvents: the CloudEvents project's schema, the rules it leaves
+// out, trainyard's documented event) unless target has made it a chat
+// target's receiver. What is wrong fails the spec that made the receiver,
+// when the spec ends (or earlier, at requests).
 type receiver struct {
 	*httptest.Server
-	mu     sync.Mutex
-	got    []received
-	answer func(n int, w http.ResponseWriter)
+	mu       sync.Mutex
+	got      []received
+	chat     bool     // the receiver of a Slack or Teams target
+	problems []string // what is wrong with the deliveries got
+	answer   func(n int, w http.ResponseWriter)
 }
+
+// receivers are the live receivers, for target to find by URL.
+var receivers sync.Map // URL → *receiver
 
 func newReceiver(answer func(n int, w http.ResponseWriter)) *receiver {
 	GinkgoHelper()
@@ -182,6 +165,11 @@ func newReceiver(answer func(n int, w http.ResponseWriter)) *receiver {
 		rc.mu.Lock()
 		n := len(rc.got)
 		rc.got = append(rc.got, received{at: time.Now(), header: r.Header.Clone(), body: body})
+		if !rc.chat {
+			for _, p := range checkCloudEvents(r.Header, body) {
+				rc.problems = append(rc.problems, fmt.Sprintf("delivery %d: %s", n, p))
+			}
+		}
 		rc.mu.Unlock()
 		if rc.answer != nil {
 			rc.answer(n, w)
@@ -189,17 +177,55 @@ func newReceiver(answer func(n int, w http.ResponseWriter)) *receiver {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
+	receivers.Store(rc.URL, rc)
+	// Cleanups run last first: the server is closed, which waits for the
+	// requests under way, and then what they got is judged.
+	DeferCleanup(func() {
+		receivers.Delete(rc.URL)
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		rc.failOnProblemsLocked()
+	})
 	DeferCleanup(rc.Close)
 	return rc
 }
 
+// receiverAt is the live receiver a target's URL points at, if any.
+func receiverAt(url string) *receiver {
+	var found *receiver
+	receivers.Range(func(k, v any) bool {
+		if u := k.(string); url == u || strings.HasPrefix(url, u+"/") {
+			found = v.(*receiver)
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// requests are the deliveries got so far, every one valid.
 func (rc *receiver) requests() []received {
+	GinkgoHelper()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.failOnProblemsLocked()
 	return append([]received(nil), rc.got...)
 }
 
-func (rc *receiver) count() int { return len(rc.requests()) }
+// failOnProblemsLocked fails the spec if a delivery was not valid, saying
+// in full (not truncated as a matcher would) what was wrong.
+func (rc *receiver) failOnProblemsLocked() {
+	GinkgoHelper()
+	if len(rc.problems) > 0 {
+		Fail(fmt.Sprintf("deliveries to %s that are not valid CloudEvents (%d problems):\n%s",
+			rc.URL, len(rc.problems), strings.Join(rc.problems, "\n")))
+	}
+}
+
+func (rc *receiver) count() int {
+	GinkgoHelper()
+	return len(rc.requests())
+}
 
 // events decodes what the receiver got as CloudEvents.
 func (rc *receiver) events() []notify.CloudEvent {
@@ -229,6 +255,11 @@ func target(ns, name string, t v1.NotificationTargetType, url string, mutate ...
 	}
 	for _, m := range mutate {
 		m(tg)
+	}
+	if rc := receiverAt(url); rc != nil && t != v1.TargetCloudEvents {
+		rc.mu.Lock()
+		rc.chat = true
+		rc.mu.Unlock()
 	}
 	Expect(k8sClient.Create(ctx, tg)).To(Succeed())
 	return tg

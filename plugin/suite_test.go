@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 	"github.com/trainyard-dev/trainyard/plugin"
 )
@@ -54,7 +55,8 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	stop, err := testenv.ServeWebhook(cfg, scheme, env.WebhookInstallOptions)
+	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: scheme, Cache: manager.CacheOptions(),
+		Webhook: &env.WebhookInstallOptions, Setups: manager.WebhookOnly()})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	Eventually(testenv.WebhookServing(env.WebhookInstallOptions)).Should(Succeed())

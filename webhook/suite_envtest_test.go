@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,13 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
-	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 // The envtest part of the suite installs the generated webhook configuration
@@ -32,7 +31,6 @@ var (
 	cfg       *rest.Config
 	k8sClient client.Client
 	ctx       context.Context
-	cancel    context.CancelFunc
 	scheme    = runtime.NewScheme()
 	warnings  = &warningRecorder{}
 )
@@ -70,34 +68,22 @@ var _ = BeforeSuite(func() {
 	var err error
 	cfg, err = testenv.Start(env)
 	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
+	ctx = context.Background()
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.WarningHandler = warnings
 	k8sClient, err = client.New(wcfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
 	w := env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}),
-	})
+	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: scheme, Cache: manager.CacheOptions(), Webhook: &w,
+		Setups: []manager.Setup{manager.SetupIndexes(), manager.SetupControllers(controllers.Options{}), manager.SetupWebhooks}})
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel = context.WithCancel(context.Background())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{})).To(Succeed())
-	Expect(webhook.Setup(mgr, nil)).To(Succeed())
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	Eventually(testenv.WebhookServing(w)).Should(Succeed())
 })
 
-var _ = AfterSuite(func() {
-	if cancel != nil {
-		cancel()
-	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
-})
+func TestWebhook(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "webhook suite")
+}

@@ -1,7 +1,7 @@
 // Package webhook defaults and validates every trainyard object that enters
 // through the API (kubectl, GitOps controllers, agents, the bridge). The
-// rules are the pure functions in validation.go; this file wires them into
-// the manager's admission webhook server.
+// rules are the pure functions of internal/validation and internal/upgrade
+// (the risks' CEL), wired here into the manager's admission webhook server.
 package webhook
 
 import (
@@ -25,6 +25,7 @@ import (
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/internal/upgrade"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
@@ -90,7 +91,7 @@ func (w *releaseWebhook) Default(_ context.Context, r *v1.ComponentRelease) erro
 }
 
 func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRelease) (admission.Warnings, error) {
-	errs := append(ValidateComponentRelease(r, nil), ValidateRiskRules(r)...)
+	errs := append(validation.ComponentRelease(r, nil), upgrade.ValidateRisks(r)...)
 	if len(errs) == 0 {
 		dup, err := w.duplicate(ctx, r)
 		if err != nil {
@@ -105,7 +106,7 @@ func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRele
 }
 
 func (w *releaseWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ComponentRelease) (admission.Warnings, error) {
-	return nil, invalid("ComponentRelease", r.Name, append(ValidateComponentRelease(r, old), ValidateRiskRules(r)...))
+	return nil, invalid("ComponentRelease", r.Name, append(validation.ComponentRelease(r, old), upgrade.ValidateRisks(r)...))
 }
 
 func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (admission.Warnings, error) {
@@ -164,11 +165,11 @@ func (w *releaseWebhook) warnings(ctx context.Context, r *v1.ComponentRelease) a
 type trainWebhook struct{}
 
 func (trainWebhook) ValidateCreate(_ context.Context, t *v1.ReleaseTrain) (admission.Warnings, error) {
-	return nil, invalid("ReleaseTrain", t.Name, ValidateReleaseTrain(t, nil))
+	return nil, invalid("ReleaseTrain", t.Name, validation.ReleaseTrain(t, nil))
 }
 
 func (trainWebhook) ValidateUpdate(_ context.Context, old, t *v1.ReleaseTrain) (admission.Warnings, error) {
-	return nil, invalid("ReleaseTrain", t.Name, ValidateReleaseTrain(t, old))
+	return nil, invalid("ReleaseTrain", t.Name, validation.ReleaseTrain(t, old))
 }
 
 func (trainWebhook) ValidateDelete(context.Context, *v1.ReleaseTrain) (admission.Warnings, error) {
@@ -197,14 +198,14 @@ func (reportWebhook) ValidateCreate(ctx context.Context, r *v1.ClusterReport) (a
 	if err := ownReport(ctx, r, nil); err != nil {
 		return nil, err
 	}
-	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, nil))
+	return nil, invalid("ClusterReport", r.Name, validation.ClusterReport(r, nil))
 }
 
 func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ClusterReport) (admission.Warnings, error) {
 	if err := ownReport(ctx, r, old); err != nil {
 		return nil, err
 	}
-	return nil, invalid("ClusterReport", r.Name, ValidateClusterReport(r, old))
+	return nil, invalid("ClusterReport", r.Name, validation.ClusterReport(r, old))
 }
 
 // ownReport forbids a cluster's direct-mode identity to write another
@@ -229,11 +230,11 @@ func (reportWebhook) ValidateDelete(context.Context, *v1.ClusterReport) (admissi
 type targetWebhook struct{}
 
 func (targetWebhook) ValidateCreate(_ context.Context, t *v1.NotificationTarget) (admission.Warnings, error) {
-	return nil, invalid("NotificationTarget", t.Name, ValidateNotificationTarget(t))
+	return nil, invalid("NotificationTarget", t.Name, validation.NotificationTarget(t))
 }
 
 func (targetWebhook) ValidateUpdate(_ context.Context, _, t *v1.NotificationTarget) (admission.Warnings, error) {
-	return nil, invalid("NotificationTarget", t.Name, ValidateNotificationTarget(t))
+	return nil, invalid("NotificationTarget", t.Name, validation.NotificationTarget(t))
 }
 
 func (targetWebhook) ValidateDelete(context.Context, *v1.NotificationTarget) (admission.Warnings, error) {
@@ -245,11 +246,11 @@ func (targetWebhook) ValidateDelete(context.Context, *v1.NotificationTarget) (ad
 type ruleWebhook struct{}
 
 func (ruleWebhook) ValidateCreate(_ context.Context, r *v1.NotificationRule) (admission.Warnings, error) {
-	return nil, invalid("NotificationRule", r.Name, ValidateNotificationRule(r))
+	return nil, invalid("NotificationRule", r.Name, validation.NotificationRule(r))
 }
 
 func (ruleWebhook) ValidateUpdate(_ context.Context, _, r *v1.NotificationRule) (admission.Warnings, error) {
-	return nil, invalid("NotificationRule", r.Name, ValidateNotificationRule(r))
+	return nil, invalid("NotificationRule", r.Name, validation.NotificationRule(r))
 }
 
 func (ruleWebhook) ValidateDelete(context.Context, *v1.NotificationRule) (admission.Warnings, error) {

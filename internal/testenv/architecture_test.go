@@ -76,6 +76,46 @@ func TestArchitectureNamesExist(t *testing.T) {
 	}
 }
 
+// Only internal/manager wires controllers and webhook into a process, and
+// the root holds main.go alone.
+func TestOnlyTheManagerImportsControllersAndWebhook(t *testing.T) {
+	root := testenv.RepoRoot()
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "bin" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		for _, imp := range projectImports(t, path) {
+			if (imp == "controllers" || imp == "webhook") && rel != filepath.Join("internal", "manager") {
+				t.Errorf("%s imports %s: only internal/manager may", rel, imp)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goFiles []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".go") && !strings.HasSuffix(e.Name(), "_test.go") {
+			goFiles = append(goFiles, e.Name())
+		}
+	}
+	if !slices.Equal(goFiles, []string{"main.go"}) {
+		t.Errorf("the root's Go files are %v, not main.go alone", goFiles)
+	}
+}
+
 // projectImports are the project packages the non-test files of dir import.
 func projectImports(t *testing.T, dir string) []string {
 	t.Helper()

@@ -8,6 +8,9 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Limits of a risk's rule: its length, what one evaluation may cost (CEL's
@@ -125,4 +128,27 @@ func (c Cluster) activation() map[string]any {
 		m[k] = v
 	}
 	return m
+}
+
+// sharedRules compiles the rules the admission webhook checks once per
+// process.
+var sharedRules = sync.OnceValues(NewRules)
+
+// ValidateRisks checks that each of a release's risks has a rule that
+// compiles to a boolean CEL expression over `cluster`, naming the risk at
+// fault. The form of a risk (lengths, names) is internal/validation's; the
+// CEL is checked here, with the environment that evaluates it, so the
+// agent, which links internal/validation, does not link CEL.
+func ValidateRisks(r *v1.ComponentRelease) field.ErrorList {
+	rules, err := sharedRules()
+	if err != nil {
+		return field.ErrorList{field.InternalError(field.NewPath("spec", "risks"), err)}
+	}
+	var errs field.ErrorList
+	for i, risk := range r.Spec.Risks {
+		if err := rules.Check(risk.Rule); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "risks").Index(i).Child("rule"), risk.Rule, err.Error()))
+		}
+	}
+	return errs
 }

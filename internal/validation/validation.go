@@ -65,7 +65,7 @@ func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 				"must be a semantic-version constraint such as \">=1.4.0\""))
 		}
 	}
-	// The rules' CEL is checked by the webhook (webhook.ValidateRiskRules),
+	// The rules' CEL is checked by the webhook (upgrade.ValidateRisks),
 	// which the agent, linking this package, does not need.
 	// The name is checked on create only: it cannot change afterwards, and
 	// releases named before the canonical names must stay editable

@@ -27,8 +27,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
+	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
 func main() {
@@ -107,7 +107,7 @@ func run(n, runs int, binary string) error {
 				_, _ = w.Write([]byte(`{"data":[]}`))
 				return
 			}
-			var c bridge.Cluster
+			var c wire.Cluster
 			if err := json.NewDecoder(r.Body).Decode(&c); err == nil {
 				reported.Store(int64(len(c.Components)))
 			}

@@ -1,4 +1,4 @@
-package main
+package manager
 
 import (
 	"bufio"
@@ -32,7 +32,7 @@ func TestTheManagersLogIsJSONThroughoutLeaderElectionIncluded(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "trainyard")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, testenv.RepoRoot()).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--namespace", "default", "--leader-elect",

@@ -1,4 +1,4 @@
-package main
+package manager
 
 import (
 	"os"
@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/trainyard-dev/trainyard/internal/testenv"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
@@ -31,7 +32,7 @@ trainyard_build_info{commit="abc123",goversion="go1.26.8",version="v1.2.3"} 1
 func TestVersionIsStampedByTheBuild(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "trainyard")
 	pkg := "github.com/trainyard-dev/trainyard/internal/version"
-	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X "+pkg+".version=v9.8.7 -X "+pkg+".commit=0123abc", ".")
+	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X "+pkg+".version=v9.8.7 -X "+pkg+".commit=0123abc", testenv.RepoRoot())
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -49,7 +50,7 @@ func TestVersionIsStampedByTheBuild(t *testing.T) {
 // Docker engine runs here, so the Dockerfile is checked as text; the stamp
 // itself is TestVersionIsStampedByTheBuild's.
 func TestDockerfileCrossCompilesAndStampsTheVersion(t *testing.T) {
-	b, err := os.ReadFile("Dockerfile")
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +69,8 @@ func TestDockerfileCrossCompilesAndStampsTheVersion(t *testing.T) {
 }
 
 func TestTheCASecretMustNotBeTheKeysSecret(t *testing.T) {
-	err := runManager([]string{"--webhook-secret=tls", "--webhook-ca-secret=tls"})
+	err := Run([]string{"--webhook-secret=tls", "--webhook-ca-secret=tls"})
 	if err == nil || !strings.Contains(err.Error(), `--webhook-ca-secret must name another Secret than --webhook-secret ("tls")`) {
-		t.Fatalf("runManager: %v", err)
+		t.Fatalf("Run: %v", err)
 	}
 }

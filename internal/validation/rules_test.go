@@ -1,4 +1,4 @@
-package webhook_test
+package validation_test
 
 import (
 	"strings"
@@ -10,12 +10,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
-	"github.com/trainyard-dev/trainyard/webhook"
+	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
-func TestWebhook(t *testing.T) {
+func TestValidation(t *testing.T) {
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "webhook suite")
+	RunSpecs(t, "validation suite")
 }
 
 // fieldsOf lists "<type> <field>" of each error, the shape the tests pin.
@@ -54,7 +54,7 @@ var _ = Describe("ValidateComponentRelease", func() {
 		func(mutate func(*v1.ComponentRelease), want []string) {
 			r := goodRelease()
 			mutate(r)
-			Expect(fieldsOf(webhook.ValidateComponentRelease(r, nil))).To(Equal(want))
+			Expect(fieldsOf(validation.ComponentRelease(r, nil))).To(Equal(want))
 		},
 		Entry("valid", func(*v1.ComponentRelease) {}, nil),
 		Entry("valid with an odd version and its hashed name", func(r *v1.ComponentRelease) {
@@ -107,7 +107,7 @@ var _ = Describe("ValidateComponentRelease", func() {
 		func(mutate func(*v1.ComponentRelease), want []string) {
 			old, r := goodRelease(), goodRelease()
 			mutate(r)
-			Expect(fieldsOf(webhook.ValidateComponentRelease(r, old))).To(ContainElements(want))
+			Expect(fieldsOf(validation.ComponentRelease(r, old))).To(ContainElements(want))
 		},
 		Entry("component", func(r *v1.ComponentRelease) { r.Spec.Component = "other" }, []string{"FieldValueInvalid spec.component"}),
 		Entry("train", func(r *v1.ComponentRelease) { r.Spec.Train = "beta" }, []string{"FieldValueInvalid spec.train"}),
@@ -117,26 +117,26 @@ var _ = Describe("ValidateComponentRelease", func() {
 	It("says the field is immutable", func() {
 		old, r := goodRelease(), goodRelease()
 		r.Spec.Version = "v9.9.9"
-		Expect(webhook.ValidateComponentRelease(r, old).ToAggregate().Error()).To(ContainSubstring("field is immutable"))
+		Expect(validation.ComponentRelease(r, old).ToAggregate().Error()).To(ContainSubstring("field is immutable"))
 	})
 
 	It("lets description, retraction and data change", func() {
 		old, r := goodRelease(), goodRelease()
 		r.Spec.Description, r.Spec.Retracted, r.Spec.Data = "new", &v1.Retraction{Reason: "bad"}, map[string]string{"k": "v"}
-		Expect(webhook.ValidateComponentRelease(r, old)).To(BeEmpty())
+		Expect(validation.ComponentRelease(r, old)).To(BeEmpty())
 	})
 
 	It("lets a release named before names were canonical be retracted", func() {
 		old, r := goodRelease(), goodRelease()
 		old.Name, r.Name = "router.stable.1.2.3-legacy", "router.stable.1.2.3-legacy"
 		r.Spec.Retracted = &v1.Retraction{Reason: "bad"}
-		Expect(webhook.ValidateComponentRelease(r, old)).To(BeEmpty())
+		Expect(validation.ComponentRelease(r, old)).To(BeEmpty())
 	})
 
 	It("names the canonical name in its message", func() {
 		r := goodRelease()
 		r.Name = "x"
-		Expect(webhook.ValidateComponentRelease(r, nil).ToAggregate().Error()).To(ContainSubstring(`must be "router.stable.v1.2.3"`))
+		Expect(validation.ComponentRelease(r, nil).ToAggregate().Error()).To(ContainSubstring(`must be "router.stable.v1.2.3"`))
 	})
 })
 
@@ -145,7 +145,7 @@ var _ = Describe("ValidateReleaseTrain", func() {
 		func(mutate func(*v1.ReleaseTrain), want []string) {
 			t := goodTrain()
 			mutate(t)
-			Expect(fieldsOf(webhook.ValidateReleaseTrain(t, nil))).To(Equal(want))
+			Expect(fieldsOf(validation.ReleaseTrain(t, nil))).To(Equal(want))
 		},
 		Entry("valid", func(*v1.ReleaseTrain) {}, nil),
 		Entry("valid range", func(t *v1.ReleaseTrain) { t.Spec.VersionRange = ">=1.2, <2" }, nil),
@@ -168,7 +168,7 @@ var _ = Describe("ValidateReleaseTrain", func() {
 	It("keeps component and train immutable", func() {
 		old, t := goodTrain(), goodTrain()
 		t.Spec.Train, t.Name = "beta", "router.beta"
-		Expect(fieldsOf(webhook.ValidateReleaseTrain(t, old))).To(Equal([]string{"FieldValueInvalid spec.train"}))
+		Expect(fieldsOf(validation.ReleaseTrain(t, old))).To(Equal([]string{"FieldValueInvalid spec.train"}))
 	})
 })
 
@@ -177,7 +177,7 @@ var _ = Describe("ValidateClusterReport", func() {
 		func(mutate func(*v1.ClusterReport), want []string) {
 			r := goodReport()
 			mutate(r)
-			Expect(fieldsOf(webhook.ValidateClusterReport(r, nil))).To(Equal(want))
+			Expect(fieldsOf(validation.ClusterReport(r, nil))).To(Equal(want))
 		},
 		Entry("valid", func(*v1.ClusterReport) {}, nil),
 		Entry("valid DNS-label ID", func(r *v1.ClusterReport) { r.Name, r.Spec.ClusterID = "prod-eu-1", "prod-eu-1" }, nil),
@@ -219,6 +219,6 @@ var _ = Describe("ValidateClusterReport", func() {
 	It("keeps the cluster ID immutable", func() {
 		old, r := goodReport(), goodReport()
 		r.Spec.ClusterID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
-		Expect(fieldsOf(webhook.ValidateClusterReport(r, old))).To(Equal([]string{"FieldValueInvalid spec.clusterID"}))
+		Expect(fieldsOf(validation.ClusterReport(r, old))).To(Equal([]string{"FieldValueInvalid spec.clusterID"}))
 	})
 })
