@@ -96,6 +96,9 @@ FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecod
 # generate` and is not after had stale generated files committed.
 GENERATED_PATHS := api config charts agent/source/all
 
+# The envtest suites that `make test` also runs under -race.
+RACE_PACKAGES ?= ./bridge/
+
 # Each package has at most this long (Go's default, 10 minutes, hid a hung
 # suite behind a generic panic; the slowest suite takes about 5).
 TEST_TIMEOUT ?= 20m
@@ -108,10 +111,15 @@ generated-current: ## Regenerate; fail when that changed a generated path that w
 	if [ -z "$$before" ] && [ -n "$$after" ]; then \
 		echo "Generated files are stale; run 'make manifests generate' and commit:"; echo "$$after"; exit 1; fi
 
-test: generated-current $(HELM) $(PROMTOOL) ## Run every test (generated files current, gofmt, go vet, unit and envtest suites against a real apiserver, the chart, the quickstart), then the fuzzers briefly.
+test: generated-current $(HELM) $(PROMTOOL) ## Run every test (generated files current, gofmt, go vet, unit and envtest suites against a real apiserver, the chart, the quickstart), then under -race the unit tests and the bridge's suite, then the fuzzers briefly.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	go vet ./...
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... $(GOTEST_ARGS)
+	@# The race detector: every test that needs no control plane, and the
+	@# bridge's suite (the most concurrent code: guard, fair shares,
+	@# heartbeats, identity), about 8 minutes more on 2 cores.
+	env -u KUBEBUILDER_ASSETS go test -race -count=1 -short -timeout $(TEST_TIMEOUT) ./...
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PACKAGES)
 	@for t in $(FUZZ_TARGETS); do \
 		echo "go test -run='^$$' -fuzz='^$$t\$$' -fuzztime=$(FUZZTIME) ./bridge"; \
 		go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./bridge || exit 1; done

@@ -12,6 +12,8 @@
 #        ENVTEST_STORE=/somewhere build.sh     # another store root
 #        CONTROLPLANE_DOWNLOAD=off build.sh    # skip the download
 #        ENVTEST_INDEX_URL=... build.sh        # setup-envtest's release index
+#        CONTROLPLANE_GO=... build.sh          # the go command of the source build
+#                                              # (a test's stand-in, which compiles nothing)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -74,7 +76,7 @@ etcd_ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${etcd_version}"
 build() { # name package ldflags
   local start=$SECONDS
   echo >&2 "controlplane: building $1 ($2) ..."
-  CGO_ENABLED=0 go build -trimpath -ldflags "$3" -o "$tmp/$1" "$2"
+  CGO_ENABLED=0 "${CONTROLPLANE_GO:-go}" build -trimpath -ldflags "$3" -o "$tmp/$1" "$2"
   echo >&2 "controlplane: built $1 in $((SECONDS - start))s"
 }
 
