@@ -86,7 +86,7 @@ controlplane: ## Provide kube-apiserver, etcd and kubectl: the release binaries 
 # (a count, not a duration: a wall-clock -fuzztime can end the run with
 # "context deadline exceeded" while the fuzzer is still minimising an input).
 FUZZTIME ?= 10000x
-FUZZ_TARGETS := FuzzDecodeCheckIn FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor FuzzScanner
+FUZZ_TARGETS := FuzzCheckInToReport FuzzDecodeRelease FuzzDecodeMultiGet FuzzDecodeDoctor FuzzScanner
 
 .PHONY: test
 # -p 1: each envtest suite runs its own API server and etcd; two suites at
