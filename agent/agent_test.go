@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/trainyard-dev/trainyard/agent"
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 func namespace(c client.Client) string {
@@ -35,9 +35,9 @@ func namespace(c client.Client) string {
 }
 
 // hubReport is the hub's ClusterReport of the workload cluster.
-func hubReport(id string) *v1.ClusterReport {
-	r := &v1.ClusterReport{}
-	if err := hub.Get(ctx, types.NamespacedName{Namespace: "default", Name: v1.ClusterReportName(id)}, r); err != nil {
+func hubReport(id string) *trainyardv1.ClusterReport {
+	r := &trainyardv1.ClusterReport{}
+	if err := hub.Get(ctx, types.NamespacedName{Namespace: "default", Name: trainyardv1.ClusterReportName(id)}, r); err != nil {
 		return nil
 	}
 	return r
@@ -89,15 +89,15 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 		run(a)
 
 		id := kubeSystemUID()
-		Eventually(func() []v1.ReportedComponent {
+		Eventually(func() []trainyardv1.ReportedComponent {
 			if r := hubReport(id); r != nil {
 				return r.Spec.Components
 			}
 			return nil
 		}).Should(ConsistOf(
-			v1.ReportedComponent{Name: "builder", Train: "stable", Version: "v2.10.0", Type: "Deployment", Image: "example/builder:"},
-			v1.ReportedComponent{Name: "db", Train: "lts", Version: "14.2.0", Type: "Deployment", Image: "example/db:14.2.0"},
-			v1.ReportedComponent{Name: "router", Train: "stable", Version: "v2.3.0", Type: "Deployment", Image: "example/router:v2.3.0"},
+			trainyardv1.ReportedComponent{Name: "builder", Train: "stable", Version: "v2.10.0", Type: "Deployment", Image: "example/builder:"},
+			trainyardv1.ReportedComponent{Name: "db", Train: "lts", Version: "14.2.0", Type: "Deployment", Image: "example/db:14.2.0"},
+			trainyardv1.ReportedComponent{Name: "router", Train: "stable", Version: "v2.3.0", Type: "Deployment", Image: "example/router:v2.3.0"},
 		))
 
 		Expect(hubReport(id).Spec.Properties).To(HaveKeyWithValue("kubernetesVersion", "v1.37.2"))
@@ -185,7 +185,7 @@ var _ = Describe("direct mode", func() {
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		r := hubReport("direct-1")
 		Expect(r).NotTo(BeNil())
-		Expect(r.Spec.Components).To(ConsistOf(v1.ReportedComponent{
+		Expect(r.Spec.Components).To(ConsistOf(trainyardv1.ReportedComponent{
 			Name: "cache", Train: "stable", Version: "7.2.0", Type: "Deployment", Image: "example/cache:7.2.0"}))
 		// The hub's controller records the creation as the first check-in.
 		Eventually(func() int64 { return hubReport("direct-1").Status.CheckIns }).Should(BeEquivalentTo(1))
@@ -259,7 +259,7 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 		cs, err := kubernetes.NewForConfig(hubCfg)
 		Expect(err).NotTo(HaveOccurred())
 		// As docs/agent.md has it: one ServiceAccount and Role per cluster.
-		sa := v1.ClusterServiceAccountPrefix + "edge-7"
+		sa := trainyardv1.ClusterServiceAccountPrefix + "edge-7"
 		_, err = cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		_, err = cs.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa},
@@ -288,7 +288,7 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 		before := d.DeepCopy()
 		d.Labels[agent.LabelVersion] = "3.1.0"
 		Expect(workload.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
-		Eventually(func() []v1.ReportedComponent {
+		Eventually(func() []trainyardv1.ReportedComponent {
 			Expect(a.CheckIn(ctx)).To(Succeed())
 			return hubReport("edge-7").Spec.Components
 		}).Should(ConsistOf(HaveField("Version", "3.1.0")))
@@ -303,12 +303,12 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 		Expect(hubReport("edge-8")).To(BeNil())
 		hubAsAgent, err := client.New(asAgent, client.Options{Scheme: scheme})
 		Expect(err).NotTo(HaveOccurred())
-		err = hubAsAgent.Create(ctx, &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-8"},
-			Spec: v1.ClusterReportSpec{ClusterID: "edge-8"}})
+		err = hubAsAgent.Create(ctx, &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-8"},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "edge-8"}})
 		Expect(err).To(MatchError(ContainSubstring("the ServiceAccount default/trainyard-cluster-edge-7 writes only the ClusterReport default/edge-7")))
 		Expect(hubReport("edge-8")).To(BeNil())
-		Expect(hub.Create(ctx, &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-9"},
-			Spec: v1.ClusterReportSpec{ClusterID: "edge-9"}})).To(Succeed())
+		Expect(hub.Create(ctx, &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-9"},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "edge-9"}})).To(Succeed())
 		ninth := newAgent(agent.Options{Hub: b, ClusterID: "edge-9"}, []string{ns})
 		Expect(ninth.CheckIn(ctx)).To(MatchError(ContainSubstring("forbidden")))
 		Expect(hubReport("edge-9").Spec.Components).To(BeEmpty())
@@ -321,10 +321,10 @@ var _ = Describe("direct mode with the hub Role of docs/agent.md", func() {
 			minted.Annotations = map[string]string{}
 		}
 		sum := sha256.Sum256([]byte("tyc.chosen-by-the-cluster"))
-		minted.Annotations[v1.AnnotationCredentialHash] = hex.EncodeToString(sum[:])
+		minted.Annotations[trainyardv1.AnnotationCredentialHash] = hex.EncodeToString(sum[:])
 		err = hubAsAgent.Patch(ctx, minted, client.MergeFrom(own))
-		Expect(err).To(MatchError(ContainSubstring("may not set or change the annotation " + v1.AnnotationCredentialHash)))
-		Expect(hubReport("edge-7").Annotations).NotTo(HaveKey(v1.AnnotationCredentialHash))
+		Expect(err).To(MatchError(ContainSubstring("may not set or change the annotation " + trainyardv1.AnnotationCredentialHash)))
+		Expect(hubReport("edge-7").Annotations).NotTo(HaveKey(trainyardv1.AnnotationCredentialHash))
 		// Other annotations stay its own to write.
 		labelled := own.DeepCopy()
 		if labelled.Annotations == nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/trainyard-dev/trainyard/agent"
 	"github.com/trainyard-dev/trainyard/agent/helmrelease"
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // releaseSecret is a Secret as Helm 3's storage driver writes it: the
@@ -67,15 +67,15 @@ var _ = Describe("Helm releases", func() {
 			Interval: time.Hour, Debounce: 100 * time.Millisecond}, []string{ns}, "workloads", "helm")
 		run(a)
 
-		components := func() []v1.ReportedComponent {
+		components := func() []trainyardv1.ReportedComponent {
 			if r := hubReport("helm-1"); r != nil {
 				return r.Spec.Components
 			}
 			return nil
 		}
 		Eventually(components).Should(ConsistOf(
-			v1.ReportedComponent{Name: "ingress-nginx", Train: "lts", Version: "4.11.0", Type: "HelmRelease"},
-			v1.ReportedComponent{Name: "web", Train: "stable", Version: "2.0.0", Type: "Deployment", Image: "example/web:2.0.0"},
+			trainyardv1.ReportedComponent{Name: "ingress-nginx", Train: "lts", Version: "4.11.0", Type: "HelmRelease"},
+			trainyardv1.ReportedComponent{Name: "web", Train: "stable", Version: "2.0.0", Type: "Deployment", Image: "example/web:2.0.0"},
 		))
 
 		// helm upgrade: the new revision is deployed, the old superseded.
@@ -85,7 +85,7 @@ var _ = Describe("Helm releases", func() {
 		Expect(workload.Update(ctx, old)).To(Succeed())
 		Expect(workload.Create(ctx, releaseSecret(ns, "ingress", 3, "deployed", "ingress-nginx", "4.12.0", nil))).To(Succeed())
 		Eventually(components, 10*time.Second).Should(ContainElement(
-			v1.ReportedComponent{Name: "ingress-nginx", Train: "stable", Version: "4.12.0", Type: "HelmRelease"}))
+			trainyardv1.ReportedComponent{Name: "ingress-nginx", Train: "stable", Version: "4.12.0", Type: "HelmRelease"}))
 
 		// Without the flag, no release is reported.
 		plain := newAgent(agent.Options{Hub: b, ClusterID: "helm-2"}, []string{ns})
@@ -100,9 +100,9 @@ var _ = Describe("updates", func() {
 		GinkgoHelper()
 		ns := namespace(workload)
 		Expect(workload.Create(ctx, deployment(ns, component, component, "3.1.0", nil))).To(Succeed())
-		Expect(hub.Create(ctx, &v1.ComponentRelease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: v1.ReleaseName(component, "stable", "3.2.0")},
-			Spec:       v1.ComponentReleaseSpec{Component: component, Train: "stable", Version: "3.2.0"},
+		Expect(hub.Create(ctx, &trainyardv1.ComponentRelease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: trainyardv1.ReleaseName(component, "stable", "3.2.0")},
+			Spec:       trainyardv1.ComponentReleaseSpec{Component: component, Train: "stable", Version: "3.2.0"},
 		})).To(Succeed())
 		return []string{ns}
 	}

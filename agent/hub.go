@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
@@ -298,14 +298,14 @@ func (d *DirectHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 // component's latest release on its train, where it differs from the
 // version now reported (as the bridge's multi-get answers).
 func (d *DirectHub) Updates(ctx context.Context, cluster string, comps []wire.ComponentVersion) ([]wire.ComponentVersion, error) {
-	r, err := d.reports.Get(ctx, types.NamespacedName{Namespace: d.namespace, Name: v1.ClusterReportName(cluster)}, true)
+	r, err := d.reports.Get(ctx, types.NamespacedName{Namespace: d.namespace, Name: trainyardv1.ClusterReportName(cluster)}, true)
 	if err != nil {
 		return nil, err
 	}
 	type key struct{ name, train, installed string }
 	latest := map[key]string{}
 	for _, s := range r.Status.Components {
-		if s.Latest != "" && v1.CanonicalVersion(s.Latest) != v1.CanonicalVersion(s.Installed) {
+		if s.Latest != "" && trainyardv1.CanonicalVersion(s.Latest) != trainyardv1.CanonicalVersion(s.Installed) {
 			latest[key{s.Name, s.Train, s.Installed}] = s.Latest
 		}
 	}

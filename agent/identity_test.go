@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/trainyard-dev/trainyard/agent"
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/internal/credential"
 )
@@ -53,9 +53,9 @@ var _ = Describe("the agent's credential", func() {
 		stored := &corev1.Secret{}
 		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "credential-1"}, stored)).To(Succeed())
 		Expect(string(stored.Data[agent.CredentialKey])).To(HavePrefix("tyc."))
-		rep := &v1.ClusterReport{}
+		rep := &trainyardv1.ClusterReport{}
 		Expect(hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "rotated-1"}, rep)).To(Succeed())
-		Expect(rep.Annotations).To(HaveKey(v1.AnnotationCredentialHash))
+		Expect(rep.Annotations).To(HaveKey(trainyardv1.AnnotationCredentialHash))
 
 		// T1 is replaced by T2 in the Secret.
 		Eventually(func() error { // the bridge annotates the Secret (expiry, uses)
@@ -105,7 +105,7 @@ var _ = Describe("the agent's credential", func() {
 			GinkgoHelper()
 			rep := hubReport("revoked-1")
 			Expect(hub.Patch(ctx, rep, client.RawPatch(types.MergePatchType,
-				[]byte(`{"metadata":{"annotations":{"`+v1.AnnotationCredentialRevoked+`":"test"}}}`)))).To(Succeed())
+				[]byte(`{"metadata":{"annotations":{"`+trainyardv1.AnnotationCredentialRevoked+`":"test"}}}`)))).To(Succeed())
 		}
 		revoke()
 		// Refused three times in a row, it tries to register again; the
@@ -113,21 +113,21 @@ var _ = Describe("the agent's credential", func() {
 		// error says what the operator does. The credential stays stored.
 		Eventually(func() error { return a.CheckIn(ctx) }).Should(MatchError(ContainSubstring("kubectl trainyard cluster reissue revoked-1")))
 		Expect(creds.Load(ctx)).To(Equal(first))
-		Expect(hubReport("revoked-1").Annotations).To(HaveKey(v1.AnnotationCredentialRevoked))
+		Expect(hubReport("revoked-1").Annotations).To(HaveKey(trainyardv1.AnnotationCredentialRevoked))
 
 		// The operator's reissue token, put where the registration token was.
 		token, hash := credential.New(credential.ReissuePrefix)
 		rep := hubReport("revoked-1")
 		Expect(hub.Patch(ctx, rep, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+
-			v1.AnnotationReissueHash+`":"`+hash+`","`+v1.AnnotationReissueExpires+`":"`+time.Now().Add(time.Hour).UTC().Format(time.RFC3339)+`"}}}`)))).To(Succeed())
+			trainyardv1.AnnotationReissueHash+`":"`+hash+`","`+trainyardv1.AnnotationReissueExpires+`":"`+time.Now().Add(time.Hour).UTC().Format(time.RFC3339)+`"}}}`)))).To(Succeed())
 		Expect(os.WriteFile(tokenFile, []byte(token), 0o600)).To(Succeed())
 		Eventually(func(g Gomega) string {
 			g.Expect(a.CheckIn(ctx)).To(Succeed())
 			c, _ := creds.Load(ctx)
 			return c
 		}).ShouldNot(Equal(first))
-		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
-		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(v1.AnnotationReissueHash))
+		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(trainyardv1.AnnotationCredentialRevoked))
+		Expect(hubReport("revoked-1").Annotations).NotTo(HaveKey(trainyardv1.AnnotationReissueHash))
 
 		// Without a registration token, a refused credential is an error
 		// that names what is missing.
@@ -160,7 +160,7 @@ var _ = Describe("the agent's credential", func() {
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		first, err := creds.Load(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		hash := hubReport("lagging-1").Annotations[v1.AnnotationCredentialHash]
+		hash := hubReport("lagging-1").Annotations[trainyardv1.AnnotationCredentialHash]
 
 		refuse.Store(maxRefusalsSeen - 1)
 		for range maxRefusalsSeen - 1 {
@@ -171,7 +171,7 @@ var _ = Describe("the agent's credential", func() {
 		// The replica has caught up: the same credential checks in.
 		Expect(a.CheckIn(ctx)).To(Succeed())
 		Expect(creds.Load(ctx)).To(Equal(first))
-		Expect(hubReport("lagging-1").Annotations).To(HaveKeyWithValue(v1.AnnotationCredentialHash, hash), "no new registration")
+		Expect(hubReport("lagging-1").Annotations).To(HaveKeyWithValue(trainyardv1.AnnotationCredentialHash, hash), "no new registration")
 	})
 })
 

@@ -26,7 +26,7 @@ import (
 
 	"github.com/trainyard-dev/trainyard/agent"
 	_ "github.com/trainyard-dev/trainyard/agent/source/all"
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
@@ -57,7 +57,7 @@ const registrationToken = "agent-test-token"
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(scheme)).To(Succeed())
 
 	hubEnv := testenv.New()
 	// The hub's API server calls trainyard's admission webhook, as in a real

@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/credential"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
@@ -86,107 +86,141 @@ func bearer(r *http.Request) string { return review.Bearer(r) }
 // rate-limited as ("" when the handler keys it itself: a registration, by
 // its cluster).
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a access) (string, bool) {
-	st := stateOf(r.Context())
-	anonymous := "addr:" + st.source
 	switch a {
 	case accessRead:
-		if !s.opts.ReadAuth {
-			// Anyone may read; a cluster that shows its credential reads as
-			// itself (its own budget and priority level, not its address's).
-			if tok := bearer(r); isCredential(tok) {
-				if id, ok := s.softCredential(r, tok); ok {
-					return id, true
-				}
-			}
-			return anonymous, true
-		}
-		tok := bearer(r)
-		if isCredential(tok) {
-			return s.authenticateCredential(w, r, tok)
-		}
-		if tok != "" {
-			info, ok, err := s.registration.lookup(r.Context(), s, st.ns, tokenHash(tok))
-			if err != nil {
-				writeRegistrationUnavailable(w, err)
-				return "", false
-			}
-			if ok && info.valid(s.opts.Clock.Now()) == "" {
-				// A fleet shares its token: each address has a budget.
-				return "token:" + tokenHash(tok) + "@" + st.source, true
-			}
-		}
-		return s.authorize(w, r, "list", v1.GroupVersion.Group, "clusterreports")
+		return s.authenticateRead(w, r)
 	case accessAgent:
-		if s.opts.CheckInAuth != CheckInToken {
-			return anonymous, true
-		}
-		tok := bearer(r)
-		if isCredential(tok) {
-			return s.authenticateCredential(w, r, tok)
-		}
-		if !s.failureBudget(w, st.source) {
-			return "", false
-		}
-		if credential.IsReissue(tok) {
-			// An operator's single-use token for one cluster: the cluster's
-			// authorizer checks it against the report (identity.go).
-			st.tokenHash, st.reissueHash = tokenHash(tok), credential.Hash(tok)
-			return "", true
-		}
-		var info tokenInfo
-		ok := false
-		if tok != "" {
-			var err error
-			if info, ok, err = s.registration.lookup(r.Context(), s, st.ns, tokenHash(tok)); err != nil {
-				writeRegistrationUnavailable(w, err)
-				return "", false
-			}
-		}
-		if !ok {
-			s.failed(st.source, "registration_token")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
-			writeError(w, http.StatusUnauthorized, "a cluster credential or a valid registration token is required (Authorization: Bearer <token>)")
-			return "", false
-		}
-		if why := info.valid(s.opts.Clock.Now()); why != "" {
-			if s.opts.LegacyTokenBinding && info.invalid == "" {
-				// Legacy mode: the token is its clusters' only identity. Once
-				// expired it registers nothing more, but its clusters keep
-				// checking in (the cluster's authorizer decides).
-				st.tokenExpired = why
-			} else {
-				s.failed(st.source, "registration_token_expired")
-				writeTokenRefused(w, why)
-				return "", false
-			}
-		}
-		st.tokenHash, st.tokenKey = tokenHash(tok), info.key
-		return "", true
+		return s.authenticateAgent(w, r)
 	case accessPublish:
-		return s.authorize(w, r, "create", v1.GroupVersion.Group, "componentreleases")
+		return s.authorize(w, r, "create", trainyardv1.GroupVersion.Group, "componentreleases")
 	case accessDoctorRead:
-		if bearer(r) != "" {
-			// A Kubernetes identity that RBAC lets read Secrets here.
-			return s.authorize(w, r, "get", "", "secrets")
-		}
-		if !s.failureBudget(w, st.source) {
-			return "", false
-		}
-		ok, err := s.doctorAuthorized(r)
-		if err != nil {
-			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the doctor credentials cannot be read right now (%v); retry", err))
-			return "", false
-		}
-		if !ok {
-			s.failed(st.source, "doctor_basic_auth")
-			w.Header().Set("WWW-Authenticate", `Basic realm="trainyard doctor"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated for invalid credentials")
-			return "", false
-		}
-		return anonymous, true
+		return s.authenticateDoctorRead(w, r)
 	}
-	return anonymous, true
+	return "addr:" + stateOf(r.Context()).source, true
+}
+
+// The authentication challenges of 401 answers.
+const (
+	challengeBearer       = `Bearer realm="trainyard"`
+	challengeInvalidToken = `Bearer realm="trainyard", error="invalid_token"`
+	challengeDoctorBasic  = `Basic realm="trainyard doctor"`
+)
+
+// refuse answers a request that authentication refused: the failure counts
+// against the source's budget as reason ("": it does not count), and a 401
+// carries its challenge. It returns what authenticate returns.
+func (s *Server) refuse(w http.ResponseWriter, source, reason, challenge string, code int, msg string) (string, bool) {
+	if reason != "" {
+		s.failed(source, reason)
+	}
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	writeError(w, code, msg)
+	return "", false
+}
+
+// authenticateRead: anyone may read, unless ReadAuth asks for a cluster
+// credential, a registration token of the tenant, or RBAC's leave to list
+// the tenant's reports.
+func (s *Server) authenticateRead(w http.ResponseWriter, r *http.Request) (string, bool) {
+	st := stateOf(r.Context())
+	tok := bearer(r)
+	if !s.opts.ReadAuth {
+		// A cluster that shows its credential reads as itself (its own
+		// budget and priority level, not its address's).
+		if isCredential(tok) {
+			if id, ok := s.softCredential(r, tok); ok {
+				return id, true
+			}
+		}
+		return "addr:" + st.source, true
+	}
+	if isCredential(tok) {
+		return s.authenticateCredential(w, r, tok)
+	}
+	if tok != "" {
+		info, ok, err := s.registration.lookup(r.Context(), s, st.ns, tokenHash(tok))
+		if err != nil {
+			writeRegistrationUnavailable(w, err)
+			return "", false
+		}
+		if ok && info.valid(s.opts.Clock.Now()) == "" {
+			// A fleet shares its token: each address has a budget.
+			return "token:" + tokenHash(tok) + "@" + st.source, true
+		}
+	}
+	return s.authorize(w, r, "list", trainyardv1.GroupVersion.Group, "clusterreports")
+}
+
+// authenticateAgent: a check-in or an upload carries its cluster's
+// credential, a registration token of the tenant, or an operator's reissue
+// token; the cluster's authorizer (identity.go) then decides on the
+// cluster itself. With CheckInAuth open, anyone may.
+func (s *Server) authenticateAgent(w http.ResponseWriter, r *http.Request) (string, bool) {
+	st := stateOf(r.Context())
+	if s.opts.CheckInAuth != CheckInToken {
+		return "addr:" + st.source, true
+	}
+	tok := bearer(r)
+	if isCredential(tok) {
+		return s.authenticateCredential(w, r, tok)
+	}
+	if !s.failureBudget(w, st.source) {
+		return "", false
+	}
+	if credential.IsReissue(tok) {
+		// An operator's single-use token for one cluster: the cluster's
+		// authorizer checks it against the report (identity.go).
+		st.tokenHash, st.reissueHash = tokenHash(tok), credential.Hash(tok)
+		return "", true
+	}
+	var info tokenInfo
+	ok := false
+	if tok != "" {
+		var err error
+		if info, ok, err = s.registration.lookup(r.Context(), s, st.ns, tokenHash(tok)); err != nil {
+			writeRegistrationUnavailable(w, err)
+			return "", false
+		}
+	}
+	if !ok {
+		return s.refuse(w, st.source, "registration_token", challengeBearer, http.StatusUnauthorized,
+			"a cluster credential or a valid registration token is required (Authorization: Bearer <token>)")
+	}
+	if why := info.valid(s.opts.Clock.Now()); why != "" {
+		if !s.opts.LegacyTokenBinding || info.invalid != "" {
+			return s.refuse(w, st.source, "registration_token_expired", challengeInvalidToken, http.StatusUnauthorized, why)
+		}
+		// Legacy mode: the token is its clusters' only identity. Once
+		// expired it registers nothing more, but its clusters keep
+		// checking in (the cluster's authorizer decides).
+		st.tokenExpired = why
+	}
+	st.tokenHash, st.tokenKey = tokenHash(tok), info.key
+	return "", true
+}
+
+// authenticateDoctorRead: a Kubernetes identity that RBAC lets read the
+// tenant's Secrets, or the doctor credentials' basic auth.
+func (s *Server) authenticateDoctorRead(w http.ResponseWriter, r *http.Request) (string, bool) {
+	st := stateOf(r.Context())
+	if bearer(r) != "" {
+		return s.authorize(w, r, "get", "", "secrets")
+	}
+	if !s.failureBudget(w, st.source) {
+		return "", false
+	}
+	ok, err := s.doctorAuthorized(r)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		return s.refuse(w, st.source, "", "", http.StatusServiceUnavailable,
+			fmt.Sprintf("the doctor credentials cannot be read right now (%v); retry", err))
+	}
+	if !ok {
+		return s.refuse(w, st.source, "doctor_basic_auth", challengeDoctorBasic, http.StatusUnauthorized, "unauthenticated for invalid credentials")
+	}
+	return "addr:" + st.source, true
 }
 
 // authenticateCredential accepts a cluster credential of the request's
@@ -213,9 +247,7 @@ func (s *Server) authenticateCredential(w http.ResponseWriter, r *http.Request, 
 		if !s.failureBudget(w, st.source) {
 			return "", false
 		}
-		s.failed(st.source, "cluster_credential")
-		writeTokenRefused(w, why)
-		return "", false
+		return s.refuse(w, st.source, "cluster_credential", challengeInvalidToken, http.StatusUnauthorized, why)
 	}
 	st.credentialHash, st.cluster = hash, rep.Name
 	return "cluster:" + st.ns + "/" + rep.Name, true
@@ -251,9 +283,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, 
 	tok := bearer(r)
 	if tok == "" {
 		authFailures.WithLabelValues("missing_token").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard"`)
-		writeError(w, http.StatusUnauthorized, "a bearer token is required: "+verb+" "+resource+" in namespace "+st.ns)
-		return "", false
+		return s.refuse(w, st.source, "", challengeBearer, http.StatusUnauthorized, "a bearer token is required: "+verb+" "+resource+" in namespace "+st.ns)
 	}
 	// Every token the API has not seen costs it a TokenReview: a source
 	// whose tokens keep failing waits instead.
@@ -267,14 +297,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, verb, group, 
 		writeAPIError(w, "checking the token", err)
 		return "", false
 	case !ans.Authenticated:
-		s.failed(st.source, "invalid_token")
-		w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "the bearer token is not valid")
-		return "", false
+		return s.refuse(w, st.source, "invalid_token", challengeInvalidToken, http.StatusUnauthorized, "the bearer token is not valid")
 	case !ans.Allowed:
 		authFailures.WithLabelValues("forbidden").Inc()
-		writeError(w, http.StatusForbidden, "the token's identity may not "+verb+" "+resource+" in namespace "+st.ns)
-		return "", false
+		return s.refuse(w, st.source, "", "", http.StatusForbidden, "the token's identity may not "+verb+" "+resource+" in namespace "+st.ns)
 	}
 	return "user:" + tokenHash(tok), true
 }

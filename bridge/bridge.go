@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/review"
 )
@@ -319,7 +319,7 @@ func (s *Server) FlushHeartbeats(ctx context.Context) { s.store.Flush(ctx) }
 
 // maxListItems bounds each list and map of a check-in or release body: the
 // longest list a stored object holds (a cluster's components).
-const maxListItems = v1.MaxClusterComponents
+const maxListItems = trainyardv1.MaxClusterComponents
 
 // MaxHeaderBytes bounds a request's line and headers.
 const MaxHeaderBytes = 32 << 10
@@ -337,7 +337,7 @@ func (s *Server) routes() http.Handler {
 		// and its answer is charged as it grows.
 		checkIn = limits{body: s.opts.MaxBody, items: maxListItems, factor: 4}
 		multi   = limits{body: s.opts.MaxBody, items: MaxMultiGetItems, factor: 2, answer: answerStep,
-			why: fmt.Sprintf("a cluster reports at most %d components", v1.MaxClusterComponents)}
+			why: fmt.Sprintf("a cluster reports at most %d components", trainyardv1.MaxClusterComponents)}
 		release = limits{body: s.opts.MaxBody, items: maxListItems, factor: 4}
 		// A dump is compressed as it streams, never decoded: its size is
 		// bounded by what it compresses to, not by a count of items.

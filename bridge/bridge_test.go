@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/wire"
@@ -36,9 +36,9 @@ func checkinBody(id string, versions ...string) string {
 	return fmt.Sprintf(`{"id":%q,"components":[%s]}`, id, comps)
 }
 
-func report(ns, id string) *v1.ClusterReport {
-	r := &v1.ClusterReport{}
-	if err := k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v1.ClusterReportName(id)}, r); err != nil {
+func report(ns, id string) *trainyardv1.ClusterReport {
+	r := &trainyardv1.ClusterReport{}
+	if err := k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: trainyardv1.ClusterReportName(id)}, r); err != nil {
 		return nil
 	}
 	return r
@@ -87,8 +87,8 @@ var _ = Describe("the bridge over HTTP", func() {
 		rep := report(ns, clusterID)
 		Expect(rep).NotTo(BeNil())
 		Expect(rep.Spec.Components).To(ConsistOf(
-			v1.ReportedComponent{Name: "comp-0", Train: "stable", Version: "1.0.0", Type: "Deployment"},
-			v1.ReportedComponent{Name: "comp-1", Train: "stable", Version: "2.0.0", Type: "Deployment"}))
+			trainyardv1.ReportedComponent{Name: "comp-0", Train: "stable", Version: "1.0.0", Type: "Deployment"},
+			trainyardv1.ReportedComponent{Name: "comp-1", Train: "stable", Version: "2.0.0", Type: "Deployment"}))
 		// The controller records the creation as the first check-in, in the
 		// status it writes anyway (two writes per new cluster, not three).
 		Eventually(func() int64 { return report(ns, clusterID).Status.CheckIns }).Should(BeEquivalentTo(1))
@@ -290,7 +290,7 @@ var _ = Describe("releases over HTTP", func() {
 			"data":{"description":"first","image":"example/router:v1","changelog":"https://example.com"}}}`
 		r := publish("stable", "router", "v1.0.0", body)
 		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
-		rel := &v1.ComponentRelease{}
+		rel := &trainyardv1.ComponentRelease{}
 		Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "router.stable.v1.0.0"}, rel)).To(Succeed())
 		Expect(rel.Spec.Description).To(Equal("first"))
 		Expect(rel.Spec.Image).To(Equal("example/router:v1"))
@@ -429,10 +429,10 @@ var _ = Describe("caching and traffic control", func() {
 			return string(do(http.MethodPost, m.url+"/v3/versions/latest", "application/json", multi, ifNoneMatch(multiTag)).body)
 		}).Should(ContainSubstring(`"version":"v1.1.0"`))
 		// Retracted, the release stops being the latest: the memo hears it.
-		rel := &v1.ComponentRelease{}
-		Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: v1.ReleaseName("router", "stable", "v1.1.0")}, rel)).To(Succeed())
+		rel := &trainyardv1.ComponentRelease{}
+		Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: trainyardv1.ReleaseName("router", "stable", "v1.1.0")}, rel)).To(Succeed())
 		before := rel.DeepCopy()
-		rel.Spec.Retracted = &v1.Retraction{Reason: "broken"}
+		rel.Spec.Retracted = &trainyardv1.Retraction{Reason: "broken"}
 		Expect(k8sClient.Patch(context.Background(), rel, client.MergeFrom(before))).To(Succeed())
 		Eventually(func() string {
 			return string(post(m.url+"/v3/versions/latest", multi).body)
@@ -544,9 +544,9 @@ var _ = Describe("long-poll and pagination", func() {
 				defer GinkgoRecover()
 				for i := w; i < 1000; i += 8 {
 					id := fmt.Sprintf("c-%04d", i)
-					Expect(k8sClient.Create(context.Background(), &v1.ClusterReport{
+					Expect(k8sClient.Create(context.Background(), &trainyardv1.ClusterReport{
 						ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
-						Spec:       v1.ClusterReportSpec{ClusterID: id},
+						Spec:       trainyardv1.ClusterReportSpec{ClusterID: id},
 					})).To(Succeed())
 				}
 			})

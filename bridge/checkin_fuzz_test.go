@@ -13,7 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
@@ -35,7 +35,7 @@ import (
 func FuzzCheckInToReport(f *testing.F) {
 	f.Add([]byte(`{"id":"c1","components":[{"component":{"name":"router"},"version":{"version":"v1"}}]}`))
 	lim := routeLimits(f, http.MethodPost, "/v3/clusters")
-	if v2 := routeLimits(f, http.MethodPost, "/v2/clusters/{id}"); v2 != lim || lim.items != v1.MaxClusterComponents {
+	if v2 := routeLimits(f, http.MethodPost, "/v2/clusters/{id}"); v2 != lim || lim.items != trainyardv1.MaxClusterComponents {
 		f.Fatalf("check-in limits %+v and %+v", lim, v2)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -102,7 +102,7 @@ func checkCheckIn(t *testing.T, body []byte, sh jsonShape, lim limits, pathID st
 	if w.Code != http.StatusOK || len(api.created) != 1 {
 		t.Fatalf("answered %d %s and wrote %d objects; want the report written: %s", w.Code, w.Body, len(api.created), asJSON(want.Spec))
 	}
-	stored, ok := api.created[0].(*v1.ClusterReport)
+	stored, ok := api.created[0].(*trainyardv1.ClusterReport)
 	if !ok {
 		t.Fatalf("wrote a %T", api.created[0])
 	}
@@ -127,16 +127,16 @@ func checkCheckIn(t *testing.T, body []byte, sh jsonShape, lim limits, pathID st
 }
 
 // reportOf is the report a check-in asks for, or the first field it misses.
-func reportOf(c wire.Cluster) (*v1.ClusterReport, string) {
+func reportOf(c wire.Cluster) (*trainyardv1.ClusterReport, string) {
 	switch {
 	case c.ID == "":
 		return nil, "id"
 	case c.Components == nil:
 		return nil, "components"
 	}
-	r := &v1.ClusterReport{
+	r := &trainyardv1.ClusterReport{
 		ObjectMeta: metav1.ObjectMeta{Namespace: fuzzNS, Name: strings.ToLower(c.ID)},
-		Spec:       v1.ClusterReportSpec{ClusterID: c.ID, Properties: c.Properties},
+		Spec:       trainyardv1.ClusterReportSpec{ClusterID: c.ID, Properties: c.Properties},
 	}
 	for i, cv := range c.Components {
 		at := "components[" + strconv.Itoa(i) + "]"
@@ -146,7 +146,7 @@ func reportOf(c wire.Cluster) (*v1.ClusterReport, string) {
 		case cv.Version == nil || cv.Version.Version == "":
 			return nil, at + ".version.version"
 		}
-		rc := v1.ReportedComponent{Name: cv.Component.Name, Type: cv.Component.Type, Train: cv.Version.Train,
+		rc := trainyardv1.ReportedComponent{Name: cv.Component.Name, Type: cv.Component.Type, Train: cv.Version.Train,
 			Version: cv.Version.Version, Image: cv.Version.Data["image"]}
 		if rc.Train == "" {
 			rc.Train = "stable"

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
@@ -106,20 +106,20 @@ type reports struct {
 	api              client.Client
 }
 
-func (r reports) Get(ctx context.Context, key types.NamespacedName, fresh bool) (*v1.ClusterReport, error) {
+func (r reports) Get(ctx context.Context, key types.NamespacedName, fresh bool) (*trainyardv1.ClusterReport, error) {
 	rd := r.cache
 	if fresh {
 		rd = r.apiReader
 	}
-	out := &v1.ClusterReport{}
+	out := &trainyardv1.ClusterReport{}
 	return out, rd.Get(ctx, key, out)
 }
 
-func (r reports) Create(ctx context.Context, rep *v1.ClusterReport) error {
+func (r reports) Create(ctx context.Context, rep *trainyardv1.ClusterReport) error {
 	return r.api.Create(ctx, rep)
 }
 
-func (r reports) Patch(ctx context.Context, rep *v1.ClusterReport, status bool, patch []byte) error {
+func (r reports) Patch(ctx context.Context, rep *trainyardv1.ClusterReport, status bool, patch []byte) error {
 	p := client.RawPatch(types.MergePatchType, patch)
 	if status {
 		return r.api.Status().Patch(ctx, rep, p)
@@ -128,8 +128,8 @@ func (r reports) Patch(ctx context.Context, rep *v1.ClusterReport, status bool, 
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, p params) {
-	rep := &v1.ClusterReport{}
-	key := types.NamespacedName{Namespace: stateOf(r.Context()).ns, Name: v1.ClusterReportName(p["id"])}
+	rep := &trainyardv1.ClusterReport{}
+	key := types.NamespacedName{Namespace: stateOf(r.Context()).ns, Name: trainyardv1.ClusterReportName(p["id"])}
 	if err := s.cache.Get(r.Context(), key, rep); err != nil {
 		if apierrors.IsNotFound(err) {
 			writeError(w, http.StatusNotFound, "404 cluster not found")
@@ -146,7 +146,7 @@ func (s *Server) clusterCount(w http.ResponseWriter, r *http.Request, _ params) 
 		writeCacheableJSON(w, r, s.names.count(s.nsOf(r.Context())))
 		return
 	}
-	var list v1.ClusterReportList
+	var list trainyardv1.ClusterReportList
 	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.nsOf(r.Context())), client.UnsafeDisableDeepCopy); err != nil {
 		writeAPIError(w, "counting clusters", err)
 		return
@@ -155,6 +155,6 @@ func (s *Server) clusterCount(w http.ResponseWriter, r *http.Request, _ params) 
 }
 
 // seen is a report's first and last check-in, the held ones included.
-func (s *Server) seen(r *v1.ClusterReport) (first, last time.Time, checkIns int64) {
+func (s *Server) seen(r *trainyardv1.ClusterReport) (first, last time.Time, checkIns int64) {
 	return s.store.Seen(r)
 }

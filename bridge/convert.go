@@ -9,7 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
@@ -30,7 +30,7 @@ var reportedComponents = checkin.ReportedComponents
 
 // clusterOf is the wire form of a report. lastSeen may be newer than the
 // stored one: a heartbeat not yet flushed.
-func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) wire.Cluster {
+func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 	c := wire.Cluster{ID: r.Spec.ClusterID, Components: make([]wire.ComponentVersion, 0, len(r.Spec.Components)),
 		Properties: r.Spec.Properties}
 	if r.Status.FirstSeen != nil {
@@ -45,7 +45,7 @@ func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		t := lastSeen.UTC()
 		c.LastSeen = &t
 	}
-	latest := map[string]v1.ComponentStatus{}
+	latest := map[string]trainyardv1.ComponentStatus{}
 	for _, s := range r.Status.Components {
 		latest[s.Name] = s
 	}
@@ -59,7 +59,7 @@ func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		}
 		if s, ok := latest[rc.Name]; ok && s.Recommended != "" {
 			cv.UpdateAvailable = s.Recommended
-		} else if ok && s.State == v1.StateUpdateAvailable {
+		} else if ok && s.State == trainyardv1.StateUpdateAvailable {
 			cv.UpdateAvailable = s.Latest
 		}
 		c.Components = append(c.Components, cv)
@@ -68,8 +68,8 @@ func clusterOf(r *v1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 }
 
 // releaseSpec converts a published componentVersion.
-func releaseSpec(component, train, version string, cv wire.ComponentVersion, now time.Time) (v1.ComponentReleaseSpec, error) {
-	spec := v1.ComponentReleaseSpec{Component: component, Train: train, Version: version}
+func releaseSpec(component, train, version string, cv wire.ComponentVersion, now time.Time) (trainyardv1.ComponentReleaseSpec, error) {
+	spec := trainyardv1.ComponentReleaseSpec{Component: component, Train: train, Version: version}
 	released := metav1.NewTime(now.UTC().Truncate(time.Second))
 	if cv.Version != nil && cv.Version.Released != "" {
 		t, err := time.Parse(time.RFC3339, cv.Version.Released)
@@ -103,7 +103,7 @@ func releaseSpec(component, train, version string, cv wire.ComponentVersion, now
 }
 
 // componentVersionOf is the wire form of a release.
-func componentVersionOf(r *v1.ComponentRelease) wire.ComponentVersion {
+func componentVersionOf(r *trainyardv1.ComponentRelease) wire.ComponentVersion {
 	data := maps.Clone(r.Spec.Data)
 	set := func(k, v string) {
 		if v == "" {
@@ -129,7 +129,7 @@ func componentVersionOf(r *v1.ComponentRelease) wire.ComponentVersion {
 
 // sameRelease lists the fields in which a re-publish differs from the
 // stored release; none means the publish is a harmless retry.
-func sameRelease(stored, sent v1.ComponentReleaseSpec, sentReleased bool) []string {
+func sameRelease(stored, sent trainyardv1.ComponentReleaseSpec, sentReleased bool) []string {
 	var diff []string
 	// The identity first: a name shared by another version (a hash
 	// collision, or a release created by hand) is never answered as this one.
@@ -139,7 +139,7 @@ func sameRelease(stored, sent v1.ComponentReleaseSpec, sentReleased bool) []stri
 	if stored.Train != sent.Train {
 		diff = append(diff, "train")
 	}
-	if v1.CanonicalVersion(stored.Version) != v1.CanonicalVersion(sent.Version) {
+	if trainyardv1.CanonicalVersion(stored.Version) != trainyardv1.CanonicalVersion(sent.Version) {
 		diff = append(diff, "version")
 	}
 	if stored.Description != sent.Description {

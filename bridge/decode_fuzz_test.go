@@ -25,7 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 	"github.com/trainyard-dev/trainyard/internal/wire"
@@ -96,22 +96,22 @@ type fuzzAPI struct {
 	created []client.Object
 }
 
-var fuzzRelease = v1.ComponentRelease{
-	ObjectMeta: metav1.ObjectMeta{Namespace: fuzzNS, Name: v1.ReleaseName("router", "stable", "v2.3.0"), UID: "r1", ResourceVersion: "7"},
-	Spec: v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "v2.3.0",
+var fuzzRelease = trainyardv1.ComponentRelease{
+	ObjectMeta: metav1.ObjectMeta{Namespace: fuzzNS, Name: trainyardv1.ReleaseName("router", "stable", "v2.3.0"), UID: "r1", ResourceVersion: "7"},
+	Spec: trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "v2.3.0",
 		Released: &metav1.Time{Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}, Description: "d", Image: "example.com/router:v2.3.0"},
 }
 
 func (a *fuzzAPI) Get(_ context.Context, key types.NamespacedName, obj client.Object, _ ...client.GetOption) error {
 	switch o := obj.(type) {
-	case *v1.ReleaseTrain:
-		if key == (types.NamespacedName{Namespace: fuzzNS, Name: v1.TrainName("router", "stable")}) {
-			*o = v1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Namespace: fuzzNS, Name: key.Name},
-				Spec:   v1.ReleaseTrainSpec{Component: "router", Train: "stable"},
-				Status: v1.ReleaseTrainStatus{Latest: &v1.ReleaseRef{Name: fuzzRelease.Name, Version: fuzzRelease.Spec.Version}}}
+	case *trainyardv1.ReleaseTrain:
+		if key == (types.NamespacedName{Namespace: fuzzNS, Name: trainyardv1.TrainName("router", "stable")}) {
+			*o = trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Namespace: fuzzNS, Name: key.Name},
+				Spec:   trainyardv1.ReleaseTrainSpec{Component: "router", Train: "stable"},
+				Status: trainyardv1.ReleaseTrainStatus{Latest: &trainyardv1.ReleaseRef{Name: fuzzRelease.Name, Version: fuzzRelease.Spec.Version}}}
 			return nil
 		}
-	case *v1.ComponentRelease:
+	case *trainyardv1.ComponentRelease:
 		if key == client.ObjectKeyFromObject(&fuzzRelease) {
 			fuzzRelease.DeepCopyInto(o)
 			return nil
@@ -333,7 +333,7 @@ func FuzzDecodeMultiGet(f *testing.F) {
 		// POST /v3/versions/latest, or (every other length) the v2 one,
 		// whose default train is beta.
 		s, w := fuzzServer(&fuzzAPI{}), httptest.NewRecorder()
-		handle, defaultTrain := s.latestV3, v1.DefaultTrain
+		handle, defaultTrain := s.latestV3, trainyardv1.DefaultTrain
 		if len(body)/2%2 == 1 {
 			handle, defaultTrain = s.latestV2, "beta"
 		}
@@ -505,7 +505,7 @@ func checkDoctor(t *testing.T, body []byte, sh jsonShape, lim limits, known bool
 	}
 	cluster := "dump-1"
 	if id != "" {
-		cluster = v1.ClusterReportName(id)
+		cluster = trainyardv1.ClusterReportName(id)
 	}
 	compressed := sec.Data[doctorKey]
 	if sec.Name != doctorPrefix+"dump-1" || sec.Labels[LabelDoctorReport] != "true" || sec.Labels[LabelDoctorCluster] != cluster ||

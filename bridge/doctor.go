@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 )
@@ -194,7 +194,7 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 			writeError(w, http.StatusUnprocessableEntity, errs.ToAggregate().Error())
 			return
 		}
-		cluster = v1.ClusterReportName(rep.workflowID)
+		cluster = trainyardv1.ClusterReportName(rep.workflowID)
 	}
 	switch {
 	case st.cluster != "":
@@ -238,7 +238,7 @@ func (s *Server) postDoctor(w http.ResponseWriter, r *http.Request, p params) {
 // registration token whose hash is hash, and (but in legacy mode) has no
 // credential yet.
 func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster, hash string) bool {
-	cr := &v1.ClusterReport{}
+	cr := &trainyardv1.ClusterReport{}
 	err := s.cache.Get(r.Context(), types.NamespacedName{Namespace: stateOf(r.Context()).ns, Name: cluster}, cr)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -251,7 +251,7 @@ func (s *Server) doctorUploader(w http.ResponseWriter, r *http.Request, cluster,
 		authFailures.WithLabelValues("cluster_bound_to_other_token").Inc()
 		writeError(w, http.StatusForbidden, checkin.ErrBoundElsewhere(cluster).Error())
 		return false
-	case cr.Annotations[v1.AnnotationCredentialHash] != "" && !s.opts.LegacyTokenBinding:
+	case cr.Annotations[trainyardv1.AnnotationCredentialHash] != "" && !s.opts.LegacyTokenBinding:
 		authFailures.WithLabelValues("cluster_registered").Inc()
 		writeError(w, http.StatusForbidden, "cluster "+cr.Spec.ClusterID+" is registered: upload its doctor report with its credential, not a registration token")
 		return false

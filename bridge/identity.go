@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/checkin"
 	credpkg "github.com/trainyard-dev/trainyard/internal/credential"
 	"github.com/trainyard-dev/trainyard/internal/index"
@@ -38,16 +38,16 @@ func isCredential(tok string) bool { return credpkg.IsCluster(tok) }
 
 // credentialAccepted says whether the report accepts the credential whose
 // hash is hash at now, and if not, why.
-func credentialAccepted(r *v1.ClusterReport, hash string, now time.Time) (bool, string) {
+func credentialAccepted(r *trainyardv1.ClusterReport, hash string, now time.Time) (bool, string) {
 	a := r.Annotations
 	switch {
-	case a[v1.AnnotationCredentialRevoked] != "":
+	case a[trainyardv1.AnnotationCredentialRevoked] != "":
 		return false, "the credential of cluster " + r.Spec.ClusterID + " is revoked; it registers again only with a reissue token " +
 			"(`kubectl trainyard cluster reissue " + r.Spec.ClusterID + "`), presented as the registration token"
-	case hash != "" && a[v1.AnnotationCredentialHash] == hash:
+	case hash != "" && a[trainyardv1.AnnotationCredentialHash] == hash:
 		return true, ""
-	case hash != "" && a[v1.AnnotationPreviousCredentialHash] == hash:
-		if until, err := time.Parse(time.RFC3339, a[v1.AnnotationPreviousCredentialExpires]); err == nil && now.Before(until) {
+	case hash != "" && a[trainyardv1.AnnotationPreviousCredentialHash] == hash:
+		if until, err := time.Parse(time.RFC3339, a[trainyardv1.AnnotationPreviousCredentialExpires]); err == nil && now.Before(until) {
 			return true, ""
 		}
 		return false, "this credential of cluster " + r.Spec.ClusterID + " was rotated out; use the new one"
@@ -65,24 +65,24 @@ const reissueSkew = 5 * time.Minute
 
 // reissueAccepted says why the reissue token whose hash is hash does not
 // register the cluster of report r at now, or "".
-func reissueAccepted(r *v1.ClusterReport, hash string, now time.Time) string {
+func reissueAccepted(r *trainyardv1.ClusterReport, hash string, now time.Time) string {
 	a, id := r.Annotations, r.Spec.ClusterID
-	want := a[v1.AnnotationReissueHash]
+	want := a[trainyardv1.AnnotationReissueHash]
 	if want == "" {
 		return "cluster " + id + " has no open reissue token (it was used, or none was made): `kubectl trainyard cluster reissue " + id + "` makes one"
 	}
 	if subtle.ConstantTimeCompare([]byte(want), []byte(hash)) != 1 {
 		return "this reissue token is not cluster " + id + "'s (a token registers only the cluster it was made for, and only the newest one made)"
 	}
-	until, err := time.Parse(time.RFC3339, a[v1.AnnotationReissueExpires])
+	until, err := time.Parse(time.RFC3339, a[trainyardv1.AnnotationReissueExpires])
 	switch {
 	case err != nil:
-		return "the reissue token of cluster " + id + " has no valid " + v1.AnnotationReissueExpires + " (RFC 3339): make a new one"
+		return "the reissue token of cluster " + id + " has no valid " + trainyardv1.AnnotationReissueExpires + " (RFC 3339): make a new one"
 	case !now.Before(until):
 		return "the reissue token of cluster " + id + " expired at " + until.UTC().Format(time.RFC3339) + ": make a new one"
-	case until.Sub(now) > v1.MaxReissueLifetime+reissueSkew:
+	case until.Sub(now) > trainyardv1.MaxReissueLifetime+reissueSkew:
 		return "the reissue token of cluster " + id + " expires at " + until.UTC().Format(time.RFC3339) +
-			", beyond the longest lifetime of one (" + v1.MaxReissueLifetime.String() + "): make a new one"
+			", beyond the longest lifetime of one (" + trainyardv1.MaxReissueLifetime.String() + "): make a new one"
 	}
 	return ""
 }
@@ -91,10 +91,10 @@ func reissueAccepted(r *v1.ClusterReport, hash string, now time.Time) string {
 // with the token tokenKey is a retry after a lost answer: its credential
 // was never presented, was issued within LostAnswerWindow, and to this
 // same token.
-func (s *Server) lostAnswer(cur *v1.ClusterReport, tokenKey string, now time.Time) bool {
+func (s *Server) lostAnswer(cur *trainyardv1.ClusterReport, tokenKey string, now time.Time) bool {
 	a := cur.Annotations
-	issued, err := time.Parse(time.RFC3339, a[v1.AnnotationCredentialUnused])
-	return err == nil && a[v1.AnnotationRegisteredWith] == tokenKey && tokenKey != "" &&
+	issued, err := time.Parse(time.RFC3339, a[trainyardv1.AnnotationCredentialUnused])
+	return err == nil && a[trainyardv1.AnnotationRegisteredWith] == tokenKey && tokenKey != "" &&
 		now.Sub(issued) <= s.opts.LostAnswerWindow
 }
 
@@ -148,9 +148,9 @@ func (c *issued) get(hash string, now time.Time) (types.NamespacedName, bool) {
 // clusterOfCredential finds the report in namespace ns that accepts the
 // credential: by the cache's index, else (issued moments ago) by this
 // replica's memory and a read from the API server.
-func (s *Server) clusterOfCredential(ctx context.Context, ns, credential string) (*v1.ClusterReport, error) {
+func (s *Server) clusterOfCredential(ctx context.Context, ns, credential string) (*trainyardv1.ClusterReport, error) {
 	hash := credentialHash(credential)
-	var list v1.ClusterReportList
+	var list trainyardv1.ClusterReportList
 	if err := s.cache.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{index.ReportCredential: hash},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func (s *Server) clusterOfCredential(ctx context.Context, ns, credential string)
 		return &list.Items[0], nil
 	}
 	if key, ok := s.recent.get(hash, s.opts.Clock.Now()); ok && key.Namespace == ns {
-		r := &v1.ClusterReport{}
+		r := &trainyardv1.ClusterReport{}
 		if err := s.apiReader.Get(ctx, key, r); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil, nil
@@ -187,25 +187,25 @@ func (e errCredential) Error() string { return e.msg }
 func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns string, credential *string) checkin.Authorizer {
 	now := s.opts.Clock.Now()
 	str := func(v string) *string { return &v }
-	issue := func(cur *v1.ClusterReport, a map[string]*string, rotation bool) {
+	issue := func(cur *trainyardv1.ClusterReport, a map[string]*string, rotation bool) {
 		c, h := newCredential()
 		*credential = c
-		a[v1.AnnotationCredentialHash] = str(h)
-		a[v1.AnnotationCredentialRevoked] = nil
-		a[v1.AnnotationRotateCredential] = nil
+		a[trainyardv1.AnnotationCredentialHash] = str(h)
+		a[trainyardv1.AnnotationCredentialRevoked] = nil
+		a[trainyardv1.AnnotationRotateCredential] = nil
 		if rotation {
-			a[v1.AnnotationCredentialUnused] = nil // the cluster is established: no re-registration for it
+			a[trainyardv1.AnnotationCredentialUnused] = nil // the cluster is established: no re-registration for it
 			// A rotation: the old credential stays valid for the overlap.
-			a[v1.AnnotationPreviousCredentialHash] = str(cur.Annotations[v1.AnnotationCredentialHash])
-			a[v1.AnnotationPreviousCredentialExpires] = str(now.Add(s.opts.CredentialOverlap).UTC().Format(time.RFC3339))
+			a[trainyardv1.AnnotationPreviousCredentialHash] = str(cur.Annotations[trainyardv1.AnnotationCredentialHash])
+			a[trainyardv1.AnnotationPreviousCredentialExpires] = str(now.Add(s.opts.CredentialOverlap).UTC().Format(time.RFC3339))
 		} else {
-			a[v1.AnnotationCredentialUnused] = str(now.UTC().Format(time.RFC3339))
-			a[v1.AnnotationPreviousCredentialHash] = nil
-			a[v1.AnnotationPreviousCredentialExpires] = nil
+			a[trainyardv1.AnnotationCredentialUnused] = str(now.UTC().Format(time.RFC3339))
+			a[trainyardv1.AnnotationPreviousCredentialHash] = nil
+			a[trainyardv1.AnnotationPreviousCredentialExpires] = nil
 		}
 	}
 	calls := 0
-	return func(cur *v1.ClusterReport) (map[string]*string, error) {
+	return func(cur *trainyardv1.ClusterReport) (map[string]*string, error) {
 		// Decided anew on each call: the store calls again when the report
 		// changed under an identity write, and a credential issued by an
 		// earlier call was never stored.
@@ -220,13 +220,13 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			if ok, why := credentialAccepted(cur, st.credentialHash, now); !ok {
 				return nil, errCredential{http.StatusUnauthorized, why}
 			}
-			if cur.Annotations[v1.AnnotationRotateCredential] != "" {
+			if cur.Annotations[trainyardv1.AnnotationRotateCredential] != "" {
 				// A rotation: the old credential stays valid for the overlap.
 				issue(cur, a, true)
-			} else if cur.Annotations[v1.AnnotationCredentialUnused] != "" && cur.Annotations[v1.AnnotationCredentialHash] == st.credentialHash {
+			} else if cur.Annotations[trainyardv1.AnnotationCredentialUnused] != "" && cur.Annotations[trainyardv1.AnnotationCredentialHash] == st.credentialHash {
 				// Its first use: from now on a lost answer cannot be the
 				// reason to register again.
-				a[v1.AnnotationCredentialUnused] = nil
+				a[trainyardv1.AnnotationCredentialUnused] = nil
 			}
 			return a, nil
 		}
@@ -236,15 +236,15 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			with := st.tokenKey
 			if st.reissueHash != "" {
 				with = registeredByReissue
-				a[v1.AnnotationReissueHash], a[v1.AnnotationReissueExpires] = nil, nil // single use
+				a[trainyardv1.AnnotationReissueHash], a[trainyardv1.AnnotationReissueExpires] = nil, nil // single use
 			}
-			a[v1.AnnotationRegisteredWith] = str(with)
+			a[trainyardv1.AnnotationRegisteredWith] = str(with)
 			if s.opts.LegacyTokenBinding {
 				a[checkin.AnnotationTokenHash] = str(st.tokenHash)
 			}
 			return a, nil
 		}
-		revoked := cur != nil && cur.Annotations[v1.AnnotationCredentialRevoked] != ""
+		revoked := cur != nil && cur.Annotations[trainyardv1.AnnotationCredentialRevoked] != ""
 		if st.reissueHash != "" {
 			switch {
 			case cur == nil:
@@ -263,7 +263,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 		if revoked {
 			// A registration token usually sits next to the stolen
 			// credential: it does not take the cluster back.
-			return nil, errCredential{http.StatusForbidden, "cluster " + cur.Spec.ClusterID + " is revoked (" + v1.AnnotationCredentialRevoked +
+			return nil, errCredential{http.StatusForbidden, "cluster " + cur.Spec.ClusterID + " is revoked (" + trainyardv1.AnnotationCredentialRevoked +
 				"): a registration token does not register it again; an operator re-opens it for one registration with " +
 				"`kubectl trainyard cluster reissue " + cur.Spec.ClusterID + "`, whose token the agent presents instead"}
 		}
@@ -283,7 +283,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 		}
 		bound := cur.Annotations[checkin.AnnotationTokenHash]
 		switch {
-		case cur.Annotations[v1.AnnotationCredentialHash] != "" && calls == 1 && s.lostAnswer(cur, st.tokenKey, now):
+		case cur.Annotations[trainyardv1.AnnotationCredentialHash] != "" && calls == 1 && s.lostAnswer(cur, st.tokenKey, now):
 			// The registration's answer was lost (a timeout, an Ingress
 			// 504, a restart before the agent stored it): the credential
 			// was never presented, and the same token asks again. A fresh
@@ -292,7 +292,7 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 			// registration now stored was concurrent with this one, not
 			// an answer this client lost.
 			return register()
-		case cur.Annotations[v1.AnnotationCredentialHash] != "":
+		case cur.Annotations[trainyardv1.AnnotationCredentialHash] != "":
 			switch {
 			case s.opts.LegacyTokenBinding && bound == st.tokenHash:
 				return a, nil // legacy: the token it was bound to still checks it in
@@ -383,7 +383,7 @@ func (c *clusterCounts) count(ctx context.Context, s *Server, ns string) (int, e
 	if s.names != nil {
 		n = s.names.count(ns) // the informer's count: no list of the fleet
 	} else {
-		var reports v1.ClusterReportList
+		var reports trainyardv1.ClusterReportList
 		if err := s.cache.List(ctx, &reports, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return 0, err
 		}

@@ -19,7 +19,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/internal/credential"
 )
@@ -50,7 +50,7 @@ func annotate(ns, id, key, value string) {
 		v = nil
 	}
 	patch, _ := jsonMarshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: v}}})
-	Expect(k8sClient.Patch(context.Background(), &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName(id)}},
+	Expect(k8sClient.Patch(context.Background(), &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ClusterReportName(id)}},
 		client.RawPatch(types.MergePatchType, patch))).To(Succeed())
 }
 
@@ -63,14 +63,14 @@ func reissue(ns, id string, expires time.Time, replicas ...*manager) string {
 	token, hash := credential.New(credential.ReissuePrefix)
 	usedTokens.add(token)
 	patch, _ := jsonMarshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{
-		v1.AnnotationReissueHash: hash, v1.AnnotationReissueExpires: expires.UTC().Format(time.RFC3339)}}})
-	Expect(k8sClient.Patch(context.Background(), &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName(id)}},
+		trainyardv1.AnnotationReissueHash: hash, trainyardv1.AnnotationReissueExpires: expires.UTC().Format(time.RFC3339)}}})
+	Expect(k8sClient.Patch(context.Background(), &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ClusterReportName(id)}},
 		client.RawPatch(types.MergePatchType, patch))).To(Succeed())
 	for _, r := range replicas {
 		Eventually(func(g Gomega) {
-			rep := &v1.ClusterReport{}
-			g.Expect(r.cache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v1.ClusterReportName(id)}, rep)).To(Succeed())
-			g.Expect(rep.Annotations).To(HaveKeyWithValue(v1.AnnotationReissueHash, hash))
+			rep := &trainyardv1.ClusterReport{}
+			g.Expect(r.cache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: trainyardv1.ClusterReportName(id)}, rep)).To(Succeed())
+			g.Expect(rep.Annotations).To(HaveKeyWithValue(trainyardv1.AnnotationReissueHash, hash))
 		}).Should(Succeed())
 	}
 	return token
@@ -97,8 +97,8 @@ var _ = Describe("cluster identity", func() {
 	It("exchanges a registration token for the cluster's own credential, stored only as a hash, and counts the token's use", func() {
 		cred := register(m.url, "token-a", clusterID)
 		rep := report(ns, clusterID)
-		Expect(rep.Annotations).To(HaveKey(v1.AnnotationCredentialHash))
-		Expect(rep.Annotations).To(HaveKeyWithValue(v1.AnnotationRegisteredWith, "registration/fleet-a"))
+		Expect(rep.Annotations).To(HaveKey(trainyardv1.AnnotationCredentialHash))
+		Expect(rep.Annotations).To(HaveKeyWithValue(trainyardv1.AnnotationRegisteredWith, "registration/fleet-a"))
 		for _, v := range rep.Annotations {
 			Expect(v).NotTo(ContainSubstring(strings.TrimPrefix(cred, "tyc.")))
 		}
@@ -164,7 +164,7 @@ var _ = Describe("cluster identity", func() {
 		wrapAPI = func(c client.Client) client.Client {
 			return patchHook{Client: c, hook: func(obj client.Object, p client.Patch) {
 				data, _ := p.Data(obj)
-				if _, ok := obj.(*v1.ClusterReport); !ok || !strings.Contains(string(data), v1.AnnotationCredentialHash) {
+				if _, ok := obj.(*trainyardv1.ClusterReport); !ok || !strings.Contains(string(data), trainyardv1.AnnotationCredentialHash) {
 					return
 				}
 				if arrived.Add(1) == 2 {
@@ -183,7 +183,7 @@ var _ = Describe("cluster identity", func() {
 		}
 		r1, r2 := startManager(ns, time.Minute, replica), startManager(ns, time.Minute, replica)
 		DeferCleanup(func() { r1.stop(); r2.stop() })
-		annotate(ns, "raced", v1.AnnotationCredentialRevoked, "stolen")
+		annotate(ns, "raced", trainyardv1.AnnotationCredentialRevoked, "stolen")
 		for _, r := range []*manager{r1, r2} {
 			Eventually(func() int { return checkInAs(r.url, cred0, "raced", "1.0.0").code }).Should(Equal(http.StatusUnauthorized))
 		}
@@ -212,7 +212,7 @@ var _ = Describe("cluster identity", func() {
 		Expect(cred).To(HavePrefix("tyc."))
 		usedTokens.add(cred)
 		sum := sha256.Sum256([]byte(cred))
-		Expect(report(ns, "raced").Annotations).To(HaveKeyWithValue(v1.AnnotationCredentialHash, hex.EncodeToString(sum[:])),
+		Expect(report(ns, "raced").Annotations).To(HaveKeyWithValue(trainyardv1.AnnotationCredentialHash, hex.EncodeToString(sum[:])),
 			"the credential answered is the one stored")
 		Eventually(func() int { return checkInAs(m.url, cred, "raced", "1.1.0").code }).Should(Equal(http.StatusOK))
 	})
@@ -223,19 +223,19 @@ var _ = Describe("cluster identity", func() {
 		// the report (a registration that meets the report only at its create
 		// is concurrent with the other, and refused).
 		Eventually(func() error {
-			return m.cache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "lossy"}, &v1.ClusterReport{})
+			return m.cache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "lossy"}, &trainyardv1.ClusterReport{})
 		}).Should(Succeed())
 		again := register(m.url, "token-a", "lossy")
 		Expect(again).NotTo(Equal(lost))
 		Eventually(func() int { return checkInAs(m.url, lost, "lossy", "1.0.0").code }).Should(Equal(http.StatusUnauthorized),
 			"the unused credential stops working")
-		Expect(report(ns, "lossy").Annotations).To(HaveKey(v1.AnnotationCredentialUnused))
+		Expect(report(ns, "lossy").Annotations).To(HaveKey(trainyardv1.AnnotationCredentialUnused))
 		// Only the token that registered it.
 		Expect(checkInAs(m.url, "token-b", "lossy", "1.0.0").code).To(Equal(http.StatusForbidden))
 
 		// Its first use ends the window at once.
 		Expect(checkInAs(m.url, again, "lossy", "1.0.0").code).To(Equal(http.StatusOK))
-		Expect(report(ns, "lossy").Annotations).NotTo(HaveKey(v1.AnnotationCredentialUnused))
+		Expect(report(ns, "lossy").Annotations).NotTo(HaveKey(trainyardv1.AnnotationCredentialUnused))
 		r := checkInAs(m.url, "token-a", "lossy", "1.0.0")
 		Expect(r.code).To(Equal(http.StatusForbidden), string(r.body))
 		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
@@ -256,12 +256,12 @@ var _ = Describe("cluster identity", func() {
 	It("answers a cluster's multi-get with its recommended target, others with the latest", func() {
 		cred := register(m.url, "token-a", clusterID) // runs comp-0 1.0.0
 		for _, v := range []string{"1.0.0", "1.1.0", "2.0.0"} {
-			rel := &v1.ComponentRelease{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("comp-0", "stable", v)},
-				Spec:       v1.ComponentReleaseSpec{Component: "comp-0", Train: "stable", Version: v},
+			rel := &trainyardv1.ComponentRelease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName("comp-0", "stable", v)},
+				Spec:       trainyardv1.ComponentReleaseSpec{Component: "comp-0", Train: "stable", Version: v},
 			}
 			if v == "2.0.0" {
-				rel.Spec.Risks = []v1.UpgradeRisk{{Name: "needs-ipv6", Message: "2.0 needs IPv6",
+				rel.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "needs-ipv6", Message: "2.0 needs IPv6",
 					Rule: `cluster.properties.ipv6 != "true"`}}
 			}
 			Expect(k8sClient.Create(context.Background(), rel)).To(Succeed())
@@ -333,9 +333,9 @@ var _ = Describe("cluster identity", func() {
 
 	It("lets no registration token take an unbound report unless legacy mode is on", func() {
 		// Reported before identities (kubectl, GitOps, open mode): no binding.
-		Expect(k8sClient.Create(context.Background(), &v1.ClusterReport{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ClusterReportName("unbound")},
-			Spec:       v1.ClusterReportSpec{ClusterID: "unbound"},
+		Expect(k8sClient.Create(context.Background(), &trainyardv1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ClusterReportName("unbound")},
+			Spec:       trainyardv1.ClusterReportSpec{ClusterID: "unbound"},
 		})).To(Succeed())
 		Eventually(func() int { return checkInAs(m.url, "token-a", "unbound", "1.0.0").code }).Should(Equal(http.StatusForbidden))
 		r := checkInAs(m.url, "token-a", "unbound", "1.0.0")
@@ -343,9 +343,9 @@ var _ = Describe("cluster identity", func() {
 
 		m.stop()
 		m = tokenMode(namespace(), legacy)
-		Expect(k8sClient.Create(context.Background(), &v1.ClusterReport{
-			ObjectMeta: metav1.ObjectMeta{Namespace: nsOf(m), Name: v1.ClusterReportName("unbound")},
-			Spec:       v1.ClusterReportSpec{ClusterID: "unbound"},
+		Expect(k8sClient.Create(context.Background(), &trainyardv1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: nsOf(m), Name: trainyardv1.ClusterReportName("unbound")},
+			Spec:       trainyardv1.ClusterReportSpec{ClusterID: "unbound"},
 		})).To(Succeed())
 		Eventually(func() int { return checkInAs(m.url, "token-a", "unbound", "1.0.0").code }).Should(Equal(http.StatusOK))
 		// Legacy: the token it is bound to keeps checking it in.
@@ -355,7 +355,7 @@ var _ = Describe("cluster identity", func() {
 		// Revoked, legacy mode too needs a reissue token (issue 27 #4); a
 		// Deis agent, which stores no credential, then keeps checking in
 		// with it as with the token it was bound to.
-		annotate(nsOf(m), "unbound", v1.AnnotationCredentialRevoked, "stolen")
+		annotate(nsOf(m), "unbound", trainyardv1.AnnotationCredentialRevoked, "stolen")
 		Eventually(func() int { return checkInAs(m.url, "token-a", "unbound", "1.0.2").code }).Should(Equal(http.StatusForbidden))
 		token := reissue(nsOf(m), "unbound", time.Now().Add(time.Hour), m)
 		Expect(checkInAs(m.url, token, "unbound", "1.0.2").code).To(Equal(http.StatusOK))
@@ -386,7 +386,7 @@ var _ = Describe("cluster identity", func() {
 	It("revokes one cluster's credential at once; only a reissue token for that cluster registers it again, once (issue 27 #4)", func() {
 		cred := register(m.url, "token-a", clusterID)
 		other := register(m.url, "token-a", "other")
-		annotate(ns, clusterID, v1.AnnotationCredentialRevoked, "2026-12-02 lost laptop")
+		annotate(ns, clusterID, trainyardv1.AnnotationCredentialRevoked, "2026-12-02 lost laptop")
 		Eventually(func() int { return checkInAs(m.url, cred, clusterID, "1.0.0").code }, 5*time.Second, 100*time.Millisecond).
 			Should(Equal(http.StatusUnauthorized))
 		r := checkInAs(m.url, cred, clusterID, "1.0.0")
@@ -414,7 +414,7 @@ var _ = Describe("cluster identity", func() {
 		Expect(r.errorOf().Message).To(ContainSubstring("expired at"))
 		tooLong := reissue(ns, clusterID, time.Now().Add(48*time.Hour), m)
 		Expect(checkInAs(m.url, tooLong, clusterID, "1.0.0").errorOf().Message).To(ContainSubstring("beyond the longest lifetime"))
-		Expect(report(ns, clusterID).Annotations).To(HaveKey(v1.AnnotationCredentialRevoked), "no refusal registered it")
+		Expect(report(ns, clusterID).Annotations).To(HaveKey(trainyardv1.AnnotationCredentialRevoked), "no refusal registered it")
 
 		// The newest token made registers it, once.
 		stale := reissue(ns, clusterID, time.Now().Add(time.Hour), m)
@@ -424,16 +424,16 @@ var _ = Describe("cluster identity", func() {
 		fresh := register(m.url, token, clusterID)
 		Expect(fresh).NotTo(Equal(cred))
 		rep := report(ns, clusterID)
-		Expect(rep.Annotations).NotTo(HaveKey(v1.AnnotationCredentialRevoked))
-		Expect(rep.Annotations).NotTo(HaveKey(v1.AnnotationReissueHash))
-		Expect(rep.Annotations).NotTo(HaveKey(v1.AnnotationReissueExpires))
-		Expect(rep.Annotations).To(HaveKeyWithValue(v1.AnnotationRegisteredWith, "reissue-token"))
+		Expect(rep.Annotations).NotTo(HaveKey(trainyardv1.AnnotationCredentialRevoked))
+		Expect(rep.Annotations).NotTo(HaveKey(trainyardv1.AnnotationReissueHash))
+		Expect(rep.Annotations).NotTo(HaveKey(trainyardv1.AnnotationReissueExpires))
+		Expect(rep.Annotations).To(HaveKeyWithValue(trainyardv1.AnnotationRegisteredWith, "reissue-token"))
 		r = checkInAs(m.url, token, clusterID, "1.0.0")
 		Expect(r.code).To(Equal(http.StatusUnauthorized), "single use: %s", r.body)
 		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
 		Eventually(func() int { return checkInAs(m.url, cred, clusterID, "1.0.0").code }).Should(Equal(http.StatusUnauthorized))
 		Expect(checkInAs(m.url, fresh, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
-		Expect(report(ns, clusterID).Annotations[v1.AnnotationCredentialHash]).To(Equal(rep.Annotations[v1.AnnotationCredentialHash]),
+		Expect(report(ns, clusterID).Annotations[trainyardv1.AnnotationCredentialHash]).To(Equal(rep.Annotations[trainyardv1.AnnotationCredentialHash]),
 			"the refused reissue changed nothing")
 
 		// A reissue token registers nothing but its cluster's report.
@@ -444,7 +444,7 @@ var _ = Describe("cluster identity", func() {
 
 	It("rotates a credential with an overlap, so the agent rolls without a failed check-in", func() {
 		old := register(m.url, "token-a", clusterID)
-		annotate(ns, clusterID, v1.AnnotationRotateCredential, "now")
+		annotate(ns, clusterID, trainyardv1.AnnotationRotateCredential, "now")
 		var fresh string
 		Eventually(func() string {
 			r := checkInAs(m.url, old, clusterID, "1.0.0")
@@ -453,7 +453,7 @@ var _ = Describe("cluster identity", func() {
 			return fresh
 		}).Should(HavePrefix("tyc."))
 		usedTokens.add(fresh)
-		Expect(report(ns, clusterID).Annotations).NotTo(HaveKey(v1.AnnotationRotateCredential))
+		Expect(report(ns, clusterID).Annotations).NotTo(HaveKey(trainyardv1.AnnotationRotateCredential))
 		// Both work during the overlap (3 s here, 1 h by default) ...
 		Expect(checkInAs(m.url, old, clusterID, "1.0.0").code).To(Equal(http.StatusOK))
 		Expect(checkInAs(m.url, fresh, clusterID, "1.0.0").code).To(Equal(http.StatusOK))

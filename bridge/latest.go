@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"sync"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // latestAnswers memoises each train's multi-get answer (its latest
@@ -61,7 +61,7 @@ func (l *latestAnswers) changed(key string) {
 // memoised while the bridge watches the informers (Watch); NotFound when the
 // train has no latest.
 func (s *Server) latestOf(r *http.Request, component, train string) (latestAnswer, error) {
-	key := s.nsOf(r.Context()) + "/" + v1.TrainName(component, train)
+	key := s.nsOf(r.Context()) + "/" + trainyardv1.TrainName(component, train)
 	a, gen, ok := s.latestAnswers.get(key)
 	if ok {
 		return a, nil

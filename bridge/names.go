@@ -8,7 +8,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // reportNames keeps the names of each namespace's ClusterReports, from the
@@ -84,7 +84,7 @@ func (s *Server) reportNamesOf(ctx context.Context, ns string) ([]string, error)
 	if s.names != nil {
 		return s.names.list(ns), nil
 	}
-	var list v1.ClusterReportList
+	var list trainyardv1.ClusterReportList
 	if err := s.cache.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}

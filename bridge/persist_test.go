@@ -13,7 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
@@ -122,7 +122,7 @@ var _ = Describe("the persist rule", func() {
 			if r == nil {
 				return ""
 			}
-			if c := meta.FindStatusCondition(r.Status.Conditions, v1.ConditionStale); c != nil {
+			if c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionStale); c != nil {
 				return c.Status
 			}
 			return ""
@@ -154,18 +154,18 @@ var _ = Describe("the persist rule", func() {
 		DeferCleanup(func() { m.stop() })
 		wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 		Expect(err).NotTo(HaveOccurred())
-		w, err := wc.Watch(context.Background(), &v1.ClusterReportList{}, client.InNamespace(ns))
+		w, err := wc.Watch(context.Background(), &trainyardv1.ClusterReportList{}, client.InNamespace(ns))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(w.Stop)
 		Expect(post(m.url+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
 		var events []watch.EventType
-		var last *v1.ClusterReport
+		var last *trainyardv1.ClusterReport
 		collect := func() []watch.EventType {
 			for {
 				select {
 				case e := <-w.ResultChan():
 					events = append(events, e.Type)
-					last, _ = e.Object.(*v1.ClusterReport)
+					last, _ = e.Object.(*trainyardv1.ClusterReport)
 				default:
 					return events
 				}
@@ -175,7 +175,7 @@ var _ = Describe("the persist rule", func() {
 		Consistently(collect, 2*time.Second).Should(HaveLen(2))
 		Expect(last.Status.CheckIns).To(BeEquivalentTo(1))
 		Expect(last.Status.FirstSeen.Time).To(BeTemporally("==", last.CreationTimestamp.Time))
-		Expect(conditions.IsTrue(last.Status.Conditions, v1.ConditionReady)).To(BeTrue())
+		Expect(conditions.IsTrue(last.Status.Conditions, trainyardv1.ConditionReady)).To(BeTrue())
 
 		// The next check-ins are held; written, they add to the creation's.
 		for range 3 {

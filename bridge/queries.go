@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
@@ -69,10 +69,10 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 		return
 	}
 	data := []wire.Cluster{}
-	if !s.pageOf(w, r, func(rep *v1.ClusterReport) bool {
+	if !s.pageOf(w, r, func(rep *trainyardv1.ClusterReport) bool {
 		first, last, _ := s.seen(rep)
 		return within(first, t["created_after"], t["created_before"]) && within(last, t["checked_in_after"], t["checked_in_before"])
-	}, func(rep *v1.ClusterReport) {
+	}, func(rep *trainyardv1.ClusterReport) {
 		_, last, _ := s.seen(rep)
 		data = append(data, clusterOf(rep, &last))
 	}) {
@@ -119,9 +119,9 @@ func (s *Server) persistentClusters(w http.ResponseWriter, r *http.Request, _ pa
 func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(first, last time.Time, checkIns int64) bool) {
 	now := s.opts.Clock.Now()
 	out := checkinList{Data: []CheckinStat{}}
-	if !s.pageOf(w, r, func(rep *v1.ClusterReport) bool {
+	if !s.pageOf(w, r, func(rep *trainyardv1.ClusterReport) bool {
 		return keep(s.seen(rep))
-	}, func(rep *v1.ClusterReport) {
+	}, func(rep *trainyardv1.ClusterReport) {
 		first, last, n := s.seen(rep)
 		out.Data = append(out.Data, CheckinStat{
 			ClusterID: rep.Spec.ClusterID, FirstSeen: first, LastSeen: last, Checkins: n,
@@ -142,7 +142,7 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, keep func(fi
 // cache into one struct (emit must not keep it). It answers an error
 // itself; ok is false when it did. A marker that names no report keep
 // accepts is a 400, as the old lists answered.
-func (s *Server) pageOf(w http.ResponseWriter, r *http.Request, keep func(*v1.ClusterReport) bool, emit func(*v1.ClusterReport)) bool {
+func (s *Server) pageOf(w http.ResponseWriter, r *http.Request, keep func(*trainyardv1.ClusterReport) bool, emit func(*trainyardv1.ClusterReport)) bool {
 	pg, ok := pageParams(w, r)
 	if !ok {
 		return false
@@ -154,9 +154,9 @@ func (s *Server) pageOf(w http.ResponseWriter, r *http.Request, keep func(*v1.Cl
 		writeAPIError(w, "listing clusters", err)
 		return false
 	}
-	var rep v1.ClusterReport
+	var rep trainyardv1.ClusterReport
 	get := func(name string) (bool, error) {
-		rep = v1.ClusterReport{}
+		rep = trainyardv1.ClusterReport{}
 		err := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &rep, client.UnsafeDisableDeepCopy)
 		if apierrors.IsNotFound(err) {
 			return false, nil // deleted since

@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/controllers"
 	tymanager "github.com/trainyard-dev/trainyard/internal/manager"
@@ -56,7 +56,7 @@ var (
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLogs)), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(scheme)).To(Succeed())
 	env = testenv.New()
 	// The API server calls trainyard's admission webhook for every write,
 	// the bridge's included, as in `make dev` and the Helm chart: a bridge

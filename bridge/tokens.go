@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -351,11 +350,4 @@ func patchAnnotations(ctx context.Context, c client.Client, sec *corev1.Secret, 
 		return err
 	}
 	return c.Patch(ctx, sec.DeepCopy(), client.RawPatch(types.MergePatchType, body))
-}
-
-// writeTokenRefused answers 401 for a registration token that is not (or
-// no longer) valid.
-func writeTokenRefused(w http.ResponseWriter, why string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard", error="invalid_token"`)
-	writeError(w, http.StatusUnauthorized, why)
 }

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
@@ -120,7 +120,7 @@ var _ = Describe("the bridge's writes", func() {
 			get(m.url + "/v3/versions/stable/x/" + version).json(&cv)
 			Expect(cv.Version.Version).To(Equal(version))
 		}
-		var list v1.ComponentReleaseList
+		var list trainyardv1.ComponentReleaseList
 		Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
 		Expect(list.Items).To(HaveLen(3))
 	})
@@ -147,7 +147,7 @@ var _ = Describe("the bridge's writes", func() {
 			})
 		}
 		wg.Wait()
-		var list v1.ComponentReleaseList
+		var list trainyardv1.ComponentReleaseList
 		Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
 		Expect(list.Items).To(HaveLen(1))
 		for i := range n {
@@ -373,7 +373,7 @@ var _ = Describe("one client against the others", func() {
 		clk := clocktesting.NewFakeClock(time.Now())
 		m := tokenMode(ns, legacy, func(o *bridge.Options) { o.Clock = clk })
 		Expect(checkInAs(m.url, "token-a", "deis-1", "1.0.0").code).To(Equal(http.StatusOK))
-		hash := report(ns, "deis-1").Annotations[v1.AnnotationCredentialHash]
+		hash := report(ns, "deis-1").Annotations[trainyardv1.AnnotationCredentialHash]
 
 		// The alert's metric: the tenant's first token to expire, and when.
 		// Both were stamped at the bridge's first read: now + 720h.
@@ -397,7 +397,7 @@ var _ = Describe("one client against the others", func() {
 		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
 		Expect(r.header.Get(bridge.HeaderCredential)).To(BeEmpty())
 		Expect(report(ns, "deis-1").Spec.Components[0].Version).To(Equal("1.1.0"))
-		Expect(report(ns, "deis-1").Annotations).To(HaveKeyWithValue(v1.AnnotationCredentialHash, hash))
+		Expect(report(ns, "deis-1").Annotations).To(HaveKeyWithValue(trainyardv1.AnnotationCredentialHash, hash))
 		r = checkInAs(m.url, "token-a", "deis-2", "1.0.0")
 		Expect(r.code).To(Equal(http.StatusUnauthorized))
 		Expect(r.errorOf().Message).To(ContainSubstring("expired at"))

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 	"github.com/trainyard-dev/trainyard/internal/validation"
@@ -28,9 +28,9 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 	if !ok {
 		return
 	}
-	var list v1.ComponentReleaseList
+	var list trainyardv1.ComponentReleaseList
 	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.nsOf(r.Context())), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{index.ReleaseTrain: v1.TrainName(p["component"], p["train"])}); err != nil {
+		client.MatchingFields{index.ReleaseTrain: trainyardv1.TrainName(p["component"], p["train"])}); err != nil {
 		writeAPIError(w, "listing releases", err)
 		return
 	}
@@ -59,7 +59,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p params) 
 	writeCacheableJSON(w, r, out)
 }
 
-func candidate(rel *v1.ComponentRelease) ordering.Candidate {
+func candidate(rel *trainyardv1.ComponentRelease) ordering.Candidate {
 	var released int64
 	if rel.Spec.Released != nil {
 		released = rel.Spec.Released.UnixNano()
@@ -69,36 +69,36 @@ func candidate(rel *v1.ComponentRelease) ordering.Candidate {
 
 // policy is the train's ordering policy, the default when it has no train.
 func (s *Server) policy(r *http.Request, component, train string) ordering.Policy {
-	t := &v1.ReleaseTrain{}
-	key := types.NamespacedName{Namespace: s.nsOf(r.Context()), Name: v1.TrainName(component, train)}
+	t := &trainyardv1.ReleaseTrain{}
+	key := types.NamespacedName{Namespace: s.nsOf(r.Context()), Name: trainyardv1.TrainName(component, train)}
 	if err := s.cache.Get(r.Context(), key, t, client.UnsafeDisableDeepCopy); err == nil {
 		if p, err := ordering.PolicyOf(t.Spec); err == nil {
 			return p
 		}
 	}
-	p, _ := ordering.PolicyOf(v1.ReleaseTrainSpec{})
+	p, _ := ordering.PolicyOf(trainyardv1.ReleaseTrainSpec{})
 	return p
 }
 
 // release finds one release: "latest" is the train's latest.
-func (s *Server) release(r *http.Request, component, train, version string) (*v1.ComponentRelease, error) {
+func (s *Server) release(r *http.Request, component, train, version string) (*trainyardv1.ComponentRelease, error) {
 	ctx := r.Context()
-	trainName := v1.TrainName(component, train)
+	trainName := trainyardv1.TrainName(component, train)
 	// The cache's own objects, read only: the answers are built from them
 	// without copying.
 	if version == "latest" {
-		t := &v1.ReleaseTrain{}
+		t := &trainyardv1.ReleaseTrain{}
 		if err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.nsOf(ctx), Name: trainName}, t, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
 		if t.Status.Latest == nil {
-			return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("componentreleases").GroupResource(), "latest")
+			return nil, apierrors.NewNotFound(trainyardv1.GroupVersion.WithResource("componentreleases").GroupResource(), "latest")
 		}
-		rel := &v1.ComponentRelease{}
+		rel := &trainyardv1.ComponentRelease{}
 		err := s.cache.Get(ctx, types.NamespacedName{Namespace: s.nsOf(ctx), Name: t.Status.Latest.Name}, rel, client.UnsafeDisableDeepCopy)
 		return rel, err
 	}
-	var list v1.ComponentReleaseList
+	var list trainyardv1.ComponentReleaseList
 	if err := s.cache.List(ctx, &list, client.InNamespace(s.nsOf(ctx)), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReleaseVersion: index.VersionKey(trainName, version)}); err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func (s *Server) release(r *http.Request, component, train, version string) (*v1
 	if len(list.Items) > 0 { // the same semantic version, spelled differently
 		return &list.Items[0], nil
 	}
-	return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("componentreleases").GroupResource(), version)
+	return nil, apierrors.NewNotFound(trainyardv1.GroupVersion.WithResource("componentreleases").GroupResource(), version)
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p params) {
@@ -161,8 +161,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	rel := &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.nsOf(r.Context()), Name: v1.ReleaseName(component, train, version)},
+	rel := &trainyardv1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.nsOf(r.Context()), Name: trainyardv1.ReleaseName(component, train, version)},
 		Spec:       spec,
 	}
 	if errs := validation.ComponentRelease(rel, nil); len(errs) > 0 {
@@ -175,7 +175,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 	if err == nil && existing == nil {
 		err = s.api.Create(r.Context(), rel)
 		if apierrors.IsAlreadyExists(err) {
-			existing = &v1.ComponentRelease{}
+			existing = &trainyardv1.ComponentRelease{}
 			err = s.apiReader.Get(r.Context(), client.ObjectKeyFromObject(rel), existing)
 		}
 	}
@@ -200,10 +200,10 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p params) {
 
 // legacyRelease is the release of rel's semantic version that has another
 // name (created before names were canonical), or nil.
-func (s *Server) legacyRelease(r *http.Request, rel *v1.ComponentRelease) (*v1.ComponentRelease, error) {
-	var list v1.ComponentReleaseList
+func (s *Server) legacyRelease(r *http.Request, rel *trainyardv1.ComponentRelease) (*trainyardv1.ComponentRelease, error) {
+	var list trainyardv1.ComponentReleaseList
 	if err := s.cache.List(r.Context(), &list, client.InNamespace(s.nsOf(r.Context())), client.MatchingFields{
-		index.ReleaseVersion: index.VersionKey(v1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)}); err != nil {
+		index.ReleaseVersion: index.VersionKey(trainyardv1.TrainName(rel.Spec.Component, rel.Spec.Train), rel.Spec.Version)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {
@@ -215,7 +215,7 @@ func (s *Server) legacyRelease(r *http.Request, rel *v1.ComponentRelease) (*v1.C
 }
 
 func (s *Server) latestV3(w http.ResponseWriter, r *http.Request, p params) {
-	s.latest(w, r, v1.DefaultTrain)
+	s.latest(w, r, trainyardv1.DefaultTrain)
 }
 
 // latestV2 is the v2 multi-get, where an empty train meant "beta".
@@ -259,7 +259,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			}
 			installed = item.Version.Version
 		}
-		if key := v1.TrainName(item.Component.Name, train) + "/" + installed; seen[key] {
+		if key := trainyardv1.TrainName(item.Component.Name, train) + "/" + installed; seen[key] {
 			continue
 		} else {
 			seen[key] = true
@@ -293,7 +293,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 		}
 		body := rel.body
 		update := rel.version
-		if cs, ok := recommended[v1.TrainName(item.Component.Name, train)]; ok && installed != "" &&
+		if cs, ok := recommended[trainyardv1.TrainName(item.Component.Name, train)]; ok && installed != "" &&
 			ordering.Canonical(cs.Installed) == ordering.Canonical(installed) {
 			// The caller is a cluster whose report has a recommendation for
 			// what it runs: the target its path leads to, or none when every
@@ -320,7 +320,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 
 // MaxMultiGetItems bounds the items of one multi-get: as many as a cluster
 // may report components.
-const MaxMultiGetItems = v1.MaxClusterComponents
+const MaxMultiGetItems = trainyardv1.MaxClusterComponents
 
 // multiGetItem is what the multi-get reads of an item: names only (the
 // rest of a ComponentVersion is never decoded, so its maps cost nothing).
@@ -358,7 +358,7 @@ type encodedRelease struct {
 	body            []byte
 }
 
-func (e *encodedReleases) get(rel *v1.ComponentRelease) []byte {
+func (e *encodedReleases) get(rel *trainyardv1.ComponentRelease) []byte {
 	e.mu.RLock()
 	got, ok := e.m[rel.UID]
 	e.mu.RUnlock()
@@ -381,7 +381,7 @@ const maxEncodedReleases = 10000
 // recommendations are the caller's report's component states by train,
 // when it presents a cluster credential that its report accepts; nil
 // otherwise (anonymous and other callers get the train's latest).
-func (s *Server) recommendations(r *http.Request) map[string]v1.ComponentStatus {
+func (s *Server) recommendations(r *http.Request) map[string]trainyardv1.ComponentStatus {
 	tok := bearer(r)
 	if !isCredential(tok) {
 		return nil
@@ -393,9 +393,9 @@ func (s *Server) recommendations(r *http.Request) map[string]v1.ComponentStatus 
 	if ok, _ := credentialAccepted(rep, credentialHash(tok), s.opts.Clock.Now()); !ok {
 		return nil
 	}
-	out := make(map[string]v1.ComponentStatus, len(rep.Status.Components))
+	out := make(map[string]trainyardv1.ComponentStatus, len(rep.Status.Components))
 	for _, cs := range rep.Status.Components {
-		out[v1.TrainName(cs.Name, cs.Train)] = cs
+		out[trainyardv1.TrainName(cs.Name, cs.Train)] = cs
 	}
 	return out
 }

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Long-poll: GET /v3/versions/{train}/{component}/latest?wait=30s with
@@ -91,12 +91,12 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 	var notify func(obj any)
 	notify = func(obj any) {
 		switch o := obj.(type) {
-		case *v1.ReleaseTrain:
+		case *trainyardv1.ReleaseTrain:
 			s.latestAnswers.changed(o.Namespace + "/" + o.Name)
 			s.changes.changed(o.Namespace + "/" + o.Name)
-		case *v1.ComponentRelease:
-			s.latestAnswers.changed(o.Namespace + "/" + v1.TrainName(o.Spec.Component, o.Spec.Train))
-			s.changes.changed(o.Namespace + "/" + v1.TrainName(o.Spec.Component, o.Spec.Train))
+		case *trainyardv1.ComponentRelease:
+			s.latestAnswers.changed(o.Namespace + "/" + trainyardv1.TrainName(o.Spec.Component, o.Spec.Train))
+			s.changes.changed(o.Namespace + "/" + trainyardv1.TrainName(o.Spec.Component, o.Spec.Train))
 		case toolscache.DeletedFinalStateUnknown:
 			notify(o.Obj)
 		}
@@ -106,7 +106,7 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 		UpdateFunc: func(_, obj any) { notify(obj) },
 		DeleteFunc: notify,
 	}
-	for _, obj := range []client.Object{&v1.ReleaseTrain{}, &v1.ComponentRelease{}} {
+	for _, obj := range []client.Object{&trainyardv1.ReleaseTrain{}, &trainyardv1.ComponentRelease{}} {
 		inf, err := informers.GetInformer(ctx, obj)
 		if err != nil {
 			return err
@@ -120,13 +120,13 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 	var named func(obj any, present bool)
 	named = func(obj any, present bool) {
 		switch o := obj.(type) {
-		case *v1.ClusterReport:
+		case *trainyardv1.ClusterReport:
 			names.changed(o.Namespace, o.Name, present)
 		case toolscache.DeletedFinalStateUnknown:
 			named(o.Obj, false)
 		}
 	}
-	inf, err := informers.GetInformer(ctx, &v1.ClusterReport{})
+	inf, err := informers.GetInformer(ctx, &trainyardv1.ClusterReport{})
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func (s *Server) longPollLatest(w http.ResponseWriter, r *http.Request, p params
 	}
 	defer s.changes.parked.Add(-1)
 	releaseSlot(r) // a parked request does not hold an in-flight slot
-	key := s.nsOf(r.Context()) + "/" + v1.TrainName(p["component"], p["train"])
+	key := s.nsOf(r.Context()) + "/" + trainyardv1.TrainName(p["component"], p["train"])
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
@@ -22,7 +22,7 @@ func argoHealth(obj map[string]any) (status, message string) {
 // served is an object as the API server serves it (kind and all).
 func served(ns, kind, name string) (map[string]any, error) {
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(v1.GroupVersion.WithKind(kind))
+	u.SetGroupVersionKind(trainyardv1.GroupVersion.WithKind(kind))
 	err := k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, u)
 	return u.Object, err
 }
@@ -71,12 +71,12 @@ var _ = Describe("The documented Argo CD health check", func() {
 		publish(ns, "router", "stable", "v1.0.0", 1)
 		publish(ns, "router", "stable", "v1.1.0", 2)
 		checkIn(ns, "behind", comp("router", "stable", "v1.0.0"))
-		Eventually(stateOf(ns, "behind", "router")).Should(Equal(v1.StateUpdateAvailable))
+		Eventually(stateOf(ns, "behind", "router")).Should(Equal(trainyardv1.StateUpdateAvailable))
 		Eventually(healthOf(ns, "ClusterReport", "behind")).Should(HavePrefix("Healthy: "))
 
 		r := release(ns, "router.stable.v1.0.0")
 		before := r.DeepCopy()
-		r.Spec.Retracted = &v1.Retraction{Reason: "corrupts the cache"}
+		r.Spec.Retracted = &trainyardv1.Retraction{Reason: "corrupts the cache"}
 		Expect(k8sClient.Patch(suiteCtx, r, client.MergeFrom(before))).To(Succeed())
 		Eventually(healthOf(ns, "ClusterReport", "behind")).Should(Equal("Degraded: router v1.0.0"))
 

@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
@@ -62,7 +62,7 @@ type ClusterReportReconciler struct {
 func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	// The cache's own object (read only): most reconciles write nothing, so
 	// a copy is made only for a patch.
-	rep := &v1.ClusterReport{}
+	rep := &trainyardv1.ClusterReport{}
 	if err := r.Get(ctx, req.NamespacedName, rep, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.wakeups.Cancel(req.NamespacedName)
@@ -83,7 +83,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	conditions.MarkReady(&st.Conditions, rep.Generation, "Reconciled", "status reflects the latest check-in")
 
 	if !equality.Semantic.DeepEqual(&rep.Status, st) {
-		wasStale := conditions.IsTrue(rep.Status.Conditions, v1.ConditionStale)
+		wasStale := conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionStale)
 		patched := rep.DeepCopy()
 		patched.Status = *st
 		var patch client.Patch = client.MergeFrom(rep)
@@ -105,7 +105,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 				rep.Spec.ClusterID, st.LastSeen.UTC().Format(time.RFC3339), r.StaleThreshold)
 		}
 	}
-	r.flags.set(req.NamespacedName, stale, conditions.IsTrue(st.Conditions, v1.ConditionRunningRetracted))
+	r.flags.set(req.NamespacedName, stale, conditions.IsTrue(st.Conditions, trainyardv1.ConditionRunningRetracted))
 	return ctrl.Result{}, nil
 }
 
@@ -115,7 +115,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // this one status write). Later check-ins are recorded by their writers.
 // Whoever writes first records the creation, under an optimistic lock, so
 // it is counted once. It reports whether it changed anything.
-func (r *ClusterReportReconciler) reconcileCheckIns(rep *v1.ClusterReport, st *v1.ClusterReportStatus) bool {
+func (r *ClusterReportReconciler) reconcileCheckIns(rep *trainyardv1.ClusterReport, st *trainyardv1.ClusterReportStatus) bool {
 	if st.FirstSeen != nil {
 		return false
 	}
@@ -130,9 +130,9 @@ func (r *ClusterReportReconciler) reconcileCheckIns(rep *v1.ClusterReport, st *v
 
 // reconcileComponents computes each component's state from its train's
 // latest and the release of the installed version.
-func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *v1.ClusterReport, st *v1.ClusterReportStatus, wake *time.Time) error {
-	sum := v1.ComponentSummary{Total: int32(len(rep.Spec.Components))}
-	comps := make([]v1.ComponentStatus, 0, len(rep.Spec.Components))
+func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *trainyardv1.ClusterReport, st *trainyardv1.ClusterReportStatus, wake *time.Time) error {
+	sum := trainyardv1.ComponentSummary{Total: int32(len(rep.Spec.Components))}
+	comps := make([]trainyardv1.ComponentStatus, 0, len(rep.Spec.Components))
 	var behind, retracted, unknown []string
 	for _, c := range rep.Spec.Components {
 		cs, err := r.componentState(ctx, rep, c, wake)
@@ -141,12 +141,12 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		}
 		comps = append(comps, cs)
 		switch cs.State {
-		case v1.StateUpToDate:
+		case trainyardv1.StateUpToDate:
 			sum.UpToDate++
-		case v1.StateUpdateAvailable:
+		case trainyardv1.StateUpdateAvailable:
 			sum.UpdateAvailable++
 			behind = append(behind, fmt.Sprintf("%s %s → %s", c.Name, c.Version, cs.Latest))
-		case v1.StateRetracted:
+		case trainyardv1.StateRetracted:
 			sum.Retracted++
 			retracted = append(retracted, fmt.Sprintf("%s %s", c.Name, c.Version))
 		default:
@@ -162,22 +162,22 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	gen := rep.Generation
 	switch {
 	case sum.Total == 0:
-		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, true, "NoComponents", "the cluster reports no components")
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "NoComponents", "the cluster reports no components")
 	case sum.UpToDate == sum.Total:
-		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, true, "AllUpToDate",
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "AllUpToDate",
 			fmt.Sprintf("all %d components run their train's latest release", sum.Total))
 	case len(retracted) > 0:
-		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, false, "RunningRetracted", "retracted: "+list(retracted))
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "RunningRetracted", "retracted: "+list(retracted))
 	case len(behind) > 0:
-		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, false, "UpdatesAvailable", "updates: "+list(behind))
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "UpdatesAvailable", "updates: "+list(behind))
 	default:
-		conditions.Set(&st.Conditions, gen, v1.ConditionUpToDate, false, "Unknown",
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "Unknown",
 			"no train knows these versions: "+list(unknown))
 	}
 	if len(retracted) > 0 {
-		conditions.Set(&st.Conditions, gen, v1.ConditionRunningRetracted, true, "RetractedRelease", list(retracted))
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionRunningRetracted, true, "RetractedRelease", list(retracted))
 	} else {
-		conditions.Set(&st.Conditions, gen, v1.ConditionRunningRetracted, false, "NoRetractedRelease", "no component runs a retracted release")
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionRunningRetracted, false, "NoRetractedRelease", "no component runs a retracted release")
 	}
 	return nil
 }
@@ -191,20 +191,20 @@ func list(items []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
 }
 
-func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.ClusterReport, c v1.ReportedComponent, wake *time.Time) (v1.ComponentStatus, error) {
-	trainName := v1.TrainName(c.Name, c.Train)
-	cs := v1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: v1.StateUnknown}
+func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent, wake *time.Time) (trainyardv1.ComponentStatus, error) {
+	trainName := trainyardv1.TrainName(c.Name, c.Train)
+	cs := trainyardv1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: trainyardv1.StateUnknown}
 	if cs.Train == "" {
-		cs.Train = v1.DefaultTrain
+		cs.Train = trainyardv1.DefaultTrain
 	}
-	train := &v1.ReleaseTrain{} // the cache's own object: read only
+	train := &trainyardv1.ReleaseTrain{} // the cache's own object: read only
 	if err := r.Get(ctx, types.NamespacedName{Namespace: rep.Namespace, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
 		return cs, client.IgnoreNotFound(err) // no such train: Unknown
 	}
 	if train.Status.Latest != nil {
 		cs.Latest = train.Status.Latest.Version
 	}
-	var rels v1.ComponentReleaseList
+	var rels trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReleaseVersion: index.VersionKey(trainName, c.Version)}); err != nil {
 		return cs, err
@@ -213,13 +213,13 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.Cl
 	case len(rels.Items) == 0:
 		// The train does not know this version: Unknown.
 	case anyRetracted(rels.Items):
-		cs.State = v1.StateRetracted
+		cs.State = trainyardv1.StateRetracted
 	case cs.Latest != "" && ordering.Canonical(cs.Latest) == ordering.Canonical(c.Version):
-		cs.State = v1.StateUpToDate
+		cs.State = trainyardv1.StateUpToDate
 	case cs.Latest != "":
-		cs.State = v1.StateUpdateAvailable
+		cs.State = trainyardv1.StateUpdateAvailable
 	}
-	if cs.State != v1.StateUpToDate {
+	if cs.State != trainyardv1.StateUpToDate {
 		if err := r.recommend(ctx, rep, train, c, &cs, wake); err != nil {
 			return cs, err
 		}
@@ -229,13 +229,13 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *v1.Cl
 
 // recommend computes the component's upgrade target and path over the
 // train's releases that its policy lets be latest (internal/upgrade).
-func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *v1.ClusterReport, train *v1.ReleaseTrain,
-	c v1.ReportedComponent, cs *v1.ComponentStatus, wake *time.Time) error {
+func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv1.ClusterReport, train *trainyardv1.ReleaseTrain,
+	c trainyardv1.ReportedComponent, cs *trainyardv1.ComponentStatus, wake *time.Time) error {
 	policy, err := ordering.PolicyOf(train.Spec)
 	if err != nil {
 		return nil // the train is Stalled and says why; no recommendation meanwhile
 	}
-	var rels v1.ComponentReleaseList
+	var rels trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReleaseTrain: train.Name}); err != nil {
 		return err
@@ -273,7 +273,7 @@ func anyRisks(rels []upgrade.Release) bool {
 	return false
 }
 
-func anyRetracted(rels []v1.ComponentRelease) bool {
+func anyRetracted(rels []trainyardv1.ComponentRelease) bool {
 	for _, r := range rels {
 		if r.Spec.Retracted != nil {
 			return true
@@ -284,7 +284,7 @@ func anyRetracted(rels []v1.ComponentRelease) bool {
 
 // reconcileStaleness sets Stale from lastSeen and schedules a reconcile at
 // the exact moment the report would turn stale: no polling.
-func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *v1.ClusterReportStatus, wake time.Time) bool {
+func (r *ClusterReportReconciler) reconcileStaleness(rep *trainyardv1.ClusterReport, st *trainyardv1.ClusterReportStatus, wake time.Time) bool {
 	key := client.ObjectKeyFromObject(rep)
 	deadline := st.LastSeen.Add(r.StaleThreshold)
 	if !r.Clock.Now().Before(deadline) {
@@ -293,7 +293,7 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *
 		} else {
 			r.wakeups.At(key, wake)
 		}
-		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, true, "NoRecentCheckIn",
+		conditions.Set(&st.Conditions, rep.Generation, trainyardv1.ConditionStale, true, "NoRecentCheckIn",
 			fmt.Sprintf("no check-in within the stale threshold (%s)", r.StaleThreshold))
 		return true
 	}
@@ -304,13 +304,13 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *v1.ClusterReport, st *
 	// A report that was stale keeps the reason Recovered until it goes stale
 	// again: notifications tell a recovery from a new cluster by it, also
 	// after a restart.
-	if prev := meta.FindStatusCondition(st.Conditions, v1.ConditionStale); prev != nil &&
-		(prev.Status == metav1.ConditionTrue || prev.Reason == v1.ReasonRecovered) {
-		conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, v1.ReasonRecovered,
+	if prev := meta.FindStatusCondition(st.Conditions, trainyardv1.ConditionStale); prev != nil &&
+		(prev.Status == metav1.ConditionTrue || prev.Reason == trainyardv1.ReasonRecovered) {
+		conditions.Set(&st.Conditions, rep.Generation, trainyardv1.ConditionStale, false, trainyardv1.ReasonRecovered,
 			fmt.Sprintf("checked in again within the stale threshold (%s) after being stale", r.StaleThreshold))
 		return false
 	}
-	conditions.Set(&st.Conditions, rep.Generation, v1.ConditionStale, false, "CheckedIn",
+	conditions.Set(&st.Conditions, rep.Generation, trainyardv1.ConditionStale, false, "CheckedIn",
 		fmt.Sprintf("checked in within the stale threshold (%s)", r.StaleThreshold))
 	return false
 }
@@ -334,12 +334,12 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.rules = rules
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterreport").
-		For(&v1.ClusterReport{}, builder.WithPredicates(checkInOrSpecChanged)).
-		Watches(&v1.ReleaseTrain{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfTrain),
+		For(&trainyardv1.ClusterReport{}, builder.WithPredicates(checkInOrSpecChanged)).
+		Watches(&trainyardv1.ReleaseTrain{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfTrain),
 			builder.WithPredicates(latestChanged)).
-		Watches(&v1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
+		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfAcceptance)).
+		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfAcceptance)).
 		WatchesRawSource(r.wakeups).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
@@ -351,10 +351,10 @@ func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.O
 
 // acceptances are the risks accepted for this cluster's component by
 // RiskAcceptances in force; wake becomes the earliest expiry among them.
-func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *v1.ClusterReport, component string, wake *time.Time) (func(string) bool, error) {
-	var items []v1.RiskAcceptance
+func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *trainyardv1.ClusterReport, component string, wake *time.Time) (func(string) bool, error) {
+	var items []trainyardv1.RiskAcceptance
 	for _, key := range []string{component, index.AnyComponent} {
-		var list v1.RiskAcceptanceList
+		var list trainyardv1.RiskAcceptanceList
 		if err := r.List(ctx, &list, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
 			client.MatchingFields{index.AcceptanceComponent: key}); err != nil {
 			return nil, err
@@ -382,7 +382,7 @@ func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *v1.Clust
 }
 
 // acceptanceCovers tells whether an acceptance names the cluster, by ID or labels.
-func acceptanceCovers(a *v1.RiskAcceptanceSpec, rep *v1.ClusterReport) bool {
+func acceptanceCovers(a *trainyardv1.RiskAcceptanceSpec, rep *trainyardv1.ClusterReport) bool {
 	for _, id := range a.Clusters {
 		if strings.EqualFold(id, rep.Spec.ClusterID) {
 			return true
@@ -397,8 +397,8 @@ func acceptanceCovers(a *v1.RiskAcceptanceSpec, rep *v1.ClusterReport) bool {
 
 // reportsOfAcceptance maps a risk acceptance to the reports it names.
 func (r *ClusterReportReconciler) reportsOfAcceptance(ctx context.Context, o client.Object) []reconcile.Request {
-	a := &o.(*v1.RiskAcceptance).Spec
-	var reports v1.ClusterReportList
+	a := &o.(*trainyardv1.RiskAcceptance).Spec
+	var reports trainyardv1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "riskAcceptance", o.GetName())
 		return nil
@@ -417,14 +417,14 @@ func (r *ClusterReportReconciler) reportsOfAcceptance(ctx context.Context, o cli
 // any of their recommendations. Each reconcile reads the cache; only
 // reports whose status changes are written.
 func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
-	rel := o.(*v1.ComponentRelease)
-	return r.reportsMatching(ctx, rel.Namespace, v1.TrainName(rel.Spec.Component, rel.Spec.Train), nil)
+	rel := o.(*trainyardv1.ComponentRelease)
+	return r.reportsMatching(ctx, rel.Namespace, trainyardv1.TrainName(rel.Spec.Component, rel.Spec.Train), nil)
 }
 
 // reportsMatching lists the reports following a train that pass keep (nil:
 // all of them).
-func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train string, keep func(*v1.ClusterReport) bool) []reconcile.Request {
-	var reports v1.ClusterReportList
+func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train string, keep func(*trainyardv1.ClusterReport) bool) []reconcile.Request {
+	var reports trainyardv1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index.ReportTrain: train},
 		client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing reports", "train", train)
@@ -446,7 +446,7 @@ func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train
 // had not yet seen the previous write. Metadata-only changes do not pass.
 var checkInOrSpecChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*v1.ClusterReport), e.ObjectNew.(*v1.ClusterReport)
+		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
 		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(&o.Status, &n.Status)
 	},
 }
@@ -454,7 +454,7 @@ var checkInOrSpecChanged = predicate.Funcs{
 // latestChanged passes train events that change what is latest.
 var latestChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*v1.ReleaseTrain), e.ObjectNew.(*v1.ReleaseTrain)
+		o, n := e.ObjectOld.(*trainyardv1.ReleaseTrain), e.ObjectNew.(*trainyardv1.ReleaseTrain)
 		return !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest)
 	},
 }

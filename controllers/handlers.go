@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -68,12 +68,12 @@ func (d *adoptionDelays) forget(train types.NamespacedName) {
 
 func (h reportToTrains) enqueue(q queue, objs ...client.Object) {
 	for _, o := range objs {
-		r, ok := o.(*v1.ClusterReport)
+		r, ok := o.(*trainyardv1.ClusterReport)
 		if !ok {
 			continue
 		}
 		for _, c := range r.Spec.Components {
-			key := types.NamespacedName{Namespace: r.Namespace, Name: v1.TrainName(c.Name, c.Train)}
+			key := types.NamespacedName{Namespace: r.Namespace, Name: trainyardv1.TrainName(c.Name, c.Train)}
 			q.AddAfter(reconcile.Request{NamespacedName: key}, h.delays.of(key))
 		}
 	}

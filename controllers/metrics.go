@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Gauges on the manager's metrics endpoint. Cardinality is bounded: labels
@@ -42,7 +42,7 @@ func init() {
 }
 
 // recordTrain replaces a train's series with its current status.
-func recordTrain(ns, component, train string, st *v1.ReleaseTrainStatus) {
+func recordTrain(ns, component, train string, st *trainyardv1.ReleaseTrainStatus) {
 	forgetTrain(ns, component, train)
 	if st == nil {
 		return

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
@@ -47,108 +47,61 @@ type PromotionReconciler struct {
 // +kubebuilder:rbac:groups=trainyard.dev,resources=promotionapprovals,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=create
 
-// Reconcile evaluates one train's promotion.
+// Reconcile evaluates one train's promotion: the source train's latest
+// release is the candidate (sourceLatest), its gates are evaluated and,
+// when all pass, it is promoted (evaluate, decide); the candidate and the
+// ones blocked for good are written to the status, and the next moment a
+// gate can change is scheduled.
 func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	train := &v1.ReleaseTrain{}
+	train := &trainyardv1.ReleaseTrain{}
 	if err := r.Get(ctx, req.NamespacedName, train); err != nil {
 		r.wakeups.Cancel(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	p := train.Spec.Promotion
-	if p == nil {
+	if train.Spec.Promotion == nil {
 		r.wakeups.Cancel(req.NamespacedName)
 		if train.Status.Promotion == nil {
 			return ctrl.Result{}, nil
 		}
 		return done(r.patch(ctx, train, nil))
 	}
-	now := r.Clock.Now()
-	var before []v1.PromotionCandidate
+	var before []trainyardv1.PromotionCandidate
 	if train.Status.Promotion != nil {
 		before = train.Status.Promotion.Candidates
 	}
-	blocked := slices.DeleteFunc(slices.Clone(before), func(c v1.PromotionCandidate) bool { return c.Phase != v1.PromotionBlocked })
+	blocked := slices.DeleteFunc(slices.Clone(before), func(c trainyardv1.PromotionCandidate) bool { return c.Phase != trainyardv1.PromotionBlocked })
 
-	source := &v1.ReleaseTrain{}
-	sourceKey := types.NamespacedName{Namespace: train.Namespace, Name: v1.TrainName(train.Spec.Component, p.From)}
-	if err := r.Get(ctx, sourceKey, source); client.IgnoreNotFound(err) != nil {
+	source, latest, err := r.sourceLatest(ctx, train)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	latest := source.Status.Latest
-	if latest == nil || latest.Since == nil {
+	if latest == nil || slices.ContainsFunc(blocked, func(c trainyardv1.PromotionCandidate) bool {
+		return ordering.Canonical(c.Version) == ordering.Canonical(latest.Version)
+	}) {
+		// Nothing to promote, or retracted once: never promoted, whatever
+		// happens to it after.
 		r.wakeups.Cancel(req.NamespacedName)
 		return done(r.patch(ctx, train, blocked))
 	}
-	version := latest.Version
-	if i := slices.IndexFunc(blocked, func(c v1.PromotionCandidate) bool {
-		return ordering.Canonical(c.Version) == ordering.Canonical(version)
-	}); i >= 0 {
-		// Retracted once: never promoted, whatever happens to it after.
-		r.wakeups.Cancel(req.NamespacedName)
-		return done(r.patch(ctx, train, blocked))
-	}
-	cand := v1.PromotionCandidate{Version: version, Release: latest.Name, Phase: v1.PromotionPending}
-	var prev *v1.PromotionCandidate
-	if i := slices.IndexFunc(before, func(c v1.PromotionCandidate) bool { return c.Release == latest.Name }); i >= 0 {
+	var prev *trainyardv1.PromotionCandidate
+	if i := slices.IndexFunc(before, func(c trainyardv1.PromotionCandidate) bool { return c.Release == latest.Name }); i >= 0 {
 		prev = &before[i]
 	}
-
-	rel := &v1.ComponentRelease{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: train.Namespace, Name: latest.Name}, rel); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err) // the source's status is behind; its change brings us back
-	}
-	promoted, err := r.promotedRelease(ctx, train, version)
-	if err != nil {
+	cand, next, err := r.evaluate(ctx, train, source, latest, prev)
+	if err != nil || cand == nil {
 		return ctrl.Result{}, err
 	}
-	in, err := r.inputs(ctx, train, source, rel, now)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	res := promotion.Evaluate(p, in)
-	var prevGates []v1.GateStatus
-	if prev != nil {
-		prevGates = prev.Gates
-	}
-	promotion.Keep(res.Gates, prevGates, now)
-	cand.Gates = res.Gates
-
-	switch {
-	case promoted != nil:
-		cand.Phase, cand.Message = v1.PromotionPromoted, fmt.Sprintf("%s is on %s", promoted.Name, train.Spec.Train)
-		cand.Promoted = &promoted.CreationTimestamp
-		if prev != nil && prev.Promoted != nil {
-			cand.Promoted = prev.Promoted
-		}
-		res.Next = time.Time{}
-	case in.Retracted != "":
-		cand.Phase, cand.Message = v1.PromotionBlocked, "retracted before promotion: "+in.Retracted
-		res.Next = time.Time{}
-	case !res.Pass:
-		cand.Message = "waiting for: " + pendingGates(res.Gates)
-	case p.Suspend:
-		cand.Message = "every gate passes; promotion is suspended"
-	default:
-		created, err := r.promote(ctx, train, rel)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		cand.Phase, cand.Message = v1.PromotionPromoted, fmt.Sprintf("%s is on %s", created.Name, train.Spec.Train)
-		t := metav1.NewTime(now.Truncate(time.Second))
-		cand.Promoted = &t
-		res.Next = time.Time{}
-	}
-	if !res.Next.IsZero() {
-		t := metav1.NewTime(res.Next.Truncate(time.Second))
+	if !next.IsZero() {
+		t := metav1.NewTime(next.Truncate(time.Second))
 		cand.NextEvaluation = &t
-		r.wakeups.At(req.NamespacedName, res.Next)
+		r.wakeups.At(req.NamespacedName, next)
 	} else {
 		r.wakeups.Cancel(req.NamespacedName)
 	}
-	cands := []v1.PromotionCandidate{cand}
-	if cand.Phase == v1.PromotionBlocked {
+	cands := []trainyardv1.PromotionCandidate{*cand}
+	if cand.Phase == trainyardv1.PromotionBlocked {
 		cands = nil
-		blocked = append(blocked, cand)
+		blocked = append(blocked, *cand)
 	}
 	if len(blocked) > maxBlocked {
 		blocked = blocked[len(blocked)-maxBlocked:]
@@ -156,10 +109,89 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	return done(r.patch(ctx, train, append(cands, blocked...)))
 }
 
-func pendingGates(gates []v1.GateStatus) string {
+// sourceLatest is the train the promotion is from and its latest release
+// (nil while it has none with a time since which it is latest).
+func (r *PromotionReconciler) sourceLatest(ctx context.Context, train *trainyardv1.ReleaseTrain) (*trainyardv1.ReleaseTrain, *trainyardv1.ReleaseRef, error) {
+	source := &trainyardv1.ReleaseTrain{}
+	key := types.NamespacedName{Namespace: train.Namespace, Name: trainyardv1.TrainName(train.Spec.Component, train.Spec.Promotion.From)}
+	if err := r.Get(ctx, key, source); client.IgnoreNotFound(err) != nil {
+		return nil, nil, err
+	}
+	latest := source.Status.Latest
+	if latest == nil || latest.Since == nil {
+		return source, nil, nil
+	}
+	return source, latest, nil
+}
+
+// evaluate is the candidate's state: its gates, kept from prev where they
+// have not changed, and what they decide; next is when a gate can change
+// (zero: none will). A nil candidate: the release is not in the cache yet
+// (the source's status is ahead of it; its arrival brings us back).
+func (r *PromotionReconciler) evaluate(ctx context.Context, train, source *trainyardv1.ReleaseTrain, latest *trainyardv1.ReleaseRef,
+	prev *trainyardv1.PromotionCandidate) (*trainyardv1.PromotionCandidate, time.Time, error) {
+	now := r.Clock.Now()
+	rel := &trainyardv1.ComponentRelease{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: train.Namespace, Name: latest.Name}, rel); err != nil {
+		return nil, time.Time{}, client.IgnoreNotFound(err)
+	}
+	promoted, err := r.promotedRelease(ctx, train, latest.Version)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	in, err := r.inputs(ctx, train, source, rel, now)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	res := promotion.Evaluate(train.Spec.Promotion, in)
+	var prevGates []trainyardv1.GateStatus
+	if prev != nil {
+		prevGates = prev.Gates
+	}
+	promotion.Keep(res.Gates, prevGates, now)
+	cand := &trainyardv1.PromotionCandidate{Version: latest.Version, Release: latest.Name, Phase: trainyardv1.PromotionPending, Gates: res.Gates}
+	if err := r.decide(ctx, train, rel, promoted, in, res, prev, cand, now); err != nil {
+		return nil, time.Time{}, err
+	}
+	if cand.Phase != trainyardv1.PromotionPending {
+		return cand, time.Time{}, nil
+	}
+	return cand, res.Next, nil
+}
+
+// decide sets the candidate's phase: promoted already (kept), blocked by a
+// retraction, waiting for its gates or a resumption, or promoted now.
+func (r *PromotionReconciler) decide(ctx context.Context, train *trainyardv1.ReleaseTrain, rel, promoted *trainyardv1.ComponentRelease,
+	in promotion.Input, res promotion.Result, prev, cand *trainyardv1.PromotionCandidate, now time.Time) error {
+	switch {
+	case promoted != nil:
+		cand.Phase, cand.Message = trainyardv1.PromotionPromoted, fmt.Sprintf("%s is on %s", promoted.Name, train.Spec.Train)
+		cand.Promoted = &promoted.CreationTimestamp
+		if prev != nil && prev.Promoted != nil {
+			cand.Promoted = prev.Promoted
+		}
+	case in.Retracted != "":
+		cand.Phase, cand.Message = trainyardv1.PromotionBlocked, "retracted before promotion: "+in.Retracted
+	case !res.Pass:
+		cand.Message = "waiting for: " + pendingGates(res.Gates)
+	case train.Spec.Promotion.Suspend:
+		cand.Message = "every gate passes; promotion is suspended"
+	default:
+		created, err := r.promote(ctx, train, rel)
+		if err != nil {
+			return err
+		}
+		cand.Phase, cand.Message = trainyardv1.PromotionPromoted, fmt.Sprintf("%s is on %s", created.Name, train.Spec.Train)
+		t := metav1.NewTime(now.Truncate(time.Second))
+		cand.Promoted = &t
+	}
+	return nil
+}
+
+func pendingGates(gates []trainyardv1.GateStatus) string {
 	var out []string
 	for _, g := range gates {
-		if g.State != v1.GatePass {
+		if g.State != trainyardv1.GatePass {
 			out = append(out, fmt.Sprintf("%s (%s)", g.Name, g.Reason))
 		}
 	}
@@ -168,12 +200,12 @@ func pendingGates(gates []v1.GateStatus) string {
 
 // inputs gathers what the gates look at: the candidate, the source train's
 // clusters, and the approvals in force.
-func (r *PromotionReconciler) inputs(ctx context.Context, train, source *v1.ReleaseTrain, rel *v1.ComponentRelease, now time.Time) (promotion.Input, error) {
+func (r *PromotionReconciler) inputs(ctx context.Context, train, source *trainyardv1.ReleaseTrain, rel *trainyardv1.ComponentRelease, now time.Time) (promotion.Input, error) {
 	in := promotion.Input{Since: source.Status.Latest.Since.Time, Now: now}
 	if rel.Spec.Retracted != nil {
 		in.Retracted = rel.Spec.Retracted.Reason
 	}
-	var reports v1.ClusterReportList
+	var reports trainyardv1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReportTrain: source.Name}); err != nil {
 		return in, err
@@ -181,11 +213,11 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *v1.Rele
 	want := ordering.Canonical(rel.Spec.Version)
 	for i := range reports.Items {
 		rep := &reports.Items[i]
-		runs := slices.ContainsFunc(rep.Spec.Components, func(c v1.ReportedComponent) bool {
-			return v1.TrainName(c.Name, c.Train) == source.Name && ordering.Canonical(c.Version) == want
+		runs := slices.ContainsFunc(rep.Spec.Components, func(c trainyardv1.ReportedComponent) bool {
+			return trainyardv1.TrainName(c.Name, c.Train) == source.Name && ordering.Canonical(c.Version) == want
 		})
-		stale := conditions.IsTrue(rep.Status.Conditions, v1.ConditionStale)
-		if runs && (stale || conditions.IsTrue(rep.Status.Conditions, v1.ConditionRunningRetracted)) {
+		stale := conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionStale)
+		if runs && (stale || conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionRunningRetracted)) {
 			in.Unhealthy = append(in.Unhealthy, rep.Spec.ClusterID)
 		}
 		if stale {
@@ -203,7 +235,7 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *v1.Rele
 		}
 	}
 	slices.Sort(in.Unhealthy)
-	var approvals v1.PromotionApprovalList
+	var approvals trainyardv1.PromotionApprovalList
 	if err := r.List(ctx, &approvals, client.InNamespace(train.Namespace)); err != nil {
 		return in, err
 	}
@@ -216,8 +248,8 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *v1.Rele
 }
 
 // promotedRelease finds the candidate's version on the target train.
-func (r *PromotionReconciler) promotedRelease(ctx context.Context, train *v1.ReleaseTrain, version string) (*v1.ComponentRelease, error) {
-	var rels v1.ComponentReleaseList
+func (r *PromotionReconciler) promotedRelease(ctx context.Context, train *trainyardv1.ReleaseTrain, version string) (*trainyardv1.ComponentRelease, error) {
+	var rels trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(train.Namespace),
 		client.MatchingFields{index.ReleaseVersion: index.VersionKey(train.Name, version)}); err != nil {
 		return nil, err
@@ -232,14 +264,14 @@ func (r *PromotionReconciler) promotedRelease(ctx context.Context, train *v1.Rel
 // canonical one, so a second creation (another replica, a restart before
 // the status was written, a cache that has not seen the first) is refused
 // by the API server: exactly once.
-func (r *PromotionReconciler) promote(ctx context.Context, train *v1.ReleaseTrain, from *v1.ComponentRelease) (*v1.ComponentRelease, error) {
-	rel := &v1.ComponentRelease{
+func (r *PromotionReconciler) promote(ctx context.Context, train *trainyardv1.ReleaseTrain, from *trainyardv1.ComponentRelease) (*trainyardv1.ComponentRelease, error) {
+	rel := &trainyardv1.ComponentRelease{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: train.Namespace,
-			Name:      v1.ReleaseName(train.Spec.Component, train.Spec.Train, from.Spec.Version),
+			Name:      trainyardv1.ReleaseName(train.Spec.Component, train.Spec.Train, from.Spec.Version),
 			Labels:    from.Labels,
 		},
-		Spec: v1.ComponentReleaseSpec{
+		Spec: trainyardv1.ComponentReleaseSpec{
 			Component: from.Spec.Component, Train: train.Spec.Train, Version: from.Spec.Version,
 			Description: from.Spec.Description, Fixes: from.Spec.Fixes, Image: from.Spec.Image,
 			Data: from.Spec.Data, PromotedFrom: from.Name,
@@ -257,10 +289,10 @@ func (r *PromotionReconciler) promote(ctx context.Context, train *v1.ReleaseTrai
 	return rel, nil
 }
 
-func (r *PromotionReconciler) patch(ctx context.Context, train *v1.ReleaseTrain, cands []v1.PromotionCandidate) error {
-	var st *v1.PromotionStatus
+func (r *PromotionReconciler) patch(ctx context.Context, train *trainyardv1.ReleaseTrain, cands []trainyardv1.PromotionCandidate) error {
+	var st *trainyardv1.PromotionStatus
 	if train.Spec.Promotion != nil {
-		st = &v1.PromotionStatus{Candidates: cands}
+		st = &trainyardv1.PromotionStatus{Candidates: cands}
 	}
 	if equality.Semantic.DeepEqual(train.Status.Promotion, st) {
 		return nil
@@ -297,23 +329,23 @@ func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wakeups = newWakeups(r.Clock)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("promotion").
-		For(&v1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{},
+		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{},
 			predicate.NewPredicateFuncs(func(o client.Object) bool {
-				return o.(*v1.ReleaseTrain).Spec.Promotion != nil || o.(*v1.ReleaseTrain).Status.Promotion != nil
+				return o.(*trainyardv1.ReleaseTrain).Spec.Promotion != nil || o.(*trainyardv1.ReleaseTrain).Status.Promotion != nil
 			}))).
-		Watches(&v1.ReleaseTrain{}, handler.EnqueueRequestsFromMapFunc(r.promotingFrom),
+		Watches(&trainyardv1.ReleaseTrain{}, handler.EnqueueRequestsFromMapFunc(r.promotingFrom),
 			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-				o, n := e.ObjectOld.(*v1.ReleaseTrain), e.ObjectNew.(*v1.ReleaseTrain)
+				o, n := e.ObjectOld.(*trainyardv1.ReleaseTrain), e.ObjectNew.(*trainyardv1.ReleaseTrain)
 				return !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest) ||
 					!equality.Semantic.DeepEqual(o.Status.Adoption, n.Status.Adoption)
 			}})).
-		Watches(&v1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.trainsOfRelease),
+		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.trainsOfRelease),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1.ClusterReport{}, handler.EnqueueRequestsFromMapFunc(r.trainsOfReport),
+		Watches(&trainyardv1.ClusterReport{}, handler.EnqueueRequestsFromMapFunc(r.trainsOfReport),
 			builder.WithPredicates(healthChanged)).
-		Watches(&v1.PromotionApproval{}, handler.EnqueueRequestsFromMapFunc(
+		Watches(&trainyardv1.PromotionApproval{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
-				a := o.(*v1.PromotionApproval)
+				a := o.(*trainyardv1.PromotionApproval)
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.Train}}}
 			})).
 		WatchesRawSource(r.wakeups).
@@ -326,7 +358,7 @@ func (r *PromotionReconciler) promotingFrom(ctx context.Context, o client.Object
 }
 
 func (r *PromotionReconciler) trainsPromotingFrom(ctx context.Context, ns, source string) []reconcile.Request {
-	var trains v1.ReleaseTrainList
+	var trains trainyardv1.ReleaseTrainList
 	if err := r.List(ctx, &trains, client.InNamespace(ns), client.MatchingFields{index.TrainPromotionSource: source},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return nil
@@ -341,18 +373,18 @@ func (r *PromotionReconciler) trainsPromotingFrom(ctx context.Context, ns, sourc
 // trainsOfRelease maps a release to the trains promoting from its train
 // (a candidate retracted, edited) and to its own train (a promotion done).
 func (r *PromotionReconciler) trainsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
-	rel := o.(*v1.ComponentRelease)
-	own := v1.TrainName(rel.Spec.Component, rel.Spec.Train)
+	rel := o.(*trainyardv1.ComponentRelease)
+	own := trainyardv1.TrainName(rel.Spec.Component, rel.Spec.Train)
 	return append(r.trainsPromotingFrom(ctx, rel.Namespace, own),
 		reconcile.Request{NamespacedName: types.NamespacedName{Namespace: rel.Namespace, Name: own}})
 }
 
 // trainsOfReport maps a report to the trains promoting from the trains it follows.
 func (r *PromotionReconciler) trainsOfReport(ctx context.Context, o client.Object) []reconcile.Request {
-	rep := o.(*v1.ClusterReport)
+	rep := o.(*trainyardv1.ClusterReport)
 	var out []reconcile.Request
 	for _, c := range rep.Spec.Components {
-		out = append(out, r.trainsPromotingFrom(ctx, rep.Namespace, v1.TrainName(c.Name, c.Train))...)
+		out = append(out, r.trainsPromotingFrom(ctx, rep.Namespace, trainyardv1.TrainName(c.Name, c.Train))...)
 	}
 	return out
 }
@@ -361,11 +393,11 @@ func (r *PromotionReconciler) trainsOfReport(ctx context.Context, o client.Objec
 // gates: what it runs, and its Stale and RunningRetracted conditions.
 var healthChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*v1.ClusterReport), e.ObjectNew.(*v1.ClusterReport)
+		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
 		if o.Generation != n.Generation {
 			return true
 		}
-		for _, t := range []string{v1.ConditionStale, v1.ConditionRunningRetracted} {
+		for _, t := range []string{trainyardv1.ConditionStale, trainyardv1.ConditionRunningRetracted} {
 			if conditions.IsTrue(o.Status.Conditions, t) != conditions.IsTrue(n.Status.Conditions, t) {
 				return true
 			}

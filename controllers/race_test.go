@@ -7,7 +7,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // promoteRace holds each replica's creation of a promoted release at a
@@ -46,7 +46,7 @@ func (c racingClient) Create(ctx context.Context, obj client.Object, opts ...cli
 	promoteRace.Lock()
 	b := promoteRace.b
 	promoteRace.Unlock()
-	r, ok := obj.(*v1.ComponentRelease)
+	r, ok := obj.(*trainyardv1.ComponentRelease)
 	if b == nil || !ok || r.Namespace != b.ns {
 		return c.Client.Create(ctx, obj, opts...)
 	}

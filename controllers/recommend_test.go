@@ -8,18 +8,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // componentStatus is a report's status of one component.
-func componentStatus(ns, id, component string) func() v1.ComponentStatus {
-	return func() v1.ComponentStatus {
+func componentStatus(ns, id, component string) func() trainyardv1.ComponentStatus {
+	return func() trainyardv1.ComponentStatus {
 		for _, c := range report(ns, id).Status.Components {
 			if c.Name == component {
 				return c
 			}
 		}
-		return v1.ComponentStatus{}
+		return trainyardv1.ComponentStatus{}
 	}
 }
 
@@ -35,15 +35,15 @@ var _ = Describe("Recommended upgrades", func() {
 		for i, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"} {
 			publish(ns, "app", "stable", v, i+1)
 		}
-		var v22 *v1.ComponentRelease
+		var v22 *trainyardv1.ComponentRelease
 		for i, v := range []string{"2.0.0", "2.1.0", "2.2.0", "2.3.0"} {
-			rel := publish(ns, "app", "stable", v, 10+i, func(r *v1.ComponentRelease) {
+			rel := publish(ns, "app", "stable", v, 10+i, func(r *trainyardv1.ComponentRelease) {
 				r.Spec.UpgradeFrom = ">=1.4.0"
 				if r.Spec.Version == "2.1.0" {
-					r.Spec.Retracted = &v1.Retraction{Reason: "broken migration"}
+					r.Spec.Retracted = &trainyardv1.Retraction{Reason: "broken migration"}
 				}
 				if r.Spec.Version == "2.3.0" {
-					r.Spec.Risks = []v1.UpgradeRisk{{Name: "old-kubernetes", Message: "2.3 needs Kubernetes 1.29 or later",
+					r.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "old-kubernetes", Message: "2.3 needs Kubernetes 1.29 or later",
 						URL: "https://example.com/kb/23", Rule: `compareVersions(cluster.properties.kubernetesVersion, "1.29") < 0`}}
 				}
 			})
@@ -60,11 +60,11 @@ var _ = Describe("Recommended upgrades", func() {
 		Eventually(pathOf(ns, "k130", "app")).Should(Equal([]string{"1.4.0", "2.3.0"}))
 		cs := componentStatus(ns, "k128", "app")()
 		Expect(cs.Recommended).To(Equal("2.2.0"))
-		Expect(cs.State).To(Equal(v1.StateUpdateAvailable))
+		Expect(cs.State).To(Equal(trainyardv1.StateUpdateAvailable))
 		Expect(cs.Latest).To(Equal("2.3.0"))
 		Expect(cs.Conditional).To(HaveLen(1))
 		Expect(cs.Conditional[0].Version).To(Equal("2.3.0"))
-		Expect(cs.Conditional[0].Risks).To(ConsistOf(v1.AppliedRisk{Name: "old-kubernetes",
+		Expect(cs.Conditional[0].Risks).To(ConsistOf(trainyardv1.AppliedRisk{Name: "old-kubernetes",
 			Message: "2.3 needs Kubernetes 1.29 or later", URL: "https://example.com/kb/23", Reason: "applies to this cluster"}))
 		Expect(componentStatus(ns, "k130", "app")().Conditional).To(BeEmpty())
 
@@ -72,7 +72,7 @@ var _ = Describe("Recommended upgrades", func() {
 		// other's status as it was.
 		before := report(ns, "k130").ResourceVersion
 		patch := client.MergeFrom(v22.DeepCopy())
-		v22.Spec.Retracted = &v1.Retraction{Reason: "data loss"}
+		v22.Spec.Retracted = &trainyardv1.Retraction{Reason: "data loss"}
 		Expect(k8sClient.Patch(suiteCtx, v22, patch)).To(Succeed())
 		Eventually(pathOf(ns, "k128", "app"), 2*time.Second, 20*time.Millisecond).Should(Equal([]string{"1.4.0", "2.0.0"}))
 		Consistently(func() string { return report(ns, "k130").ResourceVersion }, time.Second).Should(Equal(before))
@@ -80,8 +80,8 @@ var _ = Describe("Recommended upgrades", func() {
 
 	It("moves a conditional target into the recommendation while a risk acceptance is in force", func() {
 		publish(ns, "mq", "stable", "1.0.0", 1)
-		publish(ns, "mq", "stable", "1.1.0", 2, func(r *v1.ComponentRelease) {
-			r.Spec.Risks = []v1.UpgradeRisk{{Name: "full-restart", Message: "restarts every broker at once", Rule: `true`}}
+		publish(ns, "mq", "stable", "1.1.0", 2, func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "full-restart", Message: "restarts every broker at once", Rule: `true`}}
 		})
 		checkIn(ns, "by-id", comp("mq", "stable", "1.0.0"))
 		canary := checkIn(ns, "by-label", comp("mq", "stable", "1.0.0"))
@@ -92,19 +92,19 @@ var _ = Describe("Recommended upgrades", func() {
 		recommended := func(id string) func() string {
 			return func() string { return componentStatus(ns, id, "mq")().Recommended }
 		}
-		Eventually(func() []v1.ConditionalUpdate { return componentStatus(ns, "by-id", "mq")().Conditional }).Should(HaveLen(1))
+		Eventually(func() []trainyardv1.ConditionalUpdate { return componentStatus(ns, "by-id", "mq")().Conditional }).Should(HaveLen(1))
 
 		// An acceptance of another component's risk accepts nothing here.
-		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.RiskAcceptance{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-restart-ok"},
-			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "db", Clusters: []string{"by-id"},
+			Spec: trainyardv1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "db", Clusters: []string{"by-id"},
 				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "db only"},
 		})).To(Succeed())
 		Consistently(recommended("by-id"), time.Second).Should(BeEmpty())
 
-		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.RiskAcceptance{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restart-ok"},
-			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "mq", Clusters: []string{"BY-ID"},
+			Spec: trainyardv1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Component: "mq", Clusters: []string{"BY-ID"},
 				ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"ring": "canary"}},
 				Expires:         metav1.NewTime(fakeClock.Now().Add(30 * time.Minute)), Reason: "maintenance window tonight"},
 		})).To(Succeed())
@@ -119,9 +119,9 @@ var _ = Describe("Recommended upgrades", func() {
 		Eventually(recommended("by-label")).Should(BeEmpty())
 
 		// One that names no component accepts the risk of any.
-		Expect(k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.RiskAcceptance{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "any-restart-ok"},
-			Spec: v1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Clusters: []string{"neither"},
+			Spec: trainyardv1.RiskAcceptanceSpec{Risks: []string{"full-restart"}, Clusters: []string{"neither"},
 				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "any component"},
 		})).To(Succeed())
 		Eventually(recommended("neither")).Should(Equal("1.1.0"))
@@ -129,20 +129,20 @@ var _ = Describe("Recommended upgrades", func() {
 	})
 
 	It("refuses a risk acceptance that names no cluster", func() {
-		err := k8sClient.Create(suiteCtx, &v1.RiskAcceptance{
+		err := k8sClient.Create(suiteCtx, &trainyardv1.RiskAcceptance{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "everyone"},
-			Spec:       v1.RiskAcceptanceSpec{Risks: []string{"x"}, Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "r"},
+			Spec:       trainyardv1.RiskAcceptanceSpec{Risks: []string{"x"}, Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "r"},
 		})
 		Expect(err).To(MatchError(ContainSubstring("name the clusters: clusters, clusterSelector or both")))
 	})
 
 	It("holds back a target whose risk cannot be evaluated on the cluster, saying why", func() {
 		publish(ns, "db", "stable", "1.0.0", 1)
-		publish(ns, "db", "stable", "1.1.0", 2, func(r *v1.ComponentRelease) {
-			r.Spec.Risks = []v1.UpgradeRisk{{Name: "arm", Message: "crashes on arm64", Rule: `cluster.properties.arch == "arm64"`}}
+		publish(ns, "db", "stable", "1.1.0", 2, func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "arm", Message: "crashes on arm64", Rule: `cluster.properties.arch == "arm64"`}}
 		})
 		checkIn(ns, "noarch", comp("db", "stable", "1.0.0"))
-		Eventually(func() []v1.ConditionalUpdate { return componentStatus(ns, "noarch", "db")().Conditional }).Should(HaveLen(1))
+		Eventually(func() []trainyardv1.ConditionalUpdate { return componentStatus(ns, "noarch", "db")().Conditional }).Should(HaveLen(1))
 		cs := componentStatus(ns, "noarch", "db")()
 		Expect(cs.Recommended).To(BeEmpty())
 		Expect(cs.Conditional[0].Risks[0].Reason).To(Equal("cannot be evaluated on this cluster: no such key: arch"))
@@ -150,7 +150,7 @@ var _ = Describe("Recommended upgrades", func() {
 })
 
 // setProperties writes a report's spec.properties (what an agent reports).
-func setProperties(r *v1.ClusterReport, props map[string]string) {
+func setProperties(r *trainyardv1.ClusterReport, props map[string]string) {
 	GinkgoHelper()
 	Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(r), r)).To(Succeed())
 	patch := client.MergeFrom(r.DeepCopy())

@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
@@ -44,7 +44,7 @@ type ReleaseTrainReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	// DefaultOrdering is the ordering of trains the controller creates.
-	DefaultOrdering v1.Ordering
+	DefaultOrdering trainyardv1.Ordering
 	Workers         int
 	// AdoptionDelay coalesces the recounts of fleet adoption that check-ins
 	// trigger (default 1s; longer for trains whose recount is costly).
@@ -65,12 +65,12 @@ type ReleaseTrainReconciler struct {
 // Reconcile computes one train's status from its releases and the reports of
 // the clusters that follow it.
 func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	component, trainName, ok := v1.SplitTrainName(req.Name)
+	component, trainName, ok := trainyardv1.SplitTrainName(req.Name)
 	if !ok {
 		return ctrl.Result{}, nil // not a train name; the CRD rejects such objects
 	}
 	// The cache's own objects, not copies: read only, copied before a patch.
-	var releases v1.ComponentReleaseList
+	var releases trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &releases, client.InNamespace(req.Namespace),
 		client.MatchingFields{index.ReleaseTrain: req.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
@@ -113,19 +113,19 @@ func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // not, or deleting a controller-created one that has no release left (then
 // it returns nil).
 func (r *ReleaseTrainReconciler) ensureTrain(ctx context.Context, key types.NamespacedName,
-	component, trainName string, releases int) (*v1.ReleaseTrain, error) {
-	train := &v1.ReleaseTrain{}
+	component, trainName string, releases int) (*trainyardv1.ReleaseTrain, error) {
+	train := &trainyardv1.ReleaseTrain{}
 	err := r.Get(ctx, key, train)
 	switch {
 	case apierrors.IsNotFound(err) && releases == 0:
 		return nil, nil
 	case apierrors.IsNotFound(err):
-		train = &v1.ReleaseTrain{
+		train = &trainyardv1.ReleaseTrain{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: key.Name, Namespace: key.Namespace,
 				Labels: map[string]string{LabelCreatedBy: createdByController},
 			},
-			Spec: v1.ReleaseTrainSpec{Component: component, Train: trainName, Ordering: r.DefaultOrdering},
+			Spec: trainyardv1.ReleaseTrainSpec{Component: component, Train: trainName, Ordering: r.DefaultOrdering},
 		}
 		if err := r.Create(ctx, train); err != nil {
 			return nil, fmt.Errorf("creating ReleaseTrain %s: %w", key, err)
@@ -147,8 +147,8 @@ func (r *ReleaseTrainReconciler) ensureTrain(ctx context.Context, key types.Name
 
 // reconcileLatest picks the latest release and moves latest, previous and
 // history along when it changes. It returns the latest's index or -1.
-func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus,
-	releases []v1.ComponentRelease, policy ordering.Policy) int {
+func (r *ReleaseTrainReconciler) reconcileLatest(train *trainyardv1.ReleaseTrain, st *trainyardv1.ReleaseTrainStatus,
+	releases []trainyardv1.ComponentRelease, policy ordering.Policy) int {
 	cands := make([]ordering.Candidate, len(releases))
 	for i, rel := range releases {
 		var released int64
@@ -158,10 +158,10 @@ func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.
 		cands[i] = ordering.NewCandidate(rel.Name, rel.Spec.Version, released, rel.Spec.Retracted != nil)
 	}
 	idx := policy.Latest(cands)
-	var next *v1.ReleaseRef
+	var next *trainyardv1.ReleaseRef
 	if idx >= 0 {
 		rel := releases[idx]
-		next = &v1.ReleaseRef{Name: rel.Name, Version: rel.Spec.Version, Released: rel.Spec.Released}
+		next = &trainyardv1.ReleaseRef{Name: rel.Name, Version: rel.Spec.Version, Released: rel.Spec.Released}
 	}
 	prev := st.Latest
 	if next != nil {
@@ -188,9 +188,9 @@ func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.
 	}
 	st.Latest = next
 	if next != nil && (len(st.History) == 0 || st.History[0].Name != next.Name) {
-		st.History = append([]v1.ReleaseRef{*next}, st.History...)
+		st.History = append([]trainyardv1.ReleaseRef{*next}, st.History...)
 	}
-	limit := int32(v1.DefaultHistoryLimit)
+	limit := int32(trainyardv1.DefaultHistoryLimit)
 	if train.Spec.HistoryLimit != nil {
 		limit = *train.Spec.HistoryLimit
 	}
@@ -213,17 +213,17 @@ func (r *ReleaseTrainReconciler) reconcileLatest(train *v1.ReleaseTrain, st *v1.
 	return idx
 }
 
-func sameRelease(a, b *v1.ReleaseRef) bool {
+func sameRelease(a, b *trainyardv1.ReleaseRef) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
 // reconcileAdoption counts the clusters on each version of the train.
-func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus) error {
+func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *trainyardv1.ReleaseTrain, st *trainyardv1.ReleaseTrainStatus) error {
 	start := time.Now()
 	defer func() { r.delays.counted(client.ObjectKeyFromObject(train), time.Since(start)) }()
 	// Counting touches every follower of the train: iterate the cache's
 	// objects (read only) rather than copy thousands of reports.
-	var reports v1.ClusterReportList
+	var reports trainyardv1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace),
 		client.MatchingFields{index.ReportTrain: train.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
@@ -238,8 +238,8 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v
 	}
 	byVersion := map[string]*count{}
 	canonical := map[string]string{} // a fleet runs few distinct spellings
-	component, trainName, _ := v1.SplitTrainName(train.Name)
-	a := &v1.FleetAdoption{}
+	component, trainName, _ := trainyardv1.SplitTrainName(train.Name)
+	a := &trainyardv1.FleetAdoption{}
 	for i := range reports.Items {
 		for _, c := range reports.Items[i].Spec.Components {
 			if c.Name != component || c.Train != trainName {
@@ -281,8 +281,8 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v
 		if canon := ordering.Canonical(c.version); canon == latest {
 			c.version = st.Latest.Version // the latest as the train spells it
 		}
-		if i < v1.MaxAdoptionVersions {
-			a.Versions = append(a.Versions, v1.VersionAdoption{Version: c.version, Clusters: c.n})
+		if i < trainyardv1.MaxAdoptionVersions {
+			a.Versions = append(a.Versions, trainyardv1.VersionAdoption{Version: c.version, Clusters: c.n})
 		} else {
 			a.OtherVersions += c.n
 		}
@@ -291,7 +291,7 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *v
 	return nil
 }
 
-func (r *ReleaseTrainReconciler) patchTrainStatus(ctx context.Context, train *v1.ReleaseTrain, st *v1.ReleaseTrainStatus) error {
+func (r *ReleaseTrainReconciler) patchTrainStatus(ctx context.Context, train *trainyardv1.ReleaseTrain, st *trainyardv1.ReleaseTrainStatus) error {
 	if equality.Semantic.DeepEqual(&train.Status, st) {
 		return nil
 	}
@@ -302,8 +302,8 @@ func (r *ReleaseTrainReconciler) patchTrainStatus(ctx context.Context, train *v1
 
 // reconcileReleases writes each release's status where it changed: whether
 // it is latest, its parsed version, and its conditions.
-func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v1.ReleaseTrain,
-	releases []v1.ComponentRelease, latest int) error {
+func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *trainyardv1.ReleaseTrain,
+	releases []trainyardv1.ComponentRelease, latest int) error {
 	// The release that loses "latest" is written first, so that readers
 	// never see two latest releases of one train.
 	order := make([]int, 0, len(releases))
@@ -320,26 +320,26 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v
 		st.ObservedGeneration = rel.Generation
 		st.Latest = i == latest
 		st.Semver = ordering.Parsed(rel.Spec.Version)
-		wasNotSemver := conditions.IsFalse(rel.Status.Conditions, v1.ConditionSemver)
+		wasNotSemver := conditions.IsFalse(rel.Status.Conditions, trainyardv1.ConditionSemver)
 		if st.Semver != nil {
-			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionSemver, true, "Parsed", "the version is a semantic version")
+			conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionSemver, true, "Parsed", "the version is a semantic version")
 		} else {
-			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionSemver, false, "NotSemver",
+			conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionSemver, false, "NotSemver",
 				fmt.Sprintf("%q is not a semantic version (MAJOR.MINOR.PATCH, optional leading v); it is never latest on a Semver train", rel.Spec.Version))
 			if !wasNotSemver {
 				r.Recorder.Eventf(rel, nil, corev1.EventTypeWarning, "NotSemver", "ParseVersion",
 					"version %q is not a semantic version; it can be latest only on a ReleaseTime train without versionRange", rel.Spec.Version)
 			}
 		}
-		wasRetracted := conditions.IsTrue(rel.Status.Conditions, v1.ConditionRetracted)
+		wasRetracted := conditions.IsTrue(rel.Status.Conditions, trainyardv1.ConditionRetracted)
 		if rt := rel.Spec.Retracted; rt != nil {
-			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionRetracted, true, "Retracted", rt.Reason)
+			conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionRetracted, true, "Retracted", rt.Reason)
 			if !wasRetracted {
 				r.Recorder.Eventf(rel, train, corev1.EventTypeWarning, "Retracted", "Retract",
 					"%s %s on %s is retracted: %s", rel.Spec.Component, rel.Spec.Version, train.Spec.Train, rt.Reason)
 			}
 		} else {
-			conditions.Set(&st.Conditions, rel.Generation, v1.ConditionRetracted, false, "NotRetracted", "the release is not retracted")
+			conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionRetracted, false, "NotRetracted", "the release is not retracted")
 		}
 		if st.Latest {
 			conditions.MarkReady(&st.Conditions, rel.Generation, "Latest", "this release is its train's latest")
@@ -374,7 +374,7 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *v
 // reconcile corrects it.
 var releaseChanged = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.(*v1.ComponentRelease).Status.Latest != e.ObjectNew.(*v1.ComponentRelease).Status.Latest
+		return e.ObjectOld.(*trainyardv1.ComponentRelease).Status.Latest != e.ObjectNew.(*trainyardv1.ComponentRelease).Status.Latest
 	},
 })
 
@@ -383,9 +383,9 @@ var releaseChanged = predicate.Or[client.Object](predicate.GenerationChangedPred
 // writes them.
 func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	releaseToTrain := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		rel := o.(*v1.ComponentRelease)
+		rel := o.(*trainyardv1.ComponentRelease)
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{
-			Namespace: rel.Namespace, Name: v1.TrainName(rel.Spec.Component, rel.Spec.Train)}}}
+			Namespace: rel.Namespace, Name: trainyardv1.TrainName(rel.Spec.Component, rel.Spec.Train)}}}
 	})
 	if r.AdoptionDelay == 0 {
 		r.AdoptionDelay = time.Second
@@ -396,9 +396,9 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.delays = &adoptionDelays{min: r.AdoptionDelay}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("releasetrain").
-		For(&v1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(releaseChanged)).
-		Watches(&v1.ClusterReport{}, reportToTrains{delays: r.delays},
+		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&trainyardv1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(releaseChanged)).
+		Watches(&trainyardv1.ClusterReport{}, reportToTrains{delays: r.delays},
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)

@@ -11,13 +11,13 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Options configure the controllers; the manager's flags fill them in.
 type Options struct {
 	// DefaultOrdering is the ordering of ReleaseTrains the controller creates.
-	DefaultOrdering v1.Ordering
+	DefaultOrdering trainyardv1.Ordering
 	// StaleThreshold is how long a cluster may go without a check-in before
 	// it is Stale.
 	StaleThreshold time.Duration
@@ -29,7 +29,7 @@ type Options struct {
 
 // BindFlags binds the controllers' flags to o, with their defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	o.DefaultOrdering = v1.OrderingSemver
+	o.DefaultOrdering = trainyardv1.OrderingSemver
 	fs.Var((*orderingFlag)(&o.DefaultOrdering), "default-ordering",
 		"Ordering of the ReleaseTrains the controller creates: Semver, or ReleaseTime as the Deis service did.")
 	fs.DurationVar(&o.StaleThreshold, "stale-threshold", DefaultStaleThreshold,
@@ -50,13 +50,13 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-type orderingFlag v1.Ordering
+type orderingFlag trainyardv1.Ordering
 
 func (f *orderingFlag) String() string { return string(*f) }
 
 func (f *orderingFlag) Set(s string) error {
-	switch o := v1.Ordering(s); o {
-	case v1.OrderingSemver, v1.OrderingReleaseTime:
+	switch o := trainyardv1.Ordering(s); o {
+	case trainyardv1.OrderingSemver, trainyardv1.OrderingReleaseTime:
 		*f = orderingFlag(o)
 		return nil
 	}
@@ -67,7 +67,7 @@ func (f *orderingFlag) Set(s string) error {
 // field indexes (internal/index.Setup).
 func Setup(mgr ctrl.Manager, o Options) error {
 	if o.DefaultOrdering == "" {
-		o.DefaultOrdering = v1.OrderingSemver
+		o.DefaultOrdering = trainyardv1.OrderingSemver
 	}
 	recorder := mgr.GetEventRecorder("trainyard-controller")
 	if err := (&ReleaseTrainReconciler{

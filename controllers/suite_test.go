@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
@@ -50,7 +50,7 @@ var (
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(testScheme)).To(Succeed())
-	Expect(v1.AddToScheme(testScheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(testScheme)).To(Succeed())
 
 	env = testenv.New()
 	var err error
@@ -68,7 +68,7 @@ var _ = BeforeSuite(func() {
 	reconcilers := func(_ context.Context, mgr ctrl.Manager) error {
 		recorder := mgr.GetEventRecorder("trainyard-controller")
 		trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
-			DefaultOrdering: v1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock}
+			DefaultOrdering: trainyardv1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock}
 		reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
 			Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
 		return errors.Join(trainRec.SetupWithManager(mgr),

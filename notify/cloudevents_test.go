@@ -18,7 +18,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/notify"
 )
 
@@ -221,9 +221,9 @@ func checkEvent(ev map[string]any) []string {
 		bad("source %q is not the rule's namespace %q", ce.Source, d.Namespace)
 	case d.Rule == "" || d.Summary == "":
 		bad("data has no rule or no summary")
-	case d.Count < 1 || len(d.Events) != min(d.Count, v1.MaxDigestEvents) || d.Omitted != d.Count-len(d.Events):
+	case d.Count < 1 || len(d.Events) != min(d.Count, trainyardv1.MaxDigestEvents) || d.Omitted != d.Count-len(d.Events):
 		bad("data lists %d events and omits %d of count %d: want the first %d and the rest omitted",
-			len(d.Events), d.Omitted, d.Count, v1.MaxDigestEvents)
+			len(d.Events), d.Omitted, d.Count, trainyardv1.MaxDigestEvents)
 	}
 	if _, err := time.Parse(time.RFC3339, ce.Time); err != nil {
 		bad("time: %v", err)

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // noTargetRetry is how soon a delivery whose target or Secret is missing
@@ -111,7 +111,7 @@ func (n *Notifier) attempt(ctx context.Context, tkey, ruleKey types.NamespacedNa
 		return
 	}
 
-	var target v1.NotificationTarget
+	var target trainyardv1.NotificationTarget
 	if err := n.client.Get(ctx, tkey, &target); err != nil {
 		n.waitForTarget(rs, e, fmt.Sprintf("NotificationTarget %s: %v", tkey.Name, err))
 		return
@@ -141,13 +141,13 @@ func (n *Notifier) waitForTarget(rs *ruleState, e *entry, msg string) {
 	defer n.mu.Unlock()
 	now := time.Now()
 	e.next = now.Add(noTargetRetry)
-	rs.lastError = &v1.DeliveryAttempt{Time: metav1.NewTime(now), ID: e.ID, Type: e.Type, Message: msg}
+	rs.lastError = &trainyardv1.DeliveryAttempt{Time: metav1.NewTime(now), ID: e.ID, Type: e.Type, Message: msg}
 	n.ruleKicks.kick(rs.key)
 }
 
 // receiver reads the target's Secret at each attempt (uncached, so the
 // manager needs only get on Secrets, and a rotated URL applies at once).
-func (n *Notifier) receiver(ctx context.Context, t *v1.NotificationTarget) (*receiver, error) {
+func (n *Notifier) receiver(ctx context.Context, t *trainyardv1.NotificationTarget) (*receiver, error) {
 	var s corev1.Secret
 	key := types.NamespacedName{Namespace: t.Namespace, Name: t.Spec.SecretRef.Name}
 	if err := n.reader.Get(ctx, key, &s); err != nil {
@@ -163,31 +163,31 @@ func (n *Notifier) receiver(ctx context.Context, t *v1.NotificationTarget) (*rec
 	return resolve(&s, deliveryTimeout(&t.Spec), n.dest)
 }
 
-func deliveryTimeout(spec *v1.NotificationTargetSpec) time.Duration {
+func deliveryTimeout(spec *trainyardv1.NotificationTargetSpec) time.Duration {
 	if spec.Timeout != nil && spec.Timeout.Duration > 0 {
 		return spec.Timeout.Duration
 	}
-	d, _ := time.ParseDuration(v1.DefaultDeliveryTimeout)
+	d, _ := time.ParseDuration(trainyardv1.DefaultDeliveryTimeout)
 	return d
 }
 
-func retryFor(spec *v1.NotificationTargetSpec) time.Duration {
+func retryFor(spec *trainyardv1.NotificationTargetSpec) time.Duration {
 	if spec.RetryFor != nil && spec.RetryFor.Duration > 0 {
 		return spec.RetryFor.Duration
 	}
-	d, _ := time.ParseDuration(v1.DefaultRetryFor)
+	d, _ := time.ParseDuration(trainyardv1.DefaultRetryFor)
 	return d
 }
 
 // record applies an attempt's outcome to the rule's queue and both
 // objects' records.
-func (n *Notifier) record(t *v1.NotificationTarget, tkey types.NamespacedName, rs *ruleState, e *entry, o outcome, at time.Time) {
+func (n *Notifier) record(t *trainyardv1.NotificationTarget, tkey types.NamespacedName, rs *ruleState, e *entry, o outcome, at time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ts := n.targetLocked(tkey)
 	defer n.ruleKicks.kick(rs.key)
 	defer n.targetKicks.kick(tkey)
-	rec := &v1.DeliveryAttempt{Time: metav1.NewTime(at), ID: e.ID, Type: e.Type, StatusCode: int32(o.code)}
+	rec := &trainyardv1.DeliveryAttempt{Time: metav1.NewTime(at), ID: e.ID, Type: e.Type, StatusCode: int32(o.code)}
 	remove := func() {
 		rs.queue = slices.DeleteFunc(rs.queue, func(q *entry) bool { return q == e })
 	}

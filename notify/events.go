@@ -22,16 +22,16 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Event is one transition of one object.
 type Event struct {
 	// ID is derived from the transition: the object's UID, the event type
 	// and the transition's time (or release).
-	ID       string       `json:"id"`
-	Type     v1.EventType `json:"type"`
-	Severity v1.Severity  `json:"severity"`
+	ID       string                `json:"id"`
+	Type     trainyardv1.EventType `json:"type"`
+	Severity trainyardv1.Severity  `json:"severity"`
 	// Time is when the transition happened (as the object records it).
 	Time time.Time `json:"time"`
 	// Subject is the object: clusterreports/<name>, releasetrains/<name> or
@@ -77,7 +77,7 @@ func stamp(t metav1.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // ClusterEvents are the facts a report's status holds now: stale or
 // recovered, behind, running a retracted release.
-func ClusterEvents(r *v1.ClusterReport) []Event {
+func ClusterEvents(r *trainyardv1.ClusterReport) []Event {
 	base := Event{
 		Subject: "clusterreports/" + r.Name, Cluster: r.Spec.ClusterID, labels: r.Labels,
 	}
@@ -87,16 +87,16 @@ func ClusterEvents(r *v1.ClusterReport) []Event {
 	}
 	var out []Event
 	conds := r.Status.Conditions
-	if c := meta.FindStatusCondition(conds, v1.ConditionStale); c != nil {
+	if c := meta.FindStatusCondition(conds, trainyardv1.ConditionStale); c != nil {
 		e := base
 		e.Time = c.LastTransitionTime.UTC()
 		e.concerns = reported(r)
 		switch {
 		case c.Status == metav1.ConditionTrue:
-			e.Type, e.Severity = v1.EventClusterStale, v1.SeverityWarning
+			e.Type, e.Severity = trainyardv1.EventClusterStale, trainyardv1.SeverityWarning
 			e.Summary = fmt.Sprintf("cluster %s stopped checking in (last seen %s)", r.Spec.ClusterID, lastSeen(r))
-		case c.Reason == v1.ReasonRecovered:
-			e.Type, e.Severity = v1.EventClusterRecovered, v1.SeverityInfo
+		case c.Reason == trainyardv1.ReasonRecovered:
+			e.Type, e.Severity = trainyardv1.EventClusterRecovered, trainyardv1.SeverityInfo
 			e.Summary = fmt.Sprintf("cluster %s checks in again", r.Spec.ClusterID)
 		}
 		if e.Type != "" {
@@ -107,13 +107,13 @@ func ClusterEvents(r *v1.ClusterReport) []Event {
 	// Components' states: each fact lists the components it is about.
 	for _, k := range []struct {
 		cond, reason string // the condition, and its reason when False is meant
-		typ          v1.EventType
-		sev          v1.Severity
-		state        v1.ComponentState
+		typ          trainyardv1.EventType
+		sev          trainyardv1.Severity
+		state        trainyardv1.ComponentState
 		phrase       string
 	}{
-		{v1.ConditionUpToDate, "UpdatesAvailable", v1.EventClusterBehind, v1.SeverityInfo, v1.StateUpdateAvailable, "cluster %s is behind: %s"},
-		{v1.ConditionRunningRetracted, "", v1.EventClusterRunningRetracted, v1.SeverityCritical, v1.StateRetracted, "cluster %s runs a retracted release: %s"},
+		{trainyardv1.ConditionUpToDate, "UpdatesAvailable", trainyardv1.EventClusterBehind, trainyardv1.SeverityInfo, trainyardv1.StateUpdateAvailable, "cluster %s is behind: %s"},
+		{trainyardv1.ConditionRunningRetracted, "", trainyardv1.EventClusterRunningRetracted, trainyardv1.SeverityCritical, trainyardv1.StateRetracted, "cluster %s runs a retracted release: %s"},
 	} {
 		c := meta.FindStatusCondition(conds, k.cond)
 		if c == nil || (k.reason == "" && c.Status != metav1.ConditionTrue) ||
@@ -124,33 +124,33 @@ func ClusterEvents(r *v1.ClusterReport) []Event {
 		e.Type, e.Severity, e.Time = k.typ, k.sev, c.LastTransitionTime.UTC()
 		e.Components = components(r, k.state)
 		e.concerns = concerns(e.Components)
-		e.Summary = fmt.Sprintf(k.phrase, r.Spec.ClusterID, changes(e.Components, k.state == v1.StateUpdateAvailable))
+		e.Summary = fmt.Sprintf(k.phrase, r.Spec.ClusterID, changes(e.Components, k.state == trainyardv1.StateUpdateAvailable))
 		e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
 		out = append(out, e)
 	}
 	return out
 }
 
-func lastSeen(r *v1.ClusterReport) string {
+func lastSeen(r *trainyardv1.ClusterReport) string {
 	if r.Status.LastSeen == nil {
 		return "never"
 	}
 	return stamp(*r.Status.LastSeen)
 }
 
-func reported(r *v1.ClusterReport) []componentTrain {
+func reported(r *trainyardv1.ClusterReport) []componentTrain {
 	out := make([]componentTrain, 0, len(r.Spec.Components))
 	for _, c := range r.Spec.Components {
 		train := c.Train
 		if train == "" {
-			train = v1.DefaultTrain
+			train = trainyardv1.DefaultTrain
 		}
 		out = append(out, componentTrain{c.Name, train})
 	}
 	return out
 }
 
-func components(r *v1.ClusterReport, state v1.ComponentState) []ComponentChange {
+func components(r *trainyardv1.ClusterReport, state trainyardv1.ComponentState) []ComponentChange {
 	var out []ComponentChange
 	for _, c := range r.Status.Components {
 		if c.State == state {
@@ -187,13 +187,13 @@ func changes(cs []ComponentChange, arrow bool) string {
 
 // TrainEvents are the facts a train's status holds now: its latest release
 // since latest.since.
-func TrainEvents(t *v1.ReleaseTrain) []Event {
+func TrainEvents(t *trainyardv1.ReleaseTrain) []Event {
 	l := t.Status.Latest
 	if l == nil || l.Since == nil {
 		return nil
 	}
 	e := Event{
-		Type: v1.EventReleaseLatest, Severity: v1.SeverityInfo, Time: l.Since.UTC(),
+		Type: trainyardv1.EventReleaseLatest, Severity: trainyardv1.SeverityInfo, Time: l.Since.UTC(),
 		Subject: "releasetrains/" + t.Name, Component: t.Spec.Component, Train: t.Spec.Train, Version: l.Version,
 		concerns: []componentTrain{{t.Spec.Component, t.Spec.Train}},
 	}
@@ -209,19 +209,19 @@ func TrainEvents(t *v1.ReleaseTrain) []Event {
 // ReleaseEvents are the facts a release's status holds now: retracted since
 // its Retracted condition turned True. running is how many clusters run it;
 // while any do, the event is a warning.
-func ReleaseEvents(r *v1.ComponentRelease, running int) []Event {
-	c := meta.FindStatusCondition(r.Status.Conditions, v1.ConditionRetracted)
+func ReleaseEvents(r *trainyardv1.ComponentRelease, running int) []Event {
+	c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionRetracted)
 	if c == nil || c.Status != metav1.ConditionTrue || r.Spec.Retracted == nil {
 		return nil
 	}
 	e := Event{
-		Type: v1.EventReleaseRetracted, Severity: v1.SeverityInfo, Time: c.LastTransitionTime.UTC(),
+		Type: trainyardv1.EventReleaseRetracted, Severity: trainyardv1.SeverityInfo, Time: c.LastTransitionTime.UTC(),
 		Subject: "componentreleases/" + r.Name, Component: r.Spec.Component, Train: r.Spec.Train,
 		Version: r.Spec.Version, Reason: r.Spec.Retracted.Reason, Clusters: &running, labels: r.Labels,
 		concerns: []componentTrain{{r.Spec.Component, r.Spec.Train}},
 	}
 	if running > 0 {
-		e.Severity = v1.SeverityWarning
+		e.Severity = trainyardv1.SeverityWarning
 	}
 	runs := fmt.Sprintf("%d clusters run it", running)
 	if running == 1 {

@@ -7,12 +7,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Matches tells whether a rule selects an event. A selector that does not
 // parse selects nothing (the webhook refuses such rules).
-func Matches(spec *v1.NotificationRuleSpec, e *Event) bool {
+func Matches(spec *trainyardv1.NotificationRuleSpec, e *Event) bool {
 	if spec.Suspend {
 		return false
 	}
@@ -21,7 +21,7 @@ func Matches(spec *v1.NotificationRuleSpec, e *Event) bool {
 	}
 	minSev := spec.MinSeverity
 	if minSev == "" {
-		minSev = v1.SeverityInfo
+		minSev = trainyardv1.SeverityInfo
 	}
 	if e.Severity.Rank() < minSev.Rank() {
 		return false

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
@@ -52,10 +52,10 @@ type Notifier struct {
 type ruleState struct {
 	key            types.NamespacedName
 	uid            types.UID
-	spec           v1.NotificationRuleSpec
-	counts         v1.DeliveryCounts
-	lastDelivery   *v1.DeliveryAttempt
-	lastError      *v1.DeliveryAttempt
+	spec           trainyardv1.NotificationRuleSpec
+	counts         trainyardv1.DeliveryCounts
+	lastDelivery   *trainyardv1.DeliveryAttempt
+	lastError      *trainyardv1.DeliveryAttempt
 	handledThrough time.Time
 	// handledAt: the ids of the transitions of handledThrough's second that
 	// were admitted; nil when unknown (too many, or an older status): then
@@ -65,20 +65,20 @@ type ruleState struct {
 	queue     []*entry
 
 	windowEnd time.Time // zero: quiet, the next event is sent at once
-	buffer    map[v1.EventType]*batch
+	buffer    map[trainyardv1.EventType]*batch
 	oldest    time.Time // the oldest buffered event's time
 	timer     *time.Timer
 }
 
 type entry struct {
-	v1.QueuedDelivery
+	trainyardv1.QueuedDelivery
 	next time.Time // precise; NextAttempt persists it
 }
 
 type targetState struct {
-	counts       v1.DeliveryCounts
-	lastDelivery *v1.DeliveryAttempt
-	lastError    *v1.DeliveryAttempt
+	counts       trainyardv1.DeliveryCounts
+	lastDelivery *trainyardv1.DeliveryAttempt
+	lastError    *trainyardv1.DeliveryAttempt
 	// probed: the last reachability check (zero: none yet) and its result.
 	probed     time.Time
 	probeErr   error
@@ -105,11 +105,11 @@ func (n *Notifier) Start(ctx context.Context) error {
 	// lease (handOver). Read it from the API server: this replica's cache
 	// may not have seen that last write yet, and a queue entry it still
 	// showed would be sent again.
-	var rules v1.NotificationRuleList
+	var rules trainyardv1.NotificationRuleList
 	if err := n.reader.List(ctx, &rules); err != nil {
 		return fmt.Errorf("reading the notification rules' state: %w", err)
 	}
-	var targets v1.NotificationTargetList
+	var targets trainyardv1.NotificationTargetList
 	if err := n.reader.List(ctx, &targets); err != nil {
 		return fmt.Errorf("reading the notification targets' state: %w", err)
 	}
@@ -141,11 +141,15 @@ func (n *Notifier) Start(ctx context.Context) error {
 		facts    func(client.Object) []Event
 		complete func(client.Object, []Event) []Event
 	}{
-		{&v1.ClusterReport{}, func(o client.Object) []Event { return ClusterEvents(o.(*v1.ClusterReport)) }, nil},
-		{&v1.ReleaseTrain{}, func(o client.Object) []Event { return TrainEvents(o.(*v1.ReleaseTrain)) },
-			func(o client.Object, evs []Event) []Event { return n.withLatestLabels(ctx, o.(*v1.ReleaseTrain), evs) }},
-		{&v1.ComponentRelease{}, func(o client.Object) []Event { return ReleaseEvents(o.(*v1.ComponentRelease), 0) },
-			func(o client.Object, evs []Event) []Event { return n.withRunning(ctx, o.(*v1.ComponentRelease), evs) }},
+		{&trainyardv1.ClusterReport{}, func(o client.Object) []Event { return ClusterEvents(o.(*trainyardv1.ClusterReport)) }, nil},
+		{&trainyardv1.ReleaseTrain{}, func(o client.Object) []Event { return TrainEvents(o.(*trainyardv1.ReleaseTrain)) },
+			func(o client.Object, evs []Event) []Event {
+				return n.withLatestLabels(ctx, o.(*trainyardv1.ReleaseTrain), evs)
+			}},
+		{&trainyardv1.ComponentRelease{}, func(o client.Object) []Event { return ReleaseEvents(o.(*trainyardv1.ComponentRelease), 0) },
+			func(o client.Object, evs []Event) []Event {
+				return n.withRunning(ctx, o.(*trainyardv1.ComponentRelease), evs)
+			}},
 	}
 	for _, w := range watch {
 		inf, err := n.cache.GetInformer(ctx, w.obj)
@@ -238,7 +242,7 @@ func (n *Notifier) handOver() {
 // delivery and error, queue length) from memory, as read from the API
 // server; its conditions are the next leader's reconcile's.
 func (n *Notifier) writeTargetRecord(ctx context.Context, key types.NamespacedName) error {
-	var t v1.NotificationTarget
+	var t trainyardv1.NotificationTarget
 	if err := n.reader.Get(ctx, key, &t); err != nil {
 		return client.IgnoreNotFound(err)
 	}
@@ -263,8 +267,8 @@ func (n *Notifier) writeTargetRecord(ctx context.Context, key types.NamespacedNa
 
 // withLatestLabels gives a train's events the latest release's labels,
 // for releaseSelector.
-func (n *Notifier) withLatestLabels(ctx context.Context, t *v1.ReleaseTrain, evs []Event) []Event {
-	var rel v1.ComponentRelease
+func (n *Notifier) withLatestLabels(ctx context.Context, t *trainyardv1.ReleaseTrain, evs []Event) []Event {
+	var rel trainyardv1.ComponentRelease
 	if t.Status.Latest != nil &&
 		n.client.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.Latest.Name}, &rel) == nil {
 		for i := range evs {
@@ -275,16 +279,16 @@ func (n *Notifier) withLatestLabels(ctx context.Context, t *v1.ReleaseTrain, evs
 }
 
 // withRunning counts the clusters that run a retracted release.
-func (n *Notifier) withRunning(ctx context.Context, r *v1.ComponentRelease, evs []Event) []Event {
+func (n *Notifier) withRunning(ctx context.Context, r *trainyardv1.ComponentRelease, evs []Event) []Event {
 	running := 0
-	var reports v1.ClusterReportList
-	train := v1.TrainName(r.Spec.Component, r.Spec.Train)
+	var reports trainyardv1.ClusterReportList
+	train := trainyardv1.TrainName(r.Spec.Component, r.Spec.Train)
 	if err := n.client.List(ctx, &reports, client.InNamespace(r.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingFields{index.ReportTrain: train}); err == nil {
 		version := ordering.Canonical(r.Spec.Version)
 		for _, rep := range reports.Items {
-			if slices.ContainsFunc(rep.Spec.Components, func(c v1.ReportedComponent) bool {
-				return c.Name == r.Spec.Component && v1.TrainName(c.Name, c.Train) == train &&
+			if slices.ContainsFunc(rep.Spec.Components, func(c trainyardv1.ReportedComponent) bool {
+				return c.Name == r.Spec.Component && trainyardv1.TrainName(c.Name, c.Train) == train &&
 					ordering.Canonical(c.Version) == version
 			}) {
 				running++
@@ -301,7 +305,7 @@ func (n *Notifier) offer(ns string, facts []Event, initial bool) {
 	if len(facts) == 0 {
 		return
 	}
-	var rules v1.NotificationRuleList
+	var rules trainyardv1.NotificationRuleList
 	if err := n.client.List(context.Background(), &rules, client.InNamespace(ns)); err != nil {
 		n.log.Error(err, "listing notification rules", "namespace", ns)
 		return
@@ -382,7 +386,7 @@ func (n *Notifier) admitLocked(rs *ruleState, e Event, now time.Time) {
 		return
 	}
 	if rs.buffer == nil {
-		rs.buffer = map[v1.EventType]*batch{}
+		rs.buffer = map[trainyardv1.EventType]*batch{}
 	}
 	b := rs.buffer[e.Type]
 	if b == nil {
@@ -402,11 +406,11 @@ func (n *Notifier) openWindowLocked(rs *ruleState, now time.Time) {
 	rs.timer = time.AfterFunc(w, func() { n.flush(key, uid) })
 }
 
-func digestWindow(spec *v1.NotificationRuleSpec) time.Duration {
+func digestWindow(spec *trainyardv1.NotificationRuleSpec) time.Duration {
 	if spec.DigestWindow != nil && spec.DigestWindow.Duration > 0 {
 		return spec.DigestWindow.Duration
 	}
-	d, _ := time.ParseDuration(v1.DefaultDigestWindow)
+	d, _ := time.ParseDuration(trainyardv1.DefaultDigestWindow)
 	return d
 }
 
@@ -426,7 +430,7 @@ func (n *Notifier) flush(key types.NamespacedName, uid types.UID) {
 	now := time.Now()
 	buf := rs.buffer
 	rs.buffer, rs.oldest = nil, time.Time{}
-	for _, t := range v1.EventTypes {
+	for _, t := range trainyardv1.EventTypes {
 		if b := buf[t]; b != nil {
 			n.enqueueLocked(rs, b, now)
 		}
@@ -462,7 +466,7 @@ func (n *Notifier) enqueueLocked(rs *ruleState, b *batch, now time.Time) {
 		n.log.Error(err, "encoding a notification")
 		return
 	}
-	rs.queue = append(rs.queue, &entry{QueuedDelivery: v1.QueuedDelivery{
+	rs.queue = append(rs.queue, &entry{QueuedDelivery: trainyardv1.QueuedDelivery{
 		ID: ce.ID, Type: ce.Type, Count: int32(b.count), Queued: metav1.NewTime(now), Event: string(raw),
 	}, next: now})
 	if b.count > 1 {
@@ -473,17 +477,17 @@ func (n *Notifier) enqueueLocked(rs *ruleState, b *batch, now time.Time) {
 	n.kickTargetLocked(tkey)
 }
 
-func (n *Notifier) targetSpec(key types.NamespacedName) *v1.NotificationTargetSpec {
-	var t v1.NotificationTarget
+func (n *Notifier) targetSpec(key types.NamespacedName) *trainyardv1.NotificationTargetSpec {
+	var t trainyardv1.NotificationTarget
 	if err := n.client.Get(context.Background(), key, &t); err != nil {
 		return nil
 	}
 	return &t.Spec
 }
 
-func queueLimit(spec *v1.NotificationTargetSpec) int {
+func queueLimit(spec *trainyardv1.NotificationTargetSpec) int {
 	if spec == nil || spec.QueueLimit <= 0 {
-		return v1.DefaultQueueLimit
+		return trainyardv1.DefaultQueueLimit
 	}
 	return int(spec.QueueLimit)
 }
@@ -501,7 +505,7 @@ func (n *Notifier) queuedForLocked(tkey types.NamespacedName) int {
 
 // ruleLocked returns a rule's memory, loading it from its status the first
 // time (or when the rule was re-created), and takes its current spec.
-func (n *Notifier) ruleLocked(r *v1.NotificationRule) *ruleState {
+func (n *Notifier) ruleLocked(r *trainyardv1.NotificationRule) *ruleState {
 	key := client.ObjectKeyFromObject(r)
 	rs := n.rules[key]
 	if rs == nil || rs.uid != r.UID {
@@ -515,7 +519,7 @@ func (n *Notifier) ruleLocked(r *v1.NotificationRule) *ruleState {
 }
 
 // loadLocked replaces a rule's memory with what its status holds.
-func (n *Notifier) loadLocked(r *v1.NotificationRule) *ruleState {
+func (n *Notifier) loadLocked(r *trainyardv1.NotificationRule) *ruleState {
 	key := client.ObjectKeyFromObject(r)
 	if old := n.rules[key]; old != nil && old.timer != nil {
 		old.timer.Stop()
@@ -526,7 +530,7 @@ func (n *Notifier) loadLocked(r *v1.NotificationRule) *ruleState {
 	return rs
 }
 
-func loadRule(r *v1.NotificationRule) *ruleState {
+func loadRule(r *trainyardv1.NotificationRule) *ruleState {
 	st := r.Status.DeepCopy()
 	rs := &ruleState{
 		key: client.ObjectKeyFromObject(r), uid: r.UID, counts: st.Counts,

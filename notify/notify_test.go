@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 	"github.com/trainyard-dev/trainyard/notify"
 )
@@ -33,11 +33,11 @@ var _ = Describe("notifications", func() {
 		ns := newNamespace()
 		ce := newReceiver(nil)
 		slack := newReceiver(func(_ int, w http.ResponseWriter) { fmt.Fprint(w, "ok") })
-		target(ns, "events", v1.TargetCloudEvents, ce.URL)
-		target(ns, "chat", v1.TargetSlack, slack.URL)
-		rule(ns, "latest", "events", v1.NotificationRuleSpec{
-			EventTypes: []v1.EventType{v1.EventReleaseLatest}, Components: []string{"router"}})
-		rule(ns, "chat", "chat", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+		target(ns, "events", trainyardv1.TargetCloudEvents, ce.URL)
+		target(ns, "chat", trainyardv1.TargetSlack, slack.URL)
+		rule(ns, "latest", "events", trainyardv1.NotificationRuleSpec{
+			EventTypes: []trainyardv1.EventType{trainyardv1.EventReleaseLatest}, Components: []string{"router"}})
+		rule(ns, "chat", "chat", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventReleaseLatest}})
 
 		publish(ns, "router", "stable", "2.4.1")
 		Eventually(ce.count).Should(Equal(1))
@@ -57,7 +57,7 @@ var _ = Describe("notifications", func() {
 		Expect(wh.Verify(append(bytes.Clone(got.body), ' '), got.header)).NotTo(Succeed())
 
 		ev := ce.events()[0]
-		Expect(ev.Type).To(Equal(string(v1.EventReleaseLatest)))
+		Expect(ev.Type).To(Equal(string(trainyardv1.EventReleaseLatest)))
 		Expect(ev.SpecVersion).To(Equal("1.0"))
 		Expect(got.header.Get("webhook-id")).To(Equal(ev.ID))
 		Expect(ev.Subject).To(Equal("releasetrains/router.stable"))
@@ -77,16 +77,16 @@ var _ = Describe("notifications", func() {
 
 		// The rule's and the target's status say what happened.
 		Eventually(func(g Gomega) {
-			r := getRule(&v1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "latest"}})
+			r := getRule(&trainyardv1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "latest"}})
 			g.Expect(r.Status.Counts.Delivered).To(BeEquivalentTo(1))
 			g.Expect(r.Status.LastDelivery).NotTo(BeNil())
 			g.Expect(r.Status.LastDelivery.ID).To(Equal(ev.ID))
 			g.Expect(r.Status.LastDelivery.StatusCode).To(BeEquivalentTo(http.StatusAccepted))
 			g.Expect(r.Status.Queue).To(BeEmpty())
-			t := getTarget(&v1.NotificationTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "events"}})
+			t := getTarget(&trainyardv1.NotificationTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "events"}})
 			g.Expect(t.Status.Counts.Delivered).To(BeEquivalentTo(1))
 			g.Expect(t.Status.Conditions).To(ContainElement(And(
-				HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", "Delivered"))))
+				HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", "Delivered"))))
 		}).Should(Succeed())
 		Expect(argoHealth(ns, "NotificationTarget", "events")).To(Equal("Healthy: the receiver accepted the last delivery (202)"))
 		// Prometheus counts the same.
@@ -112,8 +112,8 @@ var _ = Describe("notifications", func() {
 			}
 			w.WriteHeader(http.StatusOK)
 		})
-		target(ns, "events", v1.TargetCloudEvents, rc.URL)
-		r := rule(ns, "all", "events", v1.NotificationRuleSpec{})
+		target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		r := rule(ns, "all", "events", trainyardv1.NotificationRuleSpec{})
 		publish(ns, "api", "stable", "1.0.0")
 
 		Eventually(rc.count).Should(Equal(1))
@@ -141,7 +141,7 @@ var _ = Describe("notifications", func() {
 		Eventually(func(g Gomega) {
 			st := getRule(r).Status
 			g.Expect(st.Queue).To(BeEmpty())
-			g.Expect(st.Counts).To(Equal(v1.DeliveryCounts{Delivered: 1, Retried: 1}))
+			g.Expect(st.Counts).To(Equal(trainyardv1.DeliveryCounts{Delivered: 1, Retried: 1}))
 		}).Should(Succeed())
 		Expect(metric("trainyard_notification_deliveries_total", map[string]string{
 			"namespace": ns, "target": "events", "outcome": "retried"})).To(BeEquivalentTo(1))
@@ -164,12 +164,12 @@ var _ = Describe("notifications", func() {
 		})}}
 		internal.Start()
 		DeferCleanup(internal.Close)
-		tg := target(ns, "internal", v1.TargetCloudEvents, internal.URL+"/metrics")
-		r := &v1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "all"},
-			Spec: v1.NotificationRuleSpec{TargetRef: v1.LocalObjectReference{Name: "internal"}}}
+		tg := target(ns, "internal", trainyardv1.TargetCloudEvents, internal.URL+"/metrics")
+		r := &trainyardv1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "all"},
+			Spec: trainyardv1.NotificationRuleSpec{TargetRef: trainyardv1.LocalObjectReference{Name: "internal"}}}
 		Expect(k8sClient.Create(context.Background(), r)).To(Succeed())
 		Eventually(func(g Gomega) {
-			ready := meta.FindStatusCondition(getTarget(tg).Status.Conditions, v1.ConditionReady)
+			ready := meta.FindStatusCondition(getTarget(tg).Status.Conditions, trainyardv1.ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(ready.Reason).To(Equal("DestinationRefused"))
@@ -190,8 +190,8 @@ var _ = Describe("notifications", func() {
 	It("sends from the leader only; a new leader takes over", func() {
 		ns := newNamespace()
 		rc := newReceiver(nil)
-		target(ns, "events", v1.TargetCloudEvents, rc.URL)
-		rule(ns, "latest", "events", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+		target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		rule(ns, "latest", "events", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventReleaseLatest}})
 		// Both releases become the latest in the same second (the clock does
 		// not move): the new leader may see 1.1.0 first when it starts.
 		clockPastNow()
@@ -221,8 +221,8 @@ var _ = Describe("notifications", func() {
 	It("sends a transition of the same second as the last one handled when the next leader sees it first", func() {
 		ns := newNamespace()
 		rc := newReceiver(nil)
-		target(ns, "events", v1.TargetCloudEvents, rc.URL)
-		r := rule(ns, "latest", "events", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+		target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		r := rule(ns, "latest", "events", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventReleaseLatest}})
 		clockPastNow()
 		publish(ns, "api", "stable", "1.0.0")
 		Eventually(rc.count).Should(Equal(1))
@@ -238,11 +238,11 @@ var _ = Describe("notifications", func() {
 		// notifier finds it already there when it starts.
 		rel := publish(ns, "api", "stable", "1.1.0")
 		ctx := context.Background()
-		var train v1.ReleaseTrain
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.TrainName("api", "stable")}, &train)).To(Succeed())
+		var train trainyardv1.ReleaseTrain
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: trainyardv1.TrainName("api", "stable")}, &train)).To(Succeed())
 		base := train.DeepCopy()
 		train.Status.Previous = train.Status.Latest.DeepCopy()
-		train.Status.Latest = &v1.ReleaseRef{Name: rel.Name, Version: "1.1.0", Since: train.Status.Latest.Since}
+		train.Status.Latest = &trainyardv1.ReleaseRef{Name: rel.Name, Version: "1.1.0", Since: train.Status.Latest.Since}
 		Expect(k8sClient.Status().Patch(ctx, &train, client.MergeFrom(base))).To(Succeed())
 
 		stopManager = startManager()
@@ -263,8 +263,8 @@ var _ = Describe("notifications", func() {
 				close(answered) // the leader is stopped now, before it has read this answer
 			}
 		})
-		tg := target(ns, "events", v1.TargetCloudEvents, rc.URL)
-		r := rule(ns, "latest", "events", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventReleaseLatest}})
+		tg := target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		r := rule(ns, "latest", "events", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventReleaseLatest}})
 		clockPastNow()
 		stopStandby, elected := startReplica()
 		standbyStopped := false
@@ -302,25 +302,25 @@ var _ = Describe("notifications", func() {
 	It("coalesces 1,000 clusters going stale into at most 2 deliveries per rule, with the right count", func() {
 		ns := newNamespace()
 		a, b := newReceiver(nil), newReceiver(nil)
-		target(ns, "a", v1.TargetCloudEvents, a.URL)
-		target(ns, "b", v1.TargetCloudEvents, b.URL)
+		target(ns, "a", trainyardv1.TargetCloudEvents, a.URL)
+		target(ns, "b", trainyardv1.TargetCloudEvents, b.URL)
 		// The window is wider than the time the controllers take to mark
 		// 1,000 reports stale on a loaded 2-core machine (up to 14 s seen),
 		// so that all of them fall in the first window.
 		window := &metav1.Duration{Duration: 30 * time.Second}
-		ra := rule(ns, "stale-a", "a", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventClusterStale}, DigestWindow: window})
-		rule(ns, "stale-b", "b", v1.NotificationRuleSpec{MinSeverity: v1.SeverityWarning, DigestWindow: window})
+		ra := rule(ns, "stale-a", "a", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventClusterStale}, DigestWindow: window})
+		rule(ns, "stale-b", "b", trainyardv1.NotificationRuleSpec{MinSeverity: trainyardv1.SeverityWarning, DigestWindow: window})
 
 		const clusters = 1000
 		createReports(ns, clusters)
 		// Every report has been reconciled (checked in, not stale).
 		Eventually(func(g Gomega) {
-			g.Expect(countReports(ns, v1.ConditionStale, metav1.ConditionFalse)).To(Equal(clusters))
+			g.Expect(countReports(ns, trainyardv1.ConditionStale, metav1.ConditionFalse)).To(Equal(clusters))
 		}, 2*time.Minute).Should(Succeed())
 
 		fakeClock.Step(staleThreshold + time.Second)
 		Eventually(func(g Gomega) {
-			g.Expect(countReports(ns, v1.ConditionStale, metav1.ConditionTrue)).To(Equal(clusters))
+			g.Expect(countReports(ns, trainyardv1.ConditionStale, metav1.ConditionTrue)).To(Equal(clusters))
 		}, time.Minute).Should(Succeed())
 		Expect(staleSpread(ns)).To(BeNumerically("<", window.Duration), "the reports went stale within one digest window")
 
@@ -330,9 +330,9 @@ var _ = Describe("notifications", func() {
 			evs := rc.events()
 			Expect(evs[0].Data.Count).To(Equal(1), "the first event goes out at once")
 			last := evs[len(evs)-1]
-			Expect(last.Type).To(Equal(string(v1.EventClusterStale)))
-			Expect(last.Data.Events).To(HaveLen(v1.MaxDigestEvents))
-			Expect(last.Data.Omitted).To(Equal(last.Data.Count - v1.MaxDigestEvents))
+			Expect(last.Type).To(Equal(string(trainyardv1.EventClusterStale)))
+			Expect(last.Data.Events).To(HaveLen(trainyardv1.MaxDigestEvents))
+			Expect(last.Data.Omitted).To(Equal(last.Data.Count - trainyardv1.MaxDigestEvents))
 			Expect(last.Data.Summary).To(HavePrefix(fmt.Sprintf("%d clusters stopped checking in: ", last.Data.Count)))
 			Expect(last.Data.Summary).To(HaveSuffix(fmt.Sprintf("and %d more", last.Data.Omitted)))
 			names := map[string]bool{}
@@ -355,20 +355,20 @@ var _ = Describe("notifications", func() {
 	It("sends one stale while a cluster stays stale, and one recovered when it checks in", func() {
 		ns := newNamespace()
 		rc := newReceiver(nil)
-		target(ns, "events", v1.TargetCloudEvents, rc.URL)
-		rule(ns, "health", "events", v1.NotificationRuleSpec{
-			EventTypes:   []v1.EventType{v1.EventClusterStale, v1.EventClusterRecovered},
+		target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		rule(ns, "health", "events", trainyardv1.NotificationRuleSpec{
+			EventTypes:   []trainyardv1.EventType{trainyardv1.EventClusterStale, trainyardv1.EventClusterRecovered},
 			DigestWindow: &metav1.Duration{Duration: time.Second}})
 		createReports(ns, 1)
 		key := client.ObjectKey{Namespace: ns, Name: "cluster-0000"}
-		Eventually(func() int { return countReports(ns, v1.ConditionStale, metav1.ConditionFalse) }).Should(Equal(1))
+		Eventually(func() int { return countReports(ns, trainyardv1.ConditionStale, metav1.ConditionFalse) }).Should(Equal(1))
 
 		// Other reports' clocks move too; this one is stale once.
 		fakeClock.Step(staleThreshold + time.Second)
 		Eventually(rc.count).Should(Equal(1))
-		Expect(rc.events()[0].Type).To(Equal(string(v1.EventClusterStale)))
+		Expect(rc.events()[0].Type).To(Equal(string(trainyardv1.EventClusterStale)))
 		fakeClock.Step(staleThreshold)
-		rep := &v1.ClusterReport{}
+		rep := &trainyardv1.ClusterReport{}
 		Expect(k8sClient.Get(ctx, key, rep)).To(Succeed())
 		patch := client.MergeFrom(rep.DeepCopy())
 		rep.Labels = map[string]string{"touched": "yes"}
@@ -384,7 +384,7 @@ var _ = Describe("notifications", func() {
 		Expect(k8sClient.Status().Patch(ctx, rep, patch)).To(Succeed())
 		Eventually(rc.count).Should(Equal(2))
 		recovered := rc.events()[1]
-		Expect(recovered.Type).To(Equal(string(v1.EventClusterRecovered)))
+		Expect(recovered.Type).To(Equal(string(trainyardv1.EventClusterRecovered)))
 		Expect(recovered.Data.Events[0].Cluster).To(Equal("cluster-0000"))
 		Consistently(rc.count, 3*time.Second).Should(Equal(2))
 	})
@@ -392,49 +392,49 @@ var _ = Describe("notifications", func() {
 	It("tells who falls behind and who runs a retracted release, each rule what it selects", func() {
 		ns := newNamespace()
 		all, warn, other := newReceiver(nil), newReceiver(nil), newReceiver(nil)
-		target(ns, "all", v1.TargetCloudEvents, all.URL)
-		target(ns, "warn", v1.TargetCloudEvents, warn.URL)
-		target(ns, "other", v1.TargetCloudEvents, other.URL)
+		target(ns, "all", trainyardv1.TargetCloudEvents, all.URL)
+		target(ns, "warn", trainyardv1.TargetCloudEvents, warn.URL)
+		target(ns, "other", trainyardv1.TargetCloudEvents, other.URL)
 		second := &metav1.Duration{Duration: time.Second}
 		// Not stale and recovered: the report may look stale for a moment
 		// after its creation, before its check-in on the controllers' clock
 		// (which earlier specs moved on) is recorded.
-		types := []v1.EventType{v1.EventReleaseLatest, v1.EventReleaseRetracted, v1.EventClusterBehind, v1.EventClusterRunningRetracted}
-		rule(ns, "all", "all", v1.NotificationRuleSpec{EventTypes: types, DigestWindow: second})
-		rule(ns, "warn", "warn", v1.NotificationRuleSpec{EventTypes: types, MinSeverity: v1.SeverityWarning, DigestWindow: second})
-		rule(ns, "other", "other", v1.NotificationRuleSpec{Components: []string{"api"}, DigestWindow: second})
+		types := []trainyardv1.EventType{trainyardv1.EventReleaseLatest, trainyardv1.EventReleaseRetracted, trainyardv1.EventClusterBehind, trainyardv1.EventClusterRunningRetracted}
+		rule(ns, "all", "all", trainyardv1.NotificationRuleSpec{EventTypes: types, DigestWindow: second})
+		rule(ns, "warn", "warn", trainyardv1.NotificationRuleSpec{EventTypes: types, MinSeverity: trainyardv1.SeverityWarning, DigestWindow: second})
+		rule(ns, "other", "other", trainyardv1.NotificationRuleSpec{Components: []string{"api"}, DigestWindow: second})
 
 		old := publish(ns, "router", "stable", "1.0.0")
 		Eventually(all.count).Should(Equal(1))
-		edge := &v1.ClusterReport{
+		edge := &trainyardv1.ClusterReport{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-1", Labels: map[string]string{"env": "prod"}},
-			Spec: v1.ClusterReportSpec{ClusterID: "edge-1", Components: []v1.ReportedComponent{
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "edge-1", Components: []trainyardv1.ReportedComponent{
 				{Name: "router", Train: "stable", Version: "1.0.0"}}},
 		}
 		Expect(k8sClient.Create(ctx, edge)).To(Succeed())
 		checkedIn(edge)
-		Eventually(func() int { return countReports(ns, v1.ConditionUpToDate, metav1.ConditionTrue) }).Should(Equal(1))
+		Eventually(func() int { return countReports(ns, trainyardv1.ConditionUpToDate, metav1.ConditionTrue) }).Should(Equal(1))
 
 		publish(ns, "router", "stable", "1.1.0")
 		Eventually(func() []string { return typesOf(all.events()) }).Should(ConsistOf(
-			string(v1.EventReleaseLatest), string(v1.EventReleaseLatest), string(v1.EventClusterBehind)))
+			string(trainyardv1.EventReleaseLatest), string(trainyardv1.EventReleaseLatest), string(trainyardv1.EventClusterBehind)))
 		behind := all.events()[2].Data.Events[0]
 		Expect(behind.Cluster).To(Equal("edge-1"))
 		Expect(behind.Summary).To(Equal("cluster edge-1 is behind: router 1.0.0 → 1.1.0"))
 
 		patch := client.MergeFrom(old.DeepCopy())
-		old.Spec.Retracted = &v1.Retraction{Reason: "corrupts the cache"}
+		old.Spec.Retracted = &trainyardv1.Retraction{Reason: "corrupts the cache"}
 		Expect(k8sClient.Patch(ctx, old, patch)).To(Succeed())
 		Eventually(func() []string { return typesOf(warn.events()) }).Should(ConsistOf(
-			string(v1.EventReleaseRetracted), string(v1.EventClusterRunningRetracted)))
+			string(trainyardv1.EventReleaseRetracted), string(trainyardv1.EventClusterRunningRetracted)))
 		for _, e := range warn.events() {
 			x := e.Data.Events[0]
-			switch v1.EventType(e.Type) {
-			case v1.EventReleaseRetracted:
+			switch trainyardv1.EventType(e.Type) {
+			case trainyardv1.EventReleaseRetracted:
 				Expect(e.Severity).To(Equal("warning"))
 				Expect(*x.Clusters).To(Equal(1))
 				Expect(x.Summary).To(Equal("router 1.0.0 on stable was retracted (corrupts the cache); 1 cluster runs it"))
-			case v1.EventClusterRunningRetracted:
+			case trainyardv1.EventClusterRunningRetracted:
 				Expect(e.Severity).To(Equal("critical"))
 				Expect(x.Summary).To(Equal("cluster edge-1 runs a retracted release: router 1.0.0"))
 			}
@@ -450,11 +450,11 @@ var _ = Describe("notifications", func() {
 		closed := newReceiver(nil)
 		url := closed.URL
 		closed.Close()
-		t := target(ns, "down", v1.TargetCloudEvents, url)
+		t := target(ns, "down", trainyardv1.TargetCloudEvents, url)
 		Eventually(func(g Gomega) {
 			st := getTarget(t).Status
 			g.Expect(st.Conditions).To(ContainElement(And(
-				HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionFalse),
+				HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionFalse),
 				HaveField("Reason", "Unreachable"), HaveField("Message", ContainSubstring("connection refused")))))
 			g.Expect(st.LastError).NotTo(BeNil())
 			g.Expect(st.LastError.Message).To(ContainSubstring("connection refused"))
@@ -463,14 +463,14 @@ var _ = Describe("notifications", func() {
 		Expect(argoHealth(ns, "NotificationTarget", "down")).To(MatchRegexp(`^Degraded: receiver 127\.0\.0\.1:\d+ is unreachable: .*connection refused`))
 
 		// A delivery to it fails the same way and is queued for a retry.
-		r := rule(ns, "all", "down", v1.NotificationRuleSpec{})
+		r := rule(ns, "all", "down", trainyardv1.NotificationRuleSpec{})
 		publish(ns, "api", "stable", "1.0.0")
 		Eventually(func(g Gomega) {
 			st := getRule(r).Status
 			g.Expect(st.Queue).To(HaveLen(1))
 			g.Expect(st.Counts.Retried).To(BeNumerically(">=", 1))
 			g.Expect(st.Conditions).To(ContainElement(And(
-				HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionFalse),
+				HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionFalse),
 				HaveField("Reason", "DeliveryFailed"), HaveField("Message", ContainSubstring("connection refused")))))
 		}).Should(Succeed())
 	})
@@ -481,8 +481,8 @@ var _ = Describe("notifications", func() {
 			w.Header().Set("Retry-After", "3600")
 			w.WriteHeader(http.StatusServiceUnavailable)
 		})
-		t := target(ns, "slow", v1.TargetCloudEvents, rc.URL, func(t *v1.NotificationTarget) { t.Spec.QueueLimit = 1 })
-		r := rule(ns, "all", "slow", v1.NotificationRuleSpec{DigestWindow: &metav1.Duration{Duration: 5 * time.Second}})
+		t := target(ns, "slow", trainyardv1.TargetCloudEvents, rc.URL, func(t *trainyardv1.NotificationTarget) { t.Spec.QueueLimit = 1 })
+		r := rule(ns, "all", "slow", trainyardv1.NotificationRuleSpec{DigestWindow: &metav1.Duration{Duration: 5 * time.Second}})
 		// The first new latest goes out at once and stays queued (the
 		// receiver says to come back in an hour); the next two wait for the
 		// digest window, whose delivery no longer fits.
@@ -508,8 +508,8 @@ var _ = Describe("notifications", func() {
 
 	It("refuses rules and targets that cannot work, with the field at fault", func() {
 		ns := newNamespace()
-		bad := &v1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}, Spec: v1.NotificationRuleSpec{
-			TargetRef:       v1.LocalObjectReference{Name: "t"},
+		bad := &trainyardv1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}, Spec: trainyardv1.NotificationRuleSpec{
+			TargetRef:       trainyardv1.LocalObjectReference{Name: "t"},
 			Clusters:        []string{"Not A Cluster"},
 			ClusterSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: "Near"}}},
 			DigestWindow:    &metav1.Duration{Duration: 2 * time.Hour},
@@ -519,8 +519,8 @@ var _ = Describe("notifications", func() {
 		for _, want := range []string{"spec.clusters[0]", "spec.clusterSelector.matchExpressions[0].operator", "spec.digestWindow: Invalid value: \"2h0m0s\": must be from 1s to 1h0m0s"} {
 			Expect(err.Error()).To(ContainSubstring(want))
 		}
-		badTarget := &v1.NotificationTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t"}, Spec: v1.NotificationTargetSpec{
-			Type: v1.TargetSlack, SecretRef: v1.LocalObjectReference{Name: "s"}, Timeout: &metav1.Duration{Duration: 5 * time.Minute}}}
+		badTarget := &trainyardv1.NotificationTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t"}, Spec: trainyardv1.NotificationTargetSpec{
+			Type: trainyardv1.TargetSlack, SecretRef: trainyardv1.LocalObjectReference{Name: "s"}, Timeout: &metav1.Duration{Duration: 5 * time.Minute}}}
 		err = k8sClient.Create(ctx, badTarget)
 		Expect(err).To(MatchError(ContainSubstring("spec.timeout: Invalid value: \"5m0s\": must be from 1s to 1m0s")))
 	})
@@ -543,9 +543,9 @@ func createReports(ns string, n int) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			id := fmt.Sprintf("cluster-%04d", i)
-			rep := &v1.ClusterReport{
+			rep := &trainyardv1.ClusterReport{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
-				Spec:       v1.ClusterReportSpec{ClusterID: id},
+				Spec:       trainyardv1.ClusterReportSpec{ClusterID: id},
 			}
 			if err := k8sClient.Create(context.Background(), rep); err != nil {
 				errs <- err
@@ -562,7 +562,7 @@ func createReports(ns string, n int) {
 }
 
 func countReports(ns, cond string, status metav1.ConditionStatus) int {
-	var list v1.ClusterReportList
+	var list trainyardv1.ClusterReportList
 	Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
 	n := 0
 	for _, r := range list.Items {
@@ -577,12 +577,12 @@ func countReports(ns, cond string, status metav1.ConditionStatus) int {
 
 // staleSpread is how far apart the reports' Stale transitions are.
 func staleSpread(ns string) time.Duration {
-	var list v1.ClusterReportList
+	var list trainyardv1.ClusterReportList
 	Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
 	var lo, hi time.Time
 	for _, r := range list.Items {
 		for _, c := range r.Status.Conditions {
-			if c.Type == v1.ConditionStale {
+			if c.Type == trainyardv1.ConditionStale {
 				t := c.LastTransitionTime.Time
 				if lo.IsZero() || t.Before(lo) {
 					lo = t
@@ -610,7 +610,7 @@ func total(evs []notify.CloudEvent) int {
 func argoHealth(ns, kind, name string) string {
 	GinkgoHelper()
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(v1.GroupVersion.WithKind(kind))
+	u.SetGroupVersionKind(trainyardv1.GroupVersion.WithKind(kind))
 	Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u)).To(Succeed())
 	status, message, err := testenv.ArgoHealth(u.Object)
 	Expect(err).NotTo(HaveOccurred())
@@ -658,14 +658,14 @@ func typesOf(evs []notify.CloudEvent) []string {
 // checkIn records a check-in now on the controllers' clock, which earlier
 // specs have moved past the API server's (a report's creation would
 // otherwise count as a check-in long ago).
-func checkIn(rep *v1.ClusterReport) error {
+func checkIn(rep *trainyardv1.ClusterReport) error {
 	patch := client.MergeFrom(rep.DeepCopy())
 	now := metav1.NewTime(fakeClock.Now())
 	rep.Status.FirstSeen, rep.Status.LastSeen, rep.Status.CheckIns = &now, &now, 1
 	return k8sClient.Status().Patch(context.Background(), rep, patch)
 }
 
-func checkedIn(rep *v1.ClusterReport) {
+func checkedIn(rep *trainyardv1.ClusterReport) {
 	GinkgoHelper()
 	Expect(checkIn(rep)).To(Succeed())
 }

@@ -16,7 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // The receiver example of docs/notifications.md is the program in
@@ -68,7 +68,7 @@ func TestTheDocumentedReceiverTakesOurDeliveries(t *testing.T) {
 
 	rc := func(key string) *receiver {
 		r, err := resolve(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Data: map[string][]byte{
-			v1.SecretKeyURL: []byte("http://" + addr + "/"), v1.SecretKeySigningKey: []byte(key)}}, 5*time.Second, Destinations{Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+			trainyardv1.SecretKeyURL: []byte("http://" + addr + "/"), trainyardv1.SecretKeySigningKey: []byte(key)}}, 5*time.Second, Destinations{Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,11 +83,11 @@ func TestTheDocumentedReceiverTakesOurDeliveries(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // polling a process's port: no event to wait on
 	}
 
-	b := newBatch(v1.EventReleaseLatest)
+	b := newBatch(trainyardv1.EventReleaseLatest)
 	since := metav1.NewTime(t0)
-	b.add(TrainEvents(&v1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "router.stable", UID: "u"},
-		Spec:   v1.ReleaseTrainSpec{Component: "router", Train: "stable"},
-		Status: v1.ReleaseTrainStatus{Latest: &v1.ReleaseRef{Name: "router.stable.v2.4.1", Version: "2.4.1", Since: &since}}})[0])
+	b.add(TrainEvents(&trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "router.stable", UID: "u"},
+		Spec:   trainyardv1.ReleaseTrainSpec{Component: "router", Train: "stable"},
+		Status: trainyardv1.ReleaseTrainStatus{Latest: &trainyardv1.ReleaseRef{Name: "router.stable.v2.4.1", Version: "2.4.1", Since: &since}}})[0])
 	body, _ := json.Marshal(b.cloudEvent("fleet", "audit"))
 	ctx := context.Background()
 

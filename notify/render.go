@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // CloudEvent is a CloudEvents 1.0 event in structured JSON mode, the body a
@@ -44,19 +44,19 @@ const ContentType = "application/cloudevents+json; charset=utf-8"
 
 // batch is the events of one type a rule sends in one delivery.
 type batch struct {
-	typ    v1.EventType
+	typ    trainyardv1.EventType
 	count  int
 	first  []Event  // the first MaxDigestEvents
 	sum    *big.Int // sum of the members' id hashes: the digest's id, in any order
 	newest time.Time
-	sev    v1.Severity
+	sev    trainyardv1.Severity
 }
 
-func newBatch(t v1.EventType) *batch { return &batch{typ: t, sum: new(big.Int)} }
+func newBatch(t trainyardv1.EventType) *batch { return &batch{typ: t, sum: new(big.Int)} }
 
 func (b *batch) add(e Event) {
 	b.count++
-	if len(b.first) < v1.MaxDigestEvents {
+	if len(b.first) < trainyardv1.MaxDigestEvents {
 		b.first = append(b.first, e)
 	}
 	h := sha256.Sum256([]byte(e.ID))
@@ -95,16 +95,16 @@ func (b *batch) cloudEvent(ns, rule string) CloudEvent {
 	return ce
 }
 
-var digestPhrases = map[v1.EventType]string{
-	v1.EventReleaseLatest:           "%d trains have a new latest release",
-	v1.EventReleaseRetracted:        "%d releases were retracted",
-	v1.EventClusterStale:            "%d clusters stopped checking in",
-	v1.EventClusterRecovered:        "%d clusters check in again",
-	v1.EventClusterBehind:           "%d clusters fell behind",
-	v1.EventClusterRunningRetracted: "%d clusters run a retracted release",
+var digestPhrases = map[trainyardv1.EventType]string{
+	trainyardv1.EventReleaseLatest:           "%d trains have a new latest release",
+	trainyardv1.EventReleaseRetracted:        "%d releases were retracted",
+	trainyardv1.EventClusterStale:            "%d clusters stopped checking in",
+	trainyardv1.EventClusterRecovered:        "%d clusters check in again",
+	trainyardv1.EventClusterBehind:           "%d clusters fell behind",
+	trainyardv1.EventClusterRunningRetracted: "%d clusters run a retracted release",
 }
 
-func digestSummary(t v1.EventType, n int, first []Event) string {
+func digestSummary(t trainyardv1.EventType, n int, first []Event) string {
 	names := make([]string, len(first))
 	for i, e := range first {
 		names[i] = nameOf(e)
@@ -125,8 +125,8 @@ func nameOf(e Event) string {
 
 // Body renders a queued delivery for a target type: the CloudEvent itself,
 // or a chat message made from it.
-func Body(t v1.NotificationTargetType, event string) ([]byte, string, error) {
-	if t == v1.TargetCloudEvents || t == "" {
+func Body(t trainyardv1.NotificationTargetType, event string) ([]byte, string, error) {
+	if t == trainyardv1.TargetCloudEvents || t == "" {
 		return []byte(event), ContentType, nil
 	}
 	var ce CloudEvent
@@ -135,9 +135,9 @@ func Body(t v1.NotificationTargetType, event string) ([]byte, string, error) {
 	}
 	var msg any
 	switch t {
-	case v1.TargetSlack:
+	case trainyardv1.TargetSlack:
 		msg = slackMessage(ce)
-	case v1.TargetMSTeams:
+	case trainyardv1.TargetMSTeams:
 		msg = teamsMessage(ce)
 	default:
 		return nil, "", fmt.Errorf("unknown target type %q", t)

@@ -20,7 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
@@ -40,29 +40,29 @@ func (e errConfig) Error() string { return e.msg }
 
 // resolve reads a target's Secret.
 func resolve(s *corev1.Secret, timeout time.Duration, dest Destinations) (*receiver, error) {
-	raw := strings.TrimSpace(string(s.Data[v1.SecretKeyURL]))
+	raw := strings.TrimSpace(string(s.Data[trainyardv1.SecretKeyURL]))
 	if raw == "" {
-		return nil, errConfig{fmt.Sprintf("Secret %s has no key %q", s.Name, v1.SecretKeyURL)}
+		return nil, errConfig{fmt.Sprintf("Secret %s has no key %q", s.Name, trainyardv1.SecretKeyURL)}
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		// The URL may hold a token: never repeat it.
-		return nil, errConfig{fmt.Sprintf("Secret %s: key %q is not an http(s) URL", s.Name, v1.SecretKeyURL)}
+		return nil, errConfig{fmt.Sprintf("Secret %s: key %q is not an http(s) URL", s.Name, trainyardv1.SecretKeyURL)}
 	}
 	rc := &receiver{url: u, dest: dest}
-	if k, ok := s.Data[v1.SecretKeySigningKey]; ok && len(k) > 0 {
+	if k, ok := s.Data[trainyardv1.SecretKeySigningKey]; ok && len(k) > 0 {
 		rc.key, err = signingKey(string(k))
 		if err != nil {
-			return nil, errConfig{fmt.Sprintf("Secret %s: key %q: %v", s.Name, v1.SecretKeySigningKey, err)}
+			return nil, errConfig{fmt.Sprintf("Secret %s: key %q: %v", s.Name, trainyardv1.SecretKeySigningKey, err)}
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyFromEnvironment
 	tr.DialContext = dest.dialer(30 * time.Second).DialContext
-	if ca, ok := s.Data[v1.SecretKeyCA]; ok && len(ca) > 0 {
+	if ca, ok := s.Data[trainyardv1.SecretKeyCA]; ok && len(ca) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ca) {
-			return nil, errConfig{fmt.Sprintf("Secret %s: key %q holds no PEM certificate", s.Name, v1.SecretKeyCA)}
+			return nil, errConfig{fmt.Sprintf("Secret %s: key %q holds no PEM certificate", s.Name, trainyardv1.SecretKeyCA)}
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

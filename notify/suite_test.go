@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
@@ -56,7 +56,7 @@ var (
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(scheme)).To(Succeed())
 	env = testenv.New()
 	// Rules and targets are written through the admission webhook, as users'
 	// are.
@@ -242,21 +242,21 @@ func (rc *receiver) events() []notify.CloudEvent {
 const signingKey = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // target creates a Secret and a NotificationTarget of type t for url.
-func target(ns, name string, t v1.NotificationTargetType, url string, mutate ...func(*v1.NotificationTarget)) *v1.NotificationTarget {
+func target(ns, name string, t trainyardv1.NotificationTargetType, url string, mutate ...func(*trainyardv1.NotificationTarget)) *trainyardv1.NotificationTarget {
 	GinkgoHelper()
 	ctx := context.Background()
 	Expect(k8sClient.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-secret"},
-		StringData: map[string]string{v1.SecretKeyURL: url, v1.SecretKeySigningKey: signingKey},
+		StringData: map[string]string{trainyardv1.SecretKeyURL: url, trainyardv1.SecretKeySigningKey: signingKey},
 	})).To(Succeed())
-	tg := &v1.NotificationTarget{
+	tg := &trainyardv1.NotificationTarget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1.NotificationTargetSpec{Type: t, SecretRef: v1.LocalObjectReference{Name: name + "-secret"}},
+		Spec:       trainyardv1.NotificationTargetSpec{Type: t, SecretRef: trainyardv1.LocalObjectReference{Name: name + "-secret"}},
 	}
 	for _, m := range mutate {
 		m(tg)
 	}
-	if rc := receiverAt(url); rc != nil && t != v1.TargetCloudEvents {
+	if rc := receiverAt(url); rc != nil && t != trainyardv1.TargetCloudEvents {
 		rc.mu.Lock()
 		rc.chat = true
 		rc.mu.Unlock()
@@ -266,41 +266,41 @@ func target(ns, name string, t v1.NotificationTargetType, url string, mutate ...
 }
 
 // rule creates a NotificationRule to target.
-func rule(ns, name, targetName string, spec v1.NotificationRuleSpec) *v1.NotificationRule {
+func rule(ns, name, targetName string, spec trainyardv1.NotificationRuleSpec) *trainyardv1.NotificationRule {
 	GinkgoHelper()
-	spec.TargetRef = v1.LocalObjectReference{Name: targetName}
-	r := &v1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+	spec.TargetRef = trainyardv1.LocalObjectReference{Name: targetName}
+	r := &trainyardv1.NotificationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
 	Expect(k8sClient.Create(context.Background(), r)).To(Succeed())
 	// The rule is Ready once the notifier has seen it: from then on its
 	// transitions are sent.
 	Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(r), r)).To(Succeed())
 		g.Expect(r.Status.Conditions).To(ContainElement(And(
-			HaveField("Type", v1.ConditionReady), HaveField("Status", metav1.ConditionTrue))))
+			HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionTrue))))
 	}).Should(Succeed())
 	return r
 }
 
-func publish(ns, component, train, version string) *v1.ComponentRelease {
+func publish(ns, component, train, version string) *trainyardv1.ComponentRelease {
 	GinkgoHelper()
-	rel := &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName(component, train, version)},
-		Spec:       v1.ComponentReleaseSpec{Component: component, Train: train, Version: version},
+	rel := &trainyardv1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName(component, train, version)},
+		Spec:       trainyardv1.ComponentReleaseSpec{Component: component, Train: train, Version: version},
 	}
 	Expect(k8sClient.Create(context.Background(), rel)).To(Succeed())
 	return rel
 }
 
-func getRule(r *v1.NotificationRule) *v1.NotificationRule {
+func getRule(r *trainyardv1.NotificationRule) *trainyardv1.NotificationRule {
 	GinkgoHelper()
-	out := &v1.NotificationRule{}
+	out := &trainyardv1.NotificationRule{}
 	Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(r), out)).To(Succeed())
 	return out
 }
 
-func getTarget(t *v1.NotificationTarget) *v1.NotificationTarget {
+func getTarget(t *trainyardv1.NotificationTarget) *trainyardv1.NotificationTarget {
 	GinkgoHelper()
-	out := &v1.NotificationTarget{}
+	out := &trainyardv1.NotificationTarget{}
 	Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(t), out)).To(Succeed())
 	return out
 }

@@ -18,17 +18,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-func report(name string, conds ...metav1.Condition) *v1.ClusterReport {
-	return &v1.ClusterReport{
+func report(name string, conds ...metav1.Condition) *trainyardv1.ClusterReport {
+	return &trainyardv1.ClusterReport{
 		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Labels: map[string]string{"env": "prod"}},
-		Spec:       v1.ClusterReportSpec{ClusterID: name, Components: []v1.ReportedComponent{{Name: "router", Train: "stable", Version: "1.0.0"}}},
-		Status: v1.ClusterReportStatus{Conditions: conds, Components: []v1.ComponentStatus{
-			{Name: "router", Train: "stable", Installed: "1.0.0", Latest: "1.1.0", State: v1.StateUpdateAvailable}}},
+		Spec:       trainyardv1.ClusterReportSpec{ClusterID: name, Components: []trainyardv1.ReportedComponent{{Name: "router", Train: "stable", Version: "1.0.0"}}},
+		Status: trainyardv1.ClusterReportStatus{Conditions: conds, Components: []trainyardv1.ComponentStatus{
+			{Name: "router", Train: "stable", Installed: "1.0.0", Latest: "1.1.0", State: trainyardv1.StateUpdateAvailable}}},
 	}
 }
 
@@ -36,8 +36,8 @@ func cond(typ string, status metav1.ConditionStatus, reason string, at time.Time
 	return metav1.Condition{Type: typ, Status: status, Reason: reason, LastTransitionTime: metav1.NewTime(at)}
 }
 
-func typesOf(evs []Event) []v1.EventType {
-	var out []v1.EventType
+func typesOf(evs []Event) []trainyardv1.EventType {
+	var out []trainyardv1.EventType
 	for _, e := range evs {
 		out = append(out, e.Type)
 	}
@@ -45,24 +45,24 @@ func typesOf(evs []Event) []v1.EventType {
 }
 
 func TestClusterEventsAreTheFactsOfItsConditions(t *testing.T) {
-	fresh := report("a", cond(v1.ConditionStale, metav1.ConditionFalse, "CheckedIn", t0))
+	fresh := report("a", cond(trainyardv1.ConditionStale, metav1.ConditionFalse, "CheckedIn", t0))
 	if evs := ClusterEvents(fresh); len(evs) != 0 {
 		t.Fatalf("a new cluster that checks in is no event, got %v", typesOf(evs))
 	}
-	stale := report("a", cond(v1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0.Add(time.Hour)),
-		cond(v1.ConditionUpToDate, metav1.ConditionFalse, "UpdatesAvailable", t0))
+	stale := report("a", cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0.Add(time.Hour)),
+		cond(trainyardv1.ConditionUpToDate, metav1.ConditionFalse, "UpdatesAvailable", t0))
 	evs := ClusterEvents(stale)
-	if got := typesOf(evs); len(got) != 2 || got[0] != v1.EventClusterStale || got[1] != v1.EventClusterBehind {
+	if got := typesOf(evs); len(got) != 2 || got[0] != trainyardv1.EventClusterStale || got[1] != trainyardv1.EventClusterBehind {
 		t.Fatalf("stale and behind: got %v", got)
 	}
-	if evs[0].Severity != v1.SeverityWarning || !evs[0].Time.Equal(t0.Add(time.Hour)) {
+	if evs[0].Severity != trainyardv1.SeverityWarning || !evs[0].Time.Equal(t0.Add(time.Hour)) {
 		t.Errorf("stale event: %+v", evs[0])
 	}
 	if len(evs[1].Components) != 1 || evs[1].Components[0].Latest != "1.1.0" {
 		t.Errorf("behind lists the component: %+v", evs[1].Components)
 	}
-	recovered := report("a", cond(v1.ConditionStale, metav1.ConditionFalse, v1.ReasonRecovered, t0.Add(2*time.Hour)))
-	if got := typesOf(ClusterEvents(recovered)); len(got) != 1 || got[0] != v1.EventClusterRecovered {
+	recovered := report("a", cond(trainyardv1.ConditionStale, metav1.ConditionFalse, trainyardv1.ReasonRecovered, t0.Add(2*time.Hour)))
+	if got := typesOf(ClusterEvents(recovered)); len(got) != 1 || got[0] != trainyardv1.EventClusterRecovered {
 		t.Fatalf("recovered: got %v", got)
 	}
 
@@ -72,11 +72,11 @@ func TestClusterEventsAreTheFactsOfItsConditions(t *testing.T) {
 	if again[0].ID != evs[0].ID {
 		t.Error("the id of a fact changes between computations")
 	}
-	later := report("a", cond(v1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0.Add(3*time.Hour)))
+	later := report("a", cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0.Add(3*time.Hour)))
 	if ClusterEvents(later)[0].ID == evs[0].ID {
 		t.Error("two stale spells share an id")
 	}
-	other := report("b", cond(v1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0.Add(time.Hour)))
+	other := report("b", cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0.Add(time.Hour)))
 	if ClusterEvents(other)[0].ID == evs[0].ID {
 		t.Error("two clusters' transitions share an id")
 	}
@@ -90,55 +90,55 @@ func TestClusterEventsAreTheFactsOfItsConditions(t *testing.T) {
 }
 
 func TestReleaseEventsAreWarningsWhileClustersRunThem(t *testing.T) {
-	rel := &v1.ComponentRelease{
+	rel := &trainyardv1.ComponentRelease{
 		ObjectMeta: metav1.ObjectMeta{Name: "router.stable.v1.0.0", UID: "r1"},
-		Spec: v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0",
-			Retracted: &v1.Retraction{Reason: "CVE-2026-1"}},
-		Status: v1.ComponentReleaseStatus{Conditions: []metav1.Condition{
-			cond(v1.ConditionRetracted, metav1.ConditionTrue, "Retracted", t0)}},
+		Spec: trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0",
+			Retracted: &trainyardv1.Retraction{Reason: "CVE-2026-1"}},
+		Status: trainyardv1.ComponentReleaseStatus{Conditions: []metav1.Condition{
+			cond(trainyardv1.ConditionRetracted, metav1.ConditionTrue, "Retracted", t0)}},
 	}
-	if e := ReleaseEvents(rel, 3)[0]; e.Severity != v1.SeverityWarning || *e.Clusters != 3 ||
+	if e := ReleaseEvents(rel, 3)[0]; e.Severity != trainyardv1.SeverityWarning || *e.Clusters != 3 ||
 		e.Summary != "router 1.0.0 on stable was retracted (CVE-2026-1); 3 clusters run it" {
 		t.Errorf("retracted while running: %+v", e)
 	}
-	if e := ReleaseEvents(rel, 0)[0]; e.Severity != v1.SeverityInfo {
+	if e := ReleaseEvents(rel, 0)[0]; e.Severity != trainyardv1.SeverityInfo {
 		t.Errorf("retracted, run nowhere: %s", e.Severity)
 	}
-	train := &v1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "router.stable", UID: "t1"},
-		Spec: v1.ReleaseTrainSpec{Component: "router", Train: "stable"}}
+	train := &trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "router.stable", UID: "t1"},
+		Spec: trainyardv1.ReleaseTrainSpec{Component: "router", Train: "stable"}}
 	if len(TrainEvents(train)) != 0 {
 		t.Error("a train without a latest has no event")
 	}
 	since := metav1.NewTime(t0)
-	train.Status.Latest = &v1.ReleaseRef{Name: "router.stable.v1.1.0", Version: "1.1.0", Since: &since}
-	train.Status.Previous = &v1.ReleaseRef{Name: "router.stable.v1.0.0", Version: "1.0.0"}
+	train.Status.Latest = &trainyardv1.ReleaseRef{Name: "router.stable.v1.1.0", Version: "1.1.0", Since: &since}
+	train.Status.Previous = &trainyardv1.ReleaseRef{Name: "router.stable.v1.0.0", Version: "1.0.0"}
 	if e := TrainEvents(train)[0]; e.Summary != "router 1.1.0 is the latest release on stable (was 1.0.0)" {
 		t.Errorf("latest: %q", e.Summary)
 	}
 }
 
 func TestRulesSelect(t *testing.T) {
-	stale := ClusterEvents(report("a", cond(v1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0)))[0]
+	stale := ClusterEvents(report("a", cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0)))[0]
 	for _, tc := range []struct {
 		name string
-		spec v1.NotificationRuleSpec
+		spec trainyardv1.NotificationRuleSpec
 		want bool
 	}{
-		{"everything", v1.NotificationRuleSpec{}, true},
-		{"its type", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventClusterStale}}, true},
-		{"another type", v1.NotificationRuleSpec{EventTypes: []v1.EventType{v1.EventClusterBehind}}, false},
-		{"warning and up", v1.NotificationRuleSpec{MinSeverity: v1.SeverityWarning}, true},
-		{"critical only", v1.NotificationRuleSpec{MinSeverity: v1.SeverityCritical}, false},
-		{"a component it runs", v1.NotificationRuleSpec{Components: []string{"router"}}, true},
-		{"a component it does not run", v1.NotificationRuleSpec{Components: []string{"api"}}, false},
-		{"its train", v1.NotificationRuleSpec{Components: []string{"router"}, Trains: []string{"stable"}}, true},
-		{"another train", v1.NotificationRuleSpec{Trains: []string{"beta"}}, false},
-		{"its cluster, in other case", v1.NotificationRuleSpec{Clusters: []string{"A"}}, true},
-		{"another cluster", v1.NotificationRuleSpec{Clusters: []string{"b"}}, false},
-		{"its labels", v1.NotificationRuleSpec{ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}, true},
-		{"other labels", v1.NotificationRuleSpec{ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}}, false},
-		{"a release selector does not apply to clusters", v1.NotificationRuleSpec{ReleaseSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"x": "y"}}}, true},
-		{"suspended", v1.NotificationRuleSpec{Suspend: true}, false},
+		{"everything", trainyardv1.NotificationRuleSpec{}, true},
+		{"its type", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventClusterStale}}, true},
+		{"another type", trainyardv1.NotificationRuleSpec{EventTypes: []trainyardv1.EventType{trainyardv1.EventClusterBehind}}, false},
+		{"warning and up", trainyardv1.NotificationRuleSpec{MinSeverity: trainyardv1.SeverityWarning}, true},
+		{"critical only", trainyardv1.NotificationRuleSpec{MinSeverity: trainyardv1.SeverityCritical}, false},
+		{"a component it runs", trainyardv1.NotificationRuleSpec{Components: []string{"router"}}, true},
+		{"a component it does not run", trainyardv1.NotificationRuleSpec{Components: []string{"api"}}, false},
+		{"its train", trainyardv1.NotificationRuleSpec{Components: []string{"router"}, Trains: []string{"stable"}}, true},
+		{"another train", trainyardv1.NotificationRuleSpec{Trains: []string{"beta"}}, false},
+		{"its cluster, in other case", trainyardv1.NotificationRuleSpec{Clusters: []string{"A"}}, true},
+		{"another cluster", trainyardv1.NotificationRuleSpec{Clusters: []string{"b"}}, false},
+		{"its labels", trainyardv1.NotificationRuleSpec{ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}, true},
+		{"other labels", trainyardv1.NotificationRuleSpec{ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}}, false},
+		{"a release selector does not apply to clusters", trainyardv1.NotificationRuleSpec{ReleaseSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"x": "y"}}}, true},
+		{"suspended", trainyardv1.NotificationRuleSpec{Suspend: true}, false},
 	} {
 		if got := Matches(&tc.spec, &stale); got != tc.want {
 			t.Errorf("%s: Matches = %v, want %v", tc.name, got, tc.want)
@@ -149,10 +149,10 @@ func TestRulesSelect(t *testing.T) {
 func TestDigestIDIsTheSetOfItsTransitions(t *testing.T) {
 	var evs []Event
 	for _, n := range []string{"a", "b", "c"} {
-		r := report(n, cond(v1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0))
+		r := report(n, cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0))
 		evs = append(evs, ClusterEvents(r)[0])
 	}
-	one, two := newBatch(v1.EventClusterStale), newBatch(v1.EventClusterStale)
+	one, two := newBatch(trainyardv1.EventClusterStale), newBatch(trainyardv1.EventClusterStale)
 	for i := range evs {
 		one.add(evs[i])
 		two.add(evs[len(evs)-1-i])
@@ -160,13 +160,13 @@ func TestDigestIDIsTheSetOfItsTransitions(t *testing.T) {
 	if one.id() != two.id() {
 		t.Error("the digest's id depends on the events' order")
 	}
-	three := newBatch(v1.EventClusterStale)
+	three := newBatch(trainyardv1.EventClusterStale)
 	three.add(evs[0])
 	three.add(evs[1])
 	if three.id() == one.id() {
 		t.Error("digests of different events share an id")
 	}
-	single := newBatch(v1.EventClusterStale)
+	single := newBatch(trainyardv1.EventClusterStale)
 	single.add(evs[0])
 	if single.id() != evs[0].ID {
 		t.Error("a delivery of one event does not carry the event's own id")
@@ -178,14 +178,14 @@ func TestDigestIDIsTheSetOfItsTransitions(t *testing.T) {
 }
 
 func TestChatMessagesAreRenderedFromTheQueuedEvent(t *testing.T) {
-	b := newBatch(v1.EventClusterStale)
+	b := newBatch(trainyardv1.EventClusterStale)
 	for i := range 12 {
-		r := report(string(rune('a'+i)), cond(v1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0))
+		r := report(string(rune('a'+i)), cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0))
 		b.add(ClusterEvents(r)[0])
 	}
 	raw, _ := json.Marshal(b.cloudEvent("fleet", "ops"))
 
-	body, ctype, err := Body(v1.TargetSlack, string(raw))
+	body, ctype, err := Body(trainyardv1.TargetSlack, string(raw))
 	if err != nil || ctype != "application/json" {
 		t.Fatal(err, ctype)
 	}
@@ -204,7 +204,7 @@ func TestChatMessagesAreRenderedFromTheQueuedEvent(t *testing.T) {
 		t.Errorf("slack: %s", body)
 	}
 
-	body, _, err = Body(v1.TargetMSTeams, string(raw))
+	body, _, err = Body(trainyardv1.TargetMSTeams, string(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestChatMessagesAreRenderedFromTheQueuedEvent(t *testing.T) {
 		t.Errorf("teams: %s", body)
 	}
 
-	if body, ctype, _ := Body(v1.TargetCloudEvents, string(raw)); string(body) != string(raw) || ctype != ContentType {
+	if body, ctype, _ := Body(trainyardv1.TargetCloudEvents, string(raw)); string(body) != string(raw) || ctype != ContentType {
 		t.Error("a CloudEvents target does not get the queued event as it is")
 	}
 }
@@ -290,7 +290,9 @@ func TestRetryAfterAndBackoff(t *testing.T) {
 // that second were admitted than are remembered, the whole second counts
 // as handled (nothing sent twice after a handover).
 func TestHandledThroughKnowsItsOwnSecond(t *testing.T) {
-	ev := func(id string, at time.Time) Event { return Event{ID: id, Type: v1.EventReleaseLatest, Time: at} }
+	ev := func(id string, at time.Time) Event {
+		return Event{ID: id, Type: trainyardv1.EventReleaseLatest, Time: at}
+	}
 	one := func(e Event) *batch { b := newBatch(e.Type); b.add(e); return b }
 	rs := &ruleState{handledThrough: t0.Add(-time.Minute)}
 	a := ev("a", t0)
@@ -330,8 +332,8 @@ func TestHandledThroughKnowsItsOwnSecond(t *testing.T) {
 
 	// A digest whose members were not all kept may hide one of the second.
 	rs = &ruleState{handledThrough: t0.Add(-time.Minute)}
-	d := newBatch(v1.EventClusterStale)
-	for i := range v1.MaxDigestEvents + 1 {
+	d := newBatch(trainyardv1.EventClusterStale)
+	for i := range trainyardv1.MaxDigestEvents + 1 {
 		d.add(ev(fmt.Sprint("m-", i), t0))
 	}
 	rs.markHandledLocked(d, d.newest)
@@ -375,7 +377,7 @@ func TestDeliveriesAreRefusedToTheManagersOwnNetwork(t *testing.T) {
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	for _, u := range []string{srv.URL, "http://localhost:" + port + "/metrics"} {
-		rc, err := resolve(&corev1.Secret{Data: map[string][]byte{v1.SecretKeyURL: []byte(u)}}, 5*time.Second, d)
+		rc, err := resolve(&corev1.Secret{Data: map[string][]byte{trainyardv1.SecretKeyURL: []byte(u)}}, 5*time.Second, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +392,7 @@ func TestDeliveriesAreRefusedToTheManagersOwnNetwork(t *testing.T) {
 	if n := got.Load(); n != 0 {
 		t.Fatalf("the loopback receiver got %d requests", n)
 	}
-	rc, err := resolve(&corev1.Secret{Data: map[string][]byte{v1.SecretKeyURL: []byte(srv.URL)}}, 5*time.Second, allowed)
+	rc, err := resolve(&corev1.Secret{Data: map[string][]byte{trainyardv1.SecretKeyURL: []byte(srv.URL)}}, 5*time.Second, allowed)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/credential"
 )
 
@@ -43,7 +43,7 @@ func revokeCommand(g *globals) *cobra.Command {
 			// nobody in until a new one is made.
 			value := g.Now().UTC().Format(time.RFC3339) + " " + reason
 			return g.patchIdentity(cmd.Context(), args[0], "revoked", map[string]*string{
-				v1.AnnotationCredentialRevoked: &value, v1.AnnotationReissueHash: nil, v1.AnnotationReissueExpires: nil,
+				trainyardv1.AnnotationCredentialRevoked: &value, trainyardv1.AnnotationReissueHash: nil, trainyardv1.AnnotationReissueExpires: nil,
 			})
 		},
 	}
@@ -64,13 +64,13 @@ func reissueCommand(g *globals) *cobra.Command {
 		Example: `  TOKEN=$(kubectl trainyard cluster reissue 9f1c2a4e-3b7d-4c8e-a1f0-5d6e7f8a9b0c --ttl 30m)`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if ttl < time.Minute || ttl > v1.MaxReissueLifetime {
-				return fmt.Errorf("--ttl must be between 1m and %s, not %s", v1.MaxReissueLifetime, ttl)
+			if ttl < time.Minute || ttl > trainyardv1.MaxReissueLifetime {
+				return fmt.Errorf("--ttl must be between 1m and %s, not %s", trainyardv1.MaxReissueLifetime, ttl)
 			}
 			token, hash := credential.New(credential.ReissuePrefix)
 			expires := g.Now().Add(ttl).UTC().Truncate(time.Second).Format(time.RFC3339)
 			if err := g.patchIdentity(cmd.Context(), args[0], "", map[string]*string{
-				v1.AnnotationReissueHash: &hash, v1.AnnotationReissueExpires: &expires,
+				trainyardv1.AnnotationReissueHash: &hash, trainyardv1.AnnotationReissueExpires: &expires,
 			}); err != nil {
 				return err
 			}
@@ -95,8 +95,8 @@ func (g *globals) patchIdentity(ctx context.Context, clusterID, verb string, ann
 	if err != nil {
 		return err
 	}
-	r := &v1.ClusterReport{}
-	name := v1.ClusterReportName(clusterID)
+	r := &trainyardv1.ClusterReport{}
+	name := trainyardv1.ClusterReportName(clusterID)
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, r); err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("cluster %s has no ClusterReport in namespace %q (no clusterreport %s): a cluster that never registered registers with a registration token", clusterID, ns, name)

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/credential"
 )
 
@@ -25,14 +25,14 @@ var _ = Describe("a cluster's bridge identity", Ordered, func() {
 	const ns, id = "identity", "edge-9"
 	annotations := func() map[string]string {
 		GinkgoHelper()
-		r := &v1.ClusterReport{}
+		r := &trainyardv1.ClusterReport{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: id}, r)).To(Succeed())
 		return r.Annotations
 	}
 	BeforeAll(func() {
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-		Expect(k8sClient.Create(ctx, &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
-			Spec: v1.ClusterReportSpec{ClusterID: id}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: id}})).To(Succeed())
 	})
 
 	It("reissues: prints a single-use token alone on stdout, and stores only its hash and expiry", func() {
@@ -42,8 +42,8 @@ var _ = Describe("a cluster's bridge identity", Ordered, func() {
 		Expect(token).To(MatchRegexp(`^tyr\.[A-Za-z0-9_-]{43}$`))
 		Expect(r.stderr).To(ContainSubstring("registers cluster edge-9 once, until 2026-12-01T12:30:00Z"))
 		a := annotations()
-		Expect(a).To(HaveKeyWithValue(v1.AnnotationReissueHash, credential.Hash(token)))
-		Expect(a).To(HaveKeyWithValue(v1.AnnotationReissueExpires, "2026-12-01T12:30:00Z"))
+		Expect(a).To(HaveKeyWithValue(trainyardv1.AnnotationReissueHash, credential.Hash(token)))
+		Expect(a).To(HaveKeyWithValue(trainyardv1.AnnotationReissueExpires, "2026-12-01T12:30:00Z"))
 		for _, v := range a {
 			Expect(v).NotTo(ContainSubstring(strings.TrimPrefix(token, "tyr.")))
 		}
@@ -51,19 +51,19 @@ var _ = Describe("a cluster's bridge identity", Ordered, func() {
 		// A new one replaces it: only the newest works.
 		again := run("cluster", "reissue", id, "-n", ns)
 		Expect(again.code).To(Equal(0), again.stderr)
-		Expect(annotations()).To(HaveKeyWithValue(v1.AnnotationReissueHash, credential.Hash(strings.TrimSpace(again.stdout))))
-		Expect(annotations()).To(HaveKeyWithValue(v1.AnnotationReissueExpires, "2026-12-01T13:00:00Z"))
+		Expect(annotations()).To(HaveKeyWithValue(trainyardv1.AnnotationReissueHash, credential.Hash(strings.TrimSpace(again.stdout))))
+		Expect(annotations()).To(HaveKeyWithValue(trainyardv1.AnnotationReissueExpires, "2026-12-01T13:00:00Z"))
 	})
 
 	It("revokes with the time and a reason, and closes an open reissue token", func() {
-		Expect(annotations()).To(HaveKey(v1.AnnotationReissueHash))
+		Expect(annotations()).To(HaveKey(trainyardv1.AnnotationReissueHash))
 		r := run("cluster", "revoke", id, "-n", ns, "--reason", "laptop stolen")
 		Expect(r.code).To(Equal(0), r.stderr)
 		Expect(r.stdout).To(Equal("clusterreport.trainyard.dev/edge-9 revoked\n"))
 		a := annotations()
-		Expect(a).To(HaveKeyWithValue(v1.AnnotationCredentialRevoked, "2026-12-01T12:00:00Z laptop stolen"))
-		Expect(a).NotTo(HaveKey(v1.AnnotationReissueHash))
-		Expect(a).NotTo(HaveKey(v1.AnnotationReissueExpires))
+		Expect(a).To(HaveKeyWithValue(trainyardv1.AnnotationCredentialRevoked, "2026-12-01T12:00:00Z laptop stolen"))
+		Expect(a).NotTo(HaveKey(trainyardv1.AnnotationReissueHash))
+		Expect(a).NotTo(HaveKey(trainyardv1.AnnotationReissueExpires))
 	})
 
 	It("refuses what it cannot do, and stores nothing", func() {
@@ -85,7 +85,7 @@ var _ = Describe("a cluster's bridge identity", Ordered, func() {
 			Expect(r.stdout).To(BeEmpty(), "%v", c.args)
 		}
 		Expect(annotations()).To(Equal(before))
-		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "nowhere"}, &v1.ClusterReport{})
+		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "nowhere"}, &trainyardv1.ClusterReport{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue())
 	})
 })

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // DiffView is `diff -o json`: the components two clusters run differently.
@@ -28,9 +28,9 @@ type DiffComponent struct {
 
 // DiffSide is a component on one cluster.
 type DiffSide struct {
-	Train   string            `json:"train"`
-	Version string            `json:"version"`
-	State   v1.ComponentState `json:"state,omitempty"`
+	Train   string                     `json:"train"`
+	Version string                     `json:"version"`
+	State   trainyardv1.ComponentState `json:"state,omitempty"`
 }
 
 func diffCommand(g *globals) *cobra.Command {
@@ -74,9 +74,9 @@ func (g *globals) diff(ctx context.Context, a, b string) (*DiffView, error) {
 }
 
 // Diff compares what two clusters report, by component name.
-func Diff(a, b *v1.ClusterReport) *DiffView {
+func Diff(a, b *trainyardv1.ClusterReport) *DiffView {
 	v := &DiffView{Namespace: a.Namespace, A: a.Spec.ClusterID, B: b.Spec.ClusterID, Differences: []DiffComponent{}}
-	sides := func(r *v1.ClusterReport) map[string]*DiffSide {
+	sides := func(r *trainyardv1.ClusterReport) map[string]*DiffSide {
 		m := map[string]*DiffSide{}
 		for _, c := range r.Spec.Components {
 			m[c.Name] = &DiffSide{Train: c.Train, Version: c.Version}
@@ -101,7 +101,7 @@ func Diff(a, b *v1.ClusterReport) *DiffView {
 	slices.Sort(names)
 	for _, n := range names {
 		x, y := sa[n], sb[n]
-		if x != nil && y != nil && x.Train == y.Train && v1.CanonicalVersion(x.Version) == v1.CanonicalVersion(y.Version) {
+		if x != nil && y != nil && x.Train == y.Train && trainyardv1.CanonicalVersion(x.Version) == trainyardv1.CanonicalVersion(y.Version) {
 			continue
 		}
 		v.Differences = append(v.Differences, DiffComponent{Component: n, A: x, B: y})

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // FleetRow is one cluster in `fleet`, and in its -o json/yaml.
@@ -57,7 +57,7 @@ func fleetCommand(g *globals) *cobra.Command {
 }
 
 // reports lists the ClusterReports of the namespace (every namespace with -A).
-func (g *globals) reports(ctx context.Context) ([]v1.ClusterReport, error) {
+func (g *globals) reports(ctx context.Context) ([]trainyardv1.ClusterReport, error) {
 	_, ns, err := g.clientForList()
 	if err != nil {
 		return nil, err
@@ -65,12 +65,12 @@ func (g *globals) reports(ctx context.Context) ([]v1.ClusterReport, error) {
 	if g.chunkSize < 0 {
 		return nil, fmt.Errorf("--chunk-size must be 0 or more, not %d", g.chunkSize)
 	}
-	return listPipelined[v1.ClusterReportList](ctx, g.rest, "clusterreports", ns, g.chunkSize,
-		func(l *v1.ClusterReportList) []v1.ClusterReport { return l.Items })
+	return listPipelined[trainyardv1.ClusterReportList](ctx, g.rest, "clusterreports", ns, g.chunkSize,
+		func(l *trainyardv1.ClusterReportList) []trainyardv1.ClusterReport { return l.Items })
 }
 
 // Fleet is the rows of `fleet`, by namespace and cluster.
-func Fleet(reports []v1.ClusterReport) []FleetRow {
+func Fleet(reports []trainyardv1.ClusterReport) []FleetRow {
 	rows := make([]FleetRow, 0, len(reports))
 	for i := range reports {
 		r := &reports[i]
@@ -93,8 +93,8 @@ func Fleet(reports []v1.ClusterReport) []FleetRow {
 
 // staleOf is the report's Stale condition's status, "Unknown" before the
 // controller has set it.
-func staleOf(r *v1.ClusterReport) string {
-	if c := meta.FindStatusCondition(r.Status.Conditions, v1.ConditionStale); c != nil {
+func staleOf(r *trainyardv1.ClusterReport) string {
+	if c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionStale); c != nil {
 		return string(c.Status)
 	}
 	return "Unknown"

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
@@ -72,7 +72,7 @@ type OutdatedRow struct {
 	// latestReleased is when the latest was released.
 	LatestReleased *metav1.Time `json:"latestReleased,omitempty"`
 	// state is UpdateAvailable, Retracted or (with --include-unknown) Unknown.
-	State v1.ComponentState `json:"state"`
+	State trainyardv1.ComponentState `json:"state"`
 	// retraction is why the running release was retracted.
 	Retraction string       `json:"retraction,omitempty"`
 	Stale      bool         `json:"stale"`
@@ -109,28 +109,28 @@ type OutdatedFilter struct {
 
 // Fleet data that outdated and why read besides the reports.
 type catalog struct {
-	trains map[string]*v1.ReleaseTrain // namespace/name
+	trains map[string]*trainyardv1.ReleaseTrain // namespace/name
 	// retractions maps namespace/train name/canonical version to a reason.
 	retractions map[string]string
 }
 
-func (c *catalog) train(ns, component, train string) *v1.ReleaseTrain {
-	return c.trains[ns+"/"+v1.TrainName(component, train)]
+func (c *catalog) train(ns, component, train string) *trainyardv1.ReleaseTrain {
+	return c.trains[ns+"/"+trainyardv1.TrainName(component, train)]
 }
 
 func (c *catalog) retraction(ns, component, train, version string) string {
-	return c.retractions[ns+"/"+v1.TrainName(component, train)+"/"+v1.CanonicalVersion(version)]
+	return c.retractions[ns+"/"+trainyardv1.TrainName(component, train)+"/"+trainyardv1.CanonicalVersion(version)]
 }
 
 // newCatalog indexes trains and releases.
-func newCatalog(trains []v1.ReleaseTrain, releases []v1.ComponentRelease) *catalog {
-	c := &catalog{trains: map[string]*v1.ReleaseTrain{}, retractions: map[string]string{}}
+func newCatalog(trains []trainyardv1.ReleaseTrain, releases []trainyardv1.ComponentRelease) *catalog {
+	c := &catalog{trains: map[string]*trainyardv1.ReleaseTrain{}, retractions: map[string]string{}}
 	for i := range trains {
 		c.trains[trains[i].Namespace+"/"+trains[i].Name] = &trains[i]
 	}
 	for _, r := range releases {
 		if r.Spec.Retracted != nil {
-			c.retractions[r.Namespace+"/"+v1.TrainName(r.Spec.Component, r.Spec.Train)+"/"+v1.CanonicalVersion(r.Spec.Version)] = r.Spec.Retracted.Reason
+			c.retractions[r.Namespace+"/"+trainyardv1.TrainName(r.Spec.Component, r.Spec.Train)+"/"+trainyardv1.CanonicalVersion(r.Spec.Version)] = r.Spec.Retracted.Reason
 		}
 	}
 	return c
@@ -217,19 +217,19 @@ func outdatedCommand(g *globals) *cobra.Command {
 
 // Outdated is the rows of `outdated`, by namespace, cluster and component,
 // and the exit code they mean.
-func Outdated(reports []v1.ClusterReport, cat *catalog, f OutdatedFilter) OutdatedList {
+func Outdated(reports []trainyardv1.ClusterReport, cat *catalog, f OutdatedFilter) OutdatedList {
 	list := OutdatedList{Items: []OutdatedRow{}}
 	for i := range reports {
 		r := &reports[i]
-		if f.Cluster != "" && v1.ClusterReportName(f.Cluster) != r.Name {
+		if f.Cluster != "" && trainyardv1.ClusterReportName(f.Cluster) != r.Name {
 			continue
 		}
 		list.Summary.Clusters++
 		stale := staleOf(r) == "True"
 		for _, c := range r.Status.Components {
 			switch {
-			case c.State == v1.StateUpToDate,
-				c.State == v1.StateUnknown && !f.Unknown,
+			case c.State == trainyardv1.StateUpToDate,
+				c.State == trainyardv1.StateUnknown && !f.Unknown,
 				f.Component != "" && c.Name != f.Component,
 				f.Train != "" && c.Train != f.Train:
 				continue
@@ -245,7 +245,7 @@ func Outdated(reports []v1.ClusterReport, cat *catalog, f OutdatedFilter) Outdat
 			if t := cat.train(r.Namespace, c.Name, c.Train); t != nil && t.Status.Latest != nil {
 				row.LatestReleased = t.Status.Latest.Released
 			}
-			if c.State == v1.StateRetracted {
+			if c.State == trainyardv1.StateRetracted {
 				row.Retraction = cat.retraction(r.Namespace, c.Name, c.Train, c.Installed)
 			}
 			list.Items = append(list.Items, row)
@@ -259,10 +259,10 @@ func Outdated(reports []v1.ClusterReport, cat *catalog, f OutdatedFilter) Outdat
 	})
 	for _, row := range list.Items {
 		switch row.State {
-		case v1.StateRetracted:
+		case trainyardv1.StateRetracted:
 			list.Summary.Outdated++
 			list.Summary.Retracted++
-		case v1.StateUpdateAvailable:
+		case trainyardv1.StateUpdateAvailable:
 			list.Summary.Outdated++
 		}
 	}

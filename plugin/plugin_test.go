@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/plugin"
 )
 
@@ -74,7 +74,7 @@ var _ = Describe("reading the fleet", func() {
 		Expect(list.Summary).To(Equal(plugin.OutdatedTotals{Clusters: 3, Outdated: 3, Retracted: 1, ExitCode: r.code}))
 		Expect(list.Items).To(ContainElement(And(
 			HaveField("Cluster", "prod-eu"), HaveField("Component", "controller"),
-			HaveField("State", v1.StateRetracted), HaveField("Retraction", "Corrupts the cache on upgrade; use 1.8.0."))))
+			HaveField("State", trainyardv1.StateRetracted), HaveField("Retraction", "Corrupts the cache on upgrade; use 1.8.0."))))
 	})
 
 	It("says what version it is", func() {
@@ -104,9 +104,9 @@ var _ = Describe("BehindOf", func() {
 var _ = Describe("publishing and retracting", Ordered, func() {
 	ctx := context.Background()
 	const ns = "publish"
-	get := func(name string) *v1.ComponentRelease {
+	get := func(name string) *trainyardv1.ComponentRelease {
 		GinkgoHelper()
-		r := &v1.ComponentRelease{}
+		r := &trainyardv1.ComponentRelease{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, r)).To(Succeed())
 		return r
 	}
@@ -140,7 +140,7 @@ var _ = Describe("publishing and retracting", Ordered, func() {
 		r := run("publish", "billing", "1.1.0", "-n", ns, "--dry-run", "-o", "name")
 		Expect(r.code).To(Equal(0), r.stderr)
 		Expect(r.stdout).To(Equal("componentrelease.trainyard.dev/billing.stable.v1.1.0 published (server dry run)\n"))
-		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "billing.stable.v1.1.0"}, &v1.ComponentRelease{})
+		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "billing.stable.v1.1.0"}, &trainyardv1.ComponentRelease{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
 	})
 
@@ -174,7 +174,7 @@ var _ = Describe("publishing and retracting", Ordered, func() {
 		// The same change sent straight to the API server, past the plugin.
 		rel := get("billing.stable.v1.0.0")
 		patch := client.MergeFrom(rel.DeepCopy())
-		rel.Spec.Retracted = &v1.Retraction{Reason: "   "}
+		rel.Spec.Retracted = &trainyardv1.Retraction{Reason: "   "}
 		err := k8sClient.Patch(ctx, rel, patch)
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the webhook refuses it: %v", err)
 		Expect(err.Error()).To(HaveSuffix(msg))

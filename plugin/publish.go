@@ -15,19 +15,19 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 )
 
 // invalid is the error the admission webhook answers for errs, word for
 // word: the plugin checks with the same rules before it sends anything.
 func invalid(name string, errs field.ErrorList) error {
-	return apierrors.NewInvalid(schema.GroupKind{Group: v1.GroupVersion.Group, Kind: "ComponentRelease"}, name, errs)
+	return apierrors.NewInvalid(schema.GroupKind{Group: trainyardv1.GroupVersion.Group, Kind: "ComponentRelease"}, name, errs)
 }
 
 func publishCommand(g *globals) *cobra.Command {
 	var (
-		r        v1.ComponentRelease
+		r        trainyardv1.ComponentRelease
 		released string
 		data     []string
 		dryRun   bool
@@ -62,7 +62,7 @@ func publishCommand(g *globals) *cobra.Command {
 				}
 				r.Spec.Data[k] = val
 			}
-			r.Name = v1.ReleaseName(r.Spec.Component, r.Spec.Train, r.Spec.Version)
+			r.Name = trainyardv1.ReleaseName(r.Spec.Component, r.Spec.Train, r.Spec.Version)
 			if errs := validation.ComponentRelease(&r, nil); len(errs) > 0 {
 				return invalid(r.Name, errs)
 			}
@@ -81,7 +81,7 @@ func publishCommand(g *globals) *cobra.Command {
 	}
 	g.addOutput(cmd, "name", "json", "yaml")
 	fl := cmd.Flags()
-	fl.StringVar(&r.Spec.Train, "train", v1.DefaultTrain, "Train to publish on.")
+	fl.StringVar(&r.Spec.Train, "train", trainyardv1.DefaultTrain, "Train to publish on.")
 	fl.StringVar(&released, "released", "", "Release time, RFC 3339 (default: now, set by the webhook).")
 	fl.StringVar(&r.Spec.Description, "description", "", "What the release is.")
 	fl.StringVar(&r.Spec.Fixes, "fixes", "", "What it fixes.")
@@ -120,8 +120,8 @@ func (g *globals) retract(ctx context.Context, trainArg, version, reason string,
 		return err
 	}
 	component, train, _ := strings.Cut(trainName(trainArg), ".")
-	name := v1.ReleaseName(component, train, version)
-	old := &v1.ComponentRelease{}
+	name := trainyardv1.ReleaseName(component, train, version)
+	old := &trainyardv1.ComponentRelease{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, old); err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("%s %s is not published on %s in namespace %q (no ComponentRelease %s)", component, version, train, ns, name)
@@ -138,7 +138,7 @@ func (g *globals) retract(ctx context.Context, trainArg, version, reason string,
 		patch = map[string]any{"spec": map[string]any{"retracted": nil}}
 	} else {
 		since := metav1.NewTime(g.Now().UTC().Truncate(time.Second))
-		r.Spec.Retracted = &v1.Retraction{Reason: reason, Since: &since}
+		r.Spec.Retracted = &trainyardv1.Retraction{Reason: reason, Since: &since}
 		patch = map[string]any{"spec": map[string]any{"retracted": r.Spec.Retracted}}
 	}
 	if errs := validation.ComponentRelease(r, old); len(errs) > 0 {
@@ -178,9 +178,9 @@ func withResourceVersion(patch []byte, rv string) []byte {
 }
 
 // done reports a write: kubectl's "<kind>/<name> <verb>", or the object.
-func (g *globals) done(r *v1.ComponentRelease, verb string, dryRun bool) error {
+func (g *globals) done(r *trainyardv1.ComponentRelease, verb string, dryRun bool) error {
 	if g.output == "json" || g.output == "yaml" {
-		r.APIVersion, r.Kind = v1.GroupVersion.String(), "ComponentRelease"
+		r.APIVersion, r.Kind = trainyardv1.GroupVersion.String(), "ComponentRelease"
 		return g.print(r, nil)
 	}
 	suffix := ""

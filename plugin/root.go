@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
 
@@ -178,7 +178,7 @@ func (g *globals) connect() (client.Client, error) {
 	// printed as kubectl prints them.
 	cfg.WarningHandler = rest.NewWarningWriter(g.Streams.ErrOut, rest.WarningWriterOptions{Deduplicate: true})
 	scheme := runtime.NewScheme()
-	if err := v1.AddToScheme(scheme); err != nil {
+	if err := trainyardv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -186,7 +186,7 @@ func (g *globals) connect() (client.Client, error) {
 		return nil, err
 	}
 	rc := rest.CopyConfig(cfg)
-	rc.GroupVersion, rc.APIPath = &v1.GroupVersion, "/apis"
+	rc.GroupVersion, rc.APIPath = &trainyardv1.GroupVersion, "/apis"
 	rc.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	if g.rest, err = rest.RESTClientFor(rc); err != nil {
 		return nil, err
@@ -245,15 +245,15 @@ func (g *globals) addChunkSize(cmd *cobra.Command) {
 }
 
 // releases lists the ComponentReleases of ns ("": every namespace).
-func (g *globals) releases(ctx context.Context, ns string) ([]v1.ComponentRelease, error) {
-	return listPipelined[v1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, pageSize,
-		func(l *v1.ComponentReleaseList) []v1.ComponentRelease { return l.Items })
+func (g *globals) releases(ctx context.Context, ns string) ([]trainyardv1.ComponentRelease, error) {
+	return listPipelined[trainyardv1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, pageSize,
+		func(l *trainyardv1.ComponentReleaseList) []trainyardv1.ComponentRelease { return l.Items })
 }
 
 // trains lists the ReleaseTrains of ns ("": every namespace).
-func (g *globals) trains(ctx context.Context, ns string) ([]v1.ReleaseTrain, error) {
-	return listPipelined[v1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, pageSize,
-		func(l *v1.ReleaseTrainList) []v1.ReleaseTrain { return l.Items })
+func (g *globals) trains(ctx context.Context, ns string) ([]trainyardv1.ReleaseTrain, error) {
+	return listPipelined[trainyardv1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, pageSize,
+		func(l *trainyardv1.ReleaseTrainList) []trainyardv1.ReleaseTrain { return l.Items })
 }
 
 // out is where a command writes its answer.

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 	"github.com/trainyard-dev/trainyard/plugin"
@@ -45,7 +45,7 @@ var (
 
 var _ = BeforeSuite(func() {
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(scheme)).To(Succeed())
 	env = testenv.New()
 	// Writes go through the admission webhook, as in `make dev` and the
 	// chart: publish and retract are tested against its answers.
@@ -118,132 +118,132 @@ func createFleet(ctx context.Context) {
 	for _, ns := range []string{fleetNS, "publish"} {
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}
-	train := func(component, train string, spec v1.ReleaseTrainSpec, st v1.ReleaseTrainStatus) {
+	train := func(component, train string, spec trainyardv1.ReleaseTrainSpec, st trainyardv1.ReleaseTrainStatus) {
 		spec.Component, spec.Train = component, train
-		t := &v1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: v1.TrainName(component, train)}, Spec: spec}
+		t := &trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: trainyardv1.TrainName(component, train)}, Spec: spec}
 		Expect(k8sClient.Create(ctx, t)).To(Succeed())
 		t.Status = st
 		Expect(k8sClient.Status().Update(ctx, t)).To(Succeed())
 	}
-	release := func(component, train, version, released string, latest bool, retracted *v1.Retraction) {
-		r := &v1.ComponentRelease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: v1.ReleaseName(component, train, version)},
-			Spec: v1.ComponentReleaseSpec{Component: component, Train: train, Version: version,
+	release := func(component, train, version, released string, latest bool, retracted *trainyardv1.Retraction) {
+		r := &trainyardv1.ComponentRelease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: trainyardv1.ReleaseName(component, train, version)},
+			Spec: trainyardv1.ComponentReleaseSpec{Component: component, Train: train, Version: version,
 				Released: ts(released), Retracted: retracted},
 		}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
 		r.Status.Latest = latest
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
 	}
-	ref := func(component, train, version, released string) *v1.ReleaseRef {
-		return &v1.ReleaseRef{Version: version, Released: ts(released), Name: v1.ReleaseName(component, train, version)}
+	ref := func(component, train, version, released string) *trainyardv1.ReleaseRef {
+		return &trainyardv1.ReleaseRef{Version: version, Released: ts(released), Name: trainyardv1.ReleaseName(component, train, version)}
 	}
 
 	train("controller", "stable",
-		v1.ReleaseTrainSpec{Ordering: v1.OrderingSemver, Prereleases: v1.PrereleasesExclude, VersionRange: ">=1.0.0, <2.0.0"},
-		v1.ReleaseTrainStatus{
+		trainyardv1.ReleaseTrainSpec{Ordering: trainyardv1.OrderingSemver, Prereleases: trainyardv1.PrereleasesExclude, VersionRange: ">=1.0.0, <2.0.0"},
+		trainyardv1.ReleaseTrainStatus{
 			Latest:       ref("controller", "stable", "1.8.0", "2026-09-15T00:00:00Z"),
 			Previous:     ref("controller", "stable", "1.7.2", "2026-08-01T00:00:00Z"),
 			ReleaseCount: 5,
-			History: []v1.ReleaseRef{*ref("controller", "stable", "1.8.0", "2026-09-15T00:00:00Z"),
+			History: []trainyardv1.ReleaseRef{*ref("controller", "stable", "1.8.0", "2026-09-15T00:00:00Z"),
 				*ref("controller", "stable", "1.7.2", "2026-08-01T00:00:00Z")},
-			Adoption: &v1.FleetAdoption{Clusters: 3, UpToDate: 1, Behind: 2, Summary: "1/3",
-				Versions: []v1.VersionAdoption{{Version: "1.7.2", Clusters: 1}, {Version: "1.8.0", Clusters: 1}, {Version: "1.8.1", Clusters: 1}}},
+			Adoption: &trainyardv1.FleetAdoption{Clusters: 3, UpToDate: 1, Behind: 2, Summary: "1/3",
+				Versions: []trainyardv1.VersionAdoption{{Version: "1.7.2", Clusters: 1}, {Version: "1.8.0", Clusters: 1}, {Version: "1.8.1", Clusters: 1}}},
 		})
 	release("controller", "stable", "1.7.2", "2026-08-01T00:00:00Z", false, nil)
 	release("controller", "stable", "1.8.0", "2026-09-15T00:00:00Z", true, nil)
 	release("controller", "stable", "1.8.1", "2026-10-20T00:00:00Z", false,
-		&v1.Retraction{Reason: "Corrupts the cache on upgrade; use 1.8.0.", Since: ts("2026-10-22T00:00:00Z")})
+		&trainyardv1.Retraction{Reason: "Corrupts the cache on upgrade; use 1.8.0.", Since: ts("2026-10-22T00:00:00Z")})
 	release("controller", "stable", "1.9.0-rc.1", "2026-11-10T00:00:00Z", false, nil)
 	release("controller", "stable", "2.0.0", "2026-11-20T00:00:00Z", false, nil)
 
-	train("router", "stable", v1.ReleaseTrainSpec{Promotion: &v1.PromotionPolicy{From: "beta",
-		Soak: &metav1.Duration{Duration: 72 * time.Hour}, Adoption: &v1.AdoptionGate{MinPercent: 20, MinClusters: 1},
-		Window: &v1.PromotionWindow{Days: []v1.Weekday{"Mon", "Tue", "Wed", "Thu"}, Hours: "09:00-16:00", TimeZone: "Europe/Berlin"}}}, v1.ReleaseTrainStatus{
-		Promotion: &v1.PromotionStatus{Candidates: []v1.PromotionCandidate{{
-			Version: "v2.5.0-beta.1", Release: v1.ReleaseName("router", "beta", "v2.5.0-beta.1"), Phase: v1.PromotionPending,
+	train("router", "stable", trainyardv1.ReleaseTrainSpec{Promotion: &trainyardv1.PromotionPolicy{From: "beta",
+		Soak: &metav1.Duration{Duration: 72 * time.Hour}, Adoption: &trainyardv1.AdoptionGate{MinPercent: 20, MinClusters: 1},
+		Window: &trainyardv1.PromotionWindow{Days: []trainyardv1.Weekday{"Mon", "Tue", "Wed", "Thu"}, Hours: "09:00-16:00", TimeZone: "Europe/Berlin"}}}, trainyardv1.ReleaseTrainStatus{
+		Promotion: &trainyardv1.PromotionStatus{Candidates: []trainyardv1.PromotionCandidate{{
+			Version: "v2.5.0-beta.1", Release: trainyardv1.ReleaseName("router", "beta", "v2.5.0-beta.1"), Phase: trainyardv1.PromotionPending,
 			Message:        "waiting for: [Window (outside the window Mon,Tue,Wed,Thu 09:00-16:00 Europe/Berlin; opens 2026-12-03T08:00:00Z)]",
 			NextEvaluation: ts("2026-12-03T08:00:00Z"),
-			Gates: []v1.GateStatus{
-				{Name: v1.GateNotRetracted, State: v1.GatePass, Reason: "not retracted", Since: ts("2026-11-20T08:00:00Z")},
-				{Name: v1.GateSoak, State: v1.GatePass, Reason: "latest on beta since 2026-11-20T08:00:00Z, soak 72h0m0s", Since: ts("2026-11-23T08:00:00Z")},
-				{Name: v1.GateAdoption, State: v1.GatePass, Reason: "1 of 1 non-stale clusters on beta run it (100%); needs 20% and 1", Since: ts("2026-11-20T08:00:00Z")},
-				{Name: v1.GateWindow, State: v1.GatePending, Reason: "outside the window Mon,Tue,Wed,Thu 09:00-16:00 Europe/Berlin; opens 2026-12-03T08:00:00Z", Since: ts("2026-11-26T15:00:00Z")},
+			Gates: []trainyardv1.GateStatus{
+				{Name: trainyardv1.GateNotRetracted, State: trainyardv1.GatePass, Reason: "not retracted", Since: ts("2026-11-20T08:00:00Z")},
+				{Name: trainyardv1.GateSoak, State: trainyardv1.GatePass, Reason: "latest on beta since 2026-11-20T08:00:00Z, soak 72h0m0s", Since: ts("2026-11-23T08:00:00Z")},
+				{Name: trainyardv1.GateAdoption, State: trainyardv1.GatePass, Reason: "1 of 1 non-stale clusters on beta run it (100%); needs 20% and 1", Since: ts("2026-11-20T08:00:00Z")},
+				{Name: trainyardv1.GateWindow, State: trainyardv1.GatePending, Reason: "outside the window Mon,Tue,Wed,Thu 09:00-16:00 Europe/Berlin; opens 2026-12-03T08:00:00Z", Since: ts("2026-11-26T15:00:00Z")},
 			},
 		}}},
 		Latest: ref("router", "stable", "v2.4.1", "2026-11-02T09:30:00Z"), Previous: ref("router", "stable", "v2.3.0", "2026-10-01T12:00:00Z"),
 		ReleaseCount: 2,
-		History: []v1.ReleaseRef{*ref("router", "stable", "v2.4.1", "2026-11-02T09:30:00Z"),
+		History: []trainyardv1.ReleaseRef{*ref("router", "stable", "v2.4.1", "2026-11-02T09:30:00Z"),
 			*ref("router", "stable", "v2.3.0", "2026-10-01T12:00:00Z")},
-		Adoption: &v1.FleetAdoption{Clusters: 2, UpToDate: 1, Behind: 1, Summary: "1/2",
-			Versions: []v1.VersionAdoption{{Version: "v2.3.0", Clusters: 1}, {Version: "v2.4.1", Clusters: 1}}},
+		Adoption: &trainyardv1.FleetAdoption{Clusters: 2, UpToDate: 1, Behind: 1, Summary: "1/2",
+			Versions: []trainyardv1.VersionAdoption{{Version: "v2.3.0", Clusters: 1}, {Version: "v2.4.1", Clusters: 1}}},
 	})
 	release("router", "stable", "v2.3.0", "2026-10-01T12:00:00Z", false, nil)
 	release("router", "stable", "v2.4.1", "2026-11-02T09:30:00Z", true, nil)
-	train("router", "beta", v1.ReleaseTrainSpec{}, v1.ReleaseTrainStatus{
+	train("router", "beta", trainyardv1.ReleaseTrainSpec{}, trainyardv1.ReleaseTrainStatus{
 		Latest: ref("router", "beta", "v2.5.0-beta.1", "2026-11-20T08:00:00Z"), ReleaseCount: 1,
-		History:  []v1.ReleaseRef{*ref("router", "beta", "v2.5.0-beta.1", "2026-11-20T08:00:00Z")},
-		Adoption: &v1.FleetAdoption{Clusters: 1, UpToDate: 1, Summary: "1/1", Versions: []v1.VersionAdoption{{Version: "v2.5.0-beta.1", Clusters: 1}}},
+		History:  []trainyardv1.ReleaseRef{*ref("router", "beta", "v2.5.0-beta.1", "2026-11-20T08:00:00Z")},
+		Adoption: &trainyardv1.FleetAdoption{Clusters: 1, UpToDate: 1, Summary: "1/1", Versions: []trainyardv1.VersionAdoption{{Version: "v2.5.0-beta.1", Clusters: 1}}},
 	})
 	release("router", "beta", "v2.5.0-beta.1", "2026-11-20T08:00:00Z", true, nil)
 
 	// What the controller recommends (internal/upgrade), by cluster/component.
-	recommendations := map[string]v1.ComponentStatus{
+	recommendations := map[string]trainyardv1.ComponentStatus{
 		"prod-eu/router": {Recommended: "v2.4.1", Path: []string{"v2.4.1"}},
-		"0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F/controller": {Conditional: []v1.ConditionalUpdate{{Version: "1.8.0",
-			Risks: []v1.AppliedRisk{{Name: "etcd-3-6", Message: "1.8 needs etcd 3.6", URL: "https://example.com/kb/18",
+		"0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F/controller": {Conditional: []trainyardv1.ConditionalUpdate{{Version: "1.8.0",
+			Risks: []trainyardv1.AppliedRisk{{Name: "etcd-3-6", Message: "1.8 needs etcd 3.6", URL: "https://example.com/kb/18",
 				Reason: "cannot be evaluated on this cluster: no such key: etcdVersion"}}}}},
 	}
 	type comp struct {
 		name, train, version, latest string
-		state                        v1.ComponentState
+		state                        trainyardv1.ComponentState
 	}
 	report := func(id string, props map[string]string, lastSeen string, stale bool, comps ...comp) {
-		r := &v1.ClusterReport{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: v1.ClusterReportName(id)},
-			Spec:       v1.ClusterReportSpec{ClusterID: id, Properties: props},
+		r := &trainyardv1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: trainyardv1.ClusterReportName(id)},
+			Spec:       trainyardv1.ClusterReportSpec{ClusterID: id, Properties: props},
 		}
-		sum := &v1.ComponentSummary{}
-		var status []v1.ComponentStatus
+		sum := &trainyardv1.ComponentSummary{}
+		var status []trainyardv1.ComponentStatus
 		for _, c := range comps {
-			r.Spec.Components = append(r.Spec.Components, v1.ReportedComponent{Name: c.name, Train: c.train, Version: c.version, Type: "Deployment"})
-			cs := v1.ComponentStatus{Name: c.name, Train: c.train, Installed: c.version, Latest: c.latest, State: c.state}
+			r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{Name: c.name, Train: c.train, Version: c.version, Type: "Deployment"})
+			cs := trainyardv1.ComponentStatus{Name: c.name, Train: c.train, Installed: c.version, Latest: c.latest, State: c.state}
 			if rec, ok := recommendations[id+"/"+c.name]; ok {
 				cs.Recommended, cs.Path, cs.Conditional = rec.Recommended, rec.Path, rec.Conditional
 			}
 			status = append(status, cs)
 			sum.Total++
 			switch c.state {
-			case v1.StateUpToDate:
+			case trainyardv1.StateUpToDate:
 				sum.UpToDate++
-			case v1.StateUpdateAvailable:
+			case trainyardv1.StateUpdateAvailable:
 				sum.UpdateAvailable++
-			case v1.StateRetracted:
+			case trainyardv1.StateRetracted:
 				sum.Retracted++
 			default:
 				sum.Unknown++
 			}
 		}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
-		staleCond := metav1.Condition{Type: v1.ConditionStale, Status: metav1.ConditionFalse, Reason: "CheckedIn",
+		staleCond := metav1.Condition{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse, Reason: "CheckedIn",
 			Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: *ts(lastSeen), ObservedGeneration: r.Generation}
 		if stale {
 			staleCond.Status, staleCond.Reason, staleCond.Message = metav1.ConditionTrue, "NoRecentCheckIn", "no check-in within the stale threshold (25h0m0s)"
 		}
-		r.Status = v1.ClusterReportStatus{
+		r.Status = trainyardv1.ClusterReportStatus{
 			ObservedGeneration: r.Generation, FirstSeen: ts("2026-06-01T00:00:00Z"), LastSeen: ts(lastSeen), CheckIns: 4200,
 			Components: status, Summary: sum, Conditions: []metav1.Condition{staleCond},
 		}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
 	}
 	report("prod-eu", map[string]string{"provider": "gke", "kubernetesVersion": "v1.37.2", "nodes": "12"}, "2026-12-01T11:50:00Z", false,
-		comp{"controller", "stable", "1.8.1", "1.8.0", v1.StateRetracted},
-		comp{"router", "stable", "v2.3.0", "v2.4.1", v1.StateUpdateAvailable})
+		comp{"controller", "stable", "1.8.1", "1.8.0", trainyardv1.StateRetracted},
+		comp{"router", "stable", "v2.3.0", "v2.4.1", trainyardv1.StateUpdateAvailable})
 	report("prod-us", map[string]string{"provider": "eks", "kubernetesVersion": "v1.36.4", "nodes": "30"}, "2026-12-01T11:58:00Z", false,
-		comp{"controller", "stable", "1.8.0", "1.8.0", v1.StateUpToDate},
-		comp{"router", "stable", "v2.4.1", "v2.4.1", v1.StateUpToDate})
+		comp{"controller", "stable", "1.8.0", "1.8.0", trainyardv1.StateUpToDate},
+		comp{"router", "stable", "v2.4.1", "v2.4.1", trainyardv1.StateUpToDate})
 	report("0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F", nil, "2026-11-28T06:00:00Z", true,
-		comp{"controller", "stable", "1.7.2", "1.8.0", v1.StateUpdateAvailable},
-		comp{"metrics-agent", "stable", "0.3.0", "", v1.StateUnknown},
-		comp{"router", "beta", "v2.5.0-beta.1", "v2.5.0-beta.1", v1.StateUpToDate})
+		comp{"controller", "stable", "1.7.2", "1.8.0", trainyardv1.StateUpdateAvailable},
+		comp{"metrics-agent", "stable", "0.3.0", "", trainyardv1.StateUnknown},
+		comp{"router", "beta", "v2.5.0-beta.1", "v2.5.0-beta.1", trainyardv1.StateUpToDate})
 }

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 	"github.com/trainyard-dev/trainyard/internal/promotion"
 )
@@ -23,27 +23,27 @@ import (
 // TrainView is `train -o json`: the train's policy and status, and each of
 // its releases.
 type TrainView struct {
-	Name         string              `json:"name"`
-	Namespace    string              `json:"namespace"`
-	Component    string              `json:"component"`
-	Train        string              `json:"train"`
-	Ordering     v1.Ordering         `json:"ordering"`
-	Prereleases  v1.PrereleasePolicy `json:"prereleases"`
-	VersionRange string              `json:"versionRange,omitempty"`
-	Latest       *v1.ReleaseRef      `json:"latest,omitempty"`
-	Previous     *v1.ReleaseRef      `json:"previous,omitempty"`
-	History      []v1.ReleaseRef     `json:"history"`
+	Name         string                       `json:"name"`
+	Namespace    string                       `json:"namespace"`
+	Component    string                       `json:"component"`
+	Train        string                       `json:"train"`
+	Ordering     trainyardv1.Ordering         `json:"ordering"`
+	Prereleases  trainyardv1.PrereleasePolicy `json:"prereleases"`
+	VersionRange string                       `json:"versionRange,omitempty"`
+	Latest       *trainyardv1.ReleaseRef      `json:"latest,omitempty"`
+	Previous     *trainyardv1.ReleaseRef      `json:"previous,omitempty"`
+	History      []trainyardv1.ReleaseRef     `json:"history"`
 	// releases, newest first under the train's ordering.
-	Releases []TrainRelease    `json:"releases"`
-	Adoption *v1.FleetAdoption `json:"adoption,omitempty"`
+	Releases []TrainRelease             `json:"releases"`
+	Adoption *trainyardv1.FleetAdoption `json:"adoption,omitempty"`
 	// promotion is the train's promotion policy and its candidates' gates.
 	Promotion *TrainPromotion `json:"promotion,omitempty"`
 }
 
 // TrainPromotion is a train's spec.promotion and status.promotion.
 type TrainPromotion struct {
-	Policy     v1.PromotionPolicy      `json:"policy"`
-	Candidates []v1.PromotionCandidate `json:"candidates"`
+	Policy     trainyardv1.PromotionPolicy      `json:"policy"`
+	Candidates []trainyardv1.PromotionCandidate `json:"candidates"`
 }
 
 // TrainRelease is one release of a train.
@@ -82,7 +82,7 @@ func trainCommand(g *globals) *cobra.Command {
 // trainName accepts <component>.<train> and <component> (stable).
 func trainName(arg string) string {
 	component, train, _ := strings.Cut(arg, ".")
-	return v1.TrainName(component, train)
+	return trainyardv1.TrainName(component, train)
 }
 
 func (g *globals) trainView(ctx context.Context, arg string) (*TrainView, error) {
@@ -90,7 +90,7 @@ func (g *globals) trainView(ctx context.Context, arg string) (*TrainView, error)
 	if err != nil {
 		return nil, err
 	}
-	t := &v1.ReleaseTrain{}
+	t := &trainyardv1.ReleaseTrain{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: trainName(arg)}, t); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("no ReleaseTrain %q in namespace %q (the controller creates one when a release of the train is published)", trainName(arg), ns)
@@ -101,7 +101,7 @@ func (g *globals) trainView(ctx context.Context, arg string) (*TrainView, error)
 	if err != nil {
 		return nil, err
 	}
-	var rels []v1.ComponentRelease
+	var rels []trainyardv1.ComponentRelease
 	for _, r := range all {
 		if r.Spec.Component == t.Spec.Component && r.Spec.Train == t.Spec.Train {
 			rels = append(rels, r)
@@ -110,7 +110,7 @@ func (g *globals) trainView(ctx context.Context, arg string) (*TrainView, error)
 	return newTrainView(t, rels), nil
 }
 
-func newTrainView(t *v1.ReleaseTrain, rels []v1.ComponentRelease) *TrainView {
+func newTrainView(t *trainyardv1.ReleaseTrain, rels []trainyardv1.ComponentRelease) *TrainView {
 	policy, _ := ordering.PolicyOf(t.Spec) // a bad range: the train's Stalled condition says so
 	v := &TrainView{
 		Name: t.Name, Namespace: t.Namespace, Component: t.Spec.Component, Train: t.Spec.Train,
@@ -119,10 +119,10 @@ func newTrainView(t *v1.ReleaseTrain, rels []v1.ComponentRelease) *TrainView {
 		Adoption: t.Status.Adoption, Releases: []TrainRelease{},
 	}
 	if v.History == nil {
-		v.History = []v1.ReleaseRef{}
+		v.History = []trainyardv1.ReleaseRef{}
 	}
 	if p := t.Spec.Promotion; p != nil {
-		v.Promotion = &TrainPromotion{Policy: *p, Candidates: []v1.PromotionCandidate{}}
+		v.Promotion = &TrainPromotion{Policy: *p, Candidates: []trainyardv1.PromotionCandidate{}}
 		if t.Status.Promotion != nil {
 			v.Promotion.Candidates = t.Status.Promotion.Candidates
 		}
@@ -152,7 +152,7 @@ func newTrainView(t *v1.ReleaseTrain, rels []v1.ComponentRelease) *TrainView {
 	return v
 }
 
-func candidate(r v1.ComponentRelease) ordering.Candidate {
+func candidate(r trainyardv1.ComponentRelease) ordering.Candidate {
 	var released int64
 	if r.Spec.Released != nil {
 		released = r.Spec.Released.UnixNano()
@@ -163,12 +163,12 @@ func candidate(r v1.ComponentRelease) ordering.Candidate {
 // policyText says in words what a train's policy lets be latest.
 func policyText(v *TrainView) string {
 	s := string(v.Ordering)
-	if v.Ordering == v1.OrderingSemver {
+	if v.Ordering == trainyardv1.OrderingSemver {
 		s += " (highest semantic version)"
 	} else {
 		s += " (newest spec.released)"
 	}
-	if v.Prereleases == v1.PrereleasesExclude {
+	if v.Prereleases == trainyardv1.PrereleasesExclude {
 		s += ", pre-releases excluded"
 	} else {
 		s += ", pre-releases included"
@@ -184,7 +184,7 @@ const barWidth = 40
 
 func (g *globals) describeTrain(v *TrainView) error {
 	w := tabwriter.NewWriter(g.out(), 0, 8, 2, ' ', 0)
-	ref := func(r *v1.ReleaseRef) string {
+	ref := func(r *trainyardv1.ReleaseRef) string {
 		if r == nil {
 			return "<none>"
 		}
@@ -240,9 +240,9 @@ func (g *globals) describeTrain(v *TrainView) error {
 	for _, r := range v.Releases {
 		switch {
 		case r.Retraction != "":
-			state[v1.CanonicalVersion(r.Version)] = "retracted"
+			state[trainyardv1.CanonicalVersion(r.Version)] = "retracted"
 		case r.Latest:
-			state[v1.CanonicalVersion(r.Version)] = "latest"
+			state[trainyardv1.CanonicalVersion(r.Version)] = "latest"
 		}
 	}
 	w = tabwriter.NewWriter(g.out(), 0, 8, 2, ' ', 0)
@@ -258,7 +258,7 @@ func (g *globals) describeTrain(v *TrainView) error {
 		fmt.Fprintln(w, line)
 	}
 	for _, ver := range a.Versions {
-		bar(ver.Version, ver.Clusters, state[v1.CanonicalVersion(ver.Version)])
+		bar(ver.Version, ver.Clusters, state[trainyardv1.CanonicalVersion(ver.Version)])
 	}
 	if a.OtherVersions > 0 {
 		bar("(others)", a.OtherVersions, "")

@@ -11,21 +11,21 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
 // WhyView is `why -o json`: a component's state and the reasons for it, in
 // the order a person reads them.
 type WhyView struct {
-	Namespace string            `json:"namespace"`
-	Cluster   string            `json:"cluster"`
-	Component string            `json:"component"`
-	Train     string            `json:"train"`
-	Running   string            `json:"running"`
-	State     v1.ComponentState `json:"state"`
-	Latest    string            `json:"latest,omitempty"`
-	Behind    Behind            `json:"behind"`
+	Namespace string                     `json:"namespace"`
+	Cluster   string                     `json:"cluster"`
+	Component string                     `json:"component"`
+	Train     string                     `json:"train"`
+	Running   string                     `json:"running"`
+	State     trainyardv1.ComponentState `json:"state"`
+	Latest    string                     `json:"latest,omitempty"`
+	Behind    Behind                     `json:"behind"`
 	// retraction is why the running release was retracted.
 	Retraction string       `json:"retraction,omitempty"`
 	Stale      string       `json:"stale"`
@@ -33,9 +33,9 @@ type WhyView struct {
 	Reasons    []string     `json:"reasons"`
 	// recommended, path and conditional are the controller's upgrade
 	// recommendation for this component (absent when it has none).
-	Recommended string                 `json:"recommended,omitempty"`
-	Path        []string               `json:"path,omitempty"`
-	Conditional []v1.ConditionalUpdate `json:"conditional,omitempty"`
+	Recommended string                          `json:"recommended,omitempty"`
+	Path        []string                        `json:"path,omitempty"`
+	Conditional []trainyardv1.ConditionalUpdate `json:"conditional,omitempty"`
 }
 
 func whyCommand(g *globals) *cobra.Command {
@@ -72,7 +72,7 @@ func (g *globals) why(ctx context.Context, cluster, component string) (*WhyView,
 	if err != nil {
 		return nil, err
 	}
-	var reported *v1.ReportedComponent
+	var reported *trainyardv1.ReportedComponent
 	for i := range rep.Spec.Components {
 		if rep.Spec.Components[i].Name == component {
 			reported = &rep.Spec.Components[i]
@@ -81,22 +81,22 @@ func (g *globals) why(ctx context.Context, cluster, component string) (*WhyView,
 	if reported == nil {
 		return nil, fmt.Errorf("cluster %s reports no component %q", rep.Spec.ClusterID, component)
 	}
-	train := &v1.ReleaseTrain{}
-	tname := v1.TrainName(reported.Name, reported.Train)
+	train := &trainyardv1.ReleaseTrain{}
+	tname := trainyardv1.TrainName(reported.Name, reported.Train)
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: tname}, train); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return nil, err
 		}
 		train = nil
 	}
-	var rels []v1.ComponentRelease
+	var rels []trainyardv1.ComponentRelease
 	if train != nil {
 		all, err := g.releases(ctx, ns)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range all {
-			if v1.TrainName(r.Spec.Component, r.Spec.Train) == tname {
+			if trainyardv1.TrainName(r.Spec.Component, r.Spec.Train) == tname {
 				rels = append(rels, r)
 			}
 		}
@@ -106,16 +106,16 @@ func (g *globals) why(ctx context.Context, cluster, component string) (*WhyView,
 
 // Why explains the state of one reported component of rep. train is nil
 // when there is no such train; rels are the train's releases.
-func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, rels []v1.ComponentRelease, age func(*metav1.Time) string) *WhyView {
+func Why(rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent, train *trainyardv1.ReleaseTrain, rels []trainyardv1.ComponentRelease, age func(*metav1.Time) string) *WhyView {
 	v := &WhyView{
 		Namespace: rep.Namespace, Cluster: rep.Spec.ClusterID, Component: c.Name, Train: c.Train,
-		Running: c.Version, State: v1.StateUnknown, Stale: staleOf(rep), LastSeen: rep.Status.LastSeen,
+		Running: c.Version, State: trainyardv1.StateUnknown, Stale: staleOf(rep), LastSeen: rep.Status.LastSeen,
 	}
 	say := func(format string, a ...any) { v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...)) }
-	tname := v1.TrainName(c.Name, c.Train)
+	tname := trainyardv1.TrainName(c.Name, c.Train)
 
 	computed := false
-	var status v1.ComponentStatus
+	var status trainyardv1.ComponentStatus
 	for _, s := range rep.Status.Components {
 		if s.Name == c.Name {
 			v.State, v.Latest, computed, status = s.State, s.Latest, true, s
@@ -132,13 +132,13 @@ func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, 
 		return staleness(v, rep, age)
 	}
 	policy, perr := ordering.PolicyOf(train.Spec)
-	var running *v1.ComponentRelease
+	var running *trainyardv1.ComponentRelease
 	eligible := 0
 	for i := range rels {
 		if policy.Eligible(candidate(rels[i])) {
 			eligible++
 		}
-		if v1.CanonicalVersion(rels[i].Spec.Version) == v1.CanonicalVersion(c.Version) {
+		if trainyardv1.CanonicalVersion(rels[i].Spec.Version) == trainyardv1.CanonicalVersion(c.Version) {
 			running = &rels[i]
 		}
 	}
@@ -170,7 +170,7 @@ func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, 
 			since = " on " + day(running.Spec.Retracted.Since)
 		}
 		say("%s was retracted%s: %s", c.Version, since, running.Spec.Retracted.Reason)
-	case v.Latest != "" && v1.CanonicalVersion(v.Latest) == v1.CanonicalVersion(c.Version):
+	case v.Latest != "" && trainyardv1.CanonicalVersion(v.Latest) == trainyardv1.CanonicalVersion(c.Version):
 		say("%s is the latest", c.Version)
 	default:
 		if why := ineligible(policy, *running); why != "" {
@@ -195,7 +195,7 @@ func Why(rep *v1.ClusterReport, c v1.ReportedComponent, train *v1.ReleaseTrain, 
 
 // recommendation says where the controller recommends going, how, and what
 // is held back and why (docs/promotion.md, "Recommended upgrades").
-func recommendation(v *WhyView, s v1.ComponentStatus, say func(string, ...any)) {
+func recommendation(v *WhyView, s trainyardv1.ComponentStatus, say func(string, ...any)) {
 	v.Recommended, v.Path, v.Conditional = s.Recommended, s.Path, s.Conditional
 	if s.Recommended != "" {
 		say("recommended: %s, by the path %s", s.Recommended, strings.Join(append([]string{v.Running}, s.Path...), " → "))
@@ -210,7 +210,7 @@ func recommendation(v *WhyView, s v1.ComponentStatus, say func(string, ...any)) 
 }
 
 // ineligible says why the policy does not let a release be latest, or "".
-func ineligible(p ordering.Policy, r v1.ComponentRelease) string {
+func ineligible(p ordering.Policy, r trainyardv1.ComponentRelease) string {
 	c := candidate(r)
 	if p.Eligible(c) {
 		return ""
@@ -219,11 +219,11 @@ func ineligible(p ordering.Policy, r v1.ComponentRelease) string {
 	switch {
 	case r.Spec.Retracted != nil:
 		return "it is retracted"
-	case err != nil && p.Ordering == v1.OrderingSemver:
+	case err != nil && p.Ordering == trainyardv1.OrderingSemver:
 		return "it is not a semantic version, and the train orders by Semver"
 	case err != nil:
 		return "it is not a semantic version, and the train has a version range"
-	case p.Prereleases == v1.PrereleasesExclude && sv.Prerelease() != "":
+	case p.Prereleases == trainyardv1.PrereleasesExclude && sv.Prerelease() != "":
 		return "it is a pre-release, and the train excludes pre-releases"
 	default:
 		return "it is outside the train's version range"
@@ -231,12 +231,12 @@ func ineligible(p ordering.Policy, r v1.ComponentRelease) string {
 }
 
 // staleness adds the last check-in and the Stale condition's word.
-func staleness(v *WhyView, rep *v1.ClusterReport, age func(*metav1.Time) string) *WhyView {
+func staleness(v *WhyView, rep *trainyardv1.ClusterReport, age func(*metav1.Time) string) *WhyView {
 	last := "never checked in"
 	if rep.Status.LastSeen != nil {
 		last = fmt.Sprintf("last checked in %s ago (%s)", age(rep.Status.LastSeen), rep.Status.LastSeen.UTC().Format("2006-01-02T15:04:05Z"))
 	}
-	switch c := meta.FindStatusCondition(rep.Status.Conditions, v1.ConditionStale); {
+	switch c := meta.FindStatusCondition(rep.Status.Conditions, trainyardv1.ConditionStale); {
 	case c == nil:
 		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s; the controller has not yet said whether it is stale", last))
 	case c.Status == metav1.ConditionTrue:
@@ -248,9 +248,9 @@ func staleness(v *WhyView, rep *v1.ClusterReport, age func(*metav1.Time) string)
 }
 
 // getReport reads the report of a cluster ID (in any case).
-func getReport(ctx context.Context, c client.Client, ns, id string) (*v1.ClusterReport, error) {
-	rep := &v1.ClusterReport{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.ClusterReportName(id)}, rep); err != nil {
+func getReport(ctx context.Context, c client.Client, ns, id string) (*trainyardv1.ClusterReport, error) {
+	rep := &trainyardv1.ClusterReport{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: trainyardv1.ClusterReportName(id)}, rep); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("no cluster %q in namespace %q", id, ns)
 		}

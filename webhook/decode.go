@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // The mutating webhooks run before the API server checks an object against
@@ -34,7 +34,7 @@ func precise[T runtime.Object](kind string, h admission.Handler) admission.Handl
 			if errs := DecodeErrors(req.Object.Raw, typ); len(errs) > 0 {
 				name := req.Name
 				return admission.Errored(http.StatusUnprocessableEntity, apierrors.NewInvalid(
-					v1.GroupVersion.WithKind(kind).GroupKind(), name, errs))
+					trainyardv1.GroupVersion.WithKind(kind).GroupKind(), name, errs))
 			}
 		}
 		return h.Handle(ctx, req)

@@ -5,14 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/webhook"
 )
 
 // What a user writes that does not fit a kind is named by its field and
 // what the field expects, never by Go's layout text or type names.
 func TestDecodeErrorsNameTheFieldAndWhatItExpects(t *testing.T) {
-	release := reflect.TypeFor[v1.ComponentRelease]()
+	release := reflect.TypeFor[trainyardv1.ComponentRelease]()
 	for name, c := range map[string]struct{ json, want string }{
 		"a time that is not RFC 3339": {`{"spec":{"released":"yesterday"}}`,
 			`spec.released: Invalid value: "yesterday": must be an RFC 3339 time such as 2026-12-03T10:00:00Z`},
@@ -44,7 +44,7 @@ func TestDecodeErrorsNameTheFieldAndWhatItExpects(t *testing.T) {
 	if errs := webhook.DecodeErrors([]byte(ok), release); len(errs) > 0 {
 		t.Errorf("a valid release: %v", errs)
 	}
-	train := reflect.TypeFor[v1.ReleaseTrain]()
+	train := reflect.TypeFor[trainyardv1.ReleaseTrain]()
 	if errs := webhook.DecodeErrors([]byte(`{"spec":{"historyLimit":2.5}}`), train); len(errs) != 1 ||
 		!strings.Contains(errs[0].Error(), "spec.historyLimit") || !strings.Contains(errs[0].Error(), "must be an integer") {
 		t.Errorf("a fraction for an integer: %v", errs)

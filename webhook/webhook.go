@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 	"github.com/trainyard-dev/trainyard/internal/upgrade"
@@ -48,13 +48,13 @@ func Setup(mgr ctrl.Manager, c clock.PassiveClock) error {
 		w.Handler = h(w.Handler)
 		srv.Register("/validate-trainyard-dev-v1alpha1-"+strings.ToLower(kind), w.WithRecoverPanic(true))
 	}
-	mutate("ComponentRelease", admission.WithDefaulter[*v1.ComponentRelease](scheme, rw), wrap[*v1.ComponentRelease]("ComponentRelease"))
-	validate("ComponentRelease", admission.WithValidator[*v1.ComponentRelease](scheme, rw), wrap[*v1.ComponentRelease]("ComponentRelease"))
-	validate("ReleaseTrain", admission.WithValidator[*v1.ReleaseTrain](scheme, trainWebhook{}), wrap[*v1.ReleaseTrain]("ReleaseTrain"))
-	mutate("ClusterReport", admission.WithDefaulter[*v1.ClusterReport](scheme, reportWebhook{}), wrap[*v1.ClusterReport]("ClusterReport"))
-	validate("ClusterReport", admission.WithValidator[*v1.ClusterReport](scheme, reportWebhook{}), wrap[*v1.ClusterReport]("ClusterReport"))
-	validate("NotificationTarget", admission.WithValidator[*v1.NotificationTarget](scheme, targetWebhook{}), wrap[*v1.NotificationTarget]("NotificationTarget"))
-	validate("NotificationRule", admission.WithValidator[*v1.NotificationRule](scheme, ruleWebhook{}), wrap[*v1.NotificationRule]("NotificationRule"))
+	mutate("ComponentRelease", admission.WithDefaulter[*trainyardv1.ComponentRelease](scheme, rw), wrap[*trainyardv1.ComponentRelease]("ComponentRelease"))
+	validate("ComponentRelease", admission.WithValidator[*trainyardv1.ComponentRelease](scheme, rw), wrap[*trainyardv1.ComponentRelease]("ComponentRelease"))
+	validate("ReleaseTrain", admission.WithValidator[*trainyardv1.ReleaseTrain](scheme, trainWebhook{}), wrap[*trainyardv1.ReleaseTrain]("ReleaseTrain"))
+	mutate("ClusterReport", admission.WithDefaulter[*trainyardv1.ClusterReport](scheme, reportWebhook{}), wrap[*trainyardv1.ClusterReport]("ClusterReport"))
+	validate("ClusterReport", admission.WithValidator[*trainyardv1.ClusterReport](scheme, reportWebhook{}), wrap[*trainyardv1.ClusterReport]("ClusterReport"))
+	validate("NotificationTarget", admission.WithValidator[*trainyardv1.NotificationTarget](scheme, targetWebhook{}), wrap[*trainyardv1.NotificationTarget]("NotificationTarget"))
+	validate("NotificationRule", admission.WithValidator[*trainyardv1.NotificationRule](scheme, ruleWebhook{}), wrap[*trainyardv1.NotificationRule]("NotificationRule"))
 	return nil
 }
 
@@ -67,7 +67,7 @@ func invalid(kind string, name string, errs field.ErrorList) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return apierrors.NewInvalid(schema.GroupKind{Group: v1.GroupVersion.Group, Kind: kind}, name, errs)
+	return apierrors.NewInvalid(schema.GroupKind{Group: trainyardv1.GroupVersion.Group, Kind: kind}, name, errs)
 }
 
 // +kubebuilder:webhook:path=/mutate-trainyard-dev-v1alpha1-componentrelease,mutating=true,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=componentreleases,verbs=create;update,versions=v1alpha1,name=mcomponentrelease.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
@@ -79,9 +79,9 @@ type releaseWebhook struct {
 }
 
 // Default sets the train to "stable" and the release time to now.
-func (w *releaseWebhook) Default(_ context.Context, r *v1.ComponentRelease) error {
+func (w *releaseWebhook) Default(_ context.Context, r *trainyardv1.ComponentRelease) error {
 	if r.Spec.Train == "" {
-		r.Spec.Train = v1.DefaultTrain
+		r.Spec.Train = trainyardv1.DefaultTrain
 	}
 	if r.Spec.Released == nil {
 		now := metav1.NewTime(w.clock.Now().UTC().Truncate(time.Second))
@@ -90,7 +90,7 @@ func (w *releaseWebhook) Default(_ context.Context, r *v1.ComponentRelease) erro
 	return nil
 }
 
-func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRelease) (admission.Warnings, error) {
+func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *trainyardv1.ComponentRelease) (admission.Warnings, error) {
 	errs := append(validation.ComponentRelease(r, nil), upgrade.ValidateRisks(r)...)
 	if len(errs) == 0 {
 		dup, err := w.duplicate(ctx, r)
@@ -105,11 +105,11 @@ func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *v1.ComponentRele
 	return w.warnings(ctx, r), nil
 }
 
-func (w *releaseWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ComponentRelease) (admission.Warnings, error) {
+func (w *releaseWebhook) ValidateUpdate(ctx context.Context, old, r *trainyardv1.ComponentRelease) (admission.Warnings, error) {
 	return nil, invalid("ComponentRelease", r.Name, append(validation.ComponentRelease(r, old), upgrade.ValidateRisks(r)...))
 }
 
-func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (admission.Warnings, error) {
+func (w *releaseWebhook) ValidateDelete(context.Context, *trainyardv1.ComponentRelease) (admission.Warnings, error) {
 	return nil, nil
 }
 
@@ -118,9 +118,9 @@ func (w *releaseWebhook) ValidateDelete(context.Context, *v1.ComponentRelease) (
 // the same name is the API server's to refuse (409 AlreadyExists, atomically
 // even when creates race), not this cache-based check's: a client that
 // retries a create must see AlreadyExists, not a validation error.
-func (w *releaseWebhook) duplicate(ctx context.Context, r *v1.ComponentRelease) (field.ErrorList, error) {
-	var existing v1.ComponentReleaseList
-	key := index.VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)
+func (w *releaseWebhook) duplicate(ctx context.Context, r *trainyardv1.ComponentRelease) (field.ErrorList, error) {
+	var existing trainyardv1.ComponentReleaseList
+	key := index.VersionKey(trainyardv1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)
 	if err := w.reader.List(ctx, &existing, client.InNamespace(r.Namespace),
 		client.MatchingFields{index.ReleaseVersion: key}); err != nil {
 		return nil, err
@@ -137,11 +137,11 @@ func (w *releaseWebhook) duplicate(ctx context.Context, r *v1.ComponentRelease) 
 }
 
 // warnings point out what is allowed but likely a mistake.
-func (w *releaseWebhook) warnings(ctx context.Context, r *v1.ComponentRelease) admission.Warnings {
-	train := &v1.ReleaseTrain{}
+func (w *releaseWebhook) warnings(ctx context.Context, r *trainyardv1.ComponentRelease) admission.Warnings {
+	train := &trainyardv1.ReleaseTrain{}
 	err := w.reader.Get(ctx, types.NamespacedName{Namespace: r.Namespace,
-		Name: v1.TrainName(r.Spec.Component, r.Spec.Train)}, train)
-	semverTrain := err != nil || train.Spec.Ordering != v1.OrderingReleaseTime
+		Name: trainyardv1.TrainName(r.Spec.Component, r.Spec.Train)}, train)
+	semverTrain := err != nil || train.Spec.Ordering != trainyardv1.OrderingReleaseTime
 	sv, perr := ordering.Parse(r.Spec.Version)
 	var warns admission.Warnings
 	if perr != nil {
@@ -164,15 +164,15 @@ func (w *releaseWebhook) warnings(ctx context.Context, r *v1.ComponentRelease) a
 
 type trainWebhook struct{}
 
-func (trainWebhook) ValidateCreate(_ context.Context, t *v1.ReleaseTrain) (admission.Warnings, error) {
+func (trainWebhook) ValidateCreate(_ context.Context, t *trainyardv1.ReleaseTrain) (admission.Warnings, error) {
 	return nil, invalid("ReleaseTrain", t.Name, validation.ReleaseTrain(t, nil))
 }
 
-func (trainWebhook) ValidateUpdate(_ context.Context, old, t *v1.ReleaseTrain) (admission.Warnings, error) {
+func (trainWebhook) ValidateUpdate(_ context.Context, old, t *trainyardv1.ReleaseTrain) (admission.Warnings, error) {
 	return nil, invalid("ReleaseTrain", t.Name, validation.ReleaseTrain(t, old))
 }
 
-func (trainWebhook) ValidateDelete(context.Context, *v1.ReleaseTrain) (admission.Warnings, error) {
+func (trainWebhook) ValidateDelete(context.Context, *trainyardv1.ReleaseTrain) (admission.Warnings, error) {
 	return nil, nil
 }
 
@@ -185,23 +185,23 @@ type reportWebhook struct{}
 // server (an empty train is refused), which saves every write of a report a
 // webhook call. Its path is still served for configurations installed by
 // earlier versions, during an upgrade.
-func (reportWebhook) Default(_ context.Context, r *v1.ClusterReport) error {
+func (reportWebhook) Default(_ context.Context, r *trainyardv1.ClusterReport) error {
 	for i := range r.Spec.Components {
 		if r.Spec.Components[i].Train == "" {
-			r.Spec.Components[i].Train = v1.DefaultTrain
+			r.Spec.Components[i].Train = trainyardv1.DefaultTrain
 		}
 	}
 	return nil
 }
 
-func (reportWebhook) ValidateCreate(ctx context.Context, r *v1.ClusterReport) (admission.Warnings, error) {
+func (reportWebhook) ValidateCreate(ctx context.Context, r *trainyardv1.ClusterReport) (admission.Warnings, error) {
 	if err := ownReport(ctx, r, nil); err != nil {
 		return nil, err
 	}
 	return nil, invalid("ClusterReport", r.Name, validation.ClusterReport(r, nil))
 }
 
-func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ClusterReport) (admission.Warnings, error) {
+func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *trainyardv1.ClusterReport) (admission.Warnings, error) {
 	if err := ownReport(ctx, r, old); err != nil {
 		return nil, err
 	}
@@ -210,18 +210,18 @@ func (reportWebhook) ValidateUpdate(ctx context.Context, old, r *v1.ClusterRepor
 
 // ownReport forbids a cluster's direct-mode identity to write another
 // cluster's report (validation.ReportWriter).
-func ownReport(ctx context.Context, r, old *v1.ClusterReport) error {
+func ownReport(ctx context.Context, r, old *trainyardv1.ClusterReport) error {
 	req, err := admission.RequestFromContext(ctx)
 	if err != nil {
 		return nil // not through the API server (a unit test)
 	}
 	if why := validation.ReportWriter(req.UserInfo.Username, r, old); why != "" {
-		return apierrors.NewForbidden(v1.GroupVersion.WithResource("clusterreports").GroupResource(), r.Name, errors.New(why))
+		return apierrors.NewForbidden(trainyardv1.GroupVersion.WithResource("clusterreports").GroupResource(), r.Name, errors.New(why))
 	}
 	return nil
 }
 
-func (reportWebhook) ValidateDelete(context.Context, *v1.ClusterReport) (admission.Warnings, error) {
+func (reportWebhook) ValidateDelete(context.Context, *trainyardv1.ClusterReport) (admission.Warnings, error) {
 	return nil, nil
 }
 
@@ -229,15 +229,15 @@ func (reportWebhook) ValidateDelete(context.Context, *v1.ClusterReport) (admissi
 
 type targetWebhook struct{}
 
-func (targetWebhook) ValidateCreate(_ context.Context, t *v1.NotificationTarget) (admission.Warnings, error) {
+func (targetWebhook) ValidateCreate(_ context.Context, t *trainyardv1.NotificationTarget) (admission.Warnings, error) {
 	return nil, invalid("NotificationTarget", t.Name, validation.NotificationTarget(t))
 }
 
-func (targetWebhook) ValidateUpdate(_ context.Context, _, t *v1.NotificationTarget) (admission.Warnings, error) {
+func (targetWebhook) ValidateUpdate(_ context.Context, _, t *trainyardv1.NotificationTarget) (admission.Warnings, error) {
 	return nil, invalid("NotificationTarget", t.Name, validation.NotificationTarget(t))
 }
 
-func (targetWebhook) ValidateDelete(context.Context, *v1.NotificationTarget) (admission.Warnings, error) {
+func (targetWebhook) ValidateDelete(context.Context, *trainyardv1.NotificationTarget) (admission.Warnings, error) {
 	return nil, nil
 }
 
@@ -245,14 +245,14 @@ func (targetWebhook) ValidateDelete(context.Context, *v1.NotificationTarget) (ad
 
 type ruleWebhook struct{}
 
-func (ruleWebhook) ValidateCreate(_ context.Context, r *v1.NotificationRule) (admission.Warnings, error) {
+func (ruleWebhook) ValidateCreate(_ context.Context, r *trainyardv1.NotificationRule) (admission.Warnings, error) {
 	return nil, invalid("NotificationRule", r.Name, validation.NotificationRule(r))
 }
 
-func (ruleWebhook) ValidateUpdate(_ context.Context, _, r *v1.NotificationRule) (admission.Warnings, error) {
+func (ruleWebhook) ValidateUpdate(_ context.Context, _, r *trainyardv1.NotificationRule) (admission.Warnings, error) {
 	return nil, invalid("NotificationRule", r.Name, validation.NotificationRule(r))
 }
 
-func (ruleWebhook) ValidateDelete(context.Context, *v1.NotificationRule) (admission.Warnings, error) {
+func (ruleWebhook) ValidateDelete(context.Context, *trainyardv1.NotificationRule) (admission.Warnings, error) {
 	return nil, nil
 }

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 func namespace() string {
@@ -23,16 +23,16 @@ func namespace() string {
 	return ns.Name
 }
 
-func newRelease(ns, component, train, version string) *v1.ComponentRelease {
-	return &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName(component, train, version)},
-		Spec:       v1.ComponentReleaseSpec{Component: component, Train: train, Version: version},
+func newRelease(ns, component, train, version string) *trainyardv1.ComponentRelease {
+	return &trainyardv1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName(component, train, version)},
+		Spec:       trainyardv1.ComponentReleaseSpec{Component: component, Train: train, Version: version},
 	}
 }
 
 func latestOf(ns, name string) func() string {
 	return func() string {
-		t := &v1.ReleaseTrain{}
+		t := &trainyardv1.ReleaseTrain{}
 		if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, t); err != nil || t.Status.Latest == nil {
 			return ""
 		}
@@ -52,10 +52,10 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(r.Spec.Released).NotTo(BeNil())
 		Expect(r.Spec.Released.Time).To(BeTemporally("~", r.CreationTimestamp.Time, 5e9))
 
-		rep := &v1.ClusterReport{
+		rep := &trainyardv1.ClusterReport{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c1"},
-			Spec: v1.ClusterReportSpec{ClusterID: "c1",
-				Components: []v1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "c1",
+				Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}},
 		}
 		Expect(k8sClient.Create(ctx, rep)).To(Succeed())
 		Expect(rep.Spec.Components[0].Train).To(Equal("stable"))
@@ -103,7 +103,7 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring(`spec.version: Invalid value: "9": must be a string, not a number`))
 		Expect(err.Error()).NotTo(ContainSubstring("Go value"))
-		var rel v1.ComponentRelease
+		var rel trainyardv1.ComponentRelease
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "router.stable.v9.0.0"}, &rel))).To(BeTrue())
 	})
 
@@ -147,7 +147,7 @@ var _ = Describe("the webhook, called by the API server", func() {
 			Expect(err.Error()).To(ContainSubstring("dns.stable.v2.0.0"))
 		}
 		Expect(won).To(Equal(1))
-		var list v1.ComponentReleaseList
+		var list trainyardv1.ComponentReleaseList
 		Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 		Expect(list.Items).To(HaveLen(1))
 	})
@@ -168,9 +168,9 @@ var _ = Describe("the webhook, called by the API server", func() {
 	})
 
 	It("rejects a train with a range that does not parse", func() {
-		t := &v1.ReleaseTrain{
+		t := &trainyardv1.ReleaseTrain{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "router.stable"},
-			Spec:       v1.ReleaseTrainSpec{Component: "router", Train: "stable", VersionRange: ">>1"},
+			Spec:       trainyardv1.ReleaseTrainSpec{Component: "router", Train: "stable", VersionRange: ">>1"},
 		}
 		err := k8sClient.Create(ctx, t)
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
@@ -178,9 +178,9 @@ var _ = Describe("the webhook, called by the API server", func() {
 	})
 
 	It("rejects a report with a bad data key and an empty-version component", func() {
-		rep := &v1.ClusterReport{
+		rep := &trainyardv1.ClusterReport{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c2"},
-			Spec: v1.ClusterReportSpec{ClusterID: "c2",
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "c2",
 				Properties: map[string]string{"bad key": "x"}},
 		}
 		err := k8sClient.Create(ctx, rep)

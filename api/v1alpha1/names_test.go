@@ -8,7 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // hash16 is the hash part of a hashed release name.
@@ -20,7 +20,7 @@ func hash16(canonical string) string {
 var _ = Describe("ReleaseName", func() {
 	DescribeTable("is <component>.<train>.<canonical version>, DNS-safe",
 		func(version, want string) {
-			name := v1.ReleaseName("router", "stable", version)
+			name := trainyardv1.ReleaseName("router", "stable", version)
 			Expect(name).To(Equal(want))
 			Expect(validation.IsDNS1123Subdomain(name)).To(BeEmpty())
 		},
@@ -36,30 +36,30 @@ var _ = Describe("ReleaseName", func() {
 	)
 
 	It("gives one semantic version one name, whatever its spelling", func() {
-		Expect(v1.ReleaseName("a", "b", "3.0.0")).To(Equal(v1.ReleaseName("a", "b", "v3.0.0")))
+		Expect(trainyardv1.ReleaseName("a", "b", "3.0.0")).To(Equal(trainyardv1.ReleaseName("a", "b", "v3.0.0")))
 	})
 
 	It("gives different versions different names", func() {
-		Expect(v1.ReleaseName("a", "b", "1.0.0-RC1")).NotTo(Equal(v1.ReleaseName("a", "b", "1.0.0-rc1")))
-		Expect(v1.ReleaseName("a", "b", "1.0.0+x")).NotTo(Equal(v1.ReleaseName("a", "b", "1.0.0_x")))
+		Expect(trainyardv1.ReleaseName("a", "b", "1.0.0-RC1")).NotTo(Equal(trainyardv1.ReleaseName("a", "b", "1.0.0-rc1")))
+		Expect(trainyardv1.ReleaseName("a", "b", "1.0.0+x")).NotTo(Equal(trainyardv1.ReleaseName("a", "b", "1.0.0_x")))
 		// The readable part of a hashed name is itself a valid version, but
 		// its plain name has no "--": the two forms never meet.
-		hashed := v1.ReleaseName("x", "stable", "1.0.0-RC1")
+		hashed := trainyardv1.ReleaseName("x", "stable", "1.0.0-RC1")
 		readable := hashed[len("x.stable."):]
-		Expect(v1.ReleaseName("x", "stable", readable)).NotTo(Equal(hashed))
+		Expect(trainyardv1.ReleaseName("x", "stable", readable)).NotTo(Equal(hashed))
 	})
 
 	It("keeps every version of the longest component and train within a name's length", func() {
 		long := "a123456789012345678901234567890123456789012345678901234567890bc"
 		version := "1.0.0-X234567890123456789012345678901234567890123456789012345678"
-		name := v1.ReleaseName(long, long, version)
+		name := trainyardv1.ReleaseName(long, long, version)
 		Expect(validation.IsDNS1123Subdomain(name)).To(BeEmpty(), name)
 	})
 })
 
 var _ = Describe("CanonicalVersion", func() {
 	DescribeTable("spells a semantic version with v, anything else as it is",
-		func(in, want string) { Expect(v1.CanonicalVersion(in)).To(Equal(want)) },
+		func(in, want string) { Expect(trainyardv1.CanonicalVersion(in)).To(Equal(want)) },
 		Entry(nil, "3.0.0", "v3.0.0"),
 		Entry(nil, "v3.0.0", "v3.0.0"),
 		Entry(nil, "v3.0.0-RC1+b.2", "v3.0.0-RC1+b.2"),

@@ -16,7 +16,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
@@ -30,10 +30,10 @@ func expectInvalid(err error, field, msg string) {
 	Expect(err.Error()).To(ContainSubstring(msg))
 }
 
-func release(name string, mutate func(*v1.ComponentRelease)) *v1.ComponentRelease {
-	r := &v1.ComponentRelease{
+func release(name string, mutate func(*trainyardv1.ComponentRelease)) *trainyardv1.ComponentRelease {
+	r := &trainyardv1.ComponentRelease{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec:       v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0"},
+		Spec:       trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0"},
 	}
 	if mutate != nil {
 		mutate(r)
@@ -41,12 +41,12 @@ func release(name string, mutate func(*v1.ComponentRelease)) *v1.ComponentReleas
 	return r
 }
 
-func report(id string, mutate func(*v1.ClusterReport)) *v1.ClusterReport {
-	r := &v1.ClusterReport{
+func report(id string, mutate func(*trainyardv1.ClusterReport)) *trainyardv1.ClusterReport {
+	r := &trainyardv1.ClusterReport{
 		ObjectMeta: metav1.ObjectMeta{Name: strings.ToLower(id), Namespace: "default"},
-		Spec: v1.ClusterReportSpec{
+		Spec: trainyardv1.ClusterReportSpec{
 			ClusterID:  id,
-			Components: []v1.ReportedComponent{{Name: "router", Version: "1.0.0"}},
+			Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "1.0.0"}},
 		},
 	}
 	if mutate != nil {
@@ -85,21 +85,21 @@ var _ = Describe("samples", func() {
 	})
 
 	It("fills in the schema defaults", func() {
-		r := release("defaults.stable.1.0.0", func(r *v1.ComponentRelease) {
+		r := release("defaults.stable.1.0.0", func(r *trainyardv1.ComponentRelease) {
 			r.Spec.Component, r.Spec.Train = "defaults", ""
 		})
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
 		Expect(r.Spec.Train).To(Equal("stable"))
 
-		t := &v1.ReleaseTrain{
+		t := &trainyardv1.ReleaseTrain{
 			ObjectMeta: metav1.ObjectMeta{Name: "defaults.stable", Namespace: "default"},
-			Spec:       v1.ReleaseTrainSpec{Component: "defaults"},
+			Spec:       trainyardv1.ReleaseTrainSpec{Component: "defaults"},
 		}
 		Expect(k8sClient.Create(ctx, t)).To(Succeed())
 		Expect(t.Spec.Train).To(Equal("stable"))
-		Expect(t.Spec.Ordering).To(Equal(v1.OrderingSemver))
-		Expect(t.Spec.Prereleases).To(Equal(v1.PrereleasesInclude))
-		Expect(t.Spec.HistoryLimit).To(HaveValue(BeEquivalentTo(v1.DefaultHistoryLimit)))
+		Expect(t.Spec.Ordering).To(Equal(trainyardv1.OrderingSemver))
+		Expect(t.Spec.Prereleases).To(Equal(trainyardv1.PrereleasesInclude))
+		Expect(t.Spec.HistoryLimit).To(HaveValue(BeEquivalentTo(trainyardv1.DefaultHistoryLimit)))
 
 		c := report("defaults-cluster", nil)
 		Expect(k8sClient.Create(ctx, c)).To(Succeed())
@@ -109,69 +109,69 @@ var _ = Describe("samples", func() {
 
 var _ = Describe("ComponentRelease validation", func() {
 	DescribeTable("rejects a bad spec with a message naming the field",
-		func(mutate func(*v1.ComponentRelease), field, msg string) {
+		func(mutate func(*trainyardv1.ComponentRelease), field, msg string) {
 			expectInvalid(k8sClient.Create(ctx, release("bad-release", mutate)), field, msg)
 		},
-		Entry("upper-case component", func(r *v1.ComponentRelease) { r.Spec.Component = "Router" },
+		Entry("upper-case component", func(r *trainyardv1.ComponentRelease) { r.Spec.Component = "Router" },
 			"spec.component", "component must be a DNS-1123 label"),
-		Entry("component with a dot", func(r *v1.ComponentRelease) { r.Spec.Component = "my.router" },
+		Entry("component with a dot", func(r *trainyardv1.ComponentRelease) { r.Spec.Component = "my.router" },
 			"spec.component", "component must be a DNS-1123 label"),
-		Entry("component too long", func(r *v1.ComponentRelease) { r.Spec.Component = strings.Repeat("a", 64) },
+		Entry("component too long", func(r *trainyardv1.ComponentRelease) { r.Spec.Component = strings.Repeat("a", 64) },
 			"spec.component", "may not be more than 63 bytes"),
-		Entry("train ending in a dash", func(r *v1.ComponentRelease) { r.Spec.Train = "beta-" },
+		Entry("train ending in a dash", func(r *trainyardv1.ComponentRelease) { r.Spec.Train = "beta-" },
 			"spec.train", "train must be a DNS-1123 label"),
-		Entry("train with a slash", func(r *v1.ComponentRelease) { r.Spec.Train = "a/b" },
+		Entry("train with a slash", func(r *trainyardv1.ComponentRelease) { r.Spec.Train = "a/b" },
 			"spec.train", "train must be a DNS-1123 label"),
-		Entry("empty version", func(r *v1.ComponentRelease) { r.Spec.Version = "" },
+		Entry("empty version", func(r *trainyardv1.ComponentRelease) { r.Spec.Version = "" },
 			"spec.version", "at least 1 chars long"),
-		Entry("version over 64 characters", func(r *v1.ComponentRelease) { r.Spec.Version = strings.Repeat("1", 65) },
+		Entry("version over 64 characters", func(r *trainyardv1.ComponentRelease) { r.Spec.Version = strings.Repeat("1", 65) },
 			"spec.version", "may not be more than 64 bytes"),
-		Entry("version with a space", func(r *v1.ComponentRelease) { r.Spec.Version = "1.0 beta" },
+		Entry("version with a space", func(r *trainyardv1.ComponentRelease) { r.Spec.Version = "1.0 beta" },
 			"spec.version", "version must be printable characters without whitespace or '/'"),
-		Entry("version with a slash", func(r *v1.ComponentRelease) { r.Spec.Version = "1.0/2" },
+		Entry("version with a slash", func(r *trainyardv1.ComponentRelease) { r.Spec.Version = "1.0/2" },
 			"spec.version", "version must be printable characters without whitespace or '/'"),
-		Entry("too many data keys", func(r *v1.ComponentRelease) {
+		Entry("too many data keys", func(r *trainyardv1.ComponentRelease) {
 			r.Spec.Data = map[string]string{}
-			for i := range v1.MaxDataEntries + 1 {
+			for i := range trainyardv1.MaxDataEntries + 1 {
 				r.Spec.Data[strings.Repeat("k", i+1)] = "v"
 			}
 		}, "spec.data", "must have at most 32 items"),
-		Entry("over-long data value", func(r *v1.ComponentRelease) {
-			r.Spec.Data = map[string]string{"notes": strings.Repeat("x", v1.MaxDataValueLength+1)}
+		Entry("over-long data value", func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Data = map[string]string{"notes": strings.Repeat("x", trainyardv1.MaxDataValueLength+1)}
 		}, "spec.data", "data values must be at most 2048 characters"),
-		Entry("over-long description", func(r *v1.ComponentRelease) {
-			r.Spec.Description = strings.Repeat("x", v1.MaxDescriptionLength+1)
+		Entry("over-long description", func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Description = strings.Repeat("x", trainyardv1.MaxDescriptionLength+1)
 		}, "spec.description", "may not be more than 8192 bytes"),
-		Entry("retraction without a reason", func(r *v1.ComponentRelease) { r.Spec.Retracted = &v1.Retraction{} },
+		Entry("retraction without a reason", func(r *trainyardv1.ComponentRelease) { r.Spec.Retracted = &trainyardv1.Retraction{} },
 			"spec.retracted.reason", "at least 1 chars long"),
 	)
 
 	DescribeTable("keeps identity fields immutable",
-		func(field, msg string, mutate func(*v1.ComponentRelease)) {
+		func(field, msg string, mutate func(*trainyardv1.ComponentRelease)) {
 			r := release("immutable-"+strings.TrimPrefix(field, "spec."), nil)
 			Expect(k8sClient.Create(ctx, r)).To(Succeed())
 			mutate(r)
 			expectInvalid(k8sClient.Update(ctx, r), field, msg)
 		},
-		Entry("component", "spec.component", "component is immutable", func(r *v1.ComponentRelease) { r.Spec.Component = "other" }),
-		Entry("train", "spec.train", "train is immutable", func(r *v1.ComponentRelease) { r.Spec.Train = "beta" }),
-		Entry("version", "spec.version", "version is immutable", func(r *v1.ComponentRelease) { r.Spec.Version = "2.0.0" }),
+		Entry("component", "spec.component", "component is immutable", func(r *trainyardv1.ComponentRelease) { r.Spec.Component = "other" }),
+		Entry("train", "spec.train", "train is immutable", func(r *trainyardv1.ComponentRelease) { r.Spec.Train = "beta" }),
+		Entry("version", "spec.version", "version is immutable", func(r *trainyardv1.ComponentRelease) { r.Spec.Version = "2.0.0" }),
 	)
 
 	It("lets the mutable fields change (retraction)", func() {
 		r := release("retract-me", nil)
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
-		r.Spec.Retracted = &v1.Retraction{Reason: "broken"}
+		r.Spec.Retracted = &trainyardv1.Retraction{Reason: "broken"}
 		r.Spec.Description = "now described"
 		Expect(k8sClient.Update(ctx, r)).To(Succeed())
 	})
 })
 
 var _ = Describe("ReleaseTrain validation", func() {
-	train := func(name string, mutate func(*v1.ReleaseTrain)) *v1.ReleaseTrain {
-		t := &v1.ReleaseTrain{
+	train := func(name string, mutate func(*trainyardv1.ReleaseTrain)) *trainyardv1.ReleaseTrain {
+		t := &trainyardv1.ReleaseTrain{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-			Spec:       v1.ReleaseTrainSpec{Component: "router", Train: "beta"},
+			Spec:       trainyardv1.ReleaseTrainSpec{Component: "router", Train: "beta"},
 		}
 		if mutate != nil {
 			mutate(t)
@@ -180,23 +180,23 @@ var _ = Describe("ReleaseTrain validation", func() {
 	}
 
 	DescribeTable("rejects a bad spec with a message naming the field",
-		func(name string, mutate func(*v1.ReleaseTrain), field, msg string) {
+		func(name string, mutate func(*trainyardv1.ReleaseTrain), field, msg string) {
 			expectInvalid(k8sClient.Create(ctx, train(name, mutate)), field, msg)
 		},
 		Entry("name not <component>.<train>", "router.stable", nil,
 			"metadata.name", "metadata.name must be <spec.component>.<spec.train>"),
-		Entry("unknown ordering", "router.beta", func(t *v1.ReleaseTrain) { t.Spec.Ordering = "Alphabetical" },
+		Entry("unknown ordering", "router.beta", func(t *trainyardv1.ReleaseTrain) { t.Spec.Ordering = "Alphabetical" },
 			"spec.ordering", `supported values: "Semver", "ReleaseTime"`),
-		Entry("unknown prerelease policy", "router.beta", func(t *v1.ReleaseTrain) { t.Spec.Prereleases = "Maybe" },
+		Entry("unknown prerelease policy", "router.beta", func(t *trainyardv1.ReleaseTrain) { t.Spec.Prereleases = "Maybe" },
 			"spec.prereleases", `supported values: "Include", "Exclude"`),
-		Entry("history limit over 100", "router.beta", func(t *v1.ReleaseTrain) { t.Spec.HistoryLimit = new(int32(101)) },
+		Entry("history limit over 100", "router.beta", func(t *trainyardv1.ReleaseTrain) { t.Spec.HistoryLimit = new(int32(101)) },
 			"spec.historyLimit", "less than or equal to 100"),
-		Entry("bad component", "Router.beta", func(t *v1.ReleaseTrain) { t.Spec.Component = "Router" },
+		Entry("bad component", "Router.beta", func(t *trainyardv1.ReleaseTrain) { t.Spec.Component = "Router" },
 			"spec.component", "component must be a DNS-1123 label"),
 	)
 
 	It("keeps component and train immutable", func() {
-		t := train("immutable.beta", func(t *v1.ReleaseTrain) { t.Spec.Component = "immutable" })
+		t := train("immutable.beta", func(t *trainyardv1.ReleaseTrain) { t.Spec.Component = "immutable" })
 		Expect(k8sClient.Create(ctx, t)).To(Succeed())
 		t.Spec.Train = "edge"
 		err := k8sClient.Update(ctx, t)
@@ -206,32 +206,32 @@ var _ = Describe("ReleaseTrain validation", func() {
 
 var _ = Describe("ClusterReport validation", func() {
 	DescribeTable("rejects a bad spec with a message naming the field",
-		func(id string, mutate func(*v1.ClusterReport), field, msg string) {
+		func(id string, mutate func(*trainyardv1.ClusterReport), field, msg string) {
 			expectInvalid(k8sClient.Create(ctx, report(id, mutate)), field, msg)
 		},
 		Entry("cluster ID neither UUID nor DNS label", "Cluster_1", nil,
 			"spec.clusterID", "clusterID must be a UUID or a DNS-1123 label"),
-		Entry("name not the cluster ID", "c1", func(r *v1.ClusterReport) { r.Name = "c2" },
+		Entry("name not the cluster ID", "c1", func(r *trainyardv1.ClusterReport) { r.Name = "c2" },
 			"metadata.name", "metadata.name must be spec.clusterID in lower case"),
-		Entry("component with a bad name", "c1", func(r *v1.ClusterReport) { r.Spec.Components[0].Name = "Router!" },
+		Entry("component with a bad name", "c1", func(r *trainyardv1.ClusterReport) { r.Spec.Components[0].Name = "Router!" },
 			"spec.components[0].name", "name must be a DNS-1123 label"),
-		Entry("component with a bad train", "c1", func(r *v1.ClusterReport) { r.Spec.Components[0].Train = "-beta" },
+		Entry("component with a bad train", "c1", func(r *trainyardv1.ClusterReport) { r.Spec.Components[0].Train = "-beta" },
 			"spec.components[0].train", "train must be a DNS-1123 label"),
-		Entry("component with an empty version", "c1", func(r *v1.ClusterReport) { r.Spec.Components[0].Version = "" },
+		Entry("component with an empty version", "c1", func(r *trainyardv1.ClusterReport) { r.Spec.Components[0].Version = "" },
 			"spec.components[0].version", "at least 1 chars long"),
-		Entry("the same component twice", "c1", func(r *v1.ClusterReport) {
+		Entry("the same component twice", "c1", func(r *trainyardv1.ClusterReport) {
 			r.Spec.Components = append(r.Spec.Components, r.Spec.Components[0])
 		}, "spec.components[1]", "Duplicate value"),
-		Entry("more than 256 components", "c1", func(r *v1.ClusterReport) {
+		Entry("more than 256 components", "c1", func(r *trainyardv1.ClusterReport) {
 			r.Spec.Components = nil
-			for i := range v1.MaxClusterComponents + 1 {
-				r.Spec.Components = append(r.Spec.Components, v1.ReportedComponent{
+			for i := range trainyardv1.MaxClusterComponents + 1 {
+				r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{
 					Name: "c" + strings.Repeat("x", i%50) + string(rune('a'+i%26)) + string(rune('a'+i/26)), Version: "1"})
 			}
 		}, "spec.components", "must have at most 256 items"),
-		Entry("more than 64 properties", "c1", func(r *v1.ClusterReport) {
+		Entry("more than 64 properties", "c1", func(r *trainyardv1.ClusterReport) {
 			r.Spec.Properties = map[string]string{}
-			for i := range v1.MaxClusterProperties + 1 {
+			for i := range trainyardv1.MaxClusterProperties + 1 {
 				r.Spec.Properties[strings.Repeat("p", i+1)] = "v"
 			}
 		}, "spec.properties", "must have at most 64 items"),
@@ -261,4 +261,4 @@ func ensureNamespace(name string) error {
 	return nil
 }
 
-var _ client.Object = &v1.ComponentRelease{}
+var _ client.Object = &trainyardv1.ComponentRelease{}

@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	trainyardv1alpha1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
@@ -32,7 +32,7 @@ var _ = BeforeSuite(func() {
 	cfg, err := testenv.Start(env)
 	Expect(err).NotTo(HaveOccurred())
 	scheme := runtime.NewScheme()
-	Expect(trainyardv1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(scheme)).To(Succeed())
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 })

@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/certs"
 	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
@@ -52,7 +52,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(v1.AddToScheme(scheme)).To(Succeed())
+	Expect(trainyardv1.AddToScheme(scheme)).To(Succeed())
 	cl, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	var cancel context.CancelFunc
@@ -203,9 +203,9 @@ func certs_(pemData []byte) []*x509.Certificate {
 // webhookAnswers proves the API server reached the webhook over TLS with
 // the injected CA: only the webhook rejects a non-canonical release name.
 func webhookAnswers() error {
-	r := &v1.ComponentRelease{
+	r := &trainyardv1.ComponentRelease{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "not-canonical"},
-		Spec:       v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0"},
+		Spec:       trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0"},
 	}
 	err := cl.Create(ctx, r)
 	if err == nil {

@@ -24,7 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
@@ -37,12 +37,12 @@ const AnnotationTokenHash = "trainyard.dev/registration-token-sha256"
 type Reports interface {
 	// Get reads a report: from a cache when there is one, or from the API
 	// server when fresh.
-	Get(ctx context.Context, key types.NamespacedName, fresh bool) (*v1.ClusterReport, error)
+	Get(ctx context.Context, key types.NamespacedName, fresh bool) (*trainyardv1.ClusterReport, error)
 	// Create creates r and fills it in as stored.
-	Create(ctx context.Context, r *v1.ClusterReport) error
+	Create(ctx context.Context, r *trainyardv1.ClusterReport) error
 	// Patch applies a JSON merge patch to r's object (its status
 	// subresource when status) and fills r in as stored.
-	Patch(ctx context.Context, r *v1.ClusterReport, status bool, patch []byte) error
+	Patch(ctx context.Context, r *trainyardv1.ClusterReport, status bool, patch []byte) error
 }
 
 // Options configure a Store.
@@ -98,7 +98,7 @@ type Invalid struct{ error }
 
 // Report is the ClusterReport a check-in asks for, in namespace: its
 // components converted, the whole validated as the webhook would.
-func Report(namespace string, c wire.Cluster) (*v1.ClusterReport, error) {
+func Report(namespace string, c wire.Cluster) (*trainyardv1.ClusterReport, error) {
 	if c.ID == "" {
 		return nil, Required("id")
 	}
@@ -109,9 +109,9 @@ func Report(namespace string, c wire.Cluster) (*v1.ClusterReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := &v1.ClusterReport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: v1.ClusterReportName(c.ID)},
-		Spec:       v1.ClusterReportSpec{ClusterID: c.ID, Components: comps, Properties: c.Properties},
+	want := &trainyardv1.ClusterReport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: trainyardv1.ClusterReportName(c.ID)},
+		Spec:       trainyardv1.ClusterReportSpec{ClusterID: c.ID, Components: comps, Properties: c.Properties},
 	}
 	if errs := validation.ClusterReport(want, nil); len(errs) > 0 {
 		return nil, Invalid{errs.ToAggregate()}
@@ -121,8 +121,8 @@ func Report(namespace string, c wire.Cluster) (*v1.ClusterReport, error) {
 
 // ReportedComponents converts a check-in's components, naming the first
 // missing field.
-func ReportedComponents(cvs []wire.ComponentVersion) ([]v1.ReportedComponent, error) {
-	out := make([]v1.ReportedComponent, 0, len(cvs))
+func ReportedComponents(cvs []wire.ComponentVersion) ([]trainyardv1.ReportedComponent, error) {
+	out := make([]trainyardv1.ReportedComponent, 0, len(cvs))
 	for i, cv := range cvs {
 		at := fmt.Sprintf("components[%d]", i)
 		if cv.Component == nil || cv.Component.Name == "" {
@@ -131,10 +131,10 @@ func ReportedComponents(cvs []wire.ComponentVersion) ([]v1.ReportedComponent, er
 		if cv.Version == nil || cv.Version.Version == "" {
 			return nil, Required(at + ".version.version")
 		}
-		c := v1.ReportedComponent{Name: cv.Component.Name, Train: cv.Version.Train,
+		c := trainyardv1.ReportedComponent{Name: cv.Component.Name, Train: cv.Version.Train,
 			Version: cv.Version.Version, Type: cv.Component.Type, Image: cv.Version.Data[wire.DataImage]}
 		if c.Train == "" {
-			c.Train = v1.DefaultTrain
+			c.Train = trainyardv1.DefaultTrain
 		}
 		out = append(out, c)
 	}
@@ -153,14 +153,14 @@ func (e ErrBoundElsewhere) Error() string {
 // stored (nil: there is none yet), whether a check-in may write it, and
 // which annotations the write sets (a nil value removes one). An error
 // refuses the check-in; nothing is written.
-type Authorizer func(cur *v1.ClusterReport) (annotations map[string]*string, err error)
+type Authorizer func(cur *trainyardv1.ClusterReport) (annotations map[string]*string, err error)
 
 // CheckIn creates or updates the report and records the check-in; it
 // returns the report as stored, and whether the check-in changed nothing
 // (a heartbeat, held in memory). authorize (nil: anyone may) decides who
 // may write the report and what annotations come with the write. by names
 // the writer in v1.AnnotationCheckInsRecorded.
-func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string, authorize Authorizer) (stored *v1.ClusterReport, heartbeat bool, err error) {
+func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by string, authorize Authorizer) (stored *trainyardv1.ClusterReport, heartbeat bool, err error) {
 	key := types.NamespacedName{Namespace: want.Namespace, Name: want.Name}
 	defer s.locks.Lock(key.String())()
 	want = want.DeepCopy()
@@ -168,10 +168,10 @@ func (s *Store) CheckIn(ctx context.Context, want *v1.ClusterReport, by string, 
 		want.Annotations = map[string]string{}
 	}
 	// The writer records every check-in itself, the first included.
-	want.Annotations[v1.AnnotationCheckInsRecorded] = by
+	want.Annotations[trainyardv1.AnnotationCheckInsRecorded] = by
 	now := metav1.NewTime(s.opts.Clock.Now().UTC().Truncate(time.Second)) // as the API stores times
 	if authorize == nil {
-		authorize = func(*v1.ClusterReport) (map[string]*string, error) { return nil, nil }
+		authorize = func(*trainyardv1.ClusterReport) (map[string]*string, error) { return nil, nil }
 	}
 
 	cur, err := s.reports.Get(ctx, key, false)
@@ -263,7 +263,7 @@ func setAnnotations(m *metav1.ObjectMeta, annotations map[string]*string) {
 // patch writes the difference from cur to patched as a JSON merge patch,
 // with cur's resourceVersion when optimistic; patched is filled in as
 // stored.
-func (s *Store) patch(ctx context.Context, cur, patched *v1.ClusterReport, status, optimistic bool) error {
+func (s *Store) patch(ctx context.Context, cur, patched *trainyardv1.ClusterReport, status, optimistic bool) error {
 	from, err := json.Marshal(cur)
 	if err != nil {
 		return err
@@ -311,7 +311,7 @@ func (s *Store) Lock(key string) func() { return s.locks.Lock(key) }
 
 // Seen is a report's first and last check-in and their count, the ones
 // held in memory included.
-func (s *Store) Seen(r *v1.ClusterReport) (first, last time.Time, checkIns int64) {
+func (s *Store) Seen(r *trainyardv1.ClusterReport) (first, last time.Time, checkIns int64) {
 	if r.Status.FirstSeen != nil {
 		first = r.Status.FirstSeen.Time
 	} else {

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // heartbeats coalesces check-ins that change nothing: per cluster, the
@@ -63,7 +63,7 @@ func newHeartbeats(s *Store) *heartbeats {
 // record by run's writers (inline when they do not run). A write that fails
 // leaves the check-in held for the next flush: the report itself is stored,
 // so the check-in is answered either way.
-func (h *heartbeats) record(ctx context.Context, r *v1.ClusterReport, at time.Time, now bool) {
+func (h *heartbeats) record(ctx context.Context, r *trainyardv1.ClusterReport, at time.Time, now bool) {
 	key := keyOf(r)
 	h.mu.Lock()
 	h.hold(key, at, 1)
@@ -115,7 +115,7 @@ func (h *heartbeats) hold(key types.NamespacedName, at time.Time, n int64) {
 
 // lastWrite is when the report's check-in record was last written; the
 // caller holds mu.
-func (h *heartbeats) lastWrite(key types.NamespacedName, r *v1.ClusterReport) time.Time {
+func (h *heartbeats) lastWrite(key types.NamespacedName, r *trainyardv1.ClusterReport) time.Time {
 	var t time.Time
 	if r.Status.LastSeen != nil {
 		t = r.Status.LastSeen.Time
@@ -128,7 +128,7 @@ func (h *heartbeats) lastWrite(key types.NamespacedName, r *v1.ClusterReport) ti
 
 // write takes what is held for r's cluster and writes it; on failure it is
 // held again, merged with what came meanwhile.
-func (h *heartbeats) write(ctx context.Context, r *v1.ClusterReport) error {
+func (h *heartbeats) write(ctx context.Context, r *trainyardv1.ClusterReport) error {
 	key := keyOf(r)
 	h.mu.Lock()
 	p := h.pending[key]
@@ -157,7 +157,7 @@ const maxPatchAttempts = 5
 // patch adds n to the stored checkIns and moves lastSeen forward to at,
 // patching against the stored resourceVersion. On a conflict (or when cur
 // is known to be stale) it reads the report from the API and tries again.
-func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale bool, at time.Time, n int64) error {
+func (h *heartbeats) patch(ctx context.Context, cur *trainyardv1.ClusterReport, stale bool, at time.Time, n int64) error {
 	key := keyOf(cur)
 	t := metav1.NewTime(at.UTC().Truncate(time.Second))
 	for attempt := 1; ; attempt++ {
@@ -199,7 +199,7 @@ func (h *heartbeats) patch(ctx context.Context, cur *v1.ClusterReport, stale boo
 }
 
 // seen adds what is held and what this replica wrote to a report's record.
-func (h *heartbeats) seen(r *v1.ClusterReport, last time.Time) (time.Time, int64) {
+func (h *heartbeats) seen(r *trainyardv1.ClusterReport, last time.Time) (time.Time, int64) {
 	key := keyOf(r)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -346,7 +346,7 @@ func (h *heartbeats) flush(ctx context.Context, key types.NamespacedName) error 
 	return h.write(ctx, r)
 }
 
-func keyOf(r *v1.ClusterReport) types.NamespacedName {
+func keyOf(r *trainyardv1.ClusterReport) types.NamespacedName {
 	return types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 }
 

@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // restReports reads and writes ClusterReports straight through the API
@@ -20,11 +20,11 @@ type restReports struct{ c rest.Interface }
 // with no cache: every Get is fresh.
 func RESTReports(cfg *rest.Config) (Reports, error) {
 	s := runtime.NewScheme()
-	if err := v1.AddToScheme(s); err != nil {
+	if err := trainyardv1.AddToScheme(s); err != nil {
 		return nil, err
 	}
 	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &v1.GroupVersion
+	c.GroupVersion = &trainyardv1.GroupVersion
 	c.APIPath = "/apis"
 	c.NegotiatedSerializer = serializer.NewCodecFactory(s).WithoutConversion()
 	c.ContentType = runtime.ContentTypeJSON
@@ -40,17 +40,17 @@ func RESTReports(cfg *rest.Config) (Reports, error) {
 
 const resource = "clusterreports"
 
-func (r restReports) Get(ctx context.Context, key types.NamespacedName, _ bool) (*v1.ClusterReport, error) {
-	out := &v1.ClusterReport{}
+func (r restReports) Get(ctx context.Context, key types.NamespacedName, _ bool) (*trainyardv1.ClusterReport, error) {
+	out := &trainyardv1.ClusterReport{}
 	err := r.c.Get().Namespace(key.Namespace).Resource(resource).Name(key.Name).Do(ctx).Into(out)
 	return out, err
 }
 
-func (r restReports) Create(ctx context.Context, rep *v1.ClusterReport) error {
+func (r restReports) Create(ctx context.Context, rep *trainyardv1.ClusterReport) error {
 	return r.c.Post().Namespace(rep.Namespace).Resource(resource).Body(rep).Do(ctx).Into(rep)
 }
 
-func (r restReports) Patch(ctx context.Context, rep *v1.ClusterReport, status bool, patch []byte) error {
+func (r restReports) Patch(ctx context.Context, rep *trainyardv1.ClusterReport, status bool, patch []byte) error {
 	req := r.c.Patch(types.MergePatchType).Namespace(rep.Namespace).Resource(resource).Name(rep.Name)
 	if status {
 		req = req.SubResource("status")

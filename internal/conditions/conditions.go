@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Set sets one condition; its lastTransitionTime changes only when its
@@ -26,17 +26,17 @@ func Set(conds *[]metav1.Condition, generation int64, typ string, status bool, r
 // MarkReady says the status reflects the spec: Ready=True, and neither
 // Reconciling nor Stalled (kstatus reads their absence as False).
 func MarkReady(conds *[]metav1.Condition, generation int64, reason, message string) {
-	Set(conds, generation, v1.ConditionReady, true, reason, message)
-	meta.RemoveStatusCondition(conds, v1.ConditionReconciling)
-	meta.RemoveStatusCondition(conds, v1.ConditionStalled)
+	Set(conds, generation, trainyardv1.ConditionReady, true, reason, message)
+	meta.RemoveStatusCondition(conds, trainyardv1.ConditionReconciling)
+	meta.RemoveStatusCondition(conds, trainyardv1.ConditionStalled)
 }
 
 // MarkStalled says progress needs a human: Ready=False and Stalled=True with
 // the same reason and message.
 func MarkStalled(conds *[]metav1.Condition, generation int64, reason, message string) {
-	Set(conds, generation, v1.ConditionReady, false, reason, message)
-	Set(conds, generation, v1.ConditionStalled, true, reason, message)
-	meta.RemoveStatusCondition(conds, v1.ConditionReconciling)
+	Set(conds, generation, trainyardv1.ConditionReady, false, reason, message)
+	Set(conds, generation, trainyardv1.ConditionStalled, true, reason, message)
+	meta.RemoveStatusCondition(conds, trainyardv1.ConditionReconciling)
 }
 
 // IsTrue tells whether the condition of that type is present and True.

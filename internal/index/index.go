@@ -12,7 +12,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 const (
@@ -45,7 +45,7 @@ var Bridge = []string{ReleaseTrain, ReleaseVersion, ReportCredential}
 // VersionKey identifies one version of a train. Versions that are the same
 // semantic version ("v1.2.0" and "1.2.0") share a key.
 func VersionKey(trainName, version string) string {
-	return trainName + "/" + v1.CanonicalVersion(version)
+	return trainName + "/" + trainyardv1.CanonicalVersion(version)
 }
 
 // Setup registers the field indexes on the manager's cache: every one, or
@@ -58,39 +58,39 @@ func Setup(ctx context.Context, indexer client.FieldIndexer, only ...string) err
 		field   string
 		extract client.IndexerFunc
 	}{
-		{&v1.ComponentRelease{}, ReleaseTrain, func(o client.Object) []string {
-			r := o.(*v1.ComponentRelease)
-			return []string{v1.TrainName(r.Spec.Component, r.Spec.Train)}
+		{&trainyardv1.ComponentRelease{}, ReleaseTrain, func(o client.Object) []string {
+			r := o.(*trainyardv1.ComponentRelease)
+			return []string{trainyardv1.TrainName(r.Spec.Component, r.Spec.Train)}
 		}},
-		{&v1.ComponentRelease{}, ReleaseVersion, func(o client.Object) []string {
-			r := o.(*v1.ComponentRelease)
-			return []string{VersionKey(v1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
+		{&trainyardv1.ComponentRelease{}, ReleaseVersion, func(o client.Object) []string {
+			r := o.(*trainyardv1.ComponentRelease)
+			return []string{VersionKey(trainyardv1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
 		}},
-		{&v1.ClusterReport{}, ReportTrain, func(o client.Object) []string {
-			r := o.(*v1.ClusterReport)
+		{&trainyardv1.ClusterReport{}, ReportTrain, func(o client.Object) []string {
+			r := o.(*trainyardv1.ClusterReport)
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
-				keys = append(keys, v1.TrainName(c.Name, c.Train))
+				keys = append(keys, trainyardv1.TrainName(c.Name, c.Train))
 			}
 			return keys
 		}},
-		{&v1.ReleaseTrain{}, TrainPromotionSource, func(o client.Object) []string {
-			t := o.(*v1.ReleaseTrain)
+		{&trainyardv1.ReleaseTrain{}, TrainPromotionSource, func(o client.Object) []string {
+			t := o.(*trainyardv1.ReleaseTrain)
 			if t.Spec.Promotion == nil {
 				return nil
 			}
-			return []string{v1.TrainName(t.Spec.Component, t.Spec.Promotion.From)}
+			return []string{trainyardv1.TrainName(t.Spec.Component, t.Spec.Promotion.From)}
 		}},
-		{&v1.RiskAcceptance{}, AcceptanceComponent, func(o client.Object) []string {
-			if c := o.(*v1.RiskAcceptance).Spec.Component; c != "" {
+		{&trainyardv1.RiskAcceptance{}, AcceptanceComponent, func(o client.Object) []string {
+			if c := o.(*trainyardv1.RiskAcceptance).Spec.Component; c != "" {
 				return []string{c}
 			}
 			return []string{AnyComponent}
 		}},
-		{&v1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
+		{&trainyardv1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
 			a := o.GetAnnotations()
 			var keys []string
-			for _, k := range []string{v1.AnnotationCredentialHash, v1.AnnotationPreviousCredentialHash} {
+			for _, k := range []string{trainyardv1.AnnotationCredentialHash, trainyardv1.AnnotationPreviousCredentialHash} {
 				if h := a[k]; h != "" {
 					keys = append(keys, h)
 				}

@@ -8,7 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // CacheOptions are the manager's cache settings. managedFields are most of
@@ -19,7 +19,7 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&v1.ClusterReport{}: {Transform: compactReport},
+			&trainyardv1.ClusterReport{}: {Transform: compactReport},
 		},
 	}
 }
@@ -29,7 +29,7 @@ func CacheOptions() cache.Options {
 // by doubling: a third of a 100,000-report cache was spare capacity). It
 // runs on objects fresh from the API, before anyone shares them.
 func compactReport(obj any) (any, error) {
-	r, ok := obj.(*v1.ClusterReport)
+	r, ok := obj.(*trainyardv1.ClusterReport)
 	if !ok {
 		return cache.TransformStripManagedFields()(obj)
 	}
@@ -62,7 +62,7 @@ func compactReport(obj any) (any, error) {
 	for i := range r.Status.Components {
 		c := &r.Status.Components[i]
 		c.Name, c.Train, c.Installed, c.Latest = intern(c.Name), intern(c.Train), intern(c.Installed), intern(c.Latest)
-		c.State = v1.ComponentState(intern(string(c.State)))
+		c.State = trainyardv1.ComponentState(intern(string(c.State)))
 	}
 	internConditions(r.Status.Conditions)
 	return r, nil

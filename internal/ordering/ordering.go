@@ -10,7 +10,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Parse parses a semantic version; a single leading "v" is allowed. Unlike
@@ -21,12 +21,12 @@ func Parse(version string) (*semver.Version, error) {
 }
 
 // Parsed is the API form of a parsed version, or nil when it does not parse.
-func Parsed(version string) *v1.ParsedVersion {
+func Parsed(version string) *trainyardv1.ParsedVersion {
 	sv, err := Parse(version)
 	if err != nil {
 		return nil
 	}
-	return &v1.ParsedVersion{
+	return &trainyardv1.ParsedVersion{
 		Major: sv.Major(), Minor: sv.Minor(), Patch: sv.Patch(),
 		Prerelease: sv.Prerelease(), Metadata: sv.Metadata(),
 	}
@@ -34,21 +34,21 @@ func Parsed(version string) *v1.ParsedVersion {
 
 // Policy is a train's choice of what can be latest.
 type Policy struct {
-	Ordering    v1.Ordering
-	Prereleases v1.PrereleasePolicy
+	Ordering    trainyardv1.Ordering
+	Prereleases trainyardv1.PrereleasePolicy
 	// Range, when not nil, must be satisfied by the latest release.
 	Range *semver.Constraints
 }
 
 // PolicyOf builds the policy of a train spec. An unparsable versionRange is
 // an error: the train is stalled until a human fixes it.
-func PolicyOf(spec v1.ReleaseTrainSpec) (Policy, error) {
+func PolicyOf(spec trainyardv1.ReleaseTrainSpec) (Policy, error) {
 	p := Policy{Ordering: spec.Ordering, Prereleases: spec.Prereleases}
 	if p.Ordering == "" {
-		p.Ordering = v1.OrderingSemver
+		p.Ordering = trainyardv1.OrderingSemver
 	}
 	if p.Prereleases == "" {
-		p.Prereleases = v1.PrereleasesInclude
+		p.Prereleases = trainyardv1.PrereleasesInclude
 	}
 	if strings.TrimSpace(spec.VersionRange) != "" {
 		c, err := ParseRange(spec.VersionRange)
@@ -97,9 +97,9 @@ func (p Policy) Eligible(c Candidate) bool {
 	if c.semver == nil {
 		// A non-semver version has no place in a semantic ordering or range;
 		// ordered by release time alone (as the old Deis service did) it does.
-		return p.Ordering == v1.OrderingReleaseTime && p.Range == nil
+		return p.Ordering == trainyardv1.OrderingReleaseTime && p.Range == nil
 	}
-	if p.Prereleases == v1.PrereleasesExclude && c.semver.Prerelease() != "" {
+	if p.Prereleases == trainyardv1.PrereleasesExclude && c.semver.Prerelease() != "" {
 		return false
 	}
 	return p.Range == nil || p.Range.Check(c.semver)
@@ -107,7 +107,7 @@ func (p Policy) Eligible(c Candidate) bool {
 
 // Compare orders two eligible candidates under p: positive when a is newer.
 func (p Policy) Compare(a, b Candidate) int {
-	if p.Ordering == v1.OrderingReleaseTime {
+	if p.Ordering == trainyardv1.OrderingReleaseTime {
 		if c := cmp.Compare(a.Released, b.Released); c != 0 {
 			return c
 		}
@@ -150,4 +150,4 @@ func (p Policy) Latest(cs []Candidate) int {
 
 // Canonical is the form in which versions are compared for equality (see
 // v1alpha1.CanonicalVersion): "3.0.0" and "v3.0.0" are one version.
-func Canonical(version string) string { return v1.CanonicalVersion(version) }
+func Canonical(version string) string { return trainyardv1.CanonicalVersion(version) }

@@ -7,7 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
@@ -34,12 +34,12 @@ func candidates(rs []rel) []ordering.Candidate {
 
 var _ = Describe("Parse", func() {
 	DescribeTable("accepts semantic versions, with an optional leading v",
-		func(in string, want v1.ParsedVersion) {
+		func(in string, want trainyardv1.ParsedVersion) {
 			Expect(ordering.Parsed(in)).To(HaveValue(Equal(want)))
 		},
-		Entry("plain", "1.2.3", v1.ParsedVersion{Major: 1, Minor: 2, Patch: 3}),
-		Entry("leading v", "v2.0.0", v1.ParsedVersion{Major: 2}),
-		Entry("pre-release and build", "1.0.0-beta.2+sha.1", v1.ParsedVersion{Major: 1, Prerelease: "beta.2", Metadata: "sha.1"}),
+		Entry("plain", "1.2.3", trainyardv1.ParsedVersion{Major: 1, Minor: 2, Patch: 3}),
+		Entry("leading v", "v2.0.0", trainyardv1.ParsedVersion{Major: 2}),
+		Entry("pre-release and build", "1.0.0-beta.2+sha.1", trainyardv1.ParsedVersion{Major: 1, Prerelease: "beta.2", Metadata: "sha.1"}),
 	)
 	DescribeTable("rejects what is not a full semantic version",
 		func(in string) { Expect(ordering.Parsed(in)).To(BeNil()) },
@@ -53,7 +53,7 @@ var _ = Describe("Parse", func() {
 
 var _ = Describe("Latest", func() {
 	DescribeTable("picks the latest release",
-		func(spec v1.ReleaseTrainSpec, rs []rel, want string) {
+		func(spec trainyardv1.ReleaseTrainSpec, rs []rel, want string) {
 			p, err := ordering.PolicyOf(spec)
 			Expect(err).NotTo(HaveOccurred())
 			cs := candidates(rs)
@@ -66,40 +66,40 @@ var _ = Describe("Latest", func() {
 			Expect(cs[i].Version).To(Equal(want))
 		},
 		Entry("semver: highest wins, whatever the release order",
-			v1.ReleaseTrainSpec{}, []rel{{"1.10.0", 1, false}, {"1.9.0", 5, false}, {"v1.2.0", 9, false}}, "1.10.0"),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"1.10.0", 1, false}, {"1.9.0", 5, false}, {"v1.2.0", 9, false}}, "1.10.0"),
 		Entry("release time: newest wins, as in Deis",
-			v1.ReleaseTrainSpec{Ordering: v1.OrderingReleaseTime}, []rel{{"1.10.0", 1, false}, {"1.9.0", 5, false}}, "1.9.0"),
+			trainyardv1.ReleaseTrainSpec{Ordering: trainyardv1.OrderingReleaseTime}, []rel{{"1.10.0", 1, false}, {"1.9.0", 5, false}}, "1.9.0"),
 		Entry("release time: a tie is broken by semver",
-			v1.ReleaseTrainSpec{Ordering: v1.OrderingReleaseTime}, []rel{{"1.9.0", 5, false}, {"1.10.0", 5, false}}, "1.10.0"),
+			trainyardv1.ReleaseTrainSpec{Ordering: trainyardv1.OrderingReleaseTime}, []rel{{"1.9.0", 5, false}, {"1.10.0", 5, false}}, "1.10.0"),
 		Entry("release time: a non-semver version can be latest",
-			v1.ReleaseTrainSpec{Ordering: v1.OrderingReleaseTime}, []rel{{"1.9.0", 5, false}, {"nightly-2026", 6, false}}, "nightly-2026"),
+			trainyardv1.ReleaseTrainSpec{Ordering: trainyardv1.OrderingReleaseTime}, []rel{{"1.9.0", 5, false}, {"nightly-2026", 6, false}}, "nightly-2026"),
 		Entry("semver: a non-semver version is never latest",
-			v1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, false}, {"zzz", 6, false}}, "1.0.0"),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, false}, {"zzz", 6, false}}, "1.0.0"),
 		Entry("semver: only non-semver versions means no latest",
-			v1.ReleaseTrainSpec{}, []rel{{"zzz", 6, false}}, ""),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"zzz", 6, false}}, ""),
 		Entry("pre-releases count by default (the train is the channel)",
-			v1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, false}, {"1.1.0-beta.1", 2, false}}, "1.1.0-beta.1"),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, false}, {"1.1.0-beta.1", 2, false}}, "1.1.0-beta.1"),
 		Entry("a release beats its own pre-releases",
-			v1.ReleaseTrainSpec{}, []rel{{"1.1.0", 1, false}, {"1.1.0-rc.1", 2, false}}, "1.1.0"),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"1.1.0", 1, false}, {"1.1.0-rc.1", 2, false}}, "1.1.0"),
 		Entry("pre-releases excluded",
-			v1.ReleaseTrainSpec{Prereleases: v1.PrereleasesExclude}, []rel{{"1.0.0", 1, false}, {"1.1.0-beta.1", 2, false}}, "1.0.0"),
+			trainyardv1.ReleaseTrainSpec{Prereleases: trainyardv1.PrereleasesExclude}, []rel{{"1.0.0", 1, false}, {"1.1.0-beta.1", 2, false}}, "1.0.0"),
 		Entry("versionRange pins a major line",
-			v1.ReleaseTrainSpec{VersionRange: ">=1.0.0, <2.0.0"}, []rel{{"1.4.0", 1, false}, {"2.0.0", 2, false}}, "1.4.0"),
+			trainyardv1.ReleaseTrainSpec{VersionRange: ">=1.0.0, <2.0.0"}, []rel{{"1.4.0", 1, false}, {"2.0.0", 2, false}}, "1.4.0"),
 		Entry("versionRange with tilde",
-			v1.ReleaseTrainSpec{VersionRange: "~1.4"}, []rel{{"1.4.7", 1, false}, {"1.5.0", 2, false}}, "1.4.7"),
+			trainyardv1.ReleaseTrainSpec{VersionRange: "~1.4"}, []rel{{"1.4.7", 1, false}, {"1.5.0", 2, false}}, "1.4.7"),
 		Entry("versionRange admits its pre-releases when they are included",
-			v1.ReleaseTrainSpec{VersionRange: "<2.0.0"}, []rel{{"1.4.0", 1, false}, {"1.5.0-beta.1", 2, false}}, "1.5.0-beta.1"),
+			trainyardv1.ReleaseTrainSpec{VersionRange: "<2.0.0"}, []rel{{"1.4.0", 1, false}, {"1.5.0-beta.1", 2, false}}, "1.5.0-beta.1"),
 		Entry("versionRange excludes non-semver under release time",
-			v1.ReleaseTrainSpec{Ordering: v1.OrderingReleaseTime, VersionRange: "<2"}, []rel{{"1.4.0", 1, false}, {"nightly", 2, false}}, "1.4.0"),
+			trainyardv1.ReleaseTrainSpec{Ordering: trainyardv1.OrderingReleaseTime, VersionRange: "<2"}, []rel{{"1.4.0", 1, false}, {"nightly", 2, false}}, "1.4.0"),
 		Entry("a retracted latest falls back",
-			v1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, false}, {"1.1.0", 2, true}}, "1.0.0"),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, false}, {"1.1.0", 2, true}}, "1.0.0"),
 		Entry("everything retracted means no latest",
-			v1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, true}}, ""),
-		Entry("no releases", v1.ReleaseTrainSpec{}, nil, ""),
+			trainyardv1.ReleaseTrainSpec{}, []rel{{"1.0.0", 1, true}}, ""),
+		Entry("no releases", trainyardv1.ReleaseTrainSpec{}, nil, ""),
 	)
 
 	It("breaks equal precedence by name, independent of order", func() {
-		p, _ := ordering.PolicyOf(v1.ReleaseTrainSpec{})
+		p, _ := ordering.PolicyOf(trainyardv1.ReleaseTrainSpec{})
 		a := ordering.NewCandidate("a", "1.0.0", 0, false)
 		b := ordering.NewCandidate("b", "v1.0.0", 0, false)
 		Expect(p.Latest([]ordering.Candidate{a, b})).To(Equal(1))
@@ -107,7 +107,7 @@ var _ = Describe("Latest", func() {
 	})
 
 	It("rejects a versionRange that does not parse", func() {
-		_, err := ordering.PolicyOf(v1.ReleaseTrainSpec{VersionRange: ">>1"})
+		_, err := ordering.PolicyOf(trainyardv1.ReleaseTrainSpec{VersionRange: ">>1"})
 		Expect(err).To(MatchError(ContainSubstring(`versionRange ">>1" is not a semantic-version constraint`)))
 	})
 })

@@ -11,7 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Input is what the gates look at.
@@ -30,13 +30,13 @@ type Input struct {
 	// a retracted release.
 	Unhealthy []string
 	// Approvals in force for this candidate.
-	Approvals []v1.PromotionApproval
+	Approvals []trainyardv1.PromotionApproval
 	Now       time.Time
 }
 
 // Result is the gates' verdict.
 type Result struct {
-	Gates []v1.GateStatus
+	Gates []trainyardv1.GateStatus
 	// Pass: every gate passes (or is waived).
 	Pass bool
 	// Next is when a time-bound gate changes (zero: none will by itself).
@@ -44,10 +44,10 @@ type Result struct {
 }
 
 // Evaluate applies the policy's gates, ANDed, in a fixed order.
-func Evaluate(p *v1.PromotionPolicy, in Input) Result {
+func Evaluate(p *trainyardv1.PromotionPolicy, in Input) Result {
 	var r Result
-	add := func(name v1.GateName, state v1.GateState, reason string) {
-		r.Gates = append(r.Gates, v1.GateStatus{Name: name, State: state, Reason: reason})
+	add := func(name trainyardv1.GateName, state trainyardv1.GateState, reason string) {
+		r.Gates = append(r.Gates, trainyardv1.GateStatus{Name: name, State: state, Reason: reason})
 	}
 	soon := func(t time.Time) {
 		if t.After(in.Now) && (r.Next.IsZero() || t.Before(r.Next)) {
@@ -56,16 +56,16 @@ func Evaluate(p *v1.PromotionPolicy, in Input) Result {
 	}
 
 	if in.Retracted != "" {
-		add(v1.GateNotRetracted, v1.GateFail, "retracted: "+in.Retracted)
+		add(trainyardv1.GateNotRetracted, trainyardv1.GateFail, "retracted: "+in.Retracted)
 	} else {
-		add(v1.GateNotRetracted, v1.GatePass, "not retracted")
+		add(trainyardv1.GateNotRetracted, trainyardv1.GatePass, "not retracted")
 	}
 	if p.Soak != nil {
 		end := in.Since.Add(p.Soak.Duration)
 		if !in.Now.Before(end) {
-			add(v1.GateSoak, v1.GatePass, fmt.Sprintf("latest on %s since %s, soak %s", p.From, in.Since.UTC().Format(time.RFC3339), p.Soak.Duration))
+			add(trainyardv1.GateSoak, trainyardv1.GatePass, fmt.Sprintf("latest on %s since %s, soak %s", p.From, in.Since.UTC().Format(time.RFC3339), p.Soak.Duration))
 		} else {
-			add(v1.GateSoak, v1.GatePending, fmt.Sprintf("soaking until %s (%s left)", end.UTC().Format(time.RFC3339), end.Sub(in.Now).Round(time.Second)))
+			add(trainyardv1.GateSoak, trainyardv1.GatePending, fmt.Sprintf("soaking until %s (%s left)", end.UTC().Format(time.RFC3339), end.Sub(in.Now).Round(time.Second)))
 			soon(end)
 		}
 	}
@@ -79,19 +79,19 @@ func Evaluate(p *v1.PromotionPolicy, in Input) Result {
 			msg += fmt.Sprintf("; %d registered after the candidate was published are not counted", in.Newer)
 		}
 		if in.Running >= int(a.MinClusters) && pct >= int(a.MinPercent) && (in.Following > 0 || a.MinPercent == 0) {
-			add(v1.GateAdoption, v1.GatePass, msg)
+			add(trainyardv1.GateAdoption, trainyardv1.GatePass, msg)
 		} else {
-			add(v1.GateAdoption, v1.GatePending, msg)
+			add(trainyardv1.GateAdoption, trainyardv1.GatePending, msg)
 		}
 	}
 	if p.HealthyClusters {
 		switch n := len(in.Unhealthy); {
 		case n == 0:
-			add(v1.GateHealthyClusters, v1.GatePass, "no cluster running it is stale or runs a retracted release")
+			add(trainyardv1.GateHealthyClusters, trainyardv1.GatePass, "no cluster running it is stale or runs a retracted release")
 		case n <= 5:
-			add(v1.GateHealthyClusters, v1.GateFail, "stale or running a retracted release: "+strings.Join(in.Unhealthy, ", "))
+			add(trainyardv1.GateHealthyClusters, trainyardv1.GateFail, "stale or running a retracted release: "+strings.Join(in.Unhealthy, ", "))
 		default:
-			add(v1.GateHealthyClusters, v1.GateFail, fmt.Sprintf("stale or running a retracted release: %s and %d more",
+			add(trainyardv1.GateHealthyClusters, trainyardv1.GateFail, fmt.Sprintf("stale or running a retracted release: %s and %d more",
 				strings.Join(in.Unhealthy[:5], ", "), n-5))
 		}
 	}
@@ -99,12 +99,12 @@ func Evaluate(p *v1.PromotionPolicy, in Input) Result {
 		open, change, err := Window(w, in.Now)
 		switch {
 		case err != nil:
-			add(v1.GateWindow, v1.GateFail, err.Error())
+			add(trainyardv1.GateWindow, trainyardv1.GateFail, err.Error())
 		case open:
-			add(v1.GateWindow, v1.GatePass, "within the window "+Describe(w))
+			add(trainyardv1.GateWindow, trainyardv1.GatePass, "within the window "+Describe(w))
 			soon(change)
 		default:
-			add(v1.GateWindow, v1.GatePending, fmt.Sprintf("outside the window %s; opens %s", Describe(w), change.UTC().Format(time.RFC3339)))
+			add(trainyardv1.GateWindow, trainyardv1.GatePending, fmt.Sprintf("outside the window %s; opens %s", Describe(w), change.UTC().Format(time.RFC3339)))
 			soon(change)
 		}
 	}
@@ -112,21 +112,21 @@ func Evaluate(p *v1.PromotionPolicy, in Input) Result {
 	r.Pass = true
 	for i := range r.Gates {
 		g := &r.Gates[i]
-		if g.State != v1.GatePass && g.Name != v1.GateNotRetracted {
+		if g.State != trainyardv1.GatePass && g.Name != trainyardv1.GateNotRetracted {
 			if a := waiver(in.Approvals, g.Name, in.Now); a != nil {
-				g.State, g.WaivedBy = v1.GatePass, a.Name
+				g.State, g.WaivedBy = trainyardv1.GatePass, a.Name
 				g.Reason = fmt.Sprintf("waived by %s until %s: %s (was: %s)", a.Name, a.Spec.Expires.UTC().Format(time.RFC3339), a.Spec.Reason, g.Reason)
 				soon(a.Spec.Expires.Time)
 			}
 		}
-		if g.State != v1.GatePass {
+		if g.State != trainyardv1.GatePass {
 			r.Pass = false
 		}
 	}
 	return r
 }
 
-func waiver(approvals []v1.PromotionApproval, gate v1.GateName, now time.Time) *v1.PromotionApproval {
+func waiver(approvals []trainyardv1.PromotionApproval, gate trainyardv1.GateName, now time.Time) *trainyardv1.PromotionApproval {
 	for i := range approvals {
 		a := &approvals[i]
 		if !now.Before(a.Spec.Expires.Time) {
@@ -142,7 +142,7 @@ func waiver(approvals []v1.PromotionApproval, gate v1.GateName, now time.Time) *
 }
 
 // Describe says a window in words: "Mon,Tue 09:00-17:00 UTC".
-func Describe(w *v1.PromotionWindow) string {
+func Describe(w *trainyardv1.PromotionWindow) string {
 	days := "every day"
 	if len(w.Days) > 0 {
 		parts := make([]string, len(w.Days))
@@ -162,12 +162,12 @@ func Describe(w *v1.PromotionWindow) string {
 	return fmt.Sprintf("%s %s %s", days, hours, tz)
 }
 
-var weekdays = map[v1.Weekday]time.Weekday{"Sun": time.Sunday, "Mon": time.Monday, "Tue": time.Tuesday,
+var weekdays = map[trainyardv1.Weekday]time.Weekday{"Sun": time.Sunday, "Mon": time.Monday, "Tue": time.Tuesday,
 	"Wed": time.Wednesday, "Thu": time.Thursday, "Fri": time.Friday, "Sat": time.Saturday}
 
 // Window tells whether now is within the window, and when that changes
 // next (within the next eight days; zero if never).
-func Window(w *v1.PromotionWindow, now time.Time) (open bool, change time.Time, err error) {
+func Window(w *trainyardv1.PromotionWindow, now time.Time) (open bool, change time.Time, err error) {
 	loc := time.UTC
 	if w.TimeZone != "" {
 		if loc, err = time.LoadLocation(w.TimeZone); err != nil {
@@ -220,7 +220,7 @@ func Window(w *v1.PromotionWindow, now time.Time) (open bool, change time.Time, 
 
 // Keep carries each gate's since over from the last status when its state
 // did not change, and stamps now on those that did.
-func Keep(gates, before []v1.GateStatus, now time.Time) {
+func Keep(gates, before []trainyardv1.GateStatus, now time.Time) {
 	for i := range gates {
 		g := &gates[i]
 		for _, b := range before {

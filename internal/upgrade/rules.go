@@ -10,7 +10,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Limits of a risk's rule: its length, what one evaluation may cost (CEL's
@@ -139,7 +139,7 @@ var sharedRules = sync.OnceValues(NewRules)
 // fault. The form of a risk (lengths, names) is internal/validation's; the
 // CEL is checked here, with the environment that evaluates it, so the
 // agent, which links internal/validation, does not link CEL.
-func ValidateRisks(r *v1.ComponentRelease) field.ErrorList {
+func ValidateRisks(r *trainyardv1.ComponentRelease) field.ErrorList {
 	rules, err := sharedRules()
 	if err != nil {
 		return field.ErrorList{field.InternalError(field.NewPath("spec", "risks"), err)}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
@@ -26,7 +26,7 @@ type Release struct {
 	Version     string
 	Retracted   bool
 	UpgradeFrom string
-	Risks       []v1.UpgradeRisk
+	Risks       []trainyardv1.UpgradeRisk
 }
 
 // Cluster is what a risk's rule sees of a cluster.
@@ -45,15 +45,15 @@ type Result struct {
 	Path []string
 	// Conditional are higher versions reachable in one more hop, held back
 	// by risks that apply to this cluster (or cannot be evaluated on it).
-	Conditional []v1.ConditionalUpdate
+	Conditional []trainyardv1.ConditionalUpdate
 }
 
 type node struct {
 	v     *semver.Version
 	rel   Release
-	from  *semver.Constraints // nil: any older version
-	risks []v1.AppliedRisk    // the risks that hold it back
-	bad   bool                // its upgradeFrom does not parse: no way in
+	from  *semver.Constraints       // nil: any older version
+	risks []trainyardv1.AppliedRisk // the risks that hold it back
+	bad   bool                      // its upgradeFrom does not parse: no way in
 }
 
 // Recommend computes the recommendation. accepted tells whether a risk is
@@ -63,6 +63,28 @@ func Recommend(installed string, releases []Release, c Cluster, rules *Rules, ac
 	if err != nil {
 		return Result{}
 	}
+	nodes := graph(from, releases, c, rules, accepted)
+	dist := distances(from, nodes)
+	var res Result
+	target := -1
+	for i := len(nodes) - 1; i >= 0; i-- {
+		if dist[i] > 0 {
+			target = i
+			break
+		}
+	}
+	if target >= 0 {
+		res.Recommended = nodes[target].rel.Version
+		res.Path = pathTo(nodes, dist, target)
+	}
+	res.Conditional = heldBack(from, nodes, dist, target)
+	return res
+}
+
+// graph is the releases above from, each once, in ascending order (so
+// "highest" is the last and ties are broken the same way every time), with
+// the edges they accept (upgradeFrom) and the risks that apply to c.
+func graph(from *semver.Version, releases []Release, c Cluster, rules *Rules, accepted func(risk string) bool) []*node {
 	var nodes []*node
 	seen := map[string]bool{}
 	for _, r := range releases {
@@ -81,24 +103,27 @@ func Recommend(installed string, releases []Release, c Cluster, rules *Rules, ac
 			applies, err := rules.Applies(risk.Rule, c)
 			switch {
 			case err != nil:
-				n.risks = append(n.risks, v1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
+				n.risks = append(n.risks, trainyardv1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
 					Reason: fmt.Sprintf("cannot be evaluated on this cluster: %v", err)})
 			case applies && (accepted == nil || !accepted(risk.Name)):
-				n.risks = append(n.risks, v1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
+				n.risks = append(n.risks, trainyardv1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
 					Reason: "applies to this cluster"})
 			}
 		}
 		nodes = append(nodes, n)
 	}
-	// Ascending, so "highest" is the last and ties are broken the same way
-	// every time.
 	slices.SortFunc(nodes, func(a, b *node) int { return a.v.Compare(b.v) })
-	edge := func(u *semver.Version, w *node) bool {
-		return !w.bad && w.v.GreaterThan(u) && (w.from == nil || w.from.Check(u))
-	}
+	return nodes
+}
 
-	// Breadth first over the safe releases: dist[i] is the fewest hops to
-	// nodes[i] (-1: unreachable).
+// edge says whether a cluster on u may upgrade to w.
+func edge(u *semver.Version, w *node) bool {
+	return !w.bad && w.v.GreaterThan(u) && (w.from == nil || w.from.Check(u))
+}
+
+// distances searches breadth first over the safe releases: the fewest hops
+// from from to each node (-1: unreachable).
+func distances(from *semver.Version, nodes []*node) []int {
 	dist := make([]int, len(nodes))
 	for i := range dist {
 		dist[i] = -1
@@ -117,49 +142,45 @@ func Recommend(installed string, releases []Release, c Cluster, rules *Rules, ac
 		}
 		frontier = next
 	}
+	return dist
+}
 
-	var res Result
-	target := -1
-	for i := len(nodes) - 1; i >= 0; i-- {
-		if dist[i] > 0 {
-			target = i
-			break
-		}
-	}
-	if target >= 0 {
-		res.Recommended = nodes[target].rel.Version
-		// Back from the target: the highest predecessor one hop closer.
-		path := []string{nodes[target].rel.Version}
-		cur := nodes[target]
-		for d := dist[target] - 1; d > 0; d-- {
-			for i := len(nodes) - 1; i >= 0; i-- {
-				if dist[i] == d && edge(nodes[i].v, cur) {
-					cur = nodes[i]
-					path = append(path, cur.rel.Version)
-					break
-				}
+// pathTo walks back from the target: the highest predecessor one hop
+// closer, each time.
+func pathTo(nodes []*node, dist []int, target int) []string {
+	path := []string{nodes[target].rel.Version}
+	cur := nodes[target]
+	for d := dist[target] - 1; d > 0; d-- {
+		for i := len(nodes) - 1; i >= 0; i-- {
+			if dist[i] == d && edge(nodes[i].v, cur) {
+				cur = nodes[i]
+				path = append(path, cur.rel.Version)
+				break
 			}
 		}
-		slices.Reverse(path)
-		res.Path = path
 	}
+	slices.Reverse(path)
+	return path
+}
 
-	// Held back: higher than the recommendation, one hop from where the
-	// cluster is or can get to.
+// heldBack are the releases with risks higher than the recommendation (the
+// target; -1: none), one hop from where the cluster is or can get to.
+func heldBack(from *semver.Version, nodes []*node, dist []int, target int) []trainyardv1.ConditionalUpdate {
 	reach := []*semver.Version{from}
 	for i, n := range nodes {
 		if dist[i] > 0 {
 			reach = append(reach, n.v)
 		}
 	}
-	for i := len(nodes) - 1; i >= 0 && len(res.Conditional) < MaxConditional; i-- {
+	var out []trainyardv1.ConditionalUpdate
+	for i := len(nodes) - 1; i >= 0 && len(out) < MaxConditional; i-- {
 		n := nodes[i]
 		if len(n.risks) == 0 || (target >= 0 && !n.v.GreaterThan(nodes[target].v)) {
 			continue
 		}
 		if slices.ContainsFunc(reach, func(u *semver.Version) bool { return edge(u, n) }) {
-			res.Conditional = append(res.Conditional, v1.ConditionalUpdate{Version: n.rel.Version, Risks: n.risks})
+			out = append(out, trainyardv1.ConditionalUpdate{Version: n.rel.Version, Risks: n.risks})
 		}
 	}
-	return res
+	return out
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/upgrade"
 )
 
@@ -20,7 +20,7 @@ func graph() []upgrade.Release {
 	for _, v := range []string{"2.0.0", "2.1.0", "2.2.0", "2.3.0"} {
 		r := upgrade.Release{Version: v, UpgradeFrom: ">=1.4.0", Retracted: v == "2.1.0"}
 		if v == "2.3.0" {
-			r.Risks = []v1.UpgradeRisk{{Name: "old-kubernetes", Message: "needs Kubernetes 1.29", URL: "https://example.com/kb/1",
+			r.Risks = []trainyardv1.UpgradeRisk{{Name: "old-kubernetes", Message: "needs Kubernetes 1.29", URL: "https://example.com/kb/1",
 				Rule: `compareVersions(cluster.properties.kubernetesVersion, "1.29") < 0`}}
 		}
 		rels = append(rels, r)

@@ -9,26 +9,26 @@ import (
 	apivalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // NotificationTarget validates a target: its Secret's name, and durations
 // within their bounds (the schema cannot compare durations).
-func NotificationTarget(t *v1.NotificationTarget) field.ErrorList {
+func NotificationTarget(t *trainyardv1.NotificationTarget) field.ErrorList {
 	p := specPath
 	var errs field.ErrorList
 	errs = append(errs, secretName(p.Child("secretRef", "name"), t.Spec.SecretRef.Name)...)
 	errs = append(errs, durationWithin(p.Child("timeout"), t.Spec.Timeout, time.Second, time.Minute)...)
 	errs = append(errs, durationWithin(p.Child("retryFor"), t.Spec.RetryFor, time.Minute, 168*time.Hour)...)
-	if q := t.Spec.QueueLimit; q < 0 || q > v1.MaxQueueLimit {
-		errs = append(errs, field.Invalid(p.Child("queueLimit"), q, fmt.Sprintf("must be 1 to %d (0: the default, %d)", v1.MaxQueueLimit, v1.DefaultQueueLimit)))
+	if q := t.Spec.QueueLimit; q < 0 || q > trainyardv1.MaxQueueLimit {
+		errs = append(errs, field.Invalid(p.Child("queueLimit"), q, fmt.Sprintf("must be 1 to %d (0: the default, %d)", trainyardv1.MaxQueueLimit, trainyardv1.DefaultQueueLimit)))
 	}
 	return errs
 }
 
 // NotificationRule validates a rule: names that can match, selectors that
 // parse, a digest window within bounds.
-func NotificationRule(r *v1.NotificationRule) field.ErrorList {
+func NotificationRule(r *trainyardv1.NotificationRule) field.ErrorList {
 	p := specPath
 	var errs field.ErrorList
 	if n := r.Spec.TargetRef.Name; n == "" {
@@ -44,8 +44,8 @@ func NotificationRule(r *v1.NotificationRule) field.ErrorList {
 		check func(*field.Path, string) field.ErrorList
 	}{{"components", r.Spec.Components, Label}, {"trains", r.Spec.Trains, Label}, {"clusters", r.Spec.Clusters, ClusterID}} {
 		lp := p.Child(list.name)
-		if len(list.items) > v1.MaxRuleSelectors {
-			errs = append(errs, field.TooMany(lp, len(list.items), v1.MaxRuleSelectors))
+		if len(list.items) > trainyardv1.MaxRuleSelectors {
+			errs = append(errs, field.TooMany(lp, len(list.items), trainyardv1.MaxRuleSelectors))
 			continue
 		}
 		for i, it := range list.items {
@@ -57,7 +57,7 @@ func NotificationRule(r *v1.NotificationRule) field.ErrorList {
 	}
 	for i, t := range r.Spec.EventTypes {
 		known := false
-		for _, k := range v1.EventTypes {
+		for _, k := range trainyardv1.EventTypes {
 			known = known || k == t
 		}
 		if !known {
@@ -76,8 +76,8 @@ func NotificationRule(r *v1.NotificationRule) field.ErrorList {
 }
 
 func eventTypeNames() []string {
-	out := make([]string, len(v1.EventTypes))
-	for i, t := range v1.EventTypes {
+	out := make([]string, len(trainyardv1.EventTypes))
+	for i, t := range trainyardv1.EventTypes {
 		out[i] = string(t)
 	}
 	return out

@@ -6,13 +6,13 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/promotion"
 )
 
 // promotionPolicy checks a train's spec.promotion: a source that is another
 // train, a soak that is not negative, a window that parses.
-func promotionPolicy(p *field.Path, train string, pr *v1.PromotionPolicy) field.ErrorList {
+func promotionPolicy(p *field.Path, train string, pr *trainyardv1.PromotionPolicy) field.ErrorList {
 	errs := Label(p.Child("from"), pr.From)
 	if pr.From == train {
 		errs = append(errs, field.Invalid(p.Child("from"), pr.From, "a train cannot promote from itself"))

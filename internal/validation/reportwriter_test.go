@@ -6,11 +6,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 func TestReportWriter(t *testing.T) {
-	r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "hub", Name: "edge-7"}}
+	r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "hub", Name: "edge-7"}}
 	for user, want := range map[string]string{
 		"system:serviceaccount:hub:trainyard-cluster-edge-7":   "",
 		"system:serviceaccount:hub:trainyard-cluster-edge-8":   "the ServiceAccount hub/trainyard-cluster-edge-8 writes only the ClusterReport hub/edge-8",
@@ -30,13 +30,19 @@ func TestReportWriter(t *testing.T) {
 	// Issue 27 #5: its own report, but not its bridge identity.
 	own := "system:serviceaccount:hub:trainyard-cluster-edge-7"
 	stored := r.DeepCopy()
-	stored.Annotations = map[string]string{v1.AnnotationCredentialHash: "aaaa", v1.AnnotationCredentialRevoked: "2026-12-01: stolen"}
-	for name, mutate := range map[string]func(*v1.ClusterReport){
-		"set its credential's hash":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationCredentialHash] = "bbbb" },
-		"remove its revocation":      func(n *v1.ClusterReport) { delete(n.Annotations, v1.AnnotationCredentialRevoked) },
-		"name a registration token":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationRegisteredWith] = "registration/fleet" },
-		"keep a previous credential": func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationPreviousCredentialHash] = "cccc" },
-		"open itself for a reissue":  func(n *v1.ClusterReport) { n.Annotations[v1.AnnotationReissueHash] = strings.Repeat("e", 64) },
+	stored.Annotations = map[string]string{trainyardv1.AnnotationCredentialHash: "aaaa", trainyardv1.AnnotationCredentialRevoked: "2026-12-01: stolen"}
+	for name, mutate := range map[string]func(*trainyardv1.ClusterReport){
+		"set its credential's hash": func(n *trainyardv1.ClusterReport) { n.Annotations[trainyardv1.AnnotationCredentialHash] = "bbbb" },
+		"remove its revocation":     func(n *trainyardv1.ClusterReport) { delete(n.Annotations, trainyardv1.AnnotationCredentialRevoked) },
+		"name a registration token": func(n *trainyardv1.ClusterReport) {
+			n.Annotations[trainyardv1.AnnotationRegisteredWith] = "registration/fleet"
+		},
+		"keep a previous credential": func(n *trainyardv1.ClusterReport) {
+			n.Annotations[trainyardv1.AnnotationPreviousCredentialHash] = "cccc"
+		},
+		"open itself for a reissue": func(n *trainyardv1.ClusterReport) {
+			n.Annotations[trainyardv1.AnnotationReissueHash] = strings.Repeat("e", 64)
+		},
 	} {
 		n := stored.DeepCopy()
 		mutate(n)
@@ -48,8 +54,8 @@ func TestReportWriter(t *testing.T) {
 		}
 	}
 	created := r.DeepCopy()
-	created.Annotations = map[string]string{v1.AnnotationCredentialHash: "dddd"}
-	if got := ReportWriter(own, created, nil); !strings.Contains(got, v1.AnnotationCredentialHash) {
+	created.Annotations = map[string]string{trainyardv1.AnnotationCredentialHash: "dddd"}
+	if got := ReportWriter(own, created, nil); !strings.Contains(got, trainyardv1.AnnotationCredentialHash) {
 		t.Errorf("create with a credential hash: %q", got)
 	}
 	// Other annotations, and the spec, stay its own.
@@ -69,14 +75,14 @@ func TestReissueAnnotations(t *testing.T) {
 		want        string
 	}{
 		"none":         {nil, ""},
-		"both":         {map[string]string{v1.AnnotationReissueHash: hash, v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, ""},
-		"hash only":    {map[string]string{v1.AnnotationReissueHash: hash}, `metadata.annotations[trainyard.dev/reissue-expires]: Required value`},
-		"expires only": {map[string]string{v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, `metadata.annotations[trainyard.dev/reissue-sha256]: Required value`},
-		"the token":    {map[string]string{v1.AnnotationReissueHash: "tyr.abc", v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, "never the token itself"},
-		"upper case":   {map[string]string{v1.AnnotationReissueHash: strings.ToUpper(hash), v1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, "lower-case hex"},
-		"not a time":   {map[string]string{v1.AnnotationReissueHash: hash, v1.AnnotationReissueExpires: "tomorrow"}, `reissue-expires]: Invalid value: "tomorrow": must be an RFC 3339 time`},
+		"both":         {map[string]string{trainyardv1.AnnotationReissueHash: hash, trainyardv1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, ""},
+		"hash only":    {map[string]string{trainyardv1.AnnotationReissueHash: hash}, `metadata.annotations[trainyard.dev/reissue-expires]: Required value`},
+		"expires only": {map[string]string{trainyardv1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, `metadata.annotations[trainyard.dev/reissue-sha256]: Required value`},
+		"the token":    {map[string]string{trainyardv1.AnnotationReissueHash: "tyr.abc", trainyardv1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, "never the token itself"},
+		"upper case":   {map[string]string{trainyardv1.AnnotationReissueHash: strings.ToUpper(hash), trainyardv1.AnnotationReissueExpires: "2026-12-03T20:00:00Z"}, "lower-case hex"},
+		"not a time":   {map[string]string{trainyardv1.AnnotationReissueHash: hash, trainyardv1.AnnotationReissueExpires: "tomorrow"}, `reissue-expires]: Invalid value: "tomorrow": must be an RFC 3339 time`},
 	} {
-		r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Name: "edge-7", Annotations: c.annotations}, Spec: v1.ClusterReportSpec{ClusterID: "edge-7"}}
+		r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Name: "edge-7", Annotations: c.annotations}, Spec: trainyardv1.ClusterReportSpec{ClusterID: "edge-7"}}
 		got := ClusterReport(r, nil).ToAggregate()
 		switch {
 		case c.want == "" && got != nil:

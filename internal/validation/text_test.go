@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // What a cluster or a publisher writes in a free-text field reaches
@@ -13,16 +13,16 @@ import (
 func TestTextFieldsRefuseControlCharacters(t *testing.T) {
 	attack := "aws\x1b[1A\x1b[2K\x1b]0;owned\a\x1b]52;c;Y3VybA==\a"
 	c1 := "gce\u009b31m" // CSI as one C1 character
-	report := func(mutate func(*v1.ClusterReport)) *v1.ClusterReport {
-		r := &v1.ClusterReport{Spec: v1.ClusterReportSpec{ClusterID: "c-1",
-			Components: []v1.ReportedComponent{{Name: "router", Version: "1.0.0"}}}}
+	report := func(mutate func(*trainyardv1.ClusterReport)) *trainyardv1.ClusterReport {
+		r := &trainyardv1.ClusterReport{Spec: trainyardv1.ClusterReportSpec{ClusterID: "c-1",
+			Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "1.0.0"}}}}
 		r.Name = "c-1"
 		mutate(r)
 		return r
 	}
-	release := func(mutate func(*v1.ComponentRelease)) *v1.ComponentRelease {
-		r := &v1.ComponentRelease{Spec: v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0"}}
-		r.Name = v1.ReleaseName("router", "stable", "1.0.0")
+	release := func(mutate func(*trainyardv1.ComponentRelease)) *trainyardv1.ComponentRelease {
+		r := &trainyardv1.ComponentRelease{Spec: trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "1.0.0"}}
+		r.Name = trainyardv1.ReleaseName("router", "stable", "1.0.0")
 		mutate(r)
 		return r
 	}
@@ -31,27 +31,29 @@ func TestTextFieldsRefuseControlCharacters(t *testing.T) {
 		field string
 	}{
 		"property": {func() string {
-			return ClusterReport(report(func(r *v1.ClusterReport) { r.Spec.Properties = map[string]string{"provider": attack} }), nil).ToAggregate().Error()
+			return ClusterReport(report(func(r *trainyardv1.ClusterReport) { r.Spec.Properties = map[string]string{"provider": attack} }), nil).ToAggregate().Error()
 		}, "spec.properties[provider]"},
 		"component type (C1)": {func() string {
-			return ClusterReport(report(func(r *v1.ClusterReport) { r.Spec.Components[0].Type = c1 }), nil).ToAggregate().Error()
+			return ClusterReport(report(func(r *trainyardv1.ClusterReport) { r.Spec.Components[0].Type = c1 }), nil).ToAggregate().Error()
 		}, "spec.components[0].type"},
 		"component image": {func() string {
-			return ClusterReport(report(func(r *v1.ClusterReport) { r.Spec.Components[0].Image = "nginx\n:latest" }), nil).ToAggregate().Error()
+			return ClusterReport(report(func(r *trainyardv1.ClusterReport) { r.Spec.Components[0].Image = "nginx\n:latest" }), nil).ToAggregate().Error()
 		}, "spec.components[0].image"},
 		"release image": {func() string {
-			return ComponentRelease(release(func(r *v1.ComponentRelease) { r.Spec.Image = attack }), nil).ToAggregate().Error()
+			return ComponentRelease(release(func(r *trainyardv1.ComponentRelease) { r.Spec.Image = attack }), nil).ToAggregate().Error()
 		}, "spec.image"},
 		"retraction reason": {func() string {
-			return ComponentRelease(release(func(r *v1.ComponentRelease) { r.Spec.Retracted = &v1.Retraction{Reason: "bad\rbuild"} }), nil).ToAggregate().Error()
+			return ComponentRelease(release(func(r *trainyardv1.ComponentRelease) {
+				r.Spec.Retracted = &trainyardv1.Retraction{Reason: "bad\rbuild"}
+			}), nil).ToAggregate().Error()
 		}, "spec.retracted.reason"},
 		"risk message": {func() string {
-			return ComponentRelease(release(func(r *v1.ComponentRelease) {
-				r.Spec.Risks = []v1.UpgradeRisk{{Name: "r", Message: "breaks \u202eetc", Rule: "true"}}
+			return ComponentRelease(release(func(r *trainyardv1.ComponentRelease) {
+				r.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "r", Message: "breaks \u202eetc", Rule: "true"}}
 			}), nil).ToAggregate().Error()
 		}, "spec.risks[0].message"},
 		"description (multi-line, but no ESC)": {func() string {
-			return ComponentRelease(release(func(r *v1.ComponentRelease) { r.Spec.Description = "line one\nline two\x1b[2J" }), nil).ToAggregate().Error()
+			return ComponentRelease(release(func(r *trainyardv1.ComponentRelease) { r.Spec.Description = "line one\nline two\x1b[2J" }), nil).ToAggregate().Error()
 		}, "spec.description"},
 	} {
 		got := c.errs()
@@ -63,10 +65,10 @@ func TestTextFieldsRefuseControlCharacters(t *testing.T) {
 		}
 	}
 	// Multi-line text keeps its lines and tabs; other text its Unicode.
-	ok := release(func(r *v1.ComponentRelease) {
+	ok := release(func(r *trainyardv1.ComponentRelease) {
 		r.Spec.Description = "Fixes:\n\t- the router's TLS\n\t- Zürich's 日本 nodes"
 		r.Spec.Data = map[string]string{"notes": "a\nb"}
-		r.Spec.Retracted = &v1.Retraction{Reason: "CVE-2026-1234 — use 1.0.1"}
+		r.Spec.Retracted = &trainyardv1.Retraction{Reason: "CVE-2026-1234 — use 1.0.1"}
 	})
 	if errs := ComponentRelease(ok, nil); len(errs) > 0 {
 		t.Errorf("printable text refused: %v", errs)

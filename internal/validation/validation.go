@@ -17,7 +17,7 @@ import (
 	apivalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
@@ -36,22 +36,22 @@ var (
 )
 
 // ComponentRelease validates a release on create (old nil) or update.
-func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
+func ComponentRelease(r, old *trainyardv1.ComponentRelease) field.ErrorList {
 	var errs field.ErrorList
 	s, p := r.Spec, specPath
 	errs = append(errs, Label(p.Child("component"), s.Component)...)
 	errs = append(errs, Label(p.Child("train"), s.Train)...)
 	errs = append(errs, Version(p.Child("version"), s.Version)...)
-	errs = append(errs, text(p.Child("description"), s.Description, v1.MaxDescriptionLength, multiLine)...)
-	errs = append(errs, text(p.Child("fixes"), s.Fixes, v1.MaxDescriptionLength, multiLine)...)
-	errs = append(errs, text(p.Child("image"), s.Image, v1.MaxImageLength, singleLine)...)
-	errs = append(errs, validateStringMap(p.Child("data"), s.Data, v1.MaxDataEntries, v1.MaxDataValueLength, multiLine)...)
+	errs = append(errs, text(p.Child("description"), s.Description, trainyardv1.MaxDescriptionLength, multiLine)...)
+	errs = append(errs, text(p.Child("fixes"), s.Fixes, trainyardv1.MaxDescriptionLength, multiLine)...)
+	errs = append(errs, text(p.Child("image"), s.Image, trainyardv1.MaxImageLength, singleLine)...)
+	errs = append(errs, validateStringMap(p.Child("data"), s.Data, trainyardv1.MaxDataEntries, trainyardv1.MaxDataValueLength, multiLine)...)
 	if s.Retracted != nil {
 		rp := p.Child("retracted", "reason")
 		if strings.TrimSpace(s.Retracted.Reason) == "" {
 			errs = append(errs, field.Required(rp, "say why the release is retracted"))
 		}
-		errs = append(errs, text(rp, s.Retracted.Reason, v1.MaxReasonLength, singleLine)...)
+		errs = append(errs, text(rp, s.Retracted.Reason, trainyardv1.MaxReasonLength, singleLine)...)
 	}
 	for i, risk := range s.Risks {
 		rp := p.Child("risks").Index(i)
@@ -71,7 +71,7 @@ func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 	// releases named before the canonical names must stay editable
 	// (retracting one is an update).
 	if old == nil && len(errs) == 0 {
-		if want := v1.ReleaseName(s.Component, s.Train, s.Version); r.Name != want {
+		if want := trainyardv1.ReleaseName(s.Component, s.Train, s.Version); r.Name != want {
 			errs = append(errs, field.Invalid(metadataName, r.Name,
 				fmt.Sprintf("must be %q, the canonical name of %s %s on %s (<component>.<train>.<version>), "+
 					"so that a version is published only once", want, s.Component, s.Version, s.Train)))
@@ -86,40 +86,40 @@ func ComponentRelease(r, old *v1.ComponentRelease) field.ErrorList {
 }
 
 // ReleaseTrain validates a train on create (old nil) or update.
-func ReleaseTrain(t, old *v1.ReleaseTrain) field.ErrorList {
+func ReleaseTrain(t, old *trainyardv1.ReleaseTrain) field.ErrorList {
 	var errs field.ErrorList
 	s, p := t.Spec, specPath
 	errs = append(errs, Label(p.Child("component"), s.Component)...)
 	errs = append(errs, Label(p.Child("train"), s.Train)...)
 	if len(errs) == 0 {
-		if want := v1.TrainName(s.Component, s.Train); t.Name != want {
+		if want := trainyardv1.TrainName(s.Component, s.Train); t.Name != want {
 			errs = append(errs, field.Invalid(metadataName, t.Name,
 				fmt.Sprintf("must be %q (<spec.component>.<spec.train>)", want)))
 		}
 	}
 	switch s.Ordering {
-	case "", v1.OrderingSemver, v1.OrderingReleaseTime:
+	case "", trainyardv1.OrderingSemver, trainyardv1.OrderingReleaseTime:
 	default:
 		errs = append(errs, field.NotSupported(p.Child("ordering"), s.Ordering,
-			[]v1.Ordering{v1.OrderingSemver, v1.OrderingReleaseTime}))
+			[]trainyardv1.Ordering{trainyardv1.OrderingSemver, trainyardv1.OrderingReleaseTime}))
 	}
 	switch s.Prereleases {
-	case "", v1.PrereleasesInclude, v1.PrereleasesExclude:
+	case "", trainyardv1.PrereleasesInclude, trainyardv1.PrereleasesExclude:
 	default:
 		errs = append(errs, field.NotSupported(p.Child("prereleases"), s.Prereleases,
-			[]v1.PrereleasePolicy{v1.PrereleasesInclude, v1.PrereleasesExclude}))
+			[]trainyardv1.PrereleasePolicy{trainyardv1.PrereleasesInclude, trainyardv1.PrereleasesExclude}))
 	}
 	if r := s.VersionRange; r != "" {
-		if len(r) > v1.MaxVersionRangeLength {
-			errs = append(errs, field.TooLong(p.Child("versionRange"), "", v1.MaxVersionRangeLength))
+		if len(r) > trainyardv1.MaxVersionRangeLength {
+			errs = append(errs, field.TooLong(p.Child("versionRange"), "", trainyardv1.MaxVersionRangeLength))
 		} else if _, err := ordering.ParseRange(r); err != nil {
 			errs = append(errs, field.Invalid(p.Child("versionRange"), r,
 				"must be a semantic-version constraint such as \">=1.2, <2\" or \"~1.4\""))
 		}
 	}
-	if h := s.HistoryLimit; h != nil && (*h < 0 || *h > v1.MaxHistoryLimit) {
+	if h := s.HistoryLimit; h != nil && (*h < 0 || *h > trainyardv1.MaxHistoryLimit) {
 		errs = append(errs, field.Invalid(p.Child("historyLimit"), *h,
-			fmt.Sprintf("must be between 0 and %d", v1.MaxHistoryLimit)))
+			fmt.Sprintf("must be between 0 and %d", trainyardv1.MaxHistoryLimit)))
 	}
 	if pr := s.Promotion; pr != nil {
 		errs = append(errs, promotionPolicy(p.Child("promotion"), s.Train, pr)...)
@@ -132,19 +132,19 @@ func ReleaseTrain(t, old *v1.ReleaseTrain) field.ErrorList {
 }
 
 // ClusterReport validates a report on create (old nil) or update.
-func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
+func ClusterReport(r, old *trainyardv1.ClusterReport) field.ErrorList {
 	var errs field.ErrorList
 	s, p := r.Spec, specPath
 	idPath := p.Child("clusterID")
 	idErrs := ClusterID(idPath, s.ClusterID)
 	errs = append(errs, idErrs...)
-	if len(idErrs) == 0 && r.Name != v1.ClusterReportName(s.ClusterID) {
+	if len(idErrs) == 0 && r.Name != trainyardv1.ClusterReportName(s.ClusterID) {
 		errs = append(errs, field.Invalid(metadataName, r.Name,
-			fmt.Sprintf("must be %q, the clusterID in lower case", v1.ClusterReportName(s.ClusterID))))
+			fmt.Sprintf("must be %q, the clusterID in lower case", trainyardv1.ClusterReportName(s.ClusterID))))
 	}
 	cp := p.Child("components")
-	if n := len(s.Components); n > v1.MaxClusterComponents {
-		errs = append(errs, field.TooMany(cp, n, v1.MaxClusterComponents))
+	if n := len(s.Components); n > trainyardv1.MaxClusterComponents {
+		errs = append(errs, field.TooMany(cp, n, trainyardv1.MaxClusterComponents))
 	}
 	seen := map[string]int{}
 	for i, c := range s.Components {
@@ -154,8 +154,8 @@ func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 			errs = append(errs, Label(ip.Child("train"), c.Train)...)
 		}
 		errs = append(errs, Version(ip.Child("version"), c.Version)...)
-		errs = append(errs, text(ip.Child("type"), c.Type, v1.MaxNameLength, singleLine)...)
-		errs = append(errs, text(ip.Child("image"), c.Image, v1.MaxImageLength, singleLine)...)
+		errs = append(errs, text(ip.Child("type"), c.Type, trainyardv1.MaxNameLength, singleLine)...)
+		errs = append(errs, text(ip.Child("image"), c.Image, trainyardv1.MaxImageLength, singleLine)...)
 		if j, dup := seen[c.Name]; dup {
 			errs = append(errs, field.Duplicate(ip.Child("name"),
 				fmt.Sprintf("%s (also at index %d): report each component once", c.Name, j)))
@@ -163,7 +163,7 @@ func ClusterReport(r, old *v1.ClusterReport) field.ErrorList {
 			seen[c.Name] = i
 		}
 	}
-	errs = append(errs, validateStringMap(p.Child("properties"), s.Properties, v1.MaxClusterProperties, v1.MaxPropertyValueLength, singleLine)...)
+	errs = append(errs, validateStringMap(p.Child("properties"), s.Properties, trainyardv1.MaxClusterProperties, trainyardv1.MaxPropertyValueLength, singleLine)...)
 	if old != nil {
 		errs = append(errs, immutable(idPath, s.ClusterID, old.Spec.ClusterID)...)
 	}
@@ -177,20 +177,20 @@ var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // away that time may be is the bridge's to judge, against its own clock.)
 func reissueAnnotations(a map[string]string) field.ErrorList {
 	p := field.NewPath("metadata", "annotations")
-	hash, hasHash := a[v1.AnnotationReissueHash]
-	exp, hasExp := a[v1.AnnotationReissueExpires]
+	hash, hasHash := a[trainyardv1.AnnotationReissueHash]
+	exp, hasExp := a[trainyardv1.AnnotationReissueExpires]
 	var errs field.ErrorList
 	switch {
 	case hasHash && !hasExp:
-		errs = append(errs, field.Required(p.Key(v1.AnnotationReissueExpires), "set with "+v1.AnnotationReissueHash+": when the reissue token expires (RFC 3339)"))
+		errs = append(errs, field.Required(p.Key(trainyardv1.AnnotationReissueExpires), "set with "+trainyardv1.AnnotationReissueHash+": when the reissue token expires (RFC 3339)"))
 	case hasExp && !hasHash:
-		errs = append(errs, field.Required(p.Key(v1.AnnotationReissueHash), "set with "+v1.AnnotationReissueExpires+": the reissue token's SHA-256 (`kubectl trainyard cluster reissue` sets both)"))
+		errs = append(errs, field.Required(p.Key(trainyardv1.AnnotationReissueHash), "set with "+trainyardv1.AnnotationReissueExpires+": the reissue token's SHA-256 (`kubectl trainyard cluster reissue` sets both)"))
 	}
 	if hasHash && !sha256Hex.MatchString(hash) {
-		errs = append(errs, field.Invalid(p.Key(v1.AnnotationReissueHash), hash, "must be a SHA-256 in lower-case hex (64 characters), never the token itself"))
+		errs = append(errs, field.Invalid(p.Key(trainyardv1.AnnotationReissueHash), hash, "must be a SHA-256 in lower-case hex (64 characters), never the token itself"))
 	}
 	if _, err := time.Parse(time.RFC3339, exp); hasExp && err != nil {
-		errs = append(errs, field.Invalid(p.Key(v1.AnnotationReissueExpires), exp, "must be an RFC 3339 time"))
+		errs = append(errs, field.Invalid(p.Key(trainyardv1.AnnotationReissueExpires), exp, "must be an RFC 3339 time"))
 	}
 	return errs
 }
@@ -213,8 +213,8 @@ func Version(p *field.Path, v string) field.ErrorList {
 	switch {
 	case v == "":
 		return field.ErrorList{field.Required(p, "the version, for example \"v1.2.3\"")}
-	case len(v) > v1.MaxVersionLength:
-		return field.ErrorList{field.TooLong(p, "", v1.MaxVersionLength)}
+	case len(v) > trainyardv1.MaxVersionLength:
+		return field.ErrorList{field.TooLong(p, "", trainyardv1.MaxVersionLength)}
 	}
 	for _, c := range v {
 		if c <= ' ' || c > '~' || c == '/' {
@@ -233,8 +233,8 @@ func validateStringMap(p *field.Path, m map[string]string, maxEntries, maxValue 
 	for k, v := range m {
 		kp := p.Key(k)
 		switch {
-		case len(k) == 0 || len(k) > v1.MaxDataKeyLength:
-			errs = append(errs, field.Invalid(kp, k, fmt.Sprintf("keys must be 1 to %d characters", v1.MaxDataKeyLength)))
+		case len(k) == 0 || len(k) > trainyardv1.MaxDataKeyLength:
+			errs = append(errs, field.Invalid(kp, k, fmt.Sprintf("keys must be 1 to %d characters", trainyardv1.MaxDataKeyLength)))
 		case !dataKey.MatchString(k):
 			errs = append(errs, field.Invalid(kp, k, "keys may contain only letters, digits, '-', '_' and '.'"))
 		}
@@ -308,19 +308,19 @@ func ClusterID(p *field.Path, id string) field.ErrorList {
 // cluster that set trainyard.dev/credential-sha256 to the hash of a secret
 // of its choosing could then check in through the bridge with it, and one
 // that removed trainyard.dev/credential-revoked would undo its revocation.
-func ReportWriter(user string, r, old *v1.ClusterReport) string {
+func ReportWriter(user string, r, old *trainyardv1.ClusterReport) string {
 	ns, name, ok := strings.Cut(strings.TrimPrefix(user, "system:serviceaccount:"), ":")
-	if !ok || !strings.HasPrefix(user, "system:serviceaccount:") || !strings.HasPrefix(name, v1.ClusterServiceAccountPrefix) {
+	if !ok || !strings.HasPrefix(user, "system:serviceaccount:") || !strings.HasPrefix(name, trainyardv1.ClusterServiceAccountPrefix) {
 		return ""
 	}
-	if own := strings.TrimPrefix(name, v1.ClusterServiceAccountPrefix); own != r.Name || ns != r.Namespace {
+	if own := strings.TrimPrefix(name, trainyardv1.ClusterServiceAccountPrefix); own != r.Name || ns != r.Namespace {
 		return fmt.Sprintf("the ServiceAccount %s/%s writes only the ClusterReport %s/%s", ns, name, ns, own)
 	}
 	var was map[string]string
 	if old != nil {
 		was = old.Annotations
 	}
-	for _, a := range v1.IdentityAnnotations {
+	for _, a := range trainyardv1.IdentityAnnotations {
 		now, had := r.Annotations[a]
 		before, hadBefore := was[a]
 		if now != before || had != hadBefore {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/trainyard-dev/trainyard/agent"
 	"github.com/trainyard-dev/trainyard/agent/helmrelease"
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
@@ -90,7 +90,7 @@ func (s *Source) List(ctx context.Context) ([]wire.ComponentVersion, []string, e
 		}
 		comps = append(comps, wire.ComponentVersion{
 			Component: &wire.Component{Name: r.Chart, Type: TypeHelmRelease},
-			Version: &wire.Version{Train: cmp.Or(r.Labels[agent.LabelTrain], s.defaultTrain, v1.DefaultTrain),
+			Version: &wire.Version{Train: cmp.Or(r.Labels[agent.LabelTrain], s.defaultTrain, trainyardv1.DefaultTrain),
 				Version: r.ChartVersion, Data: data},
 		})
 	}

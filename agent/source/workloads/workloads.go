@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/trainyard-dev/trainyard/agent"
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/wire"
 )
 
@@ -114,7 +114,7 @@ func components(found []workload, defaultTrain string) (comps []wire.ComponentVe
 		seen[name] = true
 		cv := wire.ComponentVersion{
 			Component: &wire.Component{Name: name, Type: w.kind},
-			Version:   &wire.Version{Train: cmp.Or(w.labels[agent.LabelTrain], defaultTrain, v1.DefaultTrain), Version: version},
+			Version:   &wire.Version{Train: cmp.Or(w.labels[agent.LabelTrain], defaultTrain, trainyardv1.DefaultTrain), Version: version},
 		}
 		if w.image != "" {
 			cv.Version.Data = map[string]string{wire.DataImage: w.image}

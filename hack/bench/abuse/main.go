@@ -39,7 +39,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/bridge"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
@@ -177,9 +177,9 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	if err := waitReady(url); err != nil {
 		return res, err
 	}
-	if err := env.Client.Create(ctx, &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("router", "stable", "v1.0.0")},
-		Spec:       v1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "v1.0.0"},
+	if err := env.Client.Create(ctx, &trainyardv1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName("router", "stable", "v1.0.0")},
+		Spec:       trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "v1.0.0"},
 	}); err != nil {
 		return res, err
 	}
@@ -263,9 +263,9 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	wg.Go(func() {
 		for i := 0; attackCtx.Err() == nil; i++ {
 			start := time.Now()
-			err := env.Client.Create(ctx, &v1.ComponentRelease{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("api", "stable", fmt.Sprintf("1.0.%d", i))},
-				Spec:       v1.ComponentReleaseSpec{Component: "api", Train: "stable", Version: fmt.Sprintf("1.0.%d", i)},
+			err := env.Client.Create(ctx, &trainyardv1.ComponentRelease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName("api", "stable", fmt.Sprintf("1.0.%d", i))},
+				Spec:       trainyardv1.ComponentReleaseSpec{Component: "api", Train: "stable", Version: fmt.Sprintf("1.0.%d", i)},
 			})
 			d := time.Since(start)
 			if err != nil {
@@ -333,7 +333,7 @@ func Run(ctx context.Context, c Config) (Result, error) {
 			}
 		}
 	}
-	var reports v1.ClusterReportList
+	var reports trainyardv1.ClusterReportList
 	if err := env.Client.List(ctx, &reports); err != nil {
 		return res, err
 	}

@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
@@ -59,7 +59,7 @@ func Start(ctx context.Context, namespace string) (*Env, error) {
 	cfg.QPS, cfg.Burst = -1, 0
 	e.Config = cfg
 	_ = clientgoscheme.AddToScheme(e.Scheme)
-	_ = v1.AddToScheme(e.Scheme)
+	_ = trainyardv1.AddToScheme(e.Scheme)
 	if e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme}); err != nil {
 		e.Stop()
 		return nil, err
@@ -146,8 +146,8 @@ func (e *Env) Webhook(ctx context.Context, namespace string) ([]string, error) {
 func (e *Env) WaitWebhook(ctx context.Context, namespace string) error {
 	var err error
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "webhook-probe"},
-			Spec: v1.ClusterReportSpec{ClusterID: "webhook-probe"}}
+		r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "webhook-probe"},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "webhook-probe"}}
 		if err = e.Client.Create(ctx, r, client.DryRunAll); err == nil {
 			return nil
 		}

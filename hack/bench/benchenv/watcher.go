@@ -9,7 +9,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // Watcher follows ClusterReports through an informer (add it as the
@@ -18,7 +18,7 @@ import (
 // reach a value and count which reports were written.
 type Watcher struct {
 	// Of is a report's value; ok false leaves the last value in place.
-	Of func(*v1.ClusterReport) (value string, ok bool)
+	Of func(*trainyardv1.ClusterReport) (value string, ok bool)
 
 	mu     sync.Mutex
 	value  map[string]string
@@ -27,12 +27,12 @@ type Watcher struct {
 }
 
 // NewWatcher makes a watcher of the value of.
-func NewWatcher(of func(*v1.ClusterReport) (string, bool)) *Watcher {
+func NewWatcher(of func(*trainyardv1.ClusterReport) (string, bool)) *Watcher {
 	return &Watcher{Of: of, value: map[string]string{}, rv: map[string]string{}, notify: make(chan struct{}, 1)}
 }
 
 func (w *Watcher) observe(obj any) {
-	r, ok := obj.(*v1.ClusterReport)
+	r, ok := obj.(*trainyardv1.ClusterReport)
 	if !ok {
 		return
 	}
@@ -116,7 +116,7 @@ func (e *Env) Watch(ctx context.Context, ns string, w *Watcher, transform toolsc
 	if err != nil {
 		return err
 	}
-	inf, err := informers.GetInformer(ctx, &v1.ClusterReport{})
+	inf, err := informers.GetInformer(ctx, &trainyardv1.ClusterReport{})
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
@@ -100,9 +100,9 @@ func run(c config) error {
 
 	for _, comp := range []string{"router", "controller", "registry"} {
 		for _, v := range []string{"v1.0.0", "v1.1.0"} {
-			if err := env.Client.Create(ctx, &v1.ComponentRelease{
-				ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: v1.ReleaseName(comp, "stable", v)},
-				Spec: v1.ComponentReleaseSpec{Component: comp, Train: "stable", Version: v,
+			if err := env.Client.Create(ctx, &trainyardv1.ComponentRelease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: trainyardv1.ReleaseName(comp, "stable", v)},
+				Spec: trainyardv1.ComponentReleaseSpec{Component: comp, Train: "stable", Version: v,
 					Released: &metav1.Time{Time: time.Now()}},
 			}); err != nil {
 				return fmt.Errorf("publishing %s %s: %w", comp, v, err)

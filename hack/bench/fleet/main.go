@@ -38,7 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
@@ -104,7 +104,7 @@ func run(c config) error {
 
 	// A report's value: its target component's latest, once the report
 	// shows all its components.
-	w := benchenv.NewWatcher(func(r *v1.ClusterReport) (string, bool) {
+	w := benchenv.NewWatcher(func(r *trainyardv1.ClusterReport) (string, bool) {
 		if r.Status.Summary == nil || r.Status.Summary.Total != components {
 			return "", false
 		}
@@ -223,9 +223,9 @@ func run(c config) error {
 }
 
 func publish(ctx context.Context, cl client.Client, component, train, version string) error {
-	return cl.Create(ctx, &v1.ComponentRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName(component, train, version)},
-		Spec: v1.ComponentReleaseSpec{Component: component, Train: train, Version: version,
+	return cl.Create(ctx, &trainyardv1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName(component, train, version)},
+		Spec: trainyardv1.ComponentReleaseSpec{Component: component, Train: train, Version: version,
 			Released: &metav1.Time{Time: time.Now()}},
 	})
 }
@@ -325,16 +325,16 @@ func pages(bridge string, n int) ([]time.Duration, error) {
 // slim keeps of a report what the watcher reads: the bench's own cache of
 // 100,000 reports should not be what the machine is busy with.
 func slim(obj any) (any, error) {
-	r, ok := obj.(*v1.ClusterReport)
+	r, ok := obj.(*trainyardv1.ClusterReport)
 	if !ok {
 		return obj, nil
 	}
-	out := &v1.ClusterReport{}
+	out := &trainyardv1.ClusterReport{}
 	out.Name, out.Namespace, out.ResourceVersion = r.Name, r.Namespace, r.ResourceVersion
 	out.Status.Summary = r.Status.Summary
 	for _, c := range r.Status.Components {
 		if c.Name == target {
-			out.Status.Components = []v1.ComponentStatus{{Name: c.Name, State: c.State, Latest: c.Latest}}
+			out.Status.Components = []trainyardv1.ComponentStatus{{Name: c.Name, State: c.State, Latest: c.Latest}}
 		}
 	}
 	return out, nil
@@ -355,7 +355,7 @@ func rawPatches(ctx context.Context, cl client.Client, n, concurrency, round int
 		}
 		st["components"] = comps
 		body, _ := json.Marshal(map[string]any{"status": st})
-		obj := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
+		obj := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
 		if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
 			firstErr.CompareAndSwap(nil, err)
 		}

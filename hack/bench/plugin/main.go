@@ -32,7 +32,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
@@ -63,21 +63,21 @@ func run(n, runs int, binary string) error {
 	c := env.Client
 	released := metav1.NewTime(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 	for _, comp := range components {
-		t := &v1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.TrainName(comp, "stable")},
-			Spec: v1.ReleaseTrainSpec{Component: comp, Train: "stable"}}
+		t := &trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.TrainName(comp, "stable")},
+			Spec: trainyardv1.ReleaseTrainSpec{Component: comp, Train: "stable"}}
 		if err := c.Create(ctx, t); err != nil {
 			return err
 		}
 		latest := versions[len(versions)-1]
-		t.Status.Latest = &v1.ReleaseRef{Version: latest, Released: &released, Name: v1.ReleaseName(comp, "stable", latest)}
+		t.Status.Latest = &trainyardv1.ReleaseRef{Version: latest, Released: &released, Name: trainyardv1.ReleaseName(comp, "stable", latest)}
 		if err := c.Status().Update(ctx, t); err != nil {
 			return err
 		}
 		for i, ver := range versions {
-			r := &v1.ComponentRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName(comp, "stable", ver)},
-				Spec: v1.ComponentReleaseSpec{Component: comp, Train: "stable", Version: ver, Released: &released}}
+			r := &trainyardv1.ComponentRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName(comp, "stable", ver)},
+				Spec: trainyardv1.ComponentReleaseSpec{Component: comp, Train: "stable", Version: ver, Released: &released}}
 			if i == 1 {
-				r.Spec.Retracted = &v1.Retraction{Reason: "a bad release"}
+				r.Spec.Retracted = &trainyardv1.Retraction{Reason: "a bad release"}
 			}
 			if err := c.Create(ctx, r); err != nil {
 				return err
@@ -158,7 +158,7 @@ func run(n, runs int, binary string) error {
 		startup = append(startup, d)
 		t0 := time.Now()
 		got := 0
-		l := &v1.ClusterReportList{}
+		l := &trainyardv1.ClusterReportList{}
 		for cont := ""; ; {
 			if err := c.List(ctx, l, client.InNamespace(ns), client.Limit(500), client.Continue(cont)); err != nil {
 				return err
@@ -241,25 +241,25 @@ func run(n, runs int, binary string) error {
 // would compute: component j runs versions[(i+j)%4] (v1.1.0 is retracted).
 func writeReport(ctx context.Context, c client.Client, i int) error {
 	id := fmt.Sprintf("cluster-%05d", i)
-	r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
-		Spec: v1.ClusterReportSpec{ClusterID: id, Properties: map[string]string{"provider": "gke", "kubernetesVersion": "v1.37.2"}}}
-	sum := &v1.ComponentSummary{}
-	var status []v1.ComponentStatus
+	r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
+		Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Properties: map[string]string{"provider": "gke", "kubernetesVersion": "v1.37.2"}}}
+	sum := &trainyardv1.ComponentSummary{}
+	var status []trainyardv1.ComponentStatus
 	for j, comp := range components {
 		ver := versions[(i/7+j)%len(versions)]
 		if i%50 != 0 && ver == versions[1] {
 			ver = versions[len(versions)-1] // one cluster in fifty runs the retracted release
 		}
-		r.Spec.Components = append(r.Spec.Components, v1.ReportedComponent{Name: comp, Train: "stable", Version: ver, Type: "Deployment",
+		r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{Name: comp, Train: "stable", Version: ver, Type: "Deployment",
 			Image: "registry.example.com/" + comp + ":" + ver})
-		st := v1.ComponentStatus{Name: comp, Train: "stable", Installed: ver, Latest: versions[len(versions)-1], State: v1.StateUpdateAvailable}
+		st := trainyardv1.ComponentStatus{Name: comp, Train: "stable", Installed: ver, Latest: versions[len(versions)-1], State: trainyardv1.StateUpdateAvailable}
 		sum.Total++
 		switch ver {
 		case versions[len(versions)-1]:
-			st.State = v1.StateUpToDate
+			st.State = trainyardv1.StateUpToDate
 			sum.UpToDate++
 		case versions[1]:
-			st.State = v1.StateRetracted
+			st.State = trainyardv1.StateRetracted
 			sum.Retracted++
 		default:
 			sum.UpdateAvailable++
@@ -270,8 +270,8 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 		return err
 	}
 	now := metav1.Now()
-	r.Status = v1.ClusterReportStatus{ObservedGeneration: r.Generation, FirstSeen: &now, LastSeen: &now, CheckIns: 1,
-		Components: status, Summary: sum, Conditions: []metav1.Condition{{Type: v1.ConditionStale, Status: metav1.ConditionFalse,
+	r.Status = trainyardv1.ClusterReportStatus{ObservedGeneration: r.Generation, FirstSeen: &now, LastSeen: &now, CheckIns: 1,
+		Components: status, Summary: sum, Conditions: []metav1.Condition{{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse,
 			Reason: "CheckedIn", Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: now, ObservedGeneration: r.Generation}}}
 	return c.Status().Update(ctx, r)
 }

@@ -32,7 +32,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
@@ -164,14 +164,14 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	inf, err := informers.GetInformer(ctx, &v1.ClusterReport{})
+	inf, err := informers.GetInformer(ctx, &trainyardv1.ClusterReport{})
 	if err != nil {
 		return err
 	}
 	var reportWrites atomic.Int64
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(old, cur any) {
-			if o, c := old.(*v1.ClusterReport), cur.(*v1.ClusterReport); o.ResourceVersion != c.ResourceVersion {
+			if o, c := old.(*trainyardv1.ClusterReport), cur.(*trainyardv1.ClusterReport); o.ResourceVersion != c.ResourceVersion {
 				reportWrites.Add(1)
 			}
 		},

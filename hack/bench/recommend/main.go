@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/hack/bench/benchenv"
 )
 
@@ -87,18 +87,18 @@ func run(n, rounds, workers int, binary string) error {
 		}
 	}
 
-	var v22 *v1.ComponentRelease
+	var v22 *trainyardv1.ComponentRelease
 	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "2.0.0", "2.1.0", "2.2.0", "2.3.0"} {
-		r := &v1.ComponentRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.ReleaseName("app", "stable", v)},
-			Spec: v1.ComponentReleaseSpec{Component: "app", Train: "stable", Version: v}}
+		r := &trainyardv1.ComponentRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName("app", "stable", v)},
+			Spec: trainyardv1.ComponentReleaseSpec{Component: "app", Train: "stable", Version: v}}
 		if v[0] == '2' {
 			r.Spec.UpgradeFrom = ">=1.4.0"
 		}
 		if v == "2.1.0" {
-			r.Spec.Retracted = &v1.Retraction{Reason: "broken migration"}
+			r.Spec.Retracted = &trainyardv1.Retraction{Reason: "broken migration"}
 		}
 		if v == "2.3.0" {
-			r.Spec.Risks = []v1.UpgradeRisk{{Name: "old-kubernetes", Message: "needs Kubernetes 1.29",
+			r.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "old-kubernetes", Message: "needs Kubernetes 1.29",
 				Rule: `compareVersions(cluster.properties.kubernetesVersion, "1.29") < 0`}}
 		}
 		if err := cl.Create(ctx, r); err != nil {
@@ -109,7 +109,7 @@ func run(n, rounds, workers int, binary string) error {
 		}
 	}
 
-	w := benchenv.NewWatcher(func(r *v1.ClusterReport) (string, bool) {
+	w := benchenv.NewWatcher(func(r *trainyardv1.ClusterReport) (string, bool) {
 		for _, c := range r.Status.Components {
 			if c.Name == "app" {
 				return strings.Join(c.Path, " "), true
@@ -129,9 +129,9 @@ func run(n, rounds, workers int, binary string) error {
 		if affected(i) {
 			k8s = "1.28"
 		}
-		r := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(i)},
-			Spec: v1.ClusterReportSpec{ClusterID: reportName(i), Properties: map[string]string{"kubernetesVersion": k8s},
-				Components: []v1.ReportedComponent{{Name: "app", Train: "stable", Version: "1.2.0"}}}}
+		r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(i)},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: reportName(i), Properties: map[string]string{"kubernetesVersion": k8s},
+				Components: []trainyardv1.ReportedComponent{{Name: "app", Train: "stable", Version: "1.2.0"}}}}
 		if err := cl.Create(ctx, r); err != nil {
 			firstErr.CompareAndSwap(nil, err)
 		}
@@ -205,14 +205,14 @@ func run(n, rounds, workers int, binary string) error {
 	return nil
 }
 
-func setRetracted(ctx context.Context, cl client.Client, r *v1.ComponentRelease, retracted bool) error {
+func setRetracted(ctx context.Context, cl client.Client, r *trainyardv1.ComponentRelease, retracted bool) error {
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(r), r); err != nil {
 		return err
 	}
 	patch := client.MergeFrom(r.DeepCopy())
 	r.Spec.Retracted = nil
 	if retracted {
-		r.Spec.Retracted = &v1.Retraction{Reason: "data loss"}
+		r.Spec.Retracted = &trainyardv1.Retraction{Reason: "data loss"}
 	}
 	return cl.Patch(ctx, r, patch)
 }
@@ -227,7 +227,7 @@ func rawPatches(ctx context.Context, cl client.Client, n, concurrency, round int
 			"latest": "2.3.0", "state": "UpdateAvailable", "recommended": fmt.Sprintf("2.%d.0", round%3),
 			"path": []string{"1.4.0", fmt.Sprintf("2.%d.0", round%3)}}}}
 		body, _ := json.Marshal(map[string]any{"status": st})
-		obj := &v1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
+		obj := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
 		if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
 			firstErr.CompareAndSwap(nil, err)
 		}

@@ -1,4 +1,4 @@
-package main
+package dev
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/trainyard-dev/trainyard/plugin"
+	"github.com/trainyard-dev/trainyard/test/util"
 )
 
 var _ = Describe("make dev DEV_REPLICAS=2", func() {
@@ -79,7 +80,7 @@ spec:
 
 		session.Signal(syscall.SIGINT)
 		Eventually(session, time.Minute).Should(gexec.Exit(0))
-		Expect(processesMentioning(state)).To(BeEmpty())
+		Expect(util.ProcessesMentioning(state)).To(BeEmpty())
 	})
 
 	It("revokes a cluster's credential on both replicas within 5 s; registering again then needs a reissue token", func() {
@@ -134,7 +135,7 @@ spec:
 
 		session.Signal(syscall.SIGINT)
 		Eventually(session, time.Minute).Should(gexec.Exit(0))
-		Expect(processesMentioning(state)).To(BeEmpty())
+		Expect(util.ProcessesMentioning(state)).To(BeEmpty())
 	})
 
 	It("marks a cluster Stale on time across a leader change, from what the replicas persisted", func() {
@@ -190,7 +191,7 @@ spec:
 
 		session.Signal(syscall.SIGINT)
 		Eventually(session, time.Minute).Should(gexec.Exit(0))
-		Expect(processesMentioning(state)).To(BeEmpty())
+		Expect(util.ProcessesMentioning(state)).To(BeEmpty())
 	})
 })
 

@@ -12,24 +12,24 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
 	"github.com/trainyard-dev/trainyard/internal/manager"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 // promoting creates the stable train of component with a promotion policy.
-func promoting(ns, component string, p v1.PromotionPolicy) {
+func promoting(ns, component string, p trainyardv1.PromotionPolicy) {
 	GinkgoHelper()
-	Expect(k8sClient.Create(suiteCtx, &v1.ReleaseTrain{
+	Expect(k8sClient.Create(suiteCtx, &trainyardv1.ReleaseTrain{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: component + ".stable"},
-		Spec:       v1.ReleaseTrainSpec{Component: component, Train: "stable", Promotion: &p},
+		Spec:       trainyardv1.ReleaseTrainSpec{Component: component, Train: "stable", Promotion: &p},
 	})).To(Succeed())
 }
 
 // candidate is the status of the candidate of version on the stable train.
-func candidate(ns, component, version string) func() *v1.PromotionCandidate {
-	return func() *v1.PromotionCandidate {
+func candidate(ns, component, version string) func() *trainyardv1.PromotionCandidate {
+	return func() *trainyardv1.PromotionCandidate {
 		t := train(ns, component+".stable")
 		if t == nil || t.Status.Promotion == nil {
 			return nil
@@ -44,11 +44,11 @@ func candidate(ns, component, version string) func() *v1.PromotionCandidate {
 }
 
 // onStable lists the stable train's releases of a version (the promoted ones).
-func onStable(ns, component, version string) func() []v1.ComponentRelease {
-	return func() []v1.ComponentRelease {
-		var rels v1.ComponentReleaseList
+func onStable(ns, component, version string) func() []trainyardv1.ComponentRelease {
+	return func() []trainyardv1.ComponentRelease {
+		var rels trainyardv1.ComponentReleaseList
 		Expect(k8sClient.List(suiteCtx, &rels, client.InNamespace(ns))).To(Succeed())
-		var out []v1.ComponentRelease
+		var out []trainyardv1.ComponentRelease
 		for _, r := range rels.Items {
 			if r.Spec.Component == component && r.Spec.Train == "stable" && r.Spec.Version == version {
 				out = append(out, r)
@@ -58,7 +58,7 @@ func onStable(ns, component, version string) func() []v1.ComponentRelease {
 	}
 }
 
-func gateState(c *v1.PromotionCandidate, name v1.GateName) v1.GateState {
+func gateState(c *trainyardv1.PromotionCandidate, name trainyardv1.GateName) trainyardv1.GateState {
 	if c == nil {
 		return ""
 	}
@@ -75,14 +75,14 @@ var _ = Describe("Promotion", func() {
 	BeforeEach(func() { ns = newNamespace() })
 
 	It("promotes within 2 s after a 3 s soak ends, with nothing else changing (Kargo #4586)", func() {
-		beta := publish(ns, "api", "beta", "1.0.0", 1, func(r *v1.ComponentRelease) {
+		beta := publish(ns, "api", "beta", "1.0.0", 1, func(r *trainyardv1.ComponentRelease) {
 			r.Spec.Image = "registry.example.com/api:1.0.0"
 			r.Spec.Data = map[string]string{"chart": "api-1.0.0.tgz"}
 		})
-		promoting(ns, "api", v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: 3 * time.Second}})
-		Eventually(func() v1.GateState { return gateState(candidate(ns, "api", "1.0.0")(), v1.GateSoak) }).Should(Equal(v1.GatePending))
+		promoting(ns, "api", trainyardv1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: 3 * time.Second}})
+		Eventually(func() trainyardv1.GateState { return gateState(candidate(ns, "api", "1.0.0")(), trainyardv1.GateSoak) }).Should(Equal(trainyardv1.GatePending))
 		c := candidate(ns, "api", "1.0.0")()
-		Expect(c.Phase).To(Equal(v1.PromotionPending))
+		Expect(c.Phase).To(Equal(trainyardv1.PromotionPending))
 		Expect(c.NextEvaluation).NotTo(BeNil())
 		Expect(c.Message).To(ContainSubstring("Soak (soaking until"))
 		Consistently(onStable(ns, "api", "1.0.0"), time.Second).Should(BeEmpty())
@@ -90,11 +90,11 @@ var _ = Describe("Promotion", func() {
 		fakeClock.Step(3 * time.Second)
 		Eventually(onStable(ns, "api", "1.0.0"), 2*time.Second, 20*time.Millisecond).Should(HaveLen(1))
 		promoted := onStable(ns, "api", "1.0.0")()[0]
-		Expect(promoted.Name).To(Equal(v1.ReleaseName("api", "stable", "1.0.0")))
+		Expect(promoted.Name).To(Equal(trainyardv1.ReleaseName("api", "stable", "1.0.0")))
 		Expect(promoted.Spec.PromotedFrom).To(Equal(beta.Name))
 		Expect(promoted.Spec.Image).To(Equal("registry.example.com/api:1.0.0"))
 		Expect(promoted.Spec.Data).To(Equal(map[string]string{"chart": "api-1.0.0.tgz"}))
-		Eventually(func() v1.PromotionPhase { return candidate(ns, "api", "1.0.0")().Phase }).Should(Equal(v1.PromotionPromoted))
+		Eventually(func() trainyardv1.PromotionPhase { return candidate(ns, "api", "1.0.0")().Phase }).Should(Equal(trainyardv1.PromotionPromoted))
 		Eventually(eventReasons(ns, "api.stable")).Should(ContainElement("Promoted"))
 		Eventually(latestOf(ns, "api.stable")).Should(Equal("1.0.0"))
 	})
@@ -105,8 +105,8 @@ var _ = Describe("Promotion", func() {
 		opens := fakeClock.Now().UTC().Add(2 * time.Hour).Truncate(time.Minute)
 		closes := opens.Add(time.Hour)
 		hours := fmt.Sprintf("%02d:%02d-%02d:%02d", opens.Hour(), opens.Minute(), closes.Hour(), closes.Minute())
-		promoting(ns, "ui", v1.PromotionPolicy{From: "beta", Window: &v1.PromotionWindow{Hours: hours}})
-		Eventually(func() v1.GateState { return gateState(candidate(ns, "ui", "4.0.0")(), v1.GateWindow) }).Should(Equal(v1.GatePending))
+		promoting(ns, "ui", trainyardv1.PromotionPolicy{From: "beta", Window: &trainyardv1.PromotionWindow{Hours: hours}})
+		Eventually(func() trainyardv1.GateState { return gateState(candidate(ns, "ui", "4.0.0")(), trainyardv1.GateWindow) }).Should(Equal(trainyardv1.GatePending))
 		c := candidate(ns, "ui", "4.0.0")()
 		Expect(c.NextEvaluation.Time.Equal(opens)).To(BeTrue(), "next evaluation %s, the window opens %s", c.NextEvaluation, opens)
 		Consistently(onStable(ns, "ui", "4.0.0"), time.Second).Should(BeEmpty())
@@ -121,7 +121,7 @@ var _ = Describe("Promotion", func() {
 		checkIn(ns, "b", comp("web", "beta", "1.9.0"))
 		checkIn(ns, "c", comp("web", "beta", "1.9.0"))
 		publish(ns, "web", "beta", "2.0.0", 1)
-		promoting(ns, "web", v1.PromotionPolicy{From: "beta", Adoption: &v1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
+		promoting(ns, "web", trainyardv1.PromotionPolicy{From: "beta", Adoption: &trainyardv1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
 		Eventually(func() string {
 			c := candidate(ns, "web", "2.0.0")()
 			if c == nil || len(c.Gates) < 2 {
@@ -142,7 +142,7 @@ var _ = Describe("Promotion", func() {
 		for i := range 3 {
 			checkIn(ns, fmt.Sprintf("invented-%d", i), comp("svc", "beta", "2.0.0"))
 		}
-		promoting(ns, "svc", v1.PromotionPolicy{From: "beta", Adoption: &v1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
+		promoting(ns, "svc", trainyardv1.PromotionPolicy{From: "beta", Adoption: &trainyardv1.AdoptionGate{MinPercent: 50, MinClusters: 2}})
 		Eventually(func() string {
 			c := candidate(ns, "svc", "2.0.0")()
 			if c == nil || len(c.Gates) < 2 {
@@ -155,13 +155,15 @@ var _ = Describe("Promotion", func() {
 
 	It("holds while a cluster running the candidate runs a retracted release, and promotes once it does not", func() {
 		publish(ns, "db", "beta", "3.0.0", 1)
-		publish(ns, "cache", "stable", "1.0.0", 1, func(r *v1.ComponentRelease) {
-			r.Spec.Retracted = &v1.Retraction{Reason: "corrupts data"}
+		publish(ns, "cache", "stable", "1.0.0", 1, func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Retracted = &trainyardv1.Retraction{Reason: "corrupts data"}
 		})
 		checkIn(ns, "edge", comp("db", "beta", "3.0.0"), comp("cache", "stable", "1.0.0"))
-		Eventually(conditionOf(ns, "edge", v1.ConditionRunningRetracted)).Should(Equal(metav1.ConditionTrue))
-		promoting(ns, "db", v1.PromotionPolicy{From: "beta", HealthyClusters: true})
-		Eventually(func() v1.GateState { return gateState(candidate(ns, "db", "3.0.0")(), v1.GateHealthyClusters) }).Should(Equal(v1.GateFail))
+		Eventually(conditionOf(ns, "edge", trainyardv1.ConditionRunningRetracted)).Should(Equal(metav1.ConditionTrue))
+		promoting(ns, "db", trainyardv1.PromotionPolicy{From: "beta", HealthyClusters: true})
+		Eventually(func() trainyardv1.GateState {
+			return gateState(candidate(ns, "db", "3.0.0")(), trainyardv1.GateHealthyClusters)
+		}).Should(Equal(trainyardv1.GateFail))
 		Consistently(onStable(ns, "db", "3.0.0"), time.Second).Should(BeEmpty())
 		checkIn(ns, "edge", comp("db", "beta", "3.0.0"))
 		Eventually(onStable(ns, "db", "3.0.0")).Should(HaveLen(1))
@@ -169,18 +171,18 @@ var _ = Describe("Promotion", func() {
 
 	It("blocks a candidate retracted during its soak for good", func() {
 		rel := publish(ns, "auth", "beta", "1.1.0", 1)
-		promoting(ns, "auth", v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: time.Hour}})
-		Eventually(func() v1.GateState { return gateState(candidate(ns, "auth", "1.1.0")(), v1.GateSoak) }).Should(Equal(v1.GatePending))
+		promoting(ns, "auth", trainyardv1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: time.Hour}})
+		Eventually(func() trainyardv1.GateState { return gateState(candidate(ns, "auth", "1.1.0")(), trainyardv1.GateSoak) }).Should(Equal(trainyardv1.GatePending))
 
 		before := rel.DeepCopy()
-		rel.Spec.Retracted = &v1.Retraction{Reason: "fails on ARM"}
+		rel.Spec.Retracted = &trainyardv1.Retraction{Reason: "fails on ARM"}
 		Expect(k8sClient.Patch(suiteCtx, rel, client.MergeFrom(before))).To(Succeed())
-		Eventually(func() v1.PromotionPhase {
+		Eventually(func() trainyardv1.PromotionPhase {
 			if c := candidate(ns, "auth", "1.1.0")(); c != nil {
 				return c.Phase
 			}
 			return ""
-		}).Should(Equal(v1.PromotionBlocked))
+		}).Should(Equal(trainyardv1.PromotionBlocked))
 		// Withdrawn retraction, soak long over: still blocked.
 		Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(rel), rel)).To(Succeed())
 		before = rel.DeepCopy()
@@ -194,35 +196,35 @@ var _ = Describe("Promotion", func() {
 
 	It("lets an approval waive the soak until it expires, recorded in the status", func() {
 		publish(ns, "pay", "beta", "5.0.1", 1)
-		promoting(ns, "pay", v1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: 24 * time.Hour}})
-		Eventually(func() v1.GateState { return gateState(candidate(ns, "pay", "5.0.1")(), v1.GateSoak) }).Should(Equal(v1.GatePending))
+		promoting(ns, "pay", trainyardv1.PromotionPolicy{From: "beta", Soak: &metav1.Duration{Duration: 24 * time.Hour}})
+		Eventually(func() trainyardv1.GateState { return gateState(candidate(ns, "pay", "5.0.1")(), trainyardv1.GateSoak) }).Should(Equal(trainyardv1.GatePending))
 		// An expired approval waives nothing.
-		Expect(k8sClient.Create(suiteCtx, &v1.PromotionApproval{
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.PromotionApproval{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "expired"},
-			Spec: v1.PromotionApprovalSpec{Train: "pay.stable", Version: "5.0.1", Waive: []v1.GateName{v1.GateSoak},
+			Spec: trainyardv1.PromotionApprovalSpec{Train: "pay.stable", Version: "5.0.1", Waive: []trainyardv1.GateName{trainyardv1.GateSoak},
 				Expires: metav1.NewTime(fakeClock.Now().Add(-time.Minute)), Reason: "too late"},
 		})).To(Succeed())
 		Consistently(onStable(ns, "pay", "5.0.1"), time.Second).Should(BeEmpty())
 
-		Expect(k8sClient.Create(suiteCtx, &v1.PromotionApproval{
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.PromotionApproval{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hotfix"},
-			Spec: v1.PromotionApprovalSpec{Train: "pay.stable", Version: "5.0.1", Waive: []v1.GateName{v1.GateSoak},
+			Spec: trainyardv1.PromotionApprovalSpec{Train: "pay.stable", Version: "5.0.1", Waive: []trainyardv1.GateName{trainyardv1.GateSoak},
 				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "CVE fix, tested by hand"},
 		})).To(Succeed())
 		Eventually(onStable(ns, "pay", "5.0.1")).Should(HaveLen(1))
 		Eventually(func(g Gomega) {
 			c := candidate(ns, "pay", "5.0.1")()
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Phase).To(Equal(v1.PromotionPromoted))
-			g.Expect(c.Gates).To(ContainElement(And(HaveField("Name", v1.GateSoak), HaveField("WaivedBy", "hotfix"),
+			g.Expect(c.Phase).To(Equal(trainyardv1.PromotionPromoted))
+			g.Expect(c.Gates).To(ContainElement(And(HaveField("Name", trainyardv1.GateSoak), HaveField("WaivedBy", "hotfix"),
 				HaveField("Reason", ContainSubstring("CVE fix, tested by hand")))))
 		}).Should(Succeed())
 	})
 
 	It("refuses an approval that would waive NotRetracted", func() {
-		err := k8sClient.Create(suiteCtx, &v1.PromotionApproval{
+		err := k8sClient.Create(suiteCtx, &trainyardv1.PromotionApproval{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"},
-			Spec: v1.PromotionApprovalSpec{Train: "x.stable", Version: "1", Waive: []v1.GateName{v1.GateNotRetracted},
+			Spec: trainyardv1.PromotionApprovalSpec{Train: "x.stable", Version: "1", Waive: []trainyardv1.GateName{trainyardv1.GateNotRetracted},
 				Expires: metav1.NewTime(fakeClock.Now().Add(time.Hour)), Reason: "no"},
 		})
 		Expect(err).To(MatchError(ContainSubstring("NotRetracted cannot be waived")))
@@ -256,10 +258,10 @@ var _ = Describe("Promotion", func() {
 		for i, v := range versions {
 			publish(ns, "q", "beta", v, i+1)
 			if i == 0 {
-				promoting(ns, "q", v1.PromotionPolicy{From: "beta"})
+				promoting(ns, "q", trainyardv1.PromotionPolicy{From: "beta"})
 			}
 			Eventually(onStable(ns, "q", v)).Should(HaveLen(1))
-			name := v1.ReleaseName("q", "stable", v)
+			name := trainyardv1.ReleaseName("q", "stable", v)
 			// Both replicas came to promote it, and the API server took one
 			// creation: the other was told it exists.
 			Eventually(func(g Gomega) {
@@ -290,7 +292,7 @@ var _ = Describe("Promotion", func() {
 			stored[rels[0].Name] = 1
 		}
 		Consistently(func(g Gomega) {
-			var rels v1.ComponentReleaseList
+			var rels trainyardv1.ComponentReleaseList
 			g.Expect(k8sClient.List(suiteCtx, &rels, client.InNamespace(ns))).To(Succeed())
 			onStable := map[string]int64{}
 			for _, r := range rels.Items {

@@ -1,4 +1,4 @@
-package main
+package dev
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
+	"github.com/trainyard-dev/trainyard/test/util"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -28,7 +29,7 @@ import (
 var _ = Describe("the metrics endpoint as the chart's ServiceMonitor scrapes it", func() {
 	It("serves a certificate Prometheus can verify, and the metrics to a token RBAC allows", func() {
 		state := GinkgoT().TempDir()
-		port, err := freePort()
+		port, err := util.FreePort()
 		Expect(err).NotTo(HaveOccurred())
 		const serverName = "trainyard-metrics.default.svc"
 		session, _, _ := startDevIn(state, "-agent=false", "-workloads", "", "--",

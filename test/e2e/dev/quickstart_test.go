@@ -1,4 +1,4 @@
-package main
+package dev
 
 import (
 	"errors"
@@ -17,6 +17,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/test/util"
 )
 
 // quickstart reads the shell commands of the README's quickstart, in order.
@@ -81,7 +82,7 @@ var _ = Describe("the README's quickstart", func() {
 		// The README's fixed state directory and bridge address become this
 		// run's own, so that a `make dev` the developer has open is left alone.
 		state := GinkgoT().TempDir()
-		port, err := freePort()
+		port, err := util.FreePort()
 		Expect(err).NotTo(HaveOccurred())
 		local := func(cmd string) string {
 			cmd = strings.ReplaceAll(cmd, ".dev/", state+"/")
@@ -103,7 +104,7 @@ var _ = Describe("the README's quickstart", func() {
 		makeDev.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		session, err := gexec.Start(makeDev, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { _ = syscall.Kill(-makeDev.Process.Pid, syscall.SIGKILL); killMentioning(state) })
+		DeferCleanup(func() { _ = syscall.Kill(-makeDev.Process.Pid, syscall.SIGKILL); util.KillMentioning(state) })
 		Eventually(session.Out, 5*time.Minute).Should(gbytes.Say("trainyard is ready"))
 
 		// One shell for the commands, as the README has them typed in one.
@@ -181,6 +182,6 @@ var _ = Describe("the README's quickstart", func() {
 		Expect(syscall.Kill(-makeDev.Process.Pid, syscall.SIGINT)).To(Succeed())
 		Eventually(session, time.Minute).Should(gexec.Exit())
 		Expect(session.Err).To(gbytes.Say("stopping kube-apiserver and etcd"))
-		Expect(processesMentioning(state)).To(BeEmpty())
+		Expect(util.ProcessesMentioning(state)).To(BeEmpty())
 	})
 })

@@ -1,6 +1,6 @@
-// Package charts_test tests the Helm chart with the real helm binary (`make
+// Package chart_test tests the Helm chart with the real helm binary (`make
 // test` installs it into bin/ and sets $HELM) and a real API server.
-package charts_test
+package chart_test
 
 import (
 	"bytes"
@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/test/util"
 )
 
 func TestChart(t *testing.T) {
@@ -253,7 +254,7 @@ var _ = Describe("the rendered containers' arguments", func() {
 	// in a real cluster, as a crash loop. The binary parses the rendered
 	// arguments and gets as far as dialling an API server that is not there.
 	It("are flags the trainyard binary accepts, with valid values", func() {
-		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		bin, err := util.Binary(util.Manager)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
 		kubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
@@ -646,8 +647,14 @@ var _ = Describe("the ecosystem's conventions", func() {
 
 		// Every metric name the code registers.
 		exported := map[string]bool{"trainyard_build_info": true}
-		for _, f := range []string{"controllers/metrics.go", "bridge/traffic.go", "notify/metrics.go"} {
-			src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), f))
+		var sources []string
+		for _, pkg := range []string{"controllers", "bridge", "notify"} {
+			files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), pkg, "*.go"))
+			Expect(err).NotTo(HaveOccurred())
+			sources = append(sources, files...)
+		}
+		for _, f := range sources {
+			src, err := os.ReadFile(f)
 			Expect(err).NotTo(HaveOccurred())
 			for _, m := range regexp.MustCompile(`Name: +"(trainyard_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
 				exported[m[1]] = true
@@ -1022,7 +1029,7 @@ current-context: test
 		dep := find(objs, "Deployment", "full-agent")
 		command, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 		Expect(command).To(ConsistOf(HaveKeyWithValue("command", ConsistOf("/trainyard-agent"))))
-		bin, err := gexec.Build("github.com/trainyard-dev/trainyard/cmd/trainyard-agent")
+		bin, err := util.Binary(util.Agent)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
 		agent, err := gexec.Start(exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0")...),
@@ -1061,7 +1068,7 @@ current-context: test
 		Expect(err).NotTo(HaveOccurred())
 		webhookPort := l.Addr().(*net.TCPAddr).Port
 		Expect(l.Close()).To(Succeed())
-		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		bin, err := util.Binary(util.Manager)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
 		cmd := exec.Command(bin, append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",
@@ -1124,7 +1131,7 @@ current-context: test
 		a := args(find(objs, "Deployment", release+"-bridge"))
 		Expect(a).NotTo(BeEmpty())
 		Expect(a[0]).To(Equal("bridge"))
-		bin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+		bin, err := util.Binary(util.Manager)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
 		a = append(a, "--kubeconfig="+saKubeconfig, "--health-probe-bind-address=127.0.0.1:0",

@@ -1,7 +1,6 @@
-package main
+package dev
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/test/util"
 )
 
 func TestDev(t *testing.T) {
@@ -132,13 +131,13 @@ spec:
 			return out
 		}, 60*time.Second).Should(Equal("router@v2.3.0"))
 
-		children := processesMentioning(state)
+		children := util.ProcessesMentioning(state)
 		Expect(children).NotTo(BeEmpty(), "etcd and kube-apiserver should run with the state dir in their arguments")
 
 		session.Signal(syscall.SIGINT)
 		Eventually(session, time.Minute).Should(gexec.Exit(0))
-		Expect(processesMentioning(state)).To(BeEmpty())
-		Expect(processesMentioning(managerBin)).To(BeEmpty())
+		Expect(util.ProcessesMentioning(state)).To(BeEmpty())
+		Expect(util.ProcessesMentioning(managerBin)).To(BeEmpty())
 	})
 })
 
@@ -176,12 +175,12 @@ func startDevIn(state string, flags ...string) (*gexec.Session, string, string) 
 	GinkgoHelper()
 	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(), "run with `make test`")
 	root := testenv.RepoRoot()
-	devBin, err := gexec.Build("github.com/trainyard-dev/trainyard/hack/dev")
+	devBin, err := util.Binary(util.Dev)
 	Expect(err).NotTo(HaveOccurred())
-	managerBin, err := gexec.Build("github.com/trainyard-dev/trainyard")
+	managerBin, err := util.Binary(util.Manager)
 	Expect(err).NotTo(HaveOccurred())
 	// As make dev runs it: the agent alone, as the chart does.
-	agentBin, err := gexec.Build("github.com/trainyard-dev/trainyard/cmd/trainyard-agent")
+	agentBin, err := util.Binary(util.Agent)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(gexec.CleanupBuildArtifacts)
 
@@ -197,7 +196,7 @@ func startDevIn(state string, flags ...string) (*gexec.Session, string, string) 
 	cmd.Dir = root
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { session.Kill(); killMentioning(state) })
+	DeferCleanup(func() { session.Kill(); util.KillMentioning(state) })
 	return session, state, managerBin
 }
 
@@ -209,32 +208,4 @@ func kubectlIn(state string) func(args ...string) (string, error) {
 			append([]string{"--kubeconfig", filepath.Join(state, "kubeconfig"), "-n", "default"}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-}
-
-// killMentioning kills what a failed spec left running: the control plane
-// of a dev program killed before it could stop it.
-func killMentioning(s string) {
-	for _, p := range processesMentioning(s) {
-		if pid, err := strconv.Atoi(strings.SplitN(p, ":", 2)[0]); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// processesMentioning lists the live processes whose command line contains s.
-func processesMentioning(s string) []string {
-	var found []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(s)) || e.Name() == "self" {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil &&
-			strings.Contains(string(stat), ") Z ") {
-			continue // a zombie has exited; only its parent's wait is missing
-		}
-		found = append(found, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-	}
-	return found
 }

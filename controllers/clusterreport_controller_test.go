@@ -1,0 +1,119 @@
+package controllers_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+var _ = Describe("ClusterReport controller", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("computes each component's state, the summary and the conditions", func() {
+		publish(ns, "router", "stable", "v1.0.0", 1)
+		publish(ns, "router", "stable", "v1.1.0", 2)
+		publish(ns, "ctl", "stable", "2.0.0", 1, func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Retracted = &trainyardv1.Retraction{Reason: "bad"}
+		})
+		publish(ns, "ctl", "stable", "2.0.1", 2)
+		publish(ns, "dns", "stable", "3.0.0", 1)
+		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.1.0"))
+		Eventually(latestOf(ns, "ctl.stable")).Should(Equal("2.0.1"))
+		Eventually(latestOf(ns, "dns.stable")).Should(Equal("3.0.0"))
+
+		checkIn(ns, "c1",
+			comp("router", "stable", "v1.0.0"), // behind
+			comp("ctl", "", "2.0.0"),           // retracted (train defaults to stable)
+			comp("dns", "stable", "v3.0.0"),    // the same semver as 3.0.0
+			comp("gpu", "beta", "0.1.0"),       // no such train
+			comp("router2", "stable", "1.0.0")) // no such train either
+		Eventually(func() *trainyardv1.ComponentSummary { return report(ns, "c1").Status.Summary }).Should(HaveValue(Equal(
+			trainyardv1.ComponentSummary{Total: 5, UpToDate: 1, UpdateAvailable: 1, Retracted: 1, Unknown: 2})))
+		r := report(ns, "c1")
+		Expect(r.Status.Components).To(ContainElements(
+			trainyardv1.ComponentStatus{Name: "router", Train: "stable", Installed: "v1.0.0", Latest: "v1.1.0", State: trainyardv1.StateUpdateAvailable,
+				Recommended: "v1.1.0", Path: []string{"v1.1.0"}},
+			trainyardv1.ComponentStatus{Name: "ctl", Train: "stable", Installed: "2.0.0", Latest: "2.0.1", State: trainyardv1.StateRetracted,
+				Recommended: "2.0.1", Path: []string{"2.0.1"}},
+			trainyardv1.ComponentStatus{Name: "dns", Train: "stable", Installed: "v3.0.0", Latest: "3.0.0", State: trainyardv1.StateUpToDate},
+			trainyardv1.ComponentStatus{Name: "gpu", Train: "beta", Installed: "0.1.0", State: trainyardv1.StateUnknown},
+		))
+		Expect(conditionOf(ns, "c1", trainyardv1.ConditionUpToDate)()).To(Equal(metav1.ConditionFalse))
+		Expect(conditionOf(ns, "c1", trainyardv1.ConditionRunningRetracted)()).To(Equal(metav1.ConditionTrue))
+		Expect(conditionOf(ns, "c1", trainyardv1.ConditionStale)()).To(Equal(metav1.ConditionFalse))
+		Expect(conditionOf(ns, "c1", trainyardv1.ConditionReady)()).To(Equal(metav1.ConditionTrue))
+	})
+
+	It("marks a version the train does not know as Unknown, then known once published", func() {
+		publish(ns, "router", "stable", "v1.0.0", 1)
+		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.0.0"))
+		checkIn(ns, "c1", comp("router", "stable", "v0.9.0"))
+		Eventually(stateOf(ns, "c1", "router")).Should(Equal(trainyardv1.StateUnknown))
+		publish(ns, "router", "stable", "v0.9.0", 0)
+		Eventually(stateOf(ns, "c1", "router")).Should(Equal(trainyardv1.StateUpdateAvailable))
+	})
+
+	It("moves running clusters to UpdateAvailable when a new release becomes latest, touching no other report", func() {
+		publish(ns, "router", "stable", "v1.0.0", 1)
+		publish(ns, "dns", "stable", "1.0.0", 1)
+		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.0.0"))
+		Eventually(latestOf(ns, "dns.stable")).Should(Equal("1.0.0"))
+		for _, id := range []string{"a", "b", "c"} {
+			checkIn(ns, id, comp("router", "stable", "v1.0.0"), comp("dns", "stable", "1.0.0"))
+		}
+		checkIn(ns, "only-dns", comp("dns", "stable", "1.0.0"))
+		for _, id := range []string{"a", "b", "c"} {
+			Eventually(stateOf(ns, id, "router")).Should(Equal(trainyardv1.StateUpToDate))
+		}
+		Eventually(stateOf(ns, "only-dns", "dns")).Should(Equal(trainyardv1.StateUpToDate))
+		untouched := report(ns, "only-dns").ResourceVersion
+
+		publish(ns, "router", "stable", "v1.1.0", 2)
+		for _, id := range []string{"a", "b", "c"} {
+			Eventually(stateOf(ns, id, "router")).Should(Equal(trainyardv1.StateUpdateAvailable))
+			Expect(conditionOf(ns, id, trainyardv1.ConditionUpToDate)()).To(Equal(metav1.ConditionFalse))
+		}
+		Expect(report(ns, "only-dns").ResourceVersion).To(Equal(untouched))
+	})
+
+	It("turns Stale exactly at the threshold and fresh again on the next check-in", func() {
+		publish(ns, "router", "stable", "v1.0.0", 1)
+		checkIn(ns, "c1", comp("router", "stable", "v1.0.0"))
+		Eventually(conditionOf(ns, "c1", trainyardv1.ConditionStale)).Should(Equal(metav1.ConditionFalse))
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "c1"}}
+
+		// Just before the threshold: still fresh.
+		fakeClock.Step(staleThreshold - time.Millisecond)
+		_, err := reportRec.Reconcile(suiteCtx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(ns, "c1", trainyardv1.ConditionStale)()).To(Equal(metav1.ConditionFalse))
+
+		// At the threshold the scheduled wake-up fires: nobody touches the report.
+		fakeClock.Step(time.Millisecond)
+		Eventually(conditionOf(ns, "c1", trainyardv1.ConditionStale)).Should(Equal(metav1.ConditionTrue))
+		Eventually(eventReasons(ns, "c1")).Should(ContainElement("Stale"))
+
+		checkIn(ns, "c1", comp("router", "stable", "v1.0.0"))
+		Eventually(conditionOf(ns, "c1", trainyardv1.ConditionStale)).Should(Equal(metav1.ConditionFalse))
+	})
+
+	It("fills in the check-in record of a report written with kubectl", func() {
+		r := &trainyardv1.ClusterReport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "manual"},
+			Spec:       trainyardv1.ClusterReportSpec{ClusterID: "manual"},
+		}
+		Expect(k8sClient.Create(suiteCtx, r)).To(Succeed())
+		Eventually(func() int64 { return report(ns, "manual").Status.CheckIns }).Should(BeEquivalentTo(1))
+		r = report(ns, "manual")
+		Expect(r.Status.FirstSeen.Time).To(BeTemporally("==", r.CreationTimestamp.Time))
+		Expect(r.Status.LastSeen.Time).To(BeTemporally("==", r.CreationTimestamp.Time))
+		Expect(conditionOf(ns, "manual", trainyardv1.ConditionUpToDate)()).To(Equal(metav1.ConditionTrue))
+	})
+})

@@ -1,0 +1,194 @@
+package controllers_test
+
+import (
+	"maps"
+	"regexp"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+)
+
+// metricValue reads one gauge from the manager's metrics registry: the
+// series with all of labels plus the extra name/value pairs; -1 when absent.
+func metricValue(name string, labels map[string]string, extra ...string) func() float64 {
+	want := maps.Clone(labels)
+	for i := 0; i+1 < len(extra); i += 2 {
+		want[extra[i]] = extra[i+1]
+	}
+	return func() float64 {
+		families, err := ctrlmetrics.Registry.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+		series:
+			for _, m := range f.GetMetric() {
+				got := map[string]string{}
+				for _, l := range m.GetLabel() {
+					got[l.GetName()] = l.GetValue()
+				}
+				for k, v := range want {
+					if got[k] != v {
+						continue series
+					}
+				}
+				if len(got) != len(want) {
+					continue
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+}
+
+var unsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
+
+var day0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// publish creates a release, released on day0 plus `day` days.
+func publish(ns, component, train, version string, day int, mutate ...func(*trainyardv1.ComponentRelease)) *trainyardv1.ComponentRelease {
+	GinkgoHelper()
+	r := &trainyardv1.ComponentRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns,
+			Name: unsafe.ReplaceAllString(strings.ToLower(component+"."+train+"."+version), "-")},
+		Spec: trainyardv1.ComponentReleaseSpec{Component: component, Train: train, Version: version,
+			Released: &metav1.Time{Time: day0.AddDate(0, 0, day)}},
+	}
+	for _, m := range mutate {
+		m(r)
+	}
+	Expect(k8sClient.Create(suiteCtx, r)).To(Succeed())
+	return r
+}
+
+func train(ns, name string) *trainyardv1.ReleaseTrain {
+	t := &trainyardv1.ReleaseTrain{}
+	if err := k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, t); err != nil {
+		return nil
+	}
+	return t
+}
+
+// latestOf is the train's latest version, "" when it has none or is missing.
+func latestOf(ns, name string) func() string {
+	return func() string {
+		t := train(ns, name)
+		if t == nil || t.Status.Latest == nil {
+			return ""
+		}
+		return t.Status.Latest.Version
+	}
+}
+
+// adoptionSummary is the train's "up-to-date/clusters", "" before it has one.
+func adoptionSummary(ns, name string) func() string {
+	return func() string {
+		if t := train(ns, name); t != nil && t.Status.Adoption != nil {
+			return t.Status.Adoption.Summary
+		}
+		return ""
+	}
+}
+
+func release(ns, name string) *trainyardv1.ComponentRelease {
+	GinkgoHelper()
+	r := &trainyardv1.ComponentRelease{}
+	Expect(k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, r)).To(Succeed())
+	return r
+}
+
+// checkIn creates or updates a cluster's report and records a check-in at
+// the fake clock's time, as the bridge does.
+func checkIn(ns, id string, comps ...trainyardv1.ReportedComponent) *trainyardv1.ClusterReport {
+	GinkgoHelper()
+	r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id}}
+	err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(r), r)
+	if client.IgnoreNotFound(err) != nil {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	old := r.DeepCopy()
+	r.Spec = trainyardv1.ClusterReportSpec{ClusterID: id, Components: comps}
+	if err != nil {
+		Expect(k8sClient.Create(suiteCtx, r)).To(Succeed())
+	} else {
+		// A merge patch: the controller may write the status meanwhile.
+		Expect(k8sClient.Patch(suiteCtx, r, client.MergeFrom(old))).To(Succeed())
+	}
+	before := r.DeepCopy()
+	now := metav1.NewTime(fakeClock.Now())
+	if r.Status.FirstSeen == nil {
+		r.Status.FirstSeen = &now
+	}
+	r.Status.LastSeen = &now
+	r.Status.CheckIns++
+	Expect(k8sClient.Status().Patch(suiteCtx, r, client.MergeFrom(before))).To(Succeed())
+	return r
+}
+
+func comp(name, train, version string) trainyardv1.ReportedComponent {
+	return trainyardv1.ReportedComponent{Name: name, Train: train, Version: version}
+}
+
+func report(ns, id string) *trainyardv1.ClusterReport {
+	r := &trainyardv1.ClusterReport{}
+	if err := k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: id}, r); err != nil {
+		return nil
+	}
+	return r
+}
+
+// stateOf is the state of one component in a report's status.
+func stateOf(ns, id, component string) func() trainyardv1.ComponentState {
+	return func() trainyardv1.ComponentState {
+		r := report(ns, id)
+		if r == nil {
+			return ""
+		}
+		for _, c := range r.Status.Components {
+			if c.Name == component {
+				return c.State
+			}
+		}
+		return ""
+	}
+}
+
+func conditionOf(ns, id, typ string) func() metav1.ConditionStatus {
+	return func() metav1.ConditionStatus {
+		r := report(ns, id)
+		if r == nil {
+			return ""
+		}
+		if c := meta.FindStatusCondition(r.Status.Conditions, typ); c != nil {
+			return c.Status
+		}
+		return ""
+	}
+}
+
+// eventReasons lists the reasons of the events about one object.
+func eventReasons(ns, name string) func() []string {
+	return func() []string {
+		var evs eventsv1.EventList
+		Expect(k8sClient.List(suiteCtx, &evs, client.InNamespace(ns))).To(Succeed())
+		var reasons []string
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		return reasons
+	}
+}
