@@ -355,7 +355,7 @@ func checkMultiGet(t *testing.T, body []byte, sh jsonShape, lim limits, defaultT
 		return
 	}
 	want := []byte(`{"data":[`)
-	seen := map[string]bool{}
+	seen := map[[3]string]bool{}
 	for i, item := range req.Data {
 		if item.Component == nil || item.Component.Name == "" {
 			checkRequired(t, w, "data["+strconv.Itoa(i)+"].component.name")
@@ -368,8 +368,9 @@ func checkMultiGet(t *testing.T, body []byte, sh jsonShape, lim limits, defaultT
 			}
 			installed = item.Version.Version
 		}
-		// Distinct as the handler tells items apart: by <component>.<train>/<installed>.
-		if key := item.Component.Name + "." + train + "/" + installed; seen[key] {
+		// Distinct items: by component, train and installed version, each
+		// on its own ("a.b" on train "c" is not "a" on train "b.c").
+		if key := [3]string{item.Component.Name, train, installed}; seen[key] {
 			continue
 		} else {
 			seen[key] = true

@@ -246,7 +246,10 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 	granted := int64(answerStep) // charged with the request (limits.answer)
 	buf.Grow(answerStep / 2)
 	buf.WriteString(`{"data":[`)
-	seen := make(map[string]bool, len(req.Data))
+	// Items are told apart by their fields, not by a joined string: "a.b"
+	// on train "c" is not "a" on train "b.c".
+	type itemKey struct{ component, train, installed string }
+	seen := make(map[itemKey]bool, len(req.Data))
 	for i, item := range req.Data {
 		if item.Component == nil || item.Component.Name == "" {
 			writeError(w, http.StatusUnprocessableEntity, required(fmt.Sprintf("data[%d].component.name", i)).Error())
@@ -259,7 +262,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			}
 			installed = item.Version.Version
 		}
-		if key := trainyardv1.TrainName(item.Component.Name, train) + "/" + installed; seen[key] {
+		if key := (itemKey{item.Component.Name, train, installed}); seen[key] {
 			continue
 		} else {
 			seen[key] = true
