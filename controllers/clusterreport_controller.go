@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,11 +135,13 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	sum := trainyardv1.ComponentSummary{Total: int32(len(rep.Spec.Components))}
 	comps := make([]trainyardv1.ComponentStatus, 0, len(rep.Spec.Components))
 	var behind, retracted, unknown []string
+	now := metav1.NewTime(r.Clock.Now().UTC().Truncate(time.Second))
 	for _, c := range rep.Spec.Components {
 		cs, err := r.componentState(ctx, rep, c, wake)
 		if err != nil {
 			return err
 		}
+		timeline(&cs, previousStatus(st.Components, c.Name), st, now)
 		comps = append(comps, cs)
 		switch cs.State {
 		case trainyardv1.StateUpToDate:
@@ -180,6 +183,49 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionRunningRetracted, false, "NoRetractedRelease", "no component runs a retracted release")
 	}
 	return nil
+}
+
+// previousStatus is the component's entry in the status as it was.
+func previousStatus(comps []trainyardv1.ComponentStatus, name string) *trainyardv1.ComponentStatus {
+	for i := range comps {
+		if comps[i].Name == name {
+			return &comps[i]
+		}
+	}
+	return nil
+}
+
+// timeline carries a component's version history over from its previous
+// status and records a change of its installed version: from what, to
+// what, and when (now: the reconcile of the check-in that reported it).
+// since is when the installed version was first reported: the report's
+// first check-in for a component it has always had, the change otherwise.
+// Soaks are measured from it, never from when a release was published.
+func timeline(cs *trainyardv1.ComponentStatus, prev *trainyardv1.ComponentStatus, st *trainyardv1.ClusterReportStatus, now metav1.Time) {
+	switch {
+	case prev == nil:
+		// A component new to the report: reported since its check-in.
+		since := now
+		if st.LastSeen != nil && len(st.Components) == 0 {
+			since = *st.LastSeen // the report's first status: its first check-in
+		}
+		cs.Since = &since
+	case prev.Installed != cs.Installed:
+		cs.History = append(slices.Clone(prev.History), trainyardv1.VersionChange{From: prev.Installed, To: cs.Installed, At: now})
+		if n := len(cs.History); n > trainyardv1.MaxVersionChanges {
+			cs.History = cs.History[n-trainyardv1.MaxVersionChanges:]
+		}
+		cs.Since = &now
+	default:
+		cs.History, cs.Since = prev.History, prev.Since
+		if cs.Since == nil { // a status written before since existed
+			since := now
+			if st.FirstSeen != nil {
+				since = *st.FirstSeen
+			}
+			cs.Since = &since
+		}
+	}
 }
 
 // list joins items for a condition message, keeping it short.

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -37,6 +38,14 @@ var _ = Describe("ClusterReport controller", func() {
 		Eventually(func() *trainyardv1.ComponentSummary { return report(ns, "c1").Status.Summary }).Should(HaveValue(Equal(
 			trainyardv1.ComponentSummary{Total: 5, UpToDate: 1, UpdateAvailable: 1, Retracted: 1, Unknown: 2})))
 		r := report(ns, "c1")
+		for i := range r.Status.Components {
+			c := &r.Status.Components[i]
+			// Each component is reported since the report's first check-in
+			// (the history spec below checks the times).
+			Expect(c.Since).NotTo(BeNil(), c.Name)
+			Expect(c.History).To(BeEmpty(), c.Name)
+			c.Since = nil
+		}
 		Expect(r.Status.Components).To(ContainElements(
 			trainyardv1.ComponentStatus{Name: "router", Train: "stable", Installed: "v1.0.0", Latest: "v1.1.0", State: trainyardv1.StateUpdateAvailable,
 				Recommended: "v1.1.0", Path: []string{"v1.1.0"}},
@@ -49,6 +58,38 @@ var _ = Describe("ClusterReport controller", func() {
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionRunningRetracted)()).To(Equal(metav1.ConditionTrue))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionStale)()).To(Equal(metav1.ConditionFalse))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionReady)()).To(Equal(metav1.ConditionTrue))
+	})
+
+	It("keeps each component's last version changes, and since when it runs its version", func() {
+		checkIn(ns, "c1", comp("router", "stable", "v1.0.0"), comp("dns", "stable", "1.0.0"))
+		Eventually(func() *metav1.Time { return componentStatus(ns, "c1", "router")().Since }).ShouldNot(BeNil())
+		first := *componentStatus(ns, "c1", "router")().Since
+		var want []trainyardv1.VersionChange
+		from := "v1.0.0"
+		for i := 1; i <= trainyardv1.MaxVersionChanges+3; i++ {
+			fakeClock.Step(time.Minute)
+			to := fmt.Sprintf("v1.%d.0", i)
+			checkIn(ns, "c1", comp("router", "stable", to), comp("dns", "stable", "1.0.0"))
+			at := metav1.NewTime(fakeClock.Now().UTC().Truncate(time.Second))
+			want = append(want, trainyardv1.VersionChange{From: from, To: to, At: at})
+			// Reconciled before the clock moves on.
+			Eventually(func() string { return componentStatus(ns, "c1", "router")().Installed }).Should(Equal(to))
+			from = to
+		}
+		router := componentStatus(ns, "c1", "router")()
+		// The last 20 changes, oldest first, each at the check-in's reconcile.
+		Expect(router.History).To(HaveLen(trainyardv1.MaxVersionChanges))
+		for i, c := range router.History {
+			w := want[len(want)-trainyardv1.MaxVersionChanges+i]
+			Expect(c.From).To(Equal(w.From))
+			Expect(c.To).To(Equal(w.To))
+			Expect(c.At.Time).To(BeTemporally("~", w.At.Time, time.Second))
+		}
+		Expect(router.Since.Time).To(Equal(router.History[len(router.History)-1].At.Time))
+		// A component whose version did not change keeps its start.
+		dns := componentStatus(ns, "c1", "dns")()
+		Expect(dns.History).To(BeEmpty())
+		Expect(dns.Since.Time).To(Equal(first.Time))
 	})
 
 	It("marks a version the train does not know as Unknown, then known once published", func() {

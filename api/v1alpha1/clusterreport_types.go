@@ -119,6 +119,30 @@ type ComponentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=8
 	Conditional []ConditionalUpdate `json:"conditional,omitempty"`
+	// since is when the installed version was first reported: the start of
+	// its soak on this cluster.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// history is the component's last version changes, oldest first (at
+	// most MaxVersionChanges).
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	History []VersionChange `json:"history,omitempty"`
+}
+
+// MaxVersionChanges is how many version changes a report keeps per
+// component.
+const MaxVersionChanges = 20
+
+// VersionChange is one change of the version a cluster runs of a component.
+type VersionChange struct {
+	// from is the version it ran before.
+	From string `json:"from"`
+	// to is the version it runs since.
+	To string `json:"to"`
+	// at is when trainyard saw the change (the reconcile of the check-in
+	// that reported it).
+	At metav1.Time `json:"at"`
 }
 
 // ConditionalUpdate is a version a cluster could go to, but for its risks.
