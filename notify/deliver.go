@@ -132,7 +132,7 @@ func (n *Notifier) attempt(ctx context.Context, tkey, ruleKey types.NamespacedNa
 			duration.WithLabelValues(tkey.Namespace, tkey.Name).Observe(time.Since(start).Seconds())
 		}
 	}
-	n.record(&target, tkey, rs, e, o, start)
+	n.record(&target, tkey, rs, e, o, start, time.Now())
 }
 
 // waitForTarget postpones an entry whose target cannot be read.
@@ -180,8 +180,9 @@ func retryFor(spec *trainyardv1.NotificationTargetSpec) time.Duration {
 }
 
 // record applies an attempt's outcome to the rule's queue and both
-// objects' records.
-func (n *Notifier) record(t *trainyardv1.NotificationTarget, tkey types.NamespacedName, rs *ruleState, e *entry, o outcome, at time.Time) {
+// objects' records: the attempt made at at, answered at answered (a
+// Retry-After counts from the answer, not from the request).
+func (n *Notifier) record(t *trainyardv1.NotificationTarget, tkey types.NamespacedName, rs *ruleState, e *entry, o outcome, at, answered time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ts := n.targetLocked(tkey)
@@ -211,7 +212,7 @@ func (n *Notifier) record(t *trainyardv1.NotificationTarget, tkey types.Namespac
 	if wait == 0 {
 		wait = backoff(e.Attempts)
 	}
-	next := at.Add(wait)
+	next := answered.Add(wait)
 	deadline := e.Queued.Add(retryFor(&t.Spec))
 	switch {
 	case !o.retry:
