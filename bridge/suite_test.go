@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -314,11 +313,6 @@ func do(method, url, contentType, body string, mutate ...func(*http.Request)) re
 
 func post(url, body string) response { return do(http.MethodPost, url, "application/json", body) }
 func get(url string) response        { return do(http.MethodGet, url, "", "") }
-
-func ctrlConfig() ctrlconfig.Controller {
-	skip := true
-	return ctrlconfig.Controller{SkipNameValidation: &skip}
-}
 
 // outage is a TCP proxy to the API server that can be cut: the bridge's
 // writes go through it, while its cache keeps the manager's own connection,
