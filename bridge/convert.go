@@ -59,7 +59,9 @@ func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		}
 		if s, ok := latest[rc.Name]; ok && s.Recommended != "" {
 			cv.UpdateAvailable = s.Recommended
-		} else if ok && s.State == trainyardv1.StateUpdateAvailable {
+		} else if ok && s.State == trainyardv1.StateUpdateAvailable && s.HeldBack == nil {
+			// No path to the latest; but a cluster its rollout ring holds
+			// back is offered nothing yet.
 			cv.UpdateAvailable = s.Latest
 		}
 		c.Components = append(c.Components, cv)

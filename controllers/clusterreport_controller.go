@@ -29,6 +29,7 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/internal/rollout"
 	"github.com/trainyard-dev/trainyard/internal/upgrade"
 )
 
@@ -141,7 +142,9 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		if err != nil {
 			return err
 		}
-		timeline(&cs, previousStatus(st.Components, c.Name), st, now)
+		prev := previousStatus(st.Components, c.Name)
+		timeline(&cs, prev, st, now)
+		readiness(&cs, c, prev, now)
 		comps = append(comps, cs)
 		switch cs.State {
 		case trainyardv1.StateUpToDate:
@@ -228,6 +231,33 @@ func timeline(cs *trainyardv1.ComponentStatus, prev *trainyardv1.ComponentStatus
 	}
 }
 
+// readiness records whether the component's workload is ready, and since
+// when: the agent's time when it sends one (never later than now), else
+// when trainyard first saw the state. An agent that sends no readiness (a
+// Deis agent) leaves it Unknown, never NotReady.
+func readiness(cs *trainyardv1.ComponentStatus, c trainyardv1.ReportedComponent, prev *trainyardv1.ComponentStatus, now metav1.Time) {
+	if c.Readiness == nil {
+		cs.Ready, cs.ReadySince = trainyardv1.ReadyUnknown, nil
+		return
+	}
+	cs.Ready = trainyardv1.NotReady
+	if c.Readiness.IsReady() {
+		cs.Ready = trainyardv1.Ready
+	}
+	switch {
+	case c.Readiness.Since != nil:
+		t := c.Readiness.Since.Rfc3339Copy()
+		if t.After(now.Time) {
+			t = now
+		}
+		cs.ReadySince = &t
+	case prev != nil && prev.Ready == cs.Ready && prev.ReadySince != nil:
+		cs.ReadySince = prev.ReadySince
+	default:
+		cs.ReadySince = &now
+	}
+}
+
 // list joins items for a condition message, keeping it short.
 func list(items []string) string {
 	const show = 5
@@ -265,8 +295,14 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 	case cs.Latest != "":
 		cs.State = trainyardv1.StateUpdateAvailable
 	}
+	hold, held := rollout.HoldOf(train.Spec.Rollout, train.Status.Rollout, train.Name, rep.Spec.ClusterID, rep.Labels)
+	if held {
+		cs.Ring = hold.Ring
+	} else {
+		hold = rollout.Hold{}
+	}
 	if cs.State != trainyardv1.StateUpToDate {
-		if err := r.recommend(ctx, rep, train, c, &cs, wake); err != nil {
+		if err := r.recommend(ctx, rep, train, c, &cs, wake, held, hold); err != nil {
 			return cs, err
 		}
 	}
@@ -276,7 +312,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 // recommend computes the component's upgrade target and path over the
 // train's releases that its policy lets be latest (internal/upgrade).
 func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv1.ClusterReport, train *trainyardv1.ReleaseTrain,
-	c trainyardv1.ReportedComponent, cs *trainyardv1.ComponentStatus, wake *time.Time) error {
+	c trainyardv1.ReportedComponent, cs *trainyardv1.ComponentStatus, wake *time.Time, held bool, hold rollout.Hold) error {
 	policy, err := ordering.PolicyOf(train.Spec)
 	if err != nil {
 		return nil // the train is Stalled and says why; no recommendation meanwhile
@@ -304,8 +340,21 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 			return err
 		}
 	}
-	res := upgrade.Recommend(c.Version, in, upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels,
-		Properties: rep.Spec.Properties, Components: comps}, r.rules, accepted)
+	cluster := upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels, Properties: rep.Spec.Properties, Components: comps}
+	res := upgrade.Recommend(c.Version, in, cluster, r.rules, accepted)
+	if held {
+		// The ring's limit applies on top of the graph, risks and
+		// retractions: what it holds back is shown as heldBack.
+		within := slices.DeleteFunc(slices.Clone(in), func(rel upgrade.Release) bool {
+			v, err := ordering.Parse(rel.Version)
+			return err != nil || !rollout.AtMost(v, hold.Limit)
+		})
+		capped := upgrade.Recommend(c.Version, within, cluster, r.rules, accepted)
+		if res.Recommended != "" && ordering.Canonical(capped.Recommended) != ordering.Canonical(res.Recommended) {
+			cs.HeldBack = &trainyardv1.HeldBack{Version: res.Recommended, Ring: hold.Ring, Reason: hold.Reason, Until: hold.Until}
+		}
+		res = capped
+	}
 	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
 	return nil
 }
@@ -381,8 +430,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterreport").
 		For(&trainyardv1.ClusterReport{}, builder.WithPredicates(checkInOrSpecChanged)).
-		Watches(&trainyardv1.ReleaseTrain{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfTrain),
-			builder.WithPredicates(latestChanged)).
+		Watches(&trainyardv1.ReleaseTrain{}, trainToReports{r}).
 		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfAcceptance)).
@@ -391,9 +439,6 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func (r *ClusterReportReconciler) reportsOfTrain(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.reportsMatching(ctx, o.GetNamespace(), o.GetName(), nil)
-}
 
 // acceptances are the risks accepted for this cluster's component by
 // RiskAcceptances in force; wake becomes the earliest expiry among them.
@@ -486,14 +531,15 @@ func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train
 }
 
 // checkInOrSpecChanged passes report updates that change what the cluster
-// reported, when it checked in, or the computed state. The last is mostly
+// reported, when it checked in, its labels, or the computed state. The last is mostly
 // the controller's own write coming back; reconciling it again is cheap (no
 // write when nothing differs) and corrects a decision taken on a cache that
 // had not yet seen the previous write. Metadata-only changes do not pass.
 var checkInOrSpecChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
-		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(&o.Status, &n.Status)
+		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(&o.Status, &n.Status) ||
+			!equality.Semantic.DeepEqual(o.Labels, n.Labels) // the labels place it in a rollout ring
 	},
 }
 

@@ -44,7 +44,10 @@ var _ = Describe("ClusterReport controller", func() {
 			// (the history spec below checks the times).
 			Expect(c.Since).NotTo(BeNil(), c.Name)
 			Expect(c.History).To(BeEmpty(), c.Name)
-			c.Since = nil
+			// The specs send no readiness, as Deis agents: unknown, never NotReady.
+			Expect(c.Ready).To(Equal(trainyardv1.ReadyUnknown), c.Name)
+			Expect(c.ReadySince).To(BeNil(), c.Name)
+			c.Since, c.Ready = nil, ""
 		}
 		Expect(r.Status.Components).To(ContainElements(
 			trainyardv1.ComponentStatus{Name: "router", Train: "stable", Installed: "v1.0.0", Latest: "v1.1.0", State: trainyardv1.StateUpdateAvailable,

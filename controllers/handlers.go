@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -12,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/rollout"
 )
 
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -93,4 +96,69 @@ func (h reportToTrains) Delete(_ context.Context, e event.DeleteEvent, q queue) 
 
 func (h reportToTrains) Generic(_ context.Context, e event.GenericEvent, q queue) {
 	h.enqueue(q, e.Object)
+}
+
+// trainToReports enqueues the reports a train change can move: every
+// follower when what is latest, the policy or the rollout's version, phase
+// or halts change; only the members of the rings whose hold changed when a
+// ring opens, soaks or shows another slice. A ring's counts moving (each
+// cluster that upgrades) enqueues nobody: at 10,000 followers, reconciling
+// the fleet once per upgrade would cost more than the upgrades.
+type trainToReports struct{ r *ClusterReportReconciler }
+
+func (h trainToReports) Create(ctx context.Context, e event.CreateEvent, q queue) {
+	h.add(q, h.r.reportsMatching(ctx, e.Object.GetNamespace(), e.Object.GetName(), nil))
+}
+
+func (h trainToReports) Delete(ctx context.Context, e event.DeleteEvent, q queue) {
+	h.add(q, h.r.reportsMatching(ctx, e.Object.GetNamespace(), e.Object.GetName(), nil))
+}
+
+func (h trainToReports) Generic(ctx context.Context, e event.GenericEvent, q queue) {
+	h.add(q, h.r.reportsMatching(ctx, e.Object.GetNamespace(), e.Object.GetName(), nil))
+}
+
+func (h trainToReports) Update(ctx context.Context, e event.UpdateEvent, q queue) {
+	o, n := e.ObjectOld.(*trainyardv1.ReleaseTrain), e.ObjectNew.(*trainyardv1.ReleaseTrain)
+	var keep func(*trainyardv1.ClusterReport) bool
+	switch {
+	case o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest):
+	case n.Spec.Rollout == nil || o.Status.Rollout == nil || n.Status.Rollout == nil:
+		if equality.Semantic.DeepEqual(o.Status.Rollout, n.Status.Rollout) {
+			return
+		}
+	default:
+		ro, rn := o.Status.Rollout, n.Status.Rollout
+		if ro.Version != rn.Version || ro.Phase != rn.Phase || !equality.Semantic.DeepEqual(ro.Halts, rn.Halts) {
+			break
+		}
+		changed := map[string]bool{}
+		for _, ring := range rn.Rings {
+			i := slices.IndexFunc(ro.Rings, func(x trainyardv1.RingStatus) bool { return x.Name == ring.Name })
+			if i < 0 || !sameHold(ro.Rings[i], ring) {
+				changed[ring.Name] = true
+			}
+		}
+		if len(changed) == 0 {
+			return
+		}
+		rings := n.Spec.Rollout.Rings
+		keep = func(rep *trainyardv1.ClusterReport) bool {
+			return changed[rings[rollout.RingOf(rings, rep.Labels)].Name]
+		}
+	}
+	h.add(q, h.r.reportsMatching(ctx, n.Namespace, n.Name, keep))
+}
+
+func (h trainToReports) add(q queue, reqs []reconcile.Request) {
+	for _, req := range reqs {
+		q.Add(req)
+	}
+}
+
+// sameHold tells whether two states of a ring hold its clusters alike
+// (rollout.HoldOf reads these fields).
+func sameHold(a, b trainyardv1.RingStatus) bool {
+	return a.Version == b.Version && a.Previous == b.Previous && a.ShownBasisPoints == b.ShownBasisPoints &&
+		a.Reason == b.Reason && timeEqual(a.NextEvaluation, b.NextEvaluation)
 }

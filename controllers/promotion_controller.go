@@ -240,7 +240,7 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *trainya
 		return in, err
 	}
 	for _, a := range approvals.Items {
-		if a.Spec.Train == train.Name && ordering.Canonical(a.Spec.Version) == want && now.Before(a.Spec.Expires.Time) {
+		if a.Spec.Train == train.Name && a.Spec.Ring == "" && ordering.Canonical(a.Spec.Version) == want && now.Before(a.Spec.Expires.Time) {
 			in.Approvals = append(in.Approvals, a)
 		}
 	}

@@ -97,3 +97,61 @@ func (b *raceBarrier) result(name string) (arrived []string, outcomes map[string
 	}
 	return arrived, out
 }
+
+// openRace holds each replica's status write that opens a ring of a train
+// in the barrier's namespace until every replica has come to write it (a
+// ring opened at the fake clock's present), and records the first answer
+// each replica got: the exactly-once spec of rollouts shows with it that
+// both replicas raced and one write took. nil: no barrier.
+var openRace struct {
+	sync.Mutex
+	b *raceBarrier
+}
+
+// rolloutClient is a replica's client for the rollout controller.
+type rolloutClient struct {
+	client.Client
+	replica string
+}
+
+func (c rolloutClient) Status() client.SubResourceWriter {
+	return rolloutStatus{c.Client.Status(), c.replica}
+}
+
+type rolloutStatus struct {
+	client.SubResourceWriter
+	replica string
+}
+
+func (s rolloutStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	openRace.Lock()
+	b := openRace.b
+	openRace.Unlock()
+	t, ok := obj.(*trainyardv1.ReleaseTrain)
+	if b == nil || !ok || t.Namespace != b.ns || t.Status.Rollout == nil {
+		return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+	}
+	var rounds []*raceRound
+	now := fakeClock.Now().Truncate(time.Second)
+	for _, r := range t.Status.Rollout.Rings {
+		// A ring opened now (not the baseline a rollout starts from).
+		if r.Opened != nil && r.Opened.Time.Equal(now) && r.Version == t.Status.Rollout.Version && r.Reason == "Opened" && r.Previous != "" {
+			rounds = append(rounds, b.arrive(t.Name+"/"+r.Name+"/"+r.Version, s.replica))
+		}
+	}
+	for _, round := range rounds {
+		select {
+		case <-round.met:
+		case <-time.After(b.timeout):
+		}
+	}
+	err := s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+	b.mu.Lock()
+	for _, round := range rounds {
+		if _, done := round.outcomes[s.replica]; !done {
+			round.outcomes[s.replica] = err
+		}
+	}
+	b.mu.Unlock()
+	return err
+}

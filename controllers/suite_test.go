@@ -74,6 +74,8 @@ var _ = BeforeSuite(func() {
 		return errors.Join(trainRec.SetupWithManager(mgr),
 			(&controllers.PromotionReconciler{Client: racingClient{mgr.GetClient(), "first"}, Recorder: recorder,
 				Clock: fakeClock}).SetupWithManager(mgr),
+			(&controllers.RolloutReconciler{Client: rolloutClient{mgr.GetClient(), "first"}, Recorder: recorder,
+				Clock: fakeClock}).SetupWithManager(mgr),
 			reportRec.SetupWithManager(mgr))
 	}
 	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),

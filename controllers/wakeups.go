@@ -61,12 +61,16 @@ func (w *wakeups) At(key types.NamespacedName, t time.Time) {
 		return
 	}
 	w.timers[key] = w.clock.AfterFunc(d, func() {
-		w.mu.Lock()
-		q := w.queue
-		w.mu.Unlock()
-		if q != nil {
-			q.Add(reconcile.Request{NamespacedName: key})
-		}
+		// On its own goroutine: a fake clock runs this under its lock, and
+		// At (holding w.mu) may be waiting for that lock to read the time.
+		go func() {
+			w.mu.Lock()
+			q := w.queue
+			w.mu.Unlock()
+			if q != nil {
+				q.Add(reconcile.Request{NamespacedName: key})
+			}
+		}()
 	})
 }
 

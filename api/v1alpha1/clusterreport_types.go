@@ -38,7 +38,34 @@ type ReportedComponent struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
+
+	// readiness of the component's workload, as the agent saw it. Agents
+	// that send none (Deis agents) leave its state Unknown, never NotReady.
+	// +optional
+	Readiness *WorkloadReadiness `json:"readiness,omitempty"`
 }
+
+// WorkloadReadiness is how many of a workload's replicas (a Deployment's or
+// StatefulSet's, a DaemonSet's scheduled pods) are ready.
+type WorkloadReadiness struct {
+	// ready replicas.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	Ready int32 `json:"ready"`
+	// desired replicas.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	Desired int32 `json:"desired"`
+	// since is when the workload became ready or not ready, by the agent's
+	// clock (a Deployment's Available condition, or when the agent first
+	// saw it so).
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// IsReady tells whether the workload is ready: every desired replica is (a
+// workload scaled to zero is ready; during a surge ready may exceed desired).
+func (r *WorkloadReadiness) IsReady() bool { return r.Ready >= r.Desired }
 
 // ClusterReportSpec is what a cluster reported at its last check-in.
 type ClusterReportSpec struct {
@@ -91,6 +118,19 @@ const (
 	StateUnknown ComponentState = "Unknown"
 )
 
+// ReadyState says whether a component's workload is ready.
+// +kubebuilder:validation:Enum=Ready;NotReady;Unknown
+type ReadyState string
+
+const (
+	// Ready: every desired replica is ready.
+	Ready ReadyState = "Ready"
+	// NotReady: some desired replica is not.
+	NotReady ReadyState = "NotReady"
+	// ReadyUnknown: the agent reports no readiness (Deis agents).
+	ReadyUnknown ReadyState = "Unknown"
+)
+
 // ComponentStatus is the computed state of one reported component.
 type ComponentStatus struct {
 	// name of the component.
@@ -128,6 +168,20 @@ type ComponentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=20
 	History []VersionChange `json:"history,omitempty"`
+	// ready: Ready, NotReady or Unknown (the agent reports no readiness).
+	// +optional
+	Ready ReadyState `json:"ready,omitempty"`
+	// readySince is when the workload took its ready state: the agent's
+	// time when it sends one (never later than the check-in), else when
+	// trainyard saw the change.
+	// +optional
+	ReadySince *metav1.Time `json:"readySince,omitempty"`
+	// ring is the cluster's rollout ring on this component's train.
+	// +optional
+	Ring string `json:"ring,omitempty"`
+	// heldBack is a newer release the cluster could go to but for its ring.
+	// +optional
+	HeldBack *HeldBack `json:"heldBack,omitempty"`
 }
 
 // MaxVersionChanges is how many version changes a report keeps per

@@ -162,25 +162,33 @@ type PromotionStatus struct {
 	Candidates []PromotionCandidate `json:"candidates,omitempty"`
 }
 
-// PromotionApprovalSpec waives gates of one candidate until an expiry.
+// PromotionApprovalSpec waives gates of one candidate until an expiry, or,
+// naming a ring, lets that ring of the train's rollout open for a version.
+// +kubebuilder:validation:XValidation:rule="has(self.ring) != has(self.waive)",message="name either the gates to waive (a promotion) or the ring to open (a rollout), not both"
 type PromotionApprovalSpec struct {
-	// train is the ReleaseTrain promoted to (its object name, <component>.<train>).
+	// train is the ReleaseTrain promoted to or rolled out (its object name,
+	// <component>.<train>).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Train string `json:"train"`
-	// version of the candidate.
+	// version of the candidate, or of the release rolling out.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	Version string `json:"version"`
+	// ring of spec.rollout that may open for version (its after.approval).
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Ring string `json:"ring,omitempty"`
 	// waive these gates (NotRetracted cannot be waived).
-	// +required
+	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=4
 	// +kubebuilder:validation:items:XValidation:rule="self != 'NotRetracted'",message="a retracted release is never promoted: NotRetracted cannot be waived"
-	Waive []GateName `json:"waive"`
+	Waive []GateName `json:"waive,omitempty"`
 	// expires: the approval waives nothing after this time.
 	// +required
 	Expires metav1.Time `json:"expires"`
@@ -191,12 +199,13 @@ type PromotionApprovalSpec struct {
 	Reason string `json:"reason"`
 }
 
-// PromotionApproval lets a person waive gates of one candidate, recorded
-// in the train's status.
+// PromotionApproval lets a person waive gates of one candidate, or open a
+// ring of a rollout, recorded in the train's status.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=papproval,categories=trainyard
 // +kubebuilder:printcolumn:name="Train",type=string,JSONPath=`.spec.train`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Ring",type=string,JSONPath=`.spec.ring`
 // +kubebuilder:printcolumn:name="Waive",type=string,JSONPath=`.spec.waive`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expires`
 type PromotionApproval struct {

@@ -81,6 +81,11 @@ type ReleaseTrainSpec struct {
 	// clusters, a time window); a retracted release is never promoted.
 	// +optional
 	Promotion *PromotionPolicy `json:"promotion,omitempty"`
+
+	// rollout rolls each new latest release out to the fleet in rings: a
+	// cluster is recommended the newest release its ring has opened.
+	// +optional
+	Rollout *RolloutPolicy `json:"rollout,omitempty"`
 }
 
 // ReleaseRef names one release of a train.
@@ -161,6 +166,10 @@ type ReleaseTrainStatus struct {
 	// +optional
 	Promotion *PromotionStatus `json:"promotion,omitempty"`
 
+	// rollout shows each ring of spec.rollout and its gates.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+
 	// conditions: Ready, Reconciling and Stalled.
 	// +optional
 	// +listType=map
@@ -183,6 +192,7 @@ type ReleaseTrainStatus struct {
 // +kubebuilder:printcolumn:name="Previous",type=string,JSONPath=`.status.previous.version`,priority=1
 // +kubebuilder:printcolumn:name="Releases",type=integer,JSONPath=`.status.releaseCount`
 // +kubebuilder:printcolumn:name="Up-To-Date",type=string,JSONPath=`.status.adoption.summary`
+// +kubebuilder:printcolumn:name="Rollout",type=string,JSONPath=`.status.rollout.phase`,priority=1
 // +kubebuilder:printcolumn:name="Ordering",type=string,JSONPath=`.spec.ordering`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
