@@ -58,6 +58,10 @@ func newKube(namespaces []string) *agent.Kube {
 	return k
 }
 
+// notRolledOut is the readiness of a Deployment no controller rolled out
+// (the workload cluster runs no kube-controller-manager).
+var notRolledOut = &trainyardv1.WorkloadReadiness{Ready: 0, Desired: 1}
+
 // run starts an agent until the spec ends.
 func run(a *agent.Agent) {
 	c, cancel := context.WithCancel(agentCtx)
@@ -83,7 +87,7 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 		Expect(workload.Create(ctx, deis)).To(Succeed())
 	})
 
-	It("reports the labelled workloads under the kube-system UID, and a label change reaches the hub without waiting for the timer", func() {
+	It("reports the labelled workloads under the kube-system UID and their readiness; a label or readiness change reaches the hub without waiting for the timer", func() {
 		a := newAgent(agent.Options{HubURL: hubURL, Token: registrationToken,
 			Interval: time.Hour, Debounce: 100 * time.Millisecond, ServerVersion: serverVersion}, []string{ns})
 		run(a)
@@ -95,9 +99,9 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 			}
 			return nil
 		}).Should(ConsistOf(
-			trainyardv1.ReportedComponent{Name: "builder", Train: "stable", Version: "v2.10.0", Type: "Deployment", Image: "example/builder:"},
-			trainyardv1.ReportedComponent{Name: "db", Train: "lts", Version: "14.2.0", Type: "Deployment", Image: "example/db:14.2.0"},
-			trainyardv1.ReportedComponent{Name: "router", Train: "stable", Version: "v2.3.0", Type: "Deployment", Image: "example/router:v2.3.0"},
+			trainyardv1.ReportedComponent{Name: "builder", Train: "stable", Version: "v2.10.0", Type: "Deployment", Image: "example/builder:", Readiness: notRolledOut},
+			trainyardv1.ReportedComponent{Name: "db", Train: "lts", Version: "14.2.0", Type: "Deployment", Image: "example/db:14.2.0", Readiness: notRolledOut},
+			trainyardv1.ReportedComponent{Name: "router", Train: "stable", Version: "v2.3.0", Type: "Deployment", Image: "example/router:v2.3.0", Readiness: notRolledOut},
 		))
 
 		Expect(hubReport(id).Spec.Properties).To(HaveKeyWithValue("kubernetesVersion", "v1.37.2"))
@@ -116,6 +120,38 @@ var _ = Describe("the agent against a real hub", Ordered, func() {
 			}
 			return ""
 		}, 10*time.Second).Should(Equal("v2.4.1"))
+
+		// Each workload's readiness, and its turning ready, reach the hub
+		// without waiting for the timer (issue 29 #2).
+		router := func() *trainyardv1.ComponentStatus {
+			for _, c := range hubReport(id).Status.Components {
+				if c.Name == "router" {
+					return &c
+				}
+			}
+			return nil
+		}
+		// No kube-controller-manager here: the Deployments never rolled out.
+		Eventually(router).Should(HaveField("Ready", trainyardv1.NotReady))
+
+		d = &appsv1.Deployment{}
+		Expect(workload.Get(ctx, types.NamespacedName{Namespace: ns, Name: "router"}, d)).To(Succeed())
+		since := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue,
+				LastTransitionTime: since, LastUpdateTime: since, Reason: "MinimumReplicasAvailable"}}}
+		Expect(workload.Status().Update(ctx, d)).To(Succeed())
+		Eventually(func() *trainyardv1.WorkloadReadiness {
+			for _, c := range hubReport(id).Spec.Components {
+				if c.Name == "router" {
+					return c.Readiness
+				}
+			}
+			return nil
+		}, 10*time.Second).Should(HaveValue(And(HaveField("Ready", int32(1)), HaveField("Desired", int32(1)),
+			HaveField("Since", HaveValue(HaveField("Time", BeTemporally("==", since.Time)))))))
+		Eventually(router).Should(And(HaveField("Ready", trainyardv1.Ready),
+			HaveField("ReadySince", HaveValue(HaveField("Time", BeTemporally("==", since.Time))))))
 	})
 
 	It("keeps its cluster ID across a restart", func() {
@@ -186,7 +222,7 @@ var _ = Describe("direct mode", func() {
 		r := hubReport("direct-1")
 		Expect(r).NotTo(BeNil())
 		Expect(r.Spec.Components).To(ConsistOf(trainyardv1.ReportedComponent{
-			Name: "cache", Train: "stable", Version: "7.2.0", Type: "Deployment", Image: "example/cache:7.2.0"}))
+			Name: "cache", Train: "stable", Version: "7.2.0", Type: "Deployment", Image: "example/cache:7.2.0", Readiness: notRolledOut}))
 		// The hub's controller records the creation as the first check-in.
 		Eventually(func() int64 { return hubReport("direct-1").Status.CheckIns }).Should(BeEquivalentTo(1))
 

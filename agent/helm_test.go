@@ -75,7 +75,7 @@ var _ = Describe("Helm releases", func() {
 		}
 		Eventually(components).Should(ConsistOf(
 			trainyardv1.ReportedComponent{Name: "ingress-nginx", Train: "lts", Version: "4.11.0", Type: "HelmRelease"},
-			trainyardv1.ReportedComponent{Name: "web", Train: "stable", Version: "2.0.0", Type: "Deployment", Image: "example/web:2.0.0"},
+			trainyardv1.ReportedComponent{Name: "web", Train: "stable", Version: "2.0.0", Type: "Deployment", Image: "example/web:2.0.0", Readiness: notRolledOut},
 		))
 
 		// helm upgrade: the new revision is deployed, the old superseded.

@@ -57,6 +57,13 @@ func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		if rc.Image != "" {
 			cv.Version.Data = map[string]string{dataImage: rc.Image}
 		}
+		if r := rc.Readiness; r != nil {
+			cv.Readiness = &wire.Readiness{Ready: r.Ready, Desired: r.Desired}
+			if r.Since != nil {
+				t := r.Since.UTC()
+				cv.Readiness.Since = &t
+			}
+		}
 		if s, ok := latest[rc.Name]; ok && s.Recommended != "" {
 			cv.UpdateAvailable = s.Recommended
 		} else if ok && s.State == trainyardv1.StateUpdateAvailable && s.HeldBack == nil {

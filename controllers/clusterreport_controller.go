@@ -439,7 +439,6 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-
 // acceptances are the risks accepted for this cluster's component by
 // RiskAcceptances in force; wake becomes the earliest expiry among them.
 func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *trainyardv1.ClusterReport, component string, wake *time.Time) (func(string) bool, error) {

@@ -136,6 +136,13 @@ func ReportedComponents(cvs []wire.ComponentVersion) ([]trainyardv1.ReportedComp
 		if c.Train == "" {
 			c.Train = trainyardv1.DefaultTrain
 		}
+		if r := cv.Readiness; r != nil {
+			c.Readiness = &trainyardv1.WorkloadReadiness{Ready: r.Ready, Desired: r.Desired}
+			if r.Since != nil {
+				t := metav1.NewTime(r.Since.UTC().Truncate(time.Second))
+				c.Readiness.Since = &t
+			}
+		}
 		out = append(out, c)
 	}
 	return out, nil

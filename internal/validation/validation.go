@@ -124,6 +124,9 @@ func ReleaseTrain(t, old *trainyardv1.ReleaseTrain) field.ErrorList {
 	if pr := s.Promotion; pr != nil {
 		errs = append(errs, promotionPolicy(p.Child("promotion"), s.Train, pr)...)
 	}
+	if ro := s.Rollout; ro != nil {
+		errs = append(errs, RolloutPolicy(p.Child("rollout"), ro)...)
+	}
 	if old != nil {
 		errs = append(errs, immutable(p.Child("component"), s.Component, old.Spec.Component)...)
 		errs = append(errs, immutable(p.Child("train"), s.Train, old.Spec.Train)...)
@@ -156,6 +159,9 @@ func ClusterReport(r, old *trainyardv1.ClusterReport) field.ErrorList {
 		errs = append(errs, Version(ip.Child("version"), c.Version)...)
 		errs = append(errs, text(ip.Child("type"), c.Type, trainyardv1.MaxNameLength, singleLine)...)
 		errs = append(errs, text(ip.Child("image"), c.Image, trainyardv1.MaxImageLength, singleLine)...)
+		if r := c.Readiness; r != nil {
+			errs = append(errs, Readiness(ip.Child("readiness"), r)...)
+		}
 		if j, dup := seen[c.Name]; dup {
 			errs = append(errs, field.Duplicate(ip.Child("name"),
 				fmt.Sprintf("%s (also at index %d): report each component once", c.Name, j)))

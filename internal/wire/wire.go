@@ -35,6 +35,17 @@ type ComponentVersion struct {
 	Component       *Component `json:"component,omitempty"`
 	Version         *Version   `json:"version,omitempty"`
 	UpdateAvailable string     `json:"updateAvailable,omitempty"`
+	// Readiness of the component's workload (not in the Deis format; Deis
+	// agents send none, and their components' readiness is unknown).
+	Readiness *Readiness `json:"readiness,omitempty"`
+}
+
+// Readiness is how many of a workload's replicas are ready, and since when
+// it is ready or not (by the agent's clock; omitted when unknown).
+type Readiness struct {
+	Ready   int32      `json:"ready"`
+	Desired int32      `json:"desired"`
+	Since   *time.Time `json:"since,omitempty"`
 }
 
 // Cluster is a cluster's check-in.

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 
 	"github.com/trainyard-dev/trainyard/agent"
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -63,6 +64,7 @@ type workload struct {
 	kind, namespace, name string
 	labels, annotations   map[string]string
 	image                 string
+	readiness             *wire.Readiness
 }
 
 // List reports the cached workloads as components, sorted by name; a
@@ -75,11 +77,11 @@ func (s *Source) List(context.Context) (comps []wire.ComponentVersion, skipped [
 		for _, o := range c.List() {
 			switch w := o.(type) {
 			case *appsv1.Deployment:
-				found = append(found, workloadOf("Deployment", w.Namespace, w.Name, w.Labels, w.Annotations, w.Spec.Template.Spec))
+				found = append(found, workloadOf("Deployment", w.Namespace, w.Name, w.Labels, w.Annotations, w.Spec.Template.Spec, Readiness(w)))
 			case *appsv1.StatefulSet:
-				found = append(found, workloadOf("StatefulSet", w.Namespace, w.Name, w.Labels, w.Annotations, w.Spec.Template.Spec))
+				found = append(found, workloadOf("StatefulSet", w.Namespace, w.Name, w.Labels, w.Annotations, w.Spec.Template.Spec, Readiness(w)))
 			case *appsv1.DaemonSet:
-				found = append(found, workloadOf("DaemonSet", w.Namespace, w.Name, w.Labels, w.Annotations, w.Spec.Template.Spec))
+				found = append(found, workloadOf("DaemonSet", w.Namespace, w.Name, w.Labels, w.Annotations, w.Spec.Template.Spec, Readiness(w)))
 			}
 		}
 	}
@@ -119,17 +121,63 @@ func components(found []workload, defaultTrain string) (comps []wire.ComponentVe
 		if w.image != "" {
 			cv.Version.Data = map[string]string{wire.DataImage: w.image}
 		}
+		cv.Readiness = w.readiness
 		comps = append(comps, cv)
 	}
 	return comps, skipped
 }
 
-func workloadOf(kind, ns, name string, labels, annotations map[string]string, pod corev1.PodSpec) workload {
-	return workload{kind: kind, namespace: ns, name: name, labels: labels, annotations: annotations, image: firstImage(pod)}
+func workloadOf(kind, ns, name string, labels, annotations map[string]string, pod corev1.PodSpec, r *wire.Readiness) workload {
+	return workload{kind: kind, namespace: ns, name: name, labels: labels, annotations: annotations, image: firstImage(pod), readiness: r}
+}
+
+// Readiness is how many of a workload's replicas run its current spec and
+// are available, against how many it wants. A status the workload's
+// controller has not caught up with (observedGeneration behind) counts
+// none: the replicas of the previous revision must not vouch for the new
+// one (argo-cd #29410). A Deployment's Available condition says since when.
+func Readiness(obj any) *wire.Readiness {
+	var r wire.Readiness
+	var observed, generation int64
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		r.Desired = ptr.Deref(w.Spec.Replicas, 1)
+		r.Ready = min(w.Status.UpdatedReplicas, w.Status.AvailableReplicas)
+		observed, generation = w.Status.ObservedGeneration, w.Generation
+		for _, c := range w.Status.Conditions {
+			if c.Type == appsv1.DeploymentAvailable && !c.LastTransitionTime.IsZero() {
+				t := c.LastTransitionTime.UTC()
+				r.Since = &t
+			}
+		}
+	case *appsv1.StatefulSet:
+		r.Desired = ptr.Deref(w.Spec.Replicas, 1)
+		r.Ready = w.Status.AvailableReplicas
+		if w.Status.UpdateRevision != "" && w.Status.UpdateRevision != w.Status.CurrentRevision {
+			r.Ready = min(w.Status.UpdatedReplicas, w.Status.AvailableReplicas)
+		}
+		observed, generation = w.Status.ObservedGeneration, w.Generation
+	case *appsv1.DaemonSet:
+		r.Desired = w.Status.DesiredNumberScheduled
+		r.Ready = min(w.Status.UpdatedNumberScheduled, w.Status.NumberAvailable)
+		observed, generation = w.Status.ObservedGeneration, w.Generation
+	default:
+		return nil
+	}
+	if observed < generation {
+		r.Ready = 0
+	}
+	return &r
+}
+
+// ready tells whether a workload is ready, for Reported.
+func ready(obj any) bool {
+	r := Readiness(obj)
+	return r != nil && r.Ready >= r.Desired
 }
 
 // Reported is what a check-in takes from a workload: a change of anything
-// else (replica counts, status) does not trigger one.
+// else (replica counts, the rest of the status) does not trigger one.
 func Reported(obj any) string {
 	var image string
 	var labels, annotations map[string]string
@@ -143,8 +191,9 @@ func Reported(obj any) string {
 	default:
 		return ""
 	}
-	return fmt.Sprintf("%q", [5]string{labels[agent.LabelName], labels[agent.LabelVersion], labels[agent.LabelTrain],
-		annotations[agent.AnnotationDeisVer], image})
+	// Readiness turning (not every replica count) triggers a check-in.
+	return fmt.Sprintf("%q %t", [5]string{labels[agent.LabelName], labels[agent.LabelVersion], labels[agent.LabelTrain],
+		annotations[agent.AnnotationDeisVer], image}, ready(obj))
 }
 
 func firstImage(pod corev1.PodSpec) string {
@@ -155,8 +204,9 @@ func firstImage(pod corev1.PodSpec) string {
 }
 
 // Slim is the cache transform for workloads: it keeps the names, labels,
-// the Deis version annotation and the first container's image, and drops
-// the rest (pod templates, status, other annotations, managed fields).
+// the Deis version annotation, the first container's image and what
+// Readiness reads of the status, and drops the rest (pod templates, other
+// annotations, managed fields).
 func Slim(obj any) (any, error) {
 	slim := func(pod *corev1.PodSpec) {
 		image := firstImage(*pod)
@@ -169,16 +219,25 @@ func Slim(obj any) (any, error) {
 	case *appsv1.Deployment:
 		slimMeta(&w.ObjectMeta)
 		slim(&w.Spec.Template.Spec)
-		w.Status = appsv1.DeploymentStatus{}
+		var available []appsv1.DeploymentCondition
+		for _, c := range w.Status.Conditions {
+			if c.Type == appsv1.DeploymentAvailable {
+				available = []appsv1.DeploymentCondition{{Type: c.Type, Status: c.Status, LastTransitionTime: c.LastTransitionTime}}
+			}
+		}
+		w.Status = appsv1.DeploymentStatus{ObservedGeneration: w.Status.ObservedGeneration, UpdatedReplicas: w.Status.UpdatedReplicas,
+			AvailableReplicas: w.Status.AvailableReplicas, Conditions: available}
 	case *appsv1.StatefulSet:
 		slimMeta(&w.ObjectMeta)
 		slim(&w.Spec.Template.Spec)
 		w.Spec.VolumeClaimTemplates = nil
-		w.Status = appsv1.StatefulSetStatus{}
+		w.Status = appsv1.StatefulSetStatus{ObservedGeneration: w.Status.ObservedGeneration, UpdatedReplicas: w.Status.UpdatedReplicas,
+			AvailableReplicas: w.Status.AvailableReplicas, CurrentRevision: w.Status.CurrentRevision, UpdateRevision: w.Status.UpdateRevision}
 	case *appsv1.DaemonSet:
 		slimMeta(&w.ObjectMeta)
 		slim(&w.Spec.Template.Spec)
-		w.Status = appsv1.DaemonSetStatus{}
+		w.Status = appsv1.DaemonSetStatus{ObservedGeneration: w.Status.ObservedGeneration, DesiredNumberScheduled: w.Status.DesiredNumberScheduled,
+			UpdatedNumberScheduled: w.Status.UpdatedNumberScheduled, NumberAvailable: w.Status.NumberAvailable}
 	}
 	return obj, nil
 }

@@ -1,6 +1,7 @@
 package dev
 
 import (
+	"time"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -129,6 +131,13 @@ func (s *store) storedAsSent(ns string, r request) string {
 				Version: cv.Version.Version, Image: cv.Version.Data["image"]}
 			if rc.Train == "" {
 				rc.Train = trainyardv1.DefaultTrain
+			}
+			if r := cv.Readiness; r != nil {
+				rc.Readiness = &trainyardv1.WorkloadReadiness{Ready: r.Ready, Desired: r.Desired}
+				if r.Since != nil {
+					t := metav1.NewTime(r.Since.UTC().Truncate(time.Second))
+					rc.Readiness.Since = &t
+				}
 			}
 			want = append(want, rc)
 		}
