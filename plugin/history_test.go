@@ -68,6 +68,16 @@ var _ = Describe("history", Ordered, func() {
 			To(Equal([]string{"v1.0.0", "v1.1.0", "v1.1.0", "v1.2.0"}))
 	})
 
+	DescribeTable("golden output",
+		func(name string, args ...string) {
+			r := run(args...)
+			golden(name, r)
+			Expect(r.code).To(Equal(0), "exit code; stderr: %s", r.stderr)
+		},
+		Entry(nil, "history", "history", "edge-1", "-n", ns),
+		Entry(nil, "history-json", "history", "edge-1", "-n", ns, "-o", "json"),
+	)
+
 	It("says so when the cluster reports no such component", func() {
 		r := run("history", "edge-1", "-n", ns, "--component", "nope")
 		Expect(r.code).NotTo(Equal(0))

@@ -115,7 +115,7 @@ func NewCommand(o Options) *cobra.Command {
 	g.config.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().BoolVarP(&g.allNamespaces, "all-namespaces", "A", false,
 		"Read every namespace (the namespace of each row is shown).")
-	root.AddCommand(fleetCommand(g), outdatedCommand(g), trainCommand(g), whyCommand(g), historyCommand(g), diffCommand(g),
+	root.AddCommand(fleetCommand(g), outdatedCommand(g), trainCommand(g), whyCommand(g), historyCommand(g), rolloutCommand(g), diffCommand(g),
 		publishCommand(g), retractCommand(g), clusterCommand(g), versionCommand(g))
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,6 +37,10 @@ type WhyView struct {
 	Recommended string                          `json:"recommended,omitempty"`
 	Path        []string                        `json:"path,omitempty"`
 	Conditional []trainyardv1.ConditionalUpdate `json:"conditional,omitempty"`
+	// ring is the cluster's rollout ring on the train, and heldBack what
+	// the ring holds back (docs/rollout.md).
+	Ring     string                `json:"ring,omitempty"`
+	HeldBack *trainyardv1.HeldBack `json:"heldBack,omitempty"`
 }
 
 func whyCommand(g *globals) *cobra.Command {
@@ -199,6 +204,16 @@ func recommendation(v *WhyView, s trainyardv1.ComponentStatus, say func(string, 
 	v.Recommended, v.Path, v.Conditional = s.Recommended, s.Path, s.Conditional
 	if s.Recommended != "" {
 		say("recommended: %s, by the path %s", s.Recommended, strings.Join(append([]string{v.Running}, s.Path...), " → "))
+	}
+	v.Ring, v.HeldBack = s.Ring, s.HeldBack
+	if h := s.HeldBack; h != nil {
+		until := ""
+		if h.Until != nil {
+			until = " (until " + h.Until.UTC().Format(time.RFC3339) + ")"
+		}
+		say("held back from %s by its rollout ring %s: %s%s", h.Version, h.Ring, h.Reason, until)
+	} else if s.Ring != "" {
+		say("in rollout ring %s, which holds nothing back", s.Ring)
 	}
 	for _, cu := range s.Conditional {
 		var risks []string
