@@ -35,10 +35,43 @@ var (
 		Name: "trainyard_clusters_running_retracted",
 		Help: "Clusters running at least one retracted release.",
 	}, []string{"namespace"})
+	ringClusters = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_rollout_ring_clusters",
+		Help: "Non-stale clusters in each ring of a train's rollout, labelled with the ring's state (Waiting, Soaking, Open, Halted).",
+	}, []string{"namespace", "component", "train", "ring", "state"})
+	ringOnVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_rollout_ring_on_version",
+		Help: "Clusters of each ring that run the rolling release and are ready (or report no readiness).",
+	}, []string{"namespace", "component", "train", "ring", "version"})
+	rolloutHalted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_rollout_halted",
+		Help: "1 while a train's rollout is halted (a retraction, or clusters not ready on the release).",
+	}, []string{"namespace", "component", "train", "version"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(latestInfo, trainClusters, trainClustersBehind, clustersStale, clustersRetracted)
+	ctrlmetrics.Registry.MustRegister(latestInfo, trainClusters, trainClustersBehind, clustersStale, clustersRetracted,
+		ringClusters, ringOnVersion, rolloutHalted)
+}
+
+// recordRollout replaces a train's rollout series (at most MaxRings rings).
+func recordRollout(ns, component, train string, st *trainyardv1.RolloutStatus) {
+	l := prometheus.Labels{"namespace": ns, "component": component, "train": train}
+	ringClusters.DeletePartialMatch(l)
+	ringOnVersion.DeletePartialMatch(l)
+	rolloutHalted.DeletePartialMatch(l)
+	if st == nil {
+		return
+	}
+	for _, r := range st.Rings {
+		ringClusters.WithLabelValues(ns, component, train, r.Name, string(r.State)).Set(float64(r.Clusters))
+		ringOnVersion.WithLabelValues(ns, component, train, r.Name, st.Version).Set(float64(r.OnVersion))
+	}
+	halted := 0.0
+	if st.Phase == trainyardv1.RolloutHalted {
+		halted = 1
+	}
+	rolloutHalted.WithLabelValues(ns, component, train, st.Version).Set(halted)
 }
 
 // recordTrain replaces a train's series with its current status.

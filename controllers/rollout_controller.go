@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -49,10 +50,16 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	train := &trainyardv1.ReleaseTrain{}
 	if err := r.Get(ctx, req.NamespacedName, train); err != nil {
 		r.wakeups.Cancel(req.NamespacedName)
+		if apierrors.IsNotFound(err) {
+			if component, trainName, ok := strings.Cut(req.Name, "."); ok {
+				recordRollout(req.Namespace, component, trainName, nil)
+			}
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if train.Spec.Rollout == nil {
 		r.wakeups.Cancel(req.NamespacedName)
+		recordRollout(train.Namespace, train.Spec.Component, train.Spec.Train, nil)
 		if train.Status.Rollout == nil {
 			return ctrl.Result{}, nil
 		}
@@ -73,6 +80,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	} else if err != nil {
 		return done(err)
 	}
+	recordRollout(train.Namespace, train.Spec.Component, train.Spec.Train, &out.Status)
 	for _, ring := range out.Opened {
 		r.Recorder.Eventf(train, nil, corev1.EventTypeNormal, "RingOpened", "OpenRing",
 			"ring %s opened %s", ring, out.Status.Version)

@@ -186,11 +186,11 @@ func changes(cs []ComponentChange, arrow bool) string {
 }
 
 // TrainEvents are the facts a train's status holds now: its latest release
-// since latest.since.
+// since latest.since, and its rollout's ring openings, halts and resumes.
 func TrainEvents(t *trainyardv1.ReleaseTrain) []Event {
 	l := t.Status.Latest
 	if l == nil || l.Since == nil {
-		return nil
+		return rolloutEvents(t)
 	}
 	e := Event{
 		Type: trainyardv1.EventReleaseLatest, Severity: trainyardv1.SeverityInfo, Time: l.Since.UTC(),
@@ -203,7 +203,46 @@ func TrainEvents(t *trainyardv1.ReleaseTrain) []Event {
 		e.Summary += fmt.Sprintf(" (was %s)", p.Version)
 	}
 	e.ID = eventID(string(e.Type), string(t.UID), l.Name, stamp(*l.Since))
-	return []Event{e}
+	return append([]Event{e}, rolloutEvents(t)...)
+}
+
+// rolloutEvents are the facts of a train's rollout: each ring that opened
+// the rolling release (not the baseline a rollout starts from), each halt,
+// and each halt's end.
+func rolloutEvents(t *trainyardv1.ReleaseTrain) []Event {
+	st := t.Status.Rollout
+	if st == nil {
+		return nil
+	}
+	base := Event{Subject: "releasetrains/" + t.Name, Component: t.Spec.Component, Train: t.Spec.Train,
+		concerns: []componentTrain{{t.Spec.Component, t.Spec.Train}}}
+	var out []Event
+	for _, r := range st.Rings {
+		if r.Opened == nil || r.Previous == "" || r.Version == "" || r.Version != st.Version {
+			continue
+		}
+		e := base
+		e.Type, e.Severity, e.Time, e.Version, e.Previous, e.Reason = trainyardv1.EventRolloutRingOpened, trainyardv1.SeverityInfo,
+			r.Opened.UTC(), r.Version, r.Previous, r.Name
+		e.Summary = fmt.Sprintf("%s %s opened to ring %s on %s (was %s)", t.Spec.Component, r.Version, r.Name, t.Spec.Train, r.Previous)
+		e.ID = eventID(string(e.Type), string(t.UID), r.Name, r.Version, stamp(*r.Opened))
+		out = append(out, e)
+	}
+	for _, h := range st.Halts {
+		e := base
+		e.Type, e.Severity, e.Time, e.Version, e.Reason = trainyardv1.EventRolloutHalted, trainyardv1.SeverityWarning, h.At.UTC(), h.Version, h.Reason
+		e.Summary = fmt.Sprintf("the rollout of %s %s on %s halted: %s", t.Spec.Component, h.Version, t.Spec.Train, h.Message)
+		e.ID = eventID(string(e.Type), string(t.UID), h.Version, h.Reason, stamp(h.At))
+		out = append(out, e)
+		if h.Resumed != nil {
+			e := base
+			e.Type, e.Severity, e.Time, e.Version, e.Reason = trainyardv1.EventRolloutResumed, trainyardv1.SeverityInfo, h.Resumed.UTC(), h.Version, h.Reason
+			e.Summary = fmt.Sprintf("the rollout of %s %s on %s resumed (%s halt cleared)", t.Spec.Component, h.Version, t.Spec.Train, h.Reason)
+			e.ID = eventID(string(e.Type), string(t.UID), h.Version, h.Reason, stamp(h.At), stamp(*h.Resumed))
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // ReleaseEvents are the facts a release's status holds now: retracted since

@@ -102,6 +102,9 @@ var digestPhrases = map[trainyardv1.EventType]string{
 	trainyardv1.EventClusterRecovered:        "%d clusters check in again",
 	trainyardv1.EventClusterBehind:           "%d clusters fell behind",
 	trainyardv1.EventClusterRunningRetracted: "%d clusters run a retracted release",
+	trainyardv1.EventRolloutRingOpened:       "%d rollout rings opened a release",
+	trainyardv1.EventRolloutHalted:           "%d rollouts halted",
+	trainyardv1.EventRolloutResumed:          "%d rollouts resumed",
 }
 
 func digestSummary(t trainyardv1.EventType, n int, first []Event) string {

@@ -117,6 +117,37 @@ func TestReleaseEventsAreWarningsWhileClustersRunThem(t *testing.T) {
 	}
 }
 
+func TestRolloutEventsAreItsOpeningsHaltsAndResumes(t *testing.T) {
+	at := func(d time.Duration) *metav1.Time { m := metav1.NewTime(t0.Add(d)); return &m }
+	train := &trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "app.stable", UID: "uid-train"},
+		Spec: trainyardv1.ReleaseTrainSpec{Component: "app", Train: "stable"},
+		Status: trainyardv1.ReleaseTrainStatus{Rollout: &trainyardv1.RolloutStatus{Version: "1.1.0", Rings: []trainyardv1.RingStatus{
+			{Name: "base", Version: "1.0.0", Opened: at(0)}, // a baseline: no event
+			{Name: "canary", Version: "1.1.0", Previous: "1.0.0", Opened: at(time.Minute)},
+			{Name: "early", Version: "1.0.0", Previous: "1.0.0", Opened: at(0)}, // not the rolling release
+		}}}}
+	before := train.DeepCopy()
+	if got := typesOf(TrainEvents(before)); len(got) != 1 || got[0] != trainyardv1.EventRolloutRingOpened {
+		t.Fatalf("facts of one opened ring: %v", got)
+	}
+	halted := train.DeepCopy()
+	halted.Status.Rollout.Halts = []trainyardv1.RolloutHalt{{Version: "1.1.0", Reason: "NotReady", Message: "2 of 4", At: *at(time.Hour)}}
+	news := newFacts(TrainEvents(before), TrainEvents(halted))
+	if len(news) != 1 || news[0].Type != trainyardv1.EventRolloutHalted || news[0].Severity != trainyardv1.SeverityWarning || !strings.Contains(news[0].Summary, "halted: 2 of 4") {
+		t.Fatalf("new facts of a halt: %+v", news)
+	}
+	resumed := halted.DeepCopy()
+	resumed.Status.Rollout.Halts[0].Resumed = at(2 * time.Hour)
+	news = newFacts(TrainEvents(halted), TrainEvents(resumed))
+	if len(news) != 1 || news[0].Type != trainyardv1.EventRolloutResumed {
+		t.Fatalf("new facts of a resume: %+v", news)
+	}
+	// The same facts, whoever computes them: the ids do not change.
+	if a, b := TrainEvents(resumed), TrainEvents(resumed.DeepCopy()); a[0].ID != b[0].ID || a[1].ID != b[1].ID {
+		t.Fatal("ids differ between two computations")
+	}
+}
+
 func TestRulesSelect(t *testing.T) {
 	stale := ClusterEvents(report("a", cond(trainyardv1.ConditionStale, metav1.ConditionTrue, "NoRecentCheckIn", t0)))[0]
 	for _, tc := range []struct {

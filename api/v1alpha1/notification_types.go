@@ -190,7 +190,7 @@ type NotificationTargetList struct {
 }
 
 // EventType is the CloudEvents type of a notification.
-// +kubebuilder:validation:Enum=dev.trainyard.release.latest;dev.trainyard.release.retracted;dev.trainyard.cluster.stale;dev.trainyard.cluster.recovered;dev.trainyard.cluster.behind;dev.trainyard.cluster.running-retracted
+// +kubebuilder:validation:Enum=dev.trainyard.release.latest;dev.trainyard.release.retracted;dev.trainyard.cluster.stale;dev.trainyard.cluster.recovered;dev.trainyard.cluster.behind;dev.trainyard.cluster.running-retracted;dev.trainyard.rollout.ring-opened;dev.trainyard.rollout.halted;dev.trainyard.rollout.resumed
 type EventType string
 
 const (
@@ -207,11 +207,19 @@ const (
 	EventClusterBehind EventType = "dev.trainyard.cluster.behind"
 	// EventClusterRunningRetracted: a cluster runs a retracted release.
 	EventClusterRunningRetracted EventType = "dev.trainyard.cluster.running-retracted"
+	// EventRolloutRingOpened: a ring of a train's rollout opened a release.
+	EventRolloutRingOpened EventType = "dev.trainyard.rollout.ring-opened"
+	// EventRolloutHalted: a train's rollout halted (a retraction, or
+	// clusters not ready on the release).
+	EventRolloutHalted EventType = "dev.trainyard.rollout.halted"
+	// EventRolloutResumed: a halted rollout's cause cleared.
+	EventRolloutResumed EventType = "dev.trainyard.rollout.resumed"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventReleaseLatest, EventReleaseRetracted, EventClusterStale,
-	EventClusterRecovered, EventClusterBehind, EventClusterRunningRetracted}
+	EventClusterRecovered, EventClusterBehind, EventClusterRunningRetracted,
+	EventRolloutRingOpened, EventRolloutHalted, EventRolloutResumed}
 
 // Severity orders events for a rule's minSeverity.
 // +kubebuilder:validation:Enum=info;warning;critical
@@ -245,7 +253,7 @@ type NotificationRuleSpec struct {
 	// eventTypes to send; empty: all of them.
 	// +optional
 	// +listType=set
-	// +kubebuilder:validation:MaxItems=6
+	// +kubebuilder:validation:MaxItems=9
 	EventTypes []EventType `json:"eventTypes,omitempty"`
 
 	// minSeverity of the events to send: info (all), warning or critical.

@@ -679,7 +679,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 				rules = append(rules, map[string]string{"record": fmt.Sprintf("dashboard:panel_%d", len(rules)), "expr": expr})
 			}
 		}
-		Expect(rows).To(Equal(map[string]bool{"Fleet": true, "Trains": true, "Bridge": true, "Notifications": true}))
+		Expect(rows).To(Equal(map[string]bool{"Fleet": true, "Trains": true, "Rollouts": true, "Bridge": true, "Notifications": true}))
 		promtool := os.Getenv("PROMTOOL")
 		Expect(promtool).NotTo(BeEmpty(), "PROMTOOL is not set: run with `make test`")
 		file, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
