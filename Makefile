@@ -182,6 +182,10 @@ bench-plugin: build ## kubectl trainyard: outdated over 10,000 ClusterReports (t
 bench-recommend: build ## Recommendations: 10,000 clusters' upgrade paths recomputed after one retraction (vs raw status patches), writes only where they change.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/recommend -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-rollout
+bench-rollout: build ## Rollout rings: 10,000 clusters in three rings; opening a ring of 5,000 reaches its reports (vs raw status patches), none outside it written.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/rollout -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 .PHONY: bench-abuse
 bench-abuse: build ## Abuse: the bridge in its own process under floods (1 MiB multi-gets, slow bodies, 8 MiB dumps, bad tokens) while 200 clusters check in: their p99, webhook latency, both processes' RSS.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/abuse -binary $(LOCALBIN)/trainyard $(BENCH_ARGS)

@@ -66,9 +66,10 @@ func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		}
 		if s, ok := latest[rc.Name]; ok && s.Recommended != "" {
 			cv.UpdateAvailable = s.Recommended
-		} else if ok && s.State == trainyardv1.StateUpdateAvailable && s.HeldBack == nil {
-			// No path to the latest; but a cluster its rollout ring holds
-			// back is offered nothing yet.
+		} else if ok && s.State == trainyardv1.StateUpdateAvailable && s.Ring == "" {
+			// No path to the latest: offered as the old service did; but
+			// a cluster in a rollout is offered nothing its ring has not
+			// opened.
 			cv.UpdateAvailable = s.Latest
 		}
 		c.Components = append(c.Components, cv)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -102,8 +104,18 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 		}
 	}
 	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { notify(obj) },
-		UpdateFunc: func(_, obj any) { notify(obj) },
+		AddFunc: func(obj any) { notify(obj) },
+		UpdateFunc: func(old, obj any) {
+			// A train's status is rewritten for its adoption and rollout
+			// counts; long-polls and cached answers care for its latest.
+			if o, ok := old.(*trainyardv1.ReleaseTrain); ok {
+				if n, ok := obj.(*trainyardv1.ReleaseTrain); ok && o.Generation == n.Generation &&
+					equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest) {
+					return
+				}
+			}
+			notify(obj)
+		},
 		DeleteFunc: notify,
 	}
 	for _, obj := range []client.Object{&trainyardv1.ReleaseTrain{}, &trainyardv1.ComponentRelease{}} {

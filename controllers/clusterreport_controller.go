@@ -89,9 +89,11 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		patched := rep.DeepCopy()
 		patched.Status = *st
 		var patch client.Patch = client.MergeFrom(rep)
-		if initialized {
+		if initialized || timelineMoved(rep.Status.Components, st.Components) {
 			// Filling in check-in fields must not overwrite a check-in the
-			// cache has not seen yet.
+			// cache has not seen yet; a version change recorded from a
+			// cache that has not seen this controller's own last write
+			// would be recorded twice, at two times.
 			patch = client.MergeFromWithOptions(rep, client.MergeFromWithOptimisticLock{})
 		}
 		if err := r.Status().Patch(ctx, patched, patch); apierrors.IsConflict(err) {
@@ -186,6 +188,18 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionRunningRetracted, false, "NoRetractedRelease", "no component runs a retracted release")
 	}
 	return nil
+}
+
+// timelineMoved tells whether a status adds to a component's timeline:
+// a version change, or a new readiness state.
+func timelineMoved(before, after []trainyardv1.ComponentStatus) bool {
+	for i := range after {
+		prev := previousStatus(before, after[i].Name)
+		if prev == nil || len(prev.History) != len(after[i].History) || prev.Installed != after[i].Installed || prev.Ready != after[i].Ready {
+			return true
+		}
+	}
+	return false
 }
 
 // previousStatus is the component's entry in the status as it was.
@@ -295,7 +309,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 	case cs.Latest != "":
 		cs.State = trainyardv1.StateUpdateAvailable
 	}
-	hold, held := rollout.HoldOf(train.Spec.Rollout, train.Status.Rollout, train.Name, rep.Spec.ClusterID, rep.Labels)
+	hold, held := rollout.HoldOf(train.Spec.Rollout, train.Status.Rollout, train.Name, cs.Latest, rep.Spec.ClusterID, rep.Labels)
 	if held {
 		cs.Ring = hold.Ring
 	} else {

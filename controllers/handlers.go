@@ -122,6 +122,11 @@ func (h trainToReports) Update(ctx context.Context, e event.UpdateEvent, q queue
 	o, n := e.ObjectOld.(*trainyardv1.ReleaseTrain), e.ObjectNew.(*trainyardv1.ReleaseTrain)
 	var keep func(*trainyardv1.ClusterReport) bool
 	switch {
+	case o.Generation == n.Generation && !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest) && rolloutFollows(n):
+		// The rollout's status write for the new latest follows and
+		// enqueues every follower: reconciling them now would write each
+		// report twice.
+		return
 	case o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest):
 	case n.Spec.Rollout == nil || o.Status.Rollout == nil || n.Status.Rollout == nil:
 		if equality.Semantic.DeepEqual(o.Status.Rollout, n.Status.Rollout) {
@@ -135,7 +140,7 @@ func (h trainToReports) Update(ctx context.Context, e event.UpdateEvent, q queue
 		changed := map[string]bool{}
 		for _, ring := range rn.Rings {
 			i := slices.IndexFunc(ro.Rings, func(x trainyardv1.RingStatus) bool { return x.Name == ring.Name })
-			if i < 0 || !sameHold(ro.Rings[i], ring) {
+			if i < 0 || !rollout.SameHold(ro.Rings[i], ring) {
 				changed[ring.Name] = true
 			}
 		}
@@ -156,9 +161,10 @@ func (h trainToReports) add(q queue, reqs []reconcile.Request) {
 	}
 }
 
-// sameHold tells whether two states of a ring hold its clusters alike
-// (rollout.HoldOf reads these fields).
-func sameHold(a, b trainyardv1.RingStatus) bool {
-	return a.Version == b.Version && a.Previous == b.Previous && a.ShownBasisPoints == b.ShownBasisPoints &&
-		a.Reason == b.Reason && timeEqual(a.NextEvaluation, b.NextEvaluation)
+
+// rolloutFollows tells whether a train's rollout has yet to start its
+// latest release (its status will change).
+func rolloutFollows(t *trainyardv1.ReleaseTrain) bool {
+	return t.Spec.Rollout != nil && t.Status.Rollout != nil && t.Status.Latest != nil &&
+		rollout.Newer(t.Status.Latest.Version, t.Status.Rollout.Version)
 }

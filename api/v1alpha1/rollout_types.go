@@ -211,6 +211,9 @@ type RolloutStatus struct {
 	// latest since the rollout was configured.
 	// +optional
 	Version string `json:"version,omitempty"`
+	// started is when the rollout of version started.
+	// +optional
+	Started *metav1.Time `json:"started,omitempty"`
 	// phase: Progressing, Complete, Halted or Suspended.
 	Phase RolloutPhase `json:"phase"`
 	// message says why, in one line.

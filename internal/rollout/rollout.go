@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -77,25 +78,6 @@ func Bucket(train, clusterID string) int32 {
 	h.Write([]byte{0})
 	h.Write([]byte(strings.ToLower(clusterID)))
 	return int32(h.Sum32() % All)
-}
-
-// step is the share of a ring shown at a time, in basis points.
-func step(maxConcurrent *intstr.IntOrString, clusters int) int32 {
-	if maxConcurrent == nil {
-		return All
-	}
-	if maxConcurrent.Type == intstr.String {
-		var pct int
-		if _, err := fmt.Sscanf(maxConcurrent.StrVal, "%d%%", &pct); err != nil || pct <= 0 {
-			return All
-		}
-		return int32(min(pct*100, All))
-	}
-	n := maxConcurrent.IntValue()
-	if n <= 0 || clusters <= 0 || n >= clusters {
-		return All
-	}
-	return int32(min(int(math.Ceil(float64(n)*All/float64(clusters))), All))
 }
 
 // Newer tells whether version a is newer than b, as semantic versions (a
@@ -171,11 +153,68 @@ type ringCount struct {
 	clusters int
 	// onVersion: when each cluster running the version, ready, got there.
 	onVersion []time.Time
-	// notReadySince: since when each cluster running the version is not ready.
+	// notReadySince: since when each cluster running the version has not
+	// been ready on it.
 	notReadySince []time.Time
-	// shown: clusters the ring shows the release to; shownDone: those of
-	// them that run it, ready.
-	shown, shownDone int
+	// members in the ring's stable order (by bucket).
+	members []placed
+}
+
+// placed is a member's place in its ring's order, and whether it runs the
+// rolling version, ready.
+type placed struct {
+	bucket int32
+	done   bool
+}
+
+// shown counts the members below a ShownBasisPoints.
+func (c *ringCount) shown(bp int32) int {
+	return sort.Search(len(c.members), func(k int) bool { return c.members[k].bucket >= bp })
+}
+
+// advance shows the ring's release to more of its clusters, in the stable
+// order, while at most maxConcurrent shown clusters do not run it ready yet
+// (at least the next one when none is in flight).
+func (c *ringCount) advance(rs *trainyardv1.RingStatus, maxConcurrent *intstr.IntOrString) {
+	if rs.ShownBasisPoints >= All {
+		return
+	}
+	limit := inFlight(maxConcurrent, len(c.members))
+	busy, k := 0, 0
+	for ; k < len(c.members) && c.members[k].bucket < rs.ShownBasisPoints; k++ {
+		if !c.members[k].done {
+			busy++
+		}
+	}
+	for ; k < len(c.members); k++ {
+		if !c.members[k].done {
+			if busy >= limit {
+				break
+			}
+			busy++
+		}
+	}
+	if k == len(c.members) {
+		rs.ShownBasisPoints = All
+	} else if b := c.members[k].bucket; b > rs.ShownBasisPoints {
+		rs.ShownBasisPoints = b
+	}
+}
+
+// inFlight is how many of a ring's n clusters may be shown the release and
+// not yet run it ready.
+func inFlight(maxConcurrent *intstr.IntOrString, n int) int {
+	if maxConcurrent == nil {
+		return max(n, 1)
+	}
+	if maxConcurrent.Type == intstr.String {
+		var pct int
+		if _, err := fmt.Sscanf(maxConcurrent.StrVal, "%d%%", &pct); err != nil || pct <= 0 {
+			return max(n, 1)
+		}
+		return max(int(math.Ceil(float64(pct)*float64(n)/100)), 1)
+	}
+	return max(maxConcurrent.IntValue(), 1)
 }
 
 // Evaluate decides the rollout.
@@ -191,7 +230,7 @@ func Evaluate(in Input) Output {
 	prev := in.Previous
 	st := trainyardv1.RolloutStatus{}
 	if prev != nil {
-		st.Version = prev.Version
+		st.Version, st.Started = prev.Version, prev.Started
 		st.Halts = slices.Clone(prev.Halts)
 	}
 	prevRing := func(name string) *trainyardv1.RingStatus {
@@ -205,14 +244,22 @@ func Evaluate(in Input) Output {
 		}
 		return nil
 	}
-	// A ring new to the status has opened what the fleet had: the oldest
-	// version any ring has opened.
+	// A ring new to the status has opened what the whole fleet had: the
+	// oldest version every ring has opened to all of its clusters.
 	baseline := in.Latest
 	if prev != nil {
 		baseline = prev.Version
 		for _, r := range prev.Rings {
-			if r.Version != "" && Newer(baseline, r.Version) {
-				baseline = r.Version
+			v := r.Version
+			if r.ShownBasisPoints < All {
+				v = r.Previous
+			}
+			if v == "" {
+				baseline = ""
+				break
+			}
+			if Newer(baseline, v) {
+				baseline = v
 			}
 		}
 	}
@@ -230,14 +277,20 @@ func Evaluate(in Input) Output {
 	}
 	// A newer latest starts a new rollout; an older one (the rolling
 	// release was retracted) does not.
-	newRollout := prev == nil && in.Latest != "" ||
-		prev != nil && in.Latest != "" && (st.Version == "" || Newer(in.Latest, st.Version))
-	if prev == nil {
+	switch {
+	case prev == nil:
 		st.Version = in.Latest // the baseline: every ring has opened it
-	} else if newRollout {
-		st.Version = in.Latest
+		if in.Latest != "" {
+			st.Started = &now
+		}
+	case in.Latest != "" && (st.Version == "" || Newer(in.Latest, st.Version)):
+		st.Version, st.Started = in.Latest, &now
 		for i := range rings {
-			rings[i].Previous = rings[i].Version
+			if rings[i].ShownBasisPoints < All {
+				// Shown to a slice only: the rest of the ring keeps what it had.
+				rings[i].Version = rings[i].Previous
+			}
+			rings[i].Previous, rings[i].ShownBasisPoints = rings[i].Version, All
 		}
 	}
 
@@ -249,45 +302,50 @@ func Evaluate(in Input) Output {
 		i := RingOf(p.Rings, m.Labels)
 		c := &counts[i]
 		c.clusters++
-		onVersion := st.Version != "" && ordering.Canonical(m.Installed) == ordering.Canonical(st.Version)
-		shown := Bucket(in.Train, m.ClusterID) < rings[i].ShownBasisPoints
-		if shown {
-			c.shown++
-		}
-		if !onVersion {
-			continue
-		}
-		switch m.Ready {
-		case trainyardv1.NotReady:
-			c.notReadySince = append(c.notReadySince, m.ReadySince)
-		default: // Ready, or Unknown: an agent that cannot tell never blocks
-			at := m.Since
-			if m.Ready == trainyardv1.Ready && m.ReadySince.After(at) {
-				at = m.ReadySince
-			}
-			c.onVersion = append(c.onVersion, at)
-			if shown {
-				c.shownDone++
+		at := placed{bucket: Bucket(in.Train, m.ClusterID)}
+		if st.Version != "" && ordering.Canonical(m.Installed) == ordering.Canonical(st.Version) {
+			switch m.Ready {
+			case trainyardv1.NotReady:
+				// Not ready on this version: since it got it, at the earliest.
+				since := m.ReadySince
+				if m.Since.After(since) {
+					since = m.Since
+				}
+				c.notReadySince = append(c.notReadySince, since)
+			default: // Ready, or Unknown: an agent that cannot tell never blocks
+				t := m.Since
+				if m.Ready == trainyardv1.Ready && m.ReadySince.After(t) {
+					t = m.ReadySince
+				}
+				c.onVersion = append(c.onVersion, t)
+				at.done = true
 			}
 		}
+		c.members = append(c.members, at)
 	}
 	for i := range rings {
-		rings[i].Clusters = int32(counts[i].clusters)
-		rings[i].OnVersion = int32(len(counts[i].onVersion))
-		rings[i].NotReady = int32(len(counts[i].notReadySince))
-		slices.SortFunc(counts[i].onVersion, func(a, b time.Time) int { return a.Compare(b) })
+		c := &counts[i]
+		rings[i].Clusters = int32(c.clusters)
+		rings[i].OnVersion = int32(len(c.onVersion))
+		rings[i].NotReady = int32(len(c.notReadySince))
+		slices.SortFunc(c.onVersion, func(a, b time.Time) int { return a.Compare(b) })
+		slices.SortFunc(c.members, func(a, b placed) int { return int(a.bucket) - int(b.bucket) })
 	}
 	opened := func(i int) bool {
 		return st.Version != "" && ordering.Canonical(rings[i].Version) == ordering.Canonical(st.Version)
 	}
+	settled := st.Version != ""
+	for i := range rings {
+		settled = settled && opened(i) && rings[i].ShownBasisPoints >= All
+	}
 
-	// Halts: a retracted rolling release, or too many clusters of an
-	// opened ring not ready on it for too long.
+	// Halts: a retracted rolling release, or, while it rolls out, too many
+	// of the clusters an opened ring shows it to not ready on it for too long.
 	var halt *trainyardv1.RolloutHalt
 	if st.Version != "" && in.Retracted != nil && in.Retracted(st.Version) {
 		halt = &trainyardv1.RolloutHalt{Version: st.Version, Reason: ReasonRetracted,
 			Message: fmt.Sprintf("%s was retracted", st.Version)}
-	} else if st.Version != "" {
+	} else if !settled && st.Version != "" {
 		maxPct, notReadyFor := int32(DefaultMaxNotReadyPercent), DefaultNotReadyFor
 		if h := p.Halt; h != nil {
 			if h.MaxNotReadyPercent != nil {
@@ -298,7 +356,8 @@ func Evaluate(in Input) Output {
 			}
 		}
 		for i := range rings {
-			if !opened(i) || counts[i].clusters == 0 {
+			shown := counts[i].shown(rings[i].ShownBasisPoints)
+			if !opened(i) || shown == 0 {
 				continue
 			}
 			long := 0
@@ -309,10 +368,10 @@ func Evaluate(in Input) Output {
 					soon(since.Add(notReadyFor))
 				}
 			}
-			if long > 0 && long*100 > int(maxPct)*counts[i].clusters {
+			if long > 0 && long*100 > int(maxPct)*shown {
 				halt = &trainyardv1.RolloutHalt{Version: st.Version, Reason: ReasonNotReady,
 					Message: fmt.Sprintf("%d of %d clusters of ring %s run %s and have not been ready for %s (more than %d%%)",
-						long, counts[i].clusters, rings[i].Name, st.Version, notReadyFor, maxPct)}
+						long, shown, rings[i].Name, st.Version, notReadyFor, maxPct)}
 				break
 			}
 		}
@@ -327,6 +386,7 @@ func Evaluate(in Input) Output {
 	case halt != nil:
 		if last != nil {
 			last.Resumed = &now
+			out.Resumed = last.DeepCopy()
 		}
 		halt.At = now
 		st.Halts = append(st.Halts, *halt)
@@ -342,39 +402,28 @@ func Evaluate(in Input) Output {
 
 	// Rings open in order, each once the rings before it have.
 	for i := range rings {
-		r, rs, c := p.Rings[i], &rings[i], counts[i]
+		r, rs, c := p.Rings[i], &rings[i], &counts[i]
 		if st.Version == "" {
 			setState(rs, trainyardv1.RingWaiting, ReasonNoLatest, "the train has no latest release", now)
 			continue
 		}
 		if opened(i) {
-			// Show the next slice once the current one runs the release.
-			for halt == nil && !p.Suspend && rs.ShownBasisPoints < All && c.shown == c.shownDone {
-				rs.ShownBasisPoints = min(rs.ShownBasisPoints+step(r.MaxConcurrent, c.clusters), All)
-				c.shown, c.shownDone = 0, 0
-				for _, m := range in.Members {
-					if m.Stale || RingOf(p.Rings, m.Labels) != i || Bucket(in.Train, m.ClusterID) >= rs.ShownBasisPoints {
-						continue
-					}
-					c.shown++
-					if ordering.Canonical(m.Installed) == ordering.Canonical(st.Version) && m.Ready != trainyardv1.NotReady {
-						c.shownDone++
-					}
-				}
+			if halt == nil && !p.Suspend {
+				c.advance(rs, r.MaxConcurrent)
 			}
 			rs.NextEvaluation = nil
 			switch {
 			case halt != nil && rs.ShownBasisPoints < All:
 				setState(rs, trainyardv1.RingHalted, ReasonHalted, "rollout halted: "+halt.Message, now)
 			case rs.ShownBasisPoints < All:
-				setState(rs, trainyardv1.RingOpen, ReasonOpened, fmt.Sprintf("%s shown to %s of the ring; %d of %d clusters run it ready",
-					st.Version, percent(rs.ShownBasisPoints), len(c.onVersion), c.clusters), now)
+				setState(rs, trainyardv1.RingOpen, ReasonOpened, fmt.Sprintf("%s shown to %d of %d clusters (at most %d at a time not yet on it); %d run it ready",
+					st.Version, c.shown(rs.ShownBasisPoints), c.clusters, inFlight(r.MaxConcurrent, c.clusters), len(c.onVersion)), now)
 			default:
 				setState(rs, trainyardv1.RingOpen, ReasonOpened, fmt.Sprintf("%s open; %d of %d clusters run it ready", st.Version, len(c.onVersion), c.clusters), now)
 			}
 			continue
 		}
-		state, reason, msg, next, approvedBy := gate(in, st.Version, rings, counts, i)
+		state, reason, msg, next, approvedBy := gate(in, st, rings, counts, i)
 		rs.NextEvaluation = nil
 		if !next.IsZero() {
 			t := metav1.NewTime(next.UTC().Truncate(time.Second))
@@ -390,12 +439,19 @@ func Evaluate(in Input) Output {
 			setState(rs, trainyardv1.RingWaiting, ReasonSuspended, "rollout suspended; "+msg, now)
 		default:
 			rs.Previous, rs.Version, rs.Opened, rs.ApprovedBy = rs.Version, st.Version, &now, approvedBy
-			rs.ShownBasisPoints = step(r.MaxConcurrent, c.clusters)
+			rs.ShownBasisPoints = All
+			if r.MaxConcurrent != nil {
+				rs.ShownBasisPoints = 0
+				c.advance(rs, r.MaxConcurrent)
+			}
 			rs.NextEvaluation = nil
-			out.Opened = append(out.Opened, rs.Name)
+			if reason != ReasonSkipped {
+				out.Opened = append(out.Opened, rs.Name)
+			}
+			rs.State, rs.Since = trainyardv1.RingOpen, &now // a new opening, even from Open
 			setState(rs, trainyardv1.RingOpen, reason, msg, now)
 			if rs.ShownBasisPoints < All {
-				rs.Message = fmt.Sprintf("%s; shown to %s of the ring at a time", msg, percent(rs.ShownBasisPoints))
+				rs.Message = fmt.Sprintf("%s; shown to at most %d clusters at a time not yet on it", msg, inFlight(r.MaxConcurrent, c.clusters))
 			}
 		}
 	}
@@ -427,9 +483,9 @@ func Evaluate(in Input) Output {
 // gate is where ring i stands for the rolling version while it has not
 // opened it: Open when every gate passes (msg says why), else Waiting or
 // Soaking, with the time a gate changes (next) where one is time-bound.
-func gate(in Input, version string, rings []trainyardv1.RingStatus, counts []ringCount, i int) (
+func gate(in Input, st trainyardv1.RolloutStatus, rings []trainyardv1.RingStatus, counts []ringCount, i int) (
 	state trainyardv1.RingState, reason, msg string, next time.Time, approvedBy string) {
-	p := in.Policy
+	p, version := in.Policy, st.Version
 	for j := 0; j < i; j++ {
 		if ordering.Canonical(rings[j].Version) != ordering.Canonical(version) {
 			return trainyardv1.RingWaiting, ReasonWaitingForRing, fmt.Sprintf("waiting for ring %s to open %s", rings[j].Name, version), time.Time{}, ""
@@ -453,10 +509,13 @@ func gate(in Input, version string, rings []trainyardv1.RingStatus, counts []rin
 	}
 	if prev < 0 {
 		// The first ring with clusters: its soak counts from when the
-		// release became latest.
+		// release became latest (else when its rollout started).
 		reached = in.Now
-		if ordering.Canonical(in.Latest) == ordering.Canonical(version) && !in.LatestSince.IsZero() {
+		switch {
+		case ordering.Canonical(in.Latest) == ordering.Canonical(version) && !in.LatestSince.IsZero():
 			reached = in.LatestSince
+		case st.Started != nil:
+			reached = st.Started.Time
 		}
 		why = append(why, fmt.Sprintf("%s latest since %s", version, reached.UTC().Format(time.RFC3339)))
 	} else {
@@ -537,11 +596,17 @@ type Hold struct {
 }
 
 // HoldOf is a cluster's hold on a train with a rollout; ok is false when
-// the train has no rollout.
-func HoldOf(p *trainyardv1.RolloutPolicy, st *trainyardv1.RolloutStatus, train, clusterID string, lbls map[string]string) (h Hold, ok bool) {
+// the train has no rollout. latest is the train's latest: newer than the
+// rolling release, it is held back until the rollout has evaluated it.
+func HoldOf(p *trainyardv1.RolloutPolicy, st *trainyardv1.RolloutStatus, train, latest, clusterID string, lbls map[string]string) (h Hold, ok bool) {
 	if p == nil || len(p.Rings) == 0 || st == nil {
 		return Hold{}, false
 	}
+	defer func() {
+		if latest != "" && Newer(latest, st.Version) {
+			h.Reason, h.Until = fmt.Sprintf("the rollout of %s has not started yet", latest), nil
+		}
+	}()
 	i := RingOf(p.Rings, lbls)
 	h.Ring = p.Rings[i].Name
 	var rs *trainyardv1.RingStatus
@@ -582,10 +647,13 @@ func HoldOf(p *trainyardv1.RolloutPolicy, st *trainyardv1.RolloutStatus, train, 
 		h.Reason = fmt.Sprintf("the rollout of %s is halted: %s", st.Version, haltMessage(st))
 	case ReasonSuspended:
 		h.Reason = fmt.Sprintf("the rollout of %s is suspended", st.Version)
-	case ReasonWaitingForRing:
+	case ReasonWaitingForRing, ReasonWaitingForShare:
+		// One sentence for both: the ring before it opening must not
+		// rewrite the reports of every ring after it.
 		h.Reason = fmt.Sprintf("ring %s opens %s after the rings before it", h.Ring, st.Version)
-	case ReasonWaitingForShare:
-		h.Reason = fmt.Sprintf("ring %s opens %s once %d%% of the ring before it run it ready", h.Ring, st.Version, after.MinReportingPercent)
+		if after.MinReportingPercent > 0 {
+			h.Reason = fmt.Sprintf("ring %s opens %s once %d%% of the ring before it run it ready", h.Ring, st.Version, after.MinReportingPercent)
+		}
 		if after.Soak != nil {
 			h.Reason += fmt.Sprintf(", for %s", after.Soak.Duration)
 		}
@@ -594,7 +662,7 @@ func HoldOf(p *trainyardv1.RolloutPolicy, st *trainyardv1.RolloutStatus, train, 
 		if after.Soak != nil {
 			h.Reason += " of " + after.Soak.Duration.String()
 		}
-		h.Until = rs.NextEvaluation
+		h.Until = rs.NextEvaluation.DeepCopy() // the train may be the cache's own object
 	case ReasonWaitingForApproval:
 		h.Reason = fmt.Sprintf("ring %s opens %s with a PromotionApproval of the ring", h.Ring, st.Version)
 	default:
@@ -609,4 +677,28 @@ func haltMessage(st *trainyardv1.RolloutStatus) string {
 		return st.Halts[n-1].Message
 	}
 	return st.Message
+}
+
+// holdClass is what HoldOf tells apart of a ring's reason.
+func holdClass(reason string) string {
+	if reason == ReasonWaitingForShare {
+		return ReasonWaitingForRing
+	}
+	return reason
+}
+
+// SameHold tells whether two states of a ring hold its clusters alike (the
+// fields HoldOf reads), so that a train's status change reaches only the
+// reports whose hold it changes.
+func SameHold(a, b trainyardv1.RingStatus) bool {
+	if a.Version != b.Version || a.Previous != b.Previous || a.ShownBasisPoints != b.ShownBasisPoints || holdClass(a.Reason) != holdClass(b.Reason) {
+		return false
+	}
+	if a.Reason != ReasonSoaking {
+		return true
+	}
+	if a.NextEvaluation == nil || b.NextEvaluation == nil {
+		return a.NextEvaluation == b.NextEvaluation
+	}
+	return a.NextEvaluation.Equal(b.NextEvaluation)
 }

@@ -105,7 +105,7 @@ func TestARingWaitsForItsShareThenSoaks(t *testing.T) {
 	if !out.Next.Equal(t0.Add(80 * time.Minute)) {
 		t.Fatalf("the controller wakes at %s", out.Next)
 	}
-	h, ok := rollout.HoldOf(p, &out.Status, "app.stable", "x", nil)
+	h, ok := rollout.HoldOf(p, &out.Status, "app.stable", "", "x", nil)
 	if !ok || h.Ring != "rest" || h.Limit != "1.0.0" || h.Until == nil || !h.Until.Time.Equal(t0.Add(80*time.Minute)) {
 		t.Fatalf("hold: %+v", h)
 	}
@@ -113,7 +113,7 @@ func TestARingWaitsForItsShareThenSoaks(t *testing.T) {
 	if r := ring(out.Status, "rest"); r.State != trainyardv1.RingOpen || len(out.Opened) != 1 || out.Opened[0] != "rest" {
 		t.Fatalf("want rest opened at the end of the soak: %+v %v", r, out.Opened)
 	}
-	if h, _ := rollout.HoldOf(p, &out.Status, "app.stable", "x", nil); h.Limit != "1.1.0" {
+	if h, _ := rollout.HoldOf(p, &out.Status, "app.stable", "", "x", nil); h.Limit != "1.1.0" {
 		t.Fatalf("hold after opening: %+v", h)
 	}
 	// One canary fewer: 1 of 4 is below 50 %; the ring waits.
@@ -223,43 +223,111 @@ func TestARetractedRollingReleaseHaltsUntilANewerOne(t *testing.T) {
 	}
 }
 
-func TestMaxConcurrentShowsOneSliceAtATime(t *testing.T) {
+func TestMaxConcurrentBoundsTheClustersInFlight(t *testing.T) {
 	quarter := intstr.FromString("25%")
 	p := &trainyardv1.RolloutPolicy{Rings: []trainyardv1.Ring{{Name: "all", MaxConcurrent: &quarter}}}
 	fleet := members("all", "1.0.0", 400, trainyardv1.Ready, t0)
-	in := rollout.Input{Train: "app.stable", Policy: p, Latest: "1.0.0", Now: t0}
+	in := rollout.Input{Train: "app.stable", Policy: p, Latest: "1.0.0", Now: t0, Members: fleet}
 	st := rollout.Evaluate(in).Status
-	in.Previous, in.Latest, in.Members = &st, "1.1.0", fleet
+	in.Previous, in.Latest = &st, "1.1.0"
 	out := rollout.Evaluate(in)
-	shown := func(st trainyardv1.RolloutStatus) (n int) {
-		for _, m := range fleet {
-			if h, _ := rollout.HoldOf(p, &st, "app.stable", m.ClusterID, m.Labels); h.Limit == "1.1.0" {
-				n++
+	shown := func(st trainyardv1.RolloutStatus) (ids []int) {
+		for i, m := range fleet {
+			if h, _ := rollout.HoldOf(p, &st, "app.stable", "", m.ClusterID, m.Labels); h.Limit == "1.1.0" {
+				ids = append(ids, i)
 			}
 		}
-		return n
+		return ids
 	}
-	if r := ring(out.Status, "all"); r.ShownBasisPoints != 2500 {
-		t.Fatalf("first slice: %+v", r)
+	first := shown(out.Status)
+	if len(first) != 100 {
+		t.Fatalf("25%% of 400 shown at once: %d", len(first))
 	}
-	if n := shown(out.Status); n < 70 || n > 130 {
-		t.Fatalf("a quarter of 400 shown, give or take the hash: %d", n)
+	// 60 of them move, and one cluster nobody showed it to moves by itself
+	// (it is done, not in flight): 60 more are shown.
+	for _, i := range first[:60] {
+		fleet[i].Installed = "1.1.0"
 	}
-	// Everyone shown moves; the next slice is shown.
-	for i := range fleet {
-		if h, _ := rollout.HoldOf(p, &out.Status, "app.stable", fleet[i].ClusterID, fleet[i].Labels); h.Limit == "1.1.0" {
+	in.Previous = &out.Status
+	out = rollout.Evaluate(in)
+	second := shown(out.Status)
+	if len(second) != 160 {
+		t.Fatalf("after 60 moved, 160 shown: %d", len(second))
+	}
+	// One cluster that never moves holds one place, not the ring.
+	for _, i := range second {
+		if i != first[60] {
 			fleet[i].Installed = "1.1.0"
 		}
 	}
-	in.Previous, in.Members = &out.Status, fleet
-	out = rollout.Evaluate(in)
-	if r := ring(out.Status, "all"); r.ShownBasisPoints != 5000 {
-		t.Fatalf("second slice: %+v", r)
+	for range 10 {
+		in.Previous = &out.Status
+		out = rollout.Evaluate(in)
+		for _, i := range shown(out.Status) {
+			if i != first[60] {
+				fleet[i].Installed = "1.1.0"
+			}
+		}
 	}
-	// Nobody moves: no further slice.
-	in.Previous = &out.Status
-	if r := ring(rollout.Evaluate(in).Status, "all"); r.ShownBasisPoints != 5000 {
-		t.Fatalf("a slice shown before the last one moved: %+v", r)
+	if r := ring(out.Status, "all"); r.ShownBasisPoints != rollout.All || out.Status.Phase != trainyardv1.RolloutComplete {
+		t.Fatalf("a stuck cluster stopped the ring: %+v %s", r, out.Status.Phase)
+	}
+}
+
+func TestANewerReleaseMidSliceKeepsTheUnshownWhereTheyWere(t *testing.T) {
+	one := intstr.FromInt32(1)
+	p := &trainyardv1.RolloutPolicy{Rings: []trainyardv1.Ring{{Name: "all", MaxConcurrent: &one}}}
+	fleet := members("all", "1.0.0", 20, trainyardv1.Ready, t0)
+	in := rollout.Input{Train: "app.stable", Policy: p, Latest: "1.0.0", Now: t0, Members: fleet}
+	st := rollout.Evaluate(in).Status
+	in.Previous, in.Latest = &st, "1.1.0"
+	st = rollout.Evaluate(in).Status
+	in.Previous, in.Latest = &st, "1.2.0"
+	st = rollout.Evaluate(in).Status
+	n := 0
+	for _, m := range fleet {
+		h, _ := rollout.HoldOf(p, &st, "app.stable", "", m.ClusterID, m.Labels)
+		switch h.Limit {
+		case "1.2.0":
+			n++
+		case "1.0.0":
+		default:
+			t.Fatalf("%s may go to %s: 1.1.0 was shown to one cluster only", m.ClusterID, h.Limit)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("1.2.0 shown to %d clusters, want 1", n)
+	}
+}
+
+func TestAnOpenedRingWithAnEmptyFirstSliceShowsTheNextAtOnce(t *testing.T) {
+	fifth := intstr.FromString("20%")
+	p := &trainyardv1.RolloutPolicy{Rings: []trainyardv1.Ring{{Name: "all", MaxConcurrent: &fifth}}}
+	fleet := members("all", "1.0.0", 5, trainyardv1.Ready, t0)
+	in := rollout.Input{Train: "app.stable", Policy: p, Latest: "1.0.0", Now: t0, Members: fleet}
+	st := rollout.Evaluate(in).Status
+	in.Previous, in.Latest = &st, "1.1.0"
+	st = rollout.Evaluate(in).Status
+	n := 0
+	for _, m := range fleet {
+		if h, _ := rollout.HoldOf(p, &st, "app.stable", "", m.ClusterID, m.Labels); h.Limit == "1.1.0" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("one cluster of five shown on opening, whatever the hash: %d", n)
+	}
+}
+
+func TestNotReadyCountsFromTheVersionNotFromTheAgentsClaim(t *testing.T) {
+	p := &trainyardv1.RolloutPolicy{Rings: []trainyardv1.Ring{{Name: "canary", ClusterSelector: selector("canary")},
+		{Name: "rest", After: &trainyardv1.RingGate{MinReportingPercent: 100}}}}
+	// Not ready "since 2000" (its agent says so), but on 1.1.0 only since t0.
+	bad := members("canary", "1.1.0", 1, trainyardv1.NotReady, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	bad[0].Since = t0
+	out := evaluate(t, p, t0.Add(time.Minute), bad, members("rest", "1.0.0", 1, trainyardv1.Ready, t0))
+	if out.Status.Phase == trainyardv1.RolloutHalted || !out.Next.Equal(t0.Add(rollout.DefaultNotReadyFor)) {
+		t.Fatalf("halted before it was not ready on the release for 10m: %+v next %s", out.Status, out.Next)
 	}
 }
 

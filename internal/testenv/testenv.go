@@ -52,7 +52,9 @@ const UnitOnly = "needs a control plane (or helm): `make test` runs it, `make te
 // SkipIfShort skips the calling Ginkgo suite or container under `go test
 // -short`: the fast loop runs only what needs no control plane.
 func SkipIfShort() {
-	if testing.Short() {
+	// The benchmarks under hack/bench start envtest from a plain binary,
+	// where testing.Short panics.
+	if testing.Testing() && testing.Short() {
 		ginkgo.Skip(UnitOnly)
 	}
 }
