@@ -161,7 +161,6 @@ func (h trainToReports) add(q queue, reqs []reconcile.Request) {
 	}
 }
 
-
 // rolloutFollows tells whether a train's rollout has yet to start its
 // latest release (its status will change).
 func rolloutFollows(t *trainyardv1.ReleaseTrain) bool {
