@@ -363,11 +363,13 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 			v, err := ordering.Parse(rel.Version)
 			return err != nil || !rollout.AtMost(v, hold.Limit)
 		})
-		capped := upgrade.Recommend(c.Version, within, cluster, r.rules, accepted)
-		if res.Recommended != "" && ordering.Canonical(capped.Recommended) != ordering.Canonical(res.Recommended) {
-			cs.HeldBack = &trainyardv1.HeldBack{Version: res.Recommended, Ring: hold.Ring, Reason: hold.Reason, Until: hold.Until}
+		if len(within) < len(in) { // else the ring holds nothing back: the same answer
+			capped := upgrade.Recommend(c.Version, within, cluster, r.rules, accepted)
+			if res.Recommended != "" && ordering.Canonical(capped.Recommended) != ordering.Canonical(res.Recommended) {
+				cs.HeldBack = &trainyardv1.HeldBack{Version: res.Recommended, Ring: hold.Ring, Reason: hold.Reason, Until: hold.Until}
+			}
+			res = capped
 		}
-		res = capped
 	}
 	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
 	return nil

@@ -95,6 +95,32 @@ var _ = Describe("ClusterReport controller", func() {
 		Expect(dns.Since.Time).To(Equal(first.Time))
 	})
 
+	It("continues a timeline a previous manager recorded: it lives in the status, nowhere else", func() {
+		checkIn(ns, "c2", comp("router", "stable", "v1.5.0"))
+		Eventually(func() *metav1.Time { return componentStatus(ns, "c2", "router")().Since }).ShouldNot(BeNil())
+		// What a manager that ran before this one left in the status.
+		earlier := []trainyardv1.VersionChange{
+			{From: "v1.2.0", To: "v1.3.0", At: metav1.NewTime(day0)},
+			{From: "v1.3.0", To: "v1.5.0", At: metav1.NewTime(day0.AddDate(0, 0, 1))},
+		}
+		Eventually(func() error {
+			r := report(ns, "c2")
+			r.Status.Components[0].History = earlier
+			since := metav1.NewTime(day0.AddDate(0, 0, 1))
+			r.Status.Components[0].Since = &since
+			return k8sClient.Status().Update(suiteCtx, r)
+		}).Should(Succeed())
+		fakeClock.Step(time.Minute)
+		checkIn(ns, "c2", comp("router", "stable", "v1.6.0"))
+		Eventually(func() []trainyardv1.VersionChange { return componentStatus(ns, "c2", "router")().History }).Should(HaveLen(3))
+		h := componentStatus(ns, "c2", "router")().History
+		for i, c := range h[:2] {
+			Expect([]string{c.From, c.To, c.At.UTC().String()}).To(Equal([]string{earlier[i].From, earlier[i].To, earlier[i].At.UTC().String()}))
+		}
+		Expect([]string{h[2].From, h[2].To}).To(Equal([]string{"v1.5.0", "v1.6.0"}))
+		Expect(h[2].At.Time).To(BeTemporally("~", fakeClock.Now(), time.Second))
+	})
+
 	It("marks a version the train does not know as Unknown, then known once published", func() {
 		publish(ns, "router", "stable", "v1.0.0", 1)
 		Eventually(latestOf(ns, "router.stable")).Should(Equal("v1.0.0"))
