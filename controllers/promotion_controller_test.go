@@ -14,8 +14,6 @@ import (
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
-	"github.com/trainyard-dev/trainyard/internal/manager"
-	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 // promoting creates the stable train of component with a promotion policy.
@@ -235,24 +233,10 @@ var _ = Describe("Promotion", func() {
 		// of a promoted release meet at a barrier (racingClient), so they
 		// create it at the same moment, each from a cache that has not seen
 		// the other's.
-		b := &raceBarrier{ns: ns, replicas: 2, timeout: 20 * time.Second, rounds: map[string]*raceRound{}}
-		promoteRace.Lock()
-		promoteRace.b = b
-		promoteRace.Unlock()
-		DeferCleanup(func() {
-			promoteRace.Lock()
-			promoteRace.b = nil
-			promoteRace.Unlock()
-		})
-		second := func(_ context.Context, mgr ctrl.Manager) error {
+		b := promoteRace.race(ns, func(_ context.Context, mgr ctrl.Manager) error {
 			return (&controllers.PromotionReconciler{Client: racingClient{mgr.GetClient(), "second"},
 				Recorder: mgr.GetEventRecorder("second"), Clock: fakeClock}).SetupWithManager(mgr)
-		}
-		mgr, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
-			Setups: []manager.Setup{manager.SetupIndexes(), second}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { Expect(stop()).To(Succeed()) })
-		Eventually(mgr.GetCache().WaitForCacheSync).WithArguments(suiteCtx).Should(BeTrue())
+		})
 
 		versions := []string{"1.0.0", "1.1.0", "1.2.0"}
 		for i, v := range versions {

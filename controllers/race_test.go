@@ -5,9 +5,13 @@ import (
 	"sync"
 	"time"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/manager"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 // promoteRace holds each replica's creation of a promoted release at a
@@ -15,9 +19,40 @@ import (
 // at the same moment, and records what the API server answered each one:
 // the exactly-once spec can then show that both replicas raced and that
 // only one creation took. nil (outside that spec): no barrier.
-var promoteRace struct {
+var promoteRace barrierSlot
+
+// barrierSlot holds the barrier of the spec that races replicas, if any.
+type barrierSlot struct {
 	sync.Mutex
 	b *raceBarrier
+}
+
+func (s *barrierSlot) get() *raceBarrier {
+	s.Lock()
+	defer s.Unlock()
+	return s.b
+}
+
+// race installs a barrier for ns until the spec ends, and starts a second
+// replica with setup (the suite's manager is the first), without leader
+// election, until the spec ends.
+func (s *barrierSlot) race(ns string, setup manager.Setup) *raceBarrier {
+	GinkgoHelper()
+	b := &raceBarrier{ns: ns, replicas: 2, timeout: 20 * time.Second, rounds: map[string]*raceRound{}}
+	s.Lock()
+	s.b = b
+	s.Unlock()
+	DeferCleanup(func() {
+		s.Lock()
+		s.b = nil
+		s.Unlock()
+	})
+	mgr, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
+		Setups: []manager.Setup{manager.SetupIndexes(), setup}})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+	Eventually(mgr.GetCache().WaitForCacheSync).WithArguments(suiteCtx).Should(BeTrue())
+	return b
 }
 
 type raceBarrier struct {
@@ -43,9 +78,7 @@ type racingClient struct {
 }
 
 func (c racingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	promoteRace.Lock()
-	b := promoteRace.b
-	promoteRace.Unlock()
+	b := promoteRace.get()
 	r, ok := obj.(*trainyardv1.ComponentRelease)
 	if b == nil || !ok || r.Namespace != b.ns {
 		return c.Client.Create(ctx, obj, opts...)
@@ -103,10 +136,7 @@ func (b *raceBarrier) result(name string) (arrived []string, outcomes map[string
 // ring opened at the fake clock's present), and records the first answer
 // each replica got: the exactly-once spec of rollouts shows with it that
 // both replicas raced and one write took. nil: no barrier.
-var openRace struct {
-	sync.Mutex
-	b *raceBarrier
-}
+var openRace barrierSlot
 
 // rolloutClient is a replica's client for the rollout controller.
 type rolloutClient struct {
@@ -124,9 +154,7 @@ type rolloutStatus struct {
 }
 
 func (s rolloutStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-	openRace.Lock()
-	b := openRace.b
-	openRace.Unlock()
+	b := openRace.get()
 	t, ok := obj.(*trainyardv1.ReleaseTrain)
 	if b == nil || !ok || t.Namespace != b.ns || t.Status.Rollout == nil {
 		return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)

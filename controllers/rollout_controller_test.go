@@ -13,8 +13,6 @@ import (
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/controllers"
-	"github.com/trainyard-dev/trainyard/internal/manager"
-	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 // fleet is a spec's clusters: what each reports, so that all can check in
@@ -264,24 +262,10 @@ var _ = Describe("Rollout rings", func() {
 	})
 
 	It("opens each ring exactly once with two managers racing", func() {
-		b := &raceBarrier{ns: ns, replicas: 2, timeout: 20 * time.Second, rounds: map[string]*raceRound{}}
-		openRace.Lock()
-		openRace.b = b
-		openRace.Unlock()
-		DeferCleanup(func() {
-			openRace.Lock()
-			openRace.b = nil
-			openRace.Unlock()
-		})
-		second := func(_ context.Context, mgr ctrl.Manager) error {
+		b := openRace.race(ns, func(_ context.Context, mgr ctrl.Manager) error {
 			return (&controllers.RolloutReconciler{Client: rolloutClient{mgr.GetClient(), "second"},
 				Recorder: mgr.GetEventRecorder("second"), Clock: fakeClock}).SetupWithManager(mgr)
-		}
-		mgr, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
-			Setups: []manager.Setup{manager.SetupIndexes(), second}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { Expect(stop()).To(Succeed()) })
-		Eventually(mgr.GetCache().WaitForCacheSync).WithArguments(suiteCtx).Should(BeTrue())
+		})
 
 		f := rolledOut(ns, rings())
 		publish(ns, "app", "stable", "1.2.0", 2)

@@ -274,3 +274,30 @@ func PostCheckIn(hc *http.Client, url, bearer string, body []byte) (int, string,
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, resp.Header.Get("X-Trainyard-Credential"), nil
 }
+
+// StartReportManager runs the manager with only what the report benchmarks
+// measure (the controllers: no webhook, bridge or notifications), workers
+// report workers and a plain metrics endpoint, and waits until it serves
+// metrics. It returns the metrics URL.
+func (e *Env) StartReportManager(binary string, workers int) (*exec.Cmd, string, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	mgr, err := e.StartManager(binary, "--metrics-bind-address", addr, "--metrics-secure=false",
+		"--health-probe-bind-address", "0", "--bridge-bind-address", "0", "--enable-webhook=false",
+		"--notifications=false", "--report-workers", strconv.Itoa(workers),
+		"--kube-api-qps=1000", "--kube-api-burst=2000")
+	if err != nil {
+		return nil, "", err
+	}
+	metrics := "http://" + addr + "/metrics"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := PatchCount(metrics); err == nil {
+			return mgr, metrics, nil
+		} else if time.Now().After(deadline) {
+			StopManager(mgr)
+			return nil, "", fmt.Errorf("the manager did not come up: %v", err)
+		}
+	}
+}

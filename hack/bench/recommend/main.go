@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,26 +65,11 @@ func run(n, rounds, workers int, binary string) error {
 	defer env.Stop()
 	cl := env.Client
 
-	metricsAddr, err := benchenv.FreeAddr()
-	if err != nil {
-		return err
-	}
-	mgr, err := env.StartManager(binary, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", "0", "--bridge-bind-address", "0", "--enable-webhook=false",
-		"--notifications=false", "--report-workers", strconv.Itoa(workers),
-		"--kube-api-qps=1000", "--kube-api-burst=2000")
+	mgr, metrics, err := env.StartReportManager(binary, workers)
 	if err != nil {
 		return err
 	}
 	defer benchenv.StopManager(mgr)
-	metrics := "http://" + metricsAddr + "/metrics"
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := benchenv.PatchCount(metrics); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("the manager did not come up: %v", err)
-		}
-	}
 
 	var v22 *trainyardv1.ComponentRelease
 	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "2.0.0", "2.1.0", "2.2.0", "2.3.0"} {

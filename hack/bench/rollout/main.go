@@ -24,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,26 +76,11 @@ func run(n, rounds, workers int, binary string) error {
 	defer env.Stop()
 	cl := env.Client
 
-	metricsAddr, err := benchenv.FreeAddr()
-	if err != nil {
-		return err
-	}
-	mgr, err := env.StartManager(binary, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", "0", "--bridge-bind-address", "0", "--enable-webhook=false",
-		"--notifications=false", "--report-workers", strconv.Itoa(workers),
-		"--kube-api-qps=1000", "--kube-api-burst=2000")
+	mgr, metrics, err := env.StartReportManager(binary, workers)
 	if err != nil {
 		return err
 	}
 	defer benchenv.StopManager(mgr)
-	metrics := "http://" + metricsAddr + "/metrics"
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := benchenv.PatchCount(metrics); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("the manager did not come up: %v", err)
-		}
-	}
 
 	if err := publish(ctx, cl, "1.0.0"); err != nil {
 		return err
