@@ -183,3 +183,22 @@ func (s rolloutStatus) Patch(ctx context.Context, obj client.Object, patch clien
 	b.mu.Unlock()
 	return err
 }
+
+// raced checks, for a round of the barrier, that both replicas came to
+// write and that exactly one write took while the other was told it lost
+// (lost: AlreadyExists for a creation, Conflict for a locked patch).
+func (b *raceBarrier) raced(g Gomega, round string, lost func(error) bool) {
+	arrived, outcomes := b.result(round)
+	g.Expect(arrived).To(ConsistOf("first", "second"), "both replicas came to write %s", round)
+	g.Expect(outcomes).To(HaveLen(2))
+	took, lose := 0, 0
+	for _, err := range outcomes {
+		switch {
+		case err == nil:
+			took++
+		case lost(err):
+			lose++
+		}
+	}
+	g.Expect([]int{took, lose}).To(Equal([]int{1, 1}), "outcomes of %s: %v", round, outcomes)
+}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -300,4 +302,24 @@ func (e *Env) StartReportManager(binary string, workers int) (*exec.Cmd, string,
 			return nil, "", fmt.Errorf("the manager did not come up: %v", err)
 		}
 	}
+}
+
+// RawStatusPatches merge-patches the status of count ClusterReports
+// (name(i)) with status(i), at concurrency, as fast as the API server takes
+// them: the limit a benchmark's controller figure is compared with.
+func RawStatusPatches(ctx context.Context, cl client.Client, ns string, count, concurrency int,
+	name func(int) string, status func(int) map[string]any) (time.Duration, error) {
+	var firstErr atomic.Value
+	start := time.Now()
+	Parallel(count, concurrency, func(i int) {
+		body, _ := json.Marshal(map[string]any{"status": status(i)})
+		obj := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name(i)}}
+		if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
+			firstErr.CompareAndSwap(nil, err)
+		}
+	})
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }

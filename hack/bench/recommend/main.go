@@ -17,7 +17,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +26,6 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -204,20 +202,9 @@ func setRetracted(ctx context.Context, cl client.Client, r *trainyardv1.Componen
 // rawPatches patches n affected reports' status with a payload shaped like
 // the controller's (the component with its recommendation).
 func rawPatches(ctx context.Context, cl client.Client, n, concurrency, round int) (time.Duration, error) {
-	var firstErr atomic.Value
-	start := time.Now()
-	benchenv.Parallel(n, concurrency, func(i int) {
-		st := map[string]any{"components": []map[string]any{{"name": "app", "train": "stable", "installed": "1.2.0",
+	return benchenv.RawStatusPatches(ctx, cl, ns, n, concurrency, func(i int) string { return reportName(2 * i) }, func(int) map[string]any {
+		return map[string]any{"components": []map[string]any{{"name": "app", "train": "stable", "installed": "1.2.0",
 			"latest": "2.3.0", "state": "UpdateAvailable", "recommended": fmt.Sprintf("2.%d.0", round%3),
 			"path": []string{"1.4.0", fmt.Sprintf("2.%d.0", round%3)}}}}
-		body, _ := json.Marshal(map[string]any{"status": st})
-		obj := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(2 * i)}}
-		if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
-			firstErr.CompareAndSwap(nil, err)
-		}
 	})
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
 }

@@ -253,21 +253,10 @@ func configure(ctx context.Context, cl client.Client) error {
 // rawPatches patches early reports' status with a payload shaped like the
 // controller's (the component, recommended, no longer held back).
 func rawPatches(ctx context.Context, cl client.Client, n, count, concurrency, round int) (time.Duration, error) {
-	var firstErr atomic.Value
 	first := max(n/100, 2)
-	start := time.Now()
-	benchenv.Parallel(count, concurrency, func(i int) {
-		st := map[string]any{"components": []map[string]any{{"name": "app", "train": "stable", "installed": "1.0.0",
-			"latest": fmt.Sprintf("1.%d.0", 10+round), "state": "UpdateAvailable", "recommended": fmt.Sprintf("1.%d.0", 10+round),
-			"path": []string{fmt.Sprintf("1.%d.0", 10+round)}, "ring": "early", "heldBack": nil}}}
-		body, _ := json.Marshal(map[string]any{"status": st})
-		obj := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reportName(first + i)}}
-		if err := cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
-			firstErr.CompareAndSwap(nil, err)
-		}
+	v := fmt.Sprintf("1.%d.0", 10+round)
+	return benchenv.RawStatusPatches(ctx, cl, ns, count, concurrency, func(i int) string { return reportName(first + i) }, func(int) map[string]any {
+		return map[string]any{"components": []map[string]any{{"name": "app", "train": "stable", "installed": "1.0.0",
+			"latest": v, "state": "UpdateAvailable", "recommended": v, "path": []string{v}, "ring": "early", "heldBack": nil}}}
 	})
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
 }
