@@ -57,11 +57,11 @@ type Ring struct {
 	// +optional
 	After *RingGate `json:"after,omitempty"`
 
-	// maxConcurrent: how many of the ring's clusters are shown the new
-	// release at a time, a number or a percentage of the ring ("25%"). The
-	// clusters go in a stable order (a hash of the cluster ID); the next
-	// slice is shown once every non-stale cluster of the current one runs
-	// the release and is ready. Unset: the whole ring at once.
+	// maxConcurrent: how many of the ring's clusters may be shown the new
+	// release and not yet run it ready, a number or a percentage of the
+	// ring ("25%"). The clusters are shown it in a stable order (a hash of
+	// the train and the cluster ID); as they run it ready, the next ones
+	// are. Unset: the whole ring at once.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:MaxLength=4
