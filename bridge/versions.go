@@ -305,6 +305,10 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			if update == "" {
 				update = installed
 			}
+		} else if ok && cs.Ring != "" {
+			// A cluster in a rollout asking about another version than its
+			// report has (it just moved): nothing its ring has not opened.
+			update = installed
 		}
 		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(update) {
 			// {...} becomes {...,"updateAvailable":"<target>"}

@@ -258,14 +258,12 @@ func readiness(cs *trainyardv1.ComponentStatus, c trainyardv1.ReportedComponent,
 	if c.Readiness.IsReady() {
 		cs.Ready = trainyardv1.Ready
 	}
+	same := prev != nil && prev.Ready == cs.Ready && prev.ReadySince != nil
 	switch {
-	case c.Readiness.Since != nil:
+	case c.Readiness.Since != nil && !c.Readiness.Since.After(now.Time):
 		t := c.Readiness.Since.Rfc3339Copy()
-		if t.After(now.Time) {
-			t = now
-		}
 		cs.ReadySince = &t
-	case prev != nil && prev.Ready == cs.Ready && prev.ReadySince != nil:
+	case same: // (an agent's since in the future is not believed)
 		cs.ReadySince = prev.ReadySince
 	default:
 		cs.ReadySince = &now

@@ -125,7 +125,11 @@ func (h trainToReports) Update(ctx context.Context, e event.UpdateEvent, q queue
 	case o.Generation == n.Generation && !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest) && rolloutFollows(n):
 		// The rollout's status write for the new latest follows and
 		// enqueues every follower: reconciling them now would write each
-		// report twice.
+		// report twice. Should that write not come, they are reconciled
+		// later anyway (the queue keeps one request per report).
+		for _, req := range h.r.reportsMatching(ctx, n.Namespace, n.Name, nil) {
+			q.AddAfter(req, rolloutGrace)
+		}
 		return
 	case o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Status.Latest, n.Status.Latest):
 	case n.Spec.Rollout == nil || o.Status.Rollout == nil || n.Status.Rollout == nil:
@@ -160,6 +164,10 @@ func (h trainToReports) add(q queue, reqs []reconcile.Request) {
 		q.Add(req)
 	}
 }
+
+// rolloutGrace is how long a train's followers wait for its rollout to
+// start a new latest before they are reconciled without it.
+const rolloutGrace = 30 * time.Second
 
 // rolloutFollows tells whether a train's rollout has yet to start its
 // latest release (its status will change).

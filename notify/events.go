@@ -234,7 +234,7 @@ func rolloutEvents(t *trainyardv1.ReleaseTrain) []Event {
 		e.Summary = fmt.Sprintf("the rollout of %s %s on %s halted: %s", t.Spec.Component, h.Version, t.Spec.Train, h.Message)
 		e.ID = eventID(string(e.Type), string(t.UID), h.Version, h.Reason, stamp(h.At))
 		out = append(out, e)
-		if h.Resumed != nil {
+		if h.Resumed != nil && !h.Superseded {
 			e := base
 			e.Type, e.Severity, e.Time, e.Version, e.Reason = trainyardv1.EventRolloutResumed, trainyardv1.SeverityInfo, h.Resumed.UTC(), h.Version, h.Reason
 			e.Summary = fmt.Sprintf("the rollout of %s %s on %s resumed (%s halt cleared)", t.Spec.Component, h.Version, t.Spec.Train, h.Reason)

@@ -200,9 +200,13 @@ type RolloutHalt struct {
 	Message string `json:"message"`
 	// at is when the rollout halted.
 	At metav1.Time `json:"at"`
-	// resumed is when the cause cleared (nil: still halted).
+	// resumed is when the halt ended (nil: still halted).
 	// +optional
 	Resumed *metav1.Time `json:"resumed,omitempty"`
+	// superseded: the halt ended because another cause, or a newer
+	// release's rollout, took over; the rollout did not resume.
+	// +optional
+	Superseded bool `json:"superseded,omitempty"`
 }
 
 // RolloutStatus is the state of a train's rollout.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -222,7 +223,7 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 		}
 		identity := !maps.Equal(cur.Annotations, patched.Annotations)
 		if !identity && maps.Equal(cur.Spec.Properties, patched.Spec.Properties) &&
-			equality.Semantic.DeepEqual(cur.Spec.Components, patched.Spec.Components) {
+			sameComponents(cur.Spec.Components, patched.Spec.Components) {
 			s.beats.record(ctx, cur, now.Time, false)
 			return cur, true, nil
 		}
@@ -362,4 +363,19 @@ func IsRetryable(err error) bool {
 	}
 	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
+}
+
+// sameComponents tells whether a check-in reports what the report holds:
+// replica counts that moved without the workload turning ready or not (an
+// autoscaler at work) are not a change worth a write; the heartbeat keeps
+// the report as it is.
+func sameComponents(a, b []trainyardv1.ReportedComponent) bool {
+	return slices.EqualFunc(a, b, func(x, y trainyardv1.ReportedComponent) bool {
+		rx, ry := x.Readiness, y.Readiness
+		x.Readiness, y.Readiness = nil, nil
+		if !equality.Semantic.DeepEqual(x, y) || (rx == nil) != (ry == nil) {
+			return false
+		}
+		return rx == nil || rx.IsReady() == ry.IsReady() && equality.Semantic.DeepEqual(rx.Since, ry.Since)
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/Masterminds/semver/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -194,10 +195,15 @@ func (c *ringCount) advance(rs *trainyardv1.RingStatus, maxConcurrent *intstr.In
 			busy++
 		}
 	}
-	if k == len(c.members) {
+	switch {
+	case k == len(c.members):
 		rs.ShownBasisPoints = All
-	} else if b := c.members[k].bucket; b > rs.ShownBasisPoints {
-		rs.ShownBasisPoints = b
+	case k > 0 && c.members[k-1].bucket == c.members[k].bucket:
+		// Clusters that share a place are shown together: cutting between
+		// them would show neither, for ever.
+		rs.ShownBasisPoints = max(rs.ShownBasisPoints, c.members[k].bucket+1)
+	default:
+		rs.ShownBasisPoints = max(rs.ShownBasisPoints, c.members[k].bucket)
 	}
 }
 
@@ -385,10 +391,10 @@ func Evaluate(in Input) Output {
 		halt = last // still halted, for the same cause: its start stands
 	case halt != nil:
 		if last != nil {
-			last.Resumed = &now
-			out.Resumed = last.DeepCopy()
+			// Another cause took over: ended, but nothing resumed.
+			last.Resumed, last.Superseded = &now, true
 		}
-		halt.At = now
+		halt.At, halt.Message = now, clip(halt.Message)
 		st.Halts = append(st.Halts, *halt)
 		if len(st.Halts) > trainyardv1.MaxRolloutHalts {
 			st.Halts = st.Halts[len(st.Halts)-trainyardv1.MaxRolloutHalts:]
@@ -397,7 +403,11 @@ func Evaluate(in Input) Output {
 		out.Halted = halt.DeepCopy()
 	case last != nil:
 		last.Resumed = &now
-		out.Resumed = last.DeepCopy()
+		if last.Version == st.Version {
+			out.Resumed = last.DeepCopy()
+		} else {
+			last.Superseded = true // a newer release's rollout replaced it
+		}
 	}
 
 	// Rings open in order, each once the rings before it have.
@@ -445,13 +455,15 @@ func Evaluate(in Input) Output {
 				c.advance(rs, r.MaxConcurrent)
 			}
 			rs.NextEvaluation = nil
-			if reason != ReasonSkipped {
+			if reason == ReasonSkipped {
+				rs.Previous = "" // nothing was shown to anyone: no opening to announce
+			} else {
 				out.Opened = append(out.Opened, rs.Name)
 			}
 			rs.State, rs.Since = trainyardv1.RingOpen, &now // a new opening, even from Open
 			setState(rs, trainyardv1.RingOpen, reason, msg, now)
 			if rs.ShownBasisPoints < All {
-				rs.Message = fmt.Sprintf("%s; shown to at most %d clusters at a time not yet on it", msg, inFlight(r.MaxConcurrent, c.clusters))
+				rs.Message = clip(fmt.Sprintf("%s; shown to at most %d clusters at a time not yet on it", msg, inFlight(r.MaxConcurrent, c.clusters)))
 			}
 		}
 	}
@@ -476,6 +488,7 @@ func Evaluate(in Input) Output {
 	default:
 		st.Phase, st.Message = trainyardv1.RolloutProgressing, fmt.Sprintf("rolling out %s", st.Version)
 	}
+	st.Message = clip(st.Message)
 	out.Status = st
 	return out
 }
@@ -550,7 +563,7 @@ func gate(in Input, st trainyardv1.RolloutStatus, rings []trainyardv1.RingStatus
 				rings[i].Name, version), time.Time{}, ""
 		}
 		approvedBy = a.Name
-		why = append(why, fmt.Sprintf("approved by %s until %s: %s", a.Name, a.Spec.Expires.UTC().Format(time.RFC3339), a.Spec.Reason))
+		why = append(why, fmt.Sprintf("approved by %s until %s", a.Name, a.Spec.Expires.UTC().Format(time.RFC3339)))
 	}
 	return trainyardv1.RingOpen, ReasonOpened, strings.Join(why, "; "), time.Time{}, approvedBy
 }
@@ -578,7 +591,7 @@ func setState(rs *trainyardv1.RingStatus, state trainyardv1.RingState, reason, m
 	if rs.State != state || rs.Since == nil {
 		rs.State, rs.Since = state, &now
 	}
-	rs.Reason, rs.Message = reason, msg
+	rs.Reason, rs.Message = reason, clip(msg)
 }
 
 // Hold is what a cluster's ring lets it be recommended.
@@ -615,7 +628,11 @@ func HoldOf(p *trainyardv1.RolloutPolicy, st *trainyardv1.RolloutStatus, train, 
 		if st.Rings[j].Name == h.Ring {
 			rs = &st.Rings[j]
 		}
-		if v := st.Rings[j].Version; v != "" && Newer(oldest, v) {
+		v := st.Rings[j].Version
+		if st.Rings[j].ShownBasisPoints < All {
+			v = st.Rings[j].Previous
+		}
+		if v != "" && Newer(oldest, v) {
 			oldest = v
 		}
 	}
@@ -701,4 +718,17 @@ func SameHold(a, b trainyardv1.RingStatus) bool {
 		return a.NextEvaluation == b.NextEvaluation
 	}
 	return a.NextEvaluation.Equal(b.NextEvaluation)
+}
+
+// clip keeps a message within the API's 1024 characters.
+func clip(msg string) string {
+	const limit = 1024
+	if len(msg) <= limit {
+		return msg
+	}
+	cut := limit - len("…")
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }

@@ -218,8 +218,13 @@ func TestARetractedRollingReleaseHaltsUntilANewerOne(t *testing.T) {
 	}
 	in.Previous, in.Latest = &out.Status, "1.1.1"
 	out = rollout.Evaluate(in)
-	if out.Status.Phase == trainyardv1.RolloutHalted || out.Status.Version != "1.1.1" || out.Resumed == nil || ring(out.Status, "canary").Version != "1.1.1" {
+	if out.Status.Phase == trainyardv1.RolloutHalted || out.Status.Version != "1.1.1" || ring(out.Status, "canary").Version != "1.1.1" {
 		t.Fatalf("want a new rollout of 1.1.1: %+v", out.Status)
+	}
+	// 1.1.0's halt ended because 1.1.1 replaced it: on the record, but
+	// nothing resumed (no event).
+	if h := out.Status.Halts[0]; out.Resumed != nil || h.Resumed == nil || !h.Superseded {
+		t.Fatalf("want the halt superseded, not resumed: %+v %+v", out.Resumed, h)
 	}
 }
 
@@ -344,5 +349,31 @@ func TestAClusterKeepsItsPlaceInTheOrder(t *testing.T) {
 	}
 	if same > 5 {
 		t.Fatalf("two trains order the fleet alike (%d of 100 equal)", same)
+	}
+}
+
+func TestClustersSharingAPlaceAreShownTogether(t *testing.T) {
+	// Two cluster IDs with one bucket, found by trying.
+	seen := map[int32]string{}
+	var a, b string
+	for i := 0; a == ""; i++ {
+		id := fmt.Sprintf("c%d", i)
+		k := rollout.Bucket("app.stable", id)
+		if other, ok := seen[k]; ok {
+			a, b = other, id
+		}
+		seen[k] = id
+	}
+	one := intstr.FromInt32(1)
+	p := &trainyardv1.RolloutPolicy{Rings: []trainyardv1.Ring{{Name: "all", MaxConcurrent: &one}}}
+	fleet := []rollout.Member{{ClusterID: a, Installed: "1.0.0"}, {ClusterID: b, Installed: "1.0.0"}}
+	in := rollout.Input{Train: "app.stable", Policy: p, Latest: "1.0.0", Now: t0, Members: fleet}
+	st := rollout.Evaluate(in).Status
+	in.Previous, in.Latest = &st, "1.1.0"
+	st = rollout.Evaluate(in).Status
+	for _, m := range fleet {
+		if h, _ := rollout.HoldOf(p, &st, "app.stable", "", m.ClusterID, nil); h.Limit != "1.1.0" {
+			t.Fatalf("%s not shown 1.1.0 (%+v): a cut between two clusters at one place shows neither", m.ClusterID, h)
+		}
 	}
 }

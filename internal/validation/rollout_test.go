@@ -59,3 +59,17 @@ func TestReadinessCountsAreBounded(t *testing.T) {
 		t.Fatalf("a surge (ready above desired) refused: %v", errs)
 	}
 }
+
+func TestARolloutNeedsSemverOrdering(t *testing.T) {
+	train := &trainyardv1.ReleaseTrain{ObjectMeta: metav1.ObjectMeta{Name: "app.stable"},
+		Spec: trainyardv1.ReleaseTrainSpec{Component: "app", Train: "stable", Ordering: trainyardv1.OrderingReleaseTime,
+			Rollout: &trainyardv1.RolloutPolicy{Rings: []trainyardv1.Ring{{Name: "all"}}}}}
+	errs := validation.ReleaseTrain(train, nil)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "a rollout needs ordering Semver") {
+		t.Fatalf("got %v", errs)
+	}
+	train.Spec.Ordering = ""
+	if errs := validation.ReleaseTrain(train, nil); len(errs) != 0 {
+		t.Fatalf("Semver (the default) refused: %v", errs)
+	}
+}

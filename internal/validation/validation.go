@@ -126,6 +126,10 @@ func ReleaseTrain(t, old *trainyardv1.ReleaseTrain) field.ErrorList {
 	}
 	if ro := s.Rollout; ro != nil {
 		errs = append(errs, RolloutPolicy(p.Child("rollout"), ro)...)
+		if s.Ordering == trainyardv1.OrderingReleaseTime {
+			errs = append(errs, field.Invalid(p.Child("rollout"), "rings",
+				"a rollout needs ordering Semver: its rings open releases in semantic-version order"))
+		}
 	}
 	if old != nil {
 		errs = append(errs, immutable(p.Child("component"), s.Component, old.Spec.Component)...)

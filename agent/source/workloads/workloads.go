@@ -132,32 +132,44 @@ func workloadOf(kind, ns, name string, labels, annotations map[string]string, po
 }
 
 // Readiness is how many of a workload's replicas run its current spec and
-// are available, against how many it wants. A status the workload's
-// controller has not caught up with (observedGeneration behind) counts
-// none: the replicas of the previous revision must not vouch for the new
-// one (argo-cd #29410). A Deployment's Available condition says since when.
+// are available, against how many it wants, or nil when the agent cannot
+// tell (a paused Deployment, an OnDelete update strategy: its pods move
+// when someone deletes them, so not-ready would say nothing about the
+// release). A status its controller has not caught up with
+// (observedGeneration behind) counts none ready: the replicas of the
+// previous revision must not vouch for the new one (argo-cd #29410); nor do
+// old replicas still running beside the new ones (a surge). Since when is
+// left to the hub, which stamps the first check-in that reports a state: a
+// Deployment's Available condition does not move when one replica goes.
 func Readiness(obj any) *wire.Readiness {
 	var r wire.Readiness
 	var observed, generation int64
 	switch w := obj.(type) {
 	case *appsv1.Deployment:
+		if w.Spec.Paused {
+			return nil
+		}
 		r.Desired = ptr.Deref(w.Spec.Replicas, 1)
 		r.Ready = min(w.Status.UpdatedReplicas, w.Status.AvailableReplicas)
+		if w.Status.Replicas > w.Status.UpdatedReplicas && r.Ready >= r.Desired {
+			r.Ready = max(r.Desired-1, 0) // old replicas still run beside the new ones
+		}
 		observed, generation = w.Status.ObservedGeneration, w.Generation
-		for _, c := range w.Status.Conditions {
-			if c.Type == appsv1.DeploymentAvailable && !c.LastTransitionTime.IsZero() {
-				t := c.LastTransitionTime.UTC()
-				r.Since = &t
-			}
-		}
 	case *appsv1.StatefulSet:
-		r.Desired = ptr.Deref(w.Spec.Replicas, 1)
-		r.Ready = w.Status.AvailableReplicas
-		if w.Status.UpdateRevision != "" && w.Status.UpdateRevision != w.Status.CurrentRevision {
-			r.Ready = min(w.Status.UpdatedReplicas, w.Status.AvailableReplicas)
+		if w.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+			return nil
 		}
+		r.Desired = ptr.Deref(w.Spec.Replicas, 1)
+		if ru := w.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+			// Only the ordinals at or above the partition take the update.
+			r.Desired = max(r.Desired-*ru.Partition, 0)
+		}
+		r.Ready = min(w.Status.UpdatedReplicas, w.Status.AvailableReplicas)
 		observed, generation = w.Status.ObservedGeneration, w.Generation
 	case *appsv1.DaemonSet:
+		if w.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
+			return nil
+		}
 		r.Desired = w.Status.DesiredNumberScheduled
 		r.Ready = min(w.Status.UpdatedNumberScheduled, w.Status.NumberAvailable)
 		observed, generation = w.Status.ObservedGeneration, w.Generation
@@ -219,20 +231,14 @@ func Slim(obj any) (any, error) {
 	case *appsv1.Deployment:
 		slimMeta(&w.ObjectMeta)
 		slim(&w.Spec.Template.Spec)
-		var available []appsv1.DeploymentCondition
-		for _, c := range w.Status.Conditions {
-			if c.Type == appsv1.DeploymentAvailable {
-				available = []appsv1.DeploymentCondition{{Type: c.Type, Status: c.Status, LastTransitionTime: c.LastTransitionTime}}
-			}
-		}
-		w.Status = appsv1.DeploymentStatus{ObservedGeneration: w.Status.ObservedGeneration, UpdatedReplicas: w.Status.UpdatedReplicas,
-			AvailableReplicas: w.Status.AvailableReplicas, Conditions: available}
+		w.Status = appsv1.DeploymentStatus{ObservedGeneration: w.Status.ObservedGeneration, Replicas: w.Status.Replicas,
+			UpdatedReplicas: w.Status.UpdatedReplicas, AvailableReplicas: w.Status.AvailableReplicas}
 	case *appsv1.StatefulSet:
 		slimMeta(&w.ObjectMeta)
 		slim(&w.Spec.Template.Spec)
 		w.Spec.VolumeClaimTemplates = nil
 		w.Status = appsv1.StatefulSetStatus{ObservedGeneration: w.Status.ObservedGeneration, UpdatedReplicas: w.Status.UpdatedReplicas,
-			AvailableReplicas: w.Status.AvailableReplicas, CurrentRevision: w.Status.CurrentRevision, UpdateRevision: w.Status.UpdateRevision}
+			AvailableReplicas: w.Status.AvailableReplicas}
 	case *appsv1.DaemonSet:
 		slimMeta(&w.ObjectMeta)
 		slim(&w.Spec.Template.Spec)
