@@ -86,9 +86,9 @@ func recommended(ns, id string) func() string {
 }
 
 // ringOf is a ring's status on the train.
-func ringOf(ns, train, ring string) func() *trainyardv1.RingStatus {
+func ringOf(ns, trainName, ring string) func() *trainyardv1.RingStatus {
 	return func() *trainyardv1.RingStatus {
-		t := trainOf(ns, train)
+		t := train(ns, trainName)
 		if t == nil || t.Status.Rollout == nil {
 			return nil
 		}
@@ -100,8 +100,6 @@ func ringOf(ns, train, ring string) func() *trainyardv1.RingStatus {
 		return nil
 	}
 }
-
-func trainOf(ns, name string) *trainyardv1.ReleaseTrain { return train(ns, name) }
 
 func rolloutOf(ns, name string) func() *trainyardv1.RolloutStatus {
 	return func() *trainyardv1.RolloutStatus {
