@@ -188,3 +188,6 @@ func (f *fakeHub) arrivals() []time.Time {
 	defer f.mu.Unlock()
 	return append([]time.Time(nil), f.times...)
 }
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

@@ -406,3 +406,6 @@ func (o *outage) config() *rest.Config {
 	c.Timeout = 5 * time.Second
 	return c
 }
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

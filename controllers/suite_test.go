@@ -101,3 +101,6 @@ func newNamespace() string {
 	Expect(k8sClient.Create(suiteCtx, ns)).To(Succeed())
 	return ns.Name
 }
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

@@ -304,3 +304,6 @@ func getTarget(t *trainyardv1.NotificationTarget) *trainyardv1.NotificationTarge
 	Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(t), out)).To(Succeed())
 	return out
 }
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

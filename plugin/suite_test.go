@@ -247,3 +247,6 @@ func createFleet(ctx context.Context) {
 		comp{"metrics-agent", "stable", "0.3.0", "", trainyardv1.StateUnknown},
 		comp{"router", "beta", "v2.5.0-beta.1", "v2.5.0-beta.1", trainyardv1.StateUpToDate})
 }
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

@@ -42,3 +42,6 @@ var _ = AfterSuite(func() {
 		Expect(env.Stop()).To(Succeed())
 	}
 })
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

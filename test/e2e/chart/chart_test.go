@@ -1392,3 +1392,6 @@ var _ = Describe("helm install, upgrade and uninstall against a real API server"
 		Expect(kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")).To(Equal(token))
 	})
 })
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

@@ -209,3 +209,6 @@ func kubectlIn(state string) func(args ...string) (string, error) {
 		return string(out), err
 	}
 }
+
+// CI shows only the tail of a run: the causes of its failures come last.
+var _ = ReportAfterSuite("failure digest", testenv.FailureDigest(12))

@@ -81,16 +81,18 @@ var _ = Describe("the README's quickstart", func() {
 
 		// The README's fixed state directory and bridge address become this
 		// run's own, so that a `make dev` the developer has open is left alone.
+		// The bridge's port is the one make dev picks and prints: a port the
+		// test picked beforehand could be taken by the control plane make
+		// dev starts in the meantime.
 		state := GinkgoT().TempDir()
-		port, err := util.FreePort()
-		Expect(err).NotTo(HaveOccurred())
+		var bridgeAddr string
 		local := func(cmd string) string {
 			cmd = strings.ReplaceAll(cmd, ".dev/", state+"/")
-			return strings.ReplaceAll(cmd, "127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port))
+			return strings.ReplaceAll(cmd, "127.0.0.1:8080", bridgeAddr)
 		}
 
 		makeDev := exec.Command("make", "dev",
-			fmt.Sprintf("DEV_FLAGS=-dir %s -bridge-port %d -webhook-port 0", state, port),
+			fmt.Sprintf("DEV_FLAGS=-dir %s -bridge-port 0 -webhook-port 0", state),
 			"DEV_MANAGER_ARGS=--metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:0")
 		makeDev.Dir = root
 		// A make of its own, not the one running the tests.
@@ -105,7 +107,19 @@ var _ = Describe("the README's quickstart", func() {
 		session, err := gexec.Start(makeDev, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { _ = syscall.Kill(-makeDev.Process.Pid, syscall.SIGKILL); util.KillMentioning(state) })
-		Eventually(session.Out, 5*time.Minute).Should(gbytes.Say("trainyard is ready"))
+		// make dev first builds: on a cold build cache (CI's, the static
+		// binaries of `make build`) that alone takes minutes. The start
+		// that follows has a budget of its own.
+		// What the dev program said on stderr (which child started, which
+		// exited) tells why it did not get ready.
+		stderr := func() string {
+			lines := strings.Split(strings.TrimRight(string(session.Err.Contents()), "\n"), "\n")
+			return "make dev's stderr ends with:\n" + strings.Join(lines[max(0, len(lines)-8):], "\n")
+		}
+		Eventually(session.Out, 15*time.Minute).Should(gbytes.Say(`bin/dev -manager `), stderr)
+		Eventually(session.Out, 3*time.Minute).Should(gbytes.Say("trainyard is ready"), stderr)
+		Eventually(session.Out, 10*time.Second).Should(gbytes.Say(`listens on http://(127\.0\.0\.1:\d+):`))
+		bridgeAddr = regexp.MustCompile(`listens on http://(127\.0\.0\.1:\d+):`).FindStringSubmatch(string(session.Out.Contents()))[1]
 
 		// One shell for the commands, as the README has them typed in one.
 		script := "set -euo pipefail\n"
