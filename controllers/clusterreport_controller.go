@@ -52,6 +52,7 @@ type ClusterReportReconciler struct {
 	wakeups *wakeups
 	flags   *fleetFlags
 	rules   *upgrade.Rules
+	own     *ownWrites
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
@@ -69,6 +70,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if apierrors.IsNotFound(err) {
 			r.wakeups.Cancel(req.NamespacedName)
 			r.flags.set(req.NamespacedName, false, false)
+			r.own.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -103,6 +105,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		} else if err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
+		r.own.record(req.NamespacedName, rep.ResourceVersion, patched.ResourceVersion)
 		if stale && !wasStale {
 			r.Recorder.Eventf(rep, nil, corev1.EventTypeWarning, "Stale", "CheckStaleness",
 				"cluster %s has not checked in since %s (stale threshold %s)",
@@ -436,6 +439,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.wakeups = newWakeups(r.Clock)
 	r.flags = newFleetFlags()
+	r.own = newOwnWrites()
 	rules, err := upgrade.NewRules()
 	if err != nil {
 		return err
@@ -443,7 +447,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.rules = rules
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterreport").
-		For(&trainyardv1.ClusterReport{}, builder.WithPredicates(checkInOrSpecChanged)).
+		For(&trainyardv1.ClusterReport{}, builder.WithPredicates(r.own.notEcho(), checkInOrSpecChanged)).
 		Watches(&trainyardv1.ReleaseTrain{}, trainToReports{r}).
 		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -544,10 +548,12 @@ func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train
 }
 
 // checkInOrSpecChanged passes report updates that change what the cluster
-// reported, when it checked in, its labels, or the computed state. The last is mostly
-// the controller's own write coming back; reconciling it again is cheap (no
-// write when nothing differs) and corrects a decision taken on a cache that
-// had not yet seen the previous write. Metadata-only changes do not pass.
+// reported, when it checked in, its labels, or the computed state. A change
+// of the computed state that is exactly the controller's own last write
+// coming back is dropped before (ownWrites); any other is reconciled again,
+// which is cheap (no write when nothing differs) and corrects a decision
+// taken on a cache that had not yet seen a write. Metadata-only changes do
+// not pass.
 var checkInOrSpecChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)

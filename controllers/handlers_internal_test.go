@@ -4,7 +4,11 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
 // A train's recount waits the configured delay until it is known to be
@@ -36,5 +40,47 @@ func TestAdoptionDelayFollowsTheRecountCost(t *testing.T) {
 	none.forget(big)
 	if got := none.of(big); got != 0 {
 		t.Fatalf("nil delays: %v, want 0", got)
+	}
+}
+
+// The report controller's own status write coming back is dropped once;
+// an event whose versions show another write in between passes, and so do
+// later events.
+func TestOwnWriteEchoIsDroppedOnce(t *testing.T) {
+	w := newOwnWrites()
+	pass := w.notEcho()
+	key := types.NamespacedName{Namespace: "fleet", Name: "c1"}
+	update := func(name, from, to string) event.UpdateEvent {
+		return event.UpdateEvent{
+			ObjectOld: &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: name, ResourceVersion: from}},
+			ObjectNew: &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: name, ResourceVersion: to}}}
+	}
+	w.record(key, "5", "6")
+	if !pass.Update(update("c2", "5", "6")) {
+		t.Fatal("another report's event with the same versions was dropped")
+	}
+	if !pass.Update(update("c1", "4", "6")) {
+		t.Fatal("an event over a write the controller did not see was dropped")
+	}
+	if pass.Update(update("c1", "5", "6")) {
+		t.Fatal("the controller's own write 5 → 6 passed")
+	}
+	if !pass.Update(update("c1", "5", "6")) {
+		t.Fatal("the same echo was dropped twice")
+	}
+	w.record(key, "6", "7")
+	w.record(key, "7", "9") // a later write replaces the entry
+	if !pass.Update(update("c1", "6", "7")) {
+		t.Fatal("a replaced write's echo was dropped")
+	}
+	w.forget(key)
+	if len(w.m) != 0 {
+		t.Fatalf("%d entries after forget, want 0", len(w.m))
+	}
+	var none *ownWrites // a reconciler not set up with a manager
+	none.record(key, "1", "2")
+	none.forget(key)
+	if !none.notEcho().Update(update("c1", "1", "2")) {
+		t.Fatal("nil ownWrites dropped an event")
 	}
 }
