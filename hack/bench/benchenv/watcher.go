@@ -3,6 +3,7 @@ package benchenv
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,13 +23,14 @@ type Watcher struct {
 
 	mu     sync.Mutex
 	value  map[string]string
+	at     map[string]time.Time // when value last changed
 	rv     map[string]string
 	notify chan struct{}
 }
 
 // NewWatcher makes a watcher of the value of.
 func NewWatcher(of func(*trainyardv1.ClusterReport) (string, bool)) *Watcher {
-	return &Watcher{Of: of, value: map[string]string{}, rv: map[string]string{}, notify: make(chan struct{}, 1)}
+	return &Watcher{Of: of, value: map[string]string{}, at: map[string]time.Time{}, rv: map[string]string{}, notify: make(chan struct{}, 1)}
 }
 
 func (w *Watcher) observe(obj any) {
@@ -38,8 +40,8 @@ func (w *Watcher) observe(obj any) {
 	}
 	w.mu.Lock()
 	w.rv[r.Name] = r.ResourceVersion
-	if v, ok := w.Of(r); ok {
-		w.value[r.Name] = v
+	if v, ok := w.Of(r); ok && w.value[r.Name] != v {
+		w.value[r.Name], w.at[r.Name] = v, time.Now()
 	}
 	w.mu.Unlock()
 	select {
@@ -75,6 +77,21 @@ func (w *Watcher) Wait(ctx context.Context, ok func(string) bool, want int, limi
 			return ctx.Err()
 		}
 	}
+}
+
+// Arrivals is, sorted, when each report whose value ok accepts got that
+// value (as this watcher saw it): the shape of a wave of writes.
+func (w *Watcher) Arrivals(ok func(string) bool) []time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ts []time.Time
+	for name, v := range w.value {
+		if ok(v) {
+			ts = append(ts, w.at[name])
+		}
+	}
+	slices.SortFunc(ts, time.Time.Compare)
+	return ts
 }
 
 // ResourceVersions is every report's resourceVersion now.

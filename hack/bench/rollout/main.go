@@ -151,6 +151,7 @@ func run(n, rounds, workers int, binary string) error {
 			return err
 		}
 		rvs := w.ResourceVersions()
+		recBefore := reconciles(metrics)
 		// Half the canaries run it, ready: the early ring's gate (50 %).
 		var t time.Time
 		benchenv.Parallel(canaries/2, 8, func(i int) {
@@ -173,12 +174,24 @@ func run(n, rounds, workers int, binary string) error {
 			return fmt.Errorf("early: %w", err)
 		}
 		d := time.Since(opened)
+		arr := w.Arrivals(func(k string) bool { return k == "early "+v+" -" })
+		q := func(f float64) string {
+			return arr[min(len(arr)-1, int(f*float64(len(arr))))].Sub(opened).Round(100 * time.Millisecond).String()
+		}
+		fmt.Printf("round %d: early reports reached from the opening: first %s, 10%% %s, 50%% %s, 90%% %s, 99%% %s, last %s\n",
+			round, q(0), q(0.1), q(0.5), q(0.9), q(0.99), q(1))
 		gates = append(gates, opened.Sub(t).Seconds())
 		time.Sleep(2 * time.Second) // stragglers (there should be none) land before counting
 		after, err := benchenv.PatchCount(metrics)
 		if err != nil {
 			return err
 		}
+		recAfter := reconciles(metrics)
+		var recs []string
+		for _, c := range []string{"clusterreport", "releasetrain", "rollout", "promotion"} {
+			recs = append(recs, fmt.Sprintf("%s %d", c, int(recAfter[c]-recBefore[c])))
+		}
+		fmt.Printf("round %d: reconciles meanwhile: %s\n", round, strings.Join(recs, ", "))
 		inside, outside := w.ChangedSince(rvs, func(name string) bool {
 			var i int
 			_, _ = fmt.Sscanf(name, "cluster-%05d", &i)
@@ -210,6 +223,15 @@ func run(n, rounds, workers int, binary string) error {
 		benchenv.Median(gates))
 	fmt.Printf("  manager PATCHes per round: %v for %d early reports (one per report, the moved canaries' and the train's status)\n", writes, early)
 	return nil
+}
+
+// reconciles is each controller's reconcile count so far.
+func reconciles(metrics string) map[string]float64 {
+	m := map[string]float64{}
+	for _, c := range []string{"clusterreport", "releasetrain", "rollout", "promotion"} {
+		m[c], _ = benchenv.Scrape(metrics, "controller_runtime_reconcile_total{", `controller="`+c+`"`)
+	}
+	return m
 }
 
 // ringOpened polls the train until ring has opened version, and says when
