@@ -55,6 +55,7 @@ func Setup(mgr ctrl.Manager, c clock.PassiveClock) error {
 	validate("ClusterReport", admission.WithValidator[*trainyardv1.ClusterReport](scheme, reportWebhook{}), wrap[*trainyardv1.ClusterReport]("ClusterReport"))
 	validate("NotificationTarget", admission.WithValidator[*trainyardv1.NotificationTarget](scheme, targetWebhook{}), wrap[*trainyardv1.NotificationTarget]("NotificationTarget"))
 	validate("NotificationRule", admission.WithValidator[*trainyardv1.NotificationRule](scheme, ruleWebhook{}), wrap[*trainyardv1.NotificationRule]("NotificationRule"))
+	validate("Advisory", admission.WithValidator[*trainyardv1.Advisory](scheme, advisoryWebhook{}), wrap[*trainyardv1.Advisory]("Advisory"))
 	return nil
 }
 
@@ -254,5 +255,21 @@ func (ruleWebhook) ValidateUpdate(_ context.Context, _, r *trainyardv1.Notificat
 }
 
 func (ruleWebhook) ValidateDelete(context.Context, *trainyardv1.NotificationRule) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-advisory,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=advisories,verbs=create;update,versions=v1alpha1,name=vadvisory.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+type advisoryWebhook struct{}
+
+func (advisoryWebhook) ValidateCreate(_ context.Context, a *trainyardv1.Advisory) (admission.Warnings, error) {
+	return nil, invalid("Advisory", a.Name, validation.Advisory(a))
+}
+
+func (advisoryWebhook) ValidateUpdate(_ context.Context, _, a *trainyardv1.Advisory) (admission.Warnings, error) {
+	return nil, invalid("Advisory", a.Name, validation.Advisory(a))
+}
+
+func (advisoryWebhook) ValidateDelete(context.Context, *trainyardv1.Advisory) (admission.Warnings, error) {
 	return nil, nil
 }
