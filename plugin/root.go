@@ -116,7 +116,7 @@ func NewCommand(o Options) *cobra.Command {
 	root.PersistentFlags().BoolVarP(&g.allNamespaces, "all-namespaces", "A", false,
 		"Read every namespace (the namespace of each row is shown).")
 	root.AddCommand(fleetCommand(g), outdatedCommand(g), trainCommand(g), whyCommand(g), historyCommand(g), rolloutCommand(g), diffCommand(g),
-		publishCommand(g), retractCommand(g), clusterCommand(g), versionCommand(g))
+		publishCommand(g), retractCommand(g), clusterCommand(g), advisoryCommand(g), versionCommand(g))
 	return root
 }
 

@@ -115,12 +115,32 @@ type AffectedComponent struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	Ranges []AffectedRange `json:"ranges,omitempty"`
+	// package is the package of the OSV record this was imported from (its
+	// ecosystem and name), kept for the record.
+	// +optional
+	Package *AdvisoryPackage `json:"package,omitempty"`
 	// versions affected, listed one by one.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=64
 	Versions []string `json:"versions,omitempty"`
+}
+
+// AdvisoryPackage names a package as OSV does.
+type AdvisoryPackage struct {
+	// ecosystem, such as Go, npm or PyPI.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Ecosystem string `json:"ecosystem,omitempty"`
+	// name in that ecosystem.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name,omitempty"`
+	// purl, the package URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	PURL string `json:"purl,omitempty"`
 }
 
 // AffectedRange is an OSV range: events over semantic versions.
