@@ -23,7 +23,7 @@ func ToAdvisory(d *Document, component string, trains []string) (*trainyardv1.Ad
 	a := &trainyardv1.Advisory{
 		TypeMeta:   metav1.TypeMeta{APIVersion: trainyardv1.GroupVersion.String(), Kind: "Advisory"},
 		ObjectMeta: metav1.ObjectMeta{Name: Name(d.ID)},
-		Spec: trainyardv1.AdvisorySpec{ID: d.ID, Aliases: d.Aliases, Summary: d.Summary, Details: d.Details},
+		Spec:       trainyardv1.AdvisorySpec{ID: d.ID, Aliases: d.Aliases, Summary: d.Summary, Details: d.Details},
 	}
 	if d.Withdrawn != "" {
 		t, err := time.Parse(time.RFC3339, d.Withdrawn)
