@@ -184,6 +184,12 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 
 	cur, err := s.reports.Get(ctx, key, false)
 	if apierrors.IsNotFound(err) {
+		// The cache can be behind a report created moments ago (a cluster
+		// that just registered, checking in at once): whether the cluster
+		// is new, which decides its authorization, is the API server's word.
+		cur, err = s.reports.Get(ctx, key, true)
+	}
+	if apierrors.IsNotFound(err) {
 		annotations, aerr := authorize(nil)
 		if aerr != nil {
 			return nil, false, aerr
