@@ -85,5 +85,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&PromotionReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&RolloutReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr)
+	if err := (&RolloutReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&AdvisoryReconciler{Client: mgr.GetClient(), Clock: o.Clock}).SetupWithManager(mgr)
 }

@@ -76,7 +76,8 @@ var _ = BeforeSuite(func() {
 				Clock: fakeClock}).SetupWithManager(mgr),
 			(&controllers.RolloutReconciler{Client: rolloutClient{mgr.GetClient(), "first"}, Recorder: recorder,
 				Clock: fakeClock}).SetupWithManager(mgr),
-			reportRec.SetupWithManager(mgr))
+			reportRec.SetupWithManager(mgr),
+			(&controllers.AdvisoryReconciler{Client: mgr.GetClient(), Clock: fakeClock}).SetupWithManager(mgr))
 	}
 	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
 		Setups: []manager.Setup{manager.SetupIndexes(), reconcilers}})

@@ -32,3 +32,9 @@ const (
 	// has checked in again (what notifications announce as a recovery).
 	ReasonRecovered = "Recovered"
 )
+
+const (
+	// ConditionExposed is True on an Advisory while a cluster runs an
+	// affected version, with no risk acceptance in force for it.
+	ConditionExposed = "Exposed"
+)

@@ -34,6 +34,12 @@ const (
 	// AnyComponent when it names none, so a report's reconcile reads only
 	// the acceptances that can apply to one component.
 	AcceptanceComponent = "trainyard.dev/acceptance-component"
+	// ReportComponent maps a ClusterReport to the names of the components
+	// it runs, so an advisory finds the reports it can expose.
+	ReportComponent = "trainyard.dev/report-component"
+	// AdvisoryComponent maps an Advisory to the components it affects, so
+	// a report's change finds the advisories it can move.
+	AdvisoryComponent = "trainyard.dev/advisory-component"
 	// AnyComponent is AcceptanceComponent's key for acceptances of every
 	// component (no component name can hold "*").
 	AnyComponent = "*"
@@ -71,6 +77,22 @@ func Setup(ctx context.Context, indexer client.FieldIndexer, only ...string) err
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
 				keys = append(keys, trainyardv1.TrainName(c.Name, c.Train))
+			}
+			return keys
+		}},
+		{&trainyardv1.ClusterReport{}, ReportComponent, func(o client.Object) []string {
+			r := o.(*trainyardv1.ClusterReport)
+			keys := make([]string, 0, len(r.Spec.Components))
+			for _, c := range r.Spec.Components {
+				keys = append(keys, c.Name)
+			}
+			return keys
+		}},
+		{&trainyardv1.Advisory{}, AdvisoryComponent, func(o client.Object) []string {
+			a := o.(*trainyardv1.Advisory)
+			keys := make([]string, 0, len(a.Spec.Affected))
+			for _, c := range a.Spec.Affected {
+				keys = append(keys, c.Component)
 			}
 			return keys
 		}},
