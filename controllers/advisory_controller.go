@@ -1,15 +1,21 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -23,6 +29,7 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/exposure"
 	"github.com/trainyard-dev/trainyard/internal/index"
+	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
 // AdvisoryReconciler computes each Advisory's exposure: the clusters that
@@ -30,13 +37,16 @@ import (
 // acceptance in force covers (internal/exposure decides; this gathers).
 type AdvisoryReconciler struct {
 	client.Client
-	Clock clock.WithDelayedExecution
+	Recorder events.EventRecorder
+	Clock    clock.WithDelayedExecution
 
 	wakeups *wakeups
+	series  exposedSeries
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories/status,verbs=get;patch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
 
 // Reconcile writes one advisory's status.exposed and conditions, when they
 // changed.
@@ -45,6 +55,7 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.Get(ctx, req.NamespacedName, adv); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.wakeups.Cancel(req.NamespacedName)
+			r.series.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -56,11 +67,13 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	e, _ := exposure.Of(&adv.Spec, reports, accepted)
+	e, found := exposure.Of(&adv.Spec, reports, accepted)
 
 	st := adv.Status.DeepCopy()
 	st.ObservedGeneration = adv.Generation
 	gen := adv.Generation
+	prev := meta.FindStatusCondition(adv.Status.Conditions, trainyardv1.ConditionExposed)
+	wasExposed := prev != nil && (prev.Status == metav1.ConditionTrue || prev.Reason == trainyardv1.ReasonResolved)
 	switch {
 	case adv.Spec.Withdrawn != nil:
 		st.Exposed = &trainyardv1.Exposure{}
@@ -69,18 +82,44 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		st.Exposed = &e
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionExposed, true, "AffectedVersionsRun",
 			fmt.Sprintf("%d clusters run an affected version: %s", e.Clusters, listIDs(e.ClusterIDs, int(e.Clusters))))
+	case wasExposed:
+		// The Resolved reason stays until clusters are exposed again:
+		// notifications tell a resolution from "never exposed" by it.
+		st.Exposed = &e
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionExposed, false, trainyardv1.ReasonResolved,
+			"no cluster runs an affected version any more")
 	default:
 		st.Exposed = &e
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionExposed, false, "NoAffectedVersionsRun", "no cluster runs an affected version")
 	}
+	var added []trainyardv1.ExpeditedFix
+	if adv.Spec.Expedite && adv.Spec.Withdrawn == nil {
+		fixes, err := r.fixes(ctx, adv, found)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		st.Expedited, added = expedited(adv.Status.Expedited, fixes, metav1.NewTime(r.Clock.Now().UTC().Truncate(time.Second)))
+	} else {
+		st.Expedited = nil
+	}
 	conditions.MarkReady(&st.Conditions, gen, "Reconciled", "exposure reflects the latest reports")
 	if !equality.Semantic.DeepEqual(&adv.Status, st) {
 		before := adv.DeepCopy()
-		adv.Status = *st
-		if err := r.Status().Patch(ctx, adv, client.MergeFrom(before)); err != nil {
+		patched := adv.DeepCopy()
+		patched.Status = *st
+		// Under an optimistic lock: a write from a cache that had not seen
+		// the last one would record an expedite twice or lose its since.
+		if err := r.Status().Patch(ctx, patched, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		} else if err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
+		for _, f := range added {
+			r.Recorder.Eventf(patched, nil, corev1.EventTypeNormal, "Expedited", "Expedite",
+				"%s expedites %s on %s: rollout rings no longer hold its exposed clusters back from it", adv.Spec.ID, f.Version, f.Train)
+		}
 	}
+	r.series.record(req.NamespacedName, adv, e.Clusters)
 	if !wake.IsZero() {
 		// An acceptance that took a cluster out expires: it is exposed again then.
 		r.wakeups.At(req.NamespacedName, wake)
@@ -88,6 +127,87 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.wakeups.Cancel(req.NamespacedName)
 	}
 	return ctrl.Result{}, nil
+}
+
+// fixes are, for each train with exposed clusters, the nearest release
+// above each exposed version that the advisory does not affect (and that
+// is not retracted): what expedite lets those clusters move to at once.
+func (r *AdvisoryReconciler) fixes(ctx context.Context, adv *trainyardv1.Advisory, found []exposure.Exposed) ([]trainyardv1.ExpeditedFix, error) {
+	var out []trainyardv1.ExpeditedFix
+	releases := map[string][]trainyardv1.ComponentRelease{}
+	done := map[string]bool{}
+	for _, x := range found {
+		train := trainyardv1.TrainName(x.Component, x.Train)
+		if done[train+"/"+x.Version] {
+			continue
+		}
+		done[train+"/"+x.Version] = true
+		rels, ok := releases[train]
+		if !ok {
+			var list trainyardv1.ComponentReleaseList
+			if err := r.List(ctx, &list, client.InNamespace(adv.Namespace), client.UnsafeDisableDeepCopy,
+				client.MatchingFields{index.ReleaseTrain: train}); err != nil {
+				return nil, err
+			}
+			rels, releases[train] = list.Items, list.Items
+		}
+		from, err := ordering.Parse(x.Version)
+		if err != nil {
+			continue
+		}
+		var best *semver.Version
+		for i := range rels {
+			rel := &rels[i]
+			v, err := ordering.Parse(rel.Spec.Version)
+			if err != nil || rel.Spec.Retracted != nil || !v.GreaterThan(from) || (best != nil && !v.LessThan(best)) ||
+				exposure.Affects(&adv.Spec, x.Component, x.Train, rel.Spec.Version) {
+				continue
+			}
+			best = v
+		}
+		if best != nil && !slices.ContainsFunc(out, func(f trainyardv1.ExpeditedFix) bool {
+			return f.Train == train && ordering.Canonical(f.Version) == ordering.Canonical(best.Original())
+		}) {
+			out = append(out, trainyardv1.ExpeditedFix{Train: train, Version: best.Original()})
+		}
+	}
+	return out, nil
+}
+
+// compareVersions orders semantic versions; the fixes are releases that
+// parsed, so the fallback to text only keeps the order total.
+func compareVersions(a, b string) int {
+	va, errA := ordering.Parse(a)
+	vb, errB := ordering.Parse(b)
+	if errA != nil || errB != nil {
+		return cmp.Compare(a, b)
+	}
+	return va.Compare(vb)
+}
+
+// maxExpedited bounds status.expedited, as its schema does.
+const maxExpedited = 32
+
+// expedited is the new status.expedited (sorted, each since its first
+// appearance) and the fixes it adds.
+func expedited(prev, fixes []trainyardv1.ExpeditedFix, now metav1.Time) (out, added []trainyardv1.ExpeditedFix) {
+	for _, f := range fixes {
+		i := slices.IndexFunc(prev, func(p trainyardv1.ExpeditedFix) bool { return p.Train == f.Train && p.Version == f.Version })
+		if i >= 0 {
+			f.Since = prev[i].Since
+		} else {
+			f.Since = now
+			added = append(added, f)
+		}
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b trainyardv1.ExpeditedFix) int {
+		return cmp.Or(cmp.Compare(a.Train, b.Train), compareVersions(a.Version, b.Version))
+	})
+	if len(out) > maxExpedited {
+		out = out[:maxExpedited]
+	}
+	return out, added
 }
 
 // listIDs is the first IDs, and how many more there are.
@@ -169,6 +289,9 @@ func (r *AdvisoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&trainyardv1.ClusterReport{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesOfReport),
 			builder.WithPredicates(reportRunsOtherwise)).
 		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesInNamespace)).
+		// A release published or retracted changes the fix an expedite names.
+		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesOfRelease),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(r.wakeups).
 		Complete(r)
 }
@@ -201,6 +324,24 @@ func (r *AdvisoryReconciler) advisoriesOfReport(ctx context.Context, o client.Ob
 				seen[key] = true
 				reqs = append(reqs, reconcile.Request{NamespacedName: key})
 			}
+		}
+	}
+	return reqs
+}
+
+// advisoriesOfRelease maps a release to the expediting advisories of its
+// component.
+func (r *AdvisoryReconciler) advisoriesOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
+	rel := o.(*trainyardv1.ComponentRelease)
+	advs, err := componentAdvisories(ctx, r, rel.Namespace, rel.Spec.Component)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing advisories", "component", rel.Spec.Component)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range advs {
+		if advs[i].Spec.Expedite {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&advs[i])})
 		}
 	}
 	return reqs

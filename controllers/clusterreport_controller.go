@@ -60,6 +60,7 @@ type ClusterReportReconciler struct {
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=riskacceptances,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
 
 // Reconcile computes one report's status.
 func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -143,11 +144,11 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	var behind, retracted, unknown []string
 	now := metav1.NewTime(r.Clock.Now().UTC().Truncate(time.Second))
 	for _, c := range rep.Spec.Components {
-		cs, err := r.componentState(ctx, rep, c, wake)
+		prev := previousStatus(st.Components, c.Name)
+		cs, err := r.componentState(ctx, rep, c, prev, now, wake)
 		if err != nil {
 			return err
 		}
-		prev := previousStatus(st.Components, c.Name)
 		timeline(&cs, prev, st, now)
 		readiness(&cs, c, prev, now)
 		comps = append(comps, cs)
@@ -163,6 +164,9 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		default:
 			sum.Unknown++
 			unknown = append(unknown, fmt.Sprintf("%s %s", c.Name, c.Version))
+		}
+		if len(cs.Advisories) > 0 {
+			sum.Exposed++
 		}
 	}
 	if len(comps) == 0 {
@@ -282,7 +286,8 @@ func list(items []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
 }
 
-func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent, wake *time.Time) (trainyardv1.ComponentStatus, error) {
+func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent,
+	prev *trainyardv1.ComponentStatus, now metav1.Time, wake *time.Time) (trainyardv1.ComponentStatus, error) {
 	trainName := trainyardv1.TrainName(c.Name, c.Train)
 	cs := trainyardv1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: trainyardv1.StateUnknown}
 	if cs.Train == "" {
@@ -294,6 +299,20 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 	}
 	if train.Status.Latest != nil {
 		cs.Latest = train.Status.Latest.Version
+	}
+	// The advisories that apply to what it runs; an acceptance that takes
+	// one out is the team's "not affected" for this cluster.
+	advs, err := componentAdvisories(ctx, r, rep.Namespace, c.Name)
+	if err != nil {
+		return cs, err
+	}
+	acc := lazyAcceptances{r: r, rep: rep, component: c.Name, wake: wake}
+	if len(advs) > 0 {
+		accepted, err := acc.get(ctx)
+		if err != nil {
+			return cs, err
+		}
+		cs.Advisories = componentAdvisoryList(applying(advs, c.Name, cs.Train, c.Version, accepted), prev, now)
 	}
 	var rels trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,
@@ -317,7 +336,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 		hold = rollout.Hold{}
 	}
 	if cs.State != trainyardv1.StateUpToDate {
-		if err := r.recommend(ctx, rep, train, c, &cs, wake, held, hold); err != nil {
+		if err := r.recommend(ctx, rep, train, c, &cs, advs, &acc, held, hold); err != nil {
 			return cs, err
 		}
 	}
@@ -325,9 +344,12 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 }
 
 // recommend computes the component's upgrade target and path over the
-// train's releases that its policy lets be latest (internal/upgrade).
+// train's releases that its policy lets be latest (internal/upgrade). A
+// release an advisory affects is never a hop or a target; a cluster an
+// advisory exposes is recommended the nearest fixed version, and when the
+// advisory expedites its fix, its ring does not hold it back.
 func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv1.ClusterReport, train *trainyardv1.ReleaseTrain,
-	c trainyardv1.ReportedComponent, cs *trainyardv1.ComponentStatus, wake *time.Time, held bool, hold rollout.Hold) error {
+	c trainyardv1.ReportedComponent, cs *trainyardv1.ComponentStatus, advs []trainyardv1.Advisory, acc *lazyAcceptances, held bool, hold rollout.Hold) error {
 	policy, err := ordering.PolicyOf(train.Spec)
 	if err != nil {
 		return nil // the train is Stalled and says why; no recommendation meanwhile
@@ -350,14 +372,24 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 		comps[x.Name] = x.Version
 	}
 	var accepted func(string) bool
-	if anyRisks(in) { // acceptances only ever accept risks
-		if accepted, err = r.acceptances(ctx, rep, c.Name, wake); err != nil {
+	if anyRisks(in) || len(advs) > 0 { // acceptances only ever accept risks and advisories
+		if accepted, err = acc.get(ctx); err != nil {
 			return err
 		}
 	}
+	if len(advs) > 0 {
+		for i := range in {
+			in[i].Advisories = holdingBack(applying(advs, c.Name, cs.Train, in[i].Version, accepted))
+		}
+	}
 	cluster := upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels, Properties: rep.Spec.Properties, Components: comps}
-	res := upgrade.Recommend(c.Version, in, cluster, r.rules, accepted)
-	if held {
+	recommend := upgrade.Recommend
+	if len(cs.Advisories) > 0 {
+		recommend = upgrade.RecommendFix
+	}
+	res := recommend(c.Version, in, cluster, r.rules, accepted)
+	expedited := slices.ContainsFunc(cs.Advisories, func(a trainyardv1.ComponentAdvisory) bool { return a.Expedite })
+	if held && !expedited {
 		// The ring's limit applies on top of the graph, risks and
 		// retractions: what it holds back is shown as heldBack.
 		within := slices.DeleteFunc(slices.Clone(in), func(rel upgrade.Release) bool {
@@ -365,7 +397,7 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 			return err != nil || !rollout.AtMost(v, hold.Limit)
 		})
 		if len(within) < len(in) { // else the ring holds nothing back: the same answer
-			capped := upgrade.Recommend(c.Version, within, cluster, r.rules, accepted)
+			capped := recommend(c.Version, within, cluster, r.rules, accepted)
 			if res.Recommended != "" && ordering.Canonical(capped.Recommended) != ordering.Canonical(res.Recommended) {
 				cs.HeldBack = &trainyardv1.HeldBack{Version: res.Recommended, Ring: hold.Ring, Reason: hold.Reason, Until: hold.Until}
 			}
@@ -452,6 +484,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfAcceptance)).
+		Watches(&trainyardv1.Advisory{}, bothStates(r.reportsOfAdvisory), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(r.wakeups).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
@@ -477,7 +510,7 @@ func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *trainyar
 			continue
 		}
 		for _, name := range a.Risks {
-			accepted[name] = true
+			accepted[strings.ToLower(name)] = true
 		}
 		if wake.IsZero() || a.Expires.Time.Before(*wake) {
 			*wake = a.Expires.Time
@@ -486,7 +519,31 @@ func (r *ClusterReportReconciler) acceptances(ctx context.Context, rep *trainyar
 	if len(accepted) == 0 {
 		return nil, nil
 	}
-	return func(risk string) bool { return accepted[risk] }, nil
+	// Names are matched without case: an advisory's ID is written
+	// "GHSA-…" by its publisher and often "ghsa-…" by people.
+	return func(risk string) bool { return accepted[strings.ToLower(risk)] }, nil
+}
+
+// lazyAcceptances reads a component's acceptances once, when first needed.
+type lazyAcceptances struct {
+	r         *ClusterReportReconciler
+	rep       *trainyardv1.ClusterReport
+	component string
+	wake      *time.Time
+
+	done     bool
+	accepted func(string) bool
+}
+
+func (l *lazyAcceptances) get(ctx context.Context) (func(string) bool, error) {
+	if !l.done {
+		accepted, err := l.r.acceptances(ctx, l.rep, l.component, l.wake)
+		if err != nil {
+			return nil, err
+		}
+		l.done, l.accepted = true, accepted
+	}
+	return l.accepted, nil
 }
 
 // acceptanceCovers tells whether an acceptance names the cluster, by ID or labels.
@@ -515,6 +572,31 @@ func (r *ClusterReportReconciler) reportsOfAcceptance(ctx context.Context, o cli
 	for i := range reports.Items {
 		if acceptanceCovers(a, &reports.Items[i]) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reports.Items[i])})
+		}
+	}
+	return reqs
+}
+
+// reportsOfAdvisory maps an advisory to the reports whose status it can
+// change (advisoryConcerns): only those are reconciled, and only those
+// whose status changes are written.
+func (r *ClusterReportReconciler) reportsOfAdvisory(ctx context.Context, o client.Object) []reconcile.Request {
+	adv := o.(*trainyardv1.Advisory)
+	seen := map[types.NamespacedName]bool{}
+	var reqs []reconcile.Request
+	for _, component := range advisoryComponents(adv) {
+		var reports trainyardv1.ClusterReportList
+		if err := r.List(ctx, &reports, client.InNamespace(adv.Namespace), client.UnsafeDisableDeepCopy,
+			client.MatchingFields{index.ReportComponent: component}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing reports", "component", component)
+			return nil
+		}
+		for i := range reports.Items {
+			key := client.ObjectKeyFromObject(&reports.Items[i])
+			if !seen[key] && advisoryConcerns(adv, &reports.Items[i], component) {
+				seen[key] = true
+				reqs = append(reqs, reconcile.Request{NamespacedName: key})
+			}
 		}
 	}
 	return reqs

@@ -8,6 +8,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/osv"
 )
 
 // Gauges on the manager's metrics endpoint. Cardinality is bounded: labels
@@ -43,6 +44,10 @@ var (
 		Name: "trainyard_rollout_ring_on_version",
 		Help: "Clusters of each ring that run the rolling release and are ready (or report no readiness).",
 	}, []string{"namespace", "component", "train", "ring", "version"})
+	clustersExposed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_clusters_exposed",
+		Help: "Clusters that run a version an advisory affects, with no risk acceptance in force for it; severity is the advisory's CVSS rating (Unknown without a score).",
+	}, []string{"namespace", "advisory", "severity"})
 	rolloutHalted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trainyard_rollout_halted",
 		Help: "1 while a train's rollout is halted (a retraction, or clusters not ready on the release).",
@@ -51,7 +56,41 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(latestInfo, trainClusters, trainClustersBehind, clustersStale, clustersRetracted,
-		ringClusters, ringOnVersion, rolloutHalted)
+		ringClusters, ringOnVersion, rolloutHalted, clustersExposed)
+}
+
+// exposedSeries keeps the labels each advisory's series was last set with,
+// so that an edit of its ID or severity replaces the series, not adds one.
+type exposedSeries struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]prometheus.Labels
+}
+
+// record sets an advisory's series (a withdrawn advisory has none).
+func (s *exposedSeries) record(key types.NamespacedName, adv *trainyardv1.Advisory, clusters int32) {
+	s.forget(key)
+	if adv.Spec.Withdrawn != nil {
+		return
+	}
+	_, rating, _ := osv.SeverityOf(&adv.Spec)
+	l := prometheus.Labels{"namespace": key.Namespace, "advisory": adv.Spec.ID, "severity": rating}
+	clustersExposed.With(l).Set(float64(clusters))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[types.NamespacedName]prometheus.Labels{}
+	}
+	s.last[key] = l
+}
+
+// forget deletes an advisory's series.
+func (s *exposedSeries) forget(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.last[key]; ok {
+		clustersExposed.Delete(l)
+		delete(s.last, key)
+	}
 }
 
 // recordRollout replaces a train's rollout series (at most MaxRings rings).

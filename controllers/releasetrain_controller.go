@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -60,6 +61,7 @@ type ReleaseTrainReconciler struct {
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases/status,verbs=get;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile computes one train's status from its releases and the reports of
@@ -306,6 +308,10 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *t
 	releases []trainyardv1.ComponentRelease, latest int) error {
 	// The release that loses "latest" is written first, so that readers
 	// never see two latest releases of one train.
+	advs, err := componentAdvisories(ctx, r, train.Namespace, train.Spec.Component)
+	if err != nil {
+		return err
+	}
 	order := make([]int, 0, len(releases))
 	for i := range releases {
 		if releases[i].Status.Latest && i != latest {
@@ -341,6 +347,7 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *t
 		} else {
 			conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionRetracted, false, "NotRetracted", "the release is not retracted")
 		}
+		affected(st, rel, train.Spec.Train, advs)
 		if st.Latest {
 			conditions.MarkReady(&st.Conditions, rel.Generation, "Latest", "this release is its train's latest")
 		} else {
@@ -365,6 +372,48 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *t
 		}
 	}
 	return nil
+}
+
+// affected sets a release's Affected condition: True naming the advisories
+// that affect its version, False when its component has advisories but
+// none affects it, absent when the component has none (acceptances do not
+// count here: they speak for clusters, not releases).
+func affected(st *trainyardv1.ComponentReleaseStatus, rel *trainyardv1.ComponentRelease, train string, advs []trainyardv1.Advisory) {
+	if len(advs) == 0 {
+		meta.RemoveStatusCondition(&st.Conditions, trainyardv1.ConditionAffected)
+		return
+	}
+	var ids []string
+	for _, a := range applying(advs, rel.Spec.Component, train, rel.Spec.Version, nil) {
+		ids = append(ids, a.Spec.ID)
+	}
+	if len(ids) > 0 {
+		conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionAffected, true, "AffectedByAdvisory", "affected by "+list(ids))
+	} else {
+		conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionAffected, false, "NotAffected",
+			"no advisory of "+rel.Spec.Component+" affects this version")
+	}
+}
+
+// trainsOfAdvisory maps an advisory to the trains of the components it
+// names (those it lists, or all of the component's).
+func (r *ReleaseTrainReconciler) trainsOfAdvisory(ctx context.Context, o client.Object) []reconcile.Request {
+	adv := o.(*trainyardv1.Advisory)
+	var trains trainyardv1.ReleaseTrainList
+	if err := r.List(ctx, &trains, client.InNamespace(adv.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing trains")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range trains.Items {
+		t := &trains.Items[i]
+		if slices.ContainsFunc(adv.Spec.Affected, func(c trainyardv1.AffectedComponent) bool {
+			return c.Component == t.Spec.Component && (len(c.Trains) == 0 || slices.Contains(c.Trains, t.Spec.Train))
+		}) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(t)})
+		}
+	}
+	return reqs
 }
 
 // releaseChanged passes release events that can change the train: spec
@@ -398,6 +447,7 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("releasetrain").
 		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(releaseChanged)).
+		Watches(&trainyardv1.Advisory{}, bothStates(r.trainsOfAdvisory), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.ClusterReport{}, reportToTrains{delays: r.delays},
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).

@@ -88,5 +88,5 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&RolloutReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&AdvisoryReconciler{Client: mgr.GetClient(), Clock: o.Clock}).SetupWithManager(mgr)
+	return (&AdvisoryReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr)
 }

@@ -77,7 +77,7 @@ var _ = BeforeSuite(func() {
 			(&controllers.RolloutReconciler{Client: rolloutClient{mgr.GetClient(), "first"}, Recorder: recorder,
 				Clock: fakeClock}).SetupWithManager(mgr),
 			reportRec.SetupWithManager(mgr),
-			(&controllers.AdvisoryReconciler{Client: mgr.GetClient(), Clock: fakeClock}).SetupWithManager(mgr))
+			(&controllers.AdvisoryReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: fakeClock}).SetupWithManager(mgr))
 	}
 	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
 		Setups: []manager.Setup{manager.SetupIndexes(), reconcilers}})

@@ -191,8 +191,16 @@ type AdvisoryStatus struct {
 	// exposed counts the clusters that run an affected version.
 	// +optional
 	Exposed *Exposure `json:"exposed,omitempty"`
+	// expedited are the fixed releases this advisory's expedite opened the
+	// rollout rings for: the nearest release, on each train with exposed
+	// clusters, that the advisory does not affect.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Expedited []ExpeditedFix `json:"expedited,omitempty"`
 	// conditions: Ready, and Exposed (true while a cluster runs an
-	// affected version).
+	// affected version; False with reason Resolved once none does any
+	// more).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -213,6 +221,16 @@ type Exposure struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=50
 	ClusterIDs []string `json:"clusterIDs,omitempty"`
+}
+
+// ExpeditedFix is a fixed release whose rollout an advisory expedites.
+type ExpeditedFix struct {
+	// train the release is on.
+	Train string `json:"train"`
+	// version of the release.
+	Version string `json:"version"`
+	// since is when the advisory first expedited it.
+	Since metav1.Time `json:"since"`
 }
 
 // TrainExposure is the exposed clusters of one train.

@@ -182,6 +182,27 @@ type ComponentStatus struct {
 	// heldBack is a newer release the cluster could go to but for its ring.
 	// +optional
 	HeldBack *HeldBack `json:"heldBack,omitempty"`
+	// advisories that apply to the installed version: it is affected, and
+	// no risk acceptance in force names the advisory for this cluster.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=16
+	Advisories []ComponentAdvisory `json:"advisories,omitempty"`
+}
+
+// MaxComponentAdvisories is how many advisories a report's component lists.
+const MaxComponentAdvisories = 16
+
+// ComponentAdvisory is an advisory that applies to what a component runs.
+type ComponentAdvisory struct {
+	// id of the advisory (its spec.id).
+	ID string `json:"id"`
+	// since is when trainyard first found the installed version exposed to it.
+	Since metav1.Time `json:"since"`
+	// expedite: the advisory lets its fix skip the component's rollout ring.
+	// +optional
+	Expedite bool `json:"expedite,omitempty"`
 }
 
 // MaxVersionChanges is how many version changes a report keeps per
@@ -233,6 +254,9 @@ type ComponentSummary struct {
 	Retracted int32 `json:"retracted"`
 	// unknown components.
 	Unknown int32 `json:"unknown"`
+	// exposed components: an advisory applies to what they run.
+	// +optional
+	Exposed int32 `json:"exposed,omitempty"`
 }
 
 // ClusterReportStatus is the cluster's check-in record and computed state.
@@ -284,6 +308,7 @@ type ClusterReportStatus struct {
 // +kubebuilder:printcolumn:name="Up-To-Date",type=integer,JSONPath=`.status.summary.upToDate`
 // +kubebuilder:printcolumn:name="Updates",type=integer,JSONPath=`.status.summary.updateAvailable`
 // +kubebuilder:printcolumn:name="Retracted",type=integer,JSONPath=`.status.summary.retracted`,priority=1
+// +kubebuilder:printcolumn:name="Exposed",type=integer,JSONPath=`.status.summary.exposed`,priority=1
 // +kubebuilder:printcolumn:name="Stale",type=string,JSONPath=`.status.conditions[?(@.type=="Stale")].status`
 // +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.lastSeen`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -37,4 +37,11 @@ const (
 	// ConditionExposed is True on an Advisory while a cluster runs an
 	// affected version, with no risk acceptance in force for it.
 	ConditionExposed = "Exposed"
+	// ReasonResolved is the Exposed condition's reason once an advisory
+	// that exposed clusters exposes none any more.
+	ReasonResolved = "Resolved"
+	// ConditionAffected on a ComponentRelease is True when an advisory
+	// affects its version (the message names them); it is present only
+	// while its component has advisories.
+	ConditionAffected = "Affected"
 )

@@ -28,24 +28,11 @@ func Affects(s *trainyardv1.AdvisorySpec, component, train, version string) bool
 		if c.Component != component || (len(c.Trains) > 0 && !slices.Contains(c.Trains, train)) {
 			continue
 		}
-		if ok, _ := toOSV(c).Affects(version); ok {
+		if ok, _ := osv.AffectedOf(c).Affects(version); ok {
 			return true
 		}
 	}
 	return false
-}
-
-// toOSV is the OSV form of an affected component, for its evaluation.
-func toOSV(c *trainyardv1.AffectedComponent) osv.Affected {
-	a := osv.Affected{Versions: c.Versions}
-	for _, r := range c.Ranges {
-		rr := osv.Range{Type: r.Type}
-		for _, e := range r.Events {
-			rr.Events = append(rr.Events, osv.Event{Introduced: e.Introduced, Fixed: e.Fixed, LastAffected: e.LastAffected, Limit: e.Limit})
-		}
-		a.Ranges = append(a.Ranges, rr)
-	}
-	return a
 }
 
 // Exposed is one affected component a cluster runs.

@@ -2,6 +2,8 @@ package osv
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,21 +110,62 @@ func FromAdvisory(a *trainyardv1.Advisory) *Document {
 	for _, r := range a.Spec.References {
 		d.References = append(d.References, Reference{Type: r.Type, URL: r.URL})
 	}
-	for _, c := range a.Spec.Affected {
-		af := Affected{Versions: c.Versions}
-		if c.Package != nil {
-			af.Package = Package{Ecosystem: c.Package.Ecosystem, Name: c.Package.Name, PURL: c.Package.PURL}
-		}
-		for _, r := range c.Ranges {
-			rr := Range{Type: r.Type}
-			for _, e := range r.Events {
-				rr.Events = append(rr.Events, Event{Introduced: e.Introduced, Fixed: e.Fixed, LastAffected: e.LastAffected, Limit: e.Limit})
-			}
-			af.Ranges = append(af.Ranges, rr)
-		}
-		d.Affected = append(d.Affected, af)
+	for i := range a.Spec.Affected {
+		d.Affected = append(d.Affected, AffectedOf(&a.Spec.Affected[i]))
 	}
 	return d
+}
+
+// AffectedOf is the OSV form of an Advisory's affected component: what
+// evaluates its versions, and what FromAdvisory writes.
+func AffectedOf(c *trainyardv1.AffectedComponent) Affected {
+	af := Affected{Versions: c.Versions}
+	if c.Package != nil {
+		af.Package = Package{Ecosystem: c.Package.Ecosystem, Name: c.Package.Name, PURL: c.Package.PURL}
+	}
+	for _, r := range c.Ranges {
+		rr := Range{Type: r.Type}
+		for _, e := range r.Events {
+			rr.Events = append(rr.Events, Event{Introduced: e.Introduced, Fixed: e.Fixed, LastAffected: e.LastAffected, Limit: e.Limit})
+		}
+		af.Ranges = append(af.Ranges, rr)
+	}
+	return af
+}
+
+// SeverityOf is an advisory's base score and its rating (Rating): its first
+// severity's score, or for CVSS v3 the score its vector gives; ok is false
+// (and the rating "Unknown") when it has none.
+func SeverityOf(s *trainyardv1.AdvisorySpec) (score float64, rating string, ok bool) {
+	for _, sv := range s.Severity {
+		if sv.Score != "" {
+			if f, err := strconv.ParseFloat(sv.Score, 64); err == nil {
+				return f, Rating(f), true
+			}
+		}
+		if sv.Type == trainyardv1.SeverityCVSSv3 {
+			if f, err := CVSS3Score(sv.Vector); err == nil {
+				return f, Rating(f), true
+			}
+		}
+	}
+	return 0, "Unknown", false
+}
+
+// FixedVersions are the versions an advisory's ranges name as fixed, each
+// once, in the order they appear.
+func FixedVersions(s *trainyardv1.AdvisorySpec) []string {
+	var out []string
+	for _, c := range s.Affected {
+		for _, r := range c.Ranges {
+			for _, e := range r.Events {
+				if e.Fixed != "" && !slices.Contains(out, e.Fixed) {
+					out = append(out, e.Fixed)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Name is an object name for an advisory ID: lower case, and any character

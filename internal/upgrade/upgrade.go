@@ -27,6 +27,16 @@ type Release struct {
 	Retracted   bool
 	UpgradeFrom string
 	Risks       []trainyardv1.UpgradeRisk
+	// Advisories are those that affect this version, on this train, with
+	// no risk acceptance in force for this cluster: such a release is
+	// never a hop or a target (it is listed as conditional instead).
+	Advisories []Advisory
+}
+
+// Advisory is what a recommendation says of an advisory that holds a
+// release back.
+type Advisory struct {
+	ID, Summary, URL string
 }
 
 // Cluster is what a risk's rule sees of a cluster.
@@ -59,6 +69,19 @@ type node struct {
 // Recommend computes the recommendation. accepted tells whether a risk is
 // accepted for this cluster (nil: none is).
 func Recommend(installed string, releases []Release, c Cluster, rules *Rules, accepted func(risk string) bool) Result {
+	return recommend(installed, releases, c, rules, accepted, false)
+}
+
+// RecommendFix computes the recommendation of a cluster whose installed
+// version an advisory affects: the nearest version it can reach through
+// releases no advisory affects, not the highest, so that the fix is the
+// smallest change (a patch release before a new minor). The next
+// recommendation, once it runs the fix, is the highest as usual.
+func RecommendFix(installed string, releases []Release, c Cluster, rules *Rules, accepted func(risk string) bool) Result {
+	return recommend(installed, releases, c, rules, accepted, true)
+}
+
+func recommend(installed string, releases []Release, c Cluster, rules *Rules, accepted func(risk string) bool, nearest bool) Result {
 	from, err := ordering.Parse(installed)
 	if err != nil {
 		return Result{}
@@ -70,7 +93,9 @@ func Recommend(installed string, releases []Release, c Cluster, rules *Rules, ac
 	for i := len(nodes) - 1; i >= 0; i-- {
 		if dist[i] > 0 {
 			target = i
-			break
+			if !nearest {
+				break
+			}
 		}
 	}
 	if target >= 0 {
@@ -109,6 +134,10 @@ func graph(from *semver.Version, releases []Release, c Cluster, rules *Rules, ac
 				n.risks = append(n.risks, trainyardv1.AppliedRisk{Name: risk.Name, Message: risk.Message, URL: risk.URL,
 					Reason: "applies to this cluster"})
 			}
+		}
+		for _, a := range r.Advisories {
+			n.risks = append(n.risks, trainyardv1.AppliedRisk{Name: a.ID, Message: a.Summary, URL: a.URL,
+				Reason: "advisory " + a.ID + " affects this version"})
 		}
 		nodes = append(nodes, n)
 	}

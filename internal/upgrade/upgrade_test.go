@@ -129,3 +129,57 @@ func TestRuleChecks(t *testing.T) {
 		t.Error("a costly rule ran to its end")
 	}
 }
+
+// advisoryGraph is issue 30's: 1.0.0 to 1.3.0, an advisory that affects
+// [1.0.0, 1.2.1), and 1.2.1 reachable only from 1.2.0 and up (a patch
+// release), so that the path to the fix must go through an affected
+// version unless the graph says otherwise.
+func advisoryGraph(upgradeFrom string) []upgrade.Release {
+	adv := []upgrade.Advisory{{ID: "GHSA-test", Summary: "a flaw", URL: "https://example.com/a"}}
+	var rels []upgrade.Release
+	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.2.1", "1.3.0"} {
+		r := upgrade.Release{Version: v}
+		if v < "1.2.1" {
+			r.Advisories = adv
+		}
+		if v == "1.2.1" {
+			r.UpgradeFrom = upgradeFrom
+		}
+		rels = append(rels, r)
+	}
+	return rels
+}
+
+func TestAdvisoriesHoldReleasesBack(t *testing.T) {
+	r := rules(t)
+	// Not exposed (0.9.0 predates the flaw): the highest, never through an
+	// affected version.
+	rels := append([]upgrade.Release{{Version: "0.9.0"}}, advisoryGraph("")...)
+	got := upgrade.Recommend("0.9.0", rels, cluster(""), r, nil)
+	if got.Recommended != "1.3.0" || !reflect.DeepEqual(got.Path, []string{"1.3.0"}) {
+		t.Errorf("from 0.9.0: %+v", got)
+	}
+	// Exposed: the nearest fixed version, then the highest from there.
+	for _, installed := range []string{"1.0.0", "1.1.0", "1.2.0"} {
+		got := upgrade.RecommendFix(installed, advisoryGraph(""), cluster(""), r, nil)
+		if got.Recommended != "1.2.1" || !reflect.DeepEqual(got.Path, []string{"1.2.1"}) {
+			t.Errorf("fix from %s: %+v", installed, got)
+		}
+	}
+	if got := upgrade.Recommend("1.2.1", advisoryGraph(""), cluster(""), r, nil); got.Recommended != "1.3.0" {
+		t.Errorf("from the fix: %+v", got)
+	}
+	// 1.2.1 only from 1.2.x: a cluster on 1.0.0 cannot reach it without an
+	// affected hop, so its fix is 1.3.0, directly.
+	if got := upgrade.RecommendFix("1.0.0", advisoryGraph("~1.2.0"), cluster(""), r, nil); got.Recommended != "1.3.0" ||
+		!reflect.DeepEqual(got.Path, []string{"1.3.0"}) {
+		t.Errorf("fix from 1.0.0 when 1.2.1 takes only 1.2.x: %+v", got)
+	}
+	// Every affected version above the target is conditional, naming the
+	// advisory; an accepted advisory is a hop like any other.
+	got = upgrade.Recommend("0.9.0", advisoryGraph("")[:3], cluster(""), r, nil)
+	if got.Recommended != "" || len(got.Conditional) != 3 || got.Conditional[0].Risks[0].Name != "GHSA-test" ||
+		got.Conditional[0].Risks[0].Reason != "advisory GHSA-test affects this version" || got.Conditional[0].Risks[0].URL != "https://example.com/a" {
+		t.Errorf("only affected versions: %+v", got)
+	}
+}
