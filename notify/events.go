@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ type Event struct {
 	// Summary is one line for people.
 	Summary string `json:"summary"`
 
+	Advisory   string            `json:"advisory,omitempty"`
 	Cluster    string            `json:"cluster,omitempty"`
 	Component  string            `json:"component,omitempty"`
 	Train      string            `json:"train,omitempty"`
@@ -128,7 +130,61 @@ func ClusterEvents(r *trainyardv1.ClusterReport) []Event {
 		e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
 		out = append(out, e)
 	}
+	return append(out, exposedEvents(r, base)...)
+}
+
+// exposedEvents are a report's advisories: one fact per advisory that
+// applies to any of its components, since the earliest of them, listing
+// those components. A cluster exposed again later (after an upgrade, an
+// acceptance's expiry) is a new fact: its since is new.
+func exposedEvents(r *trainyardv1.ClusterReport, base Event) []Event {
+	var out []Event
+	for _, c := range r.Status.Components {
+		for _, a := range c.Advisories {
+			i := slices.IndexFunc(out, func(e Event) bool { return e.Advisory == a.ID })
+			if i < 0 {
+				e := base
+				e.Type, e.Severity, e.Advisory, e.Time = trainyardv1.EventAdvisoryExposed, trainyardv1.SeverityWarning, a.ID, a.Since.UTC()
+				out = append(out, e)
+				i = len(out) - 1
+			}
+			e := &out[i]
+			if a.Since.UTC().Before(e.Time) {
+				e.Time = a.Since.UTC()
+			}
+			e.Components = append(e.Components, ComponentChange{Name: c.Name, Train: c.Train, Installed: c.Installed, Latest: c.Recommended})
+		}
+	}
+	for i := range out {
+		e := &out[i]
+		e.concerns = concerns(e.Components)
+		e.Summary = fmt.Sprintf("cluster %s runs a version %s affects: %s", r.Spec.ClusterID, e.Advisory, changes(e.Components, false))
+		e.ID = eventID(string(e.Type), string(r.UID), e.Advisory, stamp(metav1.NewTime(e.Time)))
+	}
 	return out
+}
+
+// AdvisoryEvents are the facts an advisory's status holds now: resolved,
+// once no cluster it exposed is exposed any more.
+func AdvisoryEvents(a *trainyardv1.Advisory) []Event {
+	c := meta.FindStatusCondition(a.Status.Conditions, trainyardv1.ConditionExposed)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != trainyardv1.ReasonResolved {
+		return nil
+	}
+	e := Event{Type: trainyardv1.EventAdvisoryResolved, Severity: trainyardv1.SeverityInfo, Time: c.LastTransitionTime.UTC(),
+		Subject: "advisories/" + a.Name, Advisory: a.Spec.ID, labels: a.Labels,
+		Summary: fmt.Sprintf("no cluster runs a version %s affects any more", a.Spec.ID)}
+	for _, ac := range a.Spec.Affected {
+		trains := ac.Trains
+		if len(trains) == 0 {
+			trains = []string{""}
+		}
+		for _, t := range trains {
+			e.concerns = append(e.concerns, componentTrain{ac.Component, t})
+		}
+	}
+	e.ID = eventID(string(e.Type), string(a.UID), stamp(c.LastTransitionTime))
+	return []Event{e}
 }
 
 func lastSeen(r *trainyardv1.ClusterReport) string {

@@ -146,6 +146,7 @@ func (n *Notifier) Start(ctx context.Context) error {
 			func(o client.Object, evs []Event) []Event {
 				return n.withLatestLabels(ctx, o.(*trainyardv1.ReleaseTrain), evs)
 			}},
+		{&trainyardv1.Advisory{}, func(o client.Object) []Event { return AdvisoryEvents(o.(*trainyardv1.Advisory)) }, nil},
 		{&trainyardv1.ComponentRelease{}, func(o client.Object) []Event { return ReleaseEvents(o.(*trainyardv1.ComponentRelease), 0) },
 			func(o client.Object, evs []Event) []Event {
 				return n.withRunning(ctx, o.(*trainyardv1.ComponentRelease), evs)

@@ -444,6 +444,72 @@ var _ = Describe("notifications", func() {
 		Expect(other.count()).To(BeZero(), "a rule for another component hears nothing")
 	})
 
+	It("sends one advisory.exposed per newly exposed cluster, and advisory.resolved once none is", func() {
+		ns := newNamespace()
+		rc := newReceiver(nil)
+		target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		rule(ns, "security", "events", trainyardv1.NotificationRuleSpec{
+			EventTypes:   []trainyardv1.EventType{trainyardv1.EventAdvisoryExposed, trainyardv1.EventAdvisoryResolved},
+			DigestWindow: &metav1.Duration{Duration: time.Second}})
+		clockPastNow()
+		versions := []string{"1.0.0", "1.1.0", "1.2.0", "1.2.1", "1.3.0"}
+		for _, v := range versions {
+			publish(ns, "app", "stable", v)
+		}
+		reports := map[string]*trainyardv1.ClusterReport{}
+		for i, v := range versions {
+			id := fmt.Sprintf("c%d", i)
+			reports[id] = &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
+				Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Components: []trainyardv1.ReportedComponent{{Name: "app", Train: "stable", Version: v}}}}
+			Expect(k8sClient.Create(ctx, reports[id])).To(Succeed())
+			checkedIn(reports[id])
+		}
+		Expect(k8sClient.Create(ctx, &trainyardv1.Advisory{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghsa-1"},
+			Spec: trainyardv1.AdvisorySpec{ID: "GHSA-1111-2222-3333",
+				Severity: []trainyardv1.AdvisorySeverity{{Type: trainyardv1.SeverityCVSSv3, Vector: "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}},
+				Affected: []trainyardv1.AffectedComponent{{Component: "app", Ranges: []trainyardv1.AffectedRange{{Type: "SEMVER",
+					Events: []trainyardv1.RangeEvent{{Introduced: "1.0.0"}, {Fixed: "1.2.1"}}}}}}}})).To(Succeed())
+
+		exposedClusters := func() []string {
+			var ids []string
+			for _, e := range rc.events() {
+				for _, x := range e.Data.Events {
+					if x.Type == trainyardv1.EventAdvisoryExposed {
+						ids = append(ids, x.Cluster)
+					}
+				}
+			}
+			return ids
+		}
+		Eventually(exposedClusters).Should(ConsistOf("c0", "c1", "c2"))
+		for _, e := range rc.events() {
+			for _, x := range e.Data.Events {
+				Expect(x.Advisory).To(Equal("GHSA-1111-2222-3333"))
+				Expect(x.Components).To(HaveLen(1))
+				Expect(x.Components[0].Latest).To(Equal("1.2.1"), "the recommended fix")
+			}
+		}
+		Expect(metric("trainyard_clusters_exposed", map[string]string{"namespace": ns, "advisory": "GHSA-1111-2222-3333"})).To(BeEquivalentTo(3))
+		Expect(metric("trainyard_clusters_exposed", map[string]string{"namespace": ns, "severity": "Critical"})).To(BeEquivalentTo(3))
+
+		// Upgrades past the fix: no new exposure, and once the last one is
+		// done, one resolved.
+		for _, id := range []string{"c0", "c1", "c2"} {
+			fakeClock.Step(time.Second)
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(reports[id]), reports[id])).To(Succeed())
+			patch := client.MergeFrom(reports[id].DeepCopy())
+			reports[id].Spec.Components[0].Version = "1.2.1"
+			Expect(k8sClient.Patch(ctx, reports[id], patch)).To(Succeed())
+			checkedIn(reports[id])
+		}
+		Eventually(func() []string { return typesOf(rc.events()) }).Should(ContainElement(string(trainyardv1.EventAdvisoryResolved)))
+		Eventually(func() float64 {
+			return metric("trainyard_clusters_exposed", map[string]string{"namespace": ns, "advisory": "GHSA-1111-2222-3333"})
+		}).Should(BeZero())
+		Consistently(func() int { return total(rc.events()) }, 3*time.Second).Should(Equal(4))
+		Expect(exposedClusters()).To(HaveLen(3), "no cluster's exposure is sent twice")
+	})
+
 	It("shows Ready=False with the error on a target whose receiver refuses connections", func() {
 		ns := newNamespace()
 		// A port nothing listens on: bind one, then close it.

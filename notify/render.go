@@ -105,6 +105,8 @@ var digestPhrases = map[trainyardv1.EventType]string{
 	trainyardv1.EventRolloutRingOpened:       "%d rollout rings opened a release",
 	trainyardv1.EventRolloutHalted:           "%d rollouts halted",
 	trainyardv1.EventRolloutResumed:          "%d rollouts resumed",
+	trainyardv1.EventAdvisoryExposed:         "%d clusters run a version an advisory affects",
+	trainyardv1.EventAdvisoryResolved:        "%d advisories expose no cluster any more",
 }
 
 func digestSummary(t trainyardv1.EventType, n int, first []Event) string {

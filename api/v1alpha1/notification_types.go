@@ -190,7 +190,7 @@ type NotificationTargetList struct {
 }
 
 // EventType is the CloudEvents type of a notification.
-// +kubebuilder:validation:Enum=dev.trainyard.release.latest;dev.trainyard.release.retracted;dev.trainyard.cluster.stale;dev.trainyard.cluster.recovered;dev.trainyard.cluster.behind;dev.trainyard.cluster.running-retracted;dev.trainyard.rollout.ring-opened;dev.trainyard.rollout.halted;dev.trainyard.rollout.resumed
+// +kubebuilder:validation:Enum=dev.trainyard.release.latest;dev.trainyard.release.retracted;dev.trainyard.cluster.stale;dev.trainyard.cluster.recovered;dev.trainyard.cluster.behind;dev.trainyard.cluster.running-retracted;dev.trainyard.rollout.ring-opened;dev.trainyard.rollout.halted;dev.trainyard.rollout.resumed;dev.trainyard.advisory.exposed;dev.trainyard.advisory.resolved
 type EventType string
 
 const (
@@ -214,12 +214,19 @@ const (
 	EventRolloutHalted EventType = "dev.trainyard.rollout.halted"
 	// EventRolloutResumed: a halted rollout's cause cleared.
 	EventRolloutResumed EventType = "dev.trainyard.rollout.resumed"
+	// EventAdvisoryExposed: a cluster runs a version an advisory affects
+	// (one event per cluster and advisory).
+	EventAdvisoryExposed EventType = "dev.trainyard.advisory.exposed"
+	// EventAdvisoryResolved: an advisory that exposed clusters exposes none
+	// any more.
+	EventAdvisoryResolved EventType = "dev.trainyard.advisory.resolved"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventReleaseLatest, EventReleaseRetracted, EventClusterStale,
 	EventClusterRecovered, EventClusterBehind, EventClusterRunningRetracted,
-	EventRolloutRingOpened, EventRolloutHalted, EventRolloutResumed}
+	EventRolloutRingOpened, EventRolloutHalted, EventRolloutResumed,
+	EventAdvisoryExposed, EventAdvisoryResolved}
 
 // Severity orders events for a rule's minSeverity.
 // +kubebuilder:validation:Enum=info;warning;critical
