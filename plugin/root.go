@@ -100,7 +100,7 @@ func NewCommand(o Options) *cobra.Command {
 			"ComponentReleases) with your kubeconfig: the fleet, what is outdated and why, trains and their " +
 			"adoption, and it publishes and retracts releases.\n\n" +
 			"Exit codes: 0 success; outdated: 1 something is behind, 2 some cluster runs a retracted release; " +
-			"diff: 1 the clusters differ; 3 an error.",
+			"diff: 1 the clusters differ; exposed: 1 some cluster runs a version the advisory affects; 3 an error.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Annotations: map[string]string{
@@ -116,7 +116,7 @@ func NewCommand(o Options) *cobra.Command {
 	root.PersistentFlags().BoolVarP(&g.allNamespaces, "all-namespaces", "A", false,
 		"Read every namespace (the namespace of each row is shown).")
 	root.AddCommand(fleetCommand(g), outdatedCommand(g), trainCommand(g), whyCommand(g), historyCommand(g), rolloutCommand(g), diffCommand(g),
-		publishCommand(g), retractCommand(g), clusterCommand(g), advisoryCommand(g), versionCommand(g))
+		publishCommand(g), retractCommand(g), clusterCommand(g), advisoryCommand(g), advisoriesCommand(g), exposedCommand(g), versionCommand(g))
 	return root
 }
 
