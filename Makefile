@@ -186,6 +186,10 @@ bench-recommend: build ## Recommendations: 10,000 clusters' upgrade paths recomp
 bench-rollout: build ## Rollout rings: 10,000 clusters in three rings; opening a ring of 5,000 reaches its reports (vs raw status patches), none outside it written.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/rollout -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-advisory
+bench-advisory: build ## Advisories: a new advisory over 10,000 clusters (30 % exposed): exposure and every exposed report written (target < 10 s), no other report written.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/advisory -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 .PHONY: bench-abuse
 bench-abuse: build ## Abuse: the bridge in its own process under floods (1 MiB multi-gets, slow bodies, 8 MiB dumps, bad tokens) while 200 clusters check in: their p99, webhook latency, both processes' RSS.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/abuse -binary $(LOCALBIN)/trainyard $(BENCH_ARGS)

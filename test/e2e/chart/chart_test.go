@@ -625,7 +625,7 @@ var _ = Describe("the ecosystem's conventions", func() {
 				Expect(anchor).To(Equal(strings.ToLower(rule["alert"].(string))))
 			}
 		}
-		Expect(alerts).To(Equal(5))
+		Expect(alerts).To(Equal(6))
 	})
 
 	It("ships a Grafana dashboard whose every query parses and names only metrics trainyard exports", func() {
@@ -726,6 +726,11 @@ tests:
         values: '0x3 1x8 stale'
       - series: 'trainyard_clusters_running_retracted{namespace="fleet-b", pod="trainyard-1"}'
         values: '_x9 1x30'
+      # fleet-a: 3 clusters exposed to a critical advisory from 2m on, on the leader only.
+      - series: 'trainyard_clusters_exposed{namespace="fleet-a", advisory="GHSA-1111-2222-3333", severity="Critical", pod="trainyard-0"}'
+        values: '0x1 3x40'
+      - series: 'trainyard_clusters_exposed{namespace="fleet-b", advisory="GHSA-4444-5555-6666", severity="Low", pod="trainyard-0"}'
+        values: '0x40'
       # One delivery to fleet-a/slack dropped at 5m; fleet-a/audit's queue waits from 2m on.
       - series: 'trainyard_notification_deliveries_total{namespace="fleet-a", target="slack", outcome="dropped", pod="trainyard-0"}'
         values: '0x4 1x20'
@@ -767,6 +772,17 @@ tests:
               summary: "Clusters in fleet-b running a retracted release: 1"
               runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardclustersrunningretracted"
               description: "Clusters in fleet-b run at least one release that has been retracted. ` + "`kubectl trainyard outdated -n fleet-b`" + ` shows which (STATE Retracted) and why."
+      - eval_time: 6m
+        alertname: TrainyardClustersExposed
+        exp_alerts: []
+      - eval_time: 8m
+        alertname: TrainyardClustersExposed
+        exp_alerts:
+          - exp_labels: {namespace: fleet-a, advisory: GHSA-1111-2222-3333, rating: Critical, severity: warning}
+            exp_annotations:
+              summary: "Clusters in fleet-a exposed to GHSA-1111-2222-3333 (Critical): 3"
+              runbook_url: "https://github.com/trainyard-dev/trainyard/blob/main/docs/runbook.md#trainyardclustersexposed"
+              description: "Clusters in fleet-a run a version that advisory GHSA-1111-2222-3333 affects, with no risk acceptance in force for them. ` + "`kubectl trainyard exposed GHSA-1111-2222-3333 -n fleet-a`" + ` lists them and the fix each is recommended."
       - eval_time: 4m
         alertname: TrainyardNotificationsDropped
         exp_alerts: []
