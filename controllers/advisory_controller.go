@@ -207,6 +207,11 @@ func expedited(prev, fixes []trainyardv1.ExpeditedFix, now metav1.Time) (out, ad
 	if len(out) > maxExpedited {
 		out = out[:maxExpedited]
 	}
+	// Only what is kept is added: a fix cut off would be "new" (and its
+	// event sent) on every write.
+	added = slices.DeleteFunc(added, func(f trainyardv1.ExpeditedFix) bool {
+		return !slices.ContainsFunc(out, func(o trainyardv1.ExpeditedFix) bool { return o.Train == f.Train && o.Version == f.Version })
+	})
 	return out, added
 }
 

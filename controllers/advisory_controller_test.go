@@ -187,9 +187,14 @@ var _ = Describe("Advisory exposure", func() {
 		publish(ns, "app", "stable", "1.2.0", 2)
 		Eventually(appStatus(ns, "early-1")).Should(And(HaveField("Recommended", ""), HaveField("HeldBack.Version", "1.2.0")))
 
+		// A cluster on a train trainyard does not know is exposed all the same.
+		checkIn(ns, "untracked", comp("app", "edge", "1.1.0"))
+		Eventually(stateOf(ns, "untracked", "app")).Should(Equal(trainyardv1.StateUnknown))
+
 		// Not expedited: exposed, and still held by the ring.
 		Expect(k8sClient.Create(suiteCtx, ghsa(false, "1.2.0"))).To(Succeed())
 		Eventually(advisoryIDs("early-1")).Should(Equal([]string{"GHSA-1111-2222-3333"}))
+		Eventually(advisoryIDs("untracked")).Should(Equal([]string{"GHSA-1111-2222-3333"}))
 		Consistently(recommended(ns, "early-1"), time.Second).Should(Equal(""))
 
 		a := &trainyardv1.Advisory{}

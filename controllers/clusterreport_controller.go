@@ -92,7 +92,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		patched := rep.DeepCopy()
 		patched.Status = *st
 		var patch client.Patch = client.MergeFrom(rep)
-		if initialized || timelineMoved(rep.Status.Components, st.Components) {
+		if initialized || timelineMoved(rep.Status.Components, st.Components) || advisoryListed(rep.Status.Components, st.Components) {
 			// Filling in check-in fields must not overwrite a check-in the
 			// cache has not seen yet; a version change recorded from a
 			// cache that has not seen this controller's own last write
@@ -209,6 +209,21 @@ func timelineMoved(before, after []trainyardv1.ComponentStatus) bool {
 	return false
 }
 
+// advisoryListed tells whether a status lists an advisory a component did
+// not list before: its since is stamped now, and a write from a cache that
+// had not seen an earlier stamp would move it (and notify twice).
+func advisoryListed(before, after []trainyardv1.ComponentStatus) bool {
+	for i := range after {
+		prev := previousStatus(before, after[i].Name)
+		for _, a := range after[i].Advisories {
+			if prev == nil || !slices.ContainsFunc(prev.Advisories, func(p trainyardv1.ComponentAdvisory) bool { return p.ID == a.ID }) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // previousStatus is the component's entry in the status as it was.
 func previousStatus(comps []trainyardv1.ComponentStatus, name string) *trainyardv1.ComponentStatus {
 	for i := range comps {
@@ -293,14 +308,8 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 	if cs.Train == "" {
 		cs.Train = trainyardv1.DefaultTrain
 	}
-	train := &trainyardv1.ReleaseTrain{} // the cache's own object: read only
-	if err := r.Get(ctx, types.NamespacedName{Namespace: rep.Namespace, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
-		return cs, client.IgnoreNotFound(err) // no such train: Unknown
-	}
-	if train.Status.Latest != nil {
-		cs.Latest = train.Status.Latest.Version
-	}
-	// The advisories that apply to what it runs; an acceptance that takes
+	// The advisories that apply to what it runs, train or no train (the
+	// advisory counts the cluster either way); an acceptance that takes
 	// one out is the team's "not affected" for this cluster.
 	advs, err := componentAdvisories(ctx, r, rep.Namespace, c.Name)
 	if err != nil {
@@ -313,6 +322,13 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 			return cs, err
 		}
 		cs.Advisories = componentAdvisoryList(applying(advs, c.Name, cs.Train, c.Version, accepted), prev, now)
+	}
+	train := &trainyardv1.ReleaseTrain{} // the cache's own object: read only
+	if err := r.Get(ctx, types.NamespacedName{Namespace: rep.Namespace, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
+		return cs, client.IgnoreNotFound(err) // no such train: Unknown
+	}
+	if train.Status.Latest != nil {
+		cs.Latest = train.Status.Latest.Version
 	}
 	var rels trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(rep.Namespace), client.UnsafeDisableDeepCopy,

@@ -18,8 +18,12 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/ordering"
 )
 
-// MaxConditional is how many conditional targets a component lists.
-const MaxConditional = 8
+// MaxConditional is how many conditional targets a component lists, and
+// MaxRisks how many risks each names (as the status's schema allows).
+const (
+	MaxConditional = 8
+	MaxRisks       = 16
+)
 
 // Release is one release of the train.
 type Release struct {
@@ -135,7 +139,17 @@ func graph(from *semver.Version, releases []Release, c Cluster, rules *Rules, ac
 					Reason: "applies to this cluster"})
 			}
 		}
-		for _, a := range r.Advisories {
+		for i, a := range r.Advisories {
+			if len(n.risks) == MaxRisks-1 && i < len(r.Advisories)-1 {
+				// The status holds MaxRisks: the last one says what is left out.
+				n.risks = append(n.risks, trainyardv1.AppliedRisk{Name: "more-advisories",
+					Message: fmt.Sprintf("%d more advisories affect this version", len(r.Advisories)-i),
+					Reason:  "advisories affect this version"})
+				break
+			}
+			if len(n.risks) == MaxRisks {
+				break
+			}
 			n.risks = append(n.risks, trainyardv1.AppliedRisk{Name: a.ID, Message: a.Summary, URL: a.URL,
 				Reason: "advisory " + a.ID + " affects this version"})
 		}

@@ -183,3 +183,19 @@ func TestAdvisoriesHoldReleasesBack(t *testing.T) {
 		t.Errorf("only affected versions: %+v", got)
 	}
 }
+
+// A release with more advisories than the status can name is held back
+// with the first ones and a count of the rest, within the schema's 16.
+func TestManyAdvisoriesFitTheStatus(t *testing.T) {
+	var advs []upgrade.Advisory
+	for i := range 20 {
+		advs = append(advs, upgrade.Advisory{ID: fmt.Sprintf("GHSA-%04d", i)})
+	}
+	got := upgrade.Recommend("1.0.0", []upgrade.Release{{Version: "1.1.0", Advisories: advs}}, cluster(""), rules(t), nil)
+	if len(got.Conditional) != 1 || len(got.Conditional[0].Risks) != upgrade.MaxRisks {
+		t.Fatalf("%+v", got)
+	}
+	if last := got.Conditional[0].Risks[upgrade.MaxRisks-1]; last.Name != "more-advisories" || last.Message != "5 more advisories affect this version" {
+		t.Errorf("last risk: %+v", last)
+	}
+}
