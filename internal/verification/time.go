@@ -1,0 +1,5 @@
+package verification
+
+import "time"
+
+func zeroTime() time.Time { return time.Time{} }
