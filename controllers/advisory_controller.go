@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,7 +45,6 @@ type AdvisoryReconciler struct {
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories/status,verbs=get;patch
-// +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
 
 // Reconcile writes one advisory's status.exposed and conditions, when they
 // changed.
@@ -67,7 +65,7 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	e, found := exposure.Of(&adv.Spec, reports, accepted)
+	e, _ := exposure.Of(&adv.Spec, reports, accepted)
 
 	st := adv.Status.DeepCopy()
 	st.ObservedGeneration = adv.Generation
@@ -94,11 +92,7 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	var added []trainyardv1.ExpeditedFix
 	if adv.Spec.Expedite && adv.Spec.Withdrawn == nil {
-		fixes, err := r.fixes(ctx, adv, found)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		st.Expedited, added = expedited(adv.Status.Expedited, fixes, metav1.NewTime(r.Clock.Now().UTC().Truncate(time.Second)))
+		st.Expedited, added = expedited(adv.Status.Expedited, fixes(adv, reports), metav1.NewTime(r.Clock.Now().UTC().Truncate(time.Second)))
 	} else {
 		st.Expedited = nil
 	}
@@ -129,49 +123,27 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{}, nil
 }
 
-// fixes are, for each train with exposed clusters, the nearest release
-// above each exposed version that the advisory does not affect (and that
-// is not retracted): what expedite lets those clusters move to at once.
-func (r *AdvisoryReconciler) fixes(ctx context.Context, adv *trainyardv1.Advisory, found []exposure.Exposed) ([]trainyardv1.ExpeditedFix, error) {
+// fixes are the releases the exposed clusters are recommended while the
+// advisory expedites, per train: read from the reports' status, so the
+// record names exactly what the clusters are told (their graph, risks,
+// policy and other advisories included). The reports are written after
+// the advisory changes; their writes bring the advisory back here.
+func fixes(adv *trainyardv1.Advisory, reports []trainyardv1.ClusterReport) []trainyardv1.ExpeditedFix {
 	var out []trainyardv1.ExpeditedFix
-	releases := map[string][]trainyardv1.ComponentRelease{}
-	done := map[string]bool{}
-	for _, x := range found {
-		train := trainyardv1.TrainName(x.Component, x.Train)
-		if done[train+"/"+x.Version] {
-			continue
-		}
-		done[train+"/"+x.Version] = true
-		rels, ok := releases[train]
-		if !ok {
-			var list trainyardv1.ComponentReleaseList
-			if err := r.List(ctx, &list, client.InNamespace(adv.Namespace), client.UnsafeDisableDeepCopy,
-				client.MatchingFields{index.ReleaseTrain: train}); err != nil {
-				return nil, err
-			}
-			rels, releases[train] = list.Items, list.Items
-		}
-		from, err := ordering.Parse(x.Version)
-		if err != nil {
-			continue
-		}
-		var best *semver.Version
-		for i := range rels {
-			rel := &rels[i]
-			v, err := ordering.Parse(rel.Spec.Version)
-			if err != nil || rel.Spec.Retracted != nil || !v.GreaterThan(from) || (best != nil && !v.LessThan(best)) ||
-				exposure.Affects(&adv.Spec, x.Component, x.Train, rel.Spec.Version) {
+	for i := range reports {
+		for _, cs := range reports[i].Status.Components {
+			if cs.Recommended == "" || !slices.ContainsFunc(cs.Advisories, func(a trainyardv1.ComponentAdvisory) bool {
+				return a.ID == adv.Spec.ID && a.Expedite
+			}) {
 				continue
 			}
-			best = v
-		}
-		if best != nil && !slices.ContainsFunc(out, func(f trainyardv1.ExpeditedFix) bool {
-			return f.Train == train && ordering.Canonical(f.Version) == ordering.Canonical(best.Original())
-		}) {
-			out = append(out, trainyardv1.ExpeditedFix{Train: train, Version: best.Original()})
+			f := trainyardv1.ExpeditedFix{Train: trainyardv1.TrainName(cs.Name, cs.Train), Version: cs.Recommended}
+			if !slices.ContainsFunc(out, func(o trainyardv1.ExpeditedFix) bool { return o.Train == f.Train && o.Version == f.Version }) {
+				out = append(out, f)
+			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // compareVersions orders semantic versions; the fixes are releases that
@@ -294,21 +266,40 @@ func (r *AdvisoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&trainyardv1.ClusterReport{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesOfReport),
 			builder.WithPredicates(reportRunsOtherwise)).
 		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesInNamespace)).
-		// A release published or retracted changes the fix an expedite names.
-		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesOfRelease),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(r.wakeups).
 		Complete(r)
 }
 
 // reportRunsOtherwise passes report events that can change an exposure:
-// creation, deletion, and a change of what it runs or of its labels (an
-// acceptance's selector).
+// creation, deletion, a change of what it runs or of its labels (an
+// acceptance's selector), and a change of a component's advisories or
+// recommendation (what an expedite records). A status write that changes
+// none of them (a check-in, readiness) does not pass.
 var reportRunsOtherwise = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
-		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Labels, n.Labels)
+		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
+			!sameAdvisories(o.Status.Components, n.Status.Components)
 	},
+}
+
+// sameAdvisories tells whether two statuses list the same advisories and
+// recommendations.
+func sameAdvisories(a, b []trainyardv1.ComponentStatus) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Recommended != b[i].Recommended || len(a[i].Advisories) != len(b[i].Advisories) {
+			return false
+		}
+		for j := range a[i].Advisories {
+			if a[i].Advisories[j].ID != b[i].Advisories[j].ID || a[i].Advisories[j].Expedite != b[i].Advisories[j].Expedite {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // advisoriesOfReport maps a report to the advisories of the components it runs.
@@ -329,24 +320,6 @@ func (r *AdvisoryReconciler) advisoriesOfReport(ctx context.Context, o client.Ob
 				seen[key] = true
 				reqs = append(reqs, reconcile.Request{NamespacedName: key})
 			}
-		}
-	}
-	return reqs
-}
-
-// advisoriesOfRelease maps a release to the expediting advisories of its
-// component.
-func (r *AdvisoryReconciler) advisoriesOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
-	rel := o.(*trainyardv1.ComponentRelease)
-	advs, err := componentAdvisories(ctx, r, rel.Namespace, rel.Spec.Component)
-	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing advisories", "component", rel.Spec.Component)
-		return nil
-	}
-	var reqs []reconcile.Request
-	for i := range advs {
-		if advs[i].Spec.Expedite {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&advs[i])})
 		}
 	}
 	return reqs

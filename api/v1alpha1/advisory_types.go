@@ -192,8 +192,8 @@ type AdvisoryStatus struct {
 	// +optional
 	Exposed *Exposure `json:"exposed,omitempty"`
 	// expedited are the fixed releases this advisory's expedite opened the
-	// rollout rings for: the nearest release, on each train with exposed
-	// clusters, that the advisory does not affect.
+	// rollout rings for: what its exposed clusters are recommended, per
+	// train (the train's object name).
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
