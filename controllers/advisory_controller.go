@@ -265,21 +265,39 @@ func (r *AdvisoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&trainyardv1.Advisory{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.ClusterReport{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesOfReport),
 			builder.WithPredicates(reportRunsOtherwise)).
+		// What an expedite records comes from the reports' status: their
+		// writes bring back the expediting advisories only, a second
+		// later, so that a burst of thousands is one reconcile.
+		Watches(&trainyardv1.ClusterReport{}, handler.Funcs{
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
+				o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
+				if sameAdvisories(o.Status.Components, n.Status.Components) {
+					return
+				}
+				for _, req := range r.advisoriesOfReport(ctx, n) {
+					a := &trainyardv1.Advisory{}
+					if err := r.Get(ctx, req.NamespacedName, a, client.UnsafeDisableDeepCopy); err == nil && a.Spec.Expedite {
+						q.AddAfter(req, expediteBatch)
+					}
+				}
+			},
+		}).
 		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.advisoriesInNamespace)).
 		WatchesRawSource(r.wakeups).
 		Complete(r)
 }
 
+// expediteBatch is how long an expediting advisory waits for its reports'
+// writes to settle before it records their fixes.
+const expediteBatch = time.Second
+
 // reportRunsOtherwise passes report events that can change an exposure:
-// creation, deletion, a change of what it runs or of its labels (an
-// acceptance's selector), and a change of a component's advisories or
-// recommendation (what an expedite records). A status write that changes
-// none of them (a check-in, readiness) does not pass.
+// creation, deletion, and a change of what it runs or of its labels (an
+// acceptance's selector).
 var reportRunsOtherwise = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
-		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
-			!sameAdvisories(o.Status.Components, n.Status.Components)
+		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Labels, n.Labels)
 	},
 }
 
