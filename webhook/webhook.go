@@ -56,6 +56,7 @@ func Setup(mgr ctrl.Manager, c clock.PassiveClock) error {
 	validate("NotificationTarget", admission.WithValidator[*trainyardv1.NotificationTarget](scheme, targetWebhook{}), wrap[*trainyardv1.NotificationTarget]("NotificationTarget"))
 	validate("NotificationRule", admission.WithValidator[*trainyardv1.NotificationRule](scheme, ruleWebhook{}), wrap[*trainyardv1.NotificationRule]("NotificationRule"))
 	validate("Advisory", admission.WithValidator[*trainyardv1.Advisory](scheme, advisoryWebhook{}), wrap[*trainyardv1.Advisory]("Advisory"))
+	validate("TrustPolicy", admission.WithValidator[*trainyardv1.TrustPolicy](scheme, trustPolicyWebhook{}), wrap[*trainyardv1.TrustPolicy]("TrustPolicy"))
 	return nil
 }
 
@@ -100,6 +101,13 @@ func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *trainyardv1.Comp
 		}
 		errs = append(errs, dup...)
 	}
+	if len(errs) == 0 {
+		signed, err := w.signed(ctx, r)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		errs = append(errs, signed...)
+	}
 	if err := invalid("ComponentRelease", r.Name, errs); err != nil {
 		return nil, err
 	}
@@ -107,7 +115,32 @@ func (w *releaseWebhook) ValidateCreate(ctx context.Context, r *trainyardv1.Comp
 }
 
 func (w *releaseWebhook) ValidateUpdate(ctx context.Context, old, r *trainyardv1.ComponentRelease) (admission.Warnings, error) {
-	return nil, invalid("ComponentRelease", r.Name, append(validation.ComponentRelease(r, old), upgrade.ValidateRisks(r)...))
+	errs := append(validation.ComponentRelease(r, old), upgrade.ValidateRisks(r)...)
+	// A release published before its policy keeps its image: it can still
+	// be retracted or described; a new image or bundle is checked.
+	if len(errs) == 0 && (r.Spec.Image != old.Spec.Image || r.Spec.SignatureBundle != old.Spec.SignatureBundle) {
+		signed, err := w.signed(ctx, r)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		errs = append(errs, signed...)
+	}
+	return nil, invalid("ComponentRelease", r.Name, errs)
+}
+
+// signed checks a release that a TrustPolicy of its namespace covers:
+// named by digest, with a bundle that is one (issue 31).
+func (w *releaseWebhook) signed(ctx context.Context, r *trainyardv1.ComponentRelease) (field.ErrorList, error) {
+	var policies trainyardv1.TrustPolicyList
+	if err := w.reader.List(ctx, &policies, client.InNamespace(r.Namespace)); err != nil {
+		return nil, err
+	}
+	for i := range policies.Items {
+		if validation.Covers(&policies.Items[i].Spec, r.Spec.Component, r.Spec.Train) {
+			return validation.SignedRelease(r, policies.Items[i].Name), nil
+		}
+	}
+	return nil, nil
 }
 
 func (w *releaseWebhook) ValidateDelete(context.Context, *trainyardv1.ComponentRelease) (admission.Warnings, error) {
@@ -271,5 +304,22 @@ func (advisoryWebhook) ValidateUpdate(_ context.Context, _, a *trainyardv1.Advis
 }
 
 func (advisoryWebhook) ValidateDelete(context.Context, *trainyardv1.Advisory) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-trustpolicy,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=trustpolicies,verbs=create;update,versions=v1alpha1,name=vtrustpolicy.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:rbac:groups=trainyard.dev,resources=trustpolicies,verbs=get;list;watch
+
+type trustPolicyWebhook struct{}
+
+func (trustPolicyWebhook) ValidateCreate(_ context.Context, tp *trainyardv1.TrustPolicy) (admission.Warnings, error) {
+	return nil, invalid("TrustPolicy", tp.Name, validation.TrustPolicy(tp))
+}
+
+func (trustPolicyWebhook) ValidateUpdate(_ context.Context, _, tp *trainyardv1.TrustPolicy) (admission.Warnings, error) {
+	return nil, invalid("TrustPolicy", tp.Name, validation.TrustPolicy(tp))
+}
+
+func (trustPolicyWebhook) ValidateDelete(context.Context, *trainyardv1.TrustPolicy) (admission.Warnings, error) {
 	return nil, nil
 }

@@ -52,10 +52,20 @@ type ComponentReleaseSpec struct {
 	// +kubebuilder:validation:MaxLength=8192
 	Fixes string `json:"fixes,omitempty"`
 
-	// image is the container image of this release, if it has one.
+	// image is the container image of this release, if it has one. Where
+	// a TrustPolicy covers the release, it must name its digest
+	// (registry/app@sha256:…): a tag can be moved, a digest cannot.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
+
+	// signatureBundle is a Sigstore bundle (the JSON `cosign sign-blob
+	// --bundle --new-bundle-format` or `cosign sign --new-bundle-format`
+	// writes) that signs the image's digest. Where a TrustPolicy covers
+	// the release, it decides whether the release can become latest.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	SignatureBundle string `json:"signatureBundle,omitempty"`
 
 	// data holds extra string attributes of the release, kept verbatim and
 	// served back by the bridge. At most 32 keys of up to 63 characters,

@@ -44,4 +44,8 @@ const (
 	// affects its version (the message names them); it is present only
 	// while its component has advisories.
 	ConditionAffected = "Affected"
+	// ConditionVerified on a ComponentRelease a TrustPolicy covers is True
+	// when its signature bundle verifies (the message names the key or the
+	// identity); False says why not. Absent when no policy covers it.
+	ConditionVerified = "Verified"
 )
