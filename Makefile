@@ -190,6 +190,10 @@ bench-rollout: build ## Rollout rings: 10,000 clusters in three rings; opening a
 bench-advisory: build ## Advisories: a new advisory over 10,000 clusters (30 % exposed): exposure and every exposed report written (target < 10 s), no other report written.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/advisory -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
 
+.PHONY: bench-verify
+bench-verify: build ## Verified releases: 1,000 signed releases verified when their TrustPolicy arrives (target < 10 s), each digest once per policy generation.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/verify -manager $(LOCALBIN)/trainyard $(BENCH_ARGS)
+
 .PHONY: bench-abuse
 bench-abuse: build ## Abuse: the bridge in its own process under floods (1 MiB multi-gets, slow bodies, 8 MiB dumps, bad tokens) while 200 clusters check in: their p99, webhook latency, both processes' RSS.
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE_BUILD))" go run ./hack/bench/abuse -binary $(LOCALBIN)/trainyard $(BENCH_ARGS)

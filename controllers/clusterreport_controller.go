@@ -61,6 +61,7 @@ type ClusterReportReconciler struct {
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=riskacceptances,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=trustpolicies,verbs=get;list;watch
 
 // Reconcile computes one report's status.
 func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -375,9 +376,17 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 		client.MatchingFields{index.ReleaseTrain: train.Name}); err != nil {
 		return err
 	}
+	// Under a TrustPolicy, a release is a hop or a target only once it is
+	// verified (issue 31): a release published a moment ago, not verified
+	// yet, is not recommended meanwhile.
+	tp, err := policyFor(ctx, r, rep.Namespace, c.Name, cs.Train)
+	if err != nil {
+		return err
+	}
 	in := make([]upgrade.Release, 0, len(rels.Items))
 	for _, rel := range rels.Items {
-		if !policy.Eligible(ordering.NewCandidate(rel.Name, rel.Spec.Version, 0, rel.Spec.Retracted != nil)) {
+		if !policy.Eligible(ordering.NewCandidate(rel.Name, rel.Spec.Version, 0, rel.Spec.Retracted != nil)) ||
+			(tp != nil && !isVerified(&rel)) {
 			continue
 		}
 		in = append(in, upgrade.Release{Version: rel.Spec.Version, Retracted: rel.Spec.Retracted != nil,
@@ -422,6 +431,22 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 	}
 	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
 	return nil
+}
+
+// isVerified tells whether a release's Verified condition is True for its
+// current generation.
+func isVerified(rel *trainyardv1.ComponentRelease) bool {
+	c := meta.FindStatusCondition(rel.Status.Conditions, trainyardv1.ConditionVerified)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == rel.Generation
+}
+
+// releaseVerifiedChanged passes a release whose Verified condition changed:
+// it can change recommendations without a change of its spec.
+var releaseVerifiedChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*trainyardv1.ComponentRelease), e.ObjectNew.(*trainyardv1.ComponentRelease)
+		return isVerified(o) != isVerified(n)
+	},
 }
 
 func anyRisks(rels []upgrade.Release) bool {
@@ -498,7 +523,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&trainyardv1.ClusterReport{}, builder.WithPredicates(r.own.notEcho(), checkInOrSpecChanged)).
 		Watches(&trainyardv1.ReleaseTrain{}, trainToReports{r}).
 		Watches(&trainyardv1.ComponentRelease{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfRelease),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, releaseVerifiedChanged))).
 		Watches(&trainyardv1.RiskAcceptance{}, handler.EnqueueRequestsFromMapFunc(r.reportsOfAcceptance)).
 		Watches(&trainyardv1.Advisory{}, bothStates(r.reportsOfAdvisory), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(r.wakeups).

@@ -48,6 +48,14 @@ var (
 		Name: "trainyard_clusters_exposed",
 		Help: "Clusters that run a version an advisory affects, with no risk acceptance in force for it; severity is the advisory's CVSS rating (Unknown without a score).",
 	}, []string{"namespace", "advisory", "severity"})
+	releasesUnverified = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trainyard_releases_unverified",
+		Help: "Releases of a (component, train) a TrustPolicy covers whose signature does not verify (retracted ones left out).",
+	}, []string{"namespace", "component", "train"})
+	verifications = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trainyard_release_verifications_total",
+		Help: "Signature verifications performed (each digest and bundle once per policy generation and key change; cached results are not counted).",
+	})
 	rolloutHalted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trainyard_rollout_halted",
 		Help: "1 while a train's rollout is halted (a retraction, or clusters not ready on the release).",
@@ -56,7 +64,7 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(latestInfo, trainClusters, trainClustersBehind, clustersStale, clustersRetracted,
-		ringClusters, ringOnVersion, rolloutHalted, clustersExposed)
+		ringClusters, ringOnVersion, rolloutHalted, clustersExposed, releasesUnverified, verifications)
 }
 
 // exposedSeries keeps the labels each advisory's series was last set with,

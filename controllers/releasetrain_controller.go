@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,8 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/conditions"
 	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/ordering"
+	"github.com/trainyard-dev/trainyard/internal/validation"
+	"github.com/trainyard-dev/trainyard/internal/verification"
 )
 
 const (
@@ -52,8 +55,12 @@ type ReleaseTrainReconciler struct {
 	AdoptionDelay time.Duration
 	// Clock stamps status.latest.since (a fake one in tests, with the
 	// promotion's soak); default the real clock.
-	Clock  clock.PassiveClock
-	delays *adoptionDelays
+	Clock clock.PassiveClock
+	// TrustResync is how often a train a TrustPolicy covers is verified
+	// again, so that a rotated or removed key takes effect (default 1m).
+	TrustResync time.Duration
+	delays      *adoptionDelays
+	trust       *trust
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch;create;delete
@@ -62,6 +69,7 @@ type ReleaseTrainReconciler struct {
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases/status,verbs=get;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=trustpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile computes one train's status from its releases and the reports of
@@ -81,6 +89,7 @@ func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err != nil || train == nil {
 		if train == nil {
 			forgetTrain(req.Namespace, component, trainName)
+			releasesUnverified.DeleteLabelValues(req.Namespace, component, trainName)
 			r.delays.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, err
@@ -96,7 +105,13 @@ func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		// fixes the range.
 		conditions.MarkStalled(&st.Conditions, train.Generation, "InvalidVersionRange", perr.Error())
 	} else {
-		latest = r.reconcileLatest(train, st, releases.Items, policy)
+	}
+	verdicts, err := r.verifyReleases(ctx, train, releases.Items)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if perr == nil {
+		latest = r.reconcileLatest(train, st, releases.Items, policy, verdicts)
 		if err := r.reconcileAdoption(ctx, train, st); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -105,10 +120,46 @@ func (r *ReleaseTrainReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	recordTrain(req.Namespace, component, trainName, st)
-	if perr != nil {
-		return ctrl.Result{}, nil
+	var res ctrl.Result
+	if verdicts != nil {
+		res.RequeueAfter = r.TrustResync // keys may rotate; they cannot be watched
 	}
-	return ctrl.Result{}, r.reconcileReleases(ctx, train, releases.Items, latest)
+	if perr != nil {
+		return res, nil
+	}
+	return res, r.reconcileReleases(ctx, train, releases.Items, latest, verdicts)
+}
+
+// verdict is a covered release's verification under its TrustPolicy.
+type verdict struct {
+	policy string
+	verification.Result
+}
+
+// verifyReleases verifies the releases of a train a TrustPolicy covers
+// (nil when none does): each digest and bundle once per policy generation
+// and key change (trust caches the results).
+func (r *ReleaseTrainReconciler) verifyReleases(ctx context.Context, train *trainyardv1.ReleaseTrain,
+	releases []trainyardv1.ComponentRelease) ([]verdict, error) {
+	tp, err := policyFor(ctx, r, train.Namespace, train.Spec.Component, train.Spec.Train)
+	if err != nil || tp == nil {
+		releasesUnverified.DeleteLabelValues(train.Namespace, train.Spec.Component, train.Spec.Train)
+		return nil, err
+	}
+	pv, _, err := r.trust.verifier(ctx, tp)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]verdict, len(releases))
+	unverified := 0
+	for i := range releases {
+		out[i] = verdict{policy: tp.Name, Result: r.trust.verify(pv, &releases[i])}
+		if !out[i].Verified && releases[i].Spec.Retracted == nil {
+			unverified++
+		}
+	}
+	releasesUnverified.WithLabelValues(train.Namespace, train.Spec.Component, train.Spec.Train).Set(float64(unverified))
+	return out, nil
 }
 
 // ensureTrain returns the train, creating it when releases exist and it does
@@ -150,14 +201,17 @@ func (r *ReleaseTrainReconciler) ensureTrain(ctx context.Context, key types.Name
 // reconcileLatest picks the latest release and moves latest, previous and
 // history along when it changes. It returns the latest's index or -1.
 func (r *ReleaseTrainReconciler) reconcileLatest(train *trainyardv1.ReleaseTrain, st *trainyardv1.ReleaseTrainStatus,
-	releases []trainyardv1.ComponentRelease, policy ordering.Policy) int {
+	releases []trainyardv1.ComponentRelease, policy ordering.Policy, verdicts []verdict) int {
 	cands := make([]ordering.Candidate, len(releases))
 	for i, rel := range releases {
 		var released int64
 		if rel.Spec.Released != nil {
 			released = rel.Spec.Released.UnixNano()
 		}
-		cands[i] = ordering.NewCandidate(rel.Name, rel.Spec.Version, released, rel.Spec.Retracted != nil)
+		// A release its TrustPolicy does not verify is never latest, as a
+		// retracted one.
+		cands[i] = ordering.NewCandidate(rel.Name, rel.Spec.Version, released,
+			rel.Spec.Retracted != nil || (verdicts != nil && !verdicts[i].Verified))
 	}
 	idx := policy.Latest(cands)
 	var next *trainyardv1.ReleaseRef
@@ -210,7 +264,7 @@ func (r *ReleaseTrainReconciler) reconcileLatest(train *trainyardv1.ReleaseTrain
 		conditions.MarkReady(&st.Conditions, train.Generation, "NoReleases", "the train has no releases")
 	default:
 		conditions.MarkReady(&st.Conditions, train.Generation, "NoEligibleRelease",
-			fmt.Sprintf("none of the %d releases can be latest under this train's policy (retracted, not semver, pre-release or out of range)", len(releases)))
+			fmt.Sprintf("none of the %d releases can be latest under this train's policy (retracted, not verified, not semver, pre-release or out of range)", len(releases)))
 	}
 	return idx
 }
@@ -305,22 +359,25 @@ func (r *ReleaseTrainReconciler) patchTrainStatus(ctx context.Context, train *tr
 // reconcileReleases writes each release's status where it changed: whether
 // it is latest, its parsed version, and its conditions.
 func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *trainyardv1.ReleaseTrain,
-	releases []trainyardv1.ComponentRelease, latest int) error {
+	releases []trainyardv1.ComponentRelease, latest int, verdicts []verdict) error {
 	// The release that loses "latest" is written first, so that readers
 	// never see two latest releases of one train.
 	advs, err := componentAdvisories(ctx, r, train.Namespace, train.Spec.Component)
 	if err != nil {
 		return err
 	}
-	order := make([]int, 0, len(releases))
+	// losers are written first, one by one; the others (a new policy's
+	// Verified conditions on a thousand releases, say) in parallel.
+	var losers, others []int
 	for i := range releases {
 		if releases[i].Status.Latest && i != latest {
-			order = append([]int{i}, order...)
+			losers = append(losers, i)
 		} else {
-			order = append(order, i)
+			others = append(others, i)
 		}
 	}
-	for _, i := range order {
+	var first, rest []func() error // the losers' writes, the others'
+	for n, i := range append(losers, others...) {
 		rel := &releases[i] // the cache's object: not modified
 		st := rel.Status.DeepCopy()
 		st.ObservedGeneration = rel.Generation
@@ -348,6 +405,7 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *t
 			conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionRetracted, false, "NotRetracted", "the release is not retracted")
 		}
 		affected(st, rel, train.Spec.Train, advs)
+		r.verified(st, rel, verdicts, i)
 		if st.Latest {
 			conditions.MarkReady(&st.Conditions, rel.Generation, "Latest", "this release is its train's latest")
 		} else {
@@ -367,11 +425,103 @@ func (r *ReleaseTrainReconciler) reconcileReleases(ctx context.Context, train *t
 			base = rel.DeepCopy()
 			base.Status.Latest = !st.Latest
 		}
-		if err := r.Status().Patch(ctx, patched, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("patching status of ComponentRelease %s: %w", rel.Name, err)
+		write := func() error {
+			if err := r.Status().Patch(ctx, patched, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("patching status of ComponentRelease %s: %w", patched.Name, err)
+			}
+			return nil
+		}
+		if n < len(losers) {
+			first = append(first, write)
+		} else {
+			rest = append(rest, write)
 		}
 	}
-	return nil
+	for _, write := range first {
+		if err := write(); err != nil {
+			return err
+		}
+	}
+	return parallel(rest, releaseWriters)
+}
+
+// releaseWriters is how many release status writes one reconcile has in
+// flight.
+const releaseWriters = 8
+
+// parallel runs fns, at most n at a time, and returns the first error.
+func parallel(fns []func() error, n int) error {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, n)
+	for _, fn := range fns {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// verified sets a covered release's Verified condition (absent when no
+// TrustPolicy covers it), with a Warning event when it turns False.
+func (r *ReleaseTrainReconciler) verified(st *trainyardv1.ComponentReleaseStatus, rel *trainyardv1.ComponentRelease, verdicts []verdict, i int) {
+	if verdicts == nil {
+		meta.RemoveStatusCondition(&st.Conditions, trainyardv1.ConditionVerified)
+		return
+	}
+	v := verdicts[i]
+	if v.Verified {
+		conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionVerified, true, v.Reason,
+			fmt.Sprintf("%s (TrustPolicy %s)", v.Message, v.policy))
+		return
+	}
+	if !conditions.IsFalse(rel.Status.Conditions, trainyardv1.ConditionVerified) {
+		r.Recorder.Eventf(rel, nil, corev1.EventTypeWarning, "VerificationFailed", "Verify",
+			"%s %s is not verified under TrustPolicy %s (%s): %s; it is never latest or recommended", rel.Spec.Component, rel.Spec.Version, v.policy, v.Reason, clipMessage(v.Message))
+	}
+	conditions.Set(&st.Conditions, rel.Generation, trainyardv1.ConditionVerified, false, v.Reason,
+		fmt.Sprintf("TrustPolicy %s: %s", v.policy, clipMessage(v.Message)))
+}
+
+// clipMessage keeps a verification's message to what a condition and an
+// event hold comfortably.
+func clipMessage(s string) string {
+	const n = 1024
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// trainsOfPolicy maps a TrustPolicy to the trains it covers.
+func (r *ReleaseTrainReconciler) trainsOfPolicy(ctx context.Context, o client.Object) []reconcile.Request {
+	tp := o.(*trainyardv1.TrustPolicy)
+	r.trust.forget(tp.UID) // built again from the new generation
+	var trains trainyardv1.ReleaseTrainList
+	if err := r.List(ctx, &trains, client.InNamespace(tp.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing trains")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range trains.Items {
+		if validation.Covers(&tp.Spec, trains.Items[i].Spec.Component, trains.Items[i].Spec.Train) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&trains.Items[i])})
+		}
+	}
+	return reqs
 }
 
 // affected sets a release's Affected condition: True naming the advisories
@@ -443,11 +593,16 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	r.delays = &adoptionDelays{min: r.AdoptionDelay}
+	if r.TrustResync <= 0 {
+		r.TrustResync = time.Minute
+	}
+	r.trust = newTrust(mgr.GetAPIReader(), r.Clock.Now)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("releasetrain").
 		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.ComponentRelease{}, releaseToTrain, builder.WithPredicates(releaseChanged)).
 		Watches(&trainyardv1.Advisory{}, bothStates(r.trainsOfAdvisory), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&trainyardv1.TrustPolicy{}, bothStates(r.trainsOfPolicy), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&trainyardv1.ClusterReport{}, reportToTrains{delays: r.delays},
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).

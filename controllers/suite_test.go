@@ -68,7 +68,7 @@ var _ = BeforeSuite(func() {
 	reconcilers := func(_ context.Context, mgr ctrl.Manager) error {
 		recorder := mgr.GetEventRecorder("trainyard-controller")
 		trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
-			DefaultOrdering: trainyardv1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock}
+			DefaultOrdering: trainyardv1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock, TrustResync: time.Second}
 		reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
 			Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
 		return errors.Join(trainRec.SetupWithManager(mgr),

@@ -1,0 +1,121 @@
+package controllers_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/verification/verificationtest"
+)
+
+// Issue 31 against a real API server: keys made in the test sign bundles
+// offline; only a release whose bundle verifies under the TrustPolicy can
+// be latest or recommended; a key removed or rotated in its Secret
+// re-verifies, and latest moves back as after a retraction.
+var _ = Describe("Verified releases", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	verifiedOf := func(name string) func() string {
+		return func() string {
+			c := meta.FindStatusCondition(release(ns, name).Status.Conditions, trainyardv1.ConditionVerified)
+			if c == nil {
+				return "absent"
+			}
+			return string(c.Status) + " " + c.Reason
+		}
+	}
+	verifications := func() float64 {
+		families, err := ctrlmetrics.Registry.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		for _, f := range families {
+			if f.GetName() == "trainyard_release_verifications_total" {
+				return f.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+
+	It("makes the newest verified release latest, never an unsigned or wrongly signed one, and re-verifies when a key goes", func() {
+		keyA, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		keyB, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		mallory, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cosign-pub"},
+			Data: map[string][]byte{"a.pub": keyA.PEM(), "b.pub": keyB.PEM()}}
+		Expect(k8sClient.Create(suiteCtx, secret)).To(Succeed())
+		tp := &trainyardv1.TrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-signed"},
+			Spec: trainyardv1.TrustPolicySpec{Components: []string{"app"},
+				Keys: []trainyardv1.SecretKeyRef{{Name: "cosign-pub", Key: "a.pub"}, {Name: "cosign-pub", Key: "b.pub"}}}}
+		Expect(k8sClient.Create(suiteCtx, tp)).To(Succeed())
+
+		signed := func(version string, key *verificationtest.Key) func(*trainyardv1.ComponentRelease) {
+			return func(r *trainyardv1.ComponentRelease) {
+				m, digest := verificationtest.Manifest(version)
+				r.Spec.Image = "registry.example/app@" + digest
+				if key != nil {
+					b, err := key.Sign(m)
+					Expect(err).NotTo(HaveOccurred())
+					r.Spec.SignatureBundle = string(b)
+				}
+			}
+		}
+		publish(ns, "app", "stable", "1.1.0", 1, signed("1.1.0", keyB))
+		publish(ns, "app", "stable", "1.2.0", 2, signed("1.2.0", keyA))
+		Eventually(latestOf(ns, "app.stable")).Should(Equal("1.2.0"))
+		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("True Verified"))
+		Expect(meta.FindStatusCondition(release(ns, "app.stable.1.2.0").Status.Conditions, trainyardv1.ConditionVerified).Message).
+			To(Equal("signed by key cosign-pub/a.pub (TrustPolicy app-signed)"))
+
+		// Unsigned, and signed by a key the policy does not trust: listed,
+		// not latest, not recommended.
+		publish(ns, "app", "stable", "1.3.0", 3, signed("1.3.0", nil))
+		publish(ns, "app", "stable", "1.3.1", 4, signed("1.3.1", mallory))
+		Eventually(verifiedOf("app.stable.1.3.0")).Should(Equal("False NoSignature"))
+		Eventually(verifiedOf("app.stable.1.3.1")).Should(Equal("False NotTrusted"))
+		Consistently(latestOf(ns, "app.stable"), time.Second).Should(Equal("1.2.0"))
+		Eventually(eventReasons(ns, "app.stable.1.3.1")).Should(ContainElement("VerificationFailed"))
+		checkIn(ns, "c1", comp("app", "stable", "1.1.0"))
+		Eventually(appStatus(ns, "c1")).Should(And(HaveField("Recommended", "1.2.0"), HaveField("Path", []string{"1.2.0"})))
+
+		// Each digest was verified once: more reconciles verify nothing again.
+		n := verifications()
+		checkIn(ns, "c2", comp("app", "stable", "1.2.0"))
+		Eventually(adoptionSummary(ns, "app.stable")).Should(Equal("1/2"))
+		Consistently(verifications, 2*time.Second).Should(Equal(n))
+
+		// Key A leaves the Secret: 1.2.0 no longer verifies, latest moves
+		// back to 1.1.0 (signed by B), and c1 is recommended nothing newer.
+		Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+		delete(secret.Data, "a.pub")
+		Expect(k8sClient.Update(suiteCtx, secret)).To(Succeed())
+		fakeClock.Step(11 * time.Second) // past the Secret's read TTL
+		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("False NotTrusted"))
+		Eventually(latestOf(ns, "app.stable")).Should(Equal("1.1.0"))
+		Eventually(recommended(ns, "c1")).Should(Equal(""))
+
+		// Rotation: A comes back under a new name in the policy; 1.2.0 verifies again.
+		secret.Data["a-2027.pub"] = keyA.PEM()
+		Expect(k8sClient.Update(suiteCtx, secret)).To(Succeed())
+		Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(tp), tp)).To(Succeed())
+		patch := client.MergeFrom(tp.DeepCopy())
+		tp.Spec.Keys[0].Key = "a-2027.pub"
+		Expect(k8sClient.Patch(suiteCtx, tp, patch)).To(Succeed())
+		fakeClock.Step(11 * time.Second)
+		Eventually(latestOf(ns, "app.stable")).Should(Equal("1.2.0"))
+		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("True Verified"))
+
+		// Without the policy, no release carries the condition.
+		Expect(k8sClient.Delete(suiteCtx, tp)).To(Succeed())
+		Eventually(verifiedOf("app.stable.1.3.0")).Should(Equal("absent"))
+	})
+})
