@@ -118,4 +118,31 @@ var _ = Describe("Verified releases", func() {
 		Expect(k8sClient.Delete(suiteCtx, tp)).To(Succeed())
 		Eventually(verifiedOf("app.stable.1.3.0")).Should(Equal("absent"))
 	})
+
+	It("verifies keyless signatures by identity, under a trusted root from a Secret", func() {
+		sigstore, err := verificationtest.NewSigstore()
+		Expect(err).NotTo(HaveOccurred())
+		const issuer = "https://token.actions.githubusercontent.com"
+		Expect(k8sClient.Create(suiteCtx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sigstore-root"},
+			Data: map[string][]byte{"trusted_root.json": sigstore.Root}})).To(Succeed())
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.TrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-keyless"},
+			Spec: trainyardv1.TrustPolicySpec{Keyless: &trainyardv1.KeylessTrust{
+				TrustedRoot: trainyardv1.SecretKeyRef{Name: "sigstore-root", Key: "trusted_root.json"},
+				Identities:  []trainyardv1.OIDCIdentity{{Issuer: issuer, SubjectRegExp: `^https://github\.com/example/app/`}}},
+				SignedTimestamps: trainyardv1.Threshold{Threshold: 1}}})).To(Succeed())
+		keyless := func(version, identity string) func(*trainyardv1.ComponentRelease) {
+			return func(r *trainyardv1.ComponentRelease) {
+				m, digest := verificationtest.Manifest(version)
+				b, err := sigstore.Sign(identity, issuer, m)
+				Expect(err).NotTo(HaveOccurred())
+				r.Spec.Image, r.Spec.SignatureBundle = "registry.example/app@"+digest, string(b)
+			}
+		}
+		publish(ns, "app", "stable", "1.2.0", 1, keyless("1.2.0", "https://github.com/example/app/.github/workflows/release.yml@refs/tags/v1.2.0"))
+		publish(ns, "app", "stable", "1.3.1", 2, keyless("1.3.1", "https://github.com/mallory/app/.github/workflows/release.yml@refs/tags/v1.3.1"))
+		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("True Verified"))
+		Eventually(verifiedOf("app.stable.1.3.1")).Should(Equal("False IdentityMismatch"))
+		Consistently(latestOf(ns, "app.stable"), time.Second).Should(Equal("1.2.0"))
+	})
 })
+

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -144,7 +145,7 @@ func New(m Material) (*Verifier, error) {
 }
 
 // time0 leaves a key's validity unbounded.
-var time0 = zeroTime()
+var time0 time.Time
 
 // options are the verifier's requirements. A key needs no time source
 // (keys do not expire); a certificate is short-lived, so keyless needs the

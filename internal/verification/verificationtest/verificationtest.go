@@ -13,10 +13,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	v1 "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/sign"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -77,4 +81,86 @@ func (k keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, error
 	sum := sha256.Sum256(data)
 	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, sum[:])
 	return sig, sum[:], err
+}
+
+// Sigstore is sigstore-go's virtual Sigstore (a Fulcio CA, a transparency
+// log and a timestamping authority, all in memory) and its trusted root, as
+// the JSON a Secret would hold: keyless signing, offline.
+type Sigstore struct {
+	vs *ca.VirtualSigstore
+	// Root is the trusted_root.json of this Sigstore.
+	Root []byte
+}
+
+// NewSigstore starts a virtual Sigstore.
+func NewSigstore() (*Sigstore, error) {
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		return nil, err
+	}
+	logs := func(in map[string]*root.TransparencyLog) (map[string]*root.TransparencyLog, error) {
+		// The virtual logs' IDs are the hex text of their key IDs, which a
+		// trusted root holds as bytes.
+		out := map[string]*root.TransparencyLog{}
+		for id, l := range in {
+			c := *l
+			b, err := hex.DecodeString(id)
+			if err != nil {
+				return nil, err
+			}
+			c.ID = b
+			out[id] = &c
+		}
+		return out, nil
+	}
+	ct, err := logs(vs.CTLogs())
+	if err != nil {
+		return nil, err
+	}
+	rekor, err := logs(vs.RekorLogs())
+	if err != nil {
+		return nil, err
+	}
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), ct, vs.TimestampingAuthorities(), rekor)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(tr)
+	if err != nil {
+		return nil, err
+	}
+	return &Sigstore{vs: vs, Root: b}, nil
+}
+
+// Sign is a keyless bundle (JSON) over the manifest: a certificate the
+// virtual Fulcio issued to identity (the SAN) from issuer (the OIDC
+// issuer), and a signed timestamp from the virtual TSA (no log entry: a
+// policy needs signedTimestamps.threshold 1 for it).
+func (s *Sigstore) Sign(identity, issuer string, manifest []byte) ([]byte, error) {
+	cert, priv, err := s.vs.GenerateLeafCert(identity, issuer)
+	if err != nil {
+		return nil, err
+	}
+	k, ok := priv.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("the virtual Fulcio made a %T key", priv)
+	}
+	pb, err := sign.Bundle(&sign.PlainData{Data: manifest}, keypair{k}, sign.BundleOptions{CertificateProvider: fixedCert(cert.Raw)})
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	ts, err := s.vs.TimestampResponse(pb.GetMessageSignature().GetSignature())
+	if err != nil {
+		return nil, err
+	}
+	pb.VerificationMaterial.TimestampVerificationData = &protobundle.TimestampVerificationData{
+		Rfc3161Timestamps: []*v1.RFC3161SignedTimestamp{{SignedTimestamp: ts}}}
+	return protojson.Marshal(pb)
+}
+
+// fixedCert hands sign.Bundle a certificate already issued.
+type fixedCert []byte
+
+func (c fixedCert) GetCertificate(context.Context, sign.Keypair, *sign.CertificateProviderOptions) ([]byte, error) {
+	return c, nil
 }

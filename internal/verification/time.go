@@ -1,5 +1,0 @@
-package verification
-
-import "time"
-
-func zeroTime() time.Time { return time.Time{} }
