@@ -58,7 +58,7 @@ func resolve(s *corev1.Secret, timeout time.Duration, dest Destinations) (*recei
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyFromEnvironment
-	tr.DialContext = dest.dialer(30 * time.Second).DialContext
+	tr.DialContext = destinations(dest).Dialer(30 * time.Second).DialContext
 	if ca, ok := s.Data[trainyardv1.SecretKeyCA]; ok && len(ca) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ca) {
@@ -183,7 +183,7 @@ func (rc *receiver) probe(ctx context.Context, timeout time.Duration) error {
 		}
 		host = net.JoinHostPort(rc.url.Hostname(), port)
 	}
-	conn, err := rc.dest.dialer(timeout).DialContext(ctx, "tcp", host)
+	conn, err := destinations(rc.dest).Dialer(timeout).DialContext(ctx, "tcp", host)
 	var refused errDestination
 	if errors.As(err, &refused) {
 		return fmt.Errorf("receiver %s: %w", rc.url.Host, refused)

@@ -380,17 +380,17 @@ func TestDeliveriesAreRefusedToTheManagersOwnNetwork(t *testing.T) {
 	var d Destinations
 	for _, a := range []string{"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "169.254.169.254", "fe80::1",
 		"fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "ff02::1"} {
-		if err := d.check(netip.MustParseAddr(a)); err == nil {
+		if err := d.Check(netip.MustParseAddr(a)); err == nil {
 			t.Errorf("%s: allowed, want refused", a)
 		}
 	}
 	for _, a := range []string{"10.0.0.7", "172.16.3.4", "192.168.1.1", "fd12::1", "203.0.113.9", "2001:db8::1"} {
-		if err := d.check(netip.MustParseAddr(a)); err != nil {
+		if err := d.Check(netip.MustParseAddr(a)); err != nil {
 			t.Errorf("%s: %v, want allowed (receivers live in private ranges)", a, err)
 		}
 	}
 	allowed, err := ParseDestinations([]string{"127.0.0.1/32"})
-	if err != nil || allowed.check(netip.MustParseAddr("127.0.0.1")) != nil || allowed.check(netip.MustParseAddr("127.0.0.2")) == nil {
+	if err != nil || allowed.Check(netip.MustParseAddr("127.0.0.1")) != nil || allowed.Check(netip.MustParseAddr("127.0.0.2")) == nil {
 		t.Errorf("--notification-allowed-cidrs=127.0.0.1/32 must allow 127.0.0.1 only (err %v)", err)
 	}
 	if _, err := ParseDestinations([]string{"localhost"}); err == nil || !strings.Contains(err.Error(), `"localhost" is not a CIDR`) {
