@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -59,8 +60,11 @@ type ReleaseTrainReconciler struct {
 	// TrustResync is how often a train a TrustPolicy covers is verified
 	// again, so that a rotated or removed key takes effect (default 1m).
 	TrustResync time.Duration
-	delays      *adoptionDelays
-	trust       *trust
+	// RegistryTransport fetches signatures from registries (default:
+	// RegistryTransport(), which refuses loopback, link-local and the like).
+	RegistryTransport http.RoundTripper
+	delays            *adoptionDelays
+	trust             *trust
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch;create;delete
@@ -153,7 +157,7 @@ func (r *ReleaseTrainReconciler) verifyReleases(ctx context.Context, train *trai
 	out := make([]verdict, len(releases))
 	unverified := 0
 	for i := range releases {
-		out[i] = verdict{policy: tp.Name, Result: r.trust.verify(pv, &releases[i])}
+		out[i] = verdict{policy: tp.Name, Result: r.trust.verify(ctx, tp, pv, &releases[i])}
 		if !out[i].Verified && releases[i].Spec.Retracted == nil {
 			unverified++
 		}
@@ -596,7 +600,10 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.TrustResync <= 0 {
 		r.TrustResync = time.Minute
 	}
-	r.trust = newTrust(mgr.GetAPIReader(), r.Clock.Now)
+	if r.RegistryTransport == nil {
+		r.RegistryTransport = RegistryTransport()
+	}
+	r.trust = newTrust(mgr.GetAPIReader(), r.Clock.Now, r.RegistryTransport)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("releasetrain").
 		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

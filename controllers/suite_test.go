@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -68,7 +69,8 @@ var _ = BeforeSuite(func() {
 	reconcilers := func(_ context.Context, mgr ctrl.Manager) error {
 		recorder := mgr.GetEventRecorder("trainyard-controller")
 		trainRec = &controllers.ReleaseTrainReconciler{Client: mgr.GetClient(), Recorder: recorder,
-			DefaultOrdering: trainyardv1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock, TrustResync: time.Second}
+			DefaultOrdering: trainyardv1.OrderingSemver, Workers: 2, AdoptionDelay: 100 * time.Millisecond, Clock: fakeClock, TrustResync: time.Second,
+			RegistryTransport: controllers.RegistryTransport(netip.MustParsePrefix("127.0.0.1/32"))}
 		reportRec = &controllers.ClusterReportReconciler{Client: mgr.GetClient(), Recorder: recorder,
 			Clock: fakeClock, StaleThreshold: staleThreshold, Workers: 4}
 		return errors.Join(trainRec.SetupWithManager(mgr),

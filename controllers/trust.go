@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/egress"
 	"github.com/trainyard-dev/trainyard/internal/validation"
 	"github.com/trainyard-dev/trainyard/internal/verification"
 )
@@ -33,11 +36,16 @@ import (
 type trust struct {
 	secrets client.Reader
 	clock   func() time.Time
+	// registry is the transport of signature fetches: it refuses
+	// loopback, link-local and the like (internal/egress), as an image's
+	// registry is whatever a publisher wrote.
+	registry http.RoundTripper
 
 	mu        sync.Mutex
 	verifiers map[types.UID]*policyVerifier
 	results   map[resultKey]verification.Result
 	read      map[types.NamespacedName]readSecret
+	fetched   map[string]fetched
 }
 
 type readSecret struct {
@@ -64,9 +72,9 @@ type resultKey struct{ fingerprint, digest, bundle string }
 // computed again as needed).
 const maxResults = 100000
 
-func newTrust(secrets client.Reader, clock func() time.Time) *trust {
-	return &trust{secrets: secrets, clock: clock, verifiers: map[types.UID]*policyVerifier{},
-		results: map[resultKey]verification.Result{}, read: map[types.NamespacedName]readSecret{}}
+func newTrust(secrets client.Reader, clock func() time.Time, registry http.RoundTripper) *trust {
+	return &trust{secrets: secrets, clock: clock, registry: registry, verifiers: map[types.UID]*policyVerifier{},
+		results: map[resultKey]verification.Result{}, read: map[types.NamespacedName]readSecret{}, fetched: map[string]fetched{}}
 }
 
 // secret reads a Secret, or uses what was read less than secretTTL ago.
@@ -181,13 +189,28 @@ func (t *trust) forget(uid types.UID) {
 	delete(t.verifiers, uid)
 }
 
-// verify is a release's result under the policy's verifier.
-func (t *trust) verify(pv *policyVerifier, rel *trainyardv1.ComponentRelease) verification.Result {
+// verify is a release's result under the policy's verifier: its own
+// bundle, or what its registry holds when it has none and the policy
+// opts in to fetching.
+func (t *trust) verify(ctx context.Context, tp *trainyardv1.TrustPolicy, pv *policyVerifier, rel *trainyardv1.ComponentRelease) verification.Result {
 	if pv.err != nil {
 		return verification.Result{Reason: verification.ReasonNotTrusted, Message: "the policy cannot verify: " + pv.err.Error()}
 	}
 	_, digest, _ := strings.Cut(rel.Spec.Image, "@")
-	sum := sha256.Sum256([]byte(rel.Spec.SignatureBundle))
+	if digest == "" {
+		return verification.Result{Reason: verification.ReasonInvalidDigest, Message: fmt.Sprintf("the image %q names no digest", rel.Spec.Image)}
+	}
+	material := []byte(rel.Spec.SignatureBundle)
+	var sigs verification.Signatures
+	fromRegistry := len(material) == 0 && tp.Spec.Registry != nil && tp.Spec.Registry.Enabled
+	if fromRegistry {
+		var err error
+		if sigs, err = t.fetch(ctx, tp, rel.Spec.Image); err != nil {
+			return verification.Result{Reason: ReasonSignatureFetchFailed, Message: "reading the registry's signatures: " + err.Error()}
+		}
+		material = sigs.Fingerprint()
+	}
+	sum := sha256.Sum256(material)
 	key := resultKey{fingerprint: pv.fingerprint, digest: digest, bundle: hex.EncodeToString(sum[:])}
 	t.mu.Lock()
 	r, ok := t.results[key]
@@ -195,10 +218,10 @@ func (t *trust) verify(pv *policyVerifier, rel *trainyardv1.ComponentRelease) ve
 	if ok {
 		return r
 	}
-	if digest == "" {
-		r = verification.Result{Reason: verification.ReasonInvalidDigest, Message: fmt.Sprintf("the image %q names no digest", rel.Spec.Image)}
+	if fromRegistry {
+		r = fromSignatures(pv.v, sigs, rel.Spec.Image)
 	} else {
-		r = pv.v.Verify([]byte(rel.Spec.SignatureBundle), digest)
+		r = pv.v.Verify(material, rel.Spec.Image)
 	}
 	t.mu.Lock()
 	if len(t.results) >= maxResults {
@@ -208,4 +231,97 @@ func (t *trust) verify(pv *policyVerifier, rel *trainyardv1.ComponentRelease) ve
 	verifications.Inc()
 	t.mu.Unlock()
 	return r
+}
+
+// ReasonSignatureFetchFailed: the policy fetches signatures from the
+// registry, and that failed (tried again at the next resync).
+const ReasonSignatureFetchFailed = "SignatureFetchFailed"
+
+// fromSignatures is the first verified of a registry's signatures, or
+// why none verifies.
+func fromSignatures(v *verification.Verifier, sigs verification.Signatures, image string) verification.Result {
+	var first *verification.Result
+	for _, b := range sigs.Bundles {
+		r := v.Verify(b, image)
+		if r.Verified {
+			return r
+		}
+		if first == nil {
+			first = &r
+		}
+	}
+	for _, s := range sigs.Simple {
+		r := v.VerifySimpleSigning(s, image)
+		if r.Verified {
+			return r
+		}
+		if first == nil {
+			first = &r
+		}
+	}
+	if first != nil {
+		return *first
+	}
+	return verification.Result{Reason: verification.ReasonNoSignature,
+		Message: "the release carries no bundle, and its registry holds none (no Sigstore referrer, no .sig tag)"}
+}
+
+// fetched is a registry's answer for a digest, kept for fetchTTL: a train
+// reconciled every second does not ask the registry every second.
+type fetched struct {
+	sigs verification.Signatures
+	err  error
+	at   time.Time
+}
+
+const fetchTTL = time.Minute
+
+// fetch reads an image's signatures from its registry, or uses what was
+// read less than fetchTTL ago.
+func (t *trust) fetch(ctx context.Context, tp *trainyardv1.TrustPolicy, image string) (verification.Signatures, error) {
+	now := t.clock()
+	t.mu.Lock()
+	f, ok := t.fetched[image]
+	t.mu.Unlock()
+	if ok && now.Sub(f.at) < fetchTTL {
+		return f.sigs, f.err
+	}
+	var creds *verification.Credentials
+	var err error
+	if ps := tp.Spec.Registry.PullSecret; ps != "" {
+		sec, serr := t.secret(ctx, types.NamespacedName{Namespace: tp.Namespace, Name: ps})
+		switch {
+		case serr != nil:
+			return verification.Signatures{}, serr
+		case sec == nil:
+			err = fmt.Errorf("pull Secret %s not found", ps)
+		default:
+			creds, err = verification.DockerConfigCredentials(sec.Data[corev1.DockerConfigJsonKey], image)
+		}
+	}
+	var sigs verification.Signatures
+	if err == nil {
+		var timeout time.Duration
+		if tp.Spec.Registry.Timeout != nil {
+			timeout = tp.Spec.Registry.Timeout.Duration
+		}
+		sigs, err = verification.Fetch(ctx, image, timeout, creds, t.registry)
+	}
+	t.mu.Lock()
+	if len(t.fetched) >= maxSecrets {
+		clear(t.fetched)
+	}
+	t.fetched[image] = fetched{sigs: sigs, err: err, at: now}
+	t.mu.Unlock()
+	return sigs, err
+}
+
+// RegistryTransport is the transport of signature fetches allowing the
+// ranges given (a test's loopback registry); every other refused range
+// stays refused.
+func RegistryTransport(allowed ...netip.Prefix) http.RoundTripper {
+	d := egress.Destinations{Allowed: allowed, Purpose: "registries trainyard fetches signatures from"}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = d.Dialer(10 * time.Second).DialContext
+	return tr
 }

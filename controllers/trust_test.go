@@ -12,6 +12,8 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/controllers"
+	"github.com/trainyard-dev/trainyard/internal/verification"
 	"github.com/trainyard-dev/trainyard/internal/verification/verificationtest"
 )
 
@@ -144,5 +146,46 @@ var _ = Describe("Verified releases", func() {
 		Eventually(verifiedOf("app.stable.1.3.1")).Should(Equal("False IdentityMismatch"))
 		Consistently(latestOf(ns, "app.stable"), time.Second).Should(Equal("1.2.0"))
 	})
-})
 
+	It("fetches signatures from the registry when the policy opts in: cosign v3 referrers and v2 .sig tags", func() {
+		reg := verificationtest.NewRegistry()
+		DeferCleanup(reg.Close)
+		k, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(suiteCtx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cosign-pub"},
+			Data: map[string][]byte{"cosign.pub": k.PEM()}})).To(Succeed())
+		Expect(k8sClient.Create(suiteCtx, &trainyardv1.TrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-registry"},
+			Spec: trainyardv1.TrustPolicySpec{Keys: []trainyardv1.SecretKeyRef{{Name: "cosign-pub", Key: "cosign.pub"}},
+				Registry: &trainyardv1.RegistrySignatures{Enabled: true, Timeout: &metav1.Duration{Duration: 5 * time.Second}}}})).To(Succeed())
+
+		v3, manifest, err := reg.Push("app", "2.0.0")
+		Expect(err).NotTo(HaveOccurred())
+		b, err := k.Sign(manifest)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(reg.Refer(v3, b)).To(Succeed())
+		v2, _, err := reg.Push("app", "2.1.0")
+		Expect(err).NotTo(HaveOccurred())
+		payload, sig, err := k.SignSimple(v2.Context().String(), v2.DigestStr())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(reg.SigTag(v2, payload, sig)).To(Succeed())
+		unsigned, _, err := reg.Push("app", "2.2.0")
+		Expect(err).NotTo(HaveOccurred())
+
+		for v, ref := range map[string]string{"2.0.0": v3.String(), "2.1.0": v2.String(), "2.2.0": unsigned.String()} {
+			publish(ns, "app", "stable", v, 1, func(r *trainyardv1.ComponentRelease) { r.Spec.Image = ref })
+		}
+		Eventually(verifiedOf("app.stable.2.0.0")).Should(Equal("True Verified"))
+		Eventually(verifiedOf("app.stable.2.1.0")).Should(Equal("True Verified"))
+		Eventually(verifiedOf("app.stable.2.2.0")).Should(Equal("False NoSignature"))
+		Eventually(latestOf(ns, "app.stable")).Should(Equal("2.1.0"))
+	})
+
+	It("refuses to fetch from loopback, link-local and the like by default: an image's registry is whatever a publisher wrote", func() {
+		reg := verificationtest.NewRegistry()
+		DeferCleanup(reg.Close)
+		ref, _, err := reg.Push("app", "1.0.0")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = verification.Fetch(suiteCtx, ref.String(), 2*time.Second, nil, controllers.RegistryTransport())
+		Expect(err).To(MatchError(ContainSubstring("loopback addresses are not registries trainyard fetches signatures from")))
+	})
+})

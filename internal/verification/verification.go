@@ -11,11 +11,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
@@ -267,4 +270,61 @@ func (v *Verifier) VerifyEntity(e verify.SignedEntity, digest string) Result {
 
 func regexpString(ci *verify.CertificateIdentity) string {
 	return ci.SubjectAlternativeName.Regexp.String()
+}
+
+// simpleSigning is the part of cosign's simple-signing payload that names
+// what was signed.
+type simpleSigning struct {
+	Critical struct {
+		Image struct {
+			DockerManifestDigest string `json:"docker-manifest-digest"`
+		} `json:"image"`
+		Type string `json:"type"`
+	} `json:"critical"`
+}
+
+// VerifySimpleSigning checks one of cosign's `.sig` signatures: a
+// simple-signing payload that names the image's digest, signed by a
+// trusted key. (A keyless `.sig` signature keeps its log entry in a form
+// this does not read: sign keyless releases with Sigstore bundles.)
+func (v *Verifier) VerifySimpleSigning(s SimpleSignature, digest string) Result {
+	if _, err := Digest(digest); err != nil {
+		return Result{Reason: ReasonInvalidDigest, Message: err.Error()}
+	}
+	if len(s.Payload) > MaxBundleBytes {
+		return Result{Reason: ReasonInvalidBundle, Message: fmt.Sprintf("the signed payload is larger than %d bytes", MaxBundleBytes)}
+	}
+	var p simpleSigning
+	if err := json.Unmarshal(s.Payload, &p); err != nil || p.Critical.Type != "cosign container image signature" {
+		return Result{Reason: ReasonInvalidBundle, Message: "the .sig payload is not a cosign simple-signing payload"}
+	}
+	if _, d, ok := strings.Cut(digest, "@"); ok {
+		digest = d
+	}
+	if p.Critical.Image.DockerManifestDigest != digest {
+		return Result{Reason: ReasonNotTrusted, Message: fmt.Sprintf("the .sig payload signs %s, not %s", p.Critical.Image.DockerManifestDigest, digest)}
+	}
+	if len(v.keys) == 0 {
+		return Result{Reason: ReasonNotTrusted, Message: "a .sig signature is verified with keys, and the policy trusts keyless identities only"}
+	}
+	sum := sha256.Sum256(s.Payload)
+	pb := &protobundle.Bundle{MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+		VerificationMaterial: &protobundle.VerificationMaterial{Content: &protobundle.VerificationMaterial_PublicKey{
+			PublicKey: &protocommon.PublicKeyIdentifier{Hint: "cosign"}}},
+		Content: &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+			Signature:     s.Signature}}}
+	b, err := bundle.NewBundle(pb)
+	if err != nil {
+		return Result{Reason: ReasonInvalidBundle, Message: err.Error()}
+	}
+	var failures []string
+	for _, k := range v.keys {
+		if _, err := k.v.Verify(b, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(s.Payload)), verify.WithKey())); err == nil {
+			return Result{Verified: true, Reason: ReasonVerified, By: k.name, Message: "signed by key " + k.name + " (a cosign .sig signature)"}
+		} else {
+			failures = append(failures, fmt.Sprintf("%s: %v", k.name, err))
+		}
+	}
+	return Result{Reason: ReasonNotTrusted, Message: "no trusted key verifies the .sig signature: " + strings.Join(failures, "; ")}
 }

@@ -12,10 +12,22 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	v1 "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -163,4 +175,86 @@ type fixedCert []byte
 
 func (c fixedCert) GetCertificate(context.Context, sign.Keypair, *sign.CertificateProviderOptions) ([]byte, error) {
 	return c, nil
+}
+
+// SignSimple is a cosign `.sig` signature of the image digest: the
+// simple-signing payload and its signature (ASN.1 ECDSA over its SHA-256).
+func (k *Key) SignSimple(image, digest string) (payload, signature []byte, err error) {
+	payload = []byte(`{"critical":{"identity":{"docker-reference":"` + image + `"},"image":{"docker-manifest-digest":"` + digest +
+		`"},"type":"cosign container image signature"},"optional":null}`)
+	sum := sha256.Sum256(payload)
+	signature, err = ecdsa.SignASN1(rand.Reader, k.priv, sum[:])
+	return payload, signature, err
+}
+
+// Registry is go-containerregistry's in-memory registry, served on
+// loopback.
+type Registry struct {
+	srv *httptest.Server
+	// Host is its address, as an image reference names it.
+	Host string
+}
+
+// NewRegistry serves a registry until Close.
+func NewRegistry() *Registry {
+	srv := httptest.NewServer(registry.New())
+	return &Registry{srv: srv, Host: strings.TrimPrefix(srv.URL, "http://")}
+}
+
+// Close stops it.
+func (r *Registry) Close() { r.srv.Close() }
+
+// Push pushes a small random image as repo:tag, and returns its reference
+// by digest and its manifest (whose sha256 is the digest: what a bundle
+// signs).
+func (r *Registry) Push(repo, tag string) (name.Digest, []byte, error) {
+	img, err := random.Image(64, 1)
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	t, err := name.NewTag(r.Host + "/" + repo + ":" + tag)
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	if err := remote.Write(t, img); err != nil {
+		return name.Digest{}, nil, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	raw, err := img.RawManifest()
+	return t.Context().Digest(d.String()), raw, err
+}
+
+// Refer pushes a bundle as cosign v3 does: an OCI artifact whose subject
+// is the image.
+func (r *Registry) Refer(ref name.Digest, bundle []byte) error {
+	desc, err := remote.Head(ref)
+	if err != nil {
+		return err
+	}
+	const bundleType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	art := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), bundleType)
+	art, err = mutate.Append(art, mutate.Addendum{Layer: static.NewLayer(bundle, bundleType)})
+	if err != nil {
+		return err
+	}
+	art = mutate.Subject(art, *desc).(ggcrv1.Image)
+	d, err := art.Digest()
+	if err != nil {
+		return err
+	}
+	return remote.Write(ref.Context().Digest(d.String()), art)
+}
+
+// SigTag pushes a cosign (v2) `.sig` image for the digest.
+func (r *Registry) SigTag(ref name.Digest, payload, signature []byte) error {
+	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
+		Layer:       static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
+		Annotations: map[string]string{"dev.cosignproject.cosign/signature": base64.StdEncoding.EncodeToString(signature)}})
+	if err != nil {
+		return err
+	}
+	return remote.Write(ref.Context().Tag(strings.Replace(ref.DigestStr(), ":", "-", 1)+".sig"), img)
 }
