@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -300,6 +301,25 @@ var _ = Describe("releases over HTTP", func() {
 		r = publish("stable", "router", "v1.0.0", `{"version":{"data":{"description":"changed"}}}`)
 		Expect(r.code).To(Equal(http.StatusConflict))
 		Expect(r.errorOf().Message).To(ContainSubstring(`already published on stable as ComponentRelease "router.stable.v1.0.0" with a different data, description, image`))
+	})
+
+	It("stores a release's Sigstore bundle from version.data.signatureBundle, and never serves it back", func() {
+		bundle := `{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{}}`
+		quoted, err := json.Marshal(bundle)
+		Expect(err).NotTo(HaveOccurred())
+		body := `{"version":{"data":{"image":"example/router@sha256:` + strings.Repeat("ab", 32) + `","signatureBundle":` + string(quoted) + `}}}`
+		r := publish("stable", "router", "v3.0.0", body)
+		Expect(r.code).To(Equal(http.StatusOK), string(r.body))
+		Expect(string(r.body)).NotTo(ContainSubstring("signatureBundle"))
+		rel := &trainyardv1.ComponentRelease{}
+		Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "router.stable.v3.0.0"}, rel)).To(Succeed())
+		Expect(rel.Spec.SignatureBundle).To(Equal(bundle))
+		Expect(rel.Spec.Data).To(BeEmpty())
+		// The same again is a harmless retry; another bundle is a conflict.
+		Expect(publish("stable", "router", "v3.0.0", body).code).To(Equal(http.StatusOK))
+		r = publish("stable", "router", "v3.0.0", strings.Replace(body, "verificationMaterial", "other", 1))
+		Expect(r.code).To(Equal(http.StatusConflict))
+		Expect(r.errorOf().Message).To(ContainSubstring("with a different signatureBundle"))
 	})
 
 	It("refuses an invalid release and a multi-get without data", func() {

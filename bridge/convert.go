@@ -20,6 +20,7 @@ const (
 	dataDescription = wire.DataDescription
 	dataFixes       = wire.DataFixes
 	dataImage       = wire.DataImage
+	dataBundle      = wire.DataSignatureBundle
 )
 
 // required is the 422 answer for a missing field, in the old service's words.
@@ -101,6 +102,8 @@ func releaseSpec(component, train, version string, cv wire.ComponentVersion, now
 				spec.Fixes = v
 			case dataImage:
 				spec.Image = v
+			case dataBundle:
+				spec.SignatureBundle = v
 			default:
 				if spec.Data == nil {
 					spec.Data = map[string]string{}
@@ -160,6 +163,9 @@ func sameRelease(stored, sent trainyardv1.ComponentReleaseSpec, sentReleased boo
 	}
 	if stored.Image != sent.Image {
 		diff = append(diff, "image")
+	}
+	if stored.SignatureBundle != sent.SignatureBundle {
+		diff = append(diff, "signatureBundle")
 	}
 	if !maps.Equal(stored.Data, sent.Data) && (len(stored.Data) > 0 || len(sent.Data) > 0) {
 		diff = append(diff, "data")

@@ -305,9 +305,10 @@ func rolloutEvents(t *trainyardv1.ReleaseTrain) []Event {
 // its Retracted condition turned True. running is how many clusters run it;
 // while any do, the event is a warning.
 func ReleaseEvents(r *trainyardv1.ComponentRelease, running int) []Event {
+	out := unverifiedEvents(r)
 	c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionRetracted)
 	if c == nil || c.Status != metav1.ConditionTrue || r.Spec.Retracted == nil {
-		return nil
+		return out
 	}
 	e := Event{
 		Type: trainyardv1.EventReleaseRetracted, Severity: trainyardv1.SeverityInfo, Time: c.LastTransitionTime.UTC(),
@@ -324,6 +325,24 @@ func ReleaseEvents(r *trainyardv1.ComponentRelease, running int) []Event {
 	}
 	e.Summary = fmt.Sprintf("%s %s on %s was retracted (%s); %s",
 		r.Spec.Component, r.Spec.Version, r.Spec.Train, r.Spec.Retracted.Reason, runs)
+	e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
+	return append(out, e)
+}
+
+// unverifiedEvents: a release whose Verified condition turned False (issue
+// 31), once per transition.
+func unverifiedEvents(r *trainyardv1.ComponentRelease) []Event {
+	c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionVerified)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return nil
+	}
+	e := Event{
+		Type: trainyardv1.EventReleaseUnverified, Severity: trainyardv1.SeverityWarning, Time: c.LastTransitionTime.UTC(),
+		Subject: "componentreleases/" + r.Name, Component: r.Spec.Component, Train: r.Spec.Train,
+		Version: r.Spec.Version, Reason: c.Reason, labels: r.Labels,
+		concerns: []componentTrain{{r.Spec.Component, r.Spec.Train}},
+		Summary: fmt.Sprintf("%s %s on %s is not verified (%s): it is never latest or recommended", r.Spec.Component, r.Spec.Version, r.Spec.Train, c.Reason),
+	}
 	e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
 	return []Event{e}
 }

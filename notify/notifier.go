@@ -296,7 +296,10 @@ func (n *Notifier) withRunning(ctx context.Context, r *trainyardv1.ComponentRele
 			}
 		}
 	}
-	return ReleaseEvents(r, running)
+	// The same facts, with the count: only those that were new.
+	return slices.DeleteFunc(ReleaseEvents(r, running), func(e Event) bool {
+		return !slices.ContainsFunc(evs, func(x Event) bool { return x.ID == e.ID })
+	})
 }
 
 // offer routes new facts to the rules of their namespace. initial facts

@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -23,6 +24,7 @@ import (
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 	"github.com/trainyard-dev/trainyard/internal/testenv"
+	"github.com/trainyard-dev/trainyard/internal/verification/verificationtest"
 	"github.com/trainyard-dev/trainyard/notify"
 )
 
@@ -508,6 +510,34 @@ var _ = Describe("notifications", func() {
 		}).Should(BeZero())
 		Consistently(func() int { return total(rc.events()) }, 3*time.Second).Should(Equal(4))
 		Expect(exposedClusters()).To(HaveLen(3), "no cluster's exposure is sent twice")
+	})
+
+	It("sends release.unverified once when a release a TrustPolicy covers does not verify", func() {
+		ns := newNamespace()
+		rc := newReceiver(nil)
+		target(ns, "events", trainyardv1.TargetCloudEvents, rc.URL)
+		rule(ns, "supply-chain", "events", trainyardv1.NotificationRuleSpec{
+			EventTypes: []trainyardv1.EventType{trainyardv1.EventReleaseUnverified}})
+		clockPastNow()
+		k, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cosign-pub"},
+			Data: map[string][]byte{"cosign.pub": k.PEM()}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &trainyardv1.TrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "signed"},
+			Spec: trainyardv1.TrustPolicySpec{Keys: []trainyardv1.SecretKeyRef{{Name: "cosign-pub", Key: "cosign.pub"}}}})).To(Succeed())
+		_, digest := verificationtest.Manifest("3.0.0")
+		// The webhook reads the policy from its cache: an unsigned release
+		// by digest is accepted either way.
+		Expect(k8sClient.Create(ctx, &trainyardv1.ComponentRelease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName("router", "stable", "3.0.0")},
+			Spec: trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "3.0.0", Image: "registry.example/router@" + digest}})).To(Succeed())
+		Eventually(rc.count).Should(Equal(1))
+		ev := rc.events()[0]
+		Expect(ev.Type).To(Equal(string(trainyardv1.EventReleaseUnverified)))
+		Expect(ev.Severity).To(Equal("warning"))
+		Expect(ev.Data.Events[0].Reason).To(Equal("NoSignature"))
+		Expect(ev.Data.Summary).To(Equal("router 3.0.0 on stable is not verified (NoSignature): it is never latest or recommended"))
+		Consistently(rc.count, 3*time.Second).Should(Equal(1))
 	})
 
 	It("shows Ready=False with the error on a target whose receiver refuses connections", func() {

@@ -107,6 +107,7 @@ var digestPhrases = map[trainyardv1.EventType]string{
 	trainyardv1.EventRolloutResumed:          "%d rollouts resumed",
 	trainyardv1.EventAdvisoryExposed:         "%d clusters run a version an advisory affects",
 	trainyardv1.EventAdvisoryResolved:        "%d advisories expose no cluster any more",
+	trainyardv1.EventReleaseUnverified:       "%d releases are not verified",
 }
 
 func digestSummary(t trainyardv1.EventType, n int, first []Event) string {

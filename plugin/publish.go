@@ -1,9 +1,12 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -30,6 +33,7 @@ func publishCommand(g *globals) *cobra.Command {
 		r        trainyardv1.ComponentRelease
 		released string
 		data     []string
+		bundle   string
 		dryRun   bool
 	)
 	cmd := &cobra.Command{
@@ -62,6 +66,13 @@ func publishCommand(g *globals) *cobra.Command {
 				}
 				r.Spec.Data[k] = val
 			}
+			if bundle != "" {
+				b, err := g.readBundle(bundle)
+				if err != nil {
+					return err
+				}
+				r.Spec.SignatureBundle = string(b)
+			}
 			r.Name = trainyardv1.ReleaseName(r.Spec.Component, r.Spec.Train, r.Spec.Version)
 			if errs := validation.ComponentRelease(&r, nil); len(errs) > 0 {
 				return invalid(r.Name, errs)
@@ -85,11 +96,36 @@ func publishCommand(g *globals) *cobra.Command {
 	fl.StringVar(&released, "released", "", "Release time, RFC 3339 (default: now, set by the webhook).")
 	fl.StringVar(&r.Spec.Description, "description", "", "What the release is.")
 	fl.StringVar(&r.Spec.Fixes, "fixes", "", "What it fixes.")
-	fl.StringVar(&r.Spec.Image, "image", "", "Its container image.")
+	fl.StringVar(&r.Spec.Image, "image", "", "Its container image; by digest (@sha256:…) where a TrustPolicy covers the train.")
+	fl.StringVar(&bundle, "bundle", "", "A Sigstore bundle signing the image's digest (cosign sign-blob --bundle … --new-bundle-format), a file or - for standard input (docs/verification.md).")
 	fl.StringArrayVar(&data, "data", nil, "An extra attribute, key=value (repeatable).")
 	fl.BoolVar(&dryRun, "dry-run", false, "Send the request as a server-side dry run: checked by the API server and the webhook, stored nowhere.")
 	return cmd
 }
+
+// readBundle reads a Sigstore bundle, refusing more than a release holds.
+func (g *globals) readBundle(path string) ([]byte, error) {
+	in := g.Streams.In
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	b, err := io.ReadAll(io.LimitReader(in, maxBundle+1))
+	if err != nil {
+		return nil, fmt.Errorf("--bundle: %w", err)
+	}
+	if len(b) > maxBundle {
+		return nil, fmt.Errorf("--bundle: %s is larger than %d bytes, more than a Sigstore bundle of one signature", path, maxBundle)
+	}
+	return bytes.TrimSpace(b), nil
+}
+
+// maxBundle is spec.signatureBundle's limit (its schema's maxLength).
+const maxBundle = 64 << 10
 
 func retractCommand(g *globals) *cobra.Command {
 	var reason string

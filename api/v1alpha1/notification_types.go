@@ -190,7 +190,7 @@ type NotificationTargetList struct {
 }
 
 // EventType is the CloudEvents type of a notification.
-// +kubebuilder:validation:Enum=dev.trainyard.release.latest;dev.trainyard.release.retracted;dev.trainyard.cluster.stale;dev.trainyard.cluster.recovered;dev.trainyard.cluster.behind;dev.trainyard.cluster.running-retracted;dev.trainyard.rollout.ring-opened;dev.trainyard.rollout.halted;dev.trainyard.rollout.resumed;dev.trainyard.advisory.exposed;dev.trainyard.advisory.resolved
+// +kubebuilder:validation:Enum=dev.trainyard.release.latest;dev.trainyard.release.retracted;dev.trainyard.cluster.stale;dev.trainyard.cluster.recovered;dev.trainyard.cluster.behind;dev.trainyard.cluster.running-retracted;dev.trainyard.rollout.ring-opened;dev.trainyard.rollout.halted;dev.trainyard.rollout.resumed;dev.trainyard.advisory.exposed;dev.trainyard.advisory.resolved;dev.trainyard.release.unverified
 type EventType string
 
 const (
@@ -220,13 +220,16 @@ const (
 	// EventAdvisoryResolved: an advisory that exposed clusters exposes none
 	// any more.
 	EventAdvisoryResolved EventType = "dev.trainyard.advisory.resolved"
+	// EventReleaseUnverified: a release a TrustPolicy covers does not
+	// verify (a warning: it is never latest or recommended).
+	EventReleaseUnverified EventType = "dev.trainyard.release.unverified"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventReleaseLatest, EventReleaseRetracted, EventClusterStale,
 	EventClusterRecovered, EventClusterBehind, EventClusterRunningRetracted,
 	EventRolloutRingOpened, EventRolloutHalted, EventRolloutResumed,
-	EventAdvisoryExposed, EventAdvisoryResolved}
+	EventAdvisoryExposed, EventAdvisoryResolved, EventReleaseUnverified}
 
 // Severity orders events for a rule's minSeverity.
 // +kubebuilder:validation:Enum=info;warning;critical

@@ -82,4 +82,8 @@ const (
 	DataDescription = "description"
 	DataFixes       = "fixes"
 	DataImage       = "image"
+	// DataSignatureBundle is a Sigstore bundle signing the image's digest
+	// (ComponentRelease spec.signatureBundle): accepted on publish, never
+	// served back (it is on the ComponentRelease).
+	DataSignatureBundle = "signatureBundle"
 )
