@@ -88,5 +88,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&RolloutReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := (&TrustPolicyReconciler{Client: mgr.GetClient(), Clock: o.Clock}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	return (&AdvisoryReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: o.Clock}).SetupWithManager(mgr)
 }

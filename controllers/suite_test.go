@@ -79,7 +79,8 @@ var _ = BeforeSuite(func() {
 			(&controllers.RolloutReconciler{Client: rolloutClient{mgr.GetClient(), "first"}, Recorder: recorder,
 				Clock: fakeClock}).SetupWithManager(mgr),
 			reportRec.SetupWithManager(mgr),
-			(&controllers.AdvisoryReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: fakeClock}).SetupWithManager(mgr))
+			(&controllers.AdvisoryReconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: fakeClock}).SetupWithManager(mgr),
+			(&controllers.TrustPolicyReconciler{Client: mgr.GetClient(), Clock: fakeClock, Resync: time.Second}).SetupWithManager(mgr))
 	}
 	_, stop, err := testenv.StartManager(cfg, testenv.Manager{Scheme: testScheme, Cache: manager.CacheOptions(),
 		Setups: []manager.Setup{manager.SetupIndexes(), reconcilers}})

@@ -86,6 +86,14 @@ var _ = Describe("Verified releases", func() {
 		Eventually(verifiedOf("app.stable.1.3.1")).Should(Equal("False NotTrusted"))
 		Consistently(latestOf(ns, "app.stable"), time.Second).Should(Equal("1.2.0"))
 		Eventually(eventReasons(ns, "app.stable.1.3.1")).Should(ContainElement("VerificationFailed"))
+		policyStatus := func() trainyardv1.TrustPolicyStatus {
+			got := &trainyardv1.TrustPolicy{}
+			Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(tp), got)).To(Succeed())
+			return got.Status
+		}
+		Eventually(policyStatus).Should(And(HaveField("Verified", int32(2)), HaveField("Failed", int32(2)),
+			HaveField("Conditions", ContainElement(And(HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionTrue),
+				HaveField("Message", "trusts 2 keys and 0 keyless identities"))))))
 		checkIn(ns, "c1", comp("app", "stable", "1.1.0"))
 		Eventually(appStatus(ns, "c1")).Should(And(HaveField("Recommended", "1.2.0"), HaveField("Path", []string{"1.2.0"})))
 
@@ -104,6 +112,9 @@ var _ = Describe("Verified releases", func() {
 		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("False NotTrusted"))
 		Eventually(latestOf(ns, "app.stable")).Should(Equal("1.1.0"))
 		Eventually(recommended(ns, "c1")).Should(Equal(""))
+		Eventually(policyStatus).Should(HaveField("Conditions", ContainElement(And(HaveField("Type", trainyardv1.ConditionReady),
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "MaterialMissing"),
+			HaveField("Message", "Secret cosign-pub has no key a.pub; verifying with the rest")))))
 
 		// Rotation: A comes back under a new name in the policy; 1.2.0 verifies again.
 		secret.Data["a-2027.pub"] = keyA.PEM()

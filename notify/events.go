@@ -341,7 +341,7 @@ func unverifiedEvents(r *trainyardv1.ComponentRelease) []Event {
 		Subject: "componentreleases/" + r.Name, Component: r.Spec.Component, Train: r.Spec.Train,
 		Version: r.Spec.Version, Reason: c.Reason, labels: r.Labels,
 		concerns: []componentTrain{{r.Spec.Component, r.Spec.Train}},
-		Summary: fmt.Sprintf("%s %s on %s is not verified (%s): it is never latest or recommended", r.Spec.Component, r.Spec.Version, r.Spec.Train, c.Reason),
+		Summary:  fmt.Sprintf("%s %s on %s is not verified (%s): it is never latest or recommended", r.Spec.Component, r.Spec.Version, r.Spec.Train, c.Reason),
 	}
 	e.ID = eventID(string(e.Type), string(r.UID), stamp(c.LastTransitionTime))
 	return []Event{e}

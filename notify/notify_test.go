@@ -530,7 +530,7 @@ var _ = Describe("notifications", func() {
 		// by digest is accepted either way.
 		Expect(k8sClient.Create(ctx, &trainyardv1.ComponentRelease{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: trainyardv1.ReleaseName("router", "stable", "3.0.0")},
-			Spec: trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "3.0.0", Image: "registry.example/router@" + digest}})).To(Succeed())
+			Spec:       trainyardv1.ComponentReleaseSpec{Component: "router", Train: "stable", Version: "3.0.0", Image: "registry.example/router@" + digest}})).To(Succeed())
 		Eventually(rc.count).Should(Equal(1))
 		ev := rc.events()[0]
 		Expect(ev.Type).To(Equal(string(trainyardv1.EventReleaseUnverified)))
