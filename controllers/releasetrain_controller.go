@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,15 +151,34 @@ func (r *ReleaseTrainReconciler) verifyReleases(ctx context.Context, train *trai
 		releasesUnverified.DeleteLabelValues(train.Namespace, train.Spec.Component, train.Spec.Train)
 		return nil, err
 	}
+	out := make([]verdict, len(releases))
 	pv, _, err := r.trust.verifier(ctx, tp)
 	if err != nil {
-		return nil, err
+		// Fail closed: what cannot be read verifies nothing (a key that
+		// was revoked must not stay trusted while its Secret is unreadable).
+		for i := range out {
+			out[i] = verdict{policy: tp.Name, Result: verification.Result{Reason: ReasonPolicyUnreadable,
+				Message: "reading what the policy trusts: " + verification.Terse(err).Error()}}
+		}
+		return out, nil
 	}
-	out := make([]verdict, len(releases))
+	// Registry fetches share one budget per reconcile: a slow registry
+	// delays this train's verification, not the controller's workers.
+	fctx, cancel := context.WithTimeout(ctx, fetchBudget)
+	defer cancel()
+	first := firstWithDigest(releases)
 	unverified := 0
 	for i := range releases {
-		out[i] = verdict{policy: tp.Name, Result: r.trust.verify(ctx, tp, pv, &releases[i])}
-		if !out[i].Verified && releases[i].Spec.Retracted == nil {
+		rel := &releases[i]
+		if j, reused := first[digestOf(rel)]; reused && j != i {
+			// A signature says "this image", not "this version": the same
+			// signed image under another (higher) version would borrow it.
+			out[i] = verdict{policy: tp.Name, Result: verification.Result{Reason: ReasonDigestReused,
+				Message: fmt.Sprintf("its image's digest is already release %s's (%s): a signature cannot tell the versions apart", releases[j].Name, releases[j].Spec.Version)}}
+		} else {
+			out[i] = verdict{policy: tp.Name, Result: r.trust.verify(fctx, tp, pv, rel)}
+		}
+		if !out[i].Verified && rel.Spec.Retracted == nil {
 			unverified++
 		}
 	}
@@ -477,6 +497,38 @@ func parallel(fns []func() error, n int) error {
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// Reasons of the Verified condition besides internal/verification's.
+const (
+	ReasonPolicyUnreadable = "PolicyUnreadable"
+	ReasonDigestReused     = "DigestReused"
+)
+
+// fetchBudget bounds a reconcile's registry fetches, all together.
+const fetchBudget = 30 * time.Second
+
+func digestOf(r *trainyardv1.ComponentRelease) string {
+	_, d, _ := strings.Cut(r.Spec.Image, "@")
+	return d
+}
+
+// firstWithDigest is, per image digest, the release that was published
+// with it first (creation, then name).
+func firstWithDigest(releases []trainyardv1.ComponentRelease) map[string]int {
+	first := map[string]int{}
+	for i := range releases {
+		d := digestOf(&releases[i])
+		if d == "" {
+			continue
+		}
+		j, ok := first[d]
+		if !ok || releases[i].CreationTimestamp.Before(&releases[j].CreationTimestamp) ||
+			(releases[i].CreationTimestamp.Equal(&releases[j].CreationTimestamp) && releases[i].Name < releases[j].Name) {
+			first[d] = i
+		}
+	}
+	return first
 }
 
 // verified sets a covered release's Verified condition (absent when no

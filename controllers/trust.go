@@ -58,6 +58,9 @@ type readSecret struct {
 const (
 	secretTTL  = 10 * time.Second
 	maxSecrets = 10000
+	// maxFetched bounds the registry answers kept (each at most
+	// MaxRegistrySignatures bundles of MaxBundleBytes: 512 KiB).
+	maxFetched = 1000
 )
 
 type policyVerifier struct {
@@ -137,6 +140,12 @@ func (t *trust) material(ctx context.Context, tp *trainyardv1.TrustPolicy) (m ve
 		if !ok {
 			problems = append(problems, fmt.Sprintf("Secret %s has no key %s", ref.Name, ref.Key))
 			return nil, nil
+		}
+		if ref.SHA256 != "" {
+			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != ref.SHA256 {
+				problems = append(problems, fmt.Sprintf("Secret %s key %s does not match its pinned sha256 (%s)", ref.Name, ref.Key, ref.SHA256))
+				return nil, nil
+			}
 		}
 		return b, nil
 	}
@@ -281,7 +290,8 @@ const fetchTTL = time.Minute
 func (t *trust) fetch(ctx context.Context, tp *trainyardv1.TrustPolicy, image string) (verification.Signatures, error) {
 	now := t.clock()
 	t.mu.Lock()
-	f, ok := t.fetched[image]
+	fkey := string(tp.UID) + "/" + image // credentials and answers are the policy's own
+	f, ok := t.fetched[fkey]
 	t.mu.Unlock()
 	if ok && now.Sub(f.at) < fetchTTL {
 		return f.sigs, f.err
@@ -306,12 +316,13 @@ func (t *trust) fetch(ctx context.Context, tp *trainyardv1.TrustPolicy, image st
 			timeout = tp.Spec.Registry.Timeout.Duration
 		}
 		sigs, err = verification.Fetch(ctx, image, timeout, creds, t.registry)
+		err = verification.Terse(err)
 	}
 	t.mu.Lock()
-	if len(t.fetched) >= maxSecrets {
+	if len(t.fetched) >= maxFetched {
 		clear(t.fetched)
 	}
-	t.fetched[image] = fetched{sigs: sigs, err: err, at: now}
+	t.fetched[fkey] = fetched{sigs: sigs, err: err, at: now}
 	t.mu.Unlock()
 	return sigs, err
 }
@@ -322,6 +333,9 @@ func (t *trust) fetch(ctx context.Context, tp *trainyardv1.TrustPolicy, image st
 func RegistryTransport(allowed ...netip.Prefix) http.RoundTripper {
 	d := egress.Destinations{Allowed: allowed, Purpose: "registries trainyard fetches signatures from"}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// No proxy: through one, the only address dialled would be the
+	// proxy's, and the check above would see nothing of the registry's.
+	tr.Proxy = nil
 	tr.DialContext = d.Dialer(10 * time.Second).DialContext
-	return tr
+	return verification.LimitBodies(tr, verification.MaxRegistryBody)
 }

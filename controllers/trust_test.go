@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -16,6 +18,11 @@ import (
 	"github.com/trainyard-dev/trainyard/internal/verification"
 	"github.com/trainyard-dev/trainyard/internal/verification/verificationtest"
 )
+
+func pin(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
 
 // Issue 31 against a real API server: keys made in the test sign bundles
 // offline; only a release whose bundle verifies under the TrustPolicy can
@@ -55,9 +62,10 @@ var _ = Describe("Verified releases", func() {
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cosign-pub"},
 			Data: map[string][]byte{"a.pub": keyA.PEM(), "b.pub": keyB.PEM()}}
 		Expect(k8sClient.Create(suiteCtx, secret)).To(Succeed())
+		// Pinned: whoever can edit the Secret cannot swap a key in.
 		tp := &trainyardv1.TrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-signed"},
 			Spec: trainyardv1.TrustPolicySpec{Components: []string{"app"},
-				Keys: []trainyardv1.SecretKeyRef{{Name: "cosign-pub", Key: "a.pub"}, {Name: "cosign-pub", Key: "b.pub"}}}}
+				Keys: []trainyardv1.SecretKeyRef{{Name: "cosign-pub", Key: "a.pub", SHA256: pin(keyA.PEM())}, {Name: "cosign-pub", Key: "b.pub", SHA256: pin(keyB.PEM())}}}}
 		Expect(k8sClient.Create(suiteCtx, tp)).To(Succeed())
 
 		signed := func(version string, key *verificationtest.Key) func(*trainyardv1.ComponentRelease) {
@@ -86,12 +94,18 @@ var _ = Describe("Verified releases", func() {
 		Eventually(verifiedOf("app.stable.1.3.1")).Should(Equal("False NotTrusted"))
 		Consistently(latestOf(ns, "app.stable"), time.Second).Should(Equal("1.2.0"))
 		Eventually(eventReasons(ns, "app.stable.1.3.1")).Should(ContainElement("VerificationFailed"))
+		// 1.2.0's signed image again, as 1.4.0: the signature is of the
+		// image, not of a version, so it is not borrowed.
+		publish(ns, "app", "stable", "1.4.0", 5, func(r *trainyardv1.ComponentRelease) {
+			r.Spec.Image, r.Spec.SignatureBundle = release(ns, "app.stable.1.2.0").Spec.Image, release(ns, "app.stable.1.2.0").Spec.SignatureBundle
+		})
+		Eventually(verifiedOf("app.stable.1.4.0")).Should(Equal("False DigestReused"))
 		policyStatus := func() trainyardv1.TrustPolicyStatus {
 			got := &trainyardv1.TrustPolicy{}
 			Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(tp), got)).To(Succeed())
 			return got.Status
 		}
-		Eventually(policyStatus).Should(And(HaveField("Verified", int32(2)), HaveField("Failed", int32(2)),
+		Eventually(policyStatus).Should(And(HaveField("Verified", int32(2)), HaveField("Failed", int32(3)),
 			HaveField("Conditions", ContainElement(And(HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionTrue),
 				HaveField("Message", "trusts 2 keys and 0 keyless identities"))))))
 		checkIn(ns, "c1", comp("app", "stable", "1.1.0"))
@@ -122,10 +136,21 @@ var _ = Describe("Verified releases", func() {
 		Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(tp), tp)).To(Succeed())
 		patch := client.MergeFrom(tp.DeepCopy())
 		tp.Spec.Keys[0].Key = "a-2027.pub"
+		tp.Spec.Keys[1].SHA256 = "" // b.pub unpinned from here on
 		Expect(k8sClient.Patch(suiteCtx, tp, patch)).To(Succeed())
 		fakeClock.Step(11 * time.Second)
 		Eventually(latestOf(ns, "app.stable")).Should(Equal("1.2.0"))
 		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("True Verified"))
+
+		// Someone who can edit the Secret puts another key under the pinned
+		// name: it is not trusted, and 1.2.0 is unverified again.
+		Expect(k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+		secret.Data["a-2027.pub"] = mallory.PEM()
+		Expect(k8sClient.Update(suiteCtx, secret)).To(Succeed())
+		fakeClock.Step(11 * time.Second)
+		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("False NotTrusted"))
+		Eventually(policyStatus).Should(HaveField("Conditions", ContainElement(HaveField("Message",
+			ContainSubstring("Secret cosign-pub key a-2027.pub does not match its pinned sha256")))))
 
 		// Without the policy, no release carries the condition.
 		Expect(k8sClient.Delete(suiteCtx, tp)).To(Succeed())

@@ -313,11 +313,17 @@ func (advisoryWebhook) ValidateDelete(context.Context, *trainyardv1.Advisory) (a
 type trustPolicyWebhook struct{}
 
 func (trustPolicyWebhook) ValidateCreate(_ context.Context, tp *trainyardv1.TrustPolicy) (admission.Warnings, error) {
-	return nil, invalid("TrustPolicy", tp.Name, validation.TrustPolicy(tp))
+	if err := invalid("TrustPolicy", tp.Name, validation.TrustPolicy(tp)); err != nil {
+		return nil, err
+	}
+	return validation.TrustPolicyWarnings(tp), nil
 }
 
 func (trustPolicyWebhook) ValidateUpdate(_ context.Context, _, tp *trainyardv1.TrustPolicy) (admission.Warnings, error) {
-	return nil, invalid("TrustPolicy", tp.Name, validation.TrustPolicy(tp))
+	if err := invalid("TrustPolicy", tp.Name, validation.TrustPolicy(tp)); err != nil {
+		return nil, err
+	}
+	return validation.TrustPolicyWarnings(tp), nil
 }
 
 func (trustPolicyWebhook) ValidateDelete(context.Context, *trainyardv1.TrustPolicy) (admission.Warnings, error) {

@@ -65,6 +65,13 @@ type SecretKeyRef struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Key string `json:"key"`
+	// sha256 pins the value (its SHA-256, lower-case hex): a value that
+	// does not match is not trusted. Whoever can edit Secrets in the
+	// namespace (Kubernetes' edit role can) could otherwise replace a key;
+	// the pin is in the TrustPolicy, which only admins may edit.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // KeylessTrust is a trusted root and the identities it may certify.

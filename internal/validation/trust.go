@@ -67,6 +67,25 @@ func TrustPolicy(tp *trainyardv1.TrustPolicy) field.ErrorList {
 	return errs
 }
 
+// TrustPolicyWarnings point out what is allowed but weak: a key or root
+// that is not pinned can be replaced by whoever edits Secrets in the
+// namespace.
+func TrustPolicyWarnings(tp *trainyardv1.TrustPolicy) []string {
+	var out []string
+	unpinned := func(path string, k trainyardv1.SecretKeyRef) {
+		if k.SHA256 == "" {
+			out = append(out, fmt.Sprintf("%s (Secret %s, key %s) is not pinned: whoever can edit Secrets in this namespace (the edit role can) can replace it; set its sha256", path, k.Name, k.Key))
+		}
+	}
+	for i, k := range tp.Spec.Keys {
+		unpinned(fmt.Sprintf("spec.keys[%d]", i), k)
+	}
+	if kl := tp.Spec.Keyless; kl != nil {
+		unpinned("spec.keyless.trustedRoot", kl.TrustedRoot)
+	}
+	return out
+}
+
 func secretKey(p *field.Path, k trainyardv1.SecretKeyRef) field.ErrorList {
 	var errs field.ErrorList
 	for _, msg := range apivalidation.IsDNS1123Subdomain(k.Name) {

@@ -83,3 +83,17 @@ func TestSignedReleaseNamesItsDigest(t *testing.T) {
 		t.Error("Covers")
 	}
 }
+
+func TestTrustPolicyWarnsOfUnpinnedSecrets(t *testing.T) {
+	tp := trustPolicy()
+	w := validation.TrustPolicyWarnings(tp)
+	if len(w) != 2 || !strings.Contains(w[0], "spec.keys[0] (Secret cosign-pub, key cosign.pub) is not pinned") ||
+		!strings.Contains(w[1], "spec.keyless.trustedRoot") {
+		t.Errorf("%q", w)
+	}
+	tp.Spec.Keys[0].SHA256 = strings.Repeat("a", 64)
+	tp.Spec.Keyless.TrustedRoot.SHA256 = strings.Repeat("b", 64)
+	if w := validation.TrustPolicyWarnings(tp); len(w) != 0 {
+		t.Errorf("pinned: %q", w)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // What a registry is asked for is bounded: how many signatures of an image
@@ -24,6 +25,70 @@ const (
 	// DefaultRegistryTimeout bounds one Fetch when the policy says nothing.
 	DefaultRegistryTimeout = 10 * time.Second
 )
+
+// MaxRegistryBody bounds any one answer of a registry (a referrers index, a
+// manifest): go-containerregistry would read manifests of up to 100 MiB.
+const MaxRegistryBody = 4 << 20
+
+// LimitBodies makes rt's response bodies fail past limit bytes.
+func LimitBodies(rt http.RoundTripper, limit int64) http.RoundTripper {
+	return limitedBodies{rt: rt, limit: limit}
+}
+
+type limitedBodies struct {
+	rt    http.RoundTripper
+	limit int64
+}
+
+func (l limitedBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.rt.RoundTrip(req)
+	if err != nil || resp.Body == nil {
+		return resp, err
+	}
+	if resp.ContentLength > l.limit {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s answered %d bytes, more than %d", req.URL.Host, resp.ContentLength, l.limit)
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: l.limit}
+	return resp, nil
+}
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errors.New("the registry's answer is larger than allowed")
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// Terse is a fetch error without what the registry answered in its body:
+// the error goes into a release's condition, which a release's editor
+// reads, and the registry may be an in-cluster service.
+func Terse(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return fmt.Errorf("the registry answered HTTP %d", te.StatusCode)
+	}
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return errors.New(msg)
+}
 
 // Signatures are what a registry holds for an image digest: Sigstore
 // bundles (OCI referrers, as cosign v3 writes them) and cosign's older

@@ -2,6 +2,7 @@ package verification_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -113,5 +114,32 @@ func TestDockerConfigCredentials(t *testing.T) {
 	}
 	if _, err := verification.DockerConfigCredentials([]byte("nope"), "registry.example/app:1"); err == nil {
 		t.Error("not JSON: no error")
+	}
+}
+
+// A registry's answer past the limit fails the read, whatever its
+// Content-Length says.
+func TestLimitBodies(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/declared" {
+			w.Header().Set("Content-Length", "100")
+		} else {
+			w.(http.Flusher).Flush() // chunked: no length declared
+		}
+		w.Write([]byte(strings.Repeat("x", 100)))
+	}))
+	defer srv.Close()
+	c := &http.Client{Transport: verification.LimitBodies(http.DefaultTransport, 10)}
+	if _, err := c.Get(srv.URL + "/declared"); err == nil || !strings.Contains(err.Error(), "more than 10") {
+		t.Errorf("declared: %v", err)
+	}
+	resp, err := c.Get(srv.URL + "/chunked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil || len(b) > 10 {
+		t.Errorf("read %d bytes, %v", len(b), err)
 	}
 }

@@ -98,6 +98,21 @@ func New(m Material) (*Verifier, error) {
 		return nil, errors.New("the policy trusts no key and no trusted root")
 	}
 	v := &Verifier{}
+	// The trusted root, when given, also holds the logs and timestamping
+	// authorities that a key's signature may be required to come with.
+	var tr *root.TrustedRoot
+	if len(m.TrustedRoot) > 0 {
+		if len(m.TrustedRoot) > MaxTrustedRootBytes {
+			return nil, fmt.Errorf("trusted root: larger than %d bytes", MaxTrustedRootBytes)
+		}
+		var err error
+		if tr, err = root.NewTrustedRootFromJSON(m.TrustedRoot); err != nil {
+			return nil, fmt.Errorf("trusted root: %w", err)
+		}
+	}
+	if len(m.Keys) > 0 && tr == nil && (m.TransparencyLog > 0 || m.SignedTimestamps > 0) {
+		return nil, errors.New("a transparency-log or signed-timestamp threshold needs a trusted root: its logs and timestamping authorities verify them")
+	}
 	for _, k := range m.Keys {
 		if len(k.PEM) > MaxKeyBytes {
 			return nil, fmt.Errorf("key %s: larger than %d bytes", k.Name, MaxKeyBytes)
@@ -112,26 +127,20 @@ func New(m Material) (*Verifier, error) {
 		}
 		// Any key hint: the bundle's hint is the signer's choice, the key
 		// is ours.
-		material := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
+		var material root.TrustedMaterial = root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
 			return root.NewExpiringKey(sv, time0, time0), nil
 		})
+		if tr != nil {
+			material = root.TrustedMaterialCollection{material, tr}
+		}
 		kv, err := verify.NewVerifier(material, options(m.Requirements, true)...)
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.Name, err)
 		}
 		v.keys = append(v.keys, keyVerifier{name: k.Name, v: kv})
 	}
-	if len(m.TrustedRoot) > 0 {
-		if len(m.TrustedRoot) > MaxTrustedRootBytes {
-			return nil, fmt.Errorf("trusted root: larger than %d bytes", MaxTrustedRootBytes)
-		}
-		if len(m.Identities) == 0 {
-			return nil, errors.New("a trusted root without identities would trust any signer it certifies")
-		}
-		tr, err := root.NewTrustedRootFromJSON(m.TrustedRoot)
-		if err != nil {
-			return nil, fmt.Errorf("trusted root: %w", err)
-		}
+	if tr != nil && len(m.Identities) > 0 {
+		var err error
 		if v.keyless, err = verify.NewVerifier(tr, options(m.Requirements, false)...); err != nil {
 			return nil, fmt.Errorf("trusted root: %w", err)
 		}
@@ -143,6 +152,8 @@ func New(m Material) (*Verifier, error) {
 			v.identities = append(v.identities, ci)
 			v.names = append(v.names, id.String())
 		}
+	} else if tr != nil && len(m.Keys) == 0 {
+		return nil, errors.New("a trusted root without identities would trust any signer it certifies")
 	}
 	return v, nil
 }
@@ -175,6 +186,7 @@ const (
 	ReasonInvalidDigest    = "InvalidDigest"
 	ReasonNotTrusted       = "NotTrusted"
 	ReasonIdentityMismatch = "IdentityMismatch"
+	ReasonNotASignature    = "NotASignature"
 )
 
 // Result is the outcome of one verification.
@@ -238,6 +250,9 @@ func (v *Verifier) VerifyEntity(e verify.SignedEntity, digest string) Result {
 			opts = append(opts, verify.WithCertificateIdentity(id))
 		}
 		res, err := v.keyless.Verify(e, verify.NewPolicy(artifact, opts...))
+		if err == nil && !isSignature(res) {
+			return notASignature(res)
+		}
 		if err == nil {
 			by := "keyless"
 			if res.VerifiedIdentity != nil {
@@ -256,7 +271,10 @@ func (v *Verifier) VerifyEntity(e verify.SignedEntity, digest string) Result {
 		return Result{Reason: ReasonNotTrusted, Message: "signed with a certificate, and the policy trusts keys only"}
 	}
 	for _, k := range v.keys {
-		if _, err := k.v.Verify(e, verify.NewPolicy(artifact, verify.WithKey())); err == nil {
+		if res, err := k.v.Verify(e, verify.NewPolicy(artifact, verify.WithKey())); err == nil {
+			if !isSignature(res) {
+				return notASignature(res)
+			}
 			return Result{Verified: true, Reason: ReasonVerified, By: k.name, Message: "signed by key " + k.name}
 		} else {
 			failures = append(failures, fmt.Sprintf("%s: %v", k.name, err))
@@ -266,6 +284,23 @@ func (v *Verifier) VerifyEntity(e verify.SignedEntity, digest string) Result {
 		return Result{Reason: ReasonNotTrusted, Message: "signed with a key, and the policy trusts keyless identities only"}
 	}
 	return Result{Reason: ReasonNotTrusted, Message: "no trusted key verifies it: " + strings.Join(failures, "; ")}
+}
+
+// SignaturePredicate is the in-toto predicate type of cosign's image
+// signature as a DSSE statement (cosign v3's --new-bundle-format): the only
+// statement that says "this image is signed". An SBOM or a scan result
+// names the image as its subject too, and signs something else.
+const SignaturePredicate = "https://sigstore.dev/cosign/sign/v1"
+
+// isSignature tells a signature from an attestation: a message signature,
+// or a statement of SignaturePredicate.
+func isSignature(res *verify.VerificationResult) bool {
+	return res.Statement == nil || res.Statement.GetPredicateType() == SignaturePredicate
+}
+
+func notASignature(res *verify.VerificationResult) Result {
+	return Result{Reason: ReasonNotASignature, Message: fmt.Sprintf(
+		"the bundle is an attestation of type %s, not a signature of the image (%s)", res.Statement.GetPredicateType(), SignaturePredicate)}
 }
 
 func regexpString(ci *verify.CertificateIdentity) string {

@@ -150,3 +150,51 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 		}
 	}
 }
+
+// A statement signed by a trusted key is a signature only when it says so:
+// an SBOM about the image is not a signature of it.
+func TestAttestationsAreNotSignatures(t *testing.T) {
+	k := key(t)
+	_, d := verificationtest.Manifest("1.2.0")
+	v, err := verification.New(verification.Material{Keys: []verification.Key{{Name: "k", PEM: k.PEM()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbom, err := k.Attest(d, "https://cyclonedx.org/bom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := v.Verify(sbom, d); r.Verified || r.Reason != verification.ReasonNotASignature {
+		t.Errorf("an SBOM: %+v", r)
+	}
+	signed, err := k.Attest(d, verification.SignaturePredicate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := v.Verify(signed, d); !r.Verified {
+		t.Errorf("cosign's signature statement: %+v", r)
+	}
+	_, other := verificationtest.Manifest("9.9.9")
+	if r := v.Verify(signed, other); r.Verified {
+		t.Errorf("a statement about another digest: %+v", r)
+	}
+}
+
+// A key's signature can be required to come with a log entry only under a
+// trusted root, whose logs verify it.
+func TestKeysWithALogNeedARoot(t *testing.T) {
+	k := key(t)
+	if _, err := verification.New(verification.Material{Keys: []verification.Key{{Name: "k", PEM: k.PEM()}},
+		Requirements: verification.Requirements{TransparencyLog: 1}}); err == nil || !strings.Contains(err.Error(), "needs a trusted root") {
+		t.Errorf("no root: %v", err)
+	}
+	v, err := verification.New(verification.Material{Keys: []verification.Key{{Name: "k", PEM: k.PEM()}}, TrustedRoot: sigstore(t).Root,
+		Requirements: verification.Requirements{TransparencyLog: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, d := verificationtest.Manifest("1.2.0")
+	if r := v.Verify(signBlob(t, k, m), d); r.Verified || !strings.Contains(r.Message, "log") {
+		t.Errorf("no log entry, one required: %+v", r)
+	}
+}

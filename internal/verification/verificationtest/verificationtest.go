@@ -16,6 +16,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http/httptest"
 	"strings"
 
@@ -197,7 +199,7 @@ type Registry struct {
 
 // NewRegistry serves a registry until Close.
 func NewRegistry() *Registry {
-	srv := httptest.NewServer(registry.New())
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	return &Registry{srv: srv, Host: strings.TrimPrefix(srv.URL, "http://")}
 }
 
@@ -257,4 +259,18 @@ func (r *Registry) SigTag(ref name.Digest, payload, signature []byte) error {
 		return err
 	}
 	return remote.Write(ref.Context().Tag(strings.Replace(ref.DigestStr(), ":", "-", 1)+".sig"), img)
+}
+
+// Attest is a DSSE bundle of an in-toto statement about the image digest
+// ("sha256:…") with predicateType, as `cosign attest --new-bundle-format`
+// writes one (an SBOM, a scan result), or cosign's own signature statement.
+func (k *Key) Attest(digest, predicateType string) ([]byte, error) {
+	_, hexDigest, _ := strings.Cut(digest, ":")
+	statement := []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"registry.example/app","digest":{"sha256":"` +
+		hexDigest + `"}}],"predicateType":"` + predicateType + `","predicate":{}}`)
+	pb, err := sign.Bundle(&sign.DSSEData{Data: statement, PayloadType: "application/vnd.in-toto+json"}, keypair{k.priv}, sign.BundleOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("attesting: %w", err)
+	}
+	return protojson.Marshal(pb)
 }
