@@ -146,39 +146,49 @@ type verdict struct {
 // and key change (trust caches the results).
 func (r *ReleaseTrainReconciler) verifyReleases(ctx context.Context, train *trainyardv1.ReleaseTrain,
 	releases []trainyardv1.ComponentRelease) ([]verdict, error) {
-	tp, err := policyFor(ctx, r, train.Namespace, train.Spec.Component, train.Spec.Train)
-	if err != nil || tp == nil {
+	policies, err := policiesFor(ctx, r, train.Namespace, train.Spec.Component, train.Spec.Train)
+	if err != nil || len(policies) == 0 {
 		releasesUnverified.DeleteLabelValues(train.Namespace, train.Spec.Component, train.Spec.Train)
 		return nil, err
-	}
-	out := make([]verdict, len(releases))
-	pv, _, err := r.trust.verifier(ctx, tp)
-	if err != nil {
-		// Fail closed: what cannot be read verifies nothing (a key that
-		// was revoked must not stay trusted while its Secret is unreadable).
-		for i := range out {
-			out[i] = verdict{policy: tp.Name, Result: verification.Result{Reason: ReasonPolicyUnreadable,
-				Message: "reading what the policy trusts: " + verification.Terse(err).Error()}}
-		}
-		return out, nil
 	}
 	// Registry fetches share one budget per reconcile: a slow registry
 	// delays this train's verification, not the controller's workers.
 	fctx, cancel := context.WithTimeout(ctx, fetchBudget)
 	defer cancel()
 	first := firstWithDigest(releases)
-	unverified := 0
-	for i := range releases {
-		rel := &releases[i]
-		if j, reused := first[digestOf(rel)]; reused && j != i {
-			// A signature says "this image", not "this version": the same
-			// signed image under another (higher) version would borrow it.
-			out[i] = verdict{policy: tp.Name, Result: verification.Result{Reason: ReasonDigestReused,
-				Message: fmt.Sprintf("its image's digest is already release %s's (%s): a signature cannot tell the versions apart", releases[j].Name, releases[j].Spec.Version)}}
-		} else {
-			out[i] = verdict{policy: tp.Name, Result: r.trust.verify(fctx, tp, pv, rel)}
+	out := make([]verdict, len(releases))
+	for n, tp := range policies {
+		pv, _, err := r.trust.verifier(ctx, tp)
+		for i := range releases {
+			if n > 0 && !out[i].Verified {
+				continue // failed an earlier policy: that is its answer
+			}
+			rel := &releases[i]
+			var v verdict
+			switch j, reused := first[digestOf(rel)]; {
+			case err != nil:
+				// Fail closed: what cannot be read verifies nothing (a key
+				// that was revoked must not stay trusted meanwhile).
+				v = verdict{policy: tp.Name, Result: verification.Result{Reason: ReasonPolicyUnreadable,
+					Message: "reading what the policy trusts: " + verification.Terse(err).Error()}}
+			case reused && j != i:
+				// A signature says "this image", not "this version": the
+				// same signed image under another version would borrow it.
+				v = verdict{policy: tp.Name, Result: verification.Result{Reason: ReasonDigestReused,
+					Message: fmt.Sprintf("its image's digest is already release %s's (%s): a signature cannot tell the versions apart", releases[j].Name, releases[j].Spec.Version)}}
+			default:
+				v = verdict{policy: tp.Name, Result: r.trust.verify(fctx, tp, pv, rel)}
+			}
+			if n > 0 && v.Verified {
+				v.policy = out[i].policy + ", " + v.policy
+				v.Message = out[i].Message
+			}
+			out[i] = v
 		}
-		if !out[i].Verified && rel.Spec.Retracted == nil {
+	}
+	unverified := 0
+	for i := range out {
+		if !out[i].Verified && releases[i].Spec.Retracted == nil {
 			unverified++
 		}
 	}

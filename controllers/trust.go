@@ -104,20 +104,32 @@ func (t *trust) secret(ctx context.Context, key types.NamespacedName) (*corev1.S
 	return sec, nil
 }
 
-// policyFor is the TrustPolicy of the namespace that covers component on
+// policyFor is a TrustPolicy of the namespace that covers component on
 // train (the first by name), or nil.
 func policyFor(ctx context.Context, c client.Reader, ns, component, train string) (*trainyardv1.TrustPolicy, error) {
+	all, err := policiesFor(ctx, c, ns, component, train)
+	if err != nil || len(all) == 0 {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// policiesFor are every TrustPolicy of the namespace that covers component
+// on train, by name: a release must satisfy all of them (a looser policy
+// added beside a stricter one does not weaken it).
+func policiesFor(ctx context.Context, c client.Reader, ns, component, train string) ([]*trainyardv1.TrustPolicy, error) {
 	var list trainyardv1.TrustPolicyList
 	if err := c.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(list.Items, func(a, b trainyardv1.TrustPolicy) int { return strings.Compare(a.Name, b.Name) })
+	var out []*trainyardv1.TrustPolicy
 	for i := range list.Items {
 		if validation.Covers(&list.Items[i].Spec, component, train) {
-			return &list.Items[i], nil
+			out = append(out, &list.Items[i])
 		}
 	}
-	return nil, nil
+	slices.SortFunc(out, func(a, b *trainyardv1.TrustPolicy) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // material reads what the policy trusts from its Secrets, and the

@@ -224,4 +224,33 @@ var _ = Describe("Verified releases", func() {
 		_, err = verification.Fetch(suiteCtx, ref.String(), 2*time.Second, nil, controllers.RegistryTransport())
 		Expect(err).To(MatchError(ContainSubstring("loopback addresses are not registries trainyard fetches signatures from")))
 	})
+
+	It("makes a release satisfy every policy that covers it: a looser one does not weaken a stricter one", func() {
+		keyA, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		keyB, err := verificationtest.NewKey()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(suiteCtx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"},
+			Data: map[string][]byte{"a.pub": keyA.PEM(), "b.pub": keyB.PEM()}})).To(Succeed())
+		for name, keys := range map[string][]string{"a-loose": {"a.pub", "b.pub"}, "b-strict": {"b.pub"}} {
+			tp := &trainyardv1.TrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+			for _, k := range keys {
+				tp.Spec.Keys = append(tp.Spec.Keys, trainyardv1.SecretKeyRef{Name: "keys", Key: k})
+			}
+			Expect(k8sClient.Create(suiteCtx, tp)).To(Succeed())
+		}
+		for v, k := range map[string]*verificationtest.Key{"1.1.0": keyB, "1.2.0": keyA} {
+			publish(ns, "app", "stable", v, 1, func(r *trainyardv1.ComponentRelease) {
+				m, digest := verificationtest.Manifest(v)
+				b, err := k.Sign(m)
+				Expect(err).NotTo(HaveOccurred())
+				r.Spec.Image, r.Spec.SignatureBundle = "registry.example/app@"+digest, string(b)
+			})
+		}
+		Eventually(verifiedOf("app.stable.1.2.0")).Should(Equal("False NotTrusted"))
+		Eventually(verifiedOf("app.stable.1.1.0")).Should(Equal("True Verified"))
+		Expect(meta.FindStatusCondition(release(ns, "app.stable.1.1.0").Status.Conditions, trainyardv1.ConditionVerified).Message).
+			To(Equal("signed by key keys/b.pub (TrustPolicy a-loose, b-strict)"))
+		Eventually(latestOf(ns, "app.stable")).Should(Equal("1.1.0"))
+	})
 })

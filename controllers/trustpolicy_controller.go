@@ -77,31 +77,17 @@ func (r *TrustPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return ctrl.Result{RequeueAfter: r.Resync}, nil
 }
 
-// count counts the releases this policy decides (the first policy by name
-// that covers them) by their Verified condition.
+// count counts the releases this policy covers by their Verified
+// condition (a release must satisfy every policy that covers it).
 func (r *TrustPolicyReconciler) count(ctx context.Context, tp *trainyardv1.TrustPolicy, st *trainyardv1.TrustPolicyStatus) error {
 	var rels trainyardv1.ComponentReleaseList
 	if err := r.List(ctx, &rels, client.InNamespace(tp.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	st.Verified, st.Failed = 0, 0
-	decides := map[string]bool{} // by train name: is tp its policy?
 	for i := range rels.Items {
 		rel := &rels.Items[i]
 		if !validation.Covers(&tp.Spec, rel.Spec.Component, rel.Spec.Train) {
-			continue
-		}
-		train := trainyardv1.TrainName(rel.Spec.Component, rel.Spec.Train)
-		mine, ok := decides[train]
-		if !ok {
-			p, err := policyFor(ctx, r, tp.Namespace, rel.Spec.Component, rel.Spec.Train)
-			if err != nil {
-				return err
-			}
-			mine = p != nil && p.Name == tp.Name
-			decides[train] = mine
-		}
-		if !mine {
 			continue
 		}
 		switch c := meta.FindStatusCondition(rel.Status.Conditions, trainyardv1.ConditionVerified); {
