@@ -133,8 +133,9 @@ func policiesFor(ctx context.Context, c client.Reader, ns, component, train stri
 }
 
 // material reads what the policy trusts from its Secrets, and the
-// fingerprint of what was read. A Secret or key that is missing (or not
-// labelled) is named in problems and left out: the rest still verifies.
+// fingerprint of what was read. A Secret or key that is missing, or that
+// does not match its pin, is named in problems and left out: the rest
+// still verifies.
 func (t *trust) material(ctx context.Context, tp *trainyardv1.TrustPolicy) (m verification.Material, fingerprint string, problems []string, err error) {
 	fp := []string{string(tp.UID), fmt.Sprint(tp.Generation)}
 	read := func(ref trainyardv1.SecretKeyRef) ([]byte, error) {
