@@ -306,7 +306,7 @@ func (d *DirectHub) Updates(ctx context.Context, cluster string, comps []wire.Co
 	latest := map[key]string{}
 	for _, s := range r.Status.Components {
 		if s.Latest != "" && trainyardv1.CanonicalVersion(s.Latest) != trainyardv1.CanonicalVersion(s.Installed) {
-			latest[key{s.Name, s.Train, s.Installed}] = s.Latest
+			latest[key{s.Name, r.TrainOf(s.Name), s.Installed}] = s.Latest
 		}
 	}
 	out := make([]wire.ComponentVersion, len(comps))

@@ -402,7 +402,7 @@ func (s *Server) recommendations(r *http.Request) map[string]trainyardv1.Compone
 	}
 	out := make(map[string]trainyardv1.ComponentStatus, len(rep.Status.Components))
 	for _, cs := range rep.Status.Components {
-		out[trainyardv1.TrainName(cs.Name, cs.Train)] = cs
+		out[trainyardv1.TrainName(cs.Name, rep.TrainOf(cs.Name))] = cs
 	}
 	return out
 }

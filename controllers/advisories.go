@@ -103,14 +103,15 @@ func advisoryConcerns(a *trainyardv1.Advisory, rep *trainyardv1.ClusterReport, c
 		if cs.Name != component {
 			continue
 		}
+		train := rep.TrainOf(cs.Name)
 		if slices.ContainsFunc(cs.Advisories, func(x trainyardv1.ComponentAdvisory) bool { return x.ID == a.Spec.ID }) ||
-			affects(cs.Train, cs.Installed) || affects(cs.Train, cs.Recommended) ||
-			slices.ContainsFunc(cs.Path, func(v string) bool { return affects(cs.Train, v) }) ||
-			(cs.HeldBack != nil && affects(cs.Train, cs.HeldBack.Version)) {
+			affects(train, cs.Installed) || affects(train, cs.Recommended) ||
+			slices.ContainsFunc(cs.Path, func(v string) bool { return affects(train, v) }) ||
+			(cs.HeldBack != nil && affects(train, cs.HeldBack.Version)) {
 			return true
 		}
 		for _, cu := range cs.Conditional {
-			if affects(cs.Train, cu.Version) || slices.ContainsFunc(cu.Risks, func(r trainyardv1.AppliedRisk) bool { return r.Name == a.Spec.ID }) {
+			if affects(train, cu.Version) || slices.ContainsFunc(cu.Risks, func(r trainyardv1.AppliedRisk) bool { return r.Name == a.Spec.ID }) {
 				return true
 			}
 		}

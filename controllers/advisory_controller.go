@@ -137,7 +137,7 @@ func fixes(adv *trainyardv1.Advisory, reports []trainyardv1.ClusterReport) []tra
 			}) {
 				continue
 			}
-			f := trainyardv1.ExpeditedFix{Train: trainyardv1.TrainName(cs.Name, cs.Train), Version: cs.Recommended}
+			f := trainyardv1.ExpeditedFix{Train: trainyardv1.TrainName(cs.Name, reports[i].TrainOf(cs.Name)), Version: cs.Recommended}
 			if !slices.ContainsFunc(out, func(o trainyardv1.ExpeditedFix) bool { return o.Train == f.Train && o.Version == f.Version }) {
 				out = append(out, f)
 			}
@@ -297,7 +297,7 @@ const expediteBatch = time.Second
 var reportRunsOtherwise = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
-		return o.Generation != n.Generation || !equality.Semantic.DeepEqual(o.Labels, n.Labels)
+		return o.Generation != n.Generation || !sameUserLabels(o.Labels, n.Labels)
 	},
 }
 

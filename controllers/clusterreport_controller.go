@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -55,7 +56,7 @@ type ClusterReportReconciler struct {
 	own     *ownWrites
 }
 
-// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports/status,verbs=get;patch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=releasetrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trainyard.dev,resources=componentreleases,verbs=get;list;watch
@@ -86,7 +87,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, err
 	}
 	stale := r.reconcileStaleness(rep, st, wake)
-	conditions.MarkReady(&st.Conditions, rep.Generation, "Reconciled", "status reflects the latest check-in")
+	conditions.MarkReady(&st.Conditions, reportConditionGeneration, "Reconciled", "status reflects the latest check-in")
 
 	if !equality.Semantic.DeepEqual(&rep.Status, st) {
 		wasStale := conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionStale)
@@ -113,6 +114,10 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 				"cluster %s has not checked in since %s (stale threshold %s)",
 				rep.Spec.ClusterID, st.LastSeen.UTC().Format(time.RFC3339), r.StaleThreshold)
 		}
+		rep = patched
+	}
+	if err := r.reconcileLabels(ctx, rep, st, stale); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	r.flags.set(req.NamespacedName, stale, conditions.IsTrue(st.Conditions, trainyardv1.ConditionRunningRetracted))
 	return ctrl.Result{}, nil
@@ -158,13 +163,13 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 			sum.UpToDate++
 		case trainyardv1.StateUpdateAvailable:
 			sum.UpdateAvailable++
-			behind = append(behind, fmt.Sprintf("%s %s → %s", c.Name, c.Version, cs.Latest))
+			behind = append(behind, c.Name) // the versions are in its status
 		case trainyardv1.StateRetracted:
 			sum.Retracted++
-			retracted = append(retracted, fmt.Sprintf("%s %s", c.Name, c.Version))
+			retracted = append(retracted, c.Name+" "+c.Version)
 		default:
 			sum.Unknown++
-			unknown = append(unknown, fmt.Sprintf("%s %s", c.Name, c.Version))
+			unknown = append(unknown, c.Name)
 		}
 		if len(cs.Advisories) > 0 {
 			sum.Exposed++
@@ -175,7 +180,7 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	}
 	st.Components, st.Summary = comps, &sum
 
-	gen := rep.Generation
+	gen := reportConditionGeneration
 	switch {
 	case sum.Total == 0:
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "NoComponents", "the cluster reports no components")
@@ -185,18 +190,26 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	case len(retracted) > 0:
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "RunningRetracted", "retracted: "+list(retracted))
 	case len(behind) > 0:
-		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "UpdatesAvailable", "updates: "+list(behind))
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "UpdatesAvailable", "updates for "+list(behind))
 	default:
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "Unknown",
-			"no train knows these versions: "+list(unknown))
+			"no train knows the versions of "+list(unknown))
 	}
+	// RunningRetracted is abnormal-true (as kstatus reads conditions): it is
+	// there while it holds, and absent, not False, the rest of the time.
 	if len(retracted) > 0 {
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionRunningRetracted, true, "RetractedRelease", list(retracted))
 	} else {
-		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionRunningRetracted, false, "NoRetractedRelease", "no component runs a retracted release")
+		meta.RemoveStatusCondition(&st.Conditions, trainyardv1.ConditionRunningRetracted)
 	}
 	return nil
 }
+
+// reportConditionGeneration is the observedGeneration of a report's
+// conditions: none (0, omitted). status.observedGeneration says it once for
+// all of them, which is what kstatus reads; four copies of it were 88 bytes
+// of every report (issue 32).
+const reportConditionGeneration int64 = 0
 
 // timelineMoved tells whether a status adds to a component's timeline:
 // a version change, or a new readiness state.
@@ -271,10 +284,10 @@ func timeline(cs *trainyardv1.ComponentStatus, prev *trainyardv1.ComponentStatus
 // readiness records whether the component's workload is ready, and since
 // when: the agent's time when it sends one (never later than now), else
 // when trainyard first saw the state. An agent that sends no readiness (a
-// Deis agent) leaves it Unknown, never NotReady.
+// Deis agent) leaves it absent, which reads as Unknown, never NotReady.
 func readiness(cs *trainyardv1.ComponentStatus, c trainyardv1.ReportedComponent, prev *trainyardv1.ComponentStatus, now metav1.Time) {
 	if c.Readiness == nil {
-		cs.Ready, cs.ReadySince = trainyardv1.ReadyUnknown, nil
+		cs.Ready, cs.ReadySince = "", nil
 		return
 	}
 	cs.Ready = trainyardv1.NotReady
@@ -305,10 +318,8 @@ func list(items []string) string {
 func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent,
 	prev *trainyardv1.ComponentStatus, now metav1.Time, wake *time.Time) (trainyardv1.ComponentStatus, error) {
 	trainName := trainyardv1.TrainName(c.Name, c.Train)
-	cs := trainyardv1.ComponentStatus{Name: c.Name, Train: c.Train, Installed: c.Version, State: trainyardv1.StateUnknown}
-	if cs.Train == "" {
-		cs.Train = trainyardv1.DefaultTrain
-	}
+	cs := trainyardv1.ComponentStatus{Name: c.Name, Installed: c.Version, State: trainyardv1.StateUnknown}
+	trainOf := cmp.Or(c.Train, trainyardv1.DefaultTrain)
 	// The advisories that apply to what it runs, train or no train (the
 	// advisory counts the cluster either way); an acceptance that takes
 	// one out is the team's "not affected" for this cluster.
@@ -322,7 +333,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 		if err != nil {
 			return cs, err
 		}
-		cs.Advisories = componentAdvisoryList(applying(advs, c.Name, cs.Train, c.Version, accepted), prev, now)
+		cs.Advisories = componentAdvisoryList(applying(advs, c.Name, trainOf, c.Version, accepted), prev, now)
 	}
 	train := &trainyardv1.ReleaseTrain{} // the cache's own object: read only
 	if err := r.Get(ctx, types.NamespacedName{Namespace: rep.Namespace, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
@@ -336,16 +347,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 		client.MatchingFields{index.ReleaseVersion: index.VersionKey(trainName, c.Version)}); err != nil {
 		return cs, err
 	}
-	switch {
-	case len(rels.Items) == 0:
-		// The train does not know this version: Unknown.
-	case anyRetracted(rels.Items):
-		cs.State = trainyardv1.StateRetracted
-	case cs.Latest != "" && ordering.Canonical(cs.Latest) == ordering.Canonical(c.Version):
-		cs.State = trainyardv1.StateUpToDate
-	case cs.Latest != "":
-		cs.State = trainyardv1.StateUpdateAvailable
-	}
+	cs.State = trainyardv1.StateOf(c.Version, cs.Latest, len(rels.Items) > 0, anyRetracted(rels.Items))
 	hold, held := rollout.HoldOf(train.Spec.Rollout, train.Status.Rollout, train.Name, cs.Latest, rep.Spec.ClusterID, rep.Labels)
 	if held {
 		cs.Ring = hold.Ring
@@ -379,7 +381,7 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 	// Under a TrustPolicy, a release is a hop or a target only once it is
 	// verified (issue 31): a release published a moment ago, not verified
 	// yet, is not recommended meanwhile.
-	tp, err := policyFor(ctx, r, rep.Namespace, c.Name, cs.Train)
+	tp, err := policyFor(ctx, r, rep.Namespace, c.Name, cmp.Or(c.Train, trainyardv1.DefaultTrain))
 	if err != nil {
 		return err
 	}
@@ -404,7 +406,7 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 	}
 	if len(advs) > 0 {
 		for i := range in {
-			in[i].Advisories = holdingBack(applying(advs, c.Name, cs.Train, in[i].Version, accepted))
+			in[i].Advisories = holdingBack(applying(advs, c.Name, cmp.Or(c.Train, trainyardv1.DefaultTrain), in[i].Version, accepted))
 		}
 	}
 	cluster := upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels, Properties: rep.Spec.Properties, Components: comps}
@@ -478,7 +480,7 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *trainyardv1.ClusterRep
 		} else {
 			r.wakeups.At(key, wake)
 		}
-		conditions.Set(&st.Conditions, rep.Generation, trainyardv1.ConditionStale, true, "NoRecentCheckIn",
+		conditions.Set(&st.Conditions, reportConditionGeneration, trainyardv1.ConditionStale, true, "NoRecentCheckIn",
 			fmt.Sprintf("no check-in within the stale threshold (%s)", r.StaleThreshold))
 		return true
 	}
@@ -491,11 +493,11 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *trainyardv1.ClusterRep
 	// after a restart.
 	if prev := meta.FindStatusCondition(st.Conditions, trainyardv1.ConditionStale); prev != nil &&
 		(prev.Status == metav1.ConditionTrue || prev.Reason == trainyardv1.ReasonRecovered) {
-		conditions.Set(&st.Conditions, rep.Generation, trainyardv1.ConditionStale, false, trainyardv1.ReasonRecovered,
+		conditions.Set(&st.Conditions, reportConditionGeneration, trainyardv1.ConditionStale, false, trainyardv1.ReasonRecovered,
 			fmt.Sprintf("checked in again within the stale threshold (%s) after being stale", r.StaleThreshold))
 		return false
 	}
-	conditions.Set(&st.Conditions, rep.Generation, trainyardv1.ConditionStale, false, "CheckedIn",
+	conditions.Set(&st.Conditions, reportConditionGeneration, trainyardv1.ConditionStale, false, "CheckedIn",
 		fmt.Sprintf("checked in within the stale threshold (%s)", r.StaleThreshold))
 	return false
 }

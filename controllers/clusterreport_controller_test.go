@@ -6,11 +6,14 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/conditions"
 )
 
 var _ = Describe("ClusterReport controller", func() {
@@ -44,22 +47,44 @@ var _ = Describe("ClusterReport controller", func() {
 			// (the history spec below checks the times).
 			Expect(c.Since).NotTo(BeNil(), c.Name)
 			Expect(c.History).To(BeEmpty(), c.Name)
-			// The specs send no readiness, as Deis agents: unknown, never NotReady.
-			Expect(c.Ready).To(Equal(trainyardv1.ReadyUnknown), c.Name)
+			// The specs send no readiness, as Deis agents: unknown (absent),
+			// never NotReady.
+			Expect(c.Ready).To(BeEmpty(), c.Name)
+			Expect(c.ReadyOf()).To(Equal(trainyardv1.ReadyUnknown), c.Name)
 			Expect(c.ReadySince).To(BeNil(), c.Name)
 			c.Since, c.Ready = nil, ""
 		}
 		Expect(r.Status.Components).To(ContainElements(
-			trainyardv1.ComponentStatus{Name: "router", Train: "stable", Installed: "v1.0.0", Latest: "v1.1.0", State: trainyardv1.StateUpdateAvailable,
+			trainyardv1.ComponentStatus{Name: "router", Installed: "v1.0.0", Latest: "v1.1.0", State: trainyardv1.StateUpdateAvailable,
 				Recommended: "v1.1.0", Path: []string{"v1.1.0"}},
-			trainyardv1.ComponentStatus{Name: "ctl", Train: "stable", Installed: "2.0.0", Latest: "2.0.1", State: trainyardv1.StateRetracted,
+			trainyardv1.ComponentStatus{Name: "ctl", Installed: "2.0.0", Latest: "2.0.1", State: trainyardv1.StateRetracted,
 				Recommended: "2.0.1", Path: []string{"2.0.1"}},
-			trainyardv1.ComponentStatus{Name: "dns", Train: "stable", Installed: "v3.0.0", Latest: "3.0.0", State: trainyardv1.StateUpToDate},
-			trainyardv1.ComponentStatus{Name: "gpu", Train: "beta", Installed: "0.1.0", State: trainyardv1.StateUnknown},
+			trainyardv1.ComponentStatus{Name: "dns", Installed: "v3.0.0", Latest: "3.0.0", State: trainyardv1.StateUpToDate},
+			trainyardv1.ComponentStatus{Name: "gpu", Installed: "0.1.0", State: trainyardv1.StateUnknown},
 		))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionUpToDate)()).To(Equal(metav1.ConditionFalse))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionRunningRetracted)()).To(Equal(metav1.ConditionTrue))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionStale)()).To(Equal(metav1.ConditionFalse))
+		// The labels a client selects on, and no managedFields: this suite
+		// runs no webhook, so the controller cleared those of the create.
+		Eventually(func(g Gomega) {
+			r := report(ns, "c1")
+			g.Expect(r.Labels).To(Equal(map[string]string{trainyardv1.LabelOutdated: "true",
+				trainyardv1.LabelRetracted: "true", trainyardv1.LabelUnknown: "true"}))
+			g.Expect(r.ManagedFields).To(BeEmpty())
+		}).Should(Succeed())
+		var listed trainyardv1.ClusterReportList
+		Expect(k8sClient.List(suiteCtx, &listed, client.InNamespace(ns), client.MatchingLabels{trainyardv1.LabelRetracted: "true"})).To(Succeed())
+		Expect(listed.Items).To(HaveLen(1))
+
+		// Up to date: the labels and RunningRetracted (abnormal-true) go.
+		checkIn(ns, "c1", comp("dns", "stable", "3.0.0"))
+		Eventually(func(g Gomega) {
+			r := report(ns, "c1")
+			g.Expect(r.Labels).To(BeEmpty())
+			g.Expect(meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionRunningRetracted)).To(BeNil())
+			g.Expect(conditions.IsTrue(r.Status.Conditions, trainyardv1.ConditionUpToDate)).To(BeTrue())
+		}).Should(Succeed())
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionReady)()).To(Equal(metav1.ConditionTrue))
 	})
 

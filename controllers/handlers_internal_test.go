@@ -69,9 +69,15 @@ func TestOwnWriteEchoIsDroppedOnce(t *testing.T) {
 		t.Fatal("the same echo was dropped twice")
 	}
 	w.record(key, "6", "7")
-	w.record(key, "7", "9") // a later write replaces the entry
+	w.record(key, "8", "9") // a later write over another's replaces the entry
 	if !pass.Update(update("c1", "6", "7")) {
 		t.Fatal("a replaced write's echo was dropped")
+	}
+	// A status write and the labels' write after it: both echoes drop.
+	w.record(key, "9", "10")
+	w.record(key, "10", "11")
+	if pass.Update(update("c1", "9", "10")) || pass.Update(update("c1", "10", "11")) {
+		t.Fatal("an echo of two chained writes passed")
 	}
 	w.forget(key)
 	if len(w.m) != 0 {

@@ -117,7 +117,7 @@ func (r *RolloutReconciler) inputs(ctx context.Context, train *trainyardv1.Relea
 		m := rollout.Member{ClusterID: rep.Spec.ClusterID, Labels: rep.Labels,
 			Stale: conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionStale), Ready: trainyardv1.ReadyUnknown}
 		for _, c := range rep.Status.Components {
-			if trainyardv1.TrainName(c.Name, c.Train) != train.Name {
+			if trainyardv1.TrainName(c.Name, rep.TrainOf(c.Name)) != train.Name {
 				continue
 			}
 			m.Installed = c.Installed
@@ -232,12 +232,12 @@ func (r *RolloutReconciler) trainsOfReport(ctx context.Context, o client.Object)
 var rolloutInputChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*trainyardv1.ClusterReport), e.ObjectNew.(*trainyardv1.ClusterReport)
-		if !equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
+		if !sameUserLabels(o.Labels, n.Labels) ||
 			conditions.IsTrue(o.Status.Conditions, trainyardv1.ConditionStale) != conditions.IsTrue(n.Status.Conditions, trainyardv1.ConditionStale) {
 			return true
 		}
 		return !slices.EqualFunc(o.Status.Components, n.Status.Components, func(a, b trainyardv1.ComponentStatus) bool {
-			return a.Name == b.Name && a.Train == b.Train && a.Installed == b.Installed && a.Ready == b.Ready &&
+			return a.Name == b.Name && o.TrainOf(a.Name) == n.TrainOf(b.Name) && a.Installed == b.Installed && a.Ready == b.Ready &&
 				timeEqual(a.Since, b.Since) && timeEqual(a.ReadySince, b.ReadySince)
 		})
 	},

@@ -152,7 +152,7 @@ func exposedEvents(r *trainyardv1.ClusterReport, base Event) []Event {
 			if a.Since.UTC().Before(e.Time) {
 				e.Time = a.Since.UTC()
 			}
-			e.Components = append(e.Components, ComponentChange{Name: c.Name, Train: c.Train, Installed: c.Installed, Latest: c.Recommended})
+			e.Components = append(e.Components, ComponentChange{Name: c.Name, Train: r.TrainOf(c.Name), Installed: c.Installed, Latest: c.Recommended})
 		}
 	}
 	for i := range out {
@@ -210,7 +210,7 @@ func components(r *trainyardv1.ClusterReport, state trainyardv1.ComponentState) 
 	var out []ComponentChange
 	for _, c := range r.Status.Components {
 		if c.State == state {
-			out = append(out, ComponentChange{Name: c.Name, Train: c.Train, Installed: c.Installed, Latest: c.Latest})
+			out = append(out, ComponentChange{Name: c.Name, Train: r.TrainOf(c.Name), Installed: c.Installed, Latest: c.Latest})
 		}
 	}
 	return out

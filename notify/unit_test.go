@@ -28,7 +28,7 @@ func report(name string, conds ...metav1.Condition) *trainyardv1.ClusterReport {
 		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Labels: map[string]string{"env": "prod"}},
 		Spec:       trainyardv1.ClusterReportSpec{ClusterID: name, Components: []trainyardv1.ReportedComponent{{Name: "router", Train: "stable", Version: "1.0.0"}}},
 		Status: trainyardv1.ClusterReportStatus{Conditions: conds, Components: []trainyardv1.ComponentStatus{
-			{Name: "router", Train: "stable", Installed: "1.0.0", Latest: "1.1.0", State: trainyardv1.StateUpdateAvailable}}},
+			{Name: "router", Installed: "1.0.0", Latest: "1.1.0", State: trainyardv1.StateUpdateAvailable}}},
 	}
 }
 

@@ -149,7 +149,9 @@ func exposedCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reports, err := g.reports(cmd.Context())
+			// Only the reports an advisory applies to (the controller's
+			// label); Exposed picks this advisory's.
+			reports, err := g.reports(cmd.Context(), trainyardv1.LabelExposed+"=true")
 			if err != nil {
 				return err
 			}
@@ -192,7 +194,7 @@ func Exposed(adv *trainyardv1.Advisory, reports []trainyardv1.ClusterReport) Exp
 				continue
 			}
 			since := c.Advisories[j].Since
-			v.Items = append(v.Items, ExposedRow{Cluster: r.Spec.ClusterID, Component: c.Name, Train: c.Train, Running: c.Installed,
+			v.Items = append(v.Items, ExposedRow{Cluster: r.Spec.ClusterID, Component: c.Name, Train: r.TrainOf(c.Name), Running: c.Installed,
 				Recommended: c.Recommended, Path: c.Path, Since: &since, Stale: stale})
 		}
 	}

@@ -45,7 +45,7 @@ func createAdvisories(ctx context.Context) {
 		r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: advisoriesNS, Name: id},
 			Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Components: []trainyardv1.ReportedComponent{{Name: "app", Train: "stable", Version: v}}}}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
-		cs := trainyardv1.ComponentStatus{Name: "app", Train: "stable", Installed: v, Latest: "1.3.0", State: trainyardv1.StateUpdateAvailable}
+		cs := trainyardv1.ComponentStatus{Name: "app", Installed: v, Latest: "1.3.0", State: trainyardv1.StateUpdateAvailable}
 		switch {
 		case v < "1.2.1":
 			cs.Recommended, cs.Path = "1.2.1", []string{"1.2.1"}
@@ -60,6 +60,10 @@ func createAdvisories(ctx context.Context) {
 		}
 		r.Status = trainyardv1.ClusterReportStatus{LastSeen: &since, Components: []trainyardv1.ComponentStatus{cs}}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
+		if len(cs.Advisories) > 0 { // the controller's label
+			metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelExposed, "true")
+			Expect(k8sClient.Update(ctx, r)).To(Succeed())
+		}
 	}
 }
 
@@ -81,6 +85,13 @@ var _ = Describe("advisories and exposed", Ordered, func() {
 		Entry("no such advisory: exit 3", "error-exposed-missing", 3, "exposed", "GHSA-0000", "-n", advisoriesNS),
 		Entry(nil, "error-exposed-all-namespaces", 3, "exposed", "ghsa-1", "-A"),
 	)
+
+	It("asks the API server only for the reports labelled exposed", func() {
+		record, selectors := listSelectors()
+		r := runWith(plugin.Options{WrapTransport: record}, "exposed", "ghsa-1", "-n", advisoriesNS)
+		Expect(r.code).To(Equal(plugin.ExitOutdated), r.stderr)
+		Expect(selectors()).To(Equal([]string{trainyardv1.LabelExposed + "=true"}))
+	})
 
 	It("prints -o json that decodes into the documented types, with the exit code in it", func() {
 		r := run("exposed", "ghsa-1", "-n", advisoriesNS, "-o", "json")

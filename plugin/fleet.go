@@ -43,7 +43,7 @@ func fleetCommand(g *globals) *cobra.Command {
   kubectl trainyard fleet -A -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reports, err := g.reports(cmd.Context())
+			reports, err := g.reports(cmd.Context(), "")
 			if err != nil {
 				return err
 			}
@@ -56,8 +56,11 @@ func fleetCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// reports lists the ClusterReports of the namespace (every namespace with -A).
-func (g *globals) reports(ctx context.Context) ([]trainyardv1.ClusterReport, error) {
+// reports lists the ClusterReports of the namespace (every namespace with
+// -A), only those selector matches when it is not empty (the report
+// controller's status labels, trainyardv1.StatusLabels, let a question
+// about a few clusters read only those).
+func (g *globals) reports(ctx context.Context, selector string) ([]trainyardv1.ClusterReport, error) {
 	_, ns, err := g.clientForList()
 	if err != nil {
 		return nil, err
@@ -65,7 +68,7 @@ func (g *globals) reports(ctx context.Context) ([]trainyardv1.ClusterReport, err
 	if g.chunkSize < 0 {
 		return nil, fmt.Errorf("--chunk-size must be 0 or more, not %d", g.chunkSize)
 	}
-	return listPipelined[trainyardv1.ClusterReportList](ctx, g.rest, "clusterreports", ns, g.chunkSize,
+	return listPipelined[trainyardv1.ClusterReportList](ctx, g.rest, "clusterreports", ns, selector, g.chunkSize,
 		func(l *trainyardv1.ClusterReportList) []trainyardv1.ClusterReport { return l.Items })
 }
 

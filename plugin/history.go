@@ -93,7 +93,7 @@ func History(rep *trainyardv1.ClusterReport, component string) *HistoryView {
 		if changes == nil {
 			changes = []trainyardv1.VersionChange{}
 		}
-		v.Components = append(v.Components, ComponentHistory{Component: s.Name, Train: s.Train, Running: s.Installed,
+		v.Components = append(v.Components, ComponentHistory{Component: s.Name, Train: rep.TrainOf(s.Name), Running: s.Installed,
 			Since: s.Since, Changes: changes})
 	}
 	return v

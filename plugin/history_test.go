@@ -33,11 +33,11 @@ var _ = Describe("history", Ordered, func() {
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
 		since, first := at("2026-12-02T10:00:00Z"), at("2026-11-01T00:00:00Z")
 		r.Status.Components = []trainyardv1.ComponentStatus{
-			{Name: "router", Train: "stable", Installed: "v1.2.0", State: trainyardv1.StateUnknown, Since: &since,
+			{Name: "router", Installed: "v1.2.0", State: trainyardv1.StateUnknown, Since: &since,
 				History: []trainyardv1.VersionChange{
 					{From: "v1.0.0", To: "v1.1.0", At: at("2026-11-20T08:00:00Z")},
 					{From: "v1.1.0", To: "v1.2.0", At: since}}},
-			{Name: "dns", Train: "stable", Installed: "1.0.0", State: trainyardv1.StateUnknown, Since: &first},
+			{Name: "dns", Installed: "1.0.0", State: trainyardv1.StateUnknown, Since: &first},
 		}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
 	})

@@ -11,14 +11,14 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// listPipelined reads every object of a kind in pages of limit (0: in one
-// request), as kubectl does, but decodes each page while the API server encodes the next, on
+// listPipelined reads every object of a kind (those selector matches, when
+// it is not empty) in pages of limit (0: in one request), as kubectl does, but decodes each page while the API server encodes the next, on
 // every core, keeping the order. For a fleet's reports the API server's
 // encoding and the client's decoding are each a large share of the wait
 // (make bench-plugin); overlapping them takes most of the client's share
 // off it. (One unpaged request was slower: the API server sends it only
 // once it is whole, so nothing overlaps.)
-func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resource, ns string, limit int, items func(*L) []T) ([]T, error) {
+func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resource, ns, selector string, limit int, items func(*L) []T) ([]T, error) {
 	type page struct {
 		body []byte
 		out  chan decoded[T]
@@ -37,6 +37,9 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 			}
 			if ns != "" {
 				req = req.Namespace(ns)
+			}
+			if selector != "" {
+				req = req.Param("labelSelector", selector)
 			}
 			if cont != "" {
 				req = req.Param("continue", cont)

@@ -87,7 +87,8 @@ type OutdatedList struct {
 
 // OutdatedTotals count the rows that were listed.
 type OutdatedTotals struct {
-	// clusters read (after --cluster).
+	// clusters read (after --cluster): those labelled outdated (or unknown,
+	// with --include-unknown), not the whole fleet.
 	Clusters int `json:"clusters"`
 	// outdated rows, retracted ones included.
 	Outdated int `json:"outdated"`
@@ -187,7 +188,7 @@ func outdatedCommand(g *globals) *cobra.Command {
 				cat, err = g.loadCatalog(cmd.Context())
 				catErr <- err
 			}()
-			reports, err := g.reports(cmd.Context())
+			reports, err := g.outdatedReports(cmd.Context(), f.Unknown)
 			if cerr := <-catErr; err == nil {
 				err = cerr
 			}
@@ -215,6 +216,20 @@ func outdatedCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// outdatedReports lists only the reports the controller has labelled
+// outdated (and, with unknown, those labelled unknown): a fleet that is
+// mostly current sends only its few outdated reports, not the fleet. A
+// report not reconciled yet has no status, so there is nothing to list of
+// it either way.
+func (g *globals) outdatedReports(ctx context.Context, unknown bool) ([]trainyardv1.ClusterReport, error) {
+	reports, err := g.reports(ctx, trainyardv1.LabelOutdated+"=true")
+	if err != nil || !unknown {
+		return reports, err
+	}
+	more, err := g.reports(ctx, trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"!=true")
+	return append(reports, more...), err
+}
+
 // Outdated is the rows of `outdated`, by namespace, cluster and component,
 // and the exit code they mean.
 func Outdated(reports []trainyardv1.ClusterReport, cat *catalog, f OutdatedFilter) OutdatedList {
@@ -227,26 +242,27 @@ func Outdated(reports []trainyardv1.ClusterReport, cat *catalog, f OutdatedFilte
 		list.Summary.Clusters++
 		stale := staleOf(r) == "True"
 		for _, c := range r.Status.Components {
+			train := r.TrainOf(c.Name)
 			switch {
 			case c.State == trainyardv1.StateUpToDate,
 				c.State == trainyardv1.StateUnknown && !f.Unknown,
 				f.Component != "" && c.Name != f.Component,
-				f.Train != "" && c.Train != f.Train:
+				f.Train != "" && train != f.Train:
 				continue
 			}
 			row := OutdatedRow{
-				Namespace: r.Namespace, Cluster: r.Spec.ClusterID, Component: c.Name, Train: c.Train,
+				Namespace: r.Namespace, Cluster: r.Spec.ClusterID, Component: c.Name, Train: train,
 				Running: c.Installed, Latest: c.Latest, Behind: BehindOf(c.Installed, c.Latest),
 				State: c.State, Stale: stale, LastSeen: r.Status.LastSeen,
 			}
 			if f.Behind != "" && row.Behind.rank() < f.Behind.rank() {
 				continue
 			}
-			if t := cat.train(r.Namespace, c.Name, c.Train); t != nil && t.Status.Latest != nil {
+			if t := cat.train(r.Namespace, c.Name, train); t != nil && t.Status.Latest != nil {
 				row.LatestReleased = t.Status.Latest.Released
 			}
 			if c.State == trainyardv1.StateRetracted {
-				row.Retraction = cat.retraction(r.Namespace, c.Name, c.Train, c.Installed)
+				row.Retraction = cat.retraction(r.Namespace, c.Name, train, c.Installed)
 			}
 			list.Items = append(list.Items, row)
 		}

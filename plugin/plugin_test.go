@@ -3,12 +3,15 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
+	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/transport"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -71,10 +74,30 @@ var _ = Describe("reading the fleet", func() {
 		r := run("outdated", "-n", fleetNS, "-o", "json")
 		var list plugin.OutdatedList
 		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
-		Expect(list.Summary).To(Equal(plugin.OutdatedTotals{Clusters: 3, Outdated: 3, Retracted: 1, ExitCode: r.code}))
+		// Clusters read: the two labelled outdated, not prod-us.
+		Expect(list.Summary).To(Equal(plugin.OutdatedTotals{Clusters: 2, Outdated: 3, Retracted: 1, ExitCode: r.code}))
 		Expect(list.Items).To(ContainElement(And(
 			HaveField("Cluster", "prod-eu"), HaveField("Component", "controller"),
 			HaveField("State", trainyardv1.StateRetracted), HaveField("Retraction", "Corrupts the cache on upgrade; use 1.8.0."))))
+	})
+
+	It("asks the API server only for the reports labelled outdated, never the whole fleet", func() {
+		record, selectors := listSelectors()
+		r := runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "-o", "json")
+		Expect(r.code).To(Equal(2), r.stderr)
+		Expect(selectors()).To(Equal([]string{trainyardv1.LabelOutdated + "=true"}))
+		var list plugin.OutdatedList
+		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
+		Expect(list.Items).To(HaveLen(3)) // all of them: prod-us, not listed, has none
+
+		r = runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "--include-unknown")
+		Expect(r.code).To(Equal(2), r.stderr)
+		Expect(selectors()).To(ConsistOf(trainyardv1.LabelOutdated+"=true",
+			trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"!=true"))
+
+		// fleet is about every cluster: it reads them all.
+		Expect(runWith(plugin.Options{WrapTransport: record}, "fleet", "-n", fleetNS).code).To(Equal(0))
+		Expect(selectors()).To(Equal([]string{""}))
 	})
 
 	It("says what version it is", func() {
@@ -203,3 +226,27 @@ var _ = Describe("reading a list page's continue token", func() {
 		Expect(err).To(HaveOccurred())
 	})
 })
+
+// listSelectors records the label selector of every list of ClusterReports
+// a command makes; selectors returns them and starts again.
+func listSelectors() (record transport.WrapperFunc, selectors func() []string) {
+	var mu sync.Mutex
+	var seen []string
+	record = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(req *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(req.URL.Path, "/clusterreports") {
+				mu.Lock()
+				seen = append(seen, req.URL.Query().Get("labelSelector"))
+				mu.Unlock()
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	return record, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := seen
+		seen = nil
+		return out
+	}
+}

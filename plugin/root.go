@@ -19,6 +19,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -45,6 +46,9 @@ type Options struct {
 	Streams genericiooptions.IOStreams
 	// Now is the clock that ages are computed against (time.Now when nil).
 	Now func() time.Time
+	// WrapTransport, when set, wraps the connection to the API server (a
+	// test records the requests a command makes).
+	WrapTransport transport.WrapperFunc
 }
 
 // globals are the flags every command shares.
@@ -177,6 +181,9 @@ func (g *globals) connect() (client.Client, error) {
 	// The webhook's warnings (a version that will never be latest) are
 	// printed as kubectl prints them.
 	cfg.WarningHandler = rest.NewWarningWriter(g.Streams.ErrOut, rest.WarningWriterOptions{Deduplicate: true})
+	if g.WrapTransport != nil {
+		cfg.Wrap(g.WrapTransport)
+	}
 	scheme := runtime.NewScheme()
 	if err := trainyardv1.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -246,13 +253,13 @@ func (g *globals) addChunkSize(cmd *cobra.Command) {
 
 // releases lists the ComponentReleases of ns ("": every namespace).
 func (g *globals) releases(ctx context.Context, ns string) ([]trainyardv1.ComponentRelease, error) {
-	return listPipelined[trainyardv1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, pageSize,
+	return listPipelined[trainyardv1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, "", pageSize,
 		func(l *trainyardv1.ComponentReleaseList) []trainyardv1.ComponentRelease { return l.Items })
 }
 
 // trains lists the ReleaseTrains of ns ("": every namespace).
 func (g *globals) trains(ctx context.Context, ns string) ([]trainyardv1.ReleaseTrain, error) {
-	return listPipelined[trainyardv1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, pageSize,
+	return listPipelined[trainyardv1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, "", pageSize,
 		func(l *trainyardv1.ReleaseTrainList) []trainyardv1.ReleaseTrain { return l.Items })
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -74,14 +75,20 @@ type result struct {
 
 // run runs `kubectl trainyard args...` against the test control plane, as
 // the binary does, with the fixed clock.
-func run(args ...string) result {
+func run(args ...string) result { return runWith(plugin.Options{}, args...) }
+
+// runWith is run with options (a transport that records requests).
+func runWith(o plugin.Options, args ...string) result {
 	var out, errOut bytes.Buffer
-	code := plugin.Run(append(args, "--kubeconfig", kubeconfig), plugin.Options{
-		Streams: genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut},
-		Now:     func() time.Time { return now },
-	})
+	o.Streams = genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut}
+	o.Now = func() time.Time { return now }
+	code := plugin.Run(append(args, "--kubeconfig", kubeconfig), o)
 	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // golden compares the output with testdata/<name>.golden: stdout, then
 // stderr after a "--- stderr" line when there is any.
@@ -207,7 +214,7 @@ func createFleet(ctx context.Context) {
 		var status []trainyardv1.ComponentStatus
 		for _, c := range comps {
 			r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{Name: c.name, Train: c.train, Version: c.version, Type: "Deployment"})
-			cs := trainyardv1.ComponentStatus{Name: c.name, Train: c.train, Installed: c.version, Latest: c.latest, State: c.state}
+			cs := trainyardv1.ComponentStatus{Name: c.name, Installed: c.version, Latest: c.latest, State: c.state}
 			if rec, ok := recommendations[id+"/"+c.name]; ok {
 				cs.Recommended, cs.Path, cs.Conditional = rec.Recommended, rec.Path, rec.Conditional
 			}
@@ -222,6 +229,12 @@ func createFleet(ctx context.Context) {
 				sum.Retracted++
 			default:
 				sum.Unknown++
+			}
+		}
+		// The labels the controller keeps (controllers.reconcileLabels).
+		for k, v := range trainyardv1.StatusLabelsOf(sum, stale) {
+			if v {
+				metav1.SetMetaDataLabel(&r.ObjectMeta, k, "true")
 			}
 		}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())

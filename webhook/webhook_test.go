@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"slices"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -61,20 +62,40 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(rep.Spec.Components[0].Train).To(Equal("stable"))
 	})
 
-	It("leaves a report's trains to the schema (no mutating webhook call) and refuses an explicit empty train", func() {
-		// The schema's default fills an omitted train in the API server, so
-		// no webhook mutates reports: one webhook call per report write, not
-		// two. An empty train sent on purpose is refused, not guessed at.
+	It("mutates a report only while it has managedFields, clears them, and leaves its trains to the schema", func() {
+		// The schema's default fills an omitted train in the API server.
+		// The one mutating webhook for reports is called only for an object
+		// with managedFields (its creation; a report stored before): once
+		// cleared, a report's writes cost one webhook call, not two. An
+		// empty train sent on purpose is refused, not guessed at.
 		var mutating admissionregistrationv1.MutatingWebhookConfigurationList
 		Expect(k8sClient.List(ctx, &mutating)).To(Succeed())
 		Expect(mutating.Items).NotTo(BeEmpty())
+		var forReports []admissionregistrationv1.MutatingWebhook
 		for _, c := range mutating.Items {
 			for _, h := range c.Webhooks {
 				for _, rule := range h.Rules {
-					Expect(rule.Resources).NotTo(ContainElement("clusterreports"), "%s calls a mutating webhook for reports", h.Name)
+					if slices.Contains(rule.Resources, "clusterreports") {
+						forReports = append(forReports, h)
+					}
 				}
 			}
 		}
+		Expect(forReports).To(HaveLen(1))
+		Expect(forReports[0].MatchConditions).To(ConsistOf(HaveField("Expression",
+			"has(object.metadata.managedFields) && size(object.metadata.managedFields) > 0")))
+
+		rep := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c3"},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "c3", Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}}}
+		Expect(k8sClient.Create(ctx, rep)).To(Succeed())
+		Expect(rep.ManagedFields).To(BeEmpty(), "cleared at creation")
+		rep.Status.CheckIns = 1
+		Expect(k8sClient.Status().Update(ctx, rep)).To(Succeed())
+		patch := client.MergeFrom(rep.DeepCopy())
+		rep.Spec.Components[0].Version = "v1.1.0"
+		Expect(k8sClient.Patch(ctx, rep, patch)).To(Succeed())
+		Expect(rep.ManagedFields).To(BeEmpty(), "none tracked after, by updates and patches")
+		Expect(rep.Spec.Components[0].Train).To(Equal("stable"))
 		u := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "trainyard.dev/v1alpha1", "kind": "ClusterReport",
 			"metadata": map[string]any{"namespace": ns, "name": "c2"},

@@ -103,6 +103,46 @@ type ClusterReportSpec struct {
 // writer's first held check-in), under an optimistic lock.
 const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
 
+// Labels the report controller keeps on every ClusterReport, so that a
+// client can list just the reports a question is about (kubectl get creport
+// -l trainyard.dev/outdated) instead of reading the fleet. Each is "true"
+// while it holds and absent otherwise; a report's labels follow its status
+// within one reconcile.
+const (
+	// LabelOutdated: a component is behind its train's latest, or runs a
+	// retracted release (what kubectl trainyard outdated lists).
+	LabelOutdated = "trainyard.dev/outdated"
+	// LabelRetracted: a component runs a retracted release.
+	LabelRetracted = "trainyard.dev/retracted"
+	// LabelUnknown: a component's train, or its version on the train, is
+	// unknown.
+	LabelUnknown = "trainyard.dev/unknown"
+	// LabelExposed: an advisory applies to what a component runs.
+	LabelExposed = "trainyard.dev/exposed"
+	// LabelStale: the cluster has not checked in within the stale threshold.
+	LabelStale = "trainyard.dev/stale"
+)
+
+// StatusLabels are the labels the report controller owns, in the order it
+// writes them.
+var StatusLabels = []string{LabelOutdated, LabelRetracted, LabelUnknown, LabelExposed, LabelStale}
+
+// StatusLabelsOf are the status labels a report with this summary calls
+// for (StatusLabels): true where they hold.
+func StatusLabelsOf(sum *ComponentSummary, stale bool) map[string]bool {
+	var s ComponentSummary
+	if sum != nil {
+		s = *sum
+	}
+	return map[string]bool{
+		LabelOutdated:  s.UpdateAvailable > 0 || s.Retracted > 0,
+		LabelRetracted: s.Retracted > 0,
+		LabelUnknown:   s.Unknown > 0,
+		LabelExposed:   s.Exposed > 0,
+		LabelStale:     stale,
+	}
+}
+
 // ComponentState says whether a cluster's component is current.
 // +kubebuilder:validation:Enum=UpToDate;UpdateAvailable;Retracted;Unknown
 type ComponentState string
@@ -118,6 +158,24 @@ const (
 	StateUnknown ComponentState = "Unknown"
 )
 
+// StateOf is a component's state on a train that exists: latest is the
+// train's latest version ("" when it has none), known whether the train
+// has a release of the installed version, retracted whether that release
+// is retracted.
+func StateOf(installed, latest string, known, retracted bool) ComponentState {
+	switch {
+	case !known:
+		return StateUnknown // the train does not know this version
+	case retracted:
+		return StateRetracted
+	case latest != "" && CanonicalVersion(latest) == CanonicalVersion(installed):
+		return StateUpToDate
+	case latest != "":
+		return StateUpdateAvailable
+	}
+	return StateUnknown
+}
+
 // ReadyState says whether a component's workload is ready.
 // +kubebuilder:validation:Enum=Ready;NotReady;Unknown
 type ReadyState string
@@ -131,13 +189,14 @@ const (
 	ReadyUnknown ReadyState = "Unknown"
 )
 
-// ComponentStatus is the computed state of one reported component.
+// ComponentStatus is the computed state of one reported component: what
+// the status adds to the spec's component of that name (its train is the
+// spec's, see ClusterReport.TrainOf).
 type ComponentStatus struct {
 	// name of the component.
 	Name string `json:"name"`
-	// train the component follows.
-	Train string `json:"train"`
-	// installed is the version the cluster runs.
+	// installed is the version this state was computed for: the version
+	// the cluster runs, once the status has caught up with the spec.
 	Installed string `json:"installed"`
 	// latest is the train's latest version, if the train has one.
 	// +optional
@@ -168,7 +227,8 @@ type ComponentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=20
 	History []VersionChange `json:"history,omitempty"`
-	// ready: Ready, NotReady or Unknown (the agent reports no readiness).
+	// ready: Ready or NotReady; absent when the agent reports no readiness
+	// (Deis agents), which reads as Unknown.
 	// +optional
 	Ready ReadyState `json:"ready,omitempty"`
 	// readySince is when the workload took its ready state: the agent's
@@ -323,6 +383,26 @@ type ClusterReport struct {
 	// status is filled in by check-ins and the controllers.
 	// +optional
 	Status ClusterReportStatus `json:"status,omitempty"`
+}
+
+// TrainOf is the train the report's component follows, as its spec says
+// (the default train when the spec names none, or no longer has the
+// component).
+func (r *ClusterReport) TrainOf(component string) string {
+	for i := range r.Spec.Components {
+		if c := &r.Spec.Components[i]; c.Name == component && c.Train != "" {
+			return c.Train
+		}
+	}
+	return DefaultTrain
+}
+
+// ReadyOf is a component status's readiness, Unknown when it has none.
+func (c *ComponentStatus) ReadyOf() ReadyState {
+	if c.Ready == "" {
+		return ReadyUnknown
+	}
+	return c.Ready
 }
 
 // ClusterReportList is a list of ClusterReports.

@@ -56,6 +56,13 @@ type Options struct {
 	Clock     clock.WithTicker
 	// Log is where failed heartbeat writes are logged.
 	Log logr.Logger
+	// Labels, when set, predicts status labels (trainyardv1.StatusLabels)
+	// for the components a check-in reports: a new report is created with
+	// them, and a write of changed components sets them, so that the
+	// report controller, which owns them, finds them right and writes
+	// nothing (a new cluster costs two writes, not three). The labels it
+	// returns are set ("true") or removed; the others are left alone.
+	Labels func(ctx context.Context, r *trainyardv1.ClusterReport) map[string]bool
 }
 
 // Store stores check-ins.
@@ -196,6 +203,7 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 		}
 		created := want.DeepCopy()
 		setAnnotations(&created.ObjectMeta, annotations)
+		s.predictLabels(ctx, created)
 		err = s.reports.Create(ctx, created)
 		if err == nil {
 			// A new report: its creation is its first check-in, which the
@@ -228,10 +236,13 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 			patched.Spec.Properties = want.Spec.Properties
 		}
 		identity := !maps.Equal(cur.Annotations, patched.Annotations)
-		if !identity && maps.Equal(cur.Spec.Properties, patched.Spec.Properties) &&
-			sameComponents(cur.Spec.Components, patched.Spec.Components) {
+		sameComps := sameComponents(cur.Spec.Components, patched.Spec.Components)
+		if !identity && maps.Equal(cur.Spec.Properties, patched.Spec.Properties) && sameComps {
 			s.beats.record(ctx, cur, now.Time, false)
 			return cur, true, nil
+		}
+		if !sameComps {
+			s.predictLabels(ctx, patched)
 		}
 		// An identity change (a registration, a rotation) is written only
 		// over the report it was decided on: two replicas, or a cache a
@@ -253,6 +264,20 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 		// write fail).
 		s.beats.record(ctx, patched, now.Time, true)
 		return patched, false, nil
+	}
+}
+
+// predictLabels sets the status labels Options.Labels predicts on r.
+func (s *Store) predictLabels(ctx context.Context, r *trainyardv1.ClusterReport) {
+	if s.opts.Labels == nil {
+		return
+	}
+	for k, v := range s.opts.Labels(ctx, r) {
+		if v {
+			metav1.SetMetaDataLabel(&r.ObjectMeta, k, "true")
+		} else {
+			delete(r.Labels, k)
+		}
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 )
 
 // CacheOptions are the manager's cache settings. managedFields are most of
-// an object's size and nothing reads them, so no object keeps them; a
+// an object's size and nothing reads them, so no object keeps them (a
+// report keeps a shared marker of them, see compactReport); a
 // fleet's reports repeat the same component names, trains, versions and
 // condition texts thousands of times, so those strings are stored once.
 func CacheOptions() cache.Options {
@@ -24,7 +25,7 @@ func CacheOptions() cache.Options {
 	}
 }
 
-// compactReport strips managedFields, interns the report's repeated
+// compactReport replaces managedFields with a shared marker, interns the report's repeated
 // strings and trims its lists to their length (the JSON decoder grows them
 // by doubling: a third of a 100,000-report cache was spare capacity). It
 // runs on objects fresh from the API, before anyone shares them.
@@ -33,7 +34,12 @@ func compactReport(obj any) (any, error) {
 	if !ok {
 		return cache.TransformStripManagedFields()(obj)
 	}
-	r.ManagedFields = nil
+	if len(r.ManagedFields) > 0 {
+		// What the report controller needs to know to clear them (it
+		// does, once): that they are there. Every such report shares
+		// this one entry.
+		r.ManagedFields = managedFieldsPresent
+	}
 	r.Namespace = intern(r.Namespace)
 	if len(r.Annotations) > 0 {
 		// The keys repeat on every report; the values (credential hashes)
@@ -61,12 +67,17 @@ func compactReport(obj any) (any, error) {
 	}
 	for i := range r.Status.Components {
 		c := &r.Status.Components[i]
-		c.Name, c.Train, c.Installed, c.Latest = intern(c.Name), intern(c.Train), intern(c.Installed), intern(c.Latest)
+		c.Name, c.Installed, c.Latest = intern(c.Name), intern(c.Installed), intern(c.Latest)
 		c.State = trainyardv1.ComponentState(intern(string(c.State)))
 	}
 	internConditions(r.Status.Conditions)
 	return r, nil
 }
+
+// managedFieldsPresent stands, in the cache, for a report's managedFields:
+// a single empty entry, which is also what clears them when written back.
+// Read only.
+var managedFieldsPresent = []metav1.ManagedFieldsEntry{{}}
 
 func internConditions(conds []metav1.Condition) {
 	for i := range conds {

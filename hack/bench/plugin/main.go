@@ -1,15 +1,23 @@
 // Command plugin measures `kubectl trainyard outdated` over a fleet: it
-// writes N ClusterReports with the status the controller computes (eight
-// components each, about a third of them behind, one cluster in fifty on a
-// retracted release) into a real control plane, then runs the plugin binary
+// writes N ClusterReports with the status the controller computes and the
+// labels it keeps (eight components each; in -behind percent of the
+// clusters about a third of them are behind, one cluster in fifty on a
+// retracted release; the rest run every train's latest) into a real control
+// plane, then runs the plugin binary
 // as a user does and prints the median wall time, beside what dominates it:
 // the list's bytes alone (in pages, as the plugin asks, and in one
 // request), kubectl's paged list decoded in this process, and the binary's
 // start-up (`version`); and the plugin with larger pages, one request, and
 // without compression.
 //
+// The reports are stored as the system stores them: without managedFields
+// (the report webhook clears them at creation), with the status labels
+// (which `outdated` selects on). -legacy stores them as before issue 32:
+// managedFields kept, no labels.
+//
 //	make bench-plugin
 //	go run ./hack/bench/plugin -reports 2000 -runs 3
+//	go run ./hack/bench/plugin -behind 100   # right after new releases: nearly every cluster behind
 package main
 
 import (
@@ -29,6 +37,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,12 +51,19 @@ func main() {
 	n := flag.Int("reports", 10000, "ClusterReports in the fleet.")
 	runs := flag.Int("runs", 7, "Runs of each measurement to take the median of.")
 	binary := flag.String("plugin", "bin/kubectl-trainyard", "The plugin binary (make build).")
+	flag.IntVar(&behindPercent, "behind", 10, "Percent of the clusters that run something older than its train's latest (the rest are current).")
+	flag.BoolVar(&legacy, "legacy", false, "Store the reports as before issue 32: managedFields kept, no status labels.")
 	flag.Parse()
 	if err := run(*n, *runs, *binary); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+var (
+	behindPercent int
+	legacy        bool
+)
 
 // components of every cluster; the versions each train has, oldest first.
 var components = []string{"router", "controller", "registry", "builder", "logger", "monitor", "database", "cache"}
@@ -85,7 +101,7 @@ func run(n, runs int, binary string) error {
 		}
 	}
 
-	fmt.Printf("writing %d ClusterReports with their status ...\n", n)
+	fmt.Printf("writing %d ClusterReports with their status (%d%% behind, legacy %v) ...\n", n, behindPercent, legacy)
 	start := time.Now()
 	errs := make(chan error, 1)
 	benchenv.Parallel(n, 32, func(i int) {
@@ -221,8 +237,10 @@ func run(n, runs int, binary string) error {
 		rawPlain = append(rawPlain, time.Since(t0))
 	}
 
-	fmt.Printf("\nkubectl trainyard outdated over %d ClusterReports (%d components each), %d runs, medians:\n", n, len(components), runs)
-	fmt.Printf("  outdated (table)           %8s   %d rows, exit code %d (target < 2s)\n", median(table), rows, code)
+	fmt.Printf("\nkubectl trainyard outdated over %d ClusterReports (%d components each, %d%% of the clusters behind), %d runs, medians:\n",
+		n, len(components), behindPercent, runs)
+	fmt.Printf("  outdated (table)           %8s   %d rows, exit code %d (target < 1s, and at most half the unpaged bytes alone: %.2f)\n",
+		median(table), rows, code, float64(median(table))/float64(median(rawAll)))
 	fmt.Printf("  outdated -o json           %8s\n", median(asJSON))
 	fmt.Printf("  outdated --chunk-size 2000 %8s\n", median(big))
 	fmt.Printf("  outdated --chunk-size 0    %8s   (one request: nothing to decode alongside)\n", median(whole))
@@ -245,14 +263,18 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 		Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Properties: map[string]string{"provider": "gke", "kubernetesVersion": "v1.37.2"}}}
 	sum := &trainyardv1.ComponentSummary{}
 	var status []trainyardv1.ComponentStatus
+	behind := i%100 < behindPercent
 	for j, comp := range components {
 		ver := versions[(i/7+j)%len(versions)]
 		if i%50 != 0 && ver == versions[1] {
 			ver = versions[len(versions)-1] // one cluster in fifty runs the retracted release
 		}
+		if !behind {
+			ver = versions[len(versions)-1]
+		}
 		r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{Name: comp, Train: "stable", Version: ver, Type: "Deployment",
 			Image: "registry.example.com/" + comp + ":" + ver})
-		st := trainyardv1.ComponentStatus{Name: comp, Train: "stable", Installed: ver, Latest: versions[len(versions)-1], State: trainyardv1.StateUpdateAvailable}
+		st := trainyardv1.ComponentStatus{Name: comp, Installed: ver, Latest: versions[len(versions)-1], State: trainyardv1.StateUpdateAvailable}
 		sum.Total++
 		switch ver {
 		case versions[len(versions)-1]:
@@ -266,14 +288,26 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 		}
 		status = append(status, st)
 	}
+	if !legacy {
+		for k, v := range trainyardv1.StatusLabelsOf(sum, false) {
+			if v {
+				metav1.SetMetaDataLabel(&r.ObjectMeta, k, "true")
+			}
+		}
+	}
 	if err := c.Create(ctx, r); err != nil {
 		return err
 	}
 	now := metav1.Now()
 	r.Status = trainyardv1.ClusterReportStatus{ObservedGeneration: r.Generation, FirstSeen: &now, LastSeen: &now, CheckIns: 1,
 		Components: status, Summary: sum, Conditions: []metav1.Condition{{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse,
-			Reason: "CheckedIn", Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: now, ObservedGeneration: r.Generation}}}
-	return c.Status().Update(ctx, r)
+			Reason: "CheckedIn", Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: now}}}
+	if err := c.Status().Update(ctx, r); err != nil || legacy {
+		return err
+	}
+	// What the report webhook does at creation: no managedFields, and so
+	// none tracked by the writes after.
+	return c.Patch(ctx, r, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"managedFields":[{}]}}`)))
 }
 
 func get(hc *http.Client, url string) ([]byte, error) {
