@@ -13,11 +13,12 @@ import (
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
-// reportBytesGoal is the most a new cluster's report with three components
-// may take as the API server serves it (issue 32): every list of the fleet
-// sends it, every write stores it. It was 4,464 bytes, managedFields 2,124
-// of them.
-const reportBytesGoal = 2500
+// reportBytesCeiling is the most a new cluster's report with three
+// components may take as the API server serves it (issue 32): every list of
+// the fleet sends it, every write stores it. It was 4,464 bytes,
+// managedFields 2,124 of them, and is 1,972 now; the issue's goal, 1,500,
+// is not reached yet (docs/performance.md says what the rest is).
+const reportBytesCeiling = 2000
 
 var _ = Describe("a stored report's size", func() {
 	It("stays under the goal for a new cluster of three components, with the whole stack in place", func() {
@@ -54,6 +55,6 @@ var _ = Describe("a stored report's size", func() {
 		Expect(stored.Status.Components).To(HaveLen(3))
 		Expect(stored.Status.Components[0].Path).To(Equal([]string{"2.0.0"}))
 		AddReportEntry("bytes per report", len(raw))
-		Expect(len(raw)).To(BeNumerically("<", reportBytesGoal), "the stored report:\n%s", raw)
+		Expect(len(raw)).To(BeNumerically("<", reportBytesCeiling), "the stored report:\n%s", raw)
 	})
 })
