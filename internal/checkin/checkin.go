@@ -191,34 +191,30 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 
 	cur, err := s.reports.Get(ctx, key, false)
 	if apierrors.IsNotFound(err) {
-		// The cache can be behind a report created moments ago (a cluster
-		// that just registered, checking in at once): whether the cluster
-		// is new, which decides its authorization, is the API server's word.
-		cur, err = s.reports.Get(ctx, key, true)
-	}
-	if apierrors.IsNotFound(err) {
+		// A new cluster, as far as the cache knows. The cache can be behind
+		// a report created moments ago (a cluster that just registered,
+		// checking in at once), and whether the cluster is new decides its
+		// authorization: that is the API server's word. A check-in that
+		// may create the report (a registration) asks it by creating: the
+		// API server refuses the create when the report exists, and the
+		// stored report then decides, as for a concurrent registration.
+		// Anything else asks it with a read. A new cluster costs no read.
 		annotations, aerr := authorize(nil)
 		if aerr != nil {
-			return nil, false, aerr
+			if cur, err = s.reports.Get(ctx, key, true); apierrors.IsNotFound(err) {
+				return nil, false, aerr
+			}
+		} else {
+			created, cerr := s.create(ctx, want, annotations, now)
+			if cerr == nil {
+				return created, false, nil
+			}
+			if !apierrors.IsAlreadyExists(cerr) {
+				return nil, false, cerr
+			}
+			// Created meanwhile (another replica, or the cache is behind).
+			cur, err = s.reports.Get(ctx, key, true)
 		}
-		created := want.DeepCopy()
-		setAnnotations(&created.ObjectMeta, annotations)
-		s.predictLabels(ctx, created)
-		err = s.reports.Create(ctx, created)
-		if err == nil {
-			// A new report: its creation is its first check-in, which the
-			// controller records (firstSeen, lastSeen, one check-in) in the
-			// status it writes anyway: a new cluster costs two writes, not
-			// three. This replica counts it as written now.
-			s.beats.created(keyOf(created), now.Time)
-			created.Status.FirstSeen, created.Status.LastSeen, created.Status.CheckIns = &now, &now, 1
-			return created, false, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, false, err
-		}
-		// Created meanwhile (another replica, or the cache is behind).
-		cur, err = s.reports.Get(ctx, key, true)
 	}
 	if err != nil {
 		return nil, false, err
@@ -265,6 +261,22 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 		s.beats.record(ctx, patched, now.Time, true)
 		return patched, false, nil
 	}
+}
+
+// create writes a new report. Its creation is its first check-in, which
+// the controller records (firstSeen, lastSeen, one check-in) in the status
+// it writes anyway: a new cluster costs two writes, not three. This replica
+// counts it as written now.
+func (s *Store) create(ctx context.Context, want *trainyardv1.ClusterReport, annotations map[string]*string, now metav1.Time) (*trainyardv1.ClusterReport, error) {
+	created := want.DeepCopy()
+	setAnnotations(&created.ObjectMeta, annotations)
+	s.predictLabels(ctx, created)
+	if err := s.reports.Create(ctx, created); err != nil {
+		return nil, err
+	}
+	s.beats.created(keyOf(created), now.Time)
+	created.Status.FirstSeen, created.Status.LastSeen, created.Status.CheckIns = &now, &now, 1
+	return created, nil
 }
 
 // predictLabels sets the status labels Options.Labels predicts on r.

@@ -5,6 +5,7 @@ package benchenv
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -54,6 +55,10 @@ type Env struct {
 func Start(ctx context.Context, namespace string) (*Env, error) {
 	log.SetLogger(logr.Discard())
 	e := &Env{env: testenv.New(), Scheme: runtime.NewScheme()}
+	if gates := os.Getenv("TRAINYARD_BENCH_FEATURE_GATES"); gates != "" {
+		// An alpha feature measured before it is adopted (CBOR).
+		e.env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", gates)
+	}
 	cfg, err := testenv.Start(e.env)
 	if err != nil {
 		return nil, err
@@ -132,7 +137,10 @@ func (e *Env) Webhook(ctx context.Context, namespace string) ([]string, error) {
 	}
 	_, p, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(p)
-	if err := testenv.InstallWebhooks(ctx, e.Client, filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"), port); err != nil {
+	// A before-and-after comparison runs an older binary with the webhook
+	// configuration of its own commit (git show <commit>:config/webhook/manifests.yaml).
+	manifests := cmp.Or(os.Getenv("TRAINYARD_BENCH_WEBHOOKS"), filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
+	if err := testenv.InstallWebhooks(ctx, e.Client, manifests, port); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "trainyard-bench-webhook-")

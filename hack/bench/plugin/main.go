@@ -53,7 +53,11 @@ func main() {
 	binary := flag.String("plugin", "bin/kubectl-trainyard", "The plugin binary (make build).")
 	flag.IntVar(&behindPercent, "behind", 10, "Percent of the clusters that run something older than its train's latest (the rest are current).")
 	flag.BoolVar(&legacy, "legacy", false, "Store the reports as before issue 32: managedFields kept, no status labels.")
+	flag.BoolVar(&withCBOR, "cbor", false, "Turn on the API server's CBORServingAndStorage (alpha in Kubernetes 1.37) and also time the list's bytes alone in CBOR.")
 	flag.Parse()
+	if withCBOR {
+		_ = os.Setenv("TRAINYARD_BENCH_FEATURE_GATES", "CBORServingAndStorage=true")
+	}
 	if err := run(*n, *runs, *binary); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -63,6 +67,7 @@ func main() {
 var (
 	behindPercent int
 	legacy        bool
+	withCBOR      bool
 )
 
 // components of every cluster; the versions each train has, oldest first.
@@ -202,8 +207,8 @@ func run(n, runs int, binary string) error {
 		return err
 	}
 	url := strings.TrimSuffix(env.Config.Host, "/") + "/apis/trainyard.dev/v1alpha1/namespaces/" + ns + "/clusterreports"
-	var raw, rawAll, rawPlain []time.Duration
-	var bytesPerReport int
+	var raw, rawAll, rawPlain, rawCBOR []time.Duration
+	var bytesPerReport, cborPerReport int
 	for range runs {
 		t0 := time.Now()
 		total := 0
@@ -235,6 +240,15 @@ func run(n, runs int, binary string) error {
 			return err
 		}
 		rawPlain = append(rawPlain, time.Since(t0))
+		if withCBOR {
+			t0 = time.Now()
+			body, err := getAs(hc, url, "application/cbor")
+			if err != nil {
+				return err
+			}
+			rawCBOR = append(rawCBOR, time.Since(t0))
+			cborPerReport = len(body) / n
+		}
 	}
 
 	fmt.Printf("\nkubectl trainyard outdated over %d ClusterReports (%d components each, %d%% of the clusters behind), %d runs, medians:\n",
@@ -251,6 +265,10 @@ func run(n, runs int, binary string) error {
 	fmt.Printf("  the bytes alone, unpaged   %8s   (the API server's encoding and the transfer: %.0f%% of the table run)\n",
 		median(rawAll), 100*float64(median(rawAll))/float64(median(table)))
 	fmt.Printf("  the bytes alone, unpaged, uncompressed %s\n", median(rawPlain))
+	if withCBOR {
+		fmt.Printf("  the bytes alone, unpaged, CBOR %8s   (%d bytes per report; %.2f of JSON's)\n", median(rawCBOR), cborPerReport,
+			float64(median(rawCBOR))/float64(median(rawAll)))
+	}
 	fmt.Printf("  the binary's start-up      %8s   (`version`)\n", median(startup))
 	return nil
 }
@@ -310,10 +328,25 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 	return c.Patch(ctx, r, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"managedFields":[{}]}}`)))
 }
 
-func get(hc *http.Client, url string) ([]byte, error) {
-	resp, err := hc.Get(url)
+func get(hc *http.Client, url string) ([]byte, error) { return getAs(hc, url, "") }
+
+// getAs GETs url accepting the content type (JSON when empty), and checks
+// the API server answered in it.
+func getAs(hc *http.Client, url, accept string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if ct := resp.Header.Get("Content-Type"); accept != "" && !strings.HasPrefix(ct, accept) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s as %s: answered %s", url, accept, ct)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
