@@ -304,6 +304,11 @@ func (d *DirectHub) Updates(ctx context.Context, cluster string, comps []wire.Co
 	}
 	type key struct{ name, train, installed string }
 	latest := map[key]string{}
+	if !r.StatusCurrent() {
+		// Computed for an earlier spec: no update is known yet (the next
+		// check-in reads the status computed for this one).
+		r.Status.Components = nil
+	}
 	for _, s := range r.Status.Components {
 		if s.Latest != "" && trainyardv1.CanonicalVersion(s.Latest) != trainyardv1.CanonicalVersion(s.Installed) {
 			latest[key{s.Name, r.TrainOf(s.Name), s.Installed}] = s.Latest

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -19,16 +20,7 @@ import (
 func (s *Server) predictedLabels(ctx context.Context, r *trainyardv1.ClusterReport) map[string]bool {
 	var sum trainyardv1.ComponentSummary
 	for _, c := range r.Spec.Components {
-		switch st := s.predictedState(ctx, r.Namespace, c); st {
-		case trainyardv1.StateUpToDate:
-			sum.UpToDate++
-		case trainyardv1.StateUpdateAvailable:
-			sum.UpdateAvailable++
-		case trainyardv1.StateRetracted:
-			sum.Retracted++
-		default:
-			sum.Unknown++
-		}
+		sum.Count(s.predictedState(ctx, r.Namespace, c))
 	}
 	all := trainyardv1.StatusLabelsOf(&sum, false)
 	return map[string]bool{
@@ -42,7 +34,8 @@ func (s *Server) predictedLabels(ctx context.Context, r *trainyardv1.ClusterRepo
 // (trainyardv1.StateOf), read from the cache.
 func (s *Server) predictedState(ctx context.Context, ns string, c trainyardv1.ReportedComponent) trainyardv1.ComponentState {
 	train := &trainyardv1.ReleaseTrain{}
-	if err := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainyardv1.TrainName(c.Name, c.Train)}, train); err != nil {
+	// The cache's own objects, read only.
+	if err := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainyardv1.TrainName(c.Name, c.Train)}, train, client.UnsafeDisableDeepCopy); err != nil {
 		return trainyardv1.StateUnknown
 	}
 	latest := ""
@@ -50,7 +43,7 @@ func (s *Server) predictedState(ctx context.Context, ns string, c trainyardv1.Re
 		latest = train.Status.Latest.Version
 	}
 	rel := &trainyardv1.ComponentRelease{}
-	known := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainyardv1.ReleaseName(c.Name, c.Train, c.Version)}, rel) == nil &&
+	known := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: trainyardv1.ReleaseName(c.Name, c.Train, c.Version)}, rel, client.UnsafeDisableDeepCopy) == nil &&
 		trainyardv1.CanonicalVersion(rel.Spec.Version) == trainyardv1.CanonicalVersion(c.Version)
 	return trainyardv1.StateOf(c.Version, latest, known, known && rel.Spec.Retracted != nil)
 }

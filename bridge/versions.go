@@ -400,6 +400,9 @@ func (s *Server) recommendations(r *http.Request) map[string]trainyardv1.Compone
 	if ok, _ := credentialAccepted(rep, credentialHash(tok), s.opts.Clock.Now()); !ok {
 		return nil
 	}
+	if !rep.StatusCurrent() {
+		return nil // computed for an earlier spec (another train, perhaps): the train's latest meanwhile
+	}
 	out := make(map[string]trainyardv1.ComponentStatus, len(rep.Status.Components))
 	for _, cs := range rep.Status.Components {
 		out[trainyardv1.TrainName(cs.Name, rep.TrainOf(cs.Name))] = cs

@@ -131,6 +131,9 @@ func (r *AdvisoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 func fixes(adv *trainyardv1.Advisory, reports []trainyardv1.ClusterReport) []trainyardv1.ExpeditedFix {
 	var out []trainyardv1.ExpeditedFix
 	for i := range reports {
+		if !reports[i].StatusCurrent() {
+			continue // its status may pair a component with the train it left: its next write brings the advisory back
+		}
 		for _, cs := range reports[i].Status.Components {
 			if cs.Recommended == "" || !slices.ContainsFunc(cs.Advisories, func(a trainyardv1.ComponentAdvisory) bool {
 				return a.ID == adv.Spec.ID && a.Expedite

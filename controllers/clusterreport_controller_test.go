@@ -77,11 +77,13 @@ var _ = Describe("ClusterReport controller", func() {
 		Expect(k8sClient.List(suiteCtx, &listed, client.InNamespace(ns), client.MatchingLabels{trainyardv1.LabelRetracted: "true"})).To(Succeed())
 		Expect(listed.Items).To(HaveLen(1))
 
-		// Up to date: the labels and RunningRetracted (abnormal-true) go.
+		// Up to date: the labels go, but outdated=false, which tells a
+		// labelled report from one not labelled yet; RunningRetracted
+		// (abnormal-true) goes.
 		checkIn(ns, "c1", comp("dns", "stable", "3.0.0"))
 		Eventually(func(g Gomega) {
 			r := report(ns, "c1")
-			g.Expect(r.Labels).To(BeEmpty())
+			g.Expect(r.Labels).To(Equal(map[string]string{trainyardv1.LabelOutdated: "false"}))
 			g.Expect(meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionRunningRetracted)).To(BeNil())
 			g.Expect(conditions.IsTrue(r.Status.Conditions, trainyardv1.ConditionUpToDate)).To(BeTrue())
 		}).Should(Succeed())

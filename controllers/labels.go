@@ -19,12 +19,12 @@ import (
 // on the API server keeps none for it.
 func (r *ClusterReportReconciler) reconcileLabels(ctx context.Context, rep *trainyardv1.ClusterReport, st *trainyardv1.ClusterReportStatus, stale bool) error {
 	changes := map[string]any{}
-	for k, want := range trainyardv1.StatusLabelsOf(st.Summary, stale) {
-		_, has := rep.Labels[k]
-		switch {
-		case want && rep.Labels[k] != "true":
-			changes[k] = "true"
-		case !want && has:
+	for k, holds := range trainyardv1.StatusLabelsOf(st.Summary, stale) {
+		have, has := rep.Labels[k]
+		switch want, ok := trainyardv1.StatusLabelValue(k, holds); {
+		case ok && (!has || have != want):
+			changes[k] = want
+		case !ok && has:
 			changes[k] = nil // a merge patch's null removes the key
 		}
 	}

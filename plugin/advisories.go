@@ -150,11 +150,17 @@ func exposedCommand(g *globals) *cobra.Command {
 				return err
 			}
 			// Only the reports an advisory applies to (the controller's
-			// label); Exposed picks this advisory's.
+			// label), and any it has not labelled yet (no outdated label);
+			// Exposed picks this advisory's.
 			reports, err := g.reports(cmd.Context(), trainyardv1.LabelExposed+"=true")
 			if err != nil {
 				return err
 			}
+			unlabelled, err := g.reports(cmd.Context(), "!"+trainyardv1.LabelOutdated)
+			if err != nil {
+				return err
+			}
+			reports = append(reports, unlabelled...)
 			v := Exposed(adv, reports)
 			if err := g.print(v, func(t *table) {
 				t.header("CLUSTER", "COMPONENT", "TRAIN", "RUNNING", "RECOMMENDED", "PATH", "STALE")

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -60,10 +61,12 @@ func createAdvisories(ctx context.Context) {
 		}
 		r.Status = trainyardv1.ClusterReportStatus{LastSeen: &since, Components: []trainyardv1.ComponentStatus{cs}}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
-		if len(cs.Advisories) > 0 { // the controller's label
+		// The controller's labels.
+		metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelOutdated, strconv.FormatBool(cs.State != trainyardv1.StateUpToDate))
+		if len(cs.Advisories) > 0 {
 			metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelExposed, "true")
-			Expect(k8sClient.Update(ctx, r)).To(Succeed())
 		}
+		Expect(k8sClient.Update(ctx, r)).To(Succeed())
 	}
 }
 
@@ -90,7 +93,9 @@ var _ = Describe("advisories and exposed", Ordered, func() {
 		record, selectors := listSelectors()
 		r := runWith(plugin.Options{WrapTransport: record}, "exposed", "ghsa-1", "-n", advisoriesNS)
 		Expect(r.code).To(Equal(plugin.ExitOutdated), r.stderr)
-		Expect(selectors()).To(Equal([]string{trainyardv1.LabelExposed + "=true"}))
+		// And those not labelled yet (no outdated label), of which there
+		// are none here.
+		Expect(selectors()).To(ConsistOf(trainyardv1.LabelExposed+"=true", "!"+trainyardv1.LabelOutdated))
 	})
 
 	It("prints -o json that decodes into the documented types, with the exit code in it", func() {

@@ -88,7 +88,7 @@ type OutdatedList struct {
 // OutdatedTotals count the rows that were listed.
 type OutdatedTotals struct {
 	// clusters read (after --cluster): those labelled outdated (or unknown,
-	// with --include-unknown), not the whole fleet.
+	// with --include-unknown) and any not labelled yet, not the whole fleet.
 	Clusters int `json:"clusters"`
 	// outdated rows, retracted ones included.
 	Outdated int `json:"outdated"`
@@ -218,15 +218,16 @@ func outdatedCommand(g *globals) *cobra.Command {
 
 // outdatedReports lists only the reports the controller has labelled
 // outdated (and, with unknown, those labelled unknown): a fleet that is
-// mostly current sends only its few outdated reports, not the fleet. A
-// report not reconciled yet has no status, so there is nothing to list of
-// it either way.
+// mostly current sends only its few outdated reports, not the fleet. It
+// also lists every report the controller has not labelled (a manager
+// before these labels, a report not reconciled yet), and finds in their
+// status what they are: no outdated report is missed.
 func (g *globals) outdatedReports(ctx context.Context, unknown bool) ([]trainyardv1.ClusterReport, error) {
-	reports, err := g.reports(ctx, trainyardv1.LabelOutdated+"=true")
+	reports, err := g.reports(ctx, trainyardv1.LabelOutdated+"!=false")
 	if err != nil || !unknown {
 		return reports, err
 	}
-	more, err := g.reports(ctx, trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"!=true")
+	more, err := g.reports(ctx, trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"=false")
 	return append(reports, more...), err
 }
 

@@ -85,15 +85,17 @@ var _ = Describe("reading the fleet", func() {
 		record, selectors := listSelectors()
 		r := runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "-o", "json")
 		Expect(r.code).To(Equal(2), r.stderr)
-		Expect(selectors()).To(Equal([]string{trainyardv1.LabelOutdated + "=true"}))
+		// Labelled outdated, or not labelled at all (not reconciled yet, or
+		// an older manager): never a report that is outdated unseen.
+		Expect(selectors()).To(Equal([]string{trainyardv1.LabelOutdated + "!=false"}))
 		var list plugin.OutdatedList
 		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
 		Expect(list.Items).To(HaveLen(3)) // all of them: prod-us, not listed, has none
 
 		r = runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "--include-unknown")
 		Expect(r.code).To(Equal(2), r.stderr)
-		Expect(selectors()).To(ConsistOf(trainyardv1.LabelOutdated+"=true",
-			trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"!=true"))
+		Expect(selectors()).To(ConsistOf(trainyardv1.LabelOutdated+"!=false",
+			trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"=false"))
 
 		// fleet is about every cluster: it reads them all.
 		Expect(runWith(plugin.Options{WrapTransport: record}, "fleet", "-n", fleetNS).code).To(Equal(0))

@@ -219,22 +219,12 @@ func createFleet(ctx context.Context) {
 				cs.Recommended, cs.Path, cs.Conditional = rec.Recommended, rec.Path, rec.Conditional
 			}
 			status = append(status, cs)
-			sum.Total++
-			switch c.state {
-			case trainyardv1.StateUpToDate:
-				sum.UpToDate++
-			case trainyardv1.StateUpdateAvailable:
-				sum.UpdateAvailable++
-			case trainyardv1.StateRetracted:
-				sum.Retracted++
-			default:
-				sum.Unknown++
-			}
+			sum.Count(c.state)
 		}
 		// The labels the controller keeps (controllers.reconcileLabels).
-		for k, v := range trainyardv1.StatusLabelsOf(sum, stale) {
-			if v {
-				metav1.SetMetaDataLabel(&r.ObjectMeta, k, "true")
+		for k, holds := range trainyardv1.StatusLabelsOf(sum, stale) {
+			if v, ok := trainyardv1.StatusLabelValue(k, holds); ok {
+				metav1.SetMetaDataLabel(&r.ObjectMeta, k, v)
 			}
 		}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())

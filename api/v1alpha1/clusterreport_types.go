@@ -105,9 +105,13 @@ const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
 
 // Labels the report controller keeps on every ClusterReport, so that a
 // client can list just the reports a question is about (kubectl get creport
-// -l trainyard.dev/outdated) instead of reading the fleet. Each is "true"
-// while it holds and absent otherwise; a report's labels follow its status
-// within one reconcile.
+// -l trainyard.dev/outdated=true) instead of reading the fleet. Each is
+// "true" while it holds and absent otherwise, but LabelOutdated, which is
+// "true" or "false" on every report the controller has labelled: a report
+// without it has not been (a manager before these labels, or a report not
+// reconciled yet), and a client that must not miss an outdated report
+// selects trainyard.dev/outdated!=false. A report's labels follow its
+// status within one reconcile.
 const (
 	// LabelOutdated: a component is behind its train's latest, or runs a
 	// retracted release (what kubectl trainyard outdated lists).
@@ -141,6 +145,18 @@ func StatusLabelsOf(sum *ComponentSummary, stale bool) map[string]bool {
 		LabelExposed:   s.Exposed > 0,
 		LabelStale:     stale,
 	}
+}
+
+// StatusLabelValue is the value of a status label that holds or not: "true",
+// "false" for LabelOutdated, and absent (ok false) for the others.
+func StatusLabelValue(key string, holds bool) (value string, ok bool) {
+	switch {
+	case holds:
+		return "true", true
+	case key == LabelOutdated:
+		return "false", true
+	}
+	return "", false
 }
 
 // ComponentState says whether a cluster's component is current.
@@ -319,6 +335,22 @@ type ComponentSummary struct {
 	Exposed int32 `json:"exposed,omitempty"`
 }
 
+// Count adds one component in state to the summary (Unknown for any state
+// it does not know).
+func (s *ComponentSummary) Count(state ComponentState) {
+	s.Total++
+	switch state {
+	case StateUpToDate:
+		s.UpToDate++
+	case StateUpdateAvailable:
+		s.UpdateAvailable++
+	case StateRetracted:
+		s.Retracted++
+	default:
+		s.Unknown++
+	}
+}
+
 // ClusterReportStatus is the cluster's check-in record and computed state.
 type ClusterReportStatus struct {
 	// observedGeneration is the generation this status describes.
@@ -396,6 +428,13 @@ func (r *ClusterReport) TrainOf(component string) string {
 	}
 	return DefaultTrain
 }
+
+// StatusCurrent tells whether the status describes the spec as it stands
+// (the controller has computed it for the latest generation). Only then do
+// a status component and the spec's train of that name go together: right
+// after a component moves to another train, the status still describes the
+// old one.
+func (r *ClusterReport) StatusCurrent() bool { return r.Status.ObservedGeneration == r.Generation }
 
 // ReadyOf is a component status's readiness, Unknown when it has none.
 func (c *ComponentStatus) ReadyOf() ReadyState {

@@ -61,7 +61,8 @@ type Options struct {
 	// them, and a write of changed components sets them, so that the
 	// report controller, which owns them, finds them right and writes
 	// nothing (a new cluster costs two writes, not three). The labels it
-	// returns are set ("true") or removed; the others are left alone.
+	// returns are set (trainyardv1.StatusLabelValue) or removed; the others
+	// are left alone.
 	Labels func(ctx context.Context, r *trainyardv1.ClusterReport) map[string]bool
 }
 
@@ -191,30 +192,30 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 
 	cur, err := s.reports.Get(ctx, key, false)
 	if apierrors.IsNotFound(err) {
-		// A new cluster, as far as the cache knows. The cache can be behind
-		// a report created moments ago (a cluster that just registered,
-		// checking in at once), and whether the cluster is new decides its
-		// authorization: that is the API server's word. A check-in that
-		// may create the report (a registration) asks it by creating: the
-		// API server refuses the create when the report exists, and the
-		// stored report then decides, as for a concurrent registration.
-		// Anything else asks it with a read. A new cluster costs no read.
+		// The cache can be behind a report created moments ago (a cluster
+		// that just registered, checking in at once): whether the cluster
+		// is new, which decides its authorization, is the API server's word.
+		// (Creating at once instead, and reading only when the create is
+		// refused, saved this read per new cluster, about a tenth of
+		// onboarding's rate; but a create refused by a cache a moment
+		// behind looks like a concurrent registration, and a registration
+		// retried after a lost answer would then be refused.)
+		cur, err = s.reports.Get(ctx, key, true)
+	}
+	if apierrors.IsNotFound(err) {
 		annotations, aerr := authorize(nil)
 		if aerr != nil {
-			if cur, err = s.reports.Get(ctx, key, true); apierrors.IsNotFound(err) {
-				return nil, false, aerr
-			}
-		} else {
-			created, cerr := s.create(ctx, want, annotations, now)
-			if cerr == nil {
-				return created, false, nil
-			}
-			if !apierrors.IsAlreadyExists(cerr) {
-				return nil, false, cerr
-			}
-			// Created meanwhile (another replica, or the cache is behind).
-			cur, err = s.reports.Get(ctx, key, true)
+			return nil, false, aerr
 		}
+		created, cerr := s.create(ctx, want, annotations, now)
+		if cerr == nil {
+			return created, false, nil
+		}
+		if !apierrors.IsAlreadyExists(cerr) {
+			return nil, false, cerr
+		}
+		// Created meanwhile (another replica, or the cache is behind).
+		cur, err = s.reports.Get(ctx, key, true)
 	}
 	if err != nil {
 		return nil, false, err
@@ -284,9 +285,9 @@ func (s *Store) predictLabels(ctx context.Context, r *trainyardv1.ClusterReport)
 	if s.opts.Labels == nil {
 		return
 	}
-	for k, v := range s.opts.Labels(ctx, r) {
-		if v {
-			metav1.SetMetaDataLabel(&r.ObjectMeta, k, "true")
+	for k, holds := range s.opts.Labels(ctx, r) {
+		if v, ok := trainyardv1.StatusLabelValue(k, holds); ok {
+			metav1.SetMetaDataLabel(&r.ObjectMeta, k, v)
 		} else {
 			delete(r.Labels, k)
 		}

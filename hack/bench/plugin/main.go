@@ -307,9 +307,9 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 		status = append(status, st)
 	}
 	if !legacy {
-		for k, v := range trainyardv1.StatusLabelsOf(sum, false) {
-			if v {
-				metav1.SetMetaDataLabel(&r.ObjectMeta, k, "true")
+		for k, holds := range trainyardv1.StatusLabelsOf(sum, false) {
+			if v, ok := trainyardv1.StatusLabelValue(k, holds); ok {
+				metav1.SetMetaDataLabel(&r.ObjectMeta, k, v)
 			}
 		}
 	}
