@@ -46,10 +46,6 @@ func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		t := lastSeen.UTC()
 		c.LastSeen = &t
 	}
-	latest := map[string]trainyardv1.ComponentStatus{}
-	for _, s := range r.Status.Components {
-		latest[s.Name] = s
-	}
 	for _, rc := range r.Spec.Components {
 		cv := wire.ComponentVersion{
 			Component: &wire.Component{Name: rc.Name, Type: rc.Type},
@@ -65,9 +61,12 @@ func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 				cv.Readiness.Since = &t
 			}
 		}
-		if s, ok := latest[rc.Name]; ok && s.Recommended != "" {
+		// Found by name in place: a page converts hundreds of reports, and
+		// a map of copies was most of what a page allocated.
+		s := r.StatusOf(rc.Name)
+		if s != nil && s.Recommended != "" {
 			cv.UpdateAvailable = s.Recommended
-		} else if ok && s.State == trainyardv1.StateUpdateAvailable && s.Ring == "" {
+		} else if s != nil && s.State == trainyardv1.StateUpdateAvailable && s.Ring == "" {
 			// No path to the latest: offered as the old service did; but
 			// a cluster in a rollout is offered nothing its ring has not
 			// opened.

@@ -429,6 +429,17 @@ func (r *ClusterReport) TrainOf(component string) string {
 	return DefaultTrain
 }
 
+// StatusOf is the status of the report's component of that name, nil when
+// the status has none (read only: it points into the report).
+func (r *ClusterReport) StatusOf(component string) *ComponentStatus {
+	for i := range r.Status.Components {
+		if r.Status.Components[i].Name == component {
+			return &r.Status.Components[i]
+		}
+	}
+	return nil
+}
+
 // StatusCurrent tells whether the status describes the spec as it stands
 // (the controller has computed it for the latest generation). Only then do
 // a status component and the spec's train of that name go together: right

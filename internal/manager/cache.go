@@ -1,7 +1,10 @@
 package manager
 
 import (
+	"maps"
 	"slices"
+	"strings"
+	"sync"
 	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,7 +74,77 @@ func compactReport(obj any) (any, error) {
 		c.State = trainyardv1.ComponentState(intern(string(c.State)))
 	}
 	internConditions(r.Status.Conditions)
+	shareTimes(r)
+	r.Labels = sharedLabels(r.Labels)
 	return r, nil
+}
+
+// shareTimes points a report's equal timestamps at one copy: the decoder
+// allocates each (32 bytes), and a cluster's components mostly share theirs
+// (first seen together, ready since the same check-in). Cached objects are
+// read only, and a deep copy copies each pointer on its own.
+func shareTimes(r *trainyardv1.ClusterReport) {
+	var seen []*metav1.Time
+	share := func(t **metav1.Time) {
+		if *t == nil {
+			return
+		}
+		for _, s := range seen {
+			if s.Equal(*t) {
+				*t = s
+				return
+			}
+		}
+		seen = append(seen, *t)
+	}
+	share(&r.Status.FirstSeen)
+	share(&r.Status.LastSeen)
+	for i := range r.Status.Components {
+		share(&r.Status.Components[i].Since)
+		share(&r.Status.Components[i].ReadySince)
+	}
+}
+
+// statusLabelSets holds one map per set of status labels seen: most reports
+// carry nothing but those (a few dozen combinations at most: five keys,
+// "true" or "false"), and each small map costs a report about 200 bytes.
+var statusLabelSets sync.Map // string -> map[string]string
+
+// sharedLabels returns the shared map of a report's labels when they are
+// status labels only, else labels with interned keys. The key space is
+// bounded: only StatusLabels with "true" or "false" are shared.
+func sharedLabels(labels map[string]string) map[string]string {
+	if len(labels) == 0 || len(labels) > len(trainyardv1.StatusLabels) {
+		return labels
+	}
+	var key strings.Builder
+	for _, k := range trainyardv1.StatusLabels {
+		v, ok := labels[k]
+		switch {
+		case !ok:
+			key.WriteByte('-')
+		case v == "true":
+			key.WriteByte('t')
+		case v == "false":
+			key.WriteByte('f')
+		default:
+			return labels
+		}
+	}
+	n := 0
+	for _, c := range key.String() {
+		if c != '-' {
+			n++
+		}
+	}
+	if n != len(labels) {
+		return labels // some label is not a status label
+	}
+	if m, ok := statusLabelSets.Load(key.String()); ok {
+		return m.(map[string]string)
+	}
+	m, _ := statusLabelSets.LoadOrStore(key.String(), maps.Clone(labels))
+	return m.(map[string]string)
 }
 
 // managedFieldsPresent stands, in the cache, for a report's managedFields:

@@ -186,7 +186,7 @@ func run(c config) error {
 		len(pageLat), pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond))
 	rss := peakRSS(mgr.Process.Pid)
 	if c.heapProfile != "" {
-		if err := benchenv.Fetch(pprofURL+"heap", c.heapProfile); err != nil {
+		if err := benchenv.Fetch(pprofURL+"heap?gc=1", c.heapProfile); err != nil {
 			return err
 		}
 	}
