@@ -54,6 +54,9 @@ type ClusterReportReconciler struct {
 	flags   *fleetFlags
 	rules   *upgrade.Rules
 	own     *ownWrites
+	// reports reads the reports a train or an advisory concerns from the
+	// cache in place.
+	reports index.Reports
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=clusterreports,verbs=get;list;watch;patch
@@ -515,6 +518,7 @@ func (r *ClusterReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wakeups = newWakeups(r.Clock)
 	r.flags = newFleetFlags()
 	r.own = newOwnWrites()
+	r.reports = index.Reports{Cache: mgr.GetCache(), Reader: r.Client}
 	rules, err := upgrade.NewRules()
 	if err != nil {
 		return err
@@ -628,18 +632,15 @@ func (r *ClusterReportReconciler) reportsOfAdvisory(ctx context.Context, o clien
 	seen := map[types.NamespacedName]bool{}
 	var reqs []reconcile.Request
 	for _, component := range advisoryComponents(adv) {
-		var reports trainyardv1.ClusterReportList
-		if err := r.List(ctx, &reports, client.InNamespace(adv.Namespace), client.UnsafeDisableDeepCopy,
-			client.MatchingFields{index.ReportComponent: component}); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing reports", "component", component)
-			return nil
-		}
-		for i := range reports.Items {
-			key := client.ObjectKeyFromObject(&reports.Items[i])
-			if !seen[key] && advisoryConcerns(adv, &reports.Items[i], component) {
+		if err := r.reports.Each(ctx, adv.Namespace, index.ReportComponent, component, func(rep *trainyardv1.ClusterReport) {
+			key := client.ObjectKeyFromObject(rep)
+			if !seen[key] && advisoryConcerns(adv, rep, component) {
 				seen[key] = true
 				reqs = append(reqs, reconcile.Request{NamespacedName: key})
 			}
+		}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing reports", "component", component)
+			return nil
 		}
 	}
 	return reqs
@@ -657,6 +658,11 @@ func (r *ClusterReportReconciler) reportsOfRelease(ctx context.Context, o client
 // reportsMatching lists the reports following a train that pass keep (nil:
 // all of them).
 func (r *ClusterReportReconciler) reportsMatching(ctx context.Context, ns, train string, keep func(*trainyardv1.ClusterReport) bool) []reconcile.Request {
+	// A list, not index.Reports: with the cache's objects in place here,
+	// specs of this suite that follow a train change failed (reports moved
+	// by a change they do not follow, a status left on an old latest) for
+	// a reason not found yet; see docs/performance.md. A train's change of
+	// latest or rollout is rare next to the adoption recounts.
 	var reports trainyardv1.ClusterReportList
 	if err := r.List(ctx, &reports, client.InNamespace(ns), client.MatchingFields{index.ReportTrain: train},
 		client.UnsafeDisableDeepCopy); err != nil {

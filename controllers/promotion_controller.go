@@ -42,6 +42,7 @@ type PromotionReconciler struct {
 	Clock    clock.WithDelayedExecution
 
 	wakeups *wakeups
+	reports index.Reports
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=promotionapprovals,verbs=get;list;watch
@@ -205,14 +206,9 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *trainya
 	if rel.Spec.Retracted != nil {
 		in.Retracted = rel.Spec.Retracted.Reason
 	}
-	var reports trainyardv1.ClusterReportList
-	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{index.ReportTrain: source.Name}); err != nil {
-		return in, err
-	}
 	want := ordering.Canonical(rel.Spec.Version)
-	for i := range reports.Items {
-		rep := &reports.Items[i]
+	// The cache's reports, read in place (index.Reports).
+	err := r.reports.Each(ctx, train.Namespace, index.ReportTrain, source.Name, func(rep *trainyardv1.ClusterReport) {
 		runs := slices.ContainsFunc(rep.Spec.Components, func(c trainyardv1.ReportedComponent) bool {
 			return trainyardv1.TrainName(c.Name, c.Train) == source.Name && ordering.Canonical(c.Version) == want
 		})
@@ -220,19 +216,21 @@ func (r *PromotionReconciler) inputs(ctx context.Context, train, source *trainya
 		if runs && (stale || conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionRunningRetracted)) {
 			in.Unhealthy = append(in.Unhealthy, rep.Spec.ClusterID)
 		}
-		if stale {
-			continue
-		}
-		if rep.CreationTimestamp.After(rel.CreationTimestamp.Time) {
+		switch {
+		case stale:
+		case rep.CreationTimestamp.After(rel.CreationTimestamp.Time):
 			// Registered after the candidate was published (both times the
 			// API server's): it cannot vouch for it (promotion.Input).
 			in.Newer++
-			continue
+		default:
+			in.Following++
+			if runs {
+				in.Running++
+			}
 		}
-		in.Following++
-		if runs {
-			in.Running++
-		}
+	})
+	if err != nil {
+		return in, err
 	}
 	slices.Sort(in.Unhealthy)
 	var approvals trainyardv1.PromotionApprovalList
@@ -327,6 +325,7 @@ func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	r.wakeups = newWakeups(r.Clock)
+	r.reports = index.Reports{Cache: mgr.GetCache(), Reader: r.Client}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("promotion").
 		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{},

@@ -58,6 +58,8 @@ type ReleaseTrainReconciler struct {
 	// Clock stamps status.latest.since (a fake one in tests, with the
 	// promotion's soak); default the real clock.
 	Clock clock.PassiveClock
+	// reports reads the reports on a train from the cache in place.
+	reports index.Reports
 	// TrustResync is how often a train a TrustPolicy covers is verified
 	// again, so that a rotated or removed key takes effect (default 1m).
 	TrustResync time.Duration
@@ -311,13 +313,6 @@ func sameRelease(a, b *trainyardv1.ReleaseRef) bool {
 func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *trainyardv1.ReleaseTrain, st *trainyardv1.ReleaseTrainStatus) error {
 	start := time.Now()
 	defer func() { r.delays.counted(client.ObjectKeyFromObject(train), time.Since(start)) }()
-	// Counting touches every follower of the train: iterate the cache's
-	// objects (read only) rather than copy thousands of reports.
-	var reports trainyardv1.ClusterReportList
-	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace),
-		client.MatchingFields{index.ReportTrain: train.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return err
-	}
 	latest := ""
 	if st.Latest != nil {
 		latest = ordering.Canonical(st.Latest.Version)
@@ -330,8 +325,10 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *t
 	canonical := map[string]string{} // a fleet runs few distinct spellings
 	component, trainName, _ := trainyardv1.SplitTrainName(train.Name)
 	a := &trainyardv1.FleetAdoption{}
-	for i := range reports.Items {
-		for _, c := range reports.Items[i].Spec.Components {
+	// Counting touches every follower of the train: the cache's objects,
+	// read in place (index.Reports), not a copy of each.
+	err := r.reports.Each(ctx, train.Namespace, index.ReportTrain, train.Name, func(rep *trainyardv1.ClusterReport) {
+		for _, c := range rep.Spec.Components {
 			if c.Name != component || c.Train != trainName {
 				continue
 			}
@@ -354,6 +351,9 @@ func (r *ReleaseTrainReconciler) reconcileAdoption(ctx context.Context, train *t
 				a.UpToDate++
 			}
 		}
+	})
+	if err != nil {
+		return err
 	}
 	a.Behind = a.Clusters - a.UpToDate
 	a.Summary = fmt.Sprintf("%d/%d", a.UpToDate, a.Clusters)
@@ -655,6 +655,7 @@ func (r *ReleaseTrainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.AdoptionDelay == 0 {
 		r.AdoptionDelay = time.Second
 	}
+	r.reports = index.Reports{Cache: mgr.GetCache(), Reader: r.Client}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}

@@ -41,6 +41,7 @@ type RolloutReconciler struct {
 	Clock    clock.WithDelayedExecution
 
 	wakeups *wakeups
+	reports index.Reports
 }
 
 // Reconcile evaluates one train's rollout and records it; a ring opens, and
@@ -106,14 +107,8 @@ func (r *RolloutReconciler) inputs(ctx context.Context, train *trainyardv1.Relea
 			in.LatestSince = l.Since.Time
 		}
 	}
-	var reports trainyardv1.ClusterReportList
-	if err := r.List(ctx, &reports, client.InNamespace(train.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingFields{index.ReportTrain: train.Name}); err != nil {
-		return in, err
-	}
-	in.Members = make([]rollout.Member, 0, len(reports.Items))
-	for i := range reports.Items {
-		rep := &reports.Items[i]
+	// The cache's reports, read in place (index.Reports).
+	err := r.reports.Each(ctx, train.Namespace, index.ReportTrain, train.Name, func(rep *trainyardv1.ClusterReport) {
 		m := rollout.Member{ClusterID: rep.Spec.ClusterID, Labels: rep.Labels,
 			Stale: conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionStale), Ready: trainyardv1.ReadyUnknown}
 		for _, c := range rep.Status.Components {
@@ -132,6 +127,9 @@ func (r *RolloutReconciler) inputs(ctx context.Context, train *trainyardv1.Relea
 			}
 		}
 		in.Members = append(in.Members, m)
+	})
+	if err != nil {
+		return in, err
 	}
 	var approvals trainyardv1.PromotionApprovalList
 	if err := r.List(ctx, &approvals, client.InNamespace(train.Namespace)); err != nil {
@@ -184,6 +182,7 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	r.wakeups = newWakeups(r.Clock)
+	r.reports = index.Reports{Cache: mgr.GetCache(), Reader: r.Client}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		For(&trainyardv1.ReleaseTrain{}, builder.WithPredicates(

@@ -155,7 +155,7 @@ func indexInNamespaces(ctx context.Context, informers cache.Informers, obj clien
 	if err != nil {
 		return err
 	}
-	return inf.AddIndexers(toolscache.Indexers{"field:" + field: func(o any) ([]string, error) {
+	return inf.AddIndexers(toolscache.Indexers{indexName(field): func(o any) ([]string, error) {
 		co, ok := o.(client.Object)
 		if !ok {
 			return nil, fmt.Errorf("object of type %T is not an Object", o)
@@ -163,8 +163,16 @@ func indexInNamespaces(ctx context.Context, informers cache.Informers, obj clien
 		vals := extract(co)
 		keys := make([]string, len(vals))
 		for i, v := range vals {
-			keys[i] = co.GetNamespace() + "/" + v
+			keys[i] = namespacedKey(co.GetNamespace(), v)
 		}
 		return keys, nil
 	}})
 }
+
+// indexName is the informer's name of a field index, as controller-runtime
+// names it (its cache reader looks it up by that name).
+func indexName(field string) string { return "field:" + field }
+
+// namespacedKey is a field index's key for a value in a namespace, as
+// controller-runtime's cache reader asks for it.
+func namespacedKey(ns, value string) string { return ns + "/" + value }
