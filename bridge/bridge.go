@@ -245,7 +245,7 @@ func New(cache client.Reader, api client.Client, apiReader client.Reader, o Opti
 		s.tenants[t] = true
 	}
 	s.store = checkin.New(reports{cache: cache, api: api, apiReader: apiReader},
-		checkin.Options{Heartbeat: o.Heartbeat, Clock: o.Clock, Log: log.Log.WithName("bridge"), Labels: s.predictedLabels})
+		checkin.Options{Heartbeat: o.Heartbeat, Clock: o.Clock, Log: log.Log.WithName("bridge")})
 	s.handler = s.routes()
 	return s
 }

@@ -119,7 +119,7 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		rep = patched
 	}
-	if err := r.reconcileLabels(ctx, rep, st, stale); err != nil {
+	if err := r.reconcileLabels(ctx, rep, stale); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	r.flags.set(req.NamespacedName, stale, conditions.IsTrue(st.Conditions, trainyardv1.ConditionRunningRetracted))

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -65,28 +64,34 @@ var _ = Describe("ClusterReport controller", func() {
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionUpToDate)()).To(Equal(metav1.ConditionFalse))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionRunningRetracted)()).To(Equal(metav1.ConditionTrue))
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionStale)()).To(Equal(metav1.ConditionFalse))
-		// The labels a client selects on, and no managedFields: this suite
-		// runs no webhook, so the controller cleared those of the create.
+		// No labels, and no managedFields: this suite runs no webhook, so
+		// the controller cleared those of the create. A client selects on
+		// the summary's counts instead (the CRD's selectable fields), which
+		// the status write keeps: a new release costs no label write.
 		Eventually(func(g Gomega) {
 			r := report(ns, "c1")
-			g.Expect(r.Labels).To(Equal(map[string]string{trainyardv1.LabelOutdated: "true",
-				trainyardv1.LabelRetracted: "true", trainyardv1.LabelUnknown: "true"}))
+			g.Expect(r.Labels).To(BeEmpty())
 			g.Expect(r.ManagedFields).To(BeEmpty())
 		}).Should(Succeed())
-		var listed trainyardv1.ClusterReportList
-		Expect(k8sClient.List(suiteCtx, &listed, client.InNamespace(ns), client.MatchingLabels{trainyardv1.LabelRetracted: "true"})).To(Succeed())
-		Expect(listed.Items).To(HaveLen(1))
+		checkIn(ns, "current", comp("dns", "stable", "3.0.0"))
+		Eventually(func() *trainyardv1.ComponentSummary { return report(ns, "current").Status.Summary }).Should(HaveValue(Equal(
+			trainyardv1.ComponentSummary{Total: 1, UpToDate: 1})))
+		Expect(selected(ns, trainyardv1.FieldRetracted+"!=0")).To(ConsistOf("c1"))
+		Expect(selected(ns, trainyardv1.FieldUpdateAvailable+"!=0")).To(ConsistOf("c1"))
+		Expect(selected(ns, trainyardv1.FieldUnknown+"=2")).To(ConsistOf("c1"))
+		Expect(selected(ns, trainyardv1.FieldUpdateAvailable+"=0")).To(ConsistOf("current"))
 
-		// Up to date: the labels go, but outdated=false, which tells a
-		// labelled report from one not labelled yet; RunningRetracted
-		// (abnormal-true) goes.
+		// Up to date: the summary's fields follow in the same status write;
+		// RunningRetracted (abnormal-true) goes.
 		checkIn(ns, "c1", comp("dns", "stable", "3.0.0"))
 		Eventually(func(g Gomega) {
 			r := report(ns, "c1")
-			g.Expect(r.Labels).To(Equal(map[string]string{trainyardv1.LabelOutdated: "false"}))
 			g.Expect(meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionRunningRetracted)).To(BeNil())
 			g.Expect(conditions.IsTrue(r.Status.Conditions, trainyardv1.ConditionUpToDate)).To(BeTrue())
 		}).Should(Succeed())
+		Expect(selected(ns, trainyardv1.FieldRetracted+"!=0")).To(BeEmpty())
+		Expect(selected(ns, trainyardv1.FieldUpdateAvailable+"=0")).To(ConsistOf("c1", "current"))
+		Expect(report(ns, "c1").Labels).To(BeEmpty())
 		Expect(conditionOf(ns, "c1", trainyardv1.ConditionReady)()).To(Equal(metav1.ConditionTrue))
 	})
 
@@ -196,9 +201,28 @@ var _ = Describe("ClusterReport controller", func() {
 		fakeClock.Step(time.Millisecond)
 		Eventually(conditionOf(ns, "c1", trainyardv1.ConditionStale)).Should(Equal(metav1.ConditionTrue))
 		Eventually(eventReasons(ns, "c1")).Should(ContainElement("Stale"))
+		// Its label, for kubectl get -l trainyard.dev/stale.
+		Eventually(func() map[string]string { return report(ns, "c1").Labels }).Should(Equal(map[string]string{trainyardv1.LabelStale: "true"}))
 
 		checkIn(ns, "c1", comp("router", "stable", "v1.0.0"))
 		Eventually(conditionOf(ns, "c1", trainyardv1.ConditionStale)).Should(Equal(metav1.ConditionFalse))
+		Eventually(func() map[string]string { return report(ns, "c1").Labels }).Should(BeEmpty())
+	})
+
+	It("removes the status labels an earlier manager kept, and only those", func() {
+		publish(ns, "router", "stable", "v1.0.0", 1)
+		r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "old", Labels: map[string]string{
+			"team": "edge", "trainyard.dev/outdated": "false", "trainyard.dev/exposed": "true"}},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "old", Components: []trainyardv1.ReportedComponent{comp("router", "stable", "v1.0.0")}}}
+		Expect(k8sClient.Create(suiteCtx, r)).To(Succeed())
+		// (Stale or not: the fake clock may be past its first check-in.)
+		Eventually(func(g Gomega) {
+			labels := report(ns, "old").Labels
+			g.Expect(labels).To(HaveKeyWithValue("team", "edge"))
+			for _, k := range trainyardv1.RetiredStatusLabels {
+				g.Expect(labels).NotTo(HaveKey(k))
+			}
+		}).Should(Succeed())
 	})
 
 	It("fills in the check-in record of a report written with kubectl", func() {

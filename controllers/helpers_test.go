@@ -11,6 +11,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -147,6 +148,21 @@ func report(ns, id string) *trainyardv1.ClusterReport {
 		return nil
 	}
 	return r
+}
+
+// selected names the reports of ns the API server lists for a field
+// selector.
+func selected(ns, fieldSelector string) []string {
+	GinkgoHelper()
+	sel, err := fields.ParseSelector(fieldSelector)
+	Expect(err).NotTo(HaveOccurred())
+	var list trainyardv1.ClusterReportList
+	Expect(k8sClient.List(suiteCtx, &list, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: sel})).To(Succeed())
+	names := []string{}
+	for _, r := range list.Items {
+		names = append(names, r.Name)
+	}
+	return names
 }
 
 // stateOf is the state of one component in a report's status.

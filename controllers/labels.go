@@ -11,21 +11,24 @@ import (
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
 
-// reconcileLabels brings the report's status labels in line with its
-// status, in one patch of the labels it changes (a label write is a second
-// write, so it is made only when one flips). The same patch clears the
-// report's managedFields when it still has them (a report stored before
-// trainyard cleared them at creation, see the report webhook): from then
-// on the API server keeps none for it.
-func (r *ClusterReportReconciler) reconcileLabels(ctx context.Context, rep *trainyardv1.ClusterReport, st *trainyardv1.ClusterReportStatus, stale bool) error {
+// reconcileLabels keeps the report's stale label (trainyardv1.LabelStale)
+// in line with its status, in a patch made only when it flips (a label
+// write is a write apart from the status). The same patch removes the
+// status labels an earlier manager kept (trainyardv1.RetiredStatusLabels)
+// and clears the report's managedFields when it still has them (a report
+// stored before trainyard cleared them at creation, see the report
+// webhook): from then on the API server keeps none for it.
+func (r *ClusterReportReconciler) reconcileLabels(ctx context.Context, rep *trainyardv1.ClusterReport, stale bool) error {
 	changes := map[string]any{}
-	for k, holds := range trainyardv1.StatusLabelsOf(st.Summary, stale) {
-		have, has := rep.Labels[k]
-		switch want, ok := trainyardv1.StatusLabelValue(k, holds); {
-		case ok && (!has || have != want):
-			changes[k] = want
-		case !ok && has:
-			changes[k] = nil // a merge patch's null removes the key
+	switch _, has := rep.Labels[trainyardv1.LabelStale]; {
+	case stale && rep.Labels[trainyardv1.LabelStale] != "true":
+		changes[trainyardv1.LabelStale] = "true"
+	case !stale && has:
+		changes[trainyardv1.LabelStale] = nil // a merge patch's null removes the key
+	}
+	for _, k := range trainyardv1.RetiredStatusLabels {
+		if _, has := rep.Labels[k]; has {
+			changes[k] = nil
 		}
 	}
 	resetFields := len(rep.ManagedFields) > 0
@@ -70,4 +73,6 @@ func sameUserLabels(a, b map[string]string) bool {
 	return true
 }
 
-func isStatusLabel(k string) bool { return slices.Contains(trainyardv1.StatusLabels, k) }
+func isStatusLabel(k string) bool {
+	return slices.Contains(trainyardv1.StatusLabels, k) || slices.Contains(trainyardv1.RetiredStatusLabels, k)
+}

@@ -149,14 +149,15 @@ func exposedCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Only the reports an advisory applies to (the controller's
-			// label), and any it has not labelled yet (no outdated label);
-			// Exposed picks this advisory's.
-			reports, err := g.reports(cmd.Context(), trainyardv1.LabelExposed+"=true")
+			// Only the reports an advisory applies to (their status
+			// summary's exposed count, a field selector), and any the
+			// controller has not reconciled yet (no summary); Exposed
+			// picks this advisory's.
+			reports, err := g.reports(cmd.Context(), trainyardv1.FieldExposed+"!=0,"+trainyardv1.FieldExposed+"!=")
 			if err != nil {
 				return err
 			}
-			unlabelled, err := g.reports(cmd.Context(), "!"+trainyardv1.LabelOutdated)
+			unlabelled, err := g.reports(cmd.Context(), trainyardv1.FieldTotal+"=")
 			if err != nil {
 				return err
 			}

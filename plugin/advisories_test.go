@@ -3,7 +3,6 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -59,14 +58,15 @@ func createAdvisories(ctx context.Context) {
 		if id == "edge-0" { // only reachable through an affected hop
 			cs.Recommended, cs.Path = "", nil
 		}
-		r.Status = trainyardv1.ClusterReportStatus{LastSeen: &since, Components: []trainyardv1.ComponentStatus{cs}}
-		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
-		// The controller's labels.
-		metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelOutdated, strconv.FormatBool(cs.State != trainyardv1.StateUpToDate))
+		// The summary the controller keeps, whose exposed count `exposed`
+		// selects on.
+		sum := &trainyardv1.ComponentSummary{}
+		sum.Count(cs.State)
 		if len(cs.Advisories) > 0 {
-			metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelExposed, "true")
+			sum.Exposed = 1
 		}
-		Expect(k8sClient.Update(ctx, r)).To(Succeed())
+		r.Status = trainyardv1.ClusterReportStatus{LastSeen: &since, Components: []trainyardv1.ComponentStatus{cs}, Summary: sum}
+		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
 	}
 }
 
@@ -93,9 +93,9 @@ var _ = Describe("advisories and exposed", Ordered, func() {
 		record, selectors := listSelectors()
 		r := runWith(plugin.Options{WrapTransport: record}, "exposed", "ghsa-1", "-n", advisoriesNS)
 		Expect(r.code).To(Equal(plugin.ExitOutdated), r.stderr)
-		// And those not labelled yet (no outdated label), of which there
-		// are none here.
-		Expect(selectors()).To(ConsistOf(trainyardv1.LabelExposed+"=true", "!"+trainyardv1.LabelOutdated))
+		// And those not reconciled yet (no summary), of which there are
+		// none here.
+		Expect(selectors()).To(ConsistOf(trainyardv1.FieldExposed+"!=0,"+trainyardv1.FieldExposed+"!=", trainyardv1.FieldTotal+"="))
 	})
 
 	It("prints -o json that decodes into the documented types, with the exit code in it", func() {

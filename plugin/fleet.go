@@ -57,9 +57,9 @@ func fleetCommand(g *globals) *cobra.Command {
 }
 
 // reports lists the ClusterReports of the namespace (every namespace with
-// -A), only those selector matches when it is not empty (the report
-// controller's status labels, trainyardv1.StatusLabels, let a question
-// about a few clusters read only those).
+// -A), only those the field selector matches when it is not empty (the
+// CRD's selectable status fields, trainyardv1.FieldUpdateAvailable..., let
+// a question about a few clusters read only those).
 func (g *globals) reports(ctx context.Context, selector string) ([]trainyardv1.ClusterReport, error) {
 	_, ns, err := g.clientForList()
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// listPipelined reads every object of a kind (those selector matches, when
+// listPipelined reads every object of a kind (those the field selector matches, when
 // it is not empty) in pages of limit (0: in one request), as kubectl does, but decodes each page while the API server encodes the next, on
 // every core, keeping the order. For a fleet's reports the API server's
 // encoding and the client's decoding are each a large share of the wait
@@ -39,7 +39,7 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 				req = req.Namespace(ns)
 			}
 			if selector != "" {
-				req = req.Param("labelSelector", selector)
+				req = req.Param("fieldSelector", selector)
 			}
 			if cont != "" {
 				req = req.Param("continue", cont)

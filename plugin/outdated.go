@@ -216,19 +216,30 @@ func outdatedCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// outdatedReports lists only the reports the controller has labelled
-// outdated (and, with unknown, those labelled unknown): a fleet that is
-// mostly current sends only its few outdated reports, not the fleet. It
-// also lists every report the controller has not labelled (a manager
-// before these labels, a report not reconciled yet), and finds in their
-// status what they are: no outdated report is missed.
+// outdatedReports lists only the reports whose status summary counts an
+// outdated component (and, with unknown, an unknown one), by field
+// selectors (trainyardv1.FieldUpdateAvailable...), in lists that do not
+// overlap: a fleet that is mostly current sends only its few outdated
+// reports, not the fleet. A report the controller has not reconciled yet
+// has no summary, which the first selector matches: it is read, and its
+// status says what it is, so no outdated report is missed.
 func (g *globals) outdatedReports(ctx context.Context, unknown bool) ([]trainyardv1.ClusterReport, error) {
-	reports, err := g.reports(ctx, trainyardv1.LabelOutdated+"!=false")
-	if err != nil || !unknown {
-		return reports, err
+	selectors := []string{
+		trainyardv1.FieldUpdateAvailable + "!=0",
+		trainyardv1.FieldUpdateAvailable + "=0," + trainyardv1.FieldRetracted + "!=0",
 	}
-	more, err := g.reports(ctx, trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"=false")
-	return append(reports, more...), err
+	if unknown {
+		selectors = append(selectors, trainyardv1.FieldUpdateAvailable+"=0,"+trainyardv1.FieldRetracted+"=0,"+trainyardv1.FieldUnknown+"!=0")
+	}
+	var reports []trainyardv1.ClusterReport
+	for _, sel := range selectors {
+		more, err := g.reports(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		reports = append(reports, more...)
+	}
+	return reports, nil
 }
 
 // Outdated is the rows of `outdated`, by namespace, cluster and component,

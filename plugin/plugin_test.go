@@ -10,6 +10,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/transport"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -81,25 +83,48 @@ var _ = Describe("reading the fleet", func() {
 			HaveField("State", trainyardv1.StateRetracted), HaveField("Retraction", "Corrupts the cache on upgrade; use 1.8.0."))))
 	})
 
-	It("asks the API server only for the reports labelled outdated, never the whole fleet", func() {
+	It("asks the API server only for the reports whose summary counts an outdated component, never the whole fleet", func() {
 		record, selectors := listSelectors()
 		r := runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "-o", "json")
 		Expect(r.code).To(Equal(2), r.stderr)
-		// Labelled outdated, or not labelled at all (not reconciled yet, or
-		// an older manager): never a report that is outdated unseen.
-		Expect(selectors()).To(Equal([]string{trainyardv1.LabelOutdated + "!=false"}))
+		// Behind, or on a retracted release, or with no summary at all (not
+		// reconciled yet; "" != "0"): never a report that is outdated
+		// unseen, and no report twice.
+		Expect(selectors()).To(Equal([]string{trainyardv1.FieldUpdateAvailable + "!=0",
+			trainyardv1.FieldUpdateAvailable + "=0," + trainyardv1.FieldRetracted + "!=0"}))
 		var list plugin.OutdatedList
 		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
 		Expect(list.Items).To(HaveLen(3)) // all of them: prod-us, not listed, has none
 
 		r = runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "--include-unknown")
 		Expect(r.code).To(Equal(2), r.stderr)
-		Expect(selectors()).To(ConsistOf(trainyardv1.LabelOutdated+"!=false",
-			trainyardv1.LabelUnknown+"=true,"+trainyardv1.LabelOutdated+"=false"))
+		Expect(selectors()).To(ConsistOf(trainyardv1.FieldUpdateAvailable+"!=0",
+			trainyardv1.FieldUpdateAvailable+"=0,"+trainyardv1.FieldRetracted+"!=0",
+			trainyardv1.FieldUpdateAvailable+"=0,"+trainyardv1.FieldRetracted+"=0,"+trainyardv1.FieldUnknown+"!=0"))
 
 		// fleet is about every cluster: it reads them all.
 		Expect(runWith(plugin.Options{WrapTransport: record}, "fleet", "-n", fleetNS).code).To(Equal(0))
 		Expect(selectors()).To(Equal([]string{""}))
+	})
+
+	It("finds a report the controller has not reconciled yet (no summary) among the outdated", func() {
+		ctx := context.Background()
+		id := "not-reconciled-yet"
+		r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: id},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Components: []trainyardv1.ReportedComponent{{Name: "router", Train: "stable", Version: "v2.3.0"}}}}
+		Expect(k8sClient.Create(ctx, r)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, r)).To(Succeed()) })
+		// The selector the plugin sends matches it: the API server lists
+		// a missing field as "".
+		var list trainyardv1.ClusterReportList
+		Expect(k8sClient.List(ctx, &list, client.InNamespace(fleetNS),
+			client.MatchingFieldsSelector{Selector: fields.OneTermNotEqualSelector(trainyardv1.FieldUpdateAvailable, "0")})).To(Succeed())
+		var names []string
+		for _, it := range list.Items {
+			names = append(names, it.Name)
+		}
+		Expect(names).To(ContainElement(id))
+		Expect(names).NotTo(ContainElement(trainyardv1.ClusterReportName("prod-us")), "up to date: not listed")
 	})
 
 	It("says what version it is", func() {
@@ -238,7 +263,9 @@ func listSelectors() (record transport.WrapperFunc, selectors func() []string) {
 		return roundTripper(func(req *http.Request) (*http.Response, error) {
 			if strings.HasSuffix(req.URL.Path, "/clusterreports") {
 				mu.Lock()
-				seen = append(seen, req.URL.Query().Get("labelSelector"))
+				// The status labels are gone (issue 32): field selectors only.
+				Expect(req.URL.Query().Has("labelSelector")).To(BeFalse(), req.URL.String())
+				seen = append(seen, req.URL.Query().Get("fieldSelector"))
 				mu.Unlock()
 			}
 			return rt.RoundTrip(req)

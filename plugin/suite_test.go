@@ -221,11 +221,9 @@ func createFleet(ctx context.Context) {
 			status = append(status, cs)
 			sum.Count(c.state)
 		}
-		// The labels the controller keeps (controllers.reconcileLabels).
-		for k, holds := range trainyardv1.StatusLabelsOf(sum, stale) {
-			if v, ok := trainyardv1.StatusLabelValue(k, holds); ok {
-				metav1.SetMetaDataLabel(&r.ObjectMeta, k, v)
-			}
+		// The label the controller keeps (controllers.reconcileLabels).
+		if stale {
+			metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelStale, "true")
 		}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
 		staleCond := metav1.Condition{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse, Reason: "CheckedIn",

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -89,8 +90,11 @@ var _ = Describe("the webhook, called by the API server", func() {
 			Spec: trainyardv1.ClusterReportSpec{ClusterID: "c3", Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}}}
 		Expect(k8sClient.Create(ctx, rep)).To(Succeed())
 		Expect(rep.ManagedFields).To(BeEmpty(), "cleared at creation")
+		// A patch, not an update: the report controller runs in this suite
+		// and may write the status first, and an update would then conflict.
+		statusPatch := client.MergeFrom(rep.DeepCopy())
 		rep.Status.CheckIns = 1
-		Expect(k8sClient.Status().Update(ctx, rep)).To(Succeed())
+		Expect(k8sClient.Status().Patch(ctx, rep, statusPatch)).To(Succeed())
 		patch := client.MergeFrom(rep.DeepCopy())
 		rep.Spec.Components[0].Version = "v1.1.0"
 		Expect(k8sClient.Patch(ctx, rep, patch)).To(Succeed())
@@ -106,6 +110,56 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
 		Expect(err.Error()).To(ContainSubstring("spec.components[0].train"))
 		Expect(err.Error()).To(ContainSubstring("at least 1 chars long"))
+	})
+
+	It("validates a report's writes that change its spec or annotations, and is not called for a label patch", func() {
+		calls := func() float64 {
+			GinkgoHelper()
+			families, err := ctrlmetrics.Registry.Gather()
+			Expect(err).NotTo(HaveOccurred())
+			n := 0.0
+			for _, f := range families {
+				if f.GetName() != "controller_runtime_webhook_requests_total" {
+					continue
+				}
+				for _, m := range f.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "webhook" && l.GetValue() == "/validate-trainyard-dev-v1alpha1-clusterreport" {
+							n += m.GetCounter().GetValue()
+						}
+					}
+				}
+			}
+			return n
+		}
+		rep := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c4"},
+			Spec: trainyardv1.ClusterReportSpec{ClusterID: "c4", Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}}}
+		before := calls()
+		Expect(k8sClient.Create(ctx, rep)).To(Succeed())
+		Expect(calls()).To(Equal(before+1), "a creation is validated")
+
+		// A label patch (the report controller's stale label): not sent.
+		before = calls()
+		Expect(k8sClient.Patch(ctx, rep, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"edge"}}}`)))).To(Succeed())
+		Expect(rep.Labels).To(HaveKeyWithValue("team", "edge"))
+		Expect(calls()).To(Equal(before))
+
+		// A spec change and an annotation change are validated (the
+		// annotation refused: only the webhook knows the pair's rules).
+		patch := client.MergeFrom(rep.DeepCopy())
+		rep.Spec.Components[0].Version = "v1.1.0"
+		// (At least once: the API server runs a patch's admission again
+		// when the report controller's status write lands in between.)
+		Expect(k8sClient.Patch(ctx, rep, patch)).To(Succeed())
+		Expect(calls()).To(BeNumerically(">", before))
+		before = calls()
+		err := k8sClient.Patch(ctx, rep, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+trainyardv1.AnnotationReissueHash+`":"x"}}}`)))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring(trainyardv1.AnnotationReissueExpires))
+		Expect(calls()).To(BeNumerically(">", before))
+		stored := &trainyardv1.ClusterReport{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(rep), stored)).To(Succeed())
+		Expect(stored.Annotations).NotTo(HaveKey(trainyardv1.AnnotationReissueHash))
 	})
 
 	It("names the field and what it expects when a value does not decode, not Go's words (issue 27 #18)", func() {

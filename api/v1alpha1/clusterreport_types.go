@@ -103,61 +103,42 @@ type ClusterReportSpec struct {
 // writer's first held check-in), under an optimistic lock.
 const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
 
-// Labels the report controller keeps on every ClusterReport, so that a
-// client can list just the reports a question is about (kubectl get creport
-// -l trainyard.dev/outdated=true) instead of reading the fleet. Each is
-// "true" while it holds and absent otherwise, but LabelOutdated, which is
-// "true" or "false" on every report the controller has labelled: a report
-// without it has not been (a manager before these labels, or a report not
-// reconciled yet), and a client that must not miss an outdated report
-// selects trainyard.dev/outdated!=false. A report's labels follow its
-// status within one reconcile.
+// Field selectors (the CRD's selectableFields) for the questions a client
+// asks of the fleet, so that it lists just the reports a question is about
+// (kubectl get creport --field-selector status.summary.updateAvailable!=0)
+// instead of reading the fleet. They are the status summary's counts: the
+// report controller's one status write keeps them, so a new release, a
+// retraction or an advisory that changes many reports costs one write per
+// report, not two (labels, being metadata, cost a write apart: issue 32).
+//
+// A report the controller has not reconciled yet has no summary, and the
+// API server matches its fields as "": FieldUpdateAvailable!=0 selects it
+// too, so a client that must not miss an outdated report reads it and
+// finds in its status what it is. Exposed is omitted while 0, so
+// FieldExposed!=0 also needs FieldExposed!= ("exposed" selects both).
 const (
-	// LabelOutdated: a component is behind its train's latest, or runs a
-	// retracted release (what kubectl trainyard outdated lists).
-	LabelOutdated = "trainyard.dev/outdated"
-	// LabelRetracted: a component runs a retracted release.
-	LabelRetracted = "trainyard.dev/retracted"
-	// LabelUnknown: a component's train, or its version on the train, is
-	// unknown.
-	LabelUnknown = "trainyard.dev/unknown"
-	// LabelExposed: an advisory applies to what a component runs.
-	LabelExposed = "trainyard.dev/exposed"
-	// LabelStale: the cluster has not checked in within the stale threshold.
-	LabelStale = "trainyard.dev/stale"
+	FieldUpdateAvailable = "status.summary.updateAvailable"
+	FieldRetracted       = "status.summary.retracted"
+	FieldUnknown         = "status.summary.unknown"
+	FieldExposed         = "status.summary.exposed"
+	FieldTotal           = "status.summary.total"
 )
 
-// StatusLabels are the labels the report controller owns, in the order it
-// writes them.
-var StatusLabels = []string{LabelOutdated, LabelRetracted, LabelUnknown, LabelExposed, LabelStale}
+// LabelStale is kept by the report controller on every ClusterReport while
+// the cluster has not checked in within the stale threshold (absent
+// otherwise): kubectl get creport -l trainyard.dev/stale. Staleness moves
+// one cluster at a time, with the clock, so its label's write apart is
+// rare; the status has no scalar field for it to select on.
+const LabelStale = "trainyard.dev/stale"
 
-// StatusLabelsOf are the status labels a report with this summary calls
-// for (StatusLabels): true where they hold.
-func StatusLabelsOf(sum *ComponentSummary, stale bool) map[string]bool {
-	var s ComponentSummary
-	if sum != nil {
-		s = *sum
-	}
-	return map[string]bool{
-		LabelOutdated:  s.UpdateAvailable > 0 || s.Retracted > 0,
-		LabelRetracted: s.Retracted > 0,
-		LabelUnknown:   s.Unknown > 0,
-		LabelExposed:   s.Exposed > 0,
-		LabelStale:     stale,
-	}
-}
+// StatusLabels are the labels the report controller owns.
+var StatusLabels = []string{LabelStale}
 
-// StatusLabelValue is the value of a status label that holds or not: "true",
-// "false" for LabelOutdated, and absent (ok false) for the others.
-func StatusLabelValue(key string, holds bool) (value string, ok bool) {
-	switch {
-	case holds:
-		return "true", true
-	case key == LabelOutdated:
-		return "false", true
-	}
-	return "", false
-}
+// RetiredStatusLabels are status labels an earlier manager kept (outdated,
+// retracted, unknown, exposed), which a new release or advisory flipped on
+// every report it touched, in a write of its own. The report controller
+// removes them, once per report, with its first label patch.
+var RetiredStatusLabels = []string{"trainyard.dev/outdated", "trainyard.dev/retracted", "trainyard.dev/unknown", "trainyard.dev/exposed"}
 
 // ComponentState says whether a cluster's component is current.
 // +kubebuilder:validation:Enum=UpToDate;UpdateAvailable;Retracted;Unknown
@@ -394,6 +375,11 @@ type ClusterReportStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=creport,categories=trainyard
+// +kubebuilder:selectablefield:JSONPath=`.status.summary.updateAvailable`
+// +kubebuilder:selectablefield:JSONPath=`.status.summary.retracted`
+// +kubebuilder:selectablefield:JSONPath=`.status.summary.unknown`
+// +kubebuilder:selectablefield:JSONPath=`.status.summary.exposed`
+// +kubebuilder:selectablefield:JSONPath=`.status.summary.total`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name == self.spec.clusterID.lowerAscii()",message="metadata.name must be spec.clusterID in lower case"
 // +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterID`,priority=1
 // +kubebuilder:printcolumn:name="Components",type=integer,JSONPath=`.status.summary.total`

@@ -56,14 +56,6 @@ type Options struct {
 	Clock     clock.WithTicker
 	// Log is where failed heartbeat writes are logged.
 	Log logr.Logger
-	// Labels, when set, predicts status labels (trainyardv1.StatusLabels)
-	// for the components a check-in reports: a new report is created with
-	// them, and a write of changed components sets them, so that the
-	// report controller, which owns them, finds them right and writes
-	// nothing (a new cluster costs two writes, not three). The labels it
-	// returns are set (trainyardv1.StatusLabelValue) or removed; the others
-	// are left alone.
-	Labels func(ctx context.Context, r *trainyardv1.ClusterReport) map[string]bool
 }
 
 // Store stores check-ins.
@@ -238,9 +230,6 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 			s.beats.record(ctx, cur, now.Time, false)
 			return cur, true, nil
 		}
-		if !sameComps {
-			s.predictLabels(ctx, patched)
-		}
 		// An identity change (a registration, a rotation) is written only
 		// over the report it was decided on: two replicas, or a cache a
 		// write behind, must not both answer 200 with a credential of which
@@ -271,27 +260,12 @@ func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by
 func (s *Store) create(ctx context.Context, want *trainyardv1.ClusterReport, annotations map[string]*string, now metav1.Time) (*trainyardv1.ClusterReport, error) {
 	created := want.DeepCopy()
 	setAnnotations(&created.ObjectMeta, annotations)
-	s.predictLabels(ctx, created)
 	if err := s.reports.Create(ctx, created); err != nil {
 		return nil, err
 	}
 	s.beats.created(keyOf(created), now.Time)
 	created.Status.FirstSeen, created.Status.LastSeen, created.Status.CheckIns = &now, &now, 1
 	return created, nil
-}
-
-// predictLabels sets the status labels Options.Labels predicts on r.
-func (s *Store) predictLabels(ctx context.Context, r *trainyardv1.ClusterReport) {
-	if s.opts.Labels == nil {
-		return
-	}
-	for k, holds := range s.opts.Labels(ctx, r) {
-		if v, ok := trainyardv1.StatusLabelValue(k, holds); ok {
-			metav1.SetMetaDataLabel(&r.ObjectMeta, k, v)
-		} else {
-			delete(r.Labels, k)
-		}
-	}
 }
 
 // maxIdentityAttempts bounds how often an identity change that lost a race

@@ -105,9 +105,10 @@ func shareTimes(r *trainyardv1.ClusterReport) {
 	}
 }
 
-// statusLabelSets holds one map per set of status labels seen: most reports
-// carry nothing but those (a few dozen combinations at most: five keys,
-// "true" or "false"), and each small map costs a report about 200 bytes.
+// statusLabelSets holds one map per set of status labels seen: a report
+// that has labels mostly carries nothing but those (a few combinations at
+// most: StatusLabels' keys, "true" or "false"), and each small map costs a
+// report about 200 bytes.
 var statusLabelSets sync.Map // string -> map[string]string
 
 // sharedLabels returns the shared map of a report's labels when they are

@@ -43,7 +43,7 @@ func TestCompactReportSharesWhatRepeatsAndKeepsWhatItSays(t *testing.T) {
 		return got
 	}
 
-	a := compact(cachedReport(map[string]string{trainyardv1.LabelOutdated: "true"}, t0, t0, t0.Add(time.Hour)))
+	a := compact(cachedReport(map[string]string{trainyardv1.LabelStale: "true"}, t0, t0, t0.Add(time.Hour)))
 	if a.Status.FirstSeen != a.Status.LastSeen || a.Status.Components[0].Since != a.Status.FirstSeen ||
 		a.Status.Components[1].Since != a.Status.FirstSeen {
 		t.Error("equal timestamps of one report are not one copy")
@@ -51,14 +51,14 @@ func TestCompactReportSharesWhatRepeatsAndKeepsWhatItSays(t *testing.T) {
 	if a.Status.Components[2].Since == a.Status.FirstSeen {
 		t.Error("a different timestamp was shared")
 	}
-	b := compact(cachedReport(map[string]string{trainyardv1.LabelOutdated: "true"}, t0))
+	b := compact(cachedReport(map[string]string{trainyardv1.LabelStale: "true"}, t0))
 	if mapID(a.Labels) != mapID(b.Labels) {
 		t.Error("two reports with the same status labels do not share their map")
 	}
 	for name, labels := range map[string]map[string]string{
-		"a user's label too":        {trainyardv1.LabelOutdated: "true", "team": "edge"},
-		"a value not true or false": {trainyardv1.LabelOutdated: "maybe"},
-		"other status labels":       {trainyardv1.LabelOutdated: "true", trainyardv1.LabelStale: "true"},
+		"a user's label too":        {trainyardv1.LabelStale: "true", "team": "edge"},
+		"a value not true or false": {trainyardv1.LabelStale: "maybe"},
+		"a retired status label":    {trainyardv1.LabelStale: "true", trainyardv1.RetiredStatusLabels[0]: "true"},
 	} {
 		c := compact(cachedReport(labels, t0))
 		if mapID(c.Labels) == mapID(a.Labels) {

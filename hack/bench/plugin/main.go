@@ -1,6 +1,5 @@
 // Command plugin measures `kubectl trainyard outdated` over a fleet: it
-// writes N ClusterReports with the status the controller computes and the
-// labels it keeps (eight components each; in -behind percent of the
+// writes N ClusterReports with the status the controller computes (eight components each; in -behind percent of the
 // clusters about a third of them are behind, one cluster in fifty on a
 // retracted release; the rest run every train's latest) into a real control
 // plane, then runs the plugin binary
@@ -11,9 +10,9 @@
 // without compression.
 //
 // The reports are stored as the system stores them: without managedFields
-// (the report webhook clears them at creation), with the status labels
-// (which `outdated` selects on). -legacy stores them as before issue 32:
-// managedFields kept, no labels.
+// (the report webhook clears them at creation); `outdated` selects on their
+// status summary's counts (the CRD's selectable fields). -legacy stores
+// them with managedFields kept, as before issue 32.
 //
 //	make bench-plugin
 //	go run ./hack/bench/plugin -reports 2000 -runs 3
@@ -52,7 +51,7 @@ func main() {
 	runs := flag.Int("runs", 7, "Runs of each measurement to take the median of.")
 	binary := flag.String("plugin", "bin/kubectl-trainyard", "The plugin binary (make build).")
 	flag.IntVar(&behindPercent, "behind", 10, "Percent of the clusters that run something older than its train's latest (the rest are current).")
-	flag.BoolVar(&legacy, "legacy", false, "Store the reports as before issue 32: managedFields kept, no status labels.")
+	flag.BoolVar(&legacy, "legacy", false, "Store the reports with managedFields kept, as before issue 32.")
 	flag.BoolVar(&withCBOR, "cbor", false, "Turn on the API server's CBORServingAndStorage (alpha in Kubernetes 1.37) and also time the list's bytes alone in CBOR.")
 	flag.Parse()
 	if withCBOR {
@@ -305,13 +304,6 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 			sum.UpdateAvailable++
 		}
 		status = append(status, st)
-	}
-	if !legacy {
-		for k, holds := range trainyardv1.StatusLabelsOf(sum, false) {
-			if v, ok := trainyardv1.StatusLabelValue(k, holds); ok {
-				metav1.SetMetaDataLabel(&r.ObjectMeta, k, v)
-			}
-		}
 	}
 	if err := c.Create(ctx, r); err != nil {
 		return err
