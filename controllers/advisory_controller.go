@@ -41,6 +41,7 @@ type AdvisoryReconciler struct {
 
 	wakeups *wakeups
 	series  exposedSeries
+	reports index.Reports
 }
 
 // +kubebuilder:rbac:groups=trainyard.dev,resources=advisories,verbs=get;list;watch
@@ -201,7 +202,8 @@ func listIDs(ids []string, total int) string {
 }
 
 // reportsOf reads the reports that run one of the advisory's components,
-// each once.
+// each once: shallow copies of the cache's (as a list with
+// UnsafeDisableDeepCopy makes), which nothing here changes.
 func (r *AdvisoryReconciler) reportsOf(ctx context.Context, adv *trainyardv1.Advisory) ([]trainyardv1.ClusterReport, error) {
 	var out []trainyardv1.ClusterReport
 	components, reports := map[string]bool{}, map[string]bool{}
@@ -210,16 +212,13 @@ func (r *AdvisoryReconciler) reportsOf(ctx context.Context, adv *trainyardv1.Adv
 			continue
 		}
 		components[c.Component] = true
-		var list trainyardv1.ClusterReportList
-		if err := r.List(ctx, &list, client.InNamespace(adv.Namespace), client.UnsafeDisableDeepCopy,
-			client.MatchingFields{index.ReportComponent: c.Component}); err != nil {
-			return nil, err
-		}
-		for _, rep := range list.Items {
+		if err := r.reports.EachRunning(ctx, adv.Namespace, c.Component, func(rep *trainyardv1.ClusterReport) {
 			if !reports[rep.Name] {
 				reports[rep.Name] = true
-				out = append(out, rep)
+				out = append(out, *rep)
 			}
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -263,6 +262,7 @@ func (r *AdvisoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	r.wakeups = newWakeups(r.Clock)
+	r.reports = index.Reports{Cache: mgr.GetCache(), Reader: r.Client}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("advisory").
 		For(&trainyardv1.Advisory{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

@@ -632,7 +632,7 @@ func (r *ClusterReportReconciler) reportsOfAdvisory(ctx context.Context, o clien
 	seen := map[types.NamespacedName]bool{}
 	var reqs []reconcile.Request
 	for _, component := range advisoryComponents(adv) {
-		if err := r.reports.Each(ctx, adv.Namespace, index.ReportComponent, component, func(rep *trainyardv1.ClusterReport) {
+		if err := r.reports.EachRunning(ctx, adv.Namespace, component, func(rep *trainyardv1.ClusterReport) {
 			key := client.ObjectKeyFromObject(rep)
 			if !seen[key] && advisoryConcerns(adv, rep, component) {
 				seen[key] = true

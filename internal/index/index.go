@@ -37,9 +37,6 @@ const (
 	// AnyComponent when it names none, so a report's reconcile reads only
 	// the acceptances that can apply to one component.
 	AcceptanceComponent = "trainyard.dev/acceptance-component"
-	// ReportComponent maps a ClusterReport to the names of the components
-	// it runs, so an advisory finds the reports it can expose.
-	ReportComponent = "trainyard.dev/report-component"
 	// AdvisoryComponent maps an Advisory to the components it affects, so
 	// a report's change finds the advisories it can move.
 	AdvisoryComponent = "trainyard.dev/advisory-component"
@@ -80,14 +77,6 @@ func Setup(ctx context.Context, indexer client.FieldIndexer, only ...string) err
 			keys := make([]string, 0, len(r.Spec.Components))
 			for _, c := range r.Spec.Components {
 				keys = append(keys, trainyardv1.TrainName(c.Name, c.Train))
-			}
-			return keys
-		}},
-		{&trainyardv1.ClusterReport{}, ReportComponent, func(o client.Object) []string {
-			r := o.(*trainyardv1.ClusterReport)
-			keys := make([]string, 0, len(r.Spec.Components))
-			for _, c := range r.Spec.Components {
-				keys = append(keys, c.Name)
 			}
 			return keys
 		}},

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"strings"
 
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -59,6 +60,54 @@ func (r Reports) Each(ctx context.Context, ns, field, value string, fn func(*tra
 	}
 	for i := range list.Items {
 		fn(&list.Items[i])
+	}
+	return nil
+}
+
+// EachRunning calls fn with every report of namespace ns that runs
+// component, on whichever train, each once. It reads the train index
+// (ReportTrain): a train's name is "<component>.<train>", neither holding a
+// dot, so a component's reports are those of its trains, and a report runs
+// a component once (on one train). An index by component of its own held
+// as many keys again as the train index: ten more per report of ten
+// components, about 40 MB at 100,000 clusters.
+func (r Reports) EachRunning(ctx context.Context, ns, component string, fn func(*trainyardv1.ClusterReport)) error {
+	if r.Cache != nil {
+		inf, err := r.Cache.GetInformer(ctx, &trainyardv1.ClusterReport{}, cache.BlockUntilSynced(false))
+		if err != nil {
+			return err
+		}
+		if si, ok := inf.(toolscache.SharedIndexInformer); ok {
+			idx := si.GetIndexer()
+			prefix := namespacedKey(ns, component+".")
+			for _, key := range idx.ListIndexFuncValues(indexName(ReportTrain)) {
+				if !strings.HasPrefix(key, prefix) {
+					continue
+				}
+				objs, err := idx.ByIndex(indexName(ReportTrain), key)
+				if err != nil {
+					return err
+				}
+				for _, o := range objs {
+					if rep, ok := o.(*trainyardv1.ClusterReport); ok {
+						fn(rep)
+					}
+				}
+			}
+			return nil
+		}
+	}
+	var list trainyardv1.ClusterReportList
+	if err := r.Reader.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		for _, c := range list.Items[i].Spec.Components {
+			if c.Name == component {
+				fn(&list.Items[i])
+				break
+			}
+		}
 	}
 	return nil
 }
