@@ -52,7 +52,8 @@ type config struct {
 	reports, rounds, workers, concurrency, pages int
 	manager                                      string
 	heapProfile, cpuProfile, memoryLimit         string
-	webhook                                      bool
+	bridgeMemoryLimit                            string
+	webhook, bridgeApart                         bool
 }
 
 func main() {
@@ -68,6 +69,10 @@ func main() {
 	flag.StringVar(&c.cpuProfile, "cpu-profile", "", "Write the manager's CPU profile of 30 s of the onboarding here.")
 	flag.StringVar(&c.memoryLimit, "memory-limit", "512Mi", "The manager container's memory limit, as the chart passes it "+
 		"(its default 512Mi; an operator of 100,000 clusters raises it). The manager keeps its heap under 90 % of it.")
+	flag.BoolVar(&c.bridgeApart, "bridge-apart", false, "Run the bridge as the chart does, in a process of its own (`trainyard bridge`), "+
+		"and print each process's peak RSS; default: the bridge inside the manager (as `make dev` runs it).")
+	flag.StringVar(&c.bridgeMemoryLimit, "bridge-memory-limit", "1Gi", "With -bridge-apart: the bridge container's memory limit "+
+		"(the chart's default is 256Mi, for a fleet far smaller than 100,000).")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -185,6 +190,11 @@ func run(c config) error {
 	fmt.Printf("GET /v3/clusters/age?limit=500, %d requests walking the pages: p50 %v, p99 %v\n",
 		len(pageLat), pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond))
 	rss := peakRSS(mgr.Process.Pid)
+	var bridgeRSS int64
+	if bridgeProc != nil {
+		bridgeRSS = peakRSS(bridgeProc.Process.Pid)
+		benchenv.StopManager(bridgeProc)
+	}
 	if c.heapProfile != "" {
 		if err := benchenv.Fetch(pprofURL+"heap?gc=1", c.heapProfile); err != nil {
 			return err
@@ -207,15 +217,21 @@ func run(c config) error {
 	}
 
 	fleet, raw := benchenv.Median(fleetRates), benchenv.Median(rawRates)
-	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit)
+	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s bridge-apart=%v\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit, c.bridgeApart)
 	fmt.Printf("  onboarding: %s (%.0f first check-ins/s, %d refused); all reconciled after %s\n", onboarded.Round(time.Second),
 		float64(c.reports)/onboarded.Seconds(), failed, reconciled.Round(time.Second))
 	if c.rounds > 0 {
 		fmt.Printf("  fleet update: median %.0f reports/s; raw status patches: median %.0f patches/s; ratio %.0f%% (target >= 80%%)\n",
 			fleet, raw, 100*fleet/raw)
 	}
-	fmt.Printf("  manager peak RSS (the bridge runs in it): %.1f MiB; heap in use at the end: %.1f MiB\n",
-		float64(rss)/(1<<20), heap/(1<<20))
+	if bridgeProc != nil {
+		fmt.Printf("  manager peak RSS (the bridge apart, as the chart runs it): %.1f MiB; heap in use at the end: %.1f MiB\n",
+			float64(rss)/(1<<20), heap/(1<<20))
+		fmt.Printf("  bridge peak RSS (`trainyard bridge`, memory limit %s): %.1f MiB\n", c.bridgeMemoryLimit, float64(bridgeRSS)/(1<<20))
+	} else {
+		fmt.Printf("  manager peak RSS (the bridge runs in it): %.1f MiB; heap in use at the end: %.1f MiB\n",
+			float64(rss)/(1<<20), heap/(1<<20))
+	}
 	fmt.Printf("  GET /v3/clusters/age?limit=500: p50 %v, p99 %v (target p99 < 200ms)\n",
 		pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond))
 	fmt.Printf("  manager PATCHes per round: %v for %d affected reports (one per report, plus the train and its releases)\n", writes, affected)
@@ -366,6 +382,9 @@ func rawPatches(ctx context.Context, cl client.Client, n, concurrency, round int
 	return time.Since(start), nil
 }
 
+// bridgeProc is `trainyard bridge` with -bridge-apart (else nil).
+var bridgeProc *exec.Cmd
+
 // managerURLs are where the started manager answers.
 type managerURLs struct{ metrics, bridge string }
 
@@ -389,12 +408,7 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 			return nil, m, err
 		}
 	}
-	args := []string{"--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", "0", "--pprof-bind-address", pprofAddr,
-		"--bridge-bind-address", bridgeAddr, "--bridge-namespace", ns,
-		"--report-workers", strconv.Itoa(c.workers),
-		// The chart's client limits (benchenv's unlimited client is overridden).
-		"--kube-api-qps=1000", "--kube-api-burst=2000",
+	bridgeArgs := []string{"--bridge-bind-address", bridgeAddr, "--bridge-namespace", ns,
 		// One generator plays the fleet from one address: the per-client and
 		// per-tenant budgets are not what is measured.
 		"--bridge-rate-limit=1e9", "--bridge-rate-burst=1000000000",
@@ -402,6 +416,35 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 		// The quota of clusters per tenant (50,000 by default) raised to the
 		// fleet, as the operator of such a fleet does.
 		"--bridge-max-clusters-per-tenant=" + strconv.Itoa(max(c.reports, 50000))}
+	args := []string{"--metrics-bind-address", metricsAddr, "--metrics-secure=false",
+		"--health-probe-bind-address", "0", "--pprof-bind-address", pprofAddr,
+		"--report-workers", strconv.Itoa(c.workers),
+		// The chart's client limits (benchenv's unlimited client is overridden).
+		"--kube-api-qps=1000", "--kube-api-burst=2000"}
+	if c.bridgeApart {
+		// The chart's bridge: `trainyard bridge`, the same client limits.
+		bridgeMetrics, err := benchenv.FreeAddr()
+		if err != nil {
+			return nil, m, err
+		}
+		env.ManagerEnv = nil
+		if c.bridgeMemoryLimit != "" {
+			q, err := resource.ParseQuantity(c.bridgeMemoryLimit)
+			if err != nil {
+				return nil, m, fmt.Errorf("-bridge-memory-limit: %w", err)
+			}
+			env.ManagerEnv = []string{fmt.Sprintf("TRAINYARD_MEMORY_LIMIT=%d", q.Value())}
+		}
+		if bridgeProc, err = env.Run(c.manager, append([]string{"bridge", "--metrics-bind-address", bridgeMetrics,
+			"--metrics-secure=false", "--health-probe-bind-address", "0", "--zap-log-level=error",
+			"--kube-api-qps=1000", "--kube-api-burst=2000"}, bridgeArgs...)...); err != nil {
+			return nil, m, err
+		}
+		env.ManagerEnv = nil
+		args = append(args, "--bridge-bind-address", "0")
+	} else {
+		args = append(args, bridgeArgs...)
+	}
 	if c.webhook {
 		wargs, err := env.Webhook(ctx, ns)
 		if err != nil {
