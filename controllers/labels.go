@@ -20,8 +20,8 @@ import (
 // webhook): from then on the API server keeps none for it.
 func (r *ClusterReportReconciler) reconcileLabels(ctx context.Context, rep *trainyardv1.ClusterReport, stale bool) error {
 	changes := map[string]any{}
-	switch _, has := rep.Labels[trainyardv1.LabelStale]; {
-	case stale && rep.Labels[trainyardv1.LabelStale] != "true":
+	switch v, has := rep.Labels[trainyardv1.LabelStale]; {
+	case stale && v != "true":
 		changes[trainyardv1.LabelStale] = "true"
 	case !stale && has:
 		changes[trainyardv1.LabelStale] = nil // a merge patch's null removes the key

@@ -120,9 +120,17 @@ func (w *wakeups) arm() {
 	}
 	if w.timer != nil {
 		w.timer.Stop()
+		w.timer = nil
+	}
+	d := next.Sub(w.clock.Now())
+	if d <= 0 {
+		// Due already (a fake clock stepped past it before this ran): a
+		// fake clock's timer would wait for its next step.
+		go w.fire()
+		return
 	}
 	w.timerAt = next
-	w.timer = w.clock.AfterFunc(next.Sub(w.clock.Now()), func() {
+	w.timer = w.clock.AfterFunc(d, func() {
 		// On its own goroutine: a fake clock runs this under its lock, and
 		// At (holding w.mu) may be waiting for that lock to read the time.
 		go w.fire()

@@ -150,18 +150,13 @@ func exposedCommand(g *globals) *cobra.Command {
 				return err
 			}
 			// Only the reports an advisory applies to (their status
-			// summary's exposed count, a field selector), and any the
-			// controller has not reconciled yet (no summary); Exposed
-			// picks this advisory's.
-			reports, err := g.reports(cmd.Context(), trainyardv1.FieldExposed+"!=0,"+trainyardv1.FieldExposed+"!=")
+			// summary's exposed count, omitted while 0); Exposed picks
+			// this advisory's. A report not reconciled yet has neither a
+			// summary nor the status components Exposed reads.
+			reports, err := g.selectedReports(cmd.Context(), trainyardv1.FieldExposed+"!=0,"+trainyardv1.FieldExposed+"!=")
 			if err != nil {
 				return err
 			}
-			unlabelled, err := g.reports(cmd.Context(), trainyardv1.FieldTotal+"=")
-			if err != nil {
-				return err
-			}
-			reports = append(reports, unlabelled...)
 			v := Exposed(adv, reports)
 			if err := g.print(v, func(t *table) {
 				t.header("CLUSTER", "COMPONENT", "TRAIN", "RUNNING", "RECOMMENDED", "PATH", "STALE")

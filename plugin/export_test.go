@@ -2,8 +2,8 @@ package plugin
 
 import "io"
 
-// ContinueOf is continueOf, for the tests.
-var ContinueOf = continueOf
+// MetadataOf is metadataOf, for the tests.
+var MetadataOf = metadataOf
 
 // NewPrintable exposes the terminal wall to the unit test.
 func NewPrintable(w io.Writer) (io.Writer, func()) {

@@ -8,8 +8,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -61,15 +63,58 @@ func fleetCommand(g *globals) *cobra.Command {
 // CRD's selectable status fields, trainyardv1.FieldUpdateAvailable..., let
 // a question about a few clusters read only those).
 func (g *globals) reports(ctx context.Context, selector string) ([]trainyardv1.ClusterReport, error) {
+	reports, _, err := g.reportsAt(ctx, selector, "")
+	return reports, err
+}
+
+// reportsAt is reports as they were at resourceVersion rv ("": now), and
+// the resourceVersion they were read at.
+func (g *globals) reportsAt(ctx context.Context, selector, rv string) ([]trainyardv1.ClusterReport, string, error) {
 	_, ns, err := g.clientForList()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if g.chunkSize < 0 {
-		return nil, fmt.Errorf("--chunk-size must be 0 or more, not %d", g.chunkSize)
+		return nil, "", fmt.Errorf("--chunk-size must be 0 or more, not %d", g.chunkSize)
 	}
-	return listPipelined[trainyardv1.ClusterReportList](ctx, g.rest, "clusterreports", ns, selector, g.chunkSize,
+	return listPipelined[trainyardv1.ClusterReportList](ctx, g.rest, "clusterreports", ns, selector, rv, g.chunkSize,
 		func(l *trainyardv1.ClusterReportList) []trainyardv1.ClusterReport { return l.Items })
+}
+
+// selectedReports lists the reports that match any of the field selectors,
+// each once, all as they were at one resourceVersion (a report that moves
+// from one selector's set to another's between two lists is neither missed
+// nor listed twice). An API server that cannot select on the fields (a hub
+// before Kubernetes 1.32, or a CRD from before them) answers 400: then it
+// reads every report, and the caller's filter on their status decides.
+func (g *globals) selectedReports(ctx context.Context, selectors ...string) ([]trainyardv1.ClusterReport, error) {
+	var out []trainyardv1.ClusterReport
+	seen := map[types.NamespacedName]bool{}
+	rv := ""
+	for i, sel := range selectors {
+		reports, at, err := g.reportsAt(ctx, sel, rv)
+		switch {
+		case i == 0 && apierrors.IsBadRequest(err):
+			return g.reports(ctx, "")
+		case rv != "" && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err)):
+			// Compacted since the first list (a very slow reader): the
+			// lists agree no longer, but none is missing its reports.
+			reports, _, err = g.reportsAt(ctx, sel, "")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			rv = at
+		}
+		for _, r := range reports {
+			if k := (types.NamespacedName{Namespace: r.Namespace, Name: r.Name}); !seen[k] {
+				seen[k] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Fleet is the rows of `fleet`, by namespace and cluster.

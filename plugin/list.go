@@ -18,7 +18,11 @@ import (
 // (make bench-plugin); overlapping them takes most of the client's share
 // off it. (One unpaged request was slower: the API server sends it only
 // once it is whole, so nothing overlaps.)
-func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resource, ns, selector string, limit int, items func(*L) []T) ([]T, error) {
+//
+// rv, when set, asks for the list as it was at that resourceVersion (several
+// lists that must agree, as outdated's); it returns the resourceVersion the
+// list was read at.
+func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resource, ns, selector, rv string, limit int, items func(*L) []T) ([]T, string, error) {
 	type page struct {
 		body []byte
 		out  chan decoded[T]
@@ -27,6 +31,7 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 	defer cancel()
 	pages := make(chan page, runtime.GOMAXPROCS(0))
 	fetchErr := make(chan error, 1)
+	var listRV string // the fetcher's; read after fetchErr
 	go func() {
 		defer close(pages)
 		cont := ""
@@ -42,7 +47,9 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 				req = req.Param("fieldSelector", selector)
 			}
 			if cont != "" {
-				req = req.Param("continue", cont)
+				req = req.Param("continue", cont) // it carries the first page's resourceVersion
+			} else if rv != "" {
+				req = req.Param("resourceVersion", rv).Param("resourceVersionMatch", "Exact")
 			}
 			body, err := req.DoRaw(ctx)
 			if err != nil {
@@ -64,9 +71,13 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 				fetchErr <- ctx.Err()
 				return
 			}
-			if cont, err = continueOf(body); err != nil {
+			var at string
+			if cont, at, err = metadataOf(body); err != nil {
 				fetchErr <- err
 				return
+			}
+			if listRV == "" {
+				listRV = at
 			}
 			if cont == "" {
 				fetchErr <- nil
@@ -78,14 +89,14 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 	for p := range pages {
 		d := <-p.out
 		if d.err != nil {
-			return nil, d.err // cancel stops the fetching
+			return nil, "", d.err // cancel stops the fetching
 		}
 		all = append(all, d.items...)
 	}
 	if err := <-fetchErr; err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return all, nil
+	return all, listRV, nil
 }
 
 type decoded[T any] struct {
@@ -93,13 +104,15 @@ type decoded[T any] struct {
 	err   error
 }
 
-// continueOf is a list page's metadata.continue, read without decoding the
-// whole page first: the API server writes a list's keys in order
-// (apiVersion, items, kind, metadata), so the list's metadata is the last
-// "metadata" key of the body. A body laid out otherwise is decoded whole.
-func continueOf(body []byte) (string, error) {
+// metadataOf is a list page's metadata.continue and resourceVersion, read
+// without decoding the whole page first: the API server writes a list's keys
+// in order (apiVersion, items, kind, metadata), so the list's metadata is
+// the last "metadata" key of the body. A body laid out otherwise is decoded
+// whole.
+func metadataOf(body []byte) (cont, rv string, err error) {
 	var tail struct {
-		Continue string `json:"continue"`
+		Continue        string `json:"continue"`
+		ResourceVersion string `json:"resourceVersion"`
 	}
 	// The tail must be exactly the metadata object and the list's closing
 	// brace: json.Unmarshal takes one whole value, so an item's metadata
@@ -107,16 +120,17 @@ func continueOf(body []byte) (string, error) {
 	if i := bytes.LastIndex(body, []byte(`"metadata":`)); i >= 0 {
 		rest := bytes.TrimRight(body[i+len(`"metadata":`):], "\n \t\r")
 		if rest, ok := bytes.CutSuffix(rest, []byte("}")); ok && json.Unmarshal(rest, &tail) == nil {
-			return tail.Continue, nil
+			return tail.Continue, tail.ResourceVersion, nil
 		}
 	}
 	var whole struct {
 		Metadata struct {
-			Continue string `json:"continue"`
+			Continue        string `json:"continue"`
+			ResourceVersion string `json:"resourceVersion"`
 		} `json:"metadata"`
 	}
 	if err := json.Unmarshal(body, &whole); err != nil {
-		return "", fmt.Errorf("reading a list page: %w", err)
+		return "", "", fmt.Errorf("reading a list page: %w", err)
 	}
-	return whole.Metadata.Continue, nil
+	return whole.Metadata.Continue, whole.Metadata.ResourceVersion, nil
 }

@@ -218,11 +218,12 @@ func outdatedCommand(g *globals) *cobra.Command {
 
 // outdatedReports lists only the reports whose status summary counts an
 // outdated component (and, with unknown, an unknown one), by field
-// selectors (trainyardv1.FieldUpdateAvailable...), in lists that do not
-// overlap: a fleet that is mostly current sends only its few outdated
-// reports, not the fleet. A report the controller has not reconciled yet
-// has no summary, which the first selector matches: it is read, and its
-// status says what it is, so no outdated report is missed.
+// selectors (trainyardv1.FieldUpdateAvailable...) in lists that do not
+// overlap, at one resourceVersion (selectedReports): a fleet that is mostly
+// current sends only its few outdated reports, not the fleet. A report the
+// controller has not reconciled yet has no summary, which the first
+// selector matches: it is read, and its status says what it is, so no
+// outdated report is missed.
 func (g *globals) outdatedReports(ctx context.Context, unknown bool) ([]trainyardv1.ClusterReport, error) {
 	selectors := []string{
 		trainyardv1.FieldUpdateAvailable + "!=0",
@@ -231,15 +232,7 @@ func (g *globals) outdatedReports(ctx context.Context, unknown bool) ([]trainyar
 	if unknown {
 		selectors = append(selectors, trainyardv1.FieldUpdateAvailable+"=0,"+trainyardv1.FieldRetracted+"=0,"+trainyardv1.FieldUnknown+"!=0")
 	}
-	var reports []trainyardv1.ClusterReport
-	for _, sel := range selectors {
-		more, err := g.reports(ctx, sel)
-		if err != nil {
-			return nil, err
-		}
-		reports = append(reports, more...)
-	}
-	return reports, nil
+	return g.selectedReports(ctx, selectors...)
 }
 
 // Outdated is the rows of `outdated`, by namespace, cluster and component,

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -90,21 +91,50 @@ var _ = Describe("reading the fleet", func() {
 		// Behind, or on a retracted release, or with no summary at all (not
 		// reconciled yet; "" != "0"): never a report that is outdated
 		// unseen, and no report twice.
+		// The second at the first's resourceVersion: a report moving from
+		// one set to the other meanwhile is neither missed nor listed twice.
 		Expect(selectors()).To(Equal([]string{trainyardv1.FieldUpdateAvailable + "!=0",
-			trainyardv1.FieldUpdateAvailable + "=0," + trainyardv1.FieldRetracted + "!=0"}))
+			trainyardv1.FieldUpdateAvailable + "=0," + trainyardv1.FieldRetracted + "!=0" + pinned}))
 		var list plugin.OutdatedList
 		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
 		Expect(list.Items).To(HaveLen(3)) // all of them: prod-us, not listed, has none
 
 		r = runWith(plugin.Options{WrapTransport: record}, "outdated", "-n", fleetNS, "--include-unknown")
 		Expect(r.code).To(Equal(2), r.stderr)
-		Expect(selectors()).To(ConsistOf(trainyardv1.FieldUpdateAvailable+"!=0",
-			trainyardv1.FieldUpdateAvailable+"=0,"+trainyardv1.FieldRetracted+"!=0",
-			trainyardv1.FieldUpdateAvailable+"=0,"+trainyardv1.FieldRetracted+"=0,"+trainyardv1.FieldUnknown+"!=0"))
+		Expect(selectors()).To(Equal([]string{trainyardv1.FieldUpdateAvailable + "!=0",
+			trainyardv1.FieldUpdateAvailable + "=0," + trainyardv1.FieldRetracted + "!=0" + pinned,
+			trainyardv1.FieldUpdateAvailable + "=0," + trainyardv1.FieldRetracted + "=0," + trainyardv1.FieldUnknown + "!=0" + pinned}))
 
 		// fleet is about every cluster: it reads them all.
 		Expect(runWith(plugin.Options{WrapTransport: record}, "fleet", "-n", fleetNS).code).To(Equal(0))
 		Expect(selectors()).To(Equal([]string{""}))
+	})
+
+	It("reads every report, and still lists the outdated, where the API server cannot select on the fields", func() {
+		// A hub before Kubernetes 1.32, or a CRD from before the fields:
+		// the API server answers such a selector 400.
+		var asked []string
+		refuse := func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripper(func(req *http.Request) (*http.Response, error) {
+				if !strings.HasSuffix(req.URL.Path, "/clusterreports") {
+					return rt.RoundTrip(req)
+				}
+				sel := req.URL.Query().Get("fieldSelector")
+				asked = append(asked, sel)
+				if sel == "" {
+					return rt.RoundTrip(req)
+				}
+				body := `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"field label not supported: ` + sel + `","reason":"BadRequest","code":400}`
+				return &http.Response{StatusCode: http.StatusBadRequest, Header: http.Header{"Content-Type": {"application/json"}},
+					Body: io.NopCloser(strings.NewReader(body)), Request: req}, nil
+			})
+		}
+		r := runWith(plugin.Options{WrapTransport: refuse}, "outdated", "-n", fleetNS, "-o", "json")
+		Expect(r.code).To(Equal(2), r.stderr)
+		Expect(asked).To(Equal([]string{trainyardv1.FieldUpdateAvailable + "!=0", ""}))
+		var list plugin.OutdatedList
+		Expect(json.Unmarshal([]byte(r.stdout), &list)).To(Succeed())
+		Expect(list.Items).To(HaveLen(3))
 	})
 
 	It("finds a report the controller has not reconciled yet (no summary) among the outdated", func() {
@@ -237,25 +267,31 @@ var _ = Describe("publishing and retracting", Ordered, func() {
 	})
 })
 
-var _ = Describe("reading a list page's continue token", func() {
+var _ = Describe("reading a list page's continue token and resourceVersion", func() {
 	DescribeTable("finds the list's metadata, never an item's",
-		func(body, want string) {
-			got, err := plugin.ContinueOf([]byte(body))
+		func(body, want, wantRV string) {
+			got, rv, err := plugin.MetadataOf([]byte(body))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(got).To(Equal(want))
+			Expect(rv).To(Equal(wantRV))
 		},
-		Entry("as the API server lays a list out", `{"apiVersion":"v1","items":[{"metadata":{"name":"a"}}],"kind":"L","metadata":{"continue":"tok\"en","resourceVersion":"5"}}`+"\n", `tok"en`),
-		Entry("the last page", `{"apiVersion":"v1","items":[],"kind":"L","metadata":{"resourceVersion":"5"}}`, ""),
-		Entry("metadata first: decoded whole", `{"metadata":{"continue":"next"},"items":[{"metadata":{"name":"a"},"spec":{}}]}`, "next"),
+		Entry("as the API server lays a list out", `{"apiVersion":"v1","items":[{"metadata":{"name":"a","resourceVersion":"3"}}],"kind":"L","metadata":{"continue":"tok\"en","resourceVersion":"5"}}`+"\n", `tok"en`, "5"),
+		Entry("the last page", `{"apiVersion":"v1","items":[],"kind":"L","metadata":{"resourceVersion":"5"}}`, "", "5"),
+		Entry("metadata first: decoded whole", `{"metadata":{"continue":"next","resourceVersion":"7"},"items":[{"metadata":{"name":"a","resourceVersion":"3"},"spec":{}}]}`, "next", "7"),
 	)
 	It("refuses a page that is not JSON", func() {
-		_, err := plugin.ContinueOf([]byte(`{"items":[`))
+		_, _, err := plugin.MetadataOf([]byte(`{"items":[`))
 		Expect(err).To(HaveOccurred())
 	})
 })
 
-// listSelectors records the label selector of every list of ClusterReports
-// a command makes; selectors returns them and starts again.
+// pinned marks, in what listSelectors records, a list asked at an exact
+// resourceVersion (the first list's).
+const pinned = " @rv"
+
+// listSelectors records the field selector of every list of ClusterReports
+// a command makes (with pinned when it was asked at an exact
+// resourceVersion); selectors returns them and starts again.
 func listSelectors() (record transport.WrapperFunc, selectors func() []string) {
 	var mu sync.Mutex
 	var seen []string
@@ -265,7 +301,12 @@ func listSelectors() (record transport.WrapperFunc, selectors func() []string) {
 				mu.Lock()
 				// The status labels are gone (issue 32): field selectors only.
 				Expect(req.URL.Query().Has("labelSelector")).To(BeFalse(), req.URL.String())
-				seen = append(seen, req.URL.Query().Get("fieldSelector"))
+				q := req.URL.Query()
+				sel := q.Get("fieldSelector")
+				if q.Get("resourceVersionMatch") == "Exact" && q.Get("resourceVersion") != "" {
+					sel += pinned
+				}
+				seen = append(seen, sel)
 				mu.Unlock()
 			}
 			return rt.RoundTrip(req)

@@ -253,14 +253,16 @@ func (g *globals) addChunkSize(cmd *cobra.Command) {
 
 // releases lists the ComponentReleases of ns ("": every namespace).
 func (g *globals) releases(ctx context.Context, ns string) ([]trainyardv1.ComponentRelease, error) {
-	return listPipelined[trainyardv1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, "", pageSize,
+	items, _, err := listPipelined[trainyardv1.ComponentReleaseList](ctx, g.rest, "componentreleases", ns, "", "", pageSize,
 		func(l *trainyardv1.ComponentReleaseList) []trainyardv1.ComponentRelease { return l.Items })
+	return items, err
 }
 
 // trains lists the ReleaseTrains of ns ("": every namespace).
 func (g *globals) trains(ctx context.Context, ns string) ([]trainyardv1.ReleaseTrain, error) {
-	return listPipelined[trainyardv1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, "", pageSize,
+	items, _, err := listPipelined[trainyardv1.ReleaseTrainList](ctx, g.rest, "releasetrains", ns, "", "", pageSize,
 		func(l *trainyardv1.ReleaseTrainList) []trainyardv1.ReleaseTrain { return l.Items })
+	return items, err
 }
 
 // out is where a command writes its answer.

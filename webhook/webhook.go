@@ -211,14 +211,15 @@ func (trainWebhook) ValidateDelete(context.Context, *trainyardv1.ReleaseTrain) (
 }
 
 // +kubebuilder:webhook:path=/mutate-trainyard-dev-v1alpha1-clusterreport,mutating=true,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=mclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"has-managed-fields","expression":"has(object.metadata.managedFields) && size(object.metadata.managedFields) > 0"}]}`
-// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-clusterreport,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=vclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"spec-or-annotations-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
+// +kubebuilder:webhook:path=/validate-trainyard-dev-v1alpha1-clusterreport,mutating=false,failurePolicy=fail,sideEffects=None,groups=trainyard.dev,resources=clusterreports,verbs=create;update,versions=v1alpha1,name=vclusterreport.trainyard.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"spec-or-annotations-change","expression":"request.operation != 'UPDATE' || request.userInfo.username.matches('^system:serviceaccount:[^:]+:trainyard-cluster-') || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // reportWebhook's validation reads a report's name, spec and annotations
 // (validation.ClusterReport, validation.ReportWriter), and a name cannot
 // change: so the configuration skips an update that changes neither spec
-// nor annotations (its matchConditions). Those are the report controller's
-// status-label patches, one per report a new release makes outdated; the
-// call cost more than the write (docs/performance.md, issue 32).
+// nor annotations (its matchConditions), such as the report controller's
+// label patches; the call cost more than the write (docs/performance.md,
+// issue 32). A cluster's own ServiceAccount (ClusterServiceAccountPrefix)
+// is always validated: whatever its RBAC, it writes no other report.
 type reportWebhook struct{}
 
 // Default clears a report's managedFields. (It sets no train: the schema's

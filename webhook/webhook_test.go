@@ -132,6 +132,20 @@ var _ = Describe("the webhook, called by the API server", func() {
 			}
 			return n
 		}
+		var validating admissionregistrationv1.ValidatingWebhookConfigurationList
+		Expect(k8sClient.List(ctx, &validating)).To(Succeed())
+		var conds []admissionregistrationv1.MatchCondition
+		for _, c := range validating.Items {
+			for _, h := range c.Webhooks {
+				if h.Name == "vclusterreport.trainyard.dev" {
+					conds = append(conds, h.MatchConditions...)
+				}
+			}
+		}
+		Expect(conds).To(HaveLen(1))
+		Expect(conds[0].Expression).To(ContainSubstring(":"+trainyardv1.ClusterServiceAccountPrefix+"')"),
+			"a cluster's ServiceAccount is always validated")
+
 		rep := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c4"},
 			Spec: trainyardv1.ClusterReportSpec{ClusterID: "c4", Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}}}
 		before := calls()

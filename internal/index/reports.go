@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	toolscache "k8s.io/client-go/tools/cache"
@@ -79,6 +80,10 @@ func (r Reports) EachRunning(ctx context.Context, ns, component string, fn func(
 		}
 		if si, ok := inf.(toolscache.SharedIndexInformer); ok {
 			idx := si.GetIndexer()
+			if _, ok := idx.GetIndexers()[indexName(ReportTrain)]; !ok {
+				// ListIndexFuncValues would find nothing, silently.
+				return fmt.Errorf("the report informer has no %s index (index.Setup)", ReportTrain)
+			}
 			prefix := namespacedKey(ns, component+".")
 			for _, key := range idx.ListIndexFuncValues(indexName(ReportTrain)) {
 				if !strings.HasPrefix(key, prefix) {

@@ -52,7 +52,7 @@ type config struct {
 	reports, rounds, workers, concurrency, pages int
 	manager                                      string
 	heapProfile, cpuProfile, memoryLimit         string
-	bridgeMemoryLimit                            string
+	bridgeMemoryLimit, goMemLimit                string
 	webhook, bridgeApart                         bool
 }
 
@@ -73,6 +73,7 @@ func main() {
 		"and print each process's peak RSS; default: the bridge inside the manager (as `make dev` runs it).")
 	flag.StringVar(&c.bridgeMemoryLimit, "bridge-memory-limit", "1Gi", "With -bridge-apart: the bridge container's memory limit "+
 		"(the chart's default is 256Mi, for a fleet far smaller than 100,000).")
+	flag.StringVar(&c.goMemLimit, "gomemlimit", "", "The manager's GOMEMLIMIT (say 720MiB), which wins over the 90 % of -memory-limit it sets itself.")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -96,6 +97,9 @@ func run(c config) error {
 		return err
 	}
 	defer benchenv.StopManager(mgr)
+	if bridgeProc != nil {
+		defer benchenv.StopManager(bridgeProc)
+	}
 	metricsURL := m.metrics
 
 	// Releases: 1.0.0 of every component on stable and lts.
@@ -217,7 +221,7 @@ func run(c config) error {
 	}
 
 	fleet, raw := benchenv.Median(fleetRates), benchenv.Median(rawRates)
-	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s bridge-apart=%v\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit, c.bridgeApart)
+	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s gomemlimit=%q bridge-apart=%v\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit, c.goMemLimit, c.bridgeApart)
 	fmt.Printf("  onboarding: %s (%.0f first check-ins/s, %d refused); all reconciled after %s\n", onboarded.Round(time.Second),
 		float64(c.reports)/onboarded.Seconds(), failed, reconciled.Round(time.Second))
 	if c.rounds > 0 {
@@ -458,6 +462,9 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 			return nil, m, fmt.Errorf("-memory-limit: %w", err)
 		}
 		env.ManagerEnv = append(env.ManagerEnv, fmt.Sprintf("TRAINYARD_MEMORY_LIMIT=%d", q.Value()))
+	}
+	if c.goMemLimit != "" {
+		env.ManagerEnv = append(env.ManagerEnv, "GOMEMLIMIT="+c.goMemLimit)
 	}
 	cmd, err := env.StartManager(c.manager, args...)
 	if err != nil {
