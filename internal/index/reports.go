@@ -36,23 +36,12 @@ type Reports struct {
 // change it. What fn keeps of it (a label map) stays as it read it: the
 // cache replaces an object on a change, it never edits one.
 func (r Reports) Each(ctx context.Context, ns, field, value string, fn func(*trainyardv1.ClusterReport)) error {
-	if r.Cache != nil {
-		inf, err := r.Cache.GetInformer(ctx, &trainyardv1.ClusterReport{}, cache.BlockUntilSynced(false))
-		if err != nil {
-			return err
-		}
-		if si, ok := inf.(toolscache.SharedIndexInformer); ok {
-			objs, err := si.GetIndexer().ByIndex(indexName(field), namespacedKey(ns, value))
-			if err != nil {
-				return err
-			}
-			for _, o := range objs {
-				if rep, ok := o.(*trainyardv1.ClusterReport); ok {
-					fn(rep)
-				}
-			}
-			return nil
-		}
+	idx, err := r.indexer(ctx)
+	if err != nil {
+		return err
+	}
+	if idx != nil {
+		return eachIndexed(idx, field, namespacedKey(ns, value), fn)
 	}
 	var list trainyardv1.ClusterReportList
 	if err := r.Reader.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{field: value},
@@ -73,34 +62,25 @@ func (r Reports) Each(ctx context.Context, ns, field, value string, fn func(*tra
 // as many keys again as the train index: ten more per report of ten
 // components, about 40 MB at 100,000 clusters.
 func (r Reports) EachRunning(ctx context.Context, ns, component string, fn func(*trainyardv1.ClusterReport)) error {
-	if r.Cache != nil {
-		inf, err := r.Cache.GetInformer(ctx, &trainyardv1.ClusterReport{}, cache.BlockUntilSynced(false))
-		if err != nil {
-			return err
+	idx, err := r.indexer(ctx)
+	if err != nil {
+		return err
+	}
+	if idx != nil {
+		if _, ok := idx.GetIndexers()[indexName(ReportTrain)]; !ok {
+			// ListIndexFuncValues would find nothing, silently.
+			return fmt.Errorf("the report informer has no %s index (index.Setup)", ReportTrain)
 		}
-		if si, ok := inf.(toolscache.SharedIndexInformer); ok {
-			idx := si.GetIndexer()
-			if _, ok := idx.GetIndexers()[indexName(ReportTrain)]; !ok {
-				// ListIndexFuncValues would find nothing, silently.
-				return fmt.Errorf("the report informer has no %s index (index.Setup)", ReportTrain)
+		prefix := namespacedKey(ns, component+".")
+		for _, key := range idx.ListIndexFuncValues(indexName(ReportTrain)) {
+			if !strings.HasPrefix(key, prefix) {
+				continue
 			}
-			prefix := namespacedKey(ns, component+".")
-			for _, key := range idx.ListIndexFuncValues(indexName(ReportTrain)) {
-				if !strings.HasPrefix(key, prefix) {
-					continue
-				}
-				objs, err := idx.ByIndex(indexName(ReportTrain), key)
-				if err != nil {
-					return err
-				}
-				for _, o := range objs {
-					if rep, ok := o.(*trainyardv1.ClusterReport); ok {
-						fn(rep)
-					}
-				}
+			if err := eachIndexed(idx, ReportTrain, key, fn); err != nil {
+				return err
 			}
-			return nil
 		}
+		return nil
 	}
 	var list trainyardv1.ClusterReportList
 	if err := r.Reader.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
@@ -112,6 +92,36 @@ func (r Reports) EachRunning(ctx context.Context, ns, component string, fn func(
 				fn(&list.Items[i])
 				break
 			}
+		}
+	}
+	return nil
+}
+
+// indexer is the report informer's indexer, nil when the cache's informer
+// cannot be reached (Reader lists then).
+func (r Reports) indexer(ctx context.Context) (toolscache.Indexer, error) {
+	if r.Cache == nil {
+		return nil, nil
+	}
+	inf, err := r.Cache.GetInformer(ctx, &trainyardv1.ClusterReport{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, err
+	}
+	if si, ok := inf.(toolscache.SharedIndexInformer); ok {
+		return si.GetIndexer(), nil
+	}
+	return nil, nil
+}
+
+// eachIndexed calls fn with every report under key in a field index.
+func eachIndexed(idx toolscache.Indexer, field, key string, fn func(*trainyardv1.ClusterReport)) error {
+	objs, err := idx.ByIndex(indexName(field), key)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if rep, ok := o.(*trainyardv1.ClusterReport); ok {
+			fn(rep)
 		}
 	}
 	return nil
