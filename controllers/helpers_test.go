@@ -150,6 +150,26 @@ func report(ns, id string) *trainyardv1.ClusterReport {
 	return r
 }
 
+// settled waits until the controller is done with a report: its status
+// reflects its spec, and its stale label (a write after the status write)
+// follows its Stale condition. (The fake clock runs ahead of the reports'
+// creation times, so a report is often stale at once.) It returns the
+// report as it then is.
+func settled(ns, id string) *trainyardv1.ClusterReport {
+	GinkgoHelper()
+	var r *trainyardv1.ClusterReport
+	Eventually(func(g Gomega) {
+		r = report(ns, id)
+		g.Expect(r).NotTo(BeNil())
+		g.Expect(r.Status.ObservedGeneration).To(Equal(r.Generation))
+		stale := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionStale)
+		g.Expect(stale).NotTo(BeNil())
+		_, labelled := r.Labels[trainyardv1.LabelStale]
+		g.Expect(labelled).To(Equal(stale.Status == metav1.ConditionTrue))
+	}).Should(Succeed())
+	return r
+}
+
 // selected names the reports of ns the API server lists for a field
 // selector.
 func selected(ns, fieldSelector string) []string {

@@ -71,8 +71,7 @@ var _ = Describe("Recommended upgrades", func() {
 		// A retraction moves the affected cluster within 2 s, and leaves the
 		// other's status as it was (once it reflects its last spec: the
 		// properties' write may still be on its way when the path is right).
-		Eventually(func() int64 { r := report(ns, "k130"); return r.Generation - r.Status.ObservedGeneration }).Should(BeZero())
-		before := report(ns, "k130").ResourceVersion
+		before := settled(ns, "k130").ResourceVersion
 		patch := client.MergeFrom(v22.DeepCopy())
 		v22.Spec.Retracted = &trainyardv1.Retraction{Reason: "data loss"}
 		Expect(k8sClient.Patch(suiteCtx, v22, patch)).To(Succeed())

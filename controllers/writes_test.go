@@ -54,6 +54,8 @@ var _ = Describe("Writes", func() {
 			}
 			return rv
 		}
+		settled(ns, "a")
+		settled(ns, "b")
 		before := versions()
 		Expect(before).To(HaveLen(3 + 1 + 2))
 		for _, name := range []string{"router.stable", "a", "b"} {
