@@ -116,6 +116,8 @@ const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
 // too, so a client that must not miss an outdated report reads it and
 // finds in its status what it is. Exposed is omitted while 0, so
 // FieldExposed!=0 also needs FieldExposed!= ("exposed" selects both).
+// FieldTotal= selects the reports not reconciled yet (kubectl users; the
+// plugin needs none of them on their own).
 const (
 	FieldUpdateAvailable = "status.summary.updateAvailable"
 	FieldRetracted       = "status.summary.retracted"
