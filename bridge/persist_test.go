@@ -2,11 +2,13 @@ package bridge_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -210,4 +212,39 @@ var _ = Describe("the persist rule", func() {
 		}).Should(BeEquivalentTo(4))
 		Consistently(func() int64 { return report(ns, clusterID).Status.CheckIns }, time.Second).Should(BeEquivalentTo(4))
 	})
+
+	It("keeps held check-ins while its cache has not seen the report yet, and writes them", func() {
+		// The cache lags behind every report (as a loaded machine's does for
+		// moments): a flush must ask the API server before it drops what it
+		// holds as belonging to a deleted report.
+		ns := namespace()
+		m := startManager(ns, time.Hour)
+		DeferCleanup(func() { m.stop() })
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		b := bridge.New(reportsUnseen{m.cache}, k8sClient, k8sClient, bridge.Options{Namespace: ns,
+			CheckInAuth: bridge.CheckInOpen, Heartbeat: time.Hour, RateLimit: 1e6, RateBurst: 1e6, Listener: l})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = b.Start(ctx) }()
+		DeferCleanup(func() { cancel(); <-done })
+		base := "http://" + l.Addr().String()
+		Eventually(func() int { return post(base+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code }).
+			Should(Equal(http.StatusOK))
+		for range 3 {
+			Expect(post(base+"/v3/clusters", checkinBody(clusterID, "1.0.0")).code).To(Equal(http.StatusOK))
+		}
+		b.FlushHeartbeats(context.Background())
+		Expect(report(ns, clusterID).Status.CheckIns).To(BeEquivalentTo(4))
+	})
 })
+
+// reportsUnseen is a cache that has seen no ClusterReport yet.
+type reportsUnseen struct{ client.Reader }
+
+func (r reportsUnseen) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*trainyardv1.ClusterReport); ok {
+		return apierrors.NewNotFound(trainyardv1.GroupVersion.WithResource("clusterreports").GroupResource(), key.Name)
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}

@@ -333,6 +333,11 @@ const flushWorkers = 8
 func (h *heartbeats) flush(ctx context.Context, key types.NamespacedName) error {
 	defer h.s.locks.Lock(key.String())()
 	r, err := h.s.reports.Get(ctx, key, false)
+	if apierrors.IsNotFound(err) {
+		// The cache can be behind a report created moments ago: only the
+		// API server's word that it is gone drops what is held.
+		r, err = h.s.reports.Get(ctx, key, true)
+	}
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			h.mu.Lock()
