@@ -295,21 +295,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request, defaultTrain str
 			return
 		}
 		body := rel.body
-		update := rel.version
-		if cs, ok := recommended[trainyardv1.TrainName(item.Component.Name, train)]; ok && installed != "" &&
-			ordering.Canonical(cs.Installed) == ordering.Canonical(installed) {
-			// The caller is a cluster whose report has a recommendation for
-			// what it runs: the target its path leads to, or none when every
-			// newer release is held back by a risk or unreachable.
-			update = cs.Recommended
-			if update == "" {
-				update = installed
-			}
-		} else if ok && cs.Ring != "" {
-			// A cluster in a rollout asking about another version than its
-			// report has (it just moved): nothing its ring has not opened.
-			update = installed
-		}
+		update := offer(recommended, item.Component.Name, train, installed, rel.version)
 		if installed != "" && ordering.Canonical(installed) != ordering.Canonical(update) {
 			// {...} becomes {...,"updateAvailable":"<target>"}
 			v, _ := json.Marshal(update)
@@ -382,6 +368,28 @@ func (e *encodedReleases) get(rel *trainyardv1.ComponentRelease) []byte {
 	return body
 }
 
+// offer is the version the multi-get offers a caller that runs installed
+// of component on train, latest being the train's latest; recommended are
+// the caller's report's recommendations (nil: none).
+func offer(recommended map[string]trainyardv1.ComponentStatus, component, train, installed, latest string) string {
+	cs, ok := recommended[trainyardv1.TrainName(component, train)]
+	switch {
+	case ok && installed != "" && ordering.Canonical(cs.Installed) == ordering.Canonical(installed):
+		// The caller is a cluster whose report has a recommendation for
+		// what it runs: the target its path leads to, or none when every
+		// newer release is held back by a risk or unreachable.
+		if cs.Recommended == "" {
+			return installed
+		}
+		return cs.Recommended
+	case ok && cs.Ring != "":
+		// A cluster in a rollout asking about another version than its
+		// report has (it just moved): nothing its ring has not opened.
+		return installed
+	}
+	return latest
+}
+
 // maxEncodedReleases bounds the memo (only latest releases are asked for).
 const maxEncodedReleases = 10000
 
@@ -400,12 +408,5 @@ func (s *Server) recommendations(r *http.Request) map[string]trainyardv1.Compone
 	if ok, _ := credentialAccepted(rep, credentialHash(tok), s.opts.Clock.Now()); !ok {
 		return nil
 	}
-	if !rep.StatusCurrent() {
-		return nil // computed for an earlier spec (another train, perhaps): the train's latest meanwhile
-	}
-	out := make(map[string]trainyardv1.ComponentStatus, len(rep.Status.Components))
-	for _, cs := range rep.Status.Components {
-		out[trainyardv1.TrainName(cs.Name, rep.TrainOf(cs.Name))] = cs
-	}
-	return out
+	return recommendationsOf(rep)
 }

@@ -59,59 +59,6 @@ func VersionKey(trainName, version string) string {
 // each index starts an informer that its RBAC must allow). A cache handed
 // to the controllers, the webhook or the bridge must have been set up.
 func Setup(ctx context.Context, indexer client.FieldIndexer, only ...string) error {
-	indexes := []struct {
-		obj     client.Object
-		field   string
-		extract client.IndexerFunc
-	}{
-		{&trainyardv1.ComponentRelease{}, ReleaseTrain, func(o client.Object) []string {
-			r := o.(*trainyardv1.ComponentRelease)
-			return []string{trainyardv1.TrainName(r.Spec.Component, r.Spec.Train)}
-		}},
-		{&trainyardv1.ComponentRelease{}, ReleaseVersion, func(o client.Object) []string {
-			r := o.(*trainyardv1.ComponentRelease)
-			return []string{VersionKey(trainyardv1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
-		}},
-		{&trainyardv1.ClusterReport{}, ReportTrain, func(o client.Object) []string {
-			r := o.(*trainyardv1.ClusterReport)
-			keys := make([]string, 0, len(r.Spec.Components))
-			for _, c := range r.Spec.Components {
-				keys = append(keys, trainyardv1.TrainName(c.Name, c.Train))
-			}
-			return keys
-		}},
-		{&trainyardv1.Advisory{}, AdvisoryComponent, func(o client.Object) []string {
-			a := o.(*trainyardv1.Advisory)
-			keys := make([]string, 0, len(a.Spec.Affected))
-			for _, c := range a.Spec.Affected {
-				keys = append(keys, c.Component)
-			}
-			return keys
-		}},
-		{&trainyardv1.ReleaseTrain{}, TrainPromotionSource, func(o client.Object) []string {
-			t := o.(*trainyardv1.ReleaseTrain)
-			if t.Spec.Promotion == nil {
-				return nil
-			}
-			return []string{trainyardv1.TrainName(t.Spec.Component, t.Spec.Promotion.From)}
-		}},
-		{&trainyardv1.RiskAcceptance{}, AcceptanceComponent, func(o client.Object) []string {
-			if c := o.(*trainyardv1.RiskAcceptance).Spec.Component; c != "" {
-				return []string{c}
-			}
-			return []string{AnyComponent}
-		}},
-		{&trainyardv1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
-			a := o.GetAnnotations()
-			var keys []string
-			for _, k := range []string{trainyardv1.AnnotationCredentialHash, trainyardv1.AnnotationPreviousCredentialHash} {
-				if h := a[k]; h != "" {
-					keys = append(keys, h)
-				}
-			}
-			return keys
-		}},
-	}
 	for _, ix := range indexes {
 		if len(only) > 0 && !slices.Contains(only, ix.field) {
 			continue
@@ -129,6 +76,72 @@ func Setup(ctx context.Context, indexer client.FieldIndexer, only ...string) err
 		}
 	}
 	return nil
+}
+
+// AllBut are the names of every index but those given, for Setup.
+func AllBut(except ...string) []string {
+	var names []string
+	for _, ix := range indexes {
+		if !slices.Contains(except, ix.field) {
+			names = append(names, ix.field)
+		}
+	}
+	return names
+}
+
+// indexes are every field index: the object, the field's name, its keys.
+var indexes = []struct {
+	obj     client.Object
+	field   string
+	extract client.IndexerFunc
+}{
+	{&trainyardv1.ComponentRelease{}, ReleaseTrain, func(o client.Object) []string {
+		r := o.(*trainyardv1.ComponentRelease)
+		return []string{trainyardv1.TrainName(r.Spec.Component, r.Spec.Train)}
+	}},
+	{&trainyardv1.ComponentRelease{}, ReleaseVersion, func(o client.Object) []string {
+		r := o.(*trainyardv1.ComponentRelease)
+		return []string{VersionKey(trainyardv1.TrainName(r.Spec.Component, r.Spec.Train), r.Spec.Version)}
+	}},
+	{&trainyardv1.ClusterReport{}, ReportTrain, func(o client.Object) []string {
+		r := o.(*trainyardv1.ClusterReport)
+		keys := make([]string, 0, len(r.Spec.Components))
+		for _, c := range r.Spec.Components {
+			keys = append(keys, trainyardv1.TrainName(c.Name, c.Train))
+		}
+		return keys
+	}},
+	{&trainyardv1.Advisory{}, AdvisoryComponent, func(o client.Object) []string {
+		a := o.(*trainyardv1.Advisory)
+		keys := make([]string, 0, len(a.Spec.Affected))
+		for _, c := range a.Spec.Affected {
+			keys = append(keys, c.Component)
+		}
+		return keys
+	}},
+	{&trainyardv1.ReleaseTrain{}, TrainPromotionSource, func(o client.Object) []string {
+		t := o.(*trainyardv1.ReleaseTrain)
+		if t.Spec.Promotion == nil {
+			return nil
+		}
+		return []string{trainyardv1.TrainName(t.Spec.Component, t.Spec.Promotion.From)}
+	}},
+	{&trainyardv1.RiskAcceptance{}, AcceptanceComponent, func(o client.Object) []string {
+		if c := o.(*trainyardv1.RiskAcceptance).Spec.Component; c != "" {
+			return []string{c}
+		}
+		return []string{AnyComponent}
+	}},
+	{&trainyardv1.ClusterReport{}, ReportCredential, func(o client.Object) []string {
+		a := o.GetAnnotations()
+		var keys []string
+		for _, k := range []string{trainyardv1.AnnotationCredentialHash, trainyardv1.AnnotationPreviousCredentialHash} {
+			if h := a[k]; h != "" {
+				keys = append(keys, h)
+			}
+		}
+		return keys
+	}},
 }
 
 // indexInNamespaces registers a field index on the informer that keeps each

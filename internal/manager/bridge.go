@@ -72,7 +72,7 @@ func RunBridge(args []string) error {
 	// The cache holds only the served namespaces' objects: the bridge's
 	// RBAC is namespaced (a Role per namespace), and its memory is its
 	// tenants', not the cluster's.
-	co := CacheOptions()
+	co := BridgeCacheOptions()
 	co.DefaultNamespaces = map[string]cache.Config{bo.Namespace: {}}
 	for _, t := range bo.Tenants {
 		co.DefaultNamespaces[t] = cache.Config{}

@@ -8,10 +8,12 @@ import (
 	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/bridge"
 )
 
 // CacheOptions are the manager's cache settings. managedFields are most of
@@ -19,11 +21,40 @@ import (
 // report keeps a shared marker of them, see compactReport); a
 // fleet's reports repeat the same component names, trains, versions and
 // condition texts thousands of times, so those strings are stored once.
-func CacheOptions() cache.Options {
+func CacheOptions() cache.Options { return cacheOptions(compactReport) }
+
+// ControllersCacheOptions are CacheOptions for a manager whose bridge runs
+// apart: no controller reads a report's identity annotations (credential
+// hashes, registrations: about 260 bytes a report), so they are dropped.
+// Nothing writes them back: the controllers patch reports' labels and
+// status only, with merge patches between two copies of a cached object.
+func ControllersCacheOptions() cache.Options {
+	return cacheOptions(func(obj any) (any, error) {
+		if r, ok := obj.(*trainyardv1.ClusterReport); ok {
+			for _, k := range trainyardv1.IdentityAnnotations {
+				delete(r.Annotations, k)
+			}
+		}
+		return compactReport(obj)
+	})
+}
+
+// BridgeCacheOptions are CacheOptions for `trainyard bridge`: reports keep
+// only what the bridge reads (bridge.SlimReport).
+func BridgeCacheOptions() cache.Options {
+	return cacheOptions(func(obj any) (any, error) {
+		if r, ok := obj.(*trainyardv1.ClusterReport); ok {
+			bridge.SlimReport(r)
+		}
+		return compactReport(obj)
+	})
+}
+
+func cacheOptions(reports toolscache.TransformFunc) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&trainyardv1.ClusterReport{}: {Transform: compactReport},
+			&trainyardv1.ClusterReport{}: {Transform: reports},
 		},
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
 )
@@ -64,5 +65,57 @@ func TestCompactReportSharesWhatRepeatsAndKeepsWhatItSays(t *testing.T) {
 		if mapID(c.Labels) == mapID(a.Labels) {
 			t.Errorf("%s: shares the map of other labels", name)
 		}
+	}
+}
+
+// Each process's cache keeps what it reads: the controllers' (the bridge
+// apart) drops a report's identity annotations and nothing else; the
+// bridge's slims the status (bridge.SlimReport, tested in its package).
+func TestEachProcessCachesWhatItReads(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	report := func() *trainyardv1.ClusterReport {
+		r := cachedReport(map[string]string{trainyardv1.LabelStale: "false", "team": "edge"}, t0)
+		r.Annotations = map[string]string{"owner": "platform", trainyardv1.AnnotationCheckInsRecorded: "bridge"}
+		for _, k := range trainyardv1.IdentityAnnotations {
+			r.Annotations[k] = "x"
+		}
+		r.Status.Components[0].State = trainyardv1.StateUpToDate
+		r.Status.Conditions = []metav1.Condition{{Type: trainyardv1.ConditionReady, Status: metav1.ConditionTrue}}
+		return r
+	}
+	byObject := func(o cache.Options) cache.ByObject {
+		for obj, b := range o.ByObject {
+			if _, ok := obj.(*trainyardv1.ClusterReport); ok {
+				return b
+			}
+		}
+		t.Fatal("no report transform")
+		return cache.ByObject{}
+	}
+	run := func(o cache.Options, r *trainyardv1.ClusterReport) *trainyardv1.ClusterReport {
+		t.Helper()
+		out, err := byObject(o).Transform(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(*trainyardv1.ClusterReport)
+	}
+
+	whole := run(CacheOptions(), report())
+	if !equality.Semantic.DeepEqual(whole, report()) {
+		t.Errorf("the manager with the bridge in it changed the report: %+v", whole)
+	}
+	controllers := run(ControllersCacheOptions(), report())
+	want := report()
+	for _, k := range trainyardv1.IdentityAnnotations {
+		delete(want.Annotations, k)
+	}
+	if len(want.Annotations) != 2 || !equality.Semantic.DeepEqual(controllers, want) {
+		t.Errorf("the controllers' cache:\n got %+v\nwant %+v", controllers, want)
+	}
+	slim := run(BridgeCacheOptions(), report())
+	if len(slim.Annotations) != len(report().Annotations) || slim.Status.Components != nil || slim.Status.Conditions != nil ||
+		!equality.Semantic.DeepEqual(slim.Spec, report().Spec) || !slim.Status.LastSeen.Equal(report().Status.LastSeen) {
+		t.Errorf("the bridge's cache: %+v", slim)
 	}
 }

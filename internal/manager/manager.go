@@ -19,6 +19,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/index"
 	"github.com/trainyard-dev/trainyard/internal/logging"
 	"github.com/trainyard-dev/trainyard/internal/version"
 )
@@ -59,9 +60,16 @@ func Run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// With the bridge apart (the chart's way), nothing here reads what only
+	// the bridge reads: a report's identity annotations, and the index of
+	// its credentials.
+	cacheOptions, indexes := ControllersCacheOptions(), index.AllBut(index.ReportCredential)
+	if o.bridge.Addr != "0" {
+		cacheOptions, indexes = CacheOptions(), nil
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
-		Cache:                   CacheOptions(),
+		Cache:                   cacheOptions,
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.Process.ProbeAddr,
 		PprofBindAddress:        o.Process.PprofAddr,
@@ -77,7 +85,7 @@ func Run(args []string) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	setups := []Setup{SetupIndexes(), SetupControllers(o.Controllers)}
+	setups := []Setup{SetupIndexes(indexes...), SetupControllers(o.Controllers)}
 	if o.Notify.Enabled {
 		no, _ := o.Notify.Options() // checked by Validate
 		setups = append(setups, SetupNotifications(no))
