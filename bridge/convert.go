@@ -32,8 +32,20 @@ var reportedComponents = checkin.ReportedComponents
 // clusterOf is the wire form of a report. lastSeen may be newer than the
 // stored one: a heartbeat not yet flushed.
 func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
-	c := wire.Cluster{ID: r.Spec.ClusterID, Components: make([]wire.ComponentVersion, 0, len(r.Spec.Components)),
+	return clusterSharing(r, lastSeen, nil)
+}
+
+// clusterSharing is clusterOf for one answer of many clusters (a page):
+// a component's fields are in two arrays per cluster, and the data of
+// equal images is one map, shared through images (nil: none shared) by
+// the clusters of the answer, which only encodes them. A page of 500
+// clusters allocated 2.5 MB in clusterOf, a map per component most of it,
+// and the bridge's GC ran every 60 pages at 100,000 clusters (issue 32).
+func clusterSharing(r *trainyardv1.ClusterReport, lastSeen *time.Time, images map[string]map[string]string) wire.Cluster {
+	n := len(r.Spec.Components)
+	c := wire.Cluster{ID: r.Spec.ClusterID, Components: make([]wire.ComponentVersion, 0, n),
 		Properties: r.Spec.Properties}
+	comps, versions := make([]wire.Component, n), make([]wire.Version, n)
 	if r.Status.FirstSeen != nil {
 		t := r.Status.FirstSeen.UTC()
 		c.FirstSeen = &t
@@ -46,13 +58,19 @@ func clusterOf(r *trainyardv1.ClusterReport, lastSeen *time.Time) wire.Cluster {
 		t := lastSeen.UTC()
 		c.LastSeen = &t
 	}
-	for _, rc := range r.Spec.Components {
-		cv := wire.ComponentVersion{
-			Component: &wire.Component{Name: rc.Name, Type: rc.Type},
-			Version:   &wire.Version{Train: rc.Train, Version: rc.Version},
-		}
+	for i, rc := range r.Spec.Components {
+		comps[i] = wire.Component{Name: rc.Name, Type: rc.Type}
+		versions[i] = wire.Version{Train: rc.Train, Version: rc.Version}
+		cv := wire.ComponentVersion{Component: &comps[i], Version: &versions[i]}
 		if rc.Image != "" {
-			cv.Version.Data = map[string]string{dataImage: rc.Image}
+			data := images[rc.Image]
+			if data == nil {
+				data = map[string]string{dataImage: rc.Image}
+				if images != nil {
+					images[rc.Image] = data
+				}
+			}
+			cv.Version.Data = data
 		}
 		if r := rc.Readiness; r != nil {
 			cv.Readiness = &wire.Readiness{Ready: r.Ready, Desired: r.Desired}

@@ -69,12 +69,13 @@ func (s *Server) clustersByAge(w http.ResponseWriter, r *http.Request, _ params)
 		return
 	}
 	data := []wire.Cluster{}
+	images := map[string]map[string]string{}
 	if !s.pageOf(w, r, func(rep *trainyardv1.ClusterReport) bool {
 		first, last, _ := s.seen(rep)
 		return within(first, t["created_after"], t["created_before"]) && within(last, t["checked_in_after"], t["checked_in_before"])
 	}, func(rep *trainyardv1.ClusterReport) {
 		_, last, _ := s.seen(rep)
-		data = append(data, clusterOf(rep, &last))
+		data = append(data, clusterSharing(rep, &last, images))
 	}) {
 		return
 	}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -212,10 +213,12 @@ func writeCacheable(w http.ResponseWriter, r *http.Request, body []byte) {
 
 // writeCacheableJSON is writeCacheable for a value.
 func writeCacheableJSON(w http.ResponseWriter, r *http.Request, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	// Encode is Marshal and a newline, without copying a page's answer
+	// once more to append it.
+	var body bytes.Buffer
+	if err := json.NewEncoder(&body).Encode(v); err != nil {
 		writeError(w, http.StatusInternalServerError, "encoding the answer: "+err.Error())
 		return
 	}
-	writeCacheable(w, r, append(body, '\n'))
+	writeCacheable(w, r, body.Bytes())
 }

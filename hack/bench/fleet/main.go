@@ -16,6 +16,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -52,7 +53,8 @@ type config struct {
 	reports, rounds, workers, concurrency, pages int
 	manager                                      string
 	heapProfile, cpuProfile, memoryLimit         string
-	bridgeHeapProfile                            string
+	bridgeHeapProfile, roundCPUProfile           string
+	bridgeGOGC                                   string
 	bridgeMemoryLimit, goMemLimit                string
 	webhook, bridgeApart                         bool
 }
@@ -67,6 +69,7 @@ func main() {
 	flag.BoolVar(&c.webhook, "webhook", true, "Run the admission webhook, as the chart does.")
 	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
 	flag.StringVar(&c.heapProfile, "heap-profile", "", "Write the manager's heap profile here at the end.")
+	flag.StringVar(&c.roundCPUProfile, "round-cpu-profile", "", "Write the manager's CPU profile of 30 s of the first release round here.")
 	flag.StringVar(&c.bridgeHeapProfile, "bridge-heap-profile", "", "With -bridge-apart: write the bridge's heap profile here at the end.")
 	flag.StringVar(&c.cpuProfile, "cpu-profile", "", "Write the manager's CPU profile of 30 s of the onboarding here.")
 	flag.StringVar(&c.memoryLimit, "memory-limit", "512Mi", "The manager container's memory limit, as the chart passes it "+
@@ -75,6 +78,7 @@ func main() {
 		"and print each process's peak RSS; default: the bridge inside the manager (as `make dev` runs it).")
 	flag.StringVar(&c.bridgeMemoryLimit, "bridge-memory-limit", "1Gi", "With -bridge-apart: the bridge container's memory limit "+
 		"(the chart's default is 256Mi, for a fleet far smaller than 100,000).")
+	flag.StringVar(&c.bridgeGOGC, "bridge-gogc", "", "With -bridge-apart: the bridge's GOGC (the binary's default is 50).")
 	flag.StringVar(&c.goMemLimit, "gomemlimit", "", "The manager's GOMEMLIMIT (say 720MiB), which wins over the 90 % of -memory-limit it sets itself.")
 	flag.Parse()
 	if err := run(c); err != nil {
@@ -167,6 +171,13 @@ func run(c config) error {
 		if err := publish(ctx, cl, target, "stable", version); err != nil {
 			return err
 		}
+		if round == 1 && c.roundCPUProfile != "" {
+			go func() {
+				if err := benchenv.Fetch(pprofURL+"profile?seconds=30", c.roundCPUProfile); err != nil {
+					fmt.Fprintln(os.Stderr, "bench: the round's CPU profile:", err)
+				}
+			}()
+		}
 		if err := w.Wait(ctx, is(version), affected, 10*time.Minute); err != nil {
 			return err
 		}
@@ -189,12 +200,27 @@ func run(c config) error {
 			"manager PATCHes: %d; reports changed: %d affected, %d unaffected\n",
 			round, affected, version, d.Round(time.Millisecond), rate, after-before, changed, unaffectedChanged)
 	}
+	// The serving process's collections during the walk: what a page's tail
+	// shares the machine with.
+	serving := metricsURL
+	if bridgeProc != nil {
+		serving = bridgeURLs.metrics
+	}
+	gcs := func() float64 { n, _ := benchenv.Scrape(serving, "go_gc_duration_seconds_count"); return n }
+	gc0 := gcs()
 	pageLat, err := pages(m.bridge, c.pages)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("GET /v3/clusters/age?limit=500, %d requests walking the pages: p50 %v, p99 %v\n",
-		len(pageLat), pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond))
+	gc1 := gcs()
+	fmt.Printf("GET /v3/clusters/age?limit=500, %d requests walking the pages: p50 %v, p99 %v; %.0f collections of the serving process meanwhile\n",
+		len(pageLat), pageLat[len(pageLat)/2].Round(100*time.Microsecond), pageLat[len(pageLat)*99/100].Round(100*time.Microsecond), gc1-gc0)
+	// A second walk, for what the first one's tail is: the release round's
+	// aftermath, or what every walk meets. The result reports the first.
+	if again, err := pages(m.bridge, c.pages); err == nil {
+		fmt.Printf("the same walk again: p50 %v, p99 %v; %.0f collections meanwhile\n",
+			again[len(again)/2].Round(100*time.Microsecond), again[len(again)*99/100].Round(100*time.Microsecond), gcs()-gc1)
+	}
 	rss := peakRSS(mgr.Process.Pid)
 	var bridgeRSS int64
 	var bridgeHeap float64
@@ -233,7 +259,7 @@ func run(c config) error {
 	}
 
 	fleet, raw := benchenv.Median(fleetRates), benchenv.Median(rawRates)
-	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s gomemlimit=%q bridge-apart=%v\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit, c.goMemLimit, c.bridgeApart)
+	fmt.Printf("\nRESULT reports=%d affected=%d workers=%d webhook=%v memory-limit=%s gomemlimit=%q bridge-apart=%v bridge-gogc=%q\n", c.reports, affected, c.workers, c.webhook, c.memoryLimit, c.goMemLimit, c.bridgeApart, c.bridgeGOGC)
 	fmt.Printf("  onboarding: %s (%.0f first check-ins/s, %d refused); all reconciled after %s\n", onboarded.Round(time.Second),
 		float64(c.reports)/onboarded.Seconds(), failed, reconciled.Round(time.Second))
 	if c.rounds > 0 {
@@ -351,6 +377,18 @@ func pages(bridge string, n int) ([]time.Duration, error) {
 			}
 		}
 	}
+	// Which requests were the slowest tells a first request's one-off work
+	// (sorting the names) from what recurs (a collection, a busy machine).
+	idx := make([]int, len(lat))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(lat[b], lat[a]) })
+	var slowest []string
+	for _, i := range idx[:min(3, len(idx))] {
+		slowest = append(slowest, fmt.Sprintf("#%d %v", i+1, lat[i].Round(100*time.Microsecond)))
+	}
+	fmt.Printf("the slowest pages: %s\n", strings.Join(slowest, ", "))
 	slices.Sort(lat)
 	return lat, nil
 }
@@ -420,7 +458,7 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 		return nil, m, err
 	}
 	pprofAddr := "0"
-	if c.heapProfile != "" || c.cpuProfile != "" {
+	if c.heapProfile != "" || c.cpuProfile != "" || c.roundCPUProfile != "" {
 		if pprofAddr, err = benchenv.FreeAddr(); err != nil {
 			return nil, m, err
 		}
@@ -456,6 +494,9 @@ func startManager(ctx context.Context, env *benchenv.Env, c config) (*exec.Cmd, 
 				return nil, m, fmt.Errorf("-bridge-memory-limit: %w", err)
 			}
 			env.ManagerEnv = []string{fmt.Sprintf("TRAINYARD_MEMORY_LIMIT=%d", q.Value())}
+		}
+		if c.bridgeGOGC != "" {
+			env.ManagerEnv = append(env.ManagerEnv, "GOGC="+c.bridgeGOGC)
 		}
 		if bridgeProc, err = env.Run(c.manager, append([]string{"bridge", "--metrics-bind-address", bridgeMetrics,
 			"--metrics-secure=false", "--health-probe-bind-address", "0", "--zap-log-level=error", "--pprof-bind-address", bridgePprof,
