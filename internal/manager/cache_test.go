@@ -2,6 +2,7 @@ package manager
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/index"
 )
 
 func cachedReport(labels map[string]string, since ...time.Time) *trainyardv1.ClusterReport {
@@ -117,5 +119,34 @@ func TestEachProcessCachesWhatItReads(t *testing.T) {
 	if len(slim.Annotations) != len(report().Annotations) || slim.Status.Components != nil || slim.Status.Conditions != nil ||
 		!equality.Semantic.DeepEqual(slim.Spec, report().Spec) || !slim.Status.LastSeen.Equal(report().Status.LastSeen) {
 		t.Errorf("the bridge's cache: %+v", slim)
+	}
+}
+
+// The manager keeps what its bridge reads while the bridge runs in it, and
+// drops it only when the bridge runs apart.
+func TestTheManagerDropsIdentityOnlyWithTheBridgeApart(t *testing.T) {
+	withIdentity := func(o cache.Options) bool {
+		t.Helper()
+		for obj, b := range o.ByObject {
+			if _, ok := obj.(*trainyardv1.ClusterReport); ok {
+				r := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+					trainyardv1.AnnotationCredentialHash: "h"}}}
+				out, err := b.Transform(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out.(*trainyardv1.ClusterReport).Annotations[trainyardv1.AnnotationCredentialHash] == "h"
+			}
+		}
+		t.Fatal("no report transform")
+		return false
+	}
+	o, indexes := cacheAndIndexes(true)
+	if !withIdentity(o) || indexes != nil {
+		t.Errorf("with the bridge in the manager: identity kept %v, indexes %v (want true, all)", withIdentity(o), indexes)
+	}
+	o, indexes = cacheAndIndexes(false)
+	if withIdentity(o) || slices.Contains(indexes, index.ReportCredential) || !slices.Contains(indexes, index.ReportTrain) {
+		t.Errorf("with the bridge apart: identity kept %v, indexes %v (want false, all but the credential index)", withIdentity(o), indexes)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -60,13 +61,7 @@ func Run(args []string) error {
 	if err != nil {
 		return err
 	}
-	// With the bridge apart (the chart's way), nothing here reads what only
-	// the bridge reads: a report's identity annotations, and the index of
-	// its credentials.
-	cacheOptions, indexes := ControllersCacheOptions(), index.AllBut(index.ReportCredential)
-	if o.bridge.Addr != "0" {
-		cacheOptions, indexes = CacheOptions(), nil
-	}
+	cacheOptions, indexes := cacheAndIndexes(o.bridge.Addr != "0")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Cache:                   cacheOptions,
@@ -106,4 +101,15 @@ func Run(args []string) error {
 	}
 	log.Info("starting manager")
 	return mgr.Start(ctx)
+}
+
+// cacheAndIndexes are the manager's cache options and the indexes it
+// registers (nil: all). With the bridge apart (the chart's way), nothing
+// here reads what only the bridge reads: a report's identity annotations,
+// and the index of its credentials.
+func cacheAndIndexes(bridgeInProcess bool) (cache.Options, []string) {
+	if bridgeInProcess {
+		return CacheOptions(), nil
+	}
+	return ControllersCacheOptions(), index.AllBut(index.ReportCredential)
 }
