@@ -52,7 +52,7 @@ var _ = Describe("a stored report's size", func() {
 		}).Should(Succeed())
 		Expect(stored.ManagedFields).To(BeEmpty(), "the webhook clears them at creation, and no write brings them back")
 		Expect(stored.Status.Components).To(HaveLen(3))
-		Expect(stored.Status.Components[0].Path).To(Equal([]string{"2.0.0"}))
+		Expect(stored.Status.Components[0].GetPath()).To(Equal([]string{"2.0.0"}))
 		AddReportEntry("bytes per report", len(raw))
 		Expect(len(raw)).To(BeNumerically("<", reportBytesCeiling), "the stored report:\n%s", raw)
 	})

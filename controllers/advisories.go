@@ -73,15 +73,17 @@ func holdingBack(as []*trainyardv1.Advisory) []upgrade.Advisory {
 // new).
 func componentAdvisoryList(as []*trainyardv1.Advisory, prev *trainyardv1.ComponentStatus, now metav1.Time) []trainyardv1.ComponentAdvisory {
 	var out []trainyardv1.ComponentAdvisory
+	var was []trainyardv1.ComponentAdvisory
+	if prev != nil {
+		was = prev.GetAdvisories()
+	}
 	for _, a := range as {
 		if len(out) == trainyardv1.MaxComponentAdvisories {
 			break
 		}
 		ca := trainyardv1.ComponentAdvisory{ID: a.Spec.ID, Since: now, Expedite: a.Spec.Expedite}
-		if prev != nil {
-			if i := slices.IndexFunc(prev.Advisories, func(p trainyardv1.ComponentAdvisory) bool { return p.ID == ca.ID }); i >= 0 {
-				ca.Since = prev.Advisories[i].Since
-			}
+		if i := slices.IndexFunc(was, func(p trainyardv1.ComponentAdvisory) bool { return p.ID == ca.ID }); i >= 0 {
+			ca.Since = was[i].Since
 		}
 		out = append(out, ca)
 	}
@@ -104,13 +106,13 @@ func advisoryConcerns(a *trainyardv1.Advisory, rep *trainyardv1.ClusterReport, c
 			continue
 		}
 		train := rep.TrainOf(cs.Name)
-		if slices.ContainsFunc(cs.Advisories, func(x trainyardv1.ComponentAdvisory) bool { return x.ID == a.Spec.ID }) ||
+		if slices.ContainsFunc(cs.GetAdvisories(), func(x trainyardv1.ComponentAdvisory) bool { return x.ID == a.Spec.ID }) ||
 			affects(train, cs.Installed) || affects(train, cs.Recommended) ||
-			slices.ContainsFunc(cs.Path, func(v string) bool { return affects(train, v) }) ||
-			(cs.HeldBack != nil && affects(train, cs.HeldBack.Version)) {
+			slices.ContainsFunc(cs.GetPath(), func(v string) bool { return affects(train, v) }) ||
+			(cs.GetHeldBack() != nil && affects(train, cs.GetHeldBack().Version)) {
 			return true
 		}
-		for _, cu := range cs.Conditional {
+		for _, cu := range cs.GetConditional() {
 			if affects(train, cu.Version) || slices.ContainsFunc(cu.Risks, func(r trainyardv1.AppliedRisk) bool { return r.Name == a.Spec.ID }) {
 				return true
 			}

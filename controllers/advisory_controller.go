@@ -136,7 +136,7 @@ func fixes(adv *trainyardv1.Advisory, reports []trainyardv1.ClusterReport) []tra
 			continue // its status may pair a component with the train it left: its next write brings the advisory back
 		}
 		for _, cs := range reports[i].Status.Components {
-			if cs.Recommended == "" || !slices.ContainsFunc(cs.Advisories, func(a trainyardv1.ComponentAdvisory) bool {
+			if cs.Recommended == "" || !slices.ContainsFunc(cs.GetAdvisories(), func(a trainyardv1.ComponentAdvisory) bool {
 				return a.ID == adv.Spec.ID && a.Expedite
 			}) {
 				continue
@@ -311,11 +311,12 @@ func sameAdvisories(a, b []trainyardv1.ComponentStatus) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name || a[i].Recommended != b[i].Recommended || len(a[i].Advisories) != len(b[i].Advisories) {
+		aa, ba := a[i].GetAdvisories(), b[i].GetAdvisories()
+		if a[i].Name != b[i].Name || a[i].Recommended != b[i].Recommended || len(aa) != len(ba) {
 			return false
 		}
-		for j := range a[i].Advisories {
-			if a[i].Advisories[j].ID != b[i].Advisories[j].ID || a[i].Advisories[j].Expedite != b[i].Advisories[j].Expedite {
+		for j := range aa {
+			if aa[j].ID != ba[j].ID || aa[j].Expedite != ba[j].Expedite {
 				return false
 			}
 		}

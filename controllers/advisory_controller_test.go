@@ -93,7 +93,7 @@ var _ = Describe("Advisory exposure", func() {
 				return nil
 			}
 			var out []string
-			for _, a := range c.Advisories {
+			for _, a := range c.GetAdvisories() {
 				out = append(out, a.ID)
 			}
 			return out
@@ -136,7 +136,7 @@ var _ = Describe("Advisory exposure", func() {
 		Expect(k8sClient.Create(suiteCtx, ghsa(false, "1.2.1"))).To(Succeed())
 		for _, id := range []string{"c0", "c1", "c2"} {
 			Eventually(advisoryIDs(id)).Should(Equal([]string{"GHSA-1111-2222-3333"}), id)
-			Eventually(appStatus(ns, id)).Should(And(HaveField("Recommended", "1.2.1"), HaveField("Path", []string{"1.2.1"})),
+			Eventually(appStatus(ns, id)).Should(And(HaveField("Recommended", "1.2.1"), HaveField("GetPath()", []string{"1.2.1"})),
 				"%s: the nearest fix, not 1.3.0, and no affected hop", id)
 			Expect(report(ns, id).Status.Summary.Exposed).To(Equal(int32(1)))
 		}
@@ -158,11 +158,11 @@ var _ = Describe("Advisory exposure", func() {
 		Expect(k8sClient.Patch(suiteCtx, a, patch)).To(Succeed())
 		Eventually(advisoryIDs("c3")).Should(Equal([]string{"GHSA-1111-2222-3333"}))
 		for _, id := range []string{"c0", "c1", "c2"} {
-			Eventually(appStatus(ns, id)).Should(And(HaveField("Recommended", ""), HaveField("Path", BeEmpty()),
-				HaveField("Conditional", ContainElement(HaveField("Version", "1.2.1"))),
+			Eventually(appStatus(ns, id)).Should(And(HaveField("Recommended", ""), HaveField("GetPath()", BeEmpty()),
+				HaveField("GetConditional()", ContainElement(HaveField("Version", "1.2.1"))),
 			), id)
 		}
-		Expect(appStatus(ns, "c3")()).To(And(HaveField("Recommended", "1.3.0"), HaveField("Path", []string{"1.3.0"})))
+		Expect(appStatus(ns, "c3")()).To(And(HaveField("Recommended", "1.3.0"), HaveField("GetPath()", []string{"1.3.0"})))
 		Eventually(affectedCondition("app.stable.1.2.1")).Should(Equal("True affected by GHSA-1111-2222-3333"))
 		Eventually(exposed("ghsa-1")).Should(HaveField("Clusters", int32(4)))
 
@@ -185,7 +185,7 @@ var _ = Describe("Advisory exposure", func() {
 	It("expedites the fix past the rollout's rings, on the record, only when the advisory says so", func() {
 		rolledOut(ns, rings()) // every cluster on 1.1.0
 		publish(ns, "app", "stable", "1.2.0", 2)
-		Eventually(appStatus(ns, "early-1")).Should(And(HaveField("Recommended", ""), HaveField("HeldBack.Version", "1.2.0")))
+		Eventually(appStatus(ns, "early-1")).Should(And(HaveField("Recommended", ""), HaveField("GetHeldBack().Version", "1.2.0")))
 
 		// A cluster on a train trainyard does not know is exposed all the same.
 		checkIn(ns, "untracked", comp("app", "edge", "1.1.0"))
@@ -203,7 +203,7 @@ var _ = Describe("Advisory exposure", func() {
 		a.Spec.Expedite = true
 		Expect(k8sClient.Patch(suiteCtx, a, patch)).To(Succeed())
 		for _, id := range []string{"early-1", "other-1", "unlabelled"} {
-			Eventually(appStatus(ns, id)).Should(And(HaveField("Recommended", "1.2.0"), HaveField("HeldBack", BeNil())), id)
+			Eventually(appStatus(ns, id)).Should(And(HaveField("Recommended", "1.2.0"), HaveField("GetHeldBack()", BeNil())), id)
 		}
 		Eventually(func() []trainyardv1.ExpeditedFix {
 			Expect(k8sClient.Get(suiteCtx, client.ObjectKey{Namespace: ns, Name: "ghsa-1"}, a)).To(Succeed())

@@ -160,6 +160,7 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		}
 		timeline(&cs, prev, st, now)
 		readiness(&cs, c, prev, now)
+		cs.Compact()
 		comps = append(comps, cs)
 		switch cs.State {
 		case trainyardv1.StateUpToDate:
@@ -174,7 +175,7 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 			sum.Unknown++
 			unknown = append(unknown, c.Name)
 		}
-		if len(cs.Advisories) > 0 {
+		if len(cs.GetAdvisories()) > 0 {
 			sum.Exposed++
 		}
 	}
@@ -219,7 +220,7 @@ const reportConditionGeneration int64 = 0
 func timelineMoved(before, after []trainyardv1.ComponentStatus) bool {
 	for i := range after {
 		prev := previousStatus(before, after[i].Name)
-		if prev == nil || len(prev.History) != len(after[i].History) || prev.Installed != after[i].Installed || prev.Ready != after[i].Ready {
+		if prev == nil || len(prev.GetHistory()) != len(after[i].GetHistory()) || prev.Installed != after[i].Installed || prev.Ready != after[i].Ready {
 			return true
 		}
 	}
@@ -232,8 +233,8 @@ func timelineMoved(before, after []trainyardv1.ComponentStatus) bool {
 func advisoryListed(before, after []trainyardv1.ComponentStatus) bool {
 	for i := range after {
 		prev := previousStatus(before, after[i].Name)
-		for _, a := range after[i].Advisories {
-			if prev == nil || !slices.ContainsFunc(prev.Advisories, func(p trainyardv1.ComponentAdvisory) bool { return p.ID == a.ID }) {
+		for _, a := range after[i].GetAdvisories() {
+			if prev == nil || !slices.ContainsFunc(prev.GetAdvisories(), func(p trainyardv1.ComponentAdvisory) bool { return p.ID == a.ID }) {
 				return true
 			}
 		}
@@ -267,13 +268,17 @@ func timeline(cs *trainyardv1.ComponentStatus, prev *trainyardv1.ComponentStatus
 		}
 		cs.Since = &since
 	case prev.Installed != cs.Installed:
-		cs.History = append(slices.Clone(prev.History), trainyardv1.VersionChange{From: prev.Installed, To: cs.Installed, At: now})
-		if n := len(cs.History); n > trainyardv1.MaxVersionChanges {
-			cs.History = cs.History[n-trainyardv1.MaxVersionChanges:]
+		h := append(slices.Clone(prev.GetHistory()), trainyardv1.VersionChange{From: prev.Installed, To: cs.Installed, At: now})
+		if n := len(h); n > trainyardv1.MaxVersionChanges {
+			h = h[n-trainyardv1.MaxVersionChanges:]
 		}
+		cs.Details().History = h
 		cs.Since = &now
 	default:
-		cs.History, cs.Since = prev.History, prev.Since
+		cs.Since = prev.Since
+		if h := prev.GetHistory(); len(h) > 0 {
+			cs.Details().History = h
+		}
 		if cs.Since == nil { // a status written before since existed
 			since := now
 			if st.FirstSeen != nil {
@@ -336,7 +341,7 @@ func (r *ClusterReportReconciler) componentState(ctx context.Context, rep *train
 		if err != nil {
 			return cs, err
 		}
-		cs.Advisories = componentAdvisoryList(applying(advs, c.Name, trainOf, c.Version, accepted), prev, now)
+		cs.Details().Advisories = componentAdvisoryList(applying(advs, c.Name, trainOf, c.Version, accepted), prev, now)
 	}
 	train := &trainyardv1.ReleaseTrain{} // the cache's own object: read only
 	if err := r.Get(ctx, types.NamespacedName{Namespace: rep.Namespace, Name: trainName}, train, client.UnsafeDisableDeepCopy); err != nil {
@@ -414,11 +419,11 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 	}
 	cluster := upgrade.Cluster{ID: rep.Spec.ClusterID, Labels: rep.Labels, Properties: rep.Spec.Properties, Components: comps}
 	recommend := upgrade.Recommend
-	if len(cs.Advisories) > 0 {
+	if len(cs.GetAdvisories()) > 0 {
 		recommend = upgrade.RecommendFix
 	}
 	res := recommend(c.Version, in, cluster, r.rules, accepted)
-	expedited := slices.ContainsFunc(cs.Advisories, func(a trainyardv1.ComponentAdvisory) bool { return a.Expedite })
+	expedited := slices.ContainsFunc(cs.GetAdvisories(), func(a trainyardv1.ComponentAdvisory) bool { return a.Expedite })
 	if held && !expedited {
 		// The ring's limit applies on top of the graph, risks and
 		// retractions: what it holds back is shown as heldBack.
@@ -429,12 +434,15 @@ func (r *ClusterReportReconciler) recommend(ctx context.Context, rep *trainyardv
 		if len(within) < len(in) { // else the ring holds nothing back: the same answer
 			capped := recommend(c.Version, within, cluster, r.rules, accepted)
 			if res.Recommended != "" && ordering.Canonical(capped.Recommended) != ordering.Canonical(res.Recommended) {
-				cs.HeldBack = &trainyardv1.HeldBack{Version: res.Recommended, Ring: hold.Ring, Reason: hold.Reason, Until: hold.Until}
+				cs.Details().HeldBack = &trainyardv1.HeldBack{Version: res.Recommended, Ring: hold.Ring, Reason: hold.Reason, Until: hold.Until}
 			}
 			res = capped
 		}
 	}
-	cs.Recommended, cs.Path, cs.Conditional = res.Recommended, res.Path, res.Conditional
+	cs.Recommended = res.Recommended
+	if len(res.Path) > 0 || len(res.Conditional) > 0 {
+		cs.Details().Path, cs.Details().Conditional = res.Path, res.Conditional
+	}
 	return nil
 }
 

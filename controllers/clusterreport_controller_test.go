@@ -45,7 +45,7 @@ var _ = Describe("ClusterReport controller", func() {
 			// Each component is reported since the report's first check-in
 			// (the history spec below checks the times).
 			Expect(c.Since).NotTo(BeNil(), c.Name)
-			Expect(c.History).To(BeEmpty(), c.Name)
+			Expect(c.GetHistory()).To(BeEmpty(), c.Name)
 			// The specs send no readiness, as Deis agents: unknown (absent),
 			// never NotReady.
 			Expect(c.Ready).To(BeEmpty(), c.Name)
@@ -55,9 +55,9 @@ var _ = Describe("ClusterReport controller", func() {
 		}
 		Expect(r.Status.Components).To(ContainElements(
 			trainyardv1.ComponentStatus{Name: "router", Installed: "v1.0.0", Latest: "v1.1.0", State: trainyardv1.StateUpdateAvailable,
-				Recommended: "v1.1.0", Path: []string{"v1.1.0"}},
+				Recommended: "v1.1.0", ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"v1.1.0"}}},
 			trainyardv1.ComponentStatus{Name: "ctl", Installed: "2.0.0", Latest: "2.0.1", State: trainyardv1.StateRetracted,
-				Recommended: "2.0.1", Path: []string{"2.0.1"}},
+				Recommended: "2.0.1", ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"2.0.1"}}},
 			trainyardv1.ComponentStatus{Name: "dns", Installed: "v3.0.0", Latest: "3.0.0", State: trainyardv1.StateUpToDate},
 			trainyardv1.ComponentStatus{Name: "gpu", Installed: "0.1.0", State: trainyardv1.StateUnknown},
 		))
@@ -115,17 +115,17 @@ var _ = Describe("ClusterReport controller", func() {
 		}
 		router := componentStatus(ns, "c1", "router")()
 		// The last 20 changes, oldest first, each at the check-in's reconcile.
-		Expect(router.History).To(HaveLen(trainyardv1.MaxVersionChanges))
-		for i, c := range router.History {
+		Expect(router.GetHistory()).To(HaveLen(trainyardv1.MaxVersionChanges))
+		for i, c := range router.GetHistory() {
 			w := want[len(want)-trainyardv1.MaxVersionChanges+i]
 			Expect(c.From).To(Equal(w.From))
 			Expect(c.To).To(Equal(w.To))
 			Expect(c.At.Time).To(BeTemporally("~", w.At.Time, time.Second))
 		}
-		Expect(router.Since.Time).To(Equal(router.History[len(router.History)-1].At.Time))
+		Expect(router.Since.Time).To(Equal(router.GetHistory()[len(router.GetHistory())-1].At.Time))
 		// A component whose version did not change keeps its start.
 		dns := componentStatus(ns, "c1", "dns")()
-		Expect(dns.History).To(BeEmpty())
+		Expect(dns.GetHistory()).To(BeEmpty())
 		Expect(dns.Since.Time).To(Equal(first.Time))
 	})
 
@@ -139,15 +139,15 @@ var _ = Describe("ClusterReport controller", func() {
 		}
 		Eventually(func() error {
 			r := report(ns, "c2")
-			r.Status.Components[0].History = earlier
+			r.Status.Components[0].Details().History = earlier
 			since := metav1.NewTime(day0.AddDate(0, 0, 1))
 			r.Status.Components[0].Since = &since
 			return k8sClient.Status().Update(suiteCtx, r)
 		}).Should(Succeed())
 		fakeClock.Step(time.Minute)
 		checkIn(ns, "c2", comp("router", "stable", "v1.6.0"))
-		Eventually(func() []trainyardv1.VersionChange { return componentStatus(ns, "c2", "router")().History }).Should(HaveLen(3))
-		h := componentStatus(ns, "c2", "router")().History
+		Eventually(func() []trainyardv1.VersionChange { return componentStatus(ns, "c2", "router")().GetHistory() }).Should(HaveLen(3))
+		h := componentStatus(ns, "c2", "router")().GetHistory()
 		for i, c := range h[:2] {
 			Expect([]string{c.From, c.To, c.At.UTC().String()}).To(Equal([]string{earlier[i].From, earlier[i].To, earlier[i].At.UTC().String()}))
 		}

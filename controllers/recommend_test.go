@@ -24,7 +24,7 @@ func componentStatus(ns, id, component string) func() trainyardv1.ComponentStatu
 }
 
 func pathOf(ns, id, component string) func() []string {
-	return func() []string { return componentStatus(ns, id, component)().Path }
+	return func() []string { return componentStatus(ns, id, component)().GetPath() }
 }
 
 var _ = Describe("Recommended upgrades", func() {
@@ -62,11 +62,11 @@ var _ = Describe("Recommended upgrades", func() {
 		Expect(cs.Recommended).To(Equal("2.2.0"))
 		Expect(cs.State).To(Equal(trainyardv1.StateUpdateAvailable))
 		Expect(cs.Latest).To(Equal("2.3.0"))
-		Expect(cs.Conditional).To(HaveLen(1))
-		Expect(cs.Conditional[0].Version).To(Equal("2.3.0"))
-		Expect(cs.Conditional[0].Risks).To(ConsistOf(trainyardv1.AppliedRisk{Name: "old-kubernetes",
+		Expect(cs.GetConditional()).To(HaveLen(1))
+		Expect(cs.GetConditional()[0].Version).To(Equal("2.3.0"))
+		Expect(cs.GetConditional()[0].Risks).To(ConsistOf(trainyardv1.AppliedRisk{Name: "old-kubernetes",
 			Message: "2.3 needs Kubernetes 1.29 or later", URL: "https://example.com/kb/23", Reason: "applies to this cluster"}))
-		Expect(componentStatus(ns, "k130", "app")().Conditional).To(BeEmpty())
+		Expect(componentStatus(ns, "k130", "app")().GetConditional()).To(BeEmpty())
 
 		// A retraction moves the affected cluster within 2 s, and leaves the
 		// other's status as it was (once it reflects its last spec: the
@@ -93,7 +93,7 @@ var _ = Describe("Recommended upgrades", func() {
 		recommended := func(id string) func() string {
 			return func() string { return componentStatus(ns, id, "mq")().Recommended }
 		}
-		Eventually(func() []trainyardv1.ConditionalUpdate { return componentStatus(ns, "by-id", "mq")().Conditional }).Should(HaveLen(1))
+		Eventually(func() []trainyardv1.ConditionalUpdate { return componentStatus(ns, "by-id", "mq")().GetConditional() }).Should(HaveLen(1))
 
 		// An acceptance of another component's risk accepts nothing here.
 		Expect(k8sClient.Create(suiteCtx, &trainyardv1.RiskAcceptance{
@@ -111,7 +111,7 @@ var _ = Describe("Recommended upgrades", func() {
 		})).To(Succeed())
 		Eventually(recommended("by-id")).Should(Equal("1.1.0"))
 		Eventually(recommended("by-label")).Should(Equal("1.1.0"))
-		Expect(componentStatus(ns, "by-id", "mq")().Conditional).To(BeEmpty())
+		Expect(componentStatus(ns, "by-id", "mq")().GetConditional()).To(BeEmpty())
 		Consistently(recommended("neither"), time.Second).Should(BeEmpty())
 
 		// At its expiry, with nothing else changing, the risk holds back again.
@@ -143,10 +143,10 @@ var _ = Describe("Recommended upgrades", func() {
 			r.Spec.Risks = []trainyardv1.UpgradeRisk{{Name: "arm", Message: "crashes on arm64", Rule: `cluster.properties.arch == "arm64"`}}
 		})
 		checkIn(ns, "noarch", comp("db", "stable", "1.0.0"))
-		Eventually(func() []trainyardv1.ConditionalUpdate { return componentStatus(ns, "noarch", "db")().Conditional }).Should(HaveLen(1))
+		Eventually(func() []trainyardv1.ConditionalUpdate { return componentStatus(ns, "noarch", "db")().GetConditional() }).Should(HaveLen(1))
 		cs := componentStatus(ns, "noarch", "db")()
 		Expect(cs.Recommended).To(BeEmpty())
-		Expect(cs.Conditional[0].Risks[0].Reason).To(Equal("cannot be evaluated on this cluster: no such key: arch"))
+		Expect(cs.GetConditional()[0].Risks[0].Reason).To(Equal("cannot be evaluated on this cluster: no such key: arch"))
 	})
 })
 

@@ -178,10 +178,10 @@ var _ = Describe("Rollout rings", func() {
 		publish(ns, "app", "stable", "1.2.0", 2)
 		Eventually(recommended(ns, "canary-1")).Should(Equal("1.2.0"))
 		Eventually(appStatus(ns, "early-1")).Should(And(HaveField("Recommended", ""),
-			HaveField("HeldBack", And(Not(BeNil()), HaveField("Version", "1.2.0"), HaveField("Ring", "early"),
+			HaveField("GetHeldBack()", And(Not(BeNil()), HaveField("Version", "1.2.0"), HaveField("Ring", "early"),
 				HaveField("Reason", ContainSubstring("once 80% of the ring before it run it ready")))),
 		))
-		Expect(appStatus(ns, "other-1")()).To(HaveField("HeldBack.Ring", "everyone"))
+		Expect(appStatus(ns, "other-1")()).To(HaveField("GetHeldBack().Ring", "everyone"))
 
 		// The canary runs 1.2.0, ready, at t1.
 		f.step(5 * time.Minute)
@@ -189,13 +189,13 @@ var _ = Describe("Rollout rings", func() {
 		f.report("canary-1", app("1.2.0", true))
 		Eventually(ringOf(ns, "app.stable", "early")).Should(And(HaveField("State", trainyardv1.RingSoaking),
 			HaveField("NextEvaluation.Time", BeTemporally("==", t1.Add(time.Hour)))))
-		Eventually(appStatus(ns, "early-1")).Should(HaveField("HeldBack.Until.Time", BeTemporally("==", t1.Add(time.Hour))))
+		Eventually(appStatus(ns, "early-1")).Should(HaveField("GetHeldBack().Until.Time", BeTemporally("==", t1.Add(time.Hour))))
 
 		f.step(59 * time.Minute) // t1+59m
 		Consistently(recommended(ns, "early-1"), 2*time.Second).Should(Equal(""))
 		f.step(2 * time.Minute) // t1+61m
 		Eventually(recommended(ns, "early-1")).Should(Equal("1.2.0"))
-		Eventually(appStatus(ns, "early-1")).Should(HaveField("HeldBack", BeNil()))
+		Eventually(appStatus(ns, "early-1")).Should(HaveField("GetHeldBack()", BeNil()))
 		Expect(recommended(ns, "other-1")()).To(Equal(""))
 
 		// A cluster that joins the early ring mid-rollout gets its target at once.
@@ -218,7 +218,7 @@ var _ = Describe("Rollout rings", func() {
 		// The soak of everyone passes; the halt keeps it shut.
 		f.step(30 * time.Minute)
 		f.step(30 * time.Minute)
-		Eventually(appStatus(ns, "other-1")).Should(HaveField("HeldBack.Reason", ContainSubstring("halted")))
+		Eventually(appStatus(ns, "other-1")).Should(HaveField("GetHeldBack().Reason", ContainSubstring("halted")))
 		Consistently(ringOf(ns, "app.stable", "everyone"), 2*time.Second).Should(And(
 			HaveField("State", trainyardv1.RingHalted), HaveField("Version", "1.1.0")))
 		Expect(recommended(ns, "other-1")()).To(Equal(""))
@@ -254,7 +254,7 @@ var _ = Describe("Rollout rings", func() {
 		Consistently(ringOf(ns, "app.stable", "early"), 2*time.Second).Should(And(
 			HaveField("State", trainyardv1.RingHalted), HaveField("Version", "1.1.0")))
 		for _, id := range []string{"early-1", "other-1"} {
-			Expect(appStatus(ns, id)()).To(And(HaveField("Recommended", ""), HaveField("HeldBack", BeNil())), id)
+			Expect(appStatus(ns, id)()).To(And(HaveField("Recommended", ""), HaveField("GetHeldBack()", BeNil())), id)
 		}
 		Expect(count(eventReasons(ns, "app.stable")(), "RingOpened")).To(Equal(1))
 	})

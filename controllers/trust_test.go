@@ -109,7 +109,7 @@ var _ = Describe("Verified releases", func() {
 			HaveField("Conditions", ContainElement(And(HaveField("Type", trainyardv1.ConditionReady), HaveField("Status", metav1.ConditionTrue),
 				HaveField("Message", "trusts 2 keys and 0 keyless identities"))))))
 		checkIn(ns, "c1", comp("app", "stable", "1.1.0"))
-		Eventually(appStatus(ns, "c1")).Should(And(HaveField("Recommended", "1.2.0"), HaveField("Path", []string{"1.2.0"})))
+		Eventually(appStatus(ns, "c1")).Should(And(HaveField("Recommended", "1.2.0"), HaveField("GetPath()", []string{"1.2.0"})))
 
 		// Each digest was verified once: more reconciles verify nothing again.
 		n := verifications()

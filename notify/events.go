@@ -140,7 +140,7 @@ func ClusterEvents(r *trainyardv1.ClusterReport) []Event {
 func exposedEvents(r *trainyardv1.ClusterReport, base Event) []Event {
 	var out []Event
 	for _, c := range r.Status.Components {
-		for _, a := range c.Advisories {
+		for _, a := range c.GetAdvisories() {
 			i := slices.IndexFunc(out, func(e Event) bool { return e.Advisory == a.ID })
 			if i < 0 {
 				e := base

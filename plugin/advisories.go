@@ -191,13 +191,13 @@ func Exposed(adv *trainyardv1.Advisory, reports []trainyardv1.ClusterReport) Exp
 		r := &reports[i]
 		stale := staleOf(r) == "True"
 		for _, c := range r.Status.Components {
-			j := slices.IndexFunc(c.Advisories, func(a trainyardv1.ComponentAdvisory) bool { return a.ID == adv.Spec.ID })
+			j := slices.IndexFunc(c.GetAdvisories(), func(a trainyardv1.ComponentAdvisory) bool { return a.ID == adv.Spec.ID })
 			if j < 0 {
 				continue
 			}
-			since := c.Advisories[j].Since
+			since := c.GetAdvisories()[j].Since
 			v.Items = append(v.Items, ExposedRow{Cluster: r.Spec.ClusterID, Component: c.Name, Train: r.TrainOf(c.Name), Running: c.Installed,
-				Recommended: c.Recommended, Path: c.Path, Since: &since, Stale: stale})
+				Recommended: c.Recommended, Path: c.GetPath(), Since: &since, Stale: stale})
 		}
 	}
 	slices.SortFunc(v.Items, func(a, b ExposedRow) int {

@@ -48,21 +48,21 @@ func createAdvisories(ctx context.Context) {
 		cs := trainyardv1.ComponentStatus{Name: "app", Installed: v, Latest: "1.3.0", State: trainyardv1.StateUpdateAvailable}
 		switch {
 		case v < "1.2.1":
-			cs.Recommended, cs.Path = "1.2.1", []string{"1.2.1"}
-			cs.Advisories = []trainyardv1.ComponentAdvisory{{ID: "GHSA-1111-2222-3333", Since: since, Expedite: true}}
+			cs.Recommended, cs.Details().Path = "1.2.1", []string{"1.2.1"}
+			cs.Details().Advisories = []trainyardv1.ComponentAdvisory{{ID: "GHSA-1111-2222-3333", Since: since, Expedite: true}}
 		case v == "1.2.1":
-			cs.Recommended, cs.Path = "1.3.0", []string{"1.3.0"}
+			cs.Recommended, cs.Details().Path = "1.3.0", []string{"1.3.0"}
 		default:
 			cs.State = trainyardv1.StateUpToDate
 		}
 		if id == "edge-0" { // only reachable through an affected hop
-			cs.Recommended, cs.Path = "", nil
+			cs.Recommended, cs.Details().Path = "", nil
 		}
 		// The summary the controller keeps, whose exposed count `exposed`
 		// selects on.
 		sum := &trainyardv1.ComponentSummary{}
 		sum.Count(cs.State)
-		if len(cs.Advisories) > 0 {
+		if len(cs.GetAdvisories()) > 0 {
 			sum.Exposed = 1
 		}
 		r.Status = trainyardv1.ClusterReportStatus{LastSeen: &since, Components: []trainyardv1.ComponentStatus{cs}, Summary: sum}

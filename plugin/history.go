@@ -89,7 +89,7 @@ func History(rep *trainyardv1.ClusterReport, component string) *HistoryView {
 		if component != "" && s.Name != component {
 			continue
 		}
-		changes := s.History
+		changes := s.GetHistory()
 		if changes == nil {
 			changes = []trainyardv1.VersionChange{}
 		}

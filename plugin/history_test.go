@@ -34,9 +34,9 @@ var _ = Describe("history", Ordered, func() {
 		since, first := at("2026-12-02T10:00:00Z"), at("2026-11-01T00:00:00Z")
 		r.Status.Components = []trainyardv1.ComponentStatus{
 			{Name: "router", Installed: "v1.2.0", State: trainyardv1.StateUnknown, Since: &since,
-				History: []trainyardv1.VersionChange{
+				ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{History: []trainyardv1.VersionChange{
 					{From: "v1.0.0", To: "v1.1.0", At: at("2026-11-20T08:00:00Z")},
-					{From: "v1.1.0", To: "v1.2.0", At: since}}},
+					{From: "v1.1.0", To: "v1.2.0", At: since}}}},
 			{Name: "dns", Installed: "1.0.0", State: trainyardv1.StateUnknown, Since: &first},
 		}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())

@@ -58,7 +58,7 @@ var _ = Describe("rollout", Ordered, func() {
 			Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: *ts("2026-12-01T11:50:00Z"), ObservedGeneration: r.Generation}}
 		r.Status.Components = []trainyardv1.ComponentStatus{{Name: "app", Installed: "1.1.0", Latest: "1.2.0",
 			State: trainyardv1.StateUpdateAvailable, Ready: trainyardv1.Ready, Ring: "early",
-			HeldBack: &trainyardv1.HeldBack{Version: "1.2.0", Ring: "early", Reason: "ring early opens 1.2.0 after a soak of 1h0m0s", Until: ts("2026-12-01T12:05:00Z")}}}
+			ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{HeldBack: &trainyardv1.HeldBack{Version: "1.2.0", Ring: "early", Reason: "ring early opens 1.2.0 after a soak of 1h0m0s", Until: ts("2026-12-01T12:05:00Z")}}}}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
 	})
 

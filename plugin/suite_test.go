@@ -196,10 +196,10 @@ func createFleet(ctx context.Context) {
 
 	// What the controller recommends (internal/upgrade), by cluster/component.
 	recommendations := map[string]trainyardv1.ComponentStatus{
-		"prod-eu/router": {Recommended: "v2.4.1", Path: []string{"v2.4.1"}},
-		"0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F/controller": {Conditional: []trainyardv1.ConditionalUpdate{{Version: "1.8.0",
+		"prod-eu/router": {Recommended: "v2.4.1", ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"v2.4.1"}}},
+		"0B7E5D1C-2F3A-4B5C-8D9E-0A1B2C3D4E5F/controller": {ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Conditional: []trainyardv1.ConditionalUpdate{{Version: "1.8.0",
 			Risks: []trainyardv1.AppliedRisk{{Name: "etcd-3-6", Message: "1.8 needs etcd 3.6", URL: "https://example.com/kb/18",
-				Reason: "cannot be evaluated on this cluster: no such key: etcdVersion"}}}}},
+				Reason: "cannot be evaluated on this cluster: no such key: etcdVersion"}}}}}},
 	}
 	type comp struct {
 		name, train, version, latest string
@@ -216,7 +216,7 @@ func createFleet(ctx context.Context) {
 			r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{Name: c.name, Train: c.train, Version: c.version, Type: "Deployment"})
 			cs := trainyardv1.ComponentStatus{Name: c.name, Installed: c.version, Latest: c.latest, State: c.state}
 			if rec, ok := recommendations[id+"/"+c.name]; ok {
-				cs.Recommended, cs.Path, cs.Conditional = rec.Recommended, rec.Path, rec.Conditional
+				cs.Recommended, cs.ComponentStatusDetails = rec.Recommended, rec.ComponentStatusDetails
 			}
 			status = append(status, cs)
 			sum.Count(c.state)

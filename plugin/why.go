@@ -201,12 +201,12 @@ func Why(rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent, train 
 // recommendation says where the controller recommends going, how, and what
 // is held back and why (docs/promotion.md, "Recommended upgrades").
 func recommendation(v *WhyView, s trainyardv1.ComponentStatus, say func(string, ...any)) {
-	v.Recommended, v.Path, v.Conditional = s.Recommended, s.Path, s.Conditional
+	v.Recommended, v.Path, v.Conditional = s.Recommended, s.GetPath(), s.GetConditional()
 	if s.Recommended != "" {
-		say("recommended: %s, by the path %s", s.Recommended, strings.Join(append([]string{v.Running}, s.Path...), " → "))
+		say("recommended: %s, by the path %s", s.Recommended, strings.Join(append([]string{v.Running}, s.GetPath()...), " → "))
 	}
-	v.Ring, v.HeldBack = s.Ring, s.HeldBack
-	if h := s.HeldBack; h != nil {
+	v.Ring, v.HeldBack = s.Ring, s.GetHeldBack()
+	if h := s.GetHeldBack(); h != nil {
 		until := ""
 		if h.Until != nil {
 			until = " (until " + h.Until.UTC().Format(time.RFC3339) + ")"
@@ -215,7 +215,7 @@ func recommendation(v *WhyView, s trainyardv1.ComponentStatus, say func(string, 
 	} else if s.Ring != "" {
 		say("in rollout ring %s, which holds nothing back", s.Ring)
 	}
-	for _, cu := range s.Conditional {
+	for _, cu := range s.GetConditional() {
 		var risks []string
 		for _, r := range cu.Risks {
 			risks = append(risks, fmt.Sprintf("%s: %s (%s)", r.Name, r.Message, r.Reason))

@@ -75,15 +75,7 @@ func compactReport(obj any) (any, error) {
 		r.ManagedFields = managedFieldsPresent
 	}
 	r.Namespace = intern(r.Namespace)
-	if len(r.Annotations) > 0 {
-		// The keys repeat on every report; the values (credential hashes)
-		// mostly do not.
-		a := make(map[string]string, len(r.Annotations))
-		for k, v := range r.Annotations {
-			a[intern(k)] = v
-		}
-		r.Annotations = a
-	}
+	r.Annotations = sharedAnnotations(r.Annotations)
 	r.Spec.Components = slices.Clip(slices.Clone(r.Spec.Components))
 	r.Status.Components = slices.Clip(slices.Clone(r.Status.Components))
 	r.Status.Conditions = slices.Clip(slices.Clone(r.Status.Conditions))
@@ -177,6 +169,75 @@ func sharedLabels(labels map[string]string) map[string]string {
 	}
 	m, _ := statusLabelSets.LoadOrStore(key.String(), maps.Clone(labels))
 	return m.(map[string]string)
+}
+
+// annotationSets holds one map per small set of annotations seen: without
+// identity annotations (the controllers' cache, the bridge apart) a fleet's
+// reports mostly carry the same one or two (who records check-ins), and each
+// small map costs a report about 300 bytes (32 MB at 100,000). The table is
+// keyed by what clients write, so it is bounded: past maxAnnotationSets,
+// maps are no longer shared.
+var annotationSets = struct {
+	sync.Mutex
+	m map[string]map[string]string
+}{m: map[string]map[string]string{}}
+
+const (
+	maxAnnotationSets = 256
+	// Only small sets are shared: a key longer than this is a set no
+	// other report is likely to have.
+	maxSharedAnnotationsKey = 512
+)
+
+// sharedAnnotations returns the shared map of a report's annotations when
+// they are few, short and hold no credential, else the annotations with
+// interned keys (the keys repeat on every report; credential hashes do not).
+func sharedAnnotations(a map[string]string) map[string]string {
+	if len(a) == 0 {
+		return a
+	}
+	if key, ok := annotationSetKey(a); ok {
+		annotationSets.Lock()
+		defer annotationSets.Unlock()
+		if m, ok := annotationSets.m[key]; ok {
+			return m
+		}
+		if len(annotationSets.m) < maxAnnotationSets {
+			m := make(map[string]string, len(a))
+			for k, v := range a {
+				m[intern(k)] = intern(v)
+			}
+			annotationSets.m[key] = m
+			return m
+		}
+	}
+	out := make(map[string]string, len(a))
+	for k, v := range a {
+		out[intern(k)] = v
+	}
+	return out
+}
+
+// annotationSetKey is the key of a set of annotations in annotationSets,
+// false when the set is not one to share.
+func annotationSetKey(a map[string]string) (string, bool) {
+	if len(a) > 4 {
+		return "", false
+	}
+	var key strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(a)) {
+		if slices.Contains(trainyardv1.IdentityAnnotations, k) {
+			return "", false // a credential: this report's alone
+		}
+		key.WriteString(k)
+		key.WriteByte(0)
+		key.WriteString(a[k])
+		key.WriteByte(0)
+		if key.Len() > maxSharedAnnotationsKey {
+			return "", false
+		}
+	}
+	return key.String(), true
 }
 
 // managedFieldsPresent stands, in the cache, for a report's managedFields:

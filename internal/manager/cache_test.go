@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -148,5 +150,43 @@ func TestTheManagerDropsIdentityOnlyWithTheBridgeApart(t *testing.T) {
 	o, indexes = cacheAndIndexes(false)
 	if withIdentity(o) || slices.Contains(indexes, index.ReportCredential) || !slices.Contains(indexes, index.ReportTrain) {
 		t.Errorf("with the bridge apart: identity kept %v, indexes %v (want false, all but the credential index)", withIdentity(o), indexes)
+	}
+}
+
+// Reports with the same few annotations share one map, and the table of
+// shared maps, keyed by what clients write, stays bounded.
+func TestSharedAnnotationsAreBounded(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 7, 0, 0, 0, time.UTC)
+	with := func(a map[string]string) *trainyardv1.ClusterReport {
+		t.Helper()
+		r := cachedReport(nil, t0)
+		r.Annotations = a
+		want := r.DeepCopy()
+		out, err := compactReport(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.(*trainyardv1.ClusterReport); !equality.Semantic.DeepEqual(got, want) {
+			t.Fatalf("the transform changed the report:\n got %+v\nwant %+v", got, want)
+		}
+		return out.(*trainyardv1.ClusterReport)
+	}
+	recorded := map[string]string{trainyardv1.AnnotationCheckInsRecorded: "bridge"}
+	a, b := with(maps.Clone(recorded)), with(maps.Clone(recorded))
+	if mapID(a.Annotations) != mapID(b.Annotations) {
+		t.Error("two reports with the same annotations do not share their map")
+	}
+	hashed := map[string]string{trainyardv1.AnnotationCheckInsRecorded: "bridge", trainyardv1.AnnotationCredentialHash: "x"}
+	if c, d := with(maps.Clone(hashed)), with(maps.Clone(hashed)); mapID(c.Annotations) == mapID(d.Annotations) {
+		t.Error("annotations holding a credential hash are shared")
+	}
+	for i := range 2 * maxAnnotationSets {
+		with(map[string]string{"owner": fmt.Sprint("team-", i)})
+	}
+	annotationSets.Lock()
+	n := len(annotationSets.m)
+	annotationSets.Unlock()
+	if n > maxAnnotationSets {
+		t.Errorf("%d shared annotation sets, the bound is %d", n, maxAnnotationSets)
 	}
 }

@@ -106,7 +106,7 @@ func run(n, rounds, workers int, binary string) error {
 		for _, c := range r.Status.Components {
 			if c.Name == "app" {
 				var ids []string
-				for _, a := range c.Advisories {
+				for _, a := range c.GetAdvisories() {
 					ids = append(ids, a.ID)
 				}
 				return fmt.Sprintf("%s %s [%s]", c.State, c.Recommended, strings.Join(ids, ",")), true

@@ -94,7 +94,7 @@ func run(n, rounds, workers int, binary string) error {
 	w := benchenv.NewWatcher(func(r *trainyardv1.ClusterReport) (string, bool) {
 		for _, c := range r.Status.Components {
 			if c.Name == "app" {
-				return strings.Join(c.Path, " "), true
+				return strings.Join(c.GetPath(), " "), true
 			}
 		}
 		return "", false

@@ -90,8 +90,8 @@ func run(n, rounds, workers int, binary string) error {
 		for _, c := range r.Status.Components {
 			if c.Name == "app" {
 				held := "-"
-				if c.HeldBack != nil {
-					held = c.HeldBack.Version
+				if c.GetHeldBack() != nil {
+					held = c.GetHeldBack().Version
 				}
 				return fmt.Sprintf("%s %s %s", r.Labels["ring"], or(c.Recommended, "-"), held), true
 			}
