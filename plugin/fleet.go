@@ -45,12 +45,31 @@ func fleetCommand(g *globals) *cobra.Command {
   kubectl trainyard fleet -A -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reports, err := g.reports(cmd.Context(), "")
+			if g.output == "json" || g.output == "yaml" {
+				var rows []FleetRow // a page's reports are dropped once they are rows
+				err := g.reportPages(cmd.Context(), "", func(page []trainyardv1.ClusterReport) error {
+					rows = append(rows, Fleet(page)...)
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				slices.SortFunc(rows, cmpFleetRows)
+				return g.print(FleetList{Items: rows}, nil)
+			}
+			// A table prints as the pages come, in the API's order, which
+			// is the rows' (cmpFleetRows).
+			t := &table{namespaces: g.allNamespaces}
+			fleetHeader(g, t)
+			st := newStreamTable(g, t)
+			err := g.reportPages(cmd.Context(), "", func(page []trainyardv1.ClusterReport) error {
+				fleetRows(g, t, Fleet(page))
+				return st.flush()
+			})
 			if err != nil {
 				return err
 			}
-			rows := Fleet(reports)
-			return g.print(FleetList{Items: rows}, func(t *table) { fleetTable(g, t, rows) })
+			return st.finish()
 		},
 	}
 	g.addOutput(cmd, "table", "wide", "json", "yaml")
@@ -79,6 +98,21 @@ func (g *globals) reportsAt(ctx context.Context, selector, rv string) ([]trainya
 	}
 	return listPipelined[trainyardv1.ClusterReportList](ctx, g.rest, "clusterreports", ns, selector, rv, g.chunkSize,
 		func(l *trainyardv1.ClusterReportList) []trainyardv1.ClusterReport { return l.Items })
+}
+
+// reportPages hands the reports of the namespace (every namespace with -A)
+// to each, a page at a time, in the API's order.
+func (g *globals) reportPages(ctx context.Context, selector string, each func([]trainyardv1.ClusterReport) error) error {
+	_, ns, err := g.clientForList()
+	if err != nil {
+		return err
+	}
+	if g.chunkSize < 0 {
+		return fmt.Errorf("--chunk-size must be 0 or more, not %d", g.chunkSize)
+	}
+	_, err = listPages(ctx, g.rest, "clusterreports", ns, selector, "", g.chunkSize,
+		func(l *trainyardv1.ClusterReportList) []trainyardv1.ClusterReport { return l.Items }, each)
+	return err
 }
 
 // selectedReports lists the reports that match any of the field selectors,
@@ -133,10 +167,19 @@ func Fleet(reports []trainyardv1.ClusterReport) []FleetRow {
 		}
 		rows = append(rows, row)
 	}
-	slices.SortFunc(rows, func(a, b FleetRow) int {
-		return cmpPair(a.Namespace, b.Namespace, a.Cluster, b.Cluster)
-	})
+	slices.SortFunc(rows, cmpFleetRows)
 	return rows
+}
+
+// cmpFleetRows orders rows as the API server lists their reports: by
+// namespace/name, the report's name being its cluster ID in lower case
+// (trainyardv1.ClusterReportName), so that `fleet` can print page by page
+// in order.
+func cmpFleetRows(a, b FleetRow) int {
+	if c := strings.Compare(a.Namespace+"/"+trainyardv1.ClusterReportName(a.Cluster), b.Namespace+"/"+trainyardv1.ClusterReportName(b.Cluster)); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Cluster, b.Cluster)
 }
 
 // staleOf is the report's Stale condition's status, "Unknown" before the
@@ -148,12 +191,15 @@ func staleOf(r *trainyardv1.ClusterReport) string {
 	return "Unknown"
 }
 
-func fleetTable(g *globals, t *table, rows []FleetRow) {
-	wide := g.output == "wide"
+func fleetHeader(g *globals, t *table) {
 	t.header("CLUSTER", "COMPONENTS", "UP-TO-DATE", "UPDATES", "RETRACTED", "LAST-SEEN", "STALE")
-	if wide {
+	if g.output == "wide" {
 		t.header("UNKNOWN", "CHECK-INS", "FIRST-SEEN", "PROPERTIES")
 	}
+}
+
+func fleetRows(g *globals, t *table, rows []FleetRow) {
+	wide := g.output == "wide"
 	for _, r := range rows {
 		t.row(r.Namespace, r.Cluster, r.Components, r.UpToDate, r.Updates, r.Retracted, g.age(r.LastSeen), r.Stale)
 		if wide {

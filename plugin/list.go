@@ -23,6 +23,23 @@ import (
 // lists that must agree, as outdated's); it returns the resourceVersion the
 // list was read at.
 func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resource, ns, selector, rv string, limit int, items func(*L) []T) ([]T, string, error) {
+	var all []T
+	at, err := listPages(ctx, rc, resource, ns, selector, rv, limit, items, func(page []T) error {
+		all = append(all, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return all, at, nil
+}
+
+// listPages is listPipelined handing each page to each, in order, as it is
+// decoded, so that a caller keeps only what it takes of a page (`fleet`'s
+// rows, not 100,000 reports) and can print before the last page arrives.
+// An error from each stops the list.
+func listPages[L any, T any](ctx context.Context, rc rest.Interface, resource, ns, selector, rv string, limit int,
+	items func(*L) []T, each func([]T) error) (string, error) {
 	type page struct {
 		body []byte
 		out  chan decoded[T]
@@ -85,18 +102,19 @@ func listPipelined[L any, T any](ctx context.Context, rc rest.Interface, resourc
 			}
 		}
 	}()
-	var all []T
 	for p := range pages {
 		d := <-p.out
 		if d.err != nil {
-			return nil, "", d.err // cancel stops the fetching
+			return "", d.err // cancel stops the fetching
 		}
-		all = append(all, d.items...)
+		if err := each(d.items); err != nil {
+			return "", err
+		}
 	}
 	if err := <-fetchErr; err != nil {
-		return nil, "", err
+		return "", err
 	}
-	return all, listRV, nil
+	return listRV, nil
 }
 
 type decoded[T any] struct {

@@ -87,6 +87,11 @@ func (t *table) write(g *globals) error {
 		}
 		return err
 	}
+	return writeColumns(g.out(), t.withHeader(g))
+}
+
+// withHeader is the table's rows, its header first unless --no-headers.
+func (t *table) withHeader(g *globals) [][]string {
 	rows := t.rows
 	if !g.noHeaders {
 		h := t.headers
@@ -95,7 +100,54 @@ func (t *table) write(g *globals) error {
 		}
 		rows = append([][]string{h}, rows...)
 	}
-	return writeColumns(g.out(), rows)
+	return rows
+}
+
+// streamWindow is how many rows set a streamed table's column widths: a
+// page at the default --chunk-size, so a table that fits one prints exactly
+// as a whole one, at any chunk size.
+const streamWindow = pageSize
+
+// streamTable prints a table as its rows come, for a list read page by page
+// (`fleet` of 100,000 clusters prints its first rows after the first pages,
+// and keeps rows, never the reports). The first streamWindow rows set the
+// widths; later rows print at once, a cell wider than its column pushing
+// the rest of its line, as `kubectl get -w` does.
+type streamTable struct {
+	g      *globals
+	t      *table
+	widths []int // set once the window is printed
+	w      *bufio.Writer
+}
+
+func newStreamTable(g *globals, t *table) *streamTable {
+	return &streamTable{g: g, t: t}
+}
+
+// flush prints what can be printed: nothing until the window is full, then
+// every row added since.
+func (s *streamTable) flush() error {
+	if s.widths == nil {
+		if len(s.t.rows) <= streamWindow {
+			return nil
+		}
+		rows := s.t.withHeader(s.g)
+		s.widths = columnWidths(rows[:len(rows)-len(s.t.rows)+streamWindow])
+		s.w = bufio.NewWriterSize(s.g.out(), 64<<10)
+		writeRows(s.w, s.widths, rows)
+	} else {
+		writeRows(s.w, s.widths, s.t.rows)
+	}
+	s.t.rows = s.t.rows[:0]
+	return s.w.Flush()
+}
+
+// finish prints the rest: the whole table when it fit the window.
+func (s *streamTable) finish() error {
+	if s.widths == nil {
+		return s.t.write(s.g)
+	}
+	return s.flush()
 }
 
 // writeColumns lays rows out as kubectl's tab writer does (columns at least
@@ -103,6 +155,13 @@ func (t *table) write(g *globals) error {
 // widths and one for the text: a 40,000-row `outdated` printed through the
 // tab writer took half a second of its 2.5 (make bench-plugin).
 func writeColumns(out io.Writer, rows [][]string) error {
+	w := bufio.NewWriterSize(out, 64<<10)
+	writeRows(w, columnWidths(rows), rows)
+	return w.Flush()
+}
+
+// columnWidths are the widths of rows' columns but the last.
+func columnWidths(rows [][]string) []int {
 	const minWidth, padding = 6, 3
 	var widths []int
 	for _, r := range rows {
@@ -113,19 +172,28 @@ func writeColumns(out io.Writer, rows [][]string) error {
 			widths[i] = max(widths[i], utf8.RuneCountInString(c)+padding)
 		}
 	}
-	w := bufio.NewWriterSize(out, 64<<10)
+	return widths
+}
+
+// writeRows writes rows in columns of widths. A cell wider than its column
+// (a streamed row's, past the rows that set the widths) is followed by one
+// space.
+func writeRows(w *bufio.Writer, widths []int, rows [][]string) {
 	for _, r := range rows {
 		for i, c := range r {
 			w.WriteString(c)
 			if i < len(r)-1 {
-				for n := widths[i] - utf8.RuneCountInString(c); n > 0; n-- {
+				n := 1
+				if i < len(widths) {
+					n = max(widths[i]-utf8.RuneCountInString(c), 1)
+				}
+				for ; n > 0; n-- {
 					w.WriteByte(' ')
 				}
 			}
 		}
 		w.WriteByte('\n')
 	}
-	return w.Flush()
 }
 
 // age is how long ago t was, as kubectl prints ages ("<unknown>" for none).
