@@ -76,9 +76,9 @@ func compactReport(obj any) (any, error) {
 	}
 	r.Namespace = intern(r.Namespace)
 	r.Annotations = sharedAnnotations(r.Annotations)
-	r.Spec.Components = slices.Clip(slices.Clone(r.Spec.Components))
-	r.Status.Components = slices.Clip(slices.Clone(r.Status.Components))
-	r.Status.Conditions = slices.Clip(slices.Clone(r.Status.Conditions))
+	r.Spec.Components = trimmed(r.Spec.Components)
+	r.Status.Components = trimmed(r.Status.Components)
+	r.Status.Conditions = trimmed(r.Status.Conditions)
 	for i := range r.Spec.Components {
 		c := &r.Spec.Components[i]
 		c.Name, c.Train, c.Version = intern(c.Name), intern(c.Train), intern(c.Version)
@@ -100,6 +100,16 @@ func compactReport(obj any) (any, error) {
 	shareTimes(r)
 	r.Labels = sharedLabels(r.Labels)
 	return r, nil
+}
+
+// trimmed is s without spare capacity: s itself when it has none (a list
+// the decoder happened to size exactly, or SlimReport's), else a copy. The
+// slices are the decoder's, owned by the object alone.
+func trimmed[S ~[]E, E any](s S) S {
+	if cap(s) == len(s) {
+		return s
+	}
+	return slices.Clone(s)
 }
 
 // shareTimes points a report's equal timestamps at one copy: the decoder

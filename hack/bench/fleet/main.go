@@ -54,6 +54,7 @@ type config struct {
 	manager                                      string
 	heapProfile, cpuProfile, memoryLimit         string
 	bridgeHeapProfile, roundCPUProfile           string
+	bridgeWalkCPUProfile                         string
 	bridgeGOGC                                   string
 	bridgeMemoryLimit, goMemLimit                string
 	webhook, bridgeApart                         bool
@@ -70,6 +71,8 @@ func main() {
 	flag.StringVar(&c.manager, "manager", "bin/trainyard", "The manager binary.")
 	flag.StringVar(&c.heapProfile, "heap-profile", "", "Write the manager's heap profile here at the end.")
 	flag.StringVar(&c.roundCPUProfile, "round-cpu-profile", "", "Write the manager's CPU profile of 30 s of the first release round here.")
+	flag.StringVar(&c.bridgeWalkCPUProfile, "bridge-walk-cpu-profile", "", "With -bridge-apart: write the bridge's CPU profile "+
+		"of the 10 s from the start of the first walk of the pages here (what the page's tail shares the bridge with).")
 	flag.StringVar(&c.bridgeHeapProfile, "bridge-heap-profile", "", "With -bridge-apart: write the bridge's heap profile here at the end.")
 	flag.StringVar(&c.cpuProfile, "cpu-profile", "", "Write the manager's CPU profile of 30 s of the onboarding here.")
 	flag.StringVar(&c.memoryLimit, "memory-limit", "512Mi", "The manager container's memory limit, as the chart passes it "+
@@ -208,6 +211,17 @@ func run(c config) error {
 	}
 	gcs := func() float64 { n, _ := benchenv.Scrape(serving, "go_gc_duration_seconds_count"); return n }
 	gc0 := gcs()
+	profiled := make(chan struct{})
+	if bridgeProc != nil && c.bridgeWalkCPUProfile != "" {
+		go func() {
+			defer close(profiled)
+			if err := benchenv.Fetch(bridgeURLs.pprof+"profile?seconds=10", c.bridgeWalkCPUProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: the bridge's CPU profile of the walk:", err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	pageLat, err := pages(m.bridge, c.pages)
 	if err != nil {
 		return err
@@ -221,6 +235,7 @@ func run(c config) error {
 		fmt.Printf("the same walk again: p50 %v, p99 %v; %.0f collections meanwhile\n",
 			again[len(again)/2].Round(100*time.Microsecond), again[len(again)*99/100].Round(100*time.Microsecond), gcs()-gc1)
 	}
+	<-profiled
 	rss := peakRSS(mgr.Process.Pid)
 	var bridgeRSS int64
 	var bridgeHeap float64
