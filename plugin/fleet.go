@@ -67,6 +67,7 @@ func fleetCommand(g *globals) *cobra.Command {
 				return st.flush()
 			})
 			if err != nil {
+				st.stop()
 				return err
 			}
 			return st.finish()

@@ -35,8 +35,28 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	return w.Buffer.Write(p)
 }
 
+// heldWriter holds its first write until release says so, or 20 s pass.
+type heldWriter struct {
+	bytes.Buffer
+	release func() bool
+	waited  bool
+	gaveUp  bool
+}
+
+func (w *heldWriter) Write(p []byte) (int, error) {
+	if !w.waited {
+		w.waited = true
+		deadline := time.Now().Add(20 * time.Second)
+		for !w.release() && !w.gaveUp {
+			w.gaveUp = time.Now().After(deadline)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return w.Buffer.Write(p)
+}
+
 var _ = Describe("fleet on a large fleet", func() {
-	const ns, clusters, chunk = "fleet-stream", 1050, 100
+	const ns, clusters, chunk = "fleet-stream", 1050, 50
 
 	BeforeEach(func() {
 		ctx := context.Background()
@@ -91,5 +111,17 @@ var _ = Describe("fleet on a large fleet", func() {
 		whole := run("fleet", "-n", ns, "--chunk-size", "0")
 		Expect(whole.code).To(Equal(0))
 		Expect(out.String()).To(Equal(whole.stdout))
+
+		// A reader who holds the output (a pager) does not hold the list:
+		// its continue token would expire meanwhile. The writer blocks
+		// until every page has been requested (or gives up after 20 s).
+		requests.Store(0)
+		held := &heldWriter{release: func() bool { return requests.Load() == pages }}
+		code = plugin.Run([]string{"fleet", "-n", ns, "--chunk-size", fmt.Sprint(chunk), "--kubeconfig", kubeconfig},
+			plugin.Options{Streams: genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: held, ErrOut: GinkgoWriter},
+				Now: func() time.Time { return now }, WrapTransport: count})
+		Expect(code).To(Equal(0))
+		Expect(held.gaveUp).To(BeFalse(), "the list waited for the held output")
+		Expect(held.String()).To(Equal(whole.stdout))
 	})
 })

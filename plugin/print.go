@@ -2,9 +2,12 @@ package plugin
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,11 +116,19 @@ const streamWindow = pageSize
 // and keeps rows, never the reports). The first streamWindow rows set the
 // widths; later rows print at once, a cell wider than its column pushing
 // the rest of its line, as `kubectl get -w` does.
+//
+// The rows are written through a queue drained by a goroutine of its own,
+// so that a reader who holds the output (a pager) never holds the list: the
+// pages must be read at the API server's pace, since a list's continue
+// token expires with etcd's compaction (five minutes), which would cut the
+// table short. The queue holds what is not printed yet, at most the table:
+// what a whole table held before.
 type streamTable struct {
 	g      *globals
 	t      *table
 	widths []int // set once the window is printed
 	w      *bufio.Writer
+	queue  *queuedWriter
 }
 
 func newStreamTable(g *globals, t *table) *streamTable {
@@ -133,7 +144,8 @@ func (s *streamTable) flush() error {
 		}
 		rows := s.t.withHeader(s.g)
 		s.widths = columnWidths(rows[:len(rows)-len(s.t.rows)+streamWindow])
-		s.w = bufio.NewWriterSize(s.g.out(), 64<<10)
+		s.queue = newQueuedWriter(s.g.out())
+		s.w = bufio.NewWriterSize(s.queue, 64<<10)
 		writeRows(s.w, s.widths, rows)
 	} else {
 		writeRows(s.w, s.widths, s.t.rows)
@@ -142,12 +154,88 @@ func (s *streamTable) flush() error {
 	return s.w.Flush()
 }
 
-// finish prints the rest: the whole table when it fit the window.
+// finish prints the rest (the whole table when it fit the window) and
+// waits until it is written.
 func (s *streamTable) finish() error {
 	if s.widths == nil {
 		return s.t.write(s.g)
 	}
-	return s.flush()
+	err := s.flush()
+	return errors.Join(err, s.queue.Close())
+}
+
+// stop ends a table that will not be finished (the list failed): what was
+// printed stays, the rest is dropped.
+func (s *streamTable) stop() {
+	if s.queue != nil {
+		_ = s.queue.Close()
+	}
+}
+
+// queuedWriter takes writes at once and writes them to out on a goroutine
+// of its own, in order. Close waits for them and returns the first error,
+// which later writes return too.
+type queuedWriter struct {
+	mu      sync.Mutex
+	ready   *sync.Cond
+	pending [][]byte
+	closed  bool
+	err     error
+	done    chan struct{}
+}
+
+func newQueuedWriter(out io.Writer) *queuedWriter {
+	q := &queuedWriter{done: make(chan struct{})}
+	q.ready = sync.NewCond(&q.mu)
+	go q.run(out)
+	return q
+}
+
+func (q *queuedWriter) Write(p []byte) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return 0, q.err
+	}
+	q.pending = append(q.pending, bytes.Clone(p))
+	q.ready.Signal()
+	return len(p), nil
+}
+
+func (q *queuedWriter) run(out io.Writer) {
+	defer close(q.done)
+	for {
+		q.mu.Lock()
+		for len(q.pending) == 0 && !q.closed {
+			q.ready.Wait()
+		}
+		batch := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		if len(batch) == 0 {
+			return // closed, and all written
+		}
+		for _, b := range batch {
+			if _, err := out.Write(b); err != nil {
+				q.mu.Lock()
+				q.err, q.pending = err, nil
+				q.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// Close waits until everything written is written out.
+func (q *queuedWriter) Close() error {
+	q.mu.Lock()
+	q.closed = true
+	q.ready.Signal()
+	q.mu.Unlock()
+	<-q.done
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
 }
 
 // writeColumns lays rows out as kubectl's tab writer does (columns at least

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
@@ -13,9 +15,9 @@ import (
 // prints the window once it is full, before the rest has come, and lays the
 // later rows out in the window's columns, a wider cell pushing its line.
 func TestStreamTablePrintsAsTheRowsCome(t *testing.T) {
-	newGlobals := func() (*globals, *bytes.Buffer) {
-		var out bytes.Buffer
-		return &globals{Options: Options{Streams: genericiooptions.IOStreams{Out: &out, ErrOut: &bytes.Buffer{}}}}, &out
+	newGlobals := func() (*globals, *lockedBuffer) {
+		out := &lockedBuffer{}
+		return &globals{Options: Options{Streams: genericiooptions.IOStreams{Out: out, ErrOut: &bytes.Buffer{}}}}, out
 	}
 	fill := func(t *table, from, to int) {
 		for i := from; i < to; i++ {
@@ -29,7 +31,7 @@ func TestStreamTablePrintsAsTheRowsCome(t *testing.T) {
 	if err := st.flush(); err != nil {
 		t.Fatal(err)
 	}
-	if out.Len() != 0 {
+	if out.String() != "" {
 		t.Fatalf("printed before the window was full: %q", out.String())
 	}
 	if err := st.finish(); err != nil {
@@ -51,8 +53,12 @@ func TestStreamTablePrintsAsTheRowsCome(t *testing.T) {
 	if err := st.flush(); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(out.String(), "\n"); n != streamWindow+2 {
-		t.Fatalf("%d lines printed once the window was full, want the header and %d rows", n, streamWindow+1)
+	// Written by the queue's goroutine, soon.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String(), "\n") != streamWindow+2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines printed once the window was full, want the header and %d rows",
+				strings.Count(out.String(), "\n"), streamWindow+1)
+		}
 	}
 	st.t.row("", "a-cluster-id-longer-than-the-column", 1, "False")
 	if err := st.finish(); err != nil {
@@ -65,4 +71,22 @@ func TestStreamTablePrintsAsTheRowsCome(t *testing.T) {
 	if want := "a-cluster-id-longer-than-the-column 1            False"; lines[len(lines)-1] != want {
 		t.Errorf("a wider later row %q, want %q", lines[len(lines)-1], want)
 	}
+}
+
+// lockedBuffer is a buffer written by one goroutine and read by another.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -31,12 +31,29 @@ func CacheOptions() cache.Options { return cacheOptions(compactReport) }
 func ControllersCacheOptions() cache.Options {
 	return cacheOptions(func(obj any) (any, error) {
 		if r, ok := obj.(*trainyardv1.ClusterReport); ok {
-			for _, k := range trainyardv1.IdentityAnnotations {
-				delete(r.Annotations, k)
-			}
+			r.Annotations = withoutIdentity(r.Annotations)
 		}
 		return compactReport(obj)
 	})
+}
+
+// withoutIdentity is a report's annotations without its identity ones: a
+// copy when there are any, never a change in place. An informer may
+// transform an object twice (client-go's watch-list transforms it on its
+// way into the reflector's store, and again when the store replaces the
+// informer's), and after the first pass the map may be one that other
+// cached reports share (sharedAnnotations), which readers may be reading.
+func withoutIdentity(a map[string]string) map[string]string {
+	if !slices.ContainsFunc(trainyardv1.IdentityAnnotations, func(k string) bool { _, ok := a[k]; return ok }) {
+		return a
+	}
+	out := make(map[string]string, len(a))
+	for k, v := range a {
+		if !slices.Contains(trainyardv1.IdentityAnnotations, k) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // BridgeCacheOptions are CacheOptions for `trainyard bridge`: reports keep
@@ -93,6 +110,7 @@ func compactReport(obj any) (any, error) {
 	}
 	for i := range r.Status.Components {
 		c := &r.Status.Components[i]
+		c.Compact() // a stored empty list ("path": []) decodes to empty details
 		c.Name, c.Installed, c.Latest = intern(c.Name), intern(c.Installed), intern(c.Latest)
 		c.State = trainyardv1.ComponentState(intern(string(c.State)))
 	}
@@ -103,13 +121,14 @@ func compactReport(obj any) (any, error) {
 }
 
 // trimmed is s without spare capacity: s itself when it has none (a list
-// the decoder happened to size exactly, or SlimReport's), else a copy. The
-// slices are the decoder's, owned by the object alone.
+// the decoder happened to size exactly, SlimReport's, or one trimmed
+// already: a transform may run twice), else a copy. The slices are the
+// decoder's, owned by the object alone.
 func trimmed[S ~[]E, E any](s S) S {
 	if cap(s) == len(s) {
 		return s
 	}
-	return slices.Clone(s)
+	return slices.Clip(slices.Clone(s))
 }
 
 // shareTimes points a report's equal timestamps at one copy: the decoder

@@ -190,3 +190,66 @@ func TestSharedAnnotationsAreBounded(t *testing.T) {
 		t.Errorf("%d shared annotation sets, the bound is %d", n, maxAnnotationSets)
 	}
 }
+
+// An informer may transform an object twice (client-go's watch-list does),
+// and after the first pass the report's maps are shared with other cached
+// reports, which readers may be reading: the second pass must not write to
+// them (go test -race fails this when it does), and must leave the report
+// as the first did.
+func TestTransformingTwiceWritesNoSharedMap(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 7, 0, 0, 0, time.UTC)
+	report := func() *trainyardv1.ClusterReport {
+		r := cachedReport(map[string]string{trainyardv1.LabelStale: "false"}, t0)
+		r.Annotations = map[string]string{trainyardv1.AnnotationCheckInsRecorded: "bridge", trainyardv1.AnnotationCredentialHash: "x"}
+		r.Status.Components[0].Details().Path = []string{} // stored as "path": []
+		return r
+	}
+	for name, o := range map[string]cache.Options{"controllers": ControllersCacheOptions(), "whole": CacheOptions(), "bridge": BridgeCacheOptions()} {
+		var transform func(any) (any, error)
+		for obj, b := range o.ByObject {
+			if _, ok := obj.(*trainyardv1.ClusterReport); ok {
+				transform = b.Transform
+			}
+		}
+		first, err := transform(report())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := first.(*trainyardv1.ClusterReport)
+		if name != "bridge" && r.Status.Components[0].ComponentStatusDetails != nil {
+			t.Errorf("%s: empty details kept", name)
+		}
+		once := r.DeepCopy()
+		// Another cached report reading the maps it shares with r.
+		other, _ := transform(report())
+		stop, started, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			o := other.(*trainyardv1.ClusterReport)
+			for i := 0; ; i++ {
+				if i == 1 {
+					close(started)
+				}
+				select {
+				case <-stop:
+					return
+				default:
+					for range o.Annotations {
+					}
+					for range o.Labels {
+					}
+				}
+			}
+		}()
+		<-started
+		again, err := transform(r)
+		close(stop)
+		<-done
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(again, once) {
+			t.Errorf("%s: a second pass changed the report:\n got %+v\nwant %+v", name, again, once)
+		}
+	}
+}
