@@ -252,6 +252,30 @@ var _ = Describe("the bridge over HTTP", func() {
 		Expect(r.errorOf().Message).To(ContainSubstring(`checked_in_after="yesterday" is not an RFC 3339 time`))
 	})
 
+	It("pages what the report is now, not what it was when it first came", func() {
+		// The pages read the informer's objects as an event handler keeps
+		// them: an update must replace the one it holds.
+		Expect(post(m.url+"/v3/clusters", checkinBody("c1", "1.0.0")).code).To(Equal(http.StatusOK))
+		versions := func() []string {
+			var list struct {
+				Data []wire.Cluster `json:"data"`
+			}
+			get(m.url + "/v3/clusters/age?limit=10").json(&list)
+			var out []string
+			for _, c := range list.Data {
+				for _, cv := range c.Components {
+					if cv.Version != nil {
+						out = append(out, cv.Version.Version)
+					}
+				}
+			}
+			return out
+		}
+		Eventually(versions).Should(Equal([]string{"1.0.0"}))
+		Expect(post(m.url+"/v3/clusters", checkinBody("c1", "2.0.0")).code).To(Equal(http.StatusOK))
+		Eventually(versions).Should(Equal([]string{"2.0.0"}))
+	})
+
 	It("lists persistent clusters and requires its parameters", func() {
 		r := get(m.url + "/v3/clusters/persistent?epoch=2026-01-01T00:00:00Z")
 		Expect(r.code).To(Equal(http.StatusBadRequest))

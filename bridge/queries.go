@@ -157,6 +157,14 @@ func (s *Server) pageOf(w http.ResponseWriter, r *http.Request, keep func(*train
 	}
 	var rep trainyardv1.ClusterReport
 	get := func(name string) (bool, error) {
+		if s.names != nil { // the informer's own objects, without a Get each
+			r := s.names.get(ns, name)
+			if r == nil {
+				return false, nil // deleted since
+			}
+			rep = *r
+			return true, nil
+		}
 		rep = trainyardv1.ClusterReport{}
 		err := s.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &rep, client.UnsafeDisableDeepCopy)
 		if apierrors.IsNotFound(err) {

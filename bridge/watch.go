@@ -133,7 +133,11 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 	named = func(obj any, present bool) {
 		switch o := obj.(type) {
 		case *trainyardv1.ClusterReport:
-			names.changed(o.Namespace, o.Name, present)
+			if present {
+				names.changed(o.Namespace, o.Name, o)
+			} else {
+				names.changed(o.Namespace, o.Name, nil)
+			}
 		case toolscache.DeletedFinalStateUnknown:
 			named(o.Obj, false)
 		}
@@ -144,6 +148,7 @@ func (s *Server) Watch(ctx context.Context, informers cache.Informers) error {
 	}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { named(obj, true) },
+		UpdateFunc: func(_, obj any) { named(obj, true) },
 		DeleteFunc: func(obj any) { named(obj, false) },
 	}); err != nil {
 		return err
