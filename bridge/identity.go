@@ -98,6 +98,12 @@ func (s *Server) lostAnswer(cur *trainyardv1.ClusterReport, tokenKey string, now
 		now.Sub(issued) <= s.opts.LostAnswerWindow
 }
 
+// sameCredential tells whether the report holds the credential hash the
+// authorizer's first call saw (first nil: it saw no report).
+func sameCredential(first *string, cur *trainyardv1.ClusterReport) bool {
+	return first != nil && cur != nil && cur.Annotations[trainyardv1.AnnotationCredentialHash] == *first
+}
+
 // issued remembers, per replica and briefly, the credentials this replica
 // issued, for the requests that present one before the cache has seen the
 // report that holds its hash.
@@ -205,12 +211,18 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 		}
 	}
 	calls := 0
+	// firstCredential is the credential hash of the report the first call
+	// saw (nil: it saw none).
+	var firstCredential *string
 	return func(cur *trainyardv1.ClusterReport) (map[string]*string, error) {
 		// Decided anew on each call: the store calls again when the report
 		// changed under an identity write, and a credential issued by an
 		// earlier call was never stored.
 		*credential = ""
 		calls++
+		if calls == 1 && cur != nil {
+			firstCredential = str(cur.Annotations[trainyardv1.AnnotationCredentialHash])
+		}
 		a := map[string]*string{}
 		if st.credentialHash != "" {
 			// A cluster credential: only its own cluster, and only while valid.
@@ -283,14 +295,17 @@ func (s *Server) clusterAuthorizer(ctx context.Context, st *requestState, ns str
 		}
 		bound := cur.Annotations[checkin.AnnotationTokenHash]
 		switch {
-		case cur.Annotations[trainyardv1.AnnotationCredentialHash] != "" && calls == 1 && s.lostAnswer(cur, st.tokenKey, now):
+		case cur.Annotations[trainyardv1.AnnotationCredentialHash] != "" && sameCredential(firstCredential, cur) && s.lostAnswer(cur, st.tokenKey, now):
 			// The registration's answer was lost (a timeout, an Ingress
 			// 504, a restart before the agent stored it): the credential
 			// was never presented, and the same token asks again. A fresh
-			// credential replaces it; the unused one stops working. Not on a
-			// second call: that follows a write that lost a race, so the
-			// registration now stored was concurrent with this one, not
-			// an answer this client lost.
+			// credential replaces it; the unused one stops working. Not
+			// when a later call finds another credential than the first
+			// found (or the first found no report): the write lost a race
+			// to a registration concurrent with this one, not an answer
+			// this client lost. A later call that finds the same one lost
+			// its race to another write (the controller's status), and
+			// decides as the first would have.
 			return register()
 		case cur.Annotations[trainyardv1.AnnotationCredentialHash] != "":
 			switch {
