@@ -280,7 +280,7 @@ func (d *DirectHub) CheckIn(ctx context.Context, c wire.Cluster) error {
 	if err != nil {
 		return errAuth{msg: "the check-in is invalid: " + err.Error()}
 	}
-	_, _, err = d.Store.CheckIn(ctx, want, "agent", nil)
+	_, _, err = d.Store.CheckIn(ctx, want, nil)
 	switch {
 	case err == nil:
 		return nil
@@ -310,8 +310,8 @@ func (d *DirectHub) Updates(ctx context.Context, cluster string, comps []wire.Co
 		r.Status.Components = nil
 	}
 	for _, s := range r.Status.Components {
-		if s.Latest != "" && trainyardv1.CanonicalVersion(s.Latest) != trainyardv1.CanonicalVersion(s.Installed) {
-			latest[key{s.Name, r.TrainOf(s.Name), s.Installed}] = s.Latest
+		if l := s.GetLatest(); l != "" && trainyardv1.CanonicalVersion(l) != trainyardv1.CanonicalVersion(s.Installed) {
+			latest[key{s.Name, r.TrainOf(s.Name), s.Installed}] = l
 		}
 	}
 	out := make([]wire.ComponentVersion, len(comps))

@@ -54,7 +54,7 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request, p params) {
 	if s.opts.CheckInAuth == CheckInToken {
 		authorize = s.clusterAuthorizer(r.Context(), st, st.ns, &issued)
 	}
-	stored, heartbeat, err := s.store.CheckIn(r.Context(), want, "bridge", authorize)
+	stored, heartbeat, err := s.store.CheckIn(r.Context(), want, authorize)
 	var refused errCredential
 	var hijack checkin.ErrBoundElsewhere
 	switch {

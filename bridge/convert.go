@@ -88,7 +88,7 @@ func clusterSharing(r *trainyardv1.ClusterReport, lastSeen *time.Time, images ma
 			// No path to the latest: offered as the old service did; but
 			// a cluster in a rollout is offered nothing its ring has not
 			// opened.
-			cv.UpdateAvailable = s.Latest
+			cv.UpdateAvailable = s.GetLatest()
 		}
 		c.Components = append(c.Components, cv)
 	}

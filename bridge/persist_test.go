@@ -127,6 +127,9 @@ var _ = Describe("the persist rule", func() {
 			if c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionStale); c != nil {
 				return c.Status
 			}
+			if r.Status.Summary != nil {
+				return metav1.ConditionFalse // reconciled, never stale: no condition
+			}
 			return ""
 		}
 		checkInAt(m, start)

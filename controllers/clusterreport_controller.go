@@ -90,7 +90,9 @@ func (r *ClusterReportReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, err
 	}
 	stale := r.reconcileStaleness(rep, st, wake)
-	conditions.MarkReady(&st.Conditions, reportConditionGeneration, "Reconciled", "status reflects the latest check-in")
+	// A report's True conditions carry no message (as Cluster API's do):
+	// the reason says it, and the fleet's lists send every report's bytes.
+	conditions.MarkReady(&st.Conditions, reportConditionGeneration, "Reconciled", "")
 
 	if !equality.Semantic.DeepEqual(&rep.Status, st) {
 		wasStale := conditions.IsTrue(rep.Status.Conditions, trainyardv1.ConditionStale)
@@ -160,7 +162,7 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 		}
 		timeline(&cs, prev, st, now)
 		readiness(&cs, c, prev, now)
-		cs.Compact()
+		cs.OmitDerived(st.FirstSeen)
 		comps = append(comps, cs)
 		switch cs.State {
 		case trainyardv1.StateUpToDate:
@@ -187,10 +189,9 @@ func (r *ClusterReportReconciler) reconcileComponents(ctx context.Context, rep *
 	gen := reportConditionGeneration
 	switch {
 	case sum.Total == 0:
-		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "NoComponents", "the cluster reports no components")
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "NoComponents", "")
 	case sum.UpToDate == sum.Total:
-		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "AllUpToDate",
-			fmt.Sprintf("all %d components run their train's latest release", sum.Total))
+		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, true, "AllUpToDate", "")
 	case len(retracted) > 0:
 		conditions.Set(&st.Conditions, gen, trainyardv1.ConditionUpToDate, false, "RunningRetracted", "retracted: "+list(retracted))
 	case len(behind) > 0:
@@ -275,16 +276,13 @@ func timeline(cs *trainyardv1.ComponentStatus, prev *trainyardv1.ComponentStatus
 		cs.Details().History = h
 		cs.Since = &now
 	default:
-		cs.Since = prev.Since
+		// Absent: firstSeen (also in a status written before since existed).
+		cs.Since = prev.SinceOr(st.FirstSeen)
 		if h := prev.GetHistory(); len(h) > 0 {
 			cs.Details().History = h
 		}
-		if cs.Since == nil { // a status written before since existed
-			since := now
-			if st.FirstSeen != nil {
-				since = *st.FirstSeen
-			}
-			cs.Since = &since
+		if cs.Since == nil {
+			cs.Since = &now
 		}
 	}
 }
@@ -508,8 +506,10 @@ func (r *ClusterReportReconciler) reconcileStaleness(rep *trainyardv1.ClusterRep
 			fmt.Sprintf("checked in again within the stale threshold (%s) after being stale", r.StaleThreshold))
 		return false
 	}
-	conditions.Set(&st.Conditions, reportConditionGeneration, trainyardv1.ConditionStale, false, "CheckedIn",
-		fmt.Sprintf("checked in within the stale threshold (%s)", r.StaleThreshold))
+	// Stale is abnormal-true, as kstatus reads conditions (and as
+	// RunningRetracted is): absent while the cluster has never been stale.
+	// Stale=False was 170 bytes of every report of the fleet (issue 32).
+	meta.RemoveStatusCondition(&st.Conditions, trainyardv1.ConditionStale)
 	return false
 }
 

@@ -162,10 +162,9 @@ func settled(ns, id string) *trainyardv1.ClusterReport {
 		r = report(ns, id)
 		g.Expect(r).NotTo(BeNil())
 		g.Expect(r.Status.ObservedGeneration).To(Equal(r.Generation))
-		stale := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionStale)
-		g.Expect(stale).NotTo(BeNil())
+		g.Expect(meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionReady)).NotTo(BeNil())
 		_, labelled := r.Labels[trainyardv1.LabelStale]
-		g.Expect(labelled).To(Equal(stale.Status == metav1.ConditionTrue))
+		g.Expect(labelled).To(Equal(meta.IsStatusConditionTrue(r.Status.Conditions, trainyardv1.ConditionStale)))
 	}).Should(Succeed())
 	return r
 }

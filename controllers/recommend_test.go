@@ -23,8 +23,25 @@ func componentStatus(ns, id, component string) func() trainyardv1.ComponentStatu
 	}
 }
 
+// sinceOf is since when a report's component runs its version, stored or
+// not (absent: the report's firstSeen).
+func sinceOf(ns, id, component string) func() *metav1.Time {
+	return func() *metav1.Time {
+		r := report(ns, id)
+		if r == nil {
+			return nil
+		}
+		for _, c := range r.Status.Components {
+			if c.Name == component {
+				return c.SinceOr(r.Status.FirstSeen)
+			}
+		}
+		return nil
+	}
+}
+
 func pathOf(ns, id, component string) func() []string {
-	return func() []string { return componentStatus(ns, id, component)().GetPath() }
+	return func() []string { cs := componentStatus(ns, id, component)(); return cs.GetPath() }
 }
 
 var _ = Describe("Recommended upgrades", func() {

@@ -116,8 +116,8 @@ func (r *RolloutReconciler) inputs(ctx context.Context, train *trainyardv1.Relea
 				continue
 			}
 			m.Installed = c.Installed
-			if c.Since != nil {
-				m.Since = c.Since.Time
+			if since := c.SinceOr(rep.Status.FirstSeen); since != nil {
+				m.Since = since.Time
 			}
 			if c.Ready != "" {
 				m.Ready = c.Ready
@@ -237,7 +237,7 @@ var rolloutInputChanged = predicate.Funcs{
 		}
 		return !slices.EqualFunc(o.Status.Components, n.Status.Components, func(a, b trainyardv1.ComponentStatus) bool {
 			return a.Name == b.Name && o.TrainOf(a.Name) == n.TrainOf(b.Name) && a.Installed == b.Installed && a.Ready == b.Ready &&
-				timeEqual(a.Since, b.Since) && timeEqual(a.ReadySince, b.ReadySince)
+				timeEqual(a.SinceOr(o.Status.FirstSeen), b.SinceOr(n.Status.FirstSeen)) && timeEqual(a.ReadySince, b.ReadySince)
 		})
 	},
 }

@@ -26,7 +26,7 @@ var _ = Describe("Writes", func() {
 		Eventually(stateOf(ns, "a", "router")).Should(Equal(trainyardv1.StateUpdateAvailable))
 		Eventually(stateOf(ns, "b", "router")).Should(Equal(trainyardv1.StateUpToDate))
 		for _, id := range []string{"a", "b"} {
-			Eventually(conditionOf(ns, id, trainyardv1.ConditionStale)).Should(Equal(metav1.ConditionFalse))
+			Eventually(conditionOf(ns, id, trainyardv1.ConditionReady)).Should(Equal(metav1.ConditionTrue))
 		}
 		Eventually(func() bool { return release(ns, "router.stable.v1.1.0").Status.Latest }).Should(BeTrue())
 		for _, name := range []string{"router.stable.v1.0.0", "router.stable.v1.1.0", "router.stable.nightly"} {

@@ -210,7 +210,7 @@ func components(r *trainyardv1.ClusterReport, state trainyardv1.ComponentState) 
 	var out []ComponentChange
 	for _, c := range r.Status.Components {
 		if c.State == state {
-			out = append(out, ComponentChange{Name: c.Name, Train: r.TrainOf(c.Name), Installed: c.Installed, Latest: c.Latest})
+			out = append(out, ComponentChange{Name: c.Name, Train: r.TrainOf(c.Name), Installed: c.Installed, Latest: c.GetLatest()})
 		}
 	}
 	return out

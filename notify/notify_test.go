@@ -315,10 +315,12 @@ var _ = Describe("notifications", func() {
 
 		const clusters = 1000
 		createReports(ns, clusters)
-		// Every report has been reconciled (checked in, not stale).
+		// Every report has been reconciled (checked in, not stale: Stale is
+		// absent until it is True).
 		Eventually(func(g Gomega) {
-			g.Expect(countReports(ns, trainyardv1.ConditionStale, metav1.ConditionFalse)).To(Equal(clusters))
+			g.Expect(countReports(ns, trainyardv1.ConditionReady, metav1.ConditionTrue)).To(Equal(clusters))
 		}, 2*time.Minute).Should(Succeed())
+		Expect(countReports(ns, trainyardv1.ConditionStale, metav1.ConditionFalse)).To(BeZero())
 
 		fakeClock.Step(staleThreshold + time.Second)
 		Eventually(func(g Gomega) {
@@ -363,7 +365,7 @@ var _ = Describe("notifications", func() {
 			DigestWindow: &metav1.Duration{Duration: time.Second}})
 		createReports(ns, 1)
 		key := client.ObjectKey{Namespace: ns, Name: "cluster-0000"}
-		Eventually(func() int { return countReports(ns, trainyardv1.ConditionStale, metav1.ConditionFalse) }).Should(Equal(1))
+		Eventually(func() int { return countReports(ns, trainyardv1.ConditionReady, metav1.ConditionTrue) }).Should(Equal(1))
 
 		// Other reports' clocks move too; this one is stale once.
 		fakeClock.Step(staleThreshold + time.Second)

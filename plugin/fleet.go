@@ -183,11 +183,15 @@ func cmpFleetRows(a, b FleetRow) int {
 	return strings.Compare(a.Cluster, b.Cluster)
 }
 
-// staleOf is the report's Stale condition's status, "Unknown" before the
-// controller has set it.
+// staleOf is the report's Stale condition's status: "False" when a
+// reconciled report has none (the cluster has never been stale), "Unknown"
+// before the controller has reconciled it.
 func staleOf(r *trainyardv1.ClusterReport) string {
 	if c := meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionStale); c != nil {
 		return string(c.Status)
+	}
+	if r.Status.Summary != nil {
+		return string(metav1.ConditionFalse)
 	}
 	return "Unknown"
 }

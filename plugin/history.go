@@ -94,7 +94,7 @@ func History(rep *trainyardv1.ClusterReport, component string) *HistoryView {
 			changes = []trainyardv1.VersionChange{}
 		}
 		v.Components = append(v.Components, ComponentHistory{Component: s.Name, Train: rep.TrainOf(s.Name), Running: s.Installed,
-			Since: s.Since, Changes: changes})
+			Since: s.SinceOr(rep.Status.FirstSeen), Changes: changes})
 	}
 	return v
 }

@@ -257,7 +257,7 @@ func Outdated(reports []trainyardv1.ClusterReport, cat *catalog, f OutdatedFilte
 			}
 			row := OutdatedRow{
 				Namespace: r.Namespace, Cluster: r.Spec.ClusterID, Component: c.Name, Train: train,
-				Running: c.Installed, Latest: c.Latest, Behind: BehindOf(c.Installed, c.Latest),
+				Running: c.Installed, Latest: c.GetLatest(), Behind: BehindOf(c.Installed, c.GetLatest()),
 				State: c.State, Stale: stale, LastSeen: r.Status.LastSeen,
 			}
 			if f.Behind != "" && row.Behind.rank() < f.Behind.rank() {

@@ -216,8 +216,9 @@ func createFleet(ctx context.Context) {
 			r.Spec.Components = append(r.Spec.Components, trainyardv1.ReportedComponent{Name: c.name, Train: c.train, Version: c.version, Type: "Deployment"})
 			cs := trainyardv1.ComponentStatus{Name: c.name, Installed: c.version, Latest: c.latest, State: c.state}
 			if rec, ok := recommendations[id+"/"+c.name]; ok {
-				cs.Recommended, cs.ComponentStatusDetails = rec.Recommended, rec.ComponentStatusDetails
+				cs.Recommended, cs.ComponentStatusDetails = rec.Recommended, rec.ComponentStatusDetails.DeepCopy()
 			}
+			cs.OmitDerived(nil) // stored as the controller stores it: the plugin reads through the getters
 			status = append(status, cs)
 			sum.Count(c.state)
 		}
@@ -226,14 +227,16 @@ func createFleet(ctx context.Context) {
 			metav1.SetMetaDataLabel(&r.ObjectMeta, trainyardv1.LabelStale, "true")
 		}
 		Expect(k8sClient.Create(ctx, r)).To(Succeed())
-		staleCond := metav1.Condition{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse, Reason: "CheckedIn",
-			Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: *ts(lastSeen), ObservedGeneration: r.Generation}
+		// Stale is there once the cluster has been stale (as the controller
+		// keeps it).
+		var conds []metav1.Condition
 		if stale {
-			staleCond.Status, staleCond.Reason, staleCond.Message = metav1.ConditionTrue, "NoRecentCheckIn", "no check-in within the stale threshold (25h0m0s)"
+			conds = append(conds, metav1.Condition{Type: trainyardv1.ConditionStale, Status: metav1.ConditionTrue, Reason: "NoRecentCheckIn",
+				Message: "no check-in within the stale threshold (25h0m0s)", LastTransitionTime: *ts(lastSeen), ObservedGeneration: r.Generation})
 		}
 		r.Status = trainyardv1.ClusterReportStatus{
 			ObservedGeneration: r.Generation, FirstSeen: ts("2026-06-01T00:00:00Z"), LastSeen: ts(lastSeen), CheckIns: 4200,
-			Components: status, Summary: sum, Conditions: []metav1.Condition{staleCond},
+			Components: status, Summary: sum, Conditions: conds,
 		}
 		Expect(k8sClient.Status().Update(ctx, r)).To(Succeed())
 	}

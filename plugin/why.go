@@ -123,7 +123,7 @@ func Why(rep *trainyardv1.ClusterReport, c trainyardv1.ReportedComponent, train 
 	var status trainyardv1.ComponentStatus
 	for _, s := range rep.Status.Components {
 		if s.Name == c.Name {
-			v.State, v.Latest, computed, status = s.State, s.Latest, true, s
+			v.State, v.Latest, computed, status = s.State, s.GetLatest(), true, s
 		}
 	}
 	if !computed || rep.Status.ObservedGeneration != rep.Generation {
@@ -252,6 +252,8 @@ func staleness(v *WhyView, rep *trainyardv1.ClusterReport, age func(*metav1.Time
 		last = fmt.Sprintf("last checked in %s ago (%s)", age(rep.Status.LastSeen), rep.Status.LastSeen.UTC().Format("2006-01-02T15:04:05Z"))
 	}
 	switch c := meta.FindStatusCondition(rep.Status.Conditions, trainyardv1.ConditionStale); {
+	case c == nil && rep.Status.Summary != nil: // Stale is there once it has been True
+		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s and has never been stale", last))
 	case c == nil:
 		v.Reasons = append(v.Reasons, fmt.Sprintf("the cluster %s; the controller has not yet said whether it is stale", last))
 	case c.Status == metav1.ConditionTrue:

@@ -96,11 +96,11 @@ type ClusterReportSpec struct {
 	Properties map[string]string `json:"properties,omitempty"`
 }
 
-// AnnotationCheckInsRecorded names the writer (the bridge, or an agent in
-// direct mode) that records a report's check-ins in its status. It is
-// informational: every report's creation is its first check-in, recorded by
-// whoever writes the empty check-in record first (the controller, or the
-// writer's first held check-in), under an optimistic lock.
+// AnnotationCheckInsRecorded named the writer (the bridge, or an agent in
+// direct mode) that records a report's check-ins. Reports created before
+// issue 32 carry it; nothing reads it, and new reports do without it: it was
+// informational, and 46 bytes of every report that every list of the fleet
+// sends (a report with credential annotations is the bridge's).
 const AnnotationCheckInsRecorded = "trainyard.dev/check-ins-recorded-by"
 
 // Field selectors (the CRD's selectableFields) for the questions a client
@@ -197,7 +197,10 @@ type ComponentStatus struct {
 	// installed is the version this state was computed for: the version
 	// the cluster runs, once the status has caught up with the spec.
 	Installed string `json:"installed"`
-	// latest is the train's latest version, if the train has one.
+	// latest is the train's latest version, if the train has one. It is
+	// stored only where it says more than the rest of the entry: absent, it
+	// is installed while the state is UpToDate, and recommended while the
+	// state is UpdateAvailable (read it with GetLatest).
 	// +optional
 	Latest string `json:"latest,omitempty"`
 	// state: UpToDate, UpdateAvailable, Retracted or Unknown.
@@ -208,7 +211,9 @@ type ComponentStatus struct {
 	// +optional
 	Recommended string `json:"recommended,omitempty"`
 	// since is when the installed version was first reported: the start of
-	// its soak on this cluster.
+	// its soak on this cluster. Absent, it is the report's firstSeen: the
+	// cluster has run this version since its first check-in (read it with
+	// SinceOr).
 	// +optional
 	Since *metav1.Time `json:"since,omitempty"`
 	// ready: Ready or NotReady; absent when the agent reports no readiness
@@ -236,6 +241,8 @@ type ComponentStatus struct {
 type ComponentStatusDetails struct {
 	// path is the hops from the installed version to recommended (the
 	// fewest, ties to the highest versions), the last being recommended.
+	// Absent while recommended is set, it is the one hop to recommended
+	// (read it with GetPath).
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	Path []string `json:"path,omitempty"`
@@ -308,6 +315,57 @@ func (c *ComponentStatus) Details() *ComponentStatusDetails {
 		c.ComponentStatusDetails = &ComponentStatusDetails{}
 	}
 	return c.ComponentStatusDetails
+}
+
+// GetLatest is the train's latest version as the controller computed it,
+// stored or not (see latest).
+func (c *ComponentStatus) GetLatest() string {
+	switch {
+	case c.Latest != "":
+		return c.Latest
+	case c.State == StateUpToDate:
+		return c.Installed
+	case c.State == StateUpdateAvailable:
+		return c.Recommended // StateOf: UpdateAvailable has a latest
+	}
+	return ""
+}
+
+// GetPath is the hops to recommended, stored or not (see path); nil when
+// there is no recommendation. It shadows ComponentStatusDetails.GetPath.
+func (c *ComponentStatus) GetPath() []string {
+	if p := c.ComponentStatusDetails.GetPath(); len(p) > 0 {
+		return p
+	}
+	if c.Recommended != "" {
+		return []string{c.Recommended} // a recommendation always has a path
+	}
+	return nil
+}
+
+// SinceOr is since, or firstSeen (the report's) when it is not stored.
+func (c *ComponentStatus) SinceOr(firstSeen *metav1.Time) *metav1.Time {
+	if c.Since != nil {
+		return c.Since
+	}
+	return firstSeen
+}
+
+// OmitDerived drops what the getters derive from the rest of the entry and
+// the report's firstSeen (GetLatest, GetPath, SinceOr), then empty details:
+// the form the controller stores. A report's bytes are what every list of
+// the fleet sends; these were 120 of a new 3-component report's (issue 32).
+func (c *ComponentStatus) OmitDerived(firstSeen *metav1.Time) {
+	if (c.State == StateUpToDate && c.Latest == c.Installed) || (c.State == StateUpdateAvailable && c.Latest == c.Recommended) {
+		c.Latest = ""
+	}
+	if d := c.ComponentStatusDetails; d != nil && len(d.Path) == 1 && d.Path[0] == c.Recommended {
+		d.Path = nil
+	}
+	if c.Since != nil && firstSeen != nil && c.Since.Equal(firstSeen) {
+		c.Since = nil
+	}
+	c.Compact()
 }
 
 // Compact drops empty details, so that a status computed anew equals

@@ -2,6 +2,8 @@ package v1alpha1_test
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"unsafe"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -55,5 +57,53 @@ var _ = Describe("ComponentStatus", func() {
 		Expect(equality.Semantic.DeepEqual(computed, back)).To(BeFalse(), "empty details differ from none")
 		computed.Compact()
 		Expect(equality.Semantic.DeepEqual(computed, back)).To(BeTrue())
+	})
+
+	It("stores nothing the getters derive, and reads every value back through them", func() {
+		first := metav1.Unix(1764928800, 0)
+		later := metav1.Unix(1764932400, 0)
+		path2 := &trainyardv1.ComponentStatusDetails{Path: []string{"1.1.0", "1.2.0"}}
+		for _, tc := range []struct {
+			name    string
+			in      trainyardv1.ComponentStatus
+			dropped []string // what OmitDerived leaves out
+		}{
+			{"up to date", trainyardv1.ComponentStatus{Name: "a", Installed: "1.2.0", Latest: "1.2.0", State: trainyardv1.StateUpToDate, Since: &first},
+				[]string{`"latest"`, `"since"`}},
+			{"up to date as v1.2.0 (kept: not the same string)", trainyardv1.ComponentStatus{Name: "a", Installed: "v1.2.0", Latest: "1.2.0", State: trainyardv1.StateUpToDate, Since: &later}, nil},
+			{"one hop to latest", trainyardv1.ComponentStatus{Name: "a", Installed: "1.0.0", Latest: "1.2.0", State: trainyardv1.StateUpdateAvailable,
+				Recommended: "1.2.0", Since: &first, ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"1.2.0"}}},
+				[]string{`"latest"`, `"path"`, `"since"`}},
+			{"two hops", trainyardv1.ComponentStatus{Name: "a", Installed: "1.0.0", Latest: "1.2.0", State: trainyardv1.StateUpdateAvailable,
+				Recommended: "1.2.0", ComponentStatusDetails: path2}, []string{`"latest"`}},
+			{"held below latest", trainyardv1.ComponentStatus{Name: "a", Installed: "1.0.0", Latest: "1.2.0", State: trainyardv1.StateUpdateAvailable,
+				Recommended: "1.1.0", ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"1.1.0"}}}, []string{`"path"`}},
+			{"behind, no way up", trainyardv1.ComponentStatus{Name: "a", Installed: "1.0.0", Latest: "1.2.0", State: trainyardv1.StateUpdateAvailable}, nil},
+			{"retracted", trainyardv1.ComponentStatus{Name: "a", Installed: "1.1.0", Latest: "1.2.0", State: trainyardv1.StateRetracted,
+				Recommended: "1.2.0", ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"1.2.0"}}}, []string{`"path"`}},
+			{"unknown, a recommendation but no latest yet", trainyardv1.ComponentStatus{Name: "a", Installed: "0.9.0", State: trainyardv1.StateUnknown,
+				Recommended: "1.2.0", ComponentStatusDetails: &trainyardv1.ComponentStatusDetails{Path: []string{"1.2.0"}}}, []string{`"path"`}},
+		} {
+			full, err := json.Marshal(tc.in)
+			Expect(err).NotTo(HaveOccurred())
+			stored := tc.in
+			stored.ComponentStatusDetails = tc.in.ComponentStatusDetails.DeepCopy()
+			stored.OmitDerived(&first)
+			raw, err := json.Marshal(stored)
+			Expect(err).NotTo(HaveOccurred())
+			for _, key := range []string{`"latest"`, `"path"`, `"since"`} {
+				if slices.Contains(tc.dropped, key) {
+					Expect(string(full)).To(ContainSubstring(key), tc.name)
+					Expect(string(raw)).NotTo(ContainSubstring(key), tc.name)
+				} else {
+					Expect(strings.Contains(string(raw), key)).To(Equal(strings.Contains(string(full), key)), "%s: %s", tc.name, key)
+				}
+			}
+			var back trainyardv1.ComponentStatus
+			Expect(json.Unmarshal(raw, &back)).To(Succeed())
+			Expect(back.GetLatest()).To(Equal(tc.in.GetLatest()), tc.name)
+			Expect(back.GetPath()).To(Equal(tc.in.GetPath()), tc.name)
+			Expect(back.SinceOr(&first)).To(Equal(tc.in.SinceOr(&first)), tc.name)
+		}
 	})
 })

@@ -166,17 +166,11 @@ type Authorizer func(cur *trainyardv1.ClusterReport) (annotations map[string]*st
 // CheckIn creates or updates the report and records the check-in; it
 // returns the report as stored, and whether the check-in changed nothing
 // (a heartbeat, held in memory). authorize (nil: anyone may) decides who
-// may write the report and what annotations come with the write. by names
-// the writer in v1.AnnotationCheckInsRecorded.
-func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, by string, authorize Authorizer) (stored *trainyardv1.ClusterReport, heartbeat bool, err error) {
+// may write the report and what annotations come with the write.
+func (s *Store) CheckIn(ctx context.Context, want *trainyardv1.ClusterReport, authorize Authorizer) (stored *trainyardv1.ClusterReport, heartbeat bool, err error) {
 	key := types.NamespacedName{Namespace: want.Namespace, Name: want.Name}
 	defer s.locks.Lock(key.String())()
 	want = want.DeepCopy()
-	if want.Annotations == nil {
-		want.Annotations = map[string]string{}
-	}
-	// The writer records every check-in itself, the first included.
-	want.Annotations[trainyardv1.AnnotationCheckInsRecorded] = by
 	now := metav1.NewTime(s.opts.Clock.Now().UTC().Truncate(time.Second)) // as the API stores times
 	if authorize == nil {
 		authorize = func(*trainyardv1.ClusterReport) (map[string]*string, error) { return nil, nil }

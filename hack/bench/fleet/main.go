@@ -128,7 +128,7 @@ func run(c config) error {
 		}
 		for _, c := range r.Status.Components {
 			if c.Name == target && c.State != "" {
-				return c.Latest, true
+				return c.GetLatest(), true
 			}
 		}
 		return "", false

@@ -308,10 +308,22 @@ func writeReport(ctx context.Context, c client.Client, i int) error {
 	if err := c.Create(ctx, r); err != nil {
 		return err
 	}
-	now := metav1.Now()
+	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	r.Status = trainyardv1.ClusterReportStatus{ObservedGeneration: r.Generation, FirstSeen: &now, LastSeen: &now, CheckIns: 1,
-		Components: status, Summary: sum, Conditions: []metav1.Condition{{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse,
-			Reason: "CheckedIn", Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: now}}}
+		Components: status, Summary: sum}
+	if legacy {
+		// As the controller stored a report before issue 32: Stale=False
+		// on every report, every component's latest and since.
+		r.Status.Conditions = []metav1.Condition{{Type: trainyardv1.ConditionStale, Status: metav1.ConditionFalse,
+			Reason: "CheckedIn", Message: "checked in within the stale threshold (25h0m0s)", LastTransitionTime: now}}
+		for i := range status {
+			status[i].Since = &now
+		}
+	} else {
+		for i := range status {
+			status[i].OmitDerived(&now) // as the controller stores it
+		}
+	}
 	if err := c.Status().Update(ctx, r); err != nil || legacy {
 		return err
 	}

@@ -183,7 +183,8 @@ spec:
 		}
 		// Not before the threshold (less a persist interval and a flush
 		// tick), and by the threshold plus a few seconds of reconcile.
-		Consistently(stale, time.Until(last.Add(50*time.Second-6*time.Second)), time.Second).Should(Equal("False"))
+		// (Absent while the cluster has never been stale.)
+		Consistently(stale, time.Until(last.Add(50*time.Second-6*time.Second)), time.Second).ShouldNot(Equal("True"))
 		Eventually(stale, time.Until(last.Add(50*time.Second+10*time.Second)), time.Second).Should(Equal("True"), func() string {
 			out, _ := kubectl("get", "clusterreport", "goes-quiet", "-o", "jsonpath={.status}")
 			return fmt.Sprintf("last check-in %s, now %s, status %s", last.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339), out)
