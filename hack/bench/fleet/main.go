@@ -420,7 +420,9 @@ func slim(obj any) (any, error) {
 	out.Status.Summary = r.Status.Summary
 	for _, c := range r.Status.Components {
 		if c.Name == target {
-			out.Status.Components = []trainyardv1.ComponentStatus{{Name: c.Name, State: c.State, Latest: c.Latest}}
+			// What GetLatest derives latest from, when it is not stored.
+			out.Status.Components = []trainyardv1.ComponentStatus{{Name: c.Name, Installed: c.Installed, State: c.State,
+				Latest: c.Latest, Recommended: c.Recommended}}
 		}
 	}
 	return out, nil
