@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/kubernetes"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
@@ -77,6 +78,7 @@ var _ = Describe("a stored report's size", func() {
 		Expect(rep.Annotations).NotTo(HaveKey(trainyardv1.AnnotationCredentialUnused))
 		Expect(rep.ManagedFields).To(BeEmpty(), "the webhook clears them at creation, and no write brings them back")
 		Expect(rep.Labels).To(BeEmpty(), "no labels: a client selects on the summary's counts")
+		Expect(meta.FindStatusCondition(rep.Status.Conditions, trainyardv1.ConditionStale)).To(BeNil(), "never stale: no Stale condition")
 
 		// What is left out is what the getters derive: nothing is lost.
 		Expect(rep.Status.Components).To(HaveLen(3))

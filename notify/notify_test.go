@@ -320,7 +320,6 @@ var _ = Describe("notifications", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(countReports(ns, trainyardv1.ConditionReady, metav1.ConditionTrue)).To(Equal(clusters))
 		}, 2*time.Minute).Should(Succeed())
-		Expect(countReports(ns, trainyardv1.ConditionStale, metav1.ConditionFalse)).To(BeZero())
 
 		fakeClock.Step(staleThreshold + time.Second)
 		Eventually(func(g Gomega) {
