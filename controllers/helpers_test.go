@@ -163,8 +163,14 @@ func settled(ns, id string) *trainyardv1.ClusterReport {
 		g.Expect(r).NotTo(BeNil())
 		g.Expect(r.Status.ObservedGeneration).To(Equal(r.Generation))
 		g.Expect(meta.FindStatusCondition(r.Status.Conditions, trainyardv1.ConditionReady)).NotTo(BeNil())
+		// Stale as the clock says, from the last check-in: a report the
+		// controller saw before the check-in's status write went stale, and
+		// recovers in a write after it.
+		g.Expect(r.Status.LastSeen).NotTo(BeNil())
+		stale := meta.IsStatusConditionTrue(r.Status.Conditions, trainyardv1.ConditionStale)
+		g.Expect(stale).To(Equal(fakeClock.Since(r.Status.LastSeen.Time) >= staleThreshold))
 		_, labelled := r.Labels[trainyardv1.LabelStale]
-		g.Expect(labelled).To(Equal(meta.IsStatusConditionTrue(r.Status.Conditions, trainyardv1.ConditionStale)))
+		g.Expect(labelled).To(Equal(stale))
 	}).Should(Succeed())
 	return r
 }
