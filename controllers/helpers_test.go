@@ -127,14 +127,28 @@ func checkIn(ns, id string, comps ...trainyardv1.ReportedComponent) *trainyardv1
 		// A merge patch: the controller may write the status meanwhile.
 		Expect(k8sClient.Patch(suiteCtx, r, client.MergeFrom(old))).To(Succeed())
 	}
-	before := r.DeepCopy()
-	now := metav1.NewTime(fakeClock.Now())
-	if r.Status.FirstSeen == nil {
-		r.Status.FirstSeen = &now
-	}
-	r.Status.LastSeen = &now
-	r.Status.CheckIns++
-	Expect(k8sClient.Status().Patch(suiteCtx, r, client.MergeFrom(before))).To(Succeed())
+	// The check-in's record, over the report as stored and under an
+	// optimistic lock, as the bridge writes it: the controller may have
+	// recorded the creation (firstSeen) meanwhile, and a patch from the
+	// object as created would overwrite it.
+	Eventually(func() error {
+		cur := &trainyardv1.ClusterReport{}
+		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(r), cur); err != nil {
+			return err
+		}
+		before := cur.DeepCopy()
+		now := metav1.NewTime(fakeClock.Now())
+		if cur.Status.FirstSeen == nil {
+			cur.Status.FirstSeen = &now
+		}
+		cur.Status.LastSeen = &now
+		cur.Status.CheckIns++
+		if err := k8sClient.Status().Patch(suiteCtx, cur, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return err
+		}
+		r = cur
+		return nil
+	}).Should(Succeed())
 	return r
 }
 
