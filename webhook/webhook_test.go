@@ -1,6 +1,8 @@
 package webhook_test
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -16,6 +18,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	trainyardv1 "github.com/trainyard-dev/trainyard/api/v1alpha1"
+	"github.com/trainyard-dev/trainyard/internal/testenv"
 )
 
 func namespace() string {
@@ -112,26 +115,50 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(err.Error()).To(ContainSubstring("at least 1 chars long"))
 	})
 
-	It("validates a report's writes that change its spec or annotations, and is not called for a label patch", func() {
-		calls := func() float64 {
+	It("drops a new report's managedFields in the API server (the admission policy), so the mutating webhook is not called; without the policy, the webhook does it", func() {
+		mutateCalls := func() float64 { return webhookCalls("/mutate-trainyard-dev-v1alpha1-clusterreport") }
+		n := 0
+		create := func() *trainyardv1.ClusterReport {
 			GinkgoHelper()
-			families, err := ctrlmetrics.Registry.Gather()
-			Expect(err).NotTo(HaveOccurred())
-			n := 0.0
-			for _, f := range families {
-				if f.GetName() != "controller_runtime_webhook_requests_total" {
-					continue
-				}
-				for _, m := range f.GetMetric() {
-					for _, l := range m.GetLabel() {
-						if l.GetName() == "webhook" && l.GetValue() == "/validate-trainyard-dev-v1alpha1-clusterreport" {
-							n += m.GetCounter().GetValue()
-						}
-					}
-				}
-			}
-			return n
+			n++
+			id := fmt.Sprintf("policy-%d", n)
+			rep := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
+				Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}}}
+			Expect(k8sClient.Create(ctx, rep)).To(Succeed())
+			Expect(rep.ManagedFields).To(BeEmpty(), "cleared at creation")
+			return rep
 		}
+		// The policy is in place (testenv installs config/webhook/policy.yaml,
+		// as the chart does); the API server may take a moment to load it.
+		Eventually(func() float64 {
+			before := mutateCalls()
+			create()
+			return mutateCalls() - before
+		}).Should(BeZero(), "the policy cleared them before the webhook's matchConditions were evaluated")
+		before := mutateCalls()
+		create()
+		Expect(mutateCalls()).To(Equal(before), "not called for a creation")
+
+		// A hub without the policy (Kubernetes before 1.36, or the chart's
+		// admissionPolicies.enabled=false): the webhook clears them.
+		binding := &unstructured.Unstructured{}
+		binding.SetAPIVersion("admissionregistration.k8s.io/v1")
+		binding.SetKind("MutatingAdmissionPolicyBinding")
+		binding.SetName("clusterreport-managed-fields")
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(binding), binding)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, binding)).To(Succeed())
+		DeferCleanup(func() {
+			Expect(testenv.InstallPolicies(context.Background(), k8sClient)).To(Succeed())
+		})
+		Eventually(func() float64 {
+			before := mutateCalls()
+			create()
+			return mutateCalls() - before
+		}).Should(BeNumerically(">=", 1), "the webhook is called once the policy is gone, and clears them")
+	})
+
+	It("validates a report's writes that change its spec or annotations, and is not called for a label patch", func() {
+		calls := func() float64 { return webhookCalls("/validate-trainyard-dev-v1alpha1-clusterreport") }
 		var validating admissionregistrationv1.ValidatingWebhookConfigurationList
 		Expect(k8sClient.List(ctx, &validating)).To(Succeed())
 		var conds []admissionregistrationv1.MatchCondition
@@ -293,3 +320,24 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(warnings.take()).To(BeEmpty())
 	})
 })
+
+// webhookCalls is how often this suite's webhook server answered path.
+func webhookCalls(path string) float64 {
+	GinkgoHelper()
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	n := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_webhook_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && l.GetValue() == path {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}

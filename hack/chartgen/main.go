@@ -63,6 +63,9 @@ func run(config, out string) error {
 	if files["webhooks.yaml"], err = webhooks(filepath.Join(config, "webhook", "manifests.yaml")); err != nil {
 		return err
 	}
+	if files["admission-policies.yaml"], err = policies(filepath.Join(config, "webhook", "policy.yaml")); err != nil {
+		return err
+	}
 	// Remove what a previous run wrote and this one did not (a deleted CRD).
 	old, _ := filepath.Glob(filepath.Join(out, "*.yaml"))
 	for _, p := range old {
@@ -515,6 +518,55 @@ metadata:
     cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "trainyard.fullname" . }}-webhook
   {{- end }}
 %s`, kind, suffix, text)
+	}
+	b.WriteString("{{- end }}\n")
+	return b.String(), nil
+}
+
+// policies writes the admission policies of config/webhook/policy.yaml,
+// named after the release. The API server serves them from Kubernetes 1.36
+// (admissionregistration.k8s.io/v1); on an older one the chart leaves them
+// out and the webhook does their work. Against a cluster, Helm lists its
+// kinds ("v1/Namespace" among them) and the list decides; `helm template`
+// without one lists group-versions only, and --kube-version decides.
+func policies(path string) (string, error) {
+	docs, err := readDocs(path)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, header, path)
+	b.WriteString(`{{- $api := .Capabilities.APIVersions }}` + "\n" +
+		`{{- $served := or ($api.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")` +
+		` (and (not ($api.Has "v1/Namespace")) (semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version)) }}` + "\n" +
+		`{{- if and .Values.manager.enabled .Values.admissionPolicies.enabled $served }}` + "\n")
+	for i, d := range docs {
+		kind, _ := d["kind"].(string)
+		meta, _ := d["metadata"].(map[string]any)
+		name, _ := meta["name"].(string)
+		spec, _ := d["spec"].(map[string]any)
+		if d["apiVersion"] != "admissionregistration.k8s.io/v1" || name == "" || spec == nil ||
+			(kind != "MutatingAdmissionPolicy" && kind != "MutatingAdmissionPolicyBinding") {
+			return "", fmt.Errorf("%s: unexpected %s %q", path, kind, name)
+		}
+		if policy, ok := spec["policyName"].(string); ok {
+			spec["policyName"] = "__FULLNAME__-" + policy
+		}
+		text, err := body(map[string]any{"spec": spec})
+		if err != nil {
+			return "", err
+		}
+		text = strings.ReplaceAll(text, "__FULLNAME__", `{{ include "trainyard.fullname" . }}`)
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		fmt.Fprintf(&b, `apiVersion: admissionregistration.k8s.io/v1
+kind: %s
+metadata:
+  name: {{ include "trainyard.fullname" . }}-%s
+  labels:
+    {{- include "trainyard.labels" . | nindent 4 }}
+%s`, kind, name, text)
 	}
 	b.WriteString("{{- end }}\n")
 	return b.String(), nil

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -66,7 +68,49 @@ func InstallWebhooks(ctx context.Context, c client.Client, path string, port int
 			return fmt.Errorf("%s: %w", u.GetName(), err)
 		}
 	}
+	// The admission policies beside them (policy.yaml), as the chart
+	// installs both. An older commit's configuration (a benchmark's
+	// before) has none beside it.
+	if p := filepath.Join(filepath.Dir(path), "policy.yaml"); fileExists(p) {
+		return InstallPoliciesFrom(ctx, c, p)
+	}
 	return nil
+}
+
+// InstallPolicies creates the admission policies of config/webhook/policy.yaml
+// (the MutatingAdmissionPolicy that drops a report's managedFields in the
+// API server), as the chart does on Kubernetes >= 1.36.
+func InstallPolicies(ctx context.Context, c client.Client) error {
+	return InstallPoliciesFrom(ctx, c, filepath.Join(RepoRoot(), "config", "webhook", "policy.yaml"))
+}
+
+// InstallPoliciesFrom creates the objects of path as they are, or updates
+// them to that (a dev control plane's data outlives its runs).
+func InstallPoliciesFrom(ctx context.Context, c client.Client, path string) error {
+	objs, err := ReadObjects(path)
+	if err != nil {
+		return err
+	}
+	for _, u := range objs {
+		err := c.Create(ctx, u)
+		if apierrors.IsAlreadyExists(err) {
+			cur := &unstructured.Unstructured{}
+			cur.SetGroupVersionKind(u.GroupVersionKind())
+			if err = c.Get(ctx, client.ObjectKeyFromObject(u), cur); err == nil {
+				u.SetResourceVersion(cur.GetResourceVersion())
+				err = c.Update(ctx, u)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // RemoveWebhooks deletes what InstallWebhooks created, if it is there.

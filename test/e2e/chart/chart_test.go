@@ -448,6 +448,39 @@ var _ = Describe("helm template", func() {
 		Expect(webhookRules).To(Equal(1))
 	})
 
+	It("has the API server drop reports' managedFields with the admission policy where it serves one (Kubernetes >= 1.36), and the webhook elsewhere", func() {
+		_, objs := render("edge", "edge-system")
+		policy := find(objs, "MutatingAdmissionPolicy", "edge-trainyard-clusterreport-managed-fields")
+		binding := find(objs, "MutatingAdmissionPolicyBinding", "edge-trainyard-clusterreport-managed-fields")
+		Expect(binding.Object["spec"]).To(Equal(map[string]any{"policyName": policy.GetName()}))
+		source, err := testenv.ReadObjects(filepath.Join(testenv.RepoRoot(), "config", "webhook", "policy.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(source[0].GetKind()).To(Equal("MutatingAdmissionPolicy"))
+		Expect(policy.Object["spec"]).To(Equal(source[0].Object["spec"]), "the policy of config/webhook/policy.yaml")
+		// The webhook stays: it does the work where the policy is not run.
+		Expect(webhookConfigurations(objs)).To(ContainElement("edge-trainyard-mutating-webhook-configuration"))
+
+		count := func(args ...string) int {
+			GinkgoHelper()
+			out, err := exec.Command(helmBin, append([]string{"template", "x", chartDir}, args...)...).CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), "%s", out)
+			n := 0
+			for _, o := range parse(string(out)) {
+				if strings.HasPrefix(o.GetKind(), "MutatingAdmissionPolicy") {
+					n++
+				}
+			}
+			return n
+		}
+		Expect(count("--kube-version", "1.36.0")).To(Equal(2))
+		Expect(count("--kube-version", "1.35.4")).To(BeZero(), "before the API is served")
+		Expect(count("--kube-version", kubeVersion, "--set", "admissionPolicies.enabled=false")).To(BeZero())
+		// Against a cluster Helm lists its kinds, and the list decides.
+		Expect(count("--kube-version", kubeVersion, "--api-versions", "v1/Namespace")).To(BeZero(), "a cluster with the API turned off")
+		Expect(count("--kube-version", "1.35.4", "--api-versions", "v1/Namespace",
+			"--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")).To(Equal(2))
+	})
+
 	It("renders every option", func() {
 		_, objs := render("full", "full-system", "-f", allOpts)
 		Expect(kinds(objs)).To(ContainElements("Certificate", "Issuer", "ServiceMonitor", "PrometheusRule",
