@@ -11,13 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/onsi/ginkgo/v2"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -59,36 +56,13 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 		err = InstallPolicies(context.Background(), c)
 	}
 	if err == nil {
-		err = waitPolicies(c)
+		err = WaitPolicies(c)
 	}
 	if err != nil {
 		_ = env.Stop()
 		return nil, fmt.Errorf("installing the admission policies: %w", err)
 	}
 	return cfg, nil
-}
-
-// waitPolicies waits until the API server runs the report policy. It runs
-// a policy for a custom resource only once it has the resource's schema
-// (polled every 5 s), and until then refuses the writes the policy matches
-// with 503. No webhook is served yet, so a dry-run create of a report fails
-// either way; where it fails tells: at the validating webhook once the
-// policy has cleared the managedFields (the mutating one's matchConditions
-// skip it), at the mutating webhook before the policy is loaded.
-func waitPolicies(c client.Client) error {
-	probe := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "trainyard.dev/v1alpha1", "kind": "ClusterReport",
-		"metadata": map[string]any{"namespace": "default", "name": "policy-probe"},
-		"spec":     map[string]any{"clusterID": "policy-probe"},
-	}}
-	var err error
-	if wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		err = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
-		return err != nil && strings.Contains(err.Error(), `"vclusterreport.trainyard.dev"`), nil
-	}) != nil {
-		return fmt.Errorf("the API server did not run the report policy within a minute; a dry-run create: %v", err)
-	}
-	return nil
 }
 
 // UnitOnly is the reason a suite gives for not running under -short.

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -72,7 +74,34 @@ func InstallWebhooks(ctx context.Context, c client.Client, path string, port int
 	// installs both. An older commit's configuration (a benchmark's
 	// before) has none beside it.
 	if p := filepath.Join(filepath.Dir(path), "policy.yaml"); fileExists(p) {
-		return InstallPoliciesFrom(ctx, c, p)
+		if err := InstallPoliciesFrom(ctx, c, p); err != nil {
+			return err
+		}
+		return WaitPolicies(c)
+	}
+	return nil
+}
+
+// WaitPolicies waits until the API server runs the report policy. It runs
+// a policy for a custom resource only once it has the resource's schema
+// (polled every 5 s), and until then refuses the writes the policy matches
+// with 503. Called before the webhook is served, a dry-run create of a
+// report fails either way, and where it fails tells: at the validating
+// webhook once the policy has cleared the managedFields (the mutating one's
+// matchConditions skip it), at the mutating webhook before the policy is
+// loaded. (A served webhook admits it: nothing to wait for.)
+func WaitPolicies(c client.Client) error {
+	probe := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "trainyard.dev/v1alpha1", "kind": "ClusterReport",
+		"metadata": map[string]any{"namespace": "default", "name": "policy-probe"},
+		"spec":     map[string]any{"clusterID": "policy-probe"},
+	}}
+	var err error
+	if wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		return err == nil || strings.Contains(err.Error(), `"vclusterreport.trainyard.dev"`), nil
+	}) != nil {
+		return fmt.Errorf("the API server did not run the report policy within a minute; a dry-run create: %v", err)
 	}
 	return nil
 }
