@@ -118,29 +118,25 @@ var _ = Describe("the webhook, called by the API server", func() {
 	It("drops a new report's managedFields in the API server (the admission policy), so the mutating webhook is not called; without the policy, the webhook does it", func() {
 		mutateCalls := func() float64 { return webhookCalls("/mutate-trainyard-dev-v1alpha1-clusterreport") }
 		n := 0
-		create := func() *trainyardv1.ClusterReport {
-			GinkgoHelper()
+		// callsFor is how often a creation called the mutating webhook.
+		callsFor := func(g Gomega) float64 {
 			n++
 			id := fmt.Sprintf("policy-%d", n)
 			rep := &trainyardv1.ClusterReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
 				Spec: trainyardv1.ClusterReportSpec{ClusterID: id, Components: []trainyardv1.ReportedComponent{{Name: "router", Version: "v1.0.0"}}}}
-			Expect(k8sClient.Create(ctx, rep)).To(Succeed())
-			Expect(rep.ManagedFields).To(BeEmpty(), "cleared at creation")
-			return rep
-		}
-		// The policy is in place (testenv installs config/webhook/policy.yaml,
-		// as the chart does); the API server may take a moment to load it.
-		Eventually(func() float64 {
 			before := mutateCalls()
-			create()
+			g.Expect(k8sClient.Create(ctx, rep)).To(Succeed())
+			g.Expect(rep.ManagedFields).To(BeEmpty(), "cleared at creation")
 			return mutateCalls() - before
-		}).Should(BeZero(), "the policy cleared them before the webhook's matchConditions were evaluated")
-		before := mutateCalls()
-		create()
-		Expect(mutateCalls()).To(Equal(before), "not called for a creation")
+		}
+		// The policy is in place and run (testenv.Start installs
+		// config/webhook/policy.yaml, as the chart does, and waits for it).
+		Expect(callsFor(Default)).To(BeZero(), "the policy cleared them before the webhook's matchConditions were evaluated")
+		Expect(callsFor(Default)).To(BeZero())
 
 		// A hub without the policy (Kubernetes before 1.36, or the chart's
-		// admissionPolicies.enabled=false): the webhook clears them.
+		// admissionPolicies.enabled=false): the webhook clears them. The
+		// API server drops the binding from its own informer a moment later.
 		binding := &unstructured.Unstructured{}
 		binding.SetAPIVersion("admissionregistration.k8s.io/v1")
 		binding.SetKind("MutatingAdmissionPolicyBinding")
@@ -149,12 +145,9 @@ var _ = Describe("the webhook, called by the API server", func() {
 		Expect(k8sClient.Delete(ctx, binding)).To(Succeed())
 		DeferCleanup(func() {
 			Expect(testenv.InstallPolicies(context.Background(), k8sClient)).To(Succeed())
+			Eventually(callsFor).Should(BeZero(), "the policy runs again for the specs after this one")
 		})
-		Eventually(func() float64 {
-			before := mutateCalls()
-			create()
-			return mutateCalls() - before
-		}).Should(BeNumerically(">=", 1), "the webhook is called once the policy is gone, and clears them")
+		Eventually(callsFor).Should(BeNumerically(">=", 1), "the webhook is called once the policy is gone, and clears them")
 	})
 
 	It("validates a report's writes that change its spec or annotations, and is not called for a label patch", func() {

@@ -89,7 +89,7 @@ func InstallWebhooks(ctx context.Context, c client.Client, path string, port int
 // report fails either way, and where it fails tells: at the validating
 // webhook once the policy has cleared the managedFields (the mutating one's
 // matchConditions skip it), at the mutating webhook before the policy is
-// loaded. (A served webhook admits it: nothing to wait for.)
+// loaded. So it is called before the manager starts.
 func WaitPolicies(c client.Client) error {
 	probe := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "trainyard.dev/v1alpha1", "kind": "ClusterReport",
@@ -99,7 +99,7 @@ func WaitPolicies(c client.Client) error {
 	var err error
 	if wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		err = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
-		return err == nil || strings.Contains(err.Error(), `"vclusterreport.trainyard.dev"`), nil
+		return err != nil && strings.Contains(err.Error(), `"vclusterreport.trainyard.dev"`), nil
 	}) != nil {
 		return fmt.Errorf("the API server did not run the report policy within a minute; a dry-run create: %v", err)
 	}

@@ -1423,6 +1423,9 @@ var _ = Describe("helm install, upgrade and uninstall against a real API server"
 		Expect(token).NotTo(BeEmpty())
 		Expect(kubectl("-n", "trainyard-system", "get", "deployment", "trainyard", "-o", "jsonpath={.spec.replicas}")).To(Equal("2"))
 		Expect(kubectl("-n", "trainyard-system", "get", "deployment", "trainyard-bridge", "-o", "jsonpath={.spec.replicas}")).To(Equal("2"))
+		// Helm asks the cluster which kinds it serves: this one serves the policy.
+		Expect(kubectl("get", "mutatingadmissionpolicybinding", "trainyard-clusterreport-managed-fields", "-o", "jsonpath={.spec.policyName}")).
+			To(Equal("trainyard-clusterreport-managed-fields"))
 
 		helmIn("upgrade", "trainyard", chartDir, "-n", "trainyard-system", "--set", "replicaCount=3")
 		Expect(kubectl("-n", "trainyard-system", "get", "secret", "trainyard-registration", "-o", "jsonpath={.data.token}")).
