@@ -503,21 +503,12 @@ func webhooks(path string) (string, error) {
 		for k, v := range webhookValues {
 			text = strings.ReplaceAll(text, k, v)
 		}
-		if i > 0 {
-			b.WriteString("---\n")
-		}
-		fmt.Fprintf(&b, `apiVersion: admissionregistration.k8s.io/v1
-kind: %s
-metadata:
-  name: {{ include "trainyard.fullname" . }}-%s
-  labels:
-    {{- include "trainyard.labels" . | nindent 4 }}
-  {{- if .Values.webhook.certManager.enabled }}
+		admissionObject(&b, i, kind, suffix, `  {{- if .Values.webhook.certManager.enabled }}
   annotations:
     # cert-manager's cainjector fills in the CA bundle; otherwise the manager does.
     cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "trainyard.fullname" . }}-webhook
   {{- end }}
-%s`, kind, suffix, text)
+`, text)
 	}
 	b.WriteString("{{- end }}\n")
 	return b.String(), nil
@@ -557,17 +548,24 @@ func policies(path string) (string, error) {
 			return "", err
 		}
 		text = strings.ReplaceAll(text, "__FULLNAME__", `{{ include "trainyard.fullname" . }}`)
-		if i > 0 {
-			b.WriteString("---\n")
-		}
-		fmt.Fprintf(&b, `apiVersion: admissionregistration.k8s.io/v1
+		admissionObject(&b, i, kind, name, "", text)
+	}
+	b.WriteString("{{- end }}\n")
+	return b.String(), nil
+}
+
+// admissionObject writes the i-th admissionregistration.k8s.io/v1 object of
+// a template, named after the release, with more metadata lines and its
+// body.
+func admissionObject(b *strings.Builder, i int, kind, name, metadata, body string) {
+	if i > 0 {
+		b.WriteString("---\n")
+	}
+	fmt.Fprintf(b, `apiVersion: admissionregistration.k8s.io/v1
 kind: %s
 metadata:
   name: {{ include "trainyard.fullname" . }}-%s
   labels:
     {{- include "trainyard.labels" . | nindent 4 }}
-%s`, kind, name, text)
-	}
-	b.WriteString("{{- end }}\n")
-	return b.String(), nil
+%s%s`, kind, name, metadata, body)
 }
